@@ -1,0 +1,1 @@
+"""Palimpsest engine: models, scoring, searches, store. Knows nothing of Gradio, Plotly or HTML."""
