@@ -1,0 +1,167 @@
+"""Benchmarks that measure ratios side by side in one run (never timed tests: machines are noisy).
+
+`bench_scoring`: one REER step on real data. A HelloBench reference (~1k tokens), a
+trajectory of 10 paragraphs, K = 4 candidates for one segment. Times, round by round:
+  naive   one plain fp32 forward per candidate, batch 1, full logits (what a first version does)
+  engine  the default path: bf16 + shared prefix + cascade attention, fp32 re-check of close calls
+  fp32    the engine's exact path: shared prefix + cascade attention + head only where needed
+and reports medians of per-round ratios, whether the engine's decisions (best candidate and
+full order) equal naive fp32's at every step measured, and the largest difference in mean
+log-prob. Also the CPU's matmul peak, to read the absolute speeds against.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from core.fastscore import naive_logprobs
+from core.scoring import ScoringConfig, build_request, score_candidates, summarize
+from core.lm import TokenLogprobs
+
+HELLOBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hellobench"
+
+_OPENERS = [
+    "Let me think about what this piece has to do before I write a word.",
+    "Hmm, the reader needs a reason to care early on, so",
+    "Wait, I should check the structure again:",
+    "Maybe the strongest move here is to be concrete:",
+    "I keep coming back to one question:",
+    "Now for the middle stretch.",
+    "Actually, the tone matters more than I first thought.",
+    "One risk is repeating myself, so",
+    "Before the ending, I want one more turn:",
+    "Finally, the close.",
+]
+
+
+def hellobench_pairs(root: Path = HELLOBENCH) -> list[dict]:
+    path = root / "heuristic_text_generation_claude35_responses.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: HelloBench data not found; pass --data DIR")
+    return [json.loads(line) for line in path.open()]
+
+
+def _words(text: str, n: int, start: int = 0) -> str:
+    words = re.findall(r"[A-Za-z][A-Za-z'-]+", text)
+    return " ".join(words[start:start + n])
+
+
+def planning_trajectory(query: str, reference: str, n: int = 10) -> list[str]:
+    """A deterministic ~10-paragraph planning monologue built from the task and the answer's topics."""
+    paras = [p for p in reference.split("\n\n") if p.strip()] or [reference]
+    segs = []
+    for i in range(n):
+        p = paras[i * len(paras) // n]
+        segs.append(
+            f"{_OPENERS[i]} This part is about {_words(p, 9)}. I want it to feel specific, "
+            f"with a detail like {_words(p, 6, 9)}, and it has to serve the task: {_words(query, 10, i)}. "
+            f"If that sounds flat, I can sharpen it by asking what the reader would doubt here."
+        )
+    return segs
+
+
+def candidates_for(segment: str, reference: str, k: int = 4) -> list[str]:
+    """K rewrites of a segment of varied length (like REER candidates: richer, reflective)."""
+    extra = [
+        "",
+        " Hmm, maybe I am rushing this; a concrete example would carry it better than a claim.",
+        " Wait, that contradicts what I planned earlier. Let me weigh both options: the first is"
+        f" safer, the second is livelier, and {_words(reference, 12, 40)} suggests the livelier one."
+        " So I will keep the detail and cut the generalities.",
+        " Let me slow down. What does the reader already know at this point, and what would surprise"
+        f" them? Perhaps {_words(reference, 15, 80)}. I also need a transition that does not announce"
+        " itself. Maybe a question, or a short sentence after a long one. Yes, that rhythm works,"
+        " and it keeps the paragraph from sounding like a list of points I had to cover.",
+    ]
+    return [segment + extra[i % len(extra)] for i in range(k)]
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def model_flops(model, n_tokens: int, n_head_positions: int) -> float:
+    """Linear-layer FLOPs of a forward (attention scores left out): 2 * params * tokens + head."""
+    emb = model.get_input_embeddings().weight
+    body = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and p.dim() == 2)
+    head = emb.numel()
+    return 2.0 * body * n_tokens + 2.0 * head * n_head_positions
+
+
+def _order(values: list[float]) -> list[int]:
+    return sorted(range(len(values)), key=lambda i: (values[i], i))
+
+
+def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps=(2, 8),
+                  item: int = 0, log=print) -> dict:
+    """Run the benchmark (module docstring); returns the result dict (also printed by the CLI)."""
+    pairs = hellobench_pairs()
+    rec = pairs[item]
+    query, reference = rec["instruction"], rec["response"]
+    segs = planning_trajectory(query, reference)
+    cfg = ScoringConfig(template="chat", precision="auto")
+    cfg32 = ScoringConfig(template="chat", precision="fp32")
+    steps = [segment] * rounds + list(extra_steps)
+    rows = []
+    with torch.inference_mode():
+        for r, seg in enumerate(steps):
+            cands = candidates_for(segs[seg], reference, k)
+            reqs = [build_request(lm, query, segs[:seg] + [c] + segs[seg + 1:], reference, cfg) for c in cands]
+            t0 = time.perf_counter()
+            naive = []
+            for req in reqs:
+                ctx = [t for p in req.context for t in lm.encode(p)]
+                cont = lm.encode(req.continuation)
+                lps = naive_logprobs(lm.model, ctx + cont, len(ctx), device=lm.device)
+                naive.append(summarize(TokenLogprobs([], lps, len(ctx)), cfg.clip_min, "fp32", False))
+            t1 = time.perf_counter()
+            fast = score_candidates(lm, query, segs, seg, cands, reference, cfg)
+            t2 = time.perf_counter()
+            exact = score_candidates(lm, query, segs, seg, cands, reference, cfg32)
+            t3 = time.perf_counter()
+            n_tokens = sum(len([t for p in q.context for t in lm.encode(p)]) + len(lm.encode(q.continuation)) for q in reqs)
+            rows.append(dict(
+                segment=seg, naive_s=t1 - t0, engine_s=t2 - t1, fp32_s=t3 - t2, tokens=n_tokens,
+                scored=sum(s.n_tokens for s in naive),
+                match=_order([s.score for s in fast]) == _order([s.score for s in naive]),
+                fp32_match=_order([s.score for s in exact]) == _order([s.score for s in naive]),
+                diff=max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(fast, naive)),
+                fp32_diff=max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(exact, naive)),
+                rechecked=sum(s.precision == "fp32" for s in fast),
+                gap=min(abs(a.score - b.score) for i, a in enumerate(naive) for b in naive[i + 1:]),
+            ))
+            row = rows[-1]
+            log(f"step {r + 1}/{len(steps)} (segment {seg}): naive {row['naive_s']:.2f}s  engine {row['engine_s']:.2f}s"
+                f"  fp32 {row['fp32_s']:.2f}s  order match {row['match']}  re-checked {row['rechecked']}/{k}"
+                f"  closest gap {row['gap']:.2e}")
+    timed = [r for r in rows if r["segment"] == segment]
+    peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    naive_med = statistics.median(r["naive_s"] for r in timed)
+    flops = model_flops(lm.model, timed[0]["tokens"], timed[0]["tokens"])
+    return {
+        "speedup": statistics.median(r["naive_s"] / r["engine_s"] for r in timed),
+        "decisions_match": all(r["match"] for r in rows),
+        "max_abs_diff": max(r["diff"] for r in rows),
+        "fp32_speedup": statistics.median(r["naive_s"] / r["fp32_s"] for r in timed),
+        "fp32_decisions_match": all(r["fp32_match"] for r in rows),
+        "fp32_max_abs_diff": max(r["fp32_diff"] for r in rows),
+        "naive_s": naive_med,
+        "engine_s": statistics.median(r["engine_s"] for r in timed),
+        "fp32_s": statistics.median(r["fp32_s"] for r in timed),
+        "k": k, "segment": segment, "rounds": rounds, "steps_checked": len(rows),
+        "tokens_per_step": timed[0]["tokens"], "scored_tokens_per_candidate": timed[0]["scored"] // k,
+        "rechecked_fp32": sum(r["rechecked"] for r in rows),
+        "naive_gflops": flops / naive_med / 1e9,
+        "matmul_peak_gflops_fp32": peak32, "matmul_peak_gflops_bf16": peak16,
+        "model": lm.name, "threads": torch.get_num_threads(),
+    }

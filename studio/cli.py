@@ -1,0 +1,163 @@
+"""The `palimpsest` command: app, score, bench. Thin: parses arguments, calls core, prints.
+
+Every user error ends as one readable line on stderr and exit status 2; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from core.lm import DEFAULT_MODEL, LMError  # noqa: E402  (env first: nothing phones home)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples.jsonl"
+
+
+class CLIError(Exception):
+    """A user error to print as one line."""
+
+
+def _load(spec: str, dtype: str = "float32"):
+    from core.lm import load_lm
+
+    print(f"loading model {spec} ({dtype})...", file=sys.stderr)
+    return load_lm(spec, dtype=dtype)
+
+
+# ---- app -------------------------------------------------------------------------------------
+
+def cmd_app(args) -> int:
+    from studio.app import launch_app
+
+    auth = args.auth or os.environ.get("PALIMPSEST_AUTH")
+    if auth and ":" not in auth:
+        raise CLIError("--auth must look like USER:PASSWORD")
+    launch_app(host=args.host, port=args.port, model=args.model,
+               auth=tuple(auth.split(":", 1)) if auth else None, samples_path=str(SAMPLES))
+    return 0
+
+
+# ---- score -----------------------------------------------------------------------------------
+
+def cmd_score(args) -> int:
+    from tqdm import tqdm
+
+    from core.items import InputError, read_jsonl
+    from core.scoring import ScoringConfig, ScoringError, score
+
+    try:
+        items, problems = read_jsonl(args.input)
+    except InputError as exc:
+        raise CLIError(str(exc)) from None
+    for p in problems:
+        print(f"skipped {p}", file=sys.stderr)
+    if problems and args.strict:
+        raise CLIError(f"{len(problems)} bad line(s) in {args.input}; fix them or drop --strict to skip them")
+    if not items:
+        raise CLIError(f"{args.input}: no usable lines (each needs 'query' and 'reference')")
+    lm = _load(args.model, args.dtype)
+    cfg = ScoringConfig(template=args.template, skip_first_segment=args.skip_first_segment,
+                        precision="bf16" if args.dtype == "bfloat16" else "fp32",
+                        truncate="left" if args.truncate_left else "error")
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    failed = 0
+    try:
+        for item in tqdm(items, desc="scoring", unit="item", file=sys.stderr, disable=not sys.stderr.isatty() and not args.progress):
+            try:
+                s = score(lm, item.query, item.thinking, item.reference, cfg)
+            except (ScoringError, LMError) as exc:
+                failed += 1
+                print(f"skipped {args.input} id {item.id}: {exc}", file=sys.stderr)
+                if args.strict:
+                    raise CLIError(f"id {item.id}: {exc}") from None
+                continue
+            row = {"id": item.id, "n_tokens": s.n_tokens, "mean_logprob": round(s.mean_logprob, 6),
+                   "ppl": round(s.ppl, 4), "score": round(s.score, 6)}
+            if s.truncated:
+                row["truncated_context_tokens"] = s.truncated
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"scored {len(items) - failed} item(s); skipped {len(problems) + failed}", file=sys.stderr)
+    return 1 if failed and len(items) == failed else 0
+
+
+# ---- bench -----------------------------------------------------------------------------------
+
+def cmd_bench(args) -> int:
+    from core.bench import bench_scoring
+
+    if args.what != "scoring":
+        raise CLIError(f"unknown benchmark '{args.what}'; available: scoring")
+    lm = _load(args.model)
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    result = bench_scoring(lm, rounds=args.rounds, k=args.k, segment=args.segment, log=log)
+    if not args.json:
+        print(f"engine (bf16 + prefix + cascade, fp32 re-check): {result['speedup']:.2f}x naive fp32; "
+              f"decisions match: {result['decisions_match']}; max |diff| {result['max_abs_diff']:.1e}")
+        print(f"fp32-exact engine path: {result['fp32_speedup']:.2f}x naive; max |diff| {result['fp32_max_abs_diff']:.1e}")
+        print(f"naive fp32 ran at {result['naive_gflops']:.0f} GFLOP/s; matmul peak here "
+              f"{result['matmul_peak_gflops_fp32']:.0f} (fp32) / {result['matmul_peak_gflops_bf16']:.0f} (bf16) GFLOP/s")
+    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))
+    return 0
+
+
+# ---- wiring ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="palimpsest", description="Make thinking trajectories for writing.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("app", help="start the studio in the browser")
+    a.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    a.add_argument("--port", type=int, default=7860)
+    a.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
+    a.add_argument("--db", default=None, help="SQLite database (used once the full studio lands)")
+    a.add_argument("--auth", default=None, help="USER:PASSWORD to require a login (or env PALIMPSEST_AUTH)")
+    a.set_defaults(func=cmd_app)
+
+    s = sub.add_parser("score", help="perplexity of references given query (+ thinking)")
+    s.add_argument("--input", required=True, help="JSONL: query, optional thinking, reference, optional id")
+    s.add_argument("--model", default=DEFAULT_MODEL)
+    s.add_argument("--template", choices=["chat", "none"], default="chat")
+    s.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    s.add_argument("--out", default=None, help="output JSONL (default: stdout)")
+    s.add_argument("--skip-first-segment", action="store_true", help="leave the reference's first segment unscored")
+    s.add_argument("--truncate-left", action="store_true", help="drop context tokens from the left when too long")
+    s.add_argument("--strict", action="store_true", help="fail on the first bad line instead of skipping it")
+    s.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    s.set_defaults(func=cmd_score)
+
+    b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
+    b.add_argument("what", choices=["scoring"], help="which benchmark")
+    b.add_argument("--model", default=DEFAULT_MODEL)
+    b.add_argument("--rounds", type=int, default=3)
+    b.add_argument("--k", type=int, default=4, help="candidates per step")
+    b.add_argument("--segment", type=int, default=5, help="segment whose candidates are timed")
+    b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, LMError, FileNotFoundError) as exc:
+        print(f"palimpsest {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; everything written so far is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

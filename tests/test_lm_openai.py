@@ -1,0 +1,398 @@
+"""Tests for core.lm_openai against a PROTOCOL DOUBLE of a vLLM server.
+
+The server started here is not a model: it is a small http.server that speaks vLLM's wire
+format (/v1/models, /v1/chat/completions, /v1/completions with echo + logprobs, /tokenize,
+/detokenize) with deterministic fake answers, so the client's parsing, request bodies, error
+handling and boundary arithmetic can be checked fast and without a GPU. Its "tokenizer" splits
+text into words that carry their leading whitespace; a word's log-prob is derived from its
+characters (`fake_logprob`). Like vLLM, `text_offset` is the running sum of token-string
+lengths, so a BOS token with text (mode "bos") shifts every offset.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from core.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, load_lm
+from core.lm_openai import VLLM_COMMAND, OpenAILM, cut_at_stop, parse_spec, pick_continuation
+
+MODEL = "fake/Model-1B"
+OTHER = "fake/Other"
+MAX_MODEL_LEN = 64  # in fake tokens (words)
+
+
+def fake_tokens(text: str) -> list[str]:
+    """The double's tokenizer: words with their leading whitespace; trailing whitespace alone."""
+    toks = re.findall(r"\s*\S+", text)
+    rest = text[len("".join(toks)):]
+    return toks + ([rest] if rest else [])
+
+
+def fake_logprob(token: str) -> float:
+    return -round((sum(ord(c) for c in token) % 97) / 10 + 0.1, 4)
+
+
+def render_chat(messages: list[dict], add_generation_prompt: bool) -> str:
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+class State:
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.mode: set[str] = set()  # "bos", "garbage", "no_tokenize", "slow", "no_models"
+        self.resets_left = 0  # drop this many connections without answering
+        self.bodies: list[tuple[str, dict]] = []
+        self.headers: list[dict] = []
+        self.lock = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    state: State  # set on the subclass made by the fixture
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status: int, payload) -> None:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        try:
+            self.wfile.write(raw)
+        except OSError:
+            pass
+
+    def _error(self, status: int, message: str, kind: str = "BadRequestError") -> None:
+        self._send(status, {"object": "error", "message": message, "type": kind, "param": None, "code": status})
+
+    def _intercept(self) -> bool:
+        st = self.state
+        with st.lock:
+            st.headers.append(dict(self.headers))
+            if st.resets_left > 0:
+                st.resets_left -= 1
+                self.close_connection = True
+                return True  # close without a response: the client sees RemoteDisconnected
+        if "slow" in st.mode:
+            time.sleep(1.5)
+        if "garbage" in st.mode:
+            self._send(200, b"<html>502 Bad Gateway</html>")
+            return True
+        return False
+
+    def do_GET(self):
+        if self._intercept():
+            return
+        if self.path == "/v1/models" and "no_models" not in self.state.mode:
+            self._send(200, {"object": "list", "data": [
+                {"id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, "max_model_len": MAX_MODEL_LEN},
+                {"id": OTHER, "object": "model", "owned_by": "vllm", "root": OTHER},
+            ]})
+        else:
+            self._error(404, "Not Found", "NotFoundError")
+
+    def do_POST(self):
+        if self._intercept():
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        with self.state.lock:
+            self.state.bodies.append((self.path, body))
+        if body.get("model") not in (MODEL, OTHER):
+            return self._error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        route = {
+            "/v1/chat/completions": self.chat,
+            "/v1/completions": self.completions,
+            "/tokenize": self.tokenize,
+            "/detokenize": self.detokenize,
+        }.get(self.path)
+        if route is None or (self.path in ("/tokenize", "/detokenize") and "no_tokenize" in self.state.mode):
+            return self._error(404, "Not Found", "NotFoundError")
+        route(body)
+
+    def chat(self, body):
+        n = body.get("n", 1)
+        # like some servers, this double ignores `stop`: the client must cut
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": f"reply {i} seed={body.get('seed')}\nSTOP tail"},
+             "finish_reason": "length"}
+            for i in range(n)
+        ]
+        self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                         "choices": list(reversed(choices))})  # out of order on purpose
+
+    def completions(self, body):
+        text = body["prompt"]
+        toks = fake_tokens(text)
+        lps: list = [None] + [fake_logprob(t) for t in toks[1:]]
+        if "bos" in self.state.mode:
+            toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
+        if len(toks) + body.get("max_tokens", 16) > MAX_MODEL_LEN:
+            return self._error(400, (
+                f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, you requested "
+                f"{len(toks) + 1} tokens ({len(toks)} in the messages, 1 in the completion). "
+                "Please reduce the length of the messages or completion."))
+        gen = " zzz"
+        all_toks, all_lps = toks + [gen], lps + [-0.5]
+        offsets, pos = [], 0
+        for t in all_toks:
+            offsets.append(pos)
+            pos += len(t)
+        self._send(200, {
+            "id": "cmpl-1", "object": "text_completion", "model": body["model"],
+            "choices": [{"index": 0, "text": text + gen, "finish_reason": "length",
+                         "logprobs": {"tokens": all_toks, "token_logprobs": all_lps, "text_offset": offsets,
+                                      "top_logprobs": [None] + [{} for _ in all_toks[1:]]}}],
+            "usage": {"prompt_tokens": len(toks), "completion_tokens": 1, "total_tokens": len(toks) + 1},
+        })
+
+    def tokenize(self, body):
+        text = render_chat(body["messages"], body.get("add_generation_prompt", True))
+        ids = [ord(c) for c in text]
+        self._send(200, {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None})
+
+    def detokenize(self, body):
+        self._send(200, {"prompt": "".join(chr(i) for i in body["tokens"])})
+
+
+@pytest.fixture(scope="module")
+def server():
+    state = State()
+    handler = type("BoundHandler", (Handler,), {"state": state})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, state
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def double(server, monkeypatch):
+    """(base URL, state) with a clean state and no API key in the environment."""
+    srv, state = server
+    state.reset()
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("PALIMPSEST_API_KEY", raising=False)
+    monkeypatch.delenv("PALIMPSEST_SERVER_TIMEOUT", raising=False)
+    return f"http://127.0.0.1:{srv.server_address[1]}/v1", state
+
+
+@pytest.fixture
+def lm(double) -> OpenAILM:
+    base, _ = double
+    return OpenAILM.from_spec(f"{base}#{MODEL}")
+
+
+# ---- spec -------------------------------------------------------------------------------------
+
+
+def test_parse_spec_forms():
+    s = parse_spec("http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct")
+    assert (s.base, s.root, s.model) == ("http://localhost:8000/v1", "http://localhost:8000", "Qwen/Qwen2.5-7B-Instruct")
+    s = parse_spec("openai:https://gpu.example:443/v1/")
+    assert (s.base, s.root, s.model) == ("https://gpu.example:443/v1", "https://gpu.example:443", None)
+    assert parse_spec("http://h:1").base == "http://h:1/v1"
+    with pytest.raises(ModelNotFound):
+        parse_spec("openai:gpt-4o")
+
+
+def test_load_lm_without_model_takes_first_listed(double):
+    base, _ = double
+    lm = load_lm(base)
+    assert isinstance(lm, OpenAILM)
+    assert lm.model == MODEL and lm.name == base
+    assert lm.max_length == MAX_MODEL_LEN  # from max_model_len
+
+
+def test_named_model_and_default_length(double):
+    base, _ = double
+    lm = load_lm(f"openai:{base}#{OTHER}")
+    assert lm.model == OTHER and lm.name == f"openai:{base}#{OTHER}"
+    assert lm.max_length == 4096  # /models entry without max_model_len
+
+
+def test_unknown_model_names_what_is_offered(double):
+    base, _ = double
+    with pytest.raises(ModelNotFound, match=re.escape(MODEL)):
+        load_lm(f"{base}#nope/nope")
+
+
+def test_model_named_when_server_has_no_models_endpoint(double):
+    base, state = double
+    state.mode.add("no_models")
+    lm = load_lm(f"{base}#{MODEL}")
+    assert lm.model == MODEL and lm.max_length == 4096
+    with pytest.raises(ModelNotFound, match="#model-name"):
+        load_lm(base)
+
+
+def test_api_key_sent_as_bearer(double, monkeypatch):
+    base, state = double
+    monkeypatch.setenv("PALIMPSEST_API_KEY", "sekrit")
+    load_lm(base)
+    assert state.headers[-1].get("Authorization") == "Bearer sekrit"
+
+
+# ---- generate ---------------------------------------------------------------------------------
+
+
+def test_generate_returns_n_in_order_and_sends_settings(lm, double):
+    _, state = double
+    cfg = GenerationConfig(max_new_tokens=33, temperature=0.7, top_p=0.9, n=3, stop=("STOP",), seed=11)
+    out = lm.generate([{"role": "user", "content": "hi"}], cfg)
+    assert out == [f"reply {i} seed=11\n" for i in range(3)]  # index order, cut at the stop string
+    path, body = state.bodies[-1]
+    assert path == "/v1/chat/completions"
+    assert body == {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 33,
+                    "temperature": 0.7, "top_p": 0.9, "n": 3, "stop": ["STOP"], "seed": 11}
+
+
+def test_generate_without_seed_omits_it(lm, double):
+    _, state = double
+    lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=1, extra={"top_k": 5}))
+    body = state.bodies[-1][1]
+    assert "seed" not in body and body["top_k"] == 5
+
+
+def test_cut_at_stop_earliest():
+    assert cut_at_stop("a END b STOP", ("STOP", "END")) == "a "
+    assert cut_at_stop("abc", ()) == "abc"
+
+
+# ---- loglikelihood ----------------------------------------------------------------------------
+
+
+def test_loglikelihood_boundaries_and_order(lm, double):
+    _, state = double
+    reqs = [
+        ScoreRequest(("Hello",), " world again"),  # clean boundary
+        ScoreRequest(("Hello ",), "world"),  # the space stays in the context; " world" straddles
+        ScoreRequest(("The cat", " sat"), "ting quietly"),  # " satting" straddles
+        ScoreRequest(("One two three four",), " five"),
+    ]
+    out = lm.loglikelihood(reqs)
+    assert [r.tokens for r in out] == [[" world", " again"], [" world"], [" satting", " quietly"], [" five"]]
+    assert [r.context_tokens for r in out] == [1, 1, 2, 4]
+    for r in out:
+        assert r.logprobs == [fake_logprob(t) for t in r.tokens]
+        assert r.truncated == 0
+    sent = [b for p, b in state.bodies if p == "/v1/completions"]
+    assert sorted(b["prompt"] for b in sent) == sorted("".join(r.context) + r.continuation for r in reqs)
+    assert all(b["echo"] is True and b["max_tokens"] == 1 and b["logprobs"] == 0 and b["temperature"] == 0 for b in sent)
+
+
+def test_loglikelihood_many_requests_keep_order(lm):
+    reqs = [ScoreRequest((f"w{i} x{i}",), f" y{i} z{i}") for i in range(20)]
+    out = lm.loglikelihood(reqs, precision="bf16")  # precision is ignored by servers
+    assert [r.tokens for r in out] == [[f" y{i}", f" z{i}"] for i in range(20)]
+
+
+def test_loglikelihood_with_bos_text_keeps_boundary(lm, double):
+    _, state = double
+    state.mode.add("bos")  # vLLM-like: "<s>" listed first, offsets counted from its text
+    out = lm.loglikelihood([ScoreRequest(("Hello ",), "world"), ScoreRequest(("a b",), " c.")])
+    assert [r.tokens for r in out] == [[" world"], [" c."]]
+    assert [r.context_tokens for r in out] == [2, 3]  # the BOS token is context
+    # first context word now has a log-prob, but only the continuation is returned
+    assert out[0].logprobs == [fake_logprob(" world")]
+
+
+def test_pick_continuation_without_usage_uses_offsets():
+    toks, lps, offs = ["Hi", " there", " zzz"], [None, -1.0, -0.5], [0, 2, 8]
+    assert pick_continuation(toks, lps, offs, context_len=3, text_len=8) == ([" there"], [-1.0], 1)
+    assert pick_continuation(toks, lps, offs, context_len=2, text_len=8) == ([" there"], [-1.0], 1)
+
+
+def test_continuation_at_first_token_is_an_error(lm):
+    with pytest.raises(LMError, match="non-empty context"):
+        lm.loglikelihood([ScoreRequest((), "Hello world")])
+
+
+def test_empty_continuation_rejected(lm):
+    with pytest.raises(LMError, match="empty continuation"):
+        lm.loglikelihood([ScoreRequest(("a",), "")])
+
+
+def test_too_long_becomes_context_too_long(lm):
+    long = " ".join(["word"] * (MAX_MODEL_LEN + 5))
+    with pytest.raises(ContextTooLong, match="maximum context length"):
+        lm.loglikelihood([ScoreRequest((long,), " end")])
+
+
+# ---- chat_text --------------------------------------------------------------------------------
+
+
+def test_chat_text_round_trip_and_cache(lm, double):
+    _, state = double
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo ✓"}]
+    assert lm.chat_text(msgs) == render_chat(msgs, True)
+    assert lm.chat_text(msgs, add_generation_prompt=False) == render_chat(msgs, False)
+    n_calls = len(state.bodies)
+    assert lm.chat_text(msgs) == render_chat(msgs, True)
+    assert len(state.bodies) == n_calls  # cached
+    tok_body = next(b for p, b in state.bodies if p == "/tokenize")
+    assert tok_body == {"model": MODEL, "messages": msgs, "add_generation_prompt": True}
+
+
+def test_chat_text_without_tokenize_endpoint(lm, double):
+    _, state = double
+    state.mode.add("no_tokenize")
+    with pytest.raises(LMError, match="/tokenize.*template 'none'"):
+        lm.chat_text([{"role": "user", "content": "x"}])
+
+
+# ---- transport failures -----------------------------------------------------------------------
+
+
+def test_dead_port_names_the_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(LMError) as err:
+        load_lm(f"{url}#m")
+    assert url in str(err.value) and "vllm serve" in str(err.value)
+
+
+def test_unparsable_reply_is_an_lmerror(lm, double):
+    _, state = double
+    state.mode.add("garbage")
+    with pytest.raises(LMError, match="not JSON"):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig())
+
+
+def test_one_reset_is_retried_two_are_not(lm, double):
+    _, state = double
+    state.resets_left = 1
+    assert lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(seed=1)) == ["reply 0 seed=1\nSTOP tail"]
+    state.resets_left = 2
+    with pytest.raises(LMError, match="/chat/completions"):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig())
+
+
+def test_timeout_is_an_lmerror(double, monkeypatch):
+    base, state = double
+    monkeypatch.setenv("PALIMPSEST_SERVER_TIMEOUT", "0.3")
+    lm = load_lm(f"{base}#{MODEL}")
+    assert lm.timeout == 0.3
+    state.mode.add("slow")
+    with pytest.raises(LMError, match="within 0.3 s"):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig())
+
+
+def test_vllm_command_is_documented():
+    import core.lm_openai as mod
+
+    assert VLLM_COMMAND.startswith("vllm serve ") and VLLM_COMMAND in mod.__doc__
