@@ -6,13 +6,15 @@ score = -mean (a log-perplexity between 0 and 2; lower is better).
 
 Templates (how x, z, y become one token sequence; only y's tokens are scored):
 - `chat`: the model's chat template with user = x, then the assistant turn
-  `<think>\n{z}\n</think>\n<answer>\n{y}\n</answer>`. The header, each segment of z (with its
-  "\n\n" separator) and the bridge `\n</think>\n<answer>\n` are separate pieces, tokenized
+  `<think>\n{z}\n</think>\n<answer>\n{y}\n</answer>`. The header, each segment of z (led by
+  its "\n\n" separator) and the bridge `\n</think>\n<answer>\n` are separate pieces, tokenized
   one by one (see core.lm), so y's first token never merges with the text before it and
-  candidates that share the first segments share their token prefix exactly.
+  candidates that share the first segments share their token prefix exactly. Pieces are cut
+  where byte-level BPE cuts anyway, so the ids equal those of the joined text (tested).
 - `none`: context = x + z concatenated exactly as given (no separator is added), continuation
   = y; context and continuation are tokenized separately and joined (lm-evaluation-harness).
-Option `skip_first_segment`: y's first segment moves into the context and is not scored.
+Option `skip_first_segment`: y's first segment moves into the context and is not scored (the
+"\n\n" after it is scored with the rest).
 
 `score_candidates` is REER's hot loop: K trajectories that differ in one segment. With
 precision "auto" it scores them all in bf16, then re-scores in fp32 every candidate whose
@@ -88,8 +90,10 @@ def build_request(lm: LM, query: str, segments: Sequence[str], reference: str, c
     if not reference.strip():
         raise ScoringError("the reference is empty: nothing to score")
     segments = [s for s in segments if s.strip()]
-    body = tuple(s + SEP for s in segments[:-1]) + tuple(segments[-1:])
+    # the separator leads the next segment: "text" | "\n\nNext" tokenizes as the joined text does
+    body = tuple(segments[:1]) + tuple(SEP + s for s in segments[1:])
     if cfg.template == "chat":
+        reference = reference.strip()
         head = lm.chat_text([{"role": "user", "content": query}], add_generation_prompt=True) + THINK_OPEN
         if body:
             pieces = (head,) + body[:-1] + (body[-1] + BRIDGE,)
@@ -104,9 +108,8 @@ def build_request(lm: LM, query: str, segments: Sequence[str], reference: str, c
     if cfg.skip_first_segment:
         ref_segs = split_segments(reference)
         if len(ref_segs) > 1:
-            first = ref_segs[0] + SEP
-            pieces = pieces + (first,)
-            reference = SEP.join(ref_segs[1:])
+            pieces = pieces + (ref_segs[0],)
+            reference = SEP + SEP.join(ref_segs[1:])  # the separator is scored with the rest
     return ScoreRequest(pieces, reference)
 
 

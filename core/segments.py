@@ -14,10 +14,10 @@ _FENCE = re.compile(r"^\s*(```|~~~|\$\$)")
 
 
 def answer_part(text: str) -> str:
-    """If `text` holds a think block, the answer after `</think>`; else the text itself."""
+    """If `text` holds a think block, the answer after `</think>` (stripped); else `text` as is."""
     if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    return text.strip()
+        return text.rsplit("</think>", 1)[1].strip()
+    return text
 
 
 def _blocks(text: str, splitter: str) -> list[str]:

@@ -1,0 +1,109 @@
+"""Scoring on the real built-in model: the measurement everything else stands on."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from core.fastscore import naive_logprobs
+from core.lm import ContextTooLong, ScoreRequest
+from core.scoring import ScoringConfig, ScoringError, build_request, score, score_candidates, score_many
+from core.segments import split_segments
+
+pytestmark = pytest.mark.model
+SAMPLES = [json.loads(l) for l in open(Path(__file__).parents[1] / "data" / "samples.jsonl")]
+FP32 = ScoringConfig(precision="fp32")
+
+
+def test_scrambled_reference_is_far_less_expected(builtin_lm):
+    s = SAMPLES[0]
+    words = s["reference"].split()
+    random.Random(0).shuffle(words)
+    real = score(builtin_lm, s["query"], s["thinking"], s["reference"], FP32)
+    scrambled = score(builtin_lm, s["query"], s["thinking"], " ".join(words), FP32)
+    assert real.ppl < 100 and scrambled.ppl > 10 * real.ppl
+    assert 0 <= real.score < scrambled.score <= 2
+
+
+def test_relevant_thinking_lowers_perplexity_against_unrelated(builtin_lm):
+    items, chosen = [], SAMPLES[:5]
+    for i, s in enumerate(chosen):
+        other = SAMPLES[(i + 3) % len(SAMPLES)]
+        items += [(s["query"], s["thinking"], s["reference"]), (s["query"], other["thinking"], s["reference"])]
+    scores = score_many(builtin_lm, items, FP32)
+    wins = [scores[2 * i].ppl < scores[2 * i + 1].ppl for i in range(len(chosen))]
+    assert sum(wins) >= len(chosen) - 1, wins
+
+
+def test_batched_and_prefix_cached_equal_one_at_a_time(builtin_lm):
+    s = SAMPLES[1]
+    segs = split_segments(s["thinking"])
+    cands = [segs[2], segs[2] + " Hmm, maybe the storm should come earlier.", "Wait, that is wrong.", segs[0]]
+    batched = score_candidates(builtin_lm, s["query"], segs, 2, cands, s["reference"], FP32)
+    for cand, got in zip(cands, batched):
+        req = build_request(builtin_lm, s["query"], segs[:2] + [cand] + segs[3:], s["reference"], FP32)
+        ctx = [t for p in req.context for t in builtin_lm.encode(p)]
+        lps = naive_logprobs(builtin_lm.model, ctx + builtin_lm.encode(req.continuation), len(ctx))
+        assert got.n_tokens == len(lps)
+        assert abs(got.mean_logprob - sum(lps) / len(lps)) < 1e-4
+
+
+def test_auto_precision_keeps_fp32_order(builtin_lm):
+    s = SAMPLES[2]
+    segs = split_segments(s["thinking"])
+    cands = [segs[1] + tail for tail in ("", " Hmm.", " Wait, maybe not.", " Let me think again about the father.")]
+    fast = score_candidates(builtin_lm, s["query"], segs, 1, cands, s["reference"], ScoringConfig())
+    exact = score_candidates(builtin_lm, s["query"], segs, 1, cands, s["reference"], FP32)
+    order = lambda xs: sorted(range(len(xs)), key=lambda i: xs[i].score)
+    assert order(fast) == order(exact)
+    assert max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(fast, exact)) < 1e-2
+
+
+def test_chat_template_scores_exactly_the_reference_tokens(builtin_lm):
+    s = SAMPLES[3]
+    got = score(builtin_lm, s["query"], s["thinking"], s["reference"], FP32, keep_tokens=True)
+    assert "".join(got.tokens) == s["reference"].strip()
+    req = build_request(builtin_lm, s["query"], split_segments(s["thinking"]), s["reference"], FP32)
+    text = "".join(req.context)
+    assert text.endswith("\n</think>\n<answer>\n") and "<think>\n" in text
+    # piecewise tokenization (what makes prefix sharing exact) equals tokenizing the joined text
+    pieces = list(req.context) + [req.continuation]
+    assert sum((builtin_lm.encode(p) for p in pieces), []) == builtin_lm.encode("".join(pieces))
+
+
+def test_none_template_joins_context_exactly_as_given(builtin_lm):
+    cfg = ScoringConfig(template="none", precision="fp32")
+    req = build_request(builtin_lm, "Q: write a haiku.", ["I plan a haiku."], "Snow on the cedar", cfg)
+    assert "".join(req.context) == "Q: write a haiku.I plan a haiku."
+    got = score(builtin_lm, "Q: write a haiku.", "", " Snow on the cedar", cfg, keep_tokens=True)
+    assert "".join(got.tokens) == " Snow on the cedar"  # the space stays with the continuation
+
+
+def test_skip_first_segment_scores_fewer_tokens(builtin_lm):
+    s = SAMPLES[0]
+    full = score(builtin_lm, s["query"], s["thinking"], s["reference"], FP32)
+    rest = score(builtin_lm, s["query"], s["thinking"], s["reference"], ScoringConfig(precision="fp32", skip_first_segment=True))
+    assert 0 < rest.n_tokens < full.n_tokens
+
+
+def test_answer_after_think_block_is_what_gets_scored(builtin_lm):
+    s = SAMPLES[0]
+    a = score(builtin_lm, s["query"], "", s["reference"], FP32)
+    b = score(builtin_lm, s["query"], "", "<think>old notes</think>\n" + s["reference"], FP32)
+    assert a.n_tokens == b.n_tokens and abs(a.mean_logprob - b.mean_logprob) < 1e-6
+
+
+def test_bad_inputs_get_clear_errors(builtin_lm):
+    with pytest.raises(ScoringError, match="reference is empty"):
+        score(builtin_lm, "q", "", "   ", FP32)
+    with pytest.raises(ScoringError, match="template"):
+        score(builtin_lm, "q", "", "y", ScoringConfig(template="jinja"))
+    long_ctx = "word " * 9000
+    with pytest.raises(ContextTooLong, match="exceed"):
+        score(builtin_lm, long_ctx, "", "The end.", FP32)
+    cut = score(builtin_lm, long_ctx, "", "The end.", ScoringConfig(precision="fp32", truncate="left"))
+    assert cut.truncated > 0 and cut.n_tokens >= 3
+    with pytest.raises(ContextTooLong):
+        builtin_lm.loglikelihood([ScoreRequest(("a",), "word " * 9000)], truncate="left")
