@@ -1,0 +1,61 @@
+"""Helpers for tests that launch the studio for real: a free port, a launched app, a browser.
+
+Nothing here downloads: the browser is Debian's /usr/bin/chromium (apt-get install -y chromium),
+driven by Python playwright, with host resolution pinned so it only reaches 127.0.0.1.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+VIEWPORT = {"width": 1280, "height": 800}
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched(app):
+    """Serve a built Blocks on a free local port; yields its URL; closes it afterwards."""
+    from studio.app import serve
+
+    _, url, _ = serve(app, port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield url.rstrip("/") + "/"
+    finally:
+        app.close()
+
+
+def client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def has_chromium() -> bool:
+    return os.path.exists(CHROMIUM)
+
+
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A 1280x800 page of headless Chromium at `url` (skips are the caller's job)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
