@@ -1,7 +1,8 @@
 """Benchmarks that measure ratios side by side in one run (never timed tests: machines are noisy).
 
 `bench_scoring`: one REER step on real data. A HelloBench reference (~1k tokens), a
-trajectory of 10 paragraphs, K = 4 candidates for one segment. Times, round by round:
+trajectory of 10 paragraphs, K = 4 candidates for one segment, written by the model itself
+from a rewrite prompt (seeded), as REER's candidates are. Times, round by round:
   naive   one plain fp32 forward per candidate, batch 1, full logits (what a first version does)
   engine  the default path: bf16 + shared prefix + cascade attention, fp32 re-check of close calls
   fp32    the engine's exact path: shared prefix + cascade attention + head only where needed
@@ -65,20 +66,15 @@ def planning_trajectory(query: str, reference: str, n: int = 10) -> list[str]:
     return segs
 
 
-def candidates_for(segment: str, reference: str, k: int = 4) -> list[str]:
-    """K rewrites of a segment of varied length (like REER candidates: richer, reflective)."""
-    extra = [
-        "",
-        " Hmm, maybe I am rushing this; a concrete example would carry it better than a claim.",
-        " Wait, that contradicts what I planned earlier. Let me weigh both options: the first is"
-        f" safer, the second is livelier, and {_words(reference, 12, 40)} suggests the livelier one."
-        " So I will keep the detail and cut the generalities.",
-        " Let me slow down. What does the reader already know at this point, and what would surprise"
-        f" them? Perhaps {_words(reference, 15, 80)}. I also need a transition that does not announce"
-        " itself. Maybe a question, or a short sentence after a long one. Yes, that rhythm works,"
-        " and it keeps the paragraph from sounding like a list of points I had to cover.",
-    ]
-    return [segment + extra[i % len(extra)] for i in range(k)]
+def candidates_for(lm, query: str, segment: str, k: int = 4, seed: int = 0, max_new_tokens: int = 160) -> list[str]:
+    """K rewrites of a segment written by the model itself, seeded (real REER-like candidates)."""
+    from core.lm import GenerationConfig
+    from core.prompts import render
+
+    msg = [{"role": "user", "content": render("rewrite_segment", task=query[:600], segment=segment)}]
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.85, n=k, seed=seed)
+    out = [c.strip() for c in lm.generate(msg, cfg)]
+    return [c if c else segment for c in out]
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
@@ -112,10 +108,12 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
     cfg = ScoringConfig(template="chat", precision="auto")
     cfg32 = ScoringConfig(template="chat", precision="fp32")
     steps = [segment] * rounds + list(extra_steps)
+    log(f"writing {k} candidates per step with {lm.name} (not timed)...")
+    pool = {seg: candidates_for(lm, query, segs[seg], k, seed=seg) for seg in sorted(set(steps))}
     rows = []
     with torch.inference_mode():
         for r, seg in enumerate(steps):
-            cands = candidates_for(segs[seg], reference, k)
+            cands = pool[seg]
             reqs = [build_request(lm, query, segs[:seg] + [c] + segs[seg + 1:], reference, cfg) for c in cands]
             t0 = time.perf_counter()
             naive = []
