@@ -4,11 +4,14 @@
 trajectory of 10 paragraphs, K = 4 candidates for one segment, written by the model itself
 from a rewrite prompt (seeded), as REER's candidates are. Times, round by round:
   naive   one plain fp32 forward per candidate, batch 1, full logits (what a first version does)
-  engine  the default path: bf16 + shared prefix + cascade attention, fp32 re-check of close calls
-  fp32    the engine's exact path: shared prefix + cascade attention + head only where needed
-and reports medians of per-round ratios, whether the engine's decisions (best candidate and
-full order) equal naive fp32's at every step measured, and the largest difference in mean
-log-prob. Also the CPU's matmul peak, to read the absolute speeds against.
+  fp32    the engine's default, exact path: shared prefix computed once, candidates batched with
+          cascade attention (no masks), vocabulary head only where y's tokens are predicted
+  auto    the same in bf16, then fp32 re-scoring of every candidate within 0.01 of another
+  bf16    the same in bf16 alone (fast, but close calls can flip)
+and reports medians of per-round ratios against naive, whether each path's decisions (best
+candidate and full order) equal naive fp32's at every step measured, the largest difference
+in mean log-prob, and the closest gap between candidates. Also the CPU's matmul peak, to read
+the absolute speeds against.
 """
 from __future__ import annotations
 
@@ -105,8 +108,7 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
     rec = pairs[item]
     query, reference = rec["instruction"], rec["response"]
     segs = planning_trajectory(query, reference)
-    cfg = ScoringConfig(template="chat", precision="auto")
-    cfg32 = ScoringConfig(template="chat", precision="fp32")
+    modes = {m: ScoringConfig(template="chat", precision=m) for m in ("fp32", "auto", "bf16")}
     steps = [segment] * rounds + list(extra_steps)
     log(f"writing {k} candidates per step with {lm.name} (not timed)...")
     pool = {seg: candidates_for(lm, query, segs[seg], k, seed=seg) for seg in sorted(set(steps))}
@@ -114,51 +116,55 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
     with torch.inference_mode():
         for r, seg in enumerate(steps):
             cands = pool[seg]
-            reqs = [build_request(lm, query, segs[:seg] + [c] + segs[seg + 1:], reference, cfg) for c in cands]
+            reqs = [build_request(lm, query, segs[:seg] + [c] + segs[seg + 1:], reference, modes["fp32"]) for c in cands]
             t0 = time.perf_counter()
             naive = []
             for req in reqs:
                 ctx = [t for p in req.context for t in lm.encode(p)]
                 cont = lm.encode(req.continuation)
                 lps = naive_logprobs(lm.model, ctx + cont, len(ctx), device=lm.device)
-                naive.append(summarize(TokenLogprobs([], lps, len(ctx)), cfg.clip_min, "fp32", False))
-            t1 = time.perf_counter()
-            fast = score_candidates(lm, query, segs, seg, cands, reference, cfg)
-            t2 = time.perf_counter()
-            exact = score_candidates(lm, query, segs, seg, cands, reference, cfg32)
-            t3 = time.perf_counter()
-            n_tokens = sum(len([t for p in q.context for t in lm.encode(p)]) + len(lm.encode(q.continuation)) for q in reqs)
-            rows.append(dict(
-                segment=seg, naive_s=t1 - t0, engine_s=t2 - t1, fp32_s=t3 - t2, tokens=n_tokens,
-                scored=sum(s.n_tokens for s in naive),
-                match=_order([s.score for s in fast]) == _order([s.score for s in naive]),
-                fp32_match=_order([s.score for s in exact]) == _order([s.score for s in naive]),
-                diff=max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(fast, naive)),
-                fp32_diff=max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(exact, naive)),
-                rechecked=sum(s.precision == "fp32" for s in fast),
-                gap=min(abs(a.score - b.score) for i, a in enumerate(naive) for b in naive[i + 1:]),
-            ))
-            row = rows[-1]
-            log(f"step {r + 1}/{len(steps)} (segment {seg}): naive {row['naive_s']:.2f}s  engine {row['engine_s']:.2f}s"
-                f"  fp32 {row['fp32_s']:.2f}s  order match {row['match']}  re-checked {row['rechecked']}/{k}"
-                f"  closest gap {row['gap']:.2e}")
+                naive.append(summarize(TokenLogprobs([], lps, len(ctx)), -2.0, "fp32", False))
+            row = dict(segment=seg, naive_s=time.perf_counter() - t0, scored=sum(s.n_tokens for s in naive),
+                       tokens=sum(len(lm.encode("".join(q.context))) + len(lm.encode(q.continuation)) for q in reqs),
+                       gap=min(abs(a.score - b.score) for i, a in enumerate(naive) for b in naive[i + 1:]))
+            for mode, cfg in modes.items():
+                t = time.perf_counter()
+                got = score_candidates(lm, query, segs, seg, cands, reference, cfg)
+                row[f"{mode}_s"] = time.perf_counter() - t
+                row[f"{mode}_match"] = _order([s.score for s in got]) == _order([s.score for s in naive])
+                row[f"{mode}_diff"] = max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(got, naive))
+                if mode == "auto":
+                    row["rechecked"] = sum(s.precision == "fp32" for s in got)
+            rows.append(row)
+            log(f"step {r + 1}/{len(steps)} (segment {seg}): naive {row['naive_s']:.2f}s  fp32 engine {row['fp32_s']:.2f}s"
+                f"  auto {row['auto_s']:.2f}s (re-checked {row['rechecked']}/{k})  bf16 {row['bf16_s']:.2f}s"
+                f"  closest fp32 gap {row['gap']:.1e}  orders match: fp32 {row['fp32_match']} auto {row['auto_match']}"
+                f" bf16 {row['bf16_match']}")
     timed = [r for r in rows if r["segment"] == segment]
     peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     naive_med = statistics.median(r["naive_s"] for r in timed)
     flops = model_flops(lm.model, timed[0]["tokens"], timed[0]["tokens"])
+    speed = {m: statistics.median(r["naive_s"] / r[f"{m}_s"] for r in timed) for m in modes}
+    default = ScoringConfig().precision
     return {
-        "speedup": statistics.median(r["naive_s"] / r["engine_s"] for r in timed),
-        "decisions_match": all(r["match"] for r in rows),
-        "max_abs_diff": max(r["diff"] for r in rows),
-        "fp32_speedup": statistics.median(r["naive_s"] / r["fp32_s"] for r in timed),
+        "speedup": speed[default],
+        "decisions_match": all(r[f"{default}_match"] for r in rows),
+        "max_abs_diff": max(r[f"{default}_diff"] for r in rows),
+        "default_precision": default,
+        "fp32_speedup": speed["fp32"],
         "fp32_decisions_match": all(r["fp32_match"] for r in rows),
         "fp32_max_abs_diff": max(r["fp32_diff"] for r in rows),
+        "auto_speedup": speed["auto"],
+        "auto_decisions_match": all(r["auto_match"] for r in rows),
+        "auto_rechecked": sum(r["rechecked"] for r in rows),
+        "bf16_speedup": speed["bf16"],
+        "bf16_decisions_match": all(r["bf16_match"] for r in rows),
+        "bf16_max_abs_diff": max(r["bf16_diff"] for r in rows),
         "naive_s": naive_med,
-        "engine_s": statistics.median(r["engine_s"] for r in timed),
-        "fp32_s": statistics.median(r["fp32_s"] for r in timed),
+        "engine_s": statistics.median(r[f"{default}_s"] for r in timed),
+        "min_candidate_gap": min(r["gap"] for r in rows),
         "k": k, "segment": segment, "rounds": rounds, "steps_checked": len(rows),
         "tokens_per_step": timed[0]["tokens"], "scored_tokens_per_candidate": timed[0]["scored"] // k,
-        "rechecked_fp32": sum(r["rechecked"] for r in rows),
         "naive_gflops": flops / naive_med / 1e9,
         "matmul_peak_gflops_fp32": peak32, "matmul_peak_gflops_bf16": peak16,
         "model": lm.name, "threads": torch.get_num_threads(),

@@ -101,9 +101,12 @@ def cmd_bench(args) -> int:
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     result = bench_scoring(lm, rounds=args.rounds, k=args.k, segment=args.segment, log=log)
     if not args.json:
-        print(f"engine (bf16 + prefix + cascade, fp32 re-check): {result['speedup']:.2f}x naive fp32; "
-              f"decisions match: {result['decisions_match']}; max |diff| {result['max_abs_diff']:.1e}")
-        print(f"fp32-exact engine path: {result['fp32_speedup']:.2f}x naive; max |diff| {result['fp32_max_abs_diff']:.1e}")
+        print(f"engine default ({result['default_precision']}: shared prefix + cascade attention): "
+              f"{result['speedup']:.2f}x naive fp32; decisions match: {result['decisions_match']}; "
+              f"max |diff| {result['max_abs_diff']:.1e}")
+        for m in ("auto", "bf16"):
+            print(f"{m}: {result[m + '_speedup']:.2f}x naive; decisions match: {result[m + '_decisions_match']}")
+        print(f"closest gap between candidates: {result['min_candidate_gap']:.1e}; bf16 max |diff| {result['bf16_max_abs_diff']:.1e}")
         print(f"naive fp32 ran at {result['naive_gflops']:.0f} GFLOP/s; matmul peak here "
               f"{result['matmul_peak_gflops_fp32']:.0f} (fp32) / {result['matmul_peak_gflops_bf16']:.0f} (bf16) GFLOP/s")
     print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))

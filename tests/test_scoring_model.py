@@ -54,7 +54,7 @@ def test_auto_precision_keeps_fp32_order(builtin_lm):
     s = SAMPLES[2]
     segs = split_segments(s["thinking"])
     cands = [segs[1] + tail for tail in ("", " Hmm.", " Wait, maybe not.", " Let me think again about the father.")]
-    fast = score_candidates(builtin_lm, s["query"], segs, 1, cands, s["reference"], ScoringConfig())
+    fast = score_candidates(builtin_lm, s["query"], segs, 1, cands, s["reference"], ScoringConfig(precision="auto"))
     exact = score_candidates(builtin_lm, s["query"], segs, 1, cands, s["reference"], FP32)
     order = lambda xs: sorted(range(len(xs)), key=lambda i: xs[i].score)
     assert order(fast) == order(exact)
