@@ -90,8 +90,12 @@ class LM(Protocol):
         """Per-token log-probs of each request's continuation, in request order."""
         ...
 
-    def generate(self, messages: Sequence[dict], config: GenerationConfig) -> list[str]:
-        """`config.n` sampled assistant replies to a chat, stop strings removed."""
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+        """`config.n` sampled assistant replies to a chat, cut before the first stop string.
+
+        `prefix` starts the assistant's reply (a prefill); the returned texts continue it and do
+        not repeat it.
+        """
         ...
 
 

@@ -186,8 +186,8 @@ class HFLM:
         flat = [t for p in pieces for t in p][over:]
         return [flat], cont, over
 
-    def generate(self, messages: Sequence[dict], config: GenerationConfig) -> list[str]:
-        prompt = self.chat_text(messages, add_generation_prompt=True)
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+        prompt = self.chat_text(messages, add_generation_prompt=True) + prefix
         ids = torch.tensor([self.encode(prompt)], device=self.device)
         room = self.max_length - ids.shape[1]
         if room <= 0:

@@ -336,11 +336,18 @@ class OpenAILM:
 
     # ---- protocol -----------------------------------------------------------------------------
 
-    def generate(self, messages: Sequence[dict], config: GenerationConfig) -> list[str]:
-        """`config.n` replies from {base}/chat/completions, in choice order, cut at stop strings."""
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+        """`config.n` replies from {base}/chat/completions, in choice order, cut at stop strings.
+
+        A `prefix` is sent as a final assistant message with vLLM's `continue_final_message`
+        (and `add_generation_prompt: false`), so the reply continues it.
+        """
+        messages = list(messages)
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": list(messages),
+            "messages": messages,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
             "top_p": config.top_p,
@@ -350,6 +357,8 @@ class OpenAILM:
             body["stop"] = list(config.stop)
         if config.seed is not None:
             body["seed"] = config.seed
+        if prefix:
+            body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(config.extra)
         url = f"{self.base}/chat/completions"
         choices = _field(self._post(url, body), url, "choices")

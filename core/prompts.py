@@ -21,7 +21,7 @@ def template(name: str) -> str:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.txt")))
         raise PromptNotFound(f"prompt '{name}' not found in {PROMPTS_DIR}; known: {known}")
-    return path.read_text(encoding="utf-8")
+    return path.read_text(encoding="utf-8").rstrip("\n")
 
 
 def render(name: str, **fields: str) -> str:

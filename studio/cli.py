@@ -109,7 +109,7 @@ def cmd_bench(args) -> int:
         print(f"closest gap between candidates: {result['min_candidate_gap']:.1e}; bf16 max |diff| {result['bf16_max_abs_diff']:.1e}")
         print(f"naive fp32 ran at {result['naive_gflops']:.0f} GFLOP/s; matmul peak here "
               f"{result['matmul_peak_gflops_fp32']:.0f} (fp32) / {result['matmul_peak_gflops_bf16']:.0f} (bf16) GFLOP/s")
-    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))
+    print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
     return 0
 
 

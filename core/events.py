@@ -1,0 +1,141 @@
+"""The typed events every long job yields (REER now, R2 later): small frozen dataclasses.
+
+Each event names its run (`run_id`) and has a `kind` (its registered name). The store saves
+each one as it happens (`to_dict` -> JSON), and `from_dict` rebuilds it, so a reload, a crash
+or a second browser tab replays the same history. Scores are plain dicts of
+`core.scoring.Score.as_dict()` (n_tokens, mean_logprob, ppl, score, truncated).
+
+Human steering is recorded with the same events as the search's own work: a person's edit or
+forced choice is a `SegmentDecided` with `by="human"`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+EVENT_TYPES: dict[str, type] = {}
+
+
+def _register(cls):
+    EVENT_TYPES[cls.kind] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Event:
+    run_id: str  # the run this event belongs to
+    t: float = field(default_factory=time.time, kw_only=True)  # wall-clock time it happened
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["kind"] = self.kind
+        return d
+
+
+def from_dict(d: dict) -> Event:
+    """Rebuild an event from its `to_dict()` form (unknown keys are an error: schema drift)."""
+    d = dict(d)
+    cls = EVENT_TYPES.get(d.pop("kind", None))
+    if cls is None:
+        raise ValueError(f"unknown event kind in {sorted(d)}")
+    for name, typ in (("segments", tuple),):
+        if name in d and isinstance(d[name], list):
+            d[name] = typ(d[name])
+    return cls(**d)
+
+
+@_register
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    item_id: str  # the prompt's id
+    query: str  # x
+    reference: str  # y (answer part only)
+    settings: dict  # the run's settings, as a dict of the settings dataclass
+    model: str  # generator/scorer model spec
+
+
+@_register
+@dataclass(frozen=True)
+class InitialDraft(Event):
+    kind: ClassVar[str] = "initial_draft"
+    thinking: str  # z0 as text (segments joined by blank lines)
+    segments: tuple[str, ...]  # z0 split into segments
+    score: dict  # Score.as_dict() of y given x, z0
+    raw: str = ""  # the generator's raw output
+
+
+@_register
+@dataclass(frozen=True)
+class SegmentStarted(Event):
+    kind: ClassVar[str] = "segment_started"
+    step: int  # 1-based expansion step
+    segment: int  # 0-based index of the segment being expanded
+    text: str  # the segment's current text
+
+
+@_register
+@dataclass(frozen=True)
+class CandidateGenerated(Event):
+    kind: ClassVar[str] = "candidate_generated"
+    step: int
+    segment: int
+    index: int  # 0-based candidate number within the step
+    raw: str  # the generator's raw output
+    text: str | None  # the parsed rewrite; None when the output could not be parsed
+    error: str | None = None  # why parsing failed (a failed candidate, not a crash)
+
+
+@_register
+@dataclass(frozen=True)
+class CandidateScored(Event):
+    kind: ClassVar[str] = "candidate_scored"
+    step: int
+    segment: int
+    index: int  # candidate number; -1 for a person's own text
+    score: dict  # Score.as_dict() of the trajectory with this candidate in place
+
+
+@_register
+@dataclass(frozen=True)
+class SegmentDecided(Event):
+    kind: ClassVar[str] = "segment_decided"
+    step: int
+    segment: int
+    action: Literal["accept", "keep", "edit", "force", "skip"]  # what was done to the segment
+    by: Literal["search", "human"]  # who decided
+    chosen: int | None  # candidate index taken; None when the segment kept its text or was edited
+    text: str  # the segment's text after the decision
+    segments: tuple[str, ...]  # the whole trajectory after the decision
+    score: dict  # Score.as_dict() of the trajectory after the decision
+
+
+@_register
+@dataclass(frozen=True)
+class RunPaused(Event):
+    kind: ClassVar[str] = "run_paused"
+    by: Literal["search", "human"] = "human"
+
+
+@_register
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    reason: Literal["threshold", "max_steps", "segments_done", "stopped", "dropped"]  # why it ended
+    thinking: str  # the final trajectory
+    segments: tuple[str, ...]
+    score: dict  # final Score.as_dict()
+    filters: dict  # {"passed": bool, "reasons": [str, ...]} from core.quality
+    seconds: float = 0.0  # wall time spent in this run, summed over resumes
+
+
+@_register
+@dataclass(frozen=True)
+class RunError(Event):
+    kind: ClassVar[str] = "run_error"
+    message: str  # readable, for the user
+    where: str = ""  # which stage failed (draft, generate, score...)
+    fatal: bool = True  # the run cannot go on

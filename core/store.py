@@ -1,0 +1,389 @@
+"""The SQLite store (through sqlite-utils): the single source of truth for prompts, runs, their
+events and the trajectories they produce.
+
+Knows: the schema, built by the migrations in `MIGRATIONS` (applied in order on open, each
+recorded in `_migrations`, so reopening is a no-op and an old file is upgraded); that a prompt
+is stored once per content (sha256 of its whitespace-normalised query and reference); that
+every event is appended in its own committed transaction (a kill at any moment loses nothing
+already appended), numbered 1, 2, 3... per run, and moves its run's status; how to rebuild
+events (core.events.from_dict) for a resume or a second browser tab polling for news. JSON
+columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
+
+Does not know: how runs are executed, scored or filtered (core.reer, core.r2, core.quality),
+nor file formats (core.io). Files use WAL (synchronous=NORMAL: a killed process loses nothing
+committed; a power cut may lose the last moments) and a busy timeout, so other processes read
+while one writes; one Store may be shared between threads (a lock serialises its connection).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+import unicodedata
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import sqlite_utils
+
+from core.events import EVENT_TYPES, Event, from_dict
+
+RUN_KINDS = ("reer", "r2")
+RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
+TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
+BUSY_TIMEOUT_MS = 10_000
+JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags")}
+FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)",
+         "runs": "create it with create_run", "trajectories": "save one with save_trajectory"}
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; the message names the table, the id and the fix."""
+
+
+class NotFound(StoreError, LookupError):
+    """No row has the id asked for."""
+
+
+class BadValue(StoreError, ValueError):
+    """A value the schema does not allow (unknown kind or status, wrong type, empty text)."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def content_hash(query: str, reference: str) -> str:
+    """sha256 of the query and reference, NFC-normalised with whitespace runs collapsed."""
+    norm = lambda s: " ".join(unicodedata.normalize("NFC", s).split())  # noqa: E731
+    return hashlib.sha256(f"{norm(query)}\x1f{norm(reference)}".encode()).hexdigest()
+
+
+def settings_key(settings: dict) -> str:
+    """A short stable key of a run's settings, to find runs made with the same ones."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_settings_key = settings_key  # Store.finished_run_for's parameter shadows the name
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite_utils.Database) -> Iterator[None]:
+    """A write transaction that takes the write lock up front (no deadlock on upgrade); inside
+    an open transaction it simply joins it."""
+    if db.conn.in_transaction:
+        yield
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def m001_prompts_runs_events(db: sqlite_utils.Database) -> None:
+    db["prompts"].create({"id": str, "query": str, "reference": str, "category": str, "rubric": str,
+                          "source": str, "content_hash": str, "created_at": str},
+                         pk="id", not_null={"query", "reference", "content_hash", "created_at"})
+    db["prompts"].create_index(["content_hash"], unique=True)
+    db["runs"].create({"id": str, "kind": str, "prompt_id": str, "status": str, "model": str,
+                       "settings": str, "settings_key": str, "finish_reason": str,
+                       "created_at": str, "updated_at": str},
+                      pk="id", not_null={"kind", "prompt_id", "status"}, defaults={"status": "running"},
+                      foreign_keys=[("prompt_id", "prompts", "id")])
+    db["runs"].create_index(["prompt_id", "kind", "status"])
+    db["runs"].create_index(["status"])
+    db["events"].create({"run_id": str, "seq": int, "kind": str, "payload": str, "created_at": str},
+                        pk=("run_id", "seq"), not_null={"run_id", "seq", "kind", "payload"},
+                        foreign_keys=[("run_id", "runs", "id")])
+
+
+def m002_trajectories(db: sqlite_utils.Database) -> None:
+    db["trajectories"].create(
+        {"id": int, "run_id": str, "prompt_id": str, "kind": str, "thinking": str, "answer": str,
+         "initial_score": float, "final_score": float, "initial_ppl": float, "final_ppl": float,
+         "filters": str, "status": str, "rating": int, "tags": str, "notes": str,
+         "created_at": str, "updated_at": str},
+        pk="id", not_null={"run_id", "status"}, defaults={"status": "pending", "tags": "[]"},
+        foreign_keys=[("run_id", "runs", "id"), ("prompt_id", "prompts", "id")])
+    db["trajectories"].create_index(["run_id"], unique=True)
+    db["trajectories"].create_index(["status", "kind"])
+    db["trajectories"].create_index(["prompt_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_prompts_runs_events, m002_trajectories]
+
+
+def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:
+    """Apply the migrations not yet recorded in `_migrations`, in order; returns their names."""
+    db["_migrations"].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
+    applied = []
+    for fn in migrations:
+        with _immediate(db):  # re-checked under the write lock: two processes may open at once
+            if db["_migrations"].count_where("name = ?", [fn.__name__]):
+                continue
+            fn(db)
+            db["_migrations"].insert({"name": fn.__name__, "applied_at": now()})
+        applied.append(fn.__name__)
+    return applied
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return db["_migrations"].count if db["_migrations"].exists() else 0
+
+
+def open_store(path: str | Path | None = None) -> "Store":
+    """Open (creating dirs, file and schema as needed) the store at `path`; None or ":memory:" for
+    an in-memory one. Files get WAL, a 10 s busy timeout and foreign keys."""
+    memory = path is None or str(path) == ":memory:"
+    try:
+        if memory:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            path = Path(path).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = NORMAL")
+        migrate(db)
+    except (sqlite3.Error, OSError) as e:
+        raise StoreError(f"cannot open the store {path}: {e}; pass --db with a writable SQLite file") from e
+    return Store(db, None if memory else path)
+
+
+def _status_after(event: Event) -> tuple[str, str | None]:
+    """The run's (status, finish_reason) once `event` is appended."""
+    if event.kind == "run_finished":
+        return ("stopped" if event.reason == "stopped" else "finished"), event.reason
+    if event.kind == "run_error" and event.fatal:
+        return "failed", "error"
+    return ("paused" if event.kind == "run_paused" else "running"), None
+
+
+def _choice(table: str, field: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise BadValue(f"{table}.{field}: {value!r} is not allowed; use one of {', '.join(allowed)}")
+
+
+class Store:
+    """A handle on one database. `db` is the sqlite_utils.Database, for ad-hoc queries."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None = None):
+        self.db, self.path, self._lock = db, path, threading.RLock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; store calls inside it join it (e.g. an import of many prompts:
+        one commit instead of one each). Keep event appends out of it: they commit one by one."""
+        with self._lock, _immediate(self.db):
+            yield
+
+    def _decode(self, table: str, row: dict) -> dict:
+        for col in JSON_COLUMNS.get(table, ()):
+            if isinstance(row.get(col), str):
+                row[col] = json.loads(row[col])
+        return row
+
+    def _get(self, table: str, id: Any) -> dict:
+        with self._lock:
+            row = next(self.db.query(f"SELECT * FROM [{table}] WHERE id = ?", [id]), None)
+        if row is None:
+            raise NotFound(f"{table}: no row with id {id!r}; {FIXES[table]}")
+        return self._decode(table, row)
+
+    def _select(self, table: str, where: dict[str, Any], order: str, search: str | None = None,
+                search_cols: tuple[str, ...] = (), limit: int | None = None) -> list[dict]:
+        clauses = [f"[{k}] = ?" for k, v in where.items() if v is not None]
+        args: list[Any] = [v for v in where.values() if v is not None]
+        if search:
+            clauses.append("(" + " OR ".join(f"[{c}] LIKE ?" for c in search_cols) + ")")
+            args += [f"%{search}%"] * len(search_cols)
+        sql = f"SELECT * FROM [{table}]" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += f" ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        with self._lock:
+            return [self._decode(table, r) for r in self.db.query(sql, args)]
+
+    # prompts
+    def add_prompt(self, query: str, reference: str, id: str | None = None, category: str | None = None,
+                   rubric: list[str] | None = None, source: str | None = None) -> tuple[str, bool]:
+        """Store a prompt once per content: (its id, True) or (the existing id, False)."""
+        for field, value in (("query", query), ("reference", reference)):
+            if not isinstance(value, str) or not value.strip():
+                raise BadValue(f"prompts.{field}: must be a non-empty string, got {value!r}")
+        if rubric is not None and not (isinstance(rubric, list) and all(isinstance(c, str) for c in rubric)):
+            raise BadValue(f"prompts.rubric: must be a list of criteria (strings), got {rubric!r}")
+        h = content_hash(query, reference)
+        with self.transaction():
+            row = next(self.db.query("SELECT id FROM prompts WHERE content_hash = ?", [h]), None)
+            if row:
+                return row["id"], False
+            id = id or h[:16]
+            if self.db["prompts"].count_where("id = ?", [id]):
+                raise BadValue(f"prompts: id {id!r} already holds a different query/reference; "
+                               "pass another id or none")
+            self.db["prompts"].insert({"id": id, "query": query, "reference": reference, "category": category,
+                                       "rubric": json.dumps(rubric) if rubric is not None else None,
+                                       "source": source, "content_hash": h, "created_at": now()})
+        return id, True
+
+    def get_prompt(self, id: str) -> dict:
+        return self._get("prompts", id)
+
+    def list_prompts(self, search: str | None = None, limit: int | None = None) -> list[dict]:
+        """Prompts in the order they were added; `search` matches id, query, reference or category."""
+        cols = ("id", "query", "reference", "category")
+        return self._select("prompts", {}, "created_at, rowid", search, cols, limit)
+
+    # runs and their events
+    def create_run(self, kind: str, prompt_id: str, settings: dict, model: str,
+                   run_id: str | None = None) -> str:
+        """A new run (status running) of `prompt_id`; returns its id (a uuid4 hex unless given)."""
+        _choice("runs", "kind", kind, RUN_KINDS)
+        if not isinstance(settings, dict):
+            raise BadValue(f"runs.settings: must be a dict (dataclasses.asdict of the settings), "
+                           f"got {type(settings).__name__}")
+        self.get_prompt(prompt_id)
+        run_id = run_id or uuid.uuid4().hex
+        with self.transaction():
+            if self.db["runs"].count_where("id = ?", [run_id]):
+                raise BadValue(f"runs: id {run_id!r} exists already; leave run_id empty for a fresh one")
+            t = now()
+            self.db["runs"].insert({
+                "id": run_id, "kind": kind, "prompt_id": prompt_id, "status": "running", "model": model,
+                "settings": json.dumps(settings, sort_keys=True, default=str),
+                "settings_key": settings_key(settings), "finish_reason": None, "created_at": t, "updated_at": t})
+        return run_id
+
+    def append_event(self, event: Event) -> int:
+        """Save `event` now, in its own committed transaction; returns its seq (1, 2, ... per run)."""
+        if not isinstance(event, Event) or EVENT_TYPES.get(event.kind) is not type(event):
+            raise BadValue(f"events: {event!r} is not a registered event; build one from core.events")
+        try:
+            payload = json.dumps(event.to_dict(), ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise BadValue(f"events: {event.kind} of run {event.run_id!r} holds a value JSON cannot store: "
+                           f"{e}; pass plain dicts, lists, strings and numbers") from e
+        status, reason = _status_after(event)
+        with self.transaction():
+            if not self.db["runs"].count_where("id = ?", [event.run_id]):
+                raise NotFound(f"runs: no row with id {event.run_id!r}; {FIXES['runs']} first")
+            seq = self.last_seq(event.run_id) + 1
+            t = now()
+            self.db["events"].insert({"run_id": event.run_id, "seq": seq, "kind": event.kind,
+                                      "payload": payload, "created_at": t})
+            self.db.execute("UPDATE runs SET status = ?, finish_reason = ?, updated_at = ? WHERE id = ?",
+                            [status, reason, t, event.run_id])
+        return seq
+
+    def last_seq(self, run_id: str) -> int:
+        """The seq of the run's last event (0 when it has none)."""
+        with self._lock:
+            sql = "SELECT coalesce(max(seq), 0) FROM events WHERE run_id = ?"
+            return self.db.execute(sql, [run_id]).fetchone()[0]
+
+    def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with seq > after_seq, in order (after_seq = how many the caller has)."""
+        self.get_run(run_id)
+        with self._lock:
+            sql = "SELECT seq, payload FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+            rows = list(self.db.query(sql, [run_id, after_seq]))
+        out = []
+        for r in rows:
+            try:
+                out.append(from_dict(json.loads(r["payload"])))
+            except (TypeError, ValueError) as e:
+                raise StoreError(f"events: run {run_id!r} seq {r['seq']} cannot be rebuilt ({e}); "
+                                 "it was written by another version of Palimpsest") from e
+        return out
+
+    def get_run(self, run_id: str) -> dict:
+        return self._get("runs", run_id)
+
+    def list_runs(self, kind: str | None = None, status: str | None = None,
+                  prompt_id: str | None = None) -> list[dict]:
+        """Runs, newest first, optionally of one kind, status and prompt."""
+        if kind is not None:
+            _choice("runs", "kind", kind, RUN_KINDS)
+        if status is not None:
+            _choice("runs", "status", status, RUN_STATUSES)
+        where = {"kind": kind, "status": status, "prompt_id": prompt_id}
+        return self._select("runs", where, "created_at DESC, rowid DESC")
+
+    def finished_run_for(self, prompt_id: str, kind: str,
+                         settings_key: str | dict | None = None) -> dict | None:
+        """The newest finished run of this prompt and kind (and settings, a key or a dict), if any."""
+        if isinstance(settings_key, dict):
+            settings_key = _settings_key(settings_key)
+        where = {"prompt_id": prompt_id, "kind": kind, "status": "finished", "settings_key": settings_key}
+        rows = self._select("runs", where, "created_at DESC, rowid DESC", limit=1)
+        return rows[0] if rows else None
+
+    # trajectories
+    def save_trajectory(self, run_id: str, thinking: str, answer: str, initial_score: float | None = None,
+                        final_score: float | None = None, initial_ppl: float | None = None,
+                        final_ppl: float | None = None, filters: dict | None = None) -> int:
+        """Insert or replace the run's trajectory (its review status, rating, tags and notes are kept)."""
+        run = self.get_run(run_id)
+        t = now()
+        row = {"run_id": run_id, "prompt_id": run["prompt_id"], "kind": run["kind"], "thinking": thinking,
+               "answer": answer, "initial_score": initial_score, "final_score": final_score,
+               "initial_ppl": initial_ppl, "final_ppl": final_ppl,
+               "filters": json.dumps(filters) if filters is not None else None,
+               "created_at": t, "updated_at": t}
+        cols = ", ".join(row)
+        update = ", ".join(f"{c} = excluded.{c}" for c in row if c not in ("run_id", "created_at"))
+        with self.transaction():
+            self.db.execute(f"INSERT INTO trajectories ({cols}) VALUES ({', '.join('?' * len(row))}) "
+                            f"ON CONFLICT(run_id) DO UPDATE SET {update}", list(row.values()))
+            return self.db.execute("SELECT id FROM trajectories WHERE run_id = ?", [run_id]).fetchone()[0]
+
+    def get_trajectory(self, traj_id: int) -> dict:
+        return self._get("trajectories", traj_id)
+
+    def trajectory_for_run(self, run_id: str) -> dict | None:
+        rows = self._select("trajectories", {"run_id": run_id}, "id")
+        return rows[0] if rows else None
+
+    def list_trajectories(self, status: str | None = None, kind: str | None = None,
+                          prompt_id: str | None = None) -> list[dict]:
+        if status is not None:
+            _choice("trajectories", "status", status, TRAJECTORY_STATUSES)
+        return self._select("trajectories", {"status": status, "kind": kind, "prompt_id": prompt_id}, "id")
+
+    def set_status(self, traj_id: int, status: str) -> None:
+        _choice("trajectories", "status", status, TRAJECTORY_STATUSES)
+        self._update(traj_id, {"status": status})
+
+    def annotate(self, traj_id: int, rating: int | None = None, tags: list[str] | None = None,
+                 notes: str | None = None) -> None:
+        """Set the given review fields of a trajectory (None leaves a field as it is)."""
+        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int)):
+            raise BadValue(f"trajectories.rating: must be an integer, got {rating!r}")
+        if tags is not None and not (isinstance(tags, list) and all(isinstance(x, str) for x in tags)):
+            raise BadValue(f"trajectories.tags: must be a list of strings, got {tags!r}")
+        values = {"rating": rating, "tags": json.dumps(tags) if tags is not None else None, "notes": notes}
+        self._update(traj_id, {k: v for k, v in values.items() if v is not None})
+
+    def _update(self, traj_id: int, values: dict) -> None:
+        with self.transaction():
+            self.get_trajectory(traj_id)
+            self.db["trajectories"].update(traj_id, {**values, "updated_at": now()})
