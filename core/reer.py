@@ -18,6 +18,7 @@ Knows nothing of storage (the caller saves each event) or of Gradio.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import threading
 from collections import deque
@@ -57,7 +58,8 @@ class ReerConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)  # filters applied at the end
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-shaped (tuples become lists), so a stored copy compares equal to a fresh one."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReerConfig":
@@ -154,6 +156,10 @@ def parse_rewrite(raw: str, prefix: str, stopped: bool) -> tuple[str | None, str
         if not ends:
             return None, "the rewrite was cut off by the token budget before a sentence ended"
         body = body[:ends[-1]]
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]", body):
+        return None, "the rewrite contains control characters (garbled output)"
+    if REWRITE_OPEN not in raw and len(re.findall(r"\w+", raw.split(REWRITE_CLOSE, 1)[0])) < 3:
+        return None, "the rewrite adds nothing after its prefilled opening words"
     body = re.sub(r"</?(analysis|rewrite|think)>", "", body)
     body = re.sub(r"\n\s*\n+", "\n", body.strip())  # one segment stays one segment
     if len(body) < 20:

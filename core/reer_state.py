@@ -60,8 +60,8 @@ class ReerState:
                 gen[e.index] = e.text
             elif isinstance(e, ev.CandidateScored) and began and e.index >= 0:
                 scored[e.index] = e.score
-            elif isinstance(e, ev.SegmentDecided) and e.action != "edit":
-                return None
+            elif isinstance(e, ev.SegmentDecided) and began:
+                return None  # decided, or an edit since made the recorded scores stale
         if not began or len(gen) < k or any(t is not None and i not in scored for i, t in gen.items()):
             return None
         return {i: (gen[i], scored[i]) for i in scored}

@@ -1,0 +1,216 @@
+"""The REER search: its logic with scripted generation, and end to end on the built-in model.
+
+`ScriptedLM` is a test double for *generation only*: it returns scripted texts so a test can
+pin what the search sees (a failed parse, a worse candidate); scoring goes to a real model.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from core import events as ev
+from core.jobs import reer_job, run_record
+from core.lm import GenerationConfig
+from core.lm_hf import _cut_at_stop
+from core.reer import Controls, ReerConfig, parse_rewrite, reer_search, run_reer
+from core.reer_state import ReerState, record_from_events
+from core.scoring import score
+from core.store import open_store
+
+SAMPLES = [json.loads(l) for l in open(Path(__file__).parents[1] / "data" / "samples.jsonl")]
+S = SAMPLES[1]
+DRAFT = "\n\n".join(
+    f"Paragraph {i}: I want the keeper to notice the letter slowly, and I keep asking myself what the reader "
+    f"needs to feel at this point, {word}, before the storm and the boat arrive in the story."
+    for i, word in enumerate(["quietly", "with doubt", "with a small joke", "with weight"])
+)
+SMALL = ReerConfig(candidates=2, max_steps=3, draft_max_new_tokens=120, candidate_max_new_tokens=60)
+
+
+class ScriptedLM:
+    """Generation from a script (a list of lists of replies, one list per call); scoring is real."""
+
+    def __init__(self, real, script):
+        self.real, self.script, self.calls = real, iter(script), []
+        self.name, self.max_length = "scripted+" + real.name, real.max_length
+
+    def chat_text(self, messages, add_generation_prompt=True):
+        return self.real.chat_text(messages, add_generation_prompt)
+
+    def encode(self, text):
+        return self.real.encode(text)
+
+    def loglikelihood(self, requests, precision="fp32", truncate="error"):
+        return self.real.loglikelihood(requests, precision, truncate)
+
+    def generate(self, messages, config: GenerationConfig, prefix=""):
+        self.calls.append((messages, config, prefix))
+        replies = next(self.script)
+        return [_cut_at_stop(r, config.stop) for r in itertools.islice(itertools.cycle(replies), config.n)]
+
+
+def rewrites(*texts):
+    """Scripted candidate replies; short ones get padded to a real sentence."""
+    pad = lambda t: t if len(t.split()) >= 3 else f"{t} then a few more words."
+    return [[f" {pad(t)}</rewrite>" for t in pair] for pair in texts]
+
+
+def run_all(lm, cfg=SMALL, controls=None, history=()):
+    return list(reer_search(lm, "run", S["id"], S["query"], S["reference"], cfg, controls=controls, history=history))
+
+
+# ---- pure parsing -----------------------------------------------------------------------------
+
+def test_parse_rewrite():
+    assert parse_rewrite(" the storm first. Hmm, maybe later.", "<rewrite>\nI want", True)[0] == \
+        "I want the storm first. Hmm, maybe later."
+    assert parse_rewrite("no tags at all", "", True) == (None, "no <rewrite> tag in the output")
+    text, err = parse_rewrite(" think a long thought here. And then a cut-off frag", "<rewrite>\nI", False)
+    assert text == "I think a long thought here." and err is None  # cut back to the last full sentence
+    assert parse_rewrite(" unfinished", "<rewrite>\nI", False)[1].startswith("the rewrite was cut off")
+    assert parse_rewrite("<analysis>x</analysis><rewrite>Para one.\n\nPara two is here.</rewrite>", "", True)[0] == \
+        "Para one.\nPara two is here."  # one segment stays one segment
+
+
+# ---- search logic with scripted generation (tiny model scores) -----------------------------
+
+def test_search_records_every_candidate_and_never_gets_worse(tiny_lm):
+    same = " ".join(DRAFT.split("\n\n")[0].split()[4:])  # a "rewrite" that changes nothing
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("more detail here.", same), ("yes, the storm.", "also."),
+                                                  ("one more.", "two more.")))
+    events = run_all(lm)
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["run_started", "initial_draft"] and kinds[-1] == "run_finished"
+    assert kinds.count("candidate_generated") == 6 and kinds.count("segment_decided") == 3
+    failed = [e for e in events if isinstance(e, ev.CandidateGenerated) and e.text is None]
+    assert len(failed) == 1 and "unchanged" in failed[0].error  # recorded, not scored
+    rec = record_from_events(events)
+    assert rec["final_score"] <= rec["initial_score"]
+    assert [s["step"] for s in rec["steps"]] == [1, 2, 3] and rec["finish_reason"] == "max_steps"
+    scores = [e.score["score"] for e in events if isinstance(e, ev.SegmentDecided)]
+    assert all(b <= a for a, b in zip([rec["initial_score"]] + scores, scores))
+    # the prefill kept the segment's opening words
+    assert lm.calls[1][2].startswith("<rewrite>\nParagraph 0:")
+
+
+def test_unparsable_output_is_a_failed_candidate_not_a_crash(tiny_lm):
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + [["</rewrite>", "\u0000 <<garbage"]] * 3)
+    events = run_all(lm)
+    gens = [e for e in events if isinstance(e, ev.CandidateGenerated)]
+    assert gens and all(g.text is None and g.error for g in gens)
+    assert not any(isinstance(e, ev.CandidateScored) for e in events)
+    assert all(e.action == "keep" for e in events if isinstance(e, ev.SegmentDecided))
+    assert events[-1].kind == "run_finished"
+
+
+def test_pause_then_resume_from_history_equals_an_uninterrupted_run(tiny_lm):
+    script = [[DRAFT]] + rewrites(("a.", "b b."), ("c c c.", "d."), ("e e.", "f."))
+    whole = run_all(ScriptedLM(tiny_lm, script))
+    controls = Controls()
+    controls.step(1)  # one expansion, then pause
+    first = run_all(ScriptedLM(tiny_lm, script), controls=controls)
+    assert first[-1].kind == "run_paused" and sum(e.kind == "segment_decided" for e in first) == 1
+    controls.resume()
+    rest = run_all(ScriptedLM(tiny_lm, script[:1] + script[2:]), controls=controls, history=first)
+    a, b = record_from_events(whole), record_from_events(first + rest)
+    assert b["thinking"] == a["thinking"] and b["final_score"] == a["final_score"]
+    assert [s["chosen"] for s in b["steps"]] == [s["chosen"] for s in a["steps"]]
+
+
+def test_human_force_skip_edit_and_stop(tiny_lm):
+    controls = Controls()
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("first option.", "second option."), ("x.", "y."), ("z.", "w.")))
+    events = []
+    for e in reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls):
+        events.append(e)
+        if isinstance(e, ev.CandidateScored) and e.index == 1:
+            controls.pause()  # held before the decision
+    assert events[-1].kind == "run_paused"
+    controls.force(1)
+    controls.edit(3, "My own plan: end on the letter, not the storm. Hmm, maybe the boat comes back.")
+    controls.step(1)  # the edit makes the held step's scores stale: it is redone, then forced
+    more = list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
+                            history=events))
+    assert more[-1].kind == "run_paused"
+    controls.skip()
+    controls.step(1)
+    more += list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
+                             history=events + more))
+    controls.stop()
+    more += list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
+                             history=events + more))
+    decided = [e for e in more if isinstance(e, ev.SegmentDecided)]
+    assert [d.action for d in decided] == ["edit", "force", "skip"] and all(d.by == "human" for d in decided)
+    assert decided[1].chosen == 1 and decided[1].segments[3].startswith("My own plan")
+    edit = decided[0]
+    assert edit.segments[3].startswith("My own plan")
+    exact = score(tiny_lm, S["query"], list(edit.segments), S["reference"], SMALL.scoring())
+    assert abs(edit.score["score"] - exact.score) < 1e-6  # rescored at once
+    skip = next(e for e in decided if e.action == "skip")
+    assert skip.by == "human" and skip.text == skip.segments[skip.segment]
+    assert more[-1].kind == "run_finished" and more[-1].reason == "stopped"
+
+
+def test_draft_that_is_too_short_is_dropped(tiny_lm):
+    events = run_all(ScriptedLM(tiny_lm, [["Just one line."]]))
+    assert events[-1].reason == "dropped" and not events[-1].filters["passed"]
+    assert any("too short" in r for r in events[-1].filters["reasons"])
+
+
+def test_job_saves_every_event_and_the_trajectory(tiny_lm):
+    store = open_store(None)
+    pid, _ = store.add_prompt(S["query"], S["reference"], id=S["id"])
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("a.", "b."), ("c.", "d."), ("e.", "f.")))
+    seen = list(reer_job(store, lm, pid, SMALL))
+    run = store.list_runs(kind="reer")[0]
+    assert run["status"] == "finished"
+    assert [e.to_dict() | {"t": 0} for e in store.events(run["id"])] == [e.to_dict() | {"t": 0} for e in seen]
+    traj = store.trajectory_for_run(run["id"])
+    assert traj["thinking"] == seen[-1].thinking and traj["status"] == "pending"
+    assert run_record(store, run["id"])["final_score"] == traj["final_score"]
+
+
+def test_config_roundtrip():
+    cfg = ReerConfig(candidates=3, seed=7)
+    assert ReerConfig.from_dict(json.loads(json.dumps(cfg.as_dict()))) == cfg
+
+
+# ---- end to end on the built-in model -----------------------------------------------------
+
+@pytest.mark.model
+def test_real_search_same_seed_same_trajectory_and_never_worse(builtin_lm):
+    cfg = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60, seed=3)
+    a = run_reer(builtin_lm, "r1", S["id"], S["query"], S["reference"], cfg)
+    b = run_reer(builtin_lm, "r2", S["id"], S["query"], S["reference"], cfg)
+    assert a["thinking"] == b["thinking"] and a["final_score"] == b["final_score"]
+    assert a["final_score"] <= a["initial_score"]
+    assert len(a["steps"]) == 2 and all(len(s["candidates"]) == 2 for s in a["steps"])
+    for st in a["steps"]:
+        for c in st["candidates"]:
+            assert (c["text"] is None) == (c["score"] is None)  # failed ones are kept, unscored
+
+
+@pytest.mark.model
+def test_real_human_edit_is_rescored_and_recorded(builtin_lm):
+    store = open_store(None)
+    pid, _ = store.add_prompt(S["query"], S["reference"], id=S["id"])
+    controls = Controls()
+    controls.step(0)  # pause right after the draft
+    cfg = ReerConfig(candidates=2, max_steps=1, draft_max_new_tokens=120, candidate_max_new_tokens=60)
+    first = list(reer_job(store, builtin_lm, pid, cfg, controls=controls))
+    assert first[-1].kind == "run_paused"
+    run_id = first[0].run_id
+    controls.resume()
+    controls.edit(0, S["thinking"].split("\n\n")[0])
+    controls.stop()
+    list(reer_job(store, builtin_lm, pid, cfg, controls=controls, run_id=run_id))
+    history = store.events(run_id)
+    edit = next(e for e in history if isinstance(e, ev.SegmentDecided) and e.action == "edit")
+    assert edit.by == "human"
+    exact = score(builtin_lm, S["query"], list(edit.segments), S["reference"], cfg.scoring())
+    assert abs(edit.score["ppl"] - exact.ppl) < 1e-6
+    assert store.get_run(run_id)["status"] == "stopped"
+    assert ReerState.from_events(history).finished
