@@ -12,6 +12,9 @@ and reports medians of per-round ratios against naive, whether each path's decis
 candidate and full order) equal naive fp32's at every step measured, the largest difference
 in mean log-prob, and the closest gap between candidates. Also the CPU's matmul peak, to read
 the absolute speeds against.
+
+`bench_reer`: the whole REER search end to end, items/hour, engine against a plain loop (see
+the section at the end of this file).
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ _OPENERS = [
 def hellobench_pairs(root: Path = HELLOBENCH) -> list[dict]:
     path = root / "heuristic_text_generation_claude35_responses.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: HelloBench data not found; pass --data DIR")
+        raise FileNotFoundError(f"{path}: HelloBench data not found; put it in shared/data/hellobench beside the repo")
     return [json.loads(line) for line in path.open()]
 
 
@@ -167,5 +170,167 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
         "tokens_per_step": timed[0]["tokens"], "scored_tokens_per_candidate": timed[0]["scored"] // k,
         "naive_gflops": flops / naive_med / 1e9,
         "matmul_peak_gflops_fp32": peak32, "matmul_peak_gflops_bf16": peak16,
+        "model": lm.name, "threads": torch.get_num_threads(),
+    }
+
+
+# ---- REER end to end ---------------------------------------------------------------------------
+#
+# `bench_reer`: items/hour of the whole REER search (draft, K candidates per step, scoring,
+# every event saved to an in-memory store) on a few HelloBench items, engine against a plain
+# reference loop, interleaved item by item in the same run (alternating which goes first) so
+# both see the same machine noise. The plain loop is the SAME search (`core.jobs.reer_job`)
+# through `PlainLM`: K separate n=1 generations instead of one batched call, and one full fp32
+# forward per scoring request (full logits, no prefix sharing) instead of core.fastscore.
+# Same work on both sides: `ExactLengthLM` makes every generation run to exactly its token
+# budget (min_new_tokens = max_new_tokens, no stop strings, no early end of turn; the stop
+# strings are then applied to the text, so parsing sees what it normally would). Without it a
+# path that happens to sample an early `</rewrite>` would look faster for doing less. The draft
+# is one n=1 call with the same seed on both sides, so both searches refine the same z0 and
+# take the same number of steps; their candidates differ (one batched sample vs K seeded ones).
+
+REER_BENCH = dict(candidates=2, max_steps=3, draft_max_new_tokens=160, candidate_max_new_tokens=80)
+
+
+class PlainLM:
+    """The reference loop's model: a first version with no batching and no prefix sharing."""
+
+    def __init__(self, lm):
+        self.lm = lm
+        self.name, self.max_length = lm.name, lm.max_length
+
+    def chat_text(self, messages, add_generation_prompt: bool = True) -> str:
+        return self.lm.chat_text(messages, add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        return self.lm.encode(text)
+
+    def generate(self, messages, config, prefix: str = "") -> list[str]:
+        """K separate n=1 calls in fp32 (no bf16 sampling); sample j is seeded with seed + j."""
+        import dataclasses
+
+        out, kept = [], getattr(self.lm, "gen_precision", None)
+        try:
+            if kept is not None:
+                self.lm.gen_precision = "fp32"
+            for j in range(config.n):
+                seed = None if config.seed is None else config.seed + j
+                out += self.lm.generate(messages, dataclasses.replace(config, n=1, seed=seed), prefix=prefix)
+        finally:
+            if kept is not None:
+                self.lm.gen_precision = kept
+        return out
+
+    def loglikelihood(self, requests, precision="fp32", truncate="error") -> list[TokenLogprobs]:
+        """Each request alone: one plain fp32 forward of the whole sequence (naive_logprobs)."""
+        results = []
+        for req in requests:
+            pieces = [self.lm.encode(p) for p in req.context]
+            pieces, cont, dropped = self.lm._fit(pieces, self.lm.encode(req.continuation), truncate)
+            ctx = [t for p in pieces for t in p]
+            with torch.inference_mode():
+                lps = naive_logprobs(self.lm.model, ctx + cont, len(ctx), device=self.lm.device)
+            toks = self.lm.tokenizer.convert_ids_to_tokens(cont)
+            results.append(TokenLogprobs([self.lm.tokenizer.convert_tokens_to_string([t]) for t in toks],
+                                         lps, len(ctx), dropped))
+        return results
+
+
+class ExactLengthLM:
+    """Generation forced to its full token budget (see the section comment); scoring untouched.
+    Also adds up the seconds spent generating and scoring (`seconds`)."""
+
+    def __init__(self, lm):
+        self.lm = lm
+        self.name, self.max_length = lm.name, lm.max_length
+        self.has_fast_path = getattr(lm, "has_fast_path", False)
+        self.seconds = {"generate": 0.0, "score": 0.0}
+
+    def chat_text(self, messages, add_generation_prompt: bool = True) -> str:
+        return self.lm.chat_text(messages, add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        return self.lm.encode(text)
+
+    def loglikelihood(self, requests, precision="fp32", truncate="error"):
+        t = time.perf_counter()
+        try:
+            return self.lm.loglikelihood(requests, precision, truncate)
+        finally:
+            self.seconds["score"] += time.perf_counter() - t
+
+    def generate(self, messages, config, prefix: str = "") -> list[str]:
+        import dataclasses
+
+        from core.lm_hf import _cut_at_stop
+
+        forced = dataclasses.replace(config, stop=(), extra={**config.extra, "min_new_tokens": config.max_new_tokens})
+        t = time.perf_counter()
+        try:
+            texts = self.lm.generate(messages, forced, prefix=prefix)
+        finally:
+            self.seconds["generate"] += time.perf_counter() - t
+        return [_cut_at_stop(t, config.stop) for t in texts]
+
+
+def _timed_reer(lm, item: dict, cfg) -> tuple[float, dict]:
+    from core.jobs import reer_job, run_record
+    from core.store import open_store
+
+    store = open_store(None)
+    pid, _ = store.add_prompt(item["instruction"], item["response"], id=item["id"])
+    t = time.perf_counter()
+    events = list(reer_job(store, lm, pid, cfg))
+    seconds = time.perf_counter() - t
+    rec = run_record(store, events[0].run_id)
+    store.close()
+    if rec["finish_reason"] is None:
+        raise RuntimeError(f"{item['id']}: the search failed: {getattr(events[-1], 'message', events[-1].kind)}")
+    return seconds, rec
+
+
+def bench_reer(lm, items: int = 2, log=print) -> dict:
+    """Run the REER benchmark (section comment above); returns the result dict."""
+    from core.lm import GenerationConfig
+    from core.reer import ReerConfig
+
+    cfg = ReerConfig(**REER_BENCH)
+    pairs = hellobench_pairs()[:items]
+    engine, plain = ExactLengthLM(lm), ExactLengthLM(PlainLM(lm))
+    log(f"warming up {lm.name} (not timed)...")
+    for m in (engine, plain):  # first calls pay one-off costs (kernels, stop-string tables)
+        m.generate([{"role": "user", "content": "Hi"}], GenerationConfig(max_new_tokens=4, n=2, seed=0))
+        m.loglikelihood([build_request(lm, "Hi", ["A plan."], "An answer.", cfg.scoring())])
+        m.seconds = {"generate": 0.0, "score": 0.0}
+    rows = []
+    for n, item in enumerate(pairs):
+        order = [("engine", engine), ("plain", plain)]
+        if n % 2:
+            order.reverse()
+        row = {"id": item["id"], "reference_tokens": len(lm.encode(item["response"]))}
+        for label, m in order:
+            before = dict(m.seconds)
+            seconds, rec = _timed_reer(m, item, cfg)
+            row[f"{label}_s"] = seconds
+            for part in ("generate", "score"):
+                row[f"{label}_{part}_s"] = m.seconds[part] - before[part]
+            row[f"{label}_steps"] = len(rec["steps"])
+            row[f"{label}_finish"] = rec["finish_reason"]
+        rows.append(row)
+        log(f"item {n + 1}/{len(pairs)} {item['id']} ({row['reference_tokens']} reference tokens): "
+            + "  ".join(f"{p} {row[p + '_s']:.1f}s (generate {row[p + '_generate_s']:.1f}s, score "
+                        f"{row[p + '_score_s']:.1f}s, {row[p + '_steps']} steps)" for p in ("engine", "plain"))
+            + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x")
+    engine_s, plain_s = sum(r["engine_s"] for r in rows), sum(r["plain_s"] for r in rows)
+    return {
+        "speedup": plain_s / engine_s,
+        "engine_items_per_hour": 3600 * len(rows) / engine_s,
+        "plain_items_per_hour": 3600 * len(rows) / plain_s,
+        "engine_s": engine_s, "plain_s": plain_s,
+        "generate_speedup": sum(r["plain_generate_s"] for r in rows) / sum(r["engine_generate_s"] for r in rows),
+        "score_speedup": sum(r["plain_score_s"] for r in rows) / sum(r["engine_score_s"] for r in rows),
+        "same_steps": all(r["engine_steps"] == r["plain_steps"] for r in rows),
+        "items": len(rows), **REER_BENCH, "exact_lengths": True, "store": "memory",
+        "per_item": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
         "model": lm.name, "threads": torch.get_num_threads(),
     }

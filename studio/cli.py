@@ -1,4 +1,4 @@
-"""The `palimpsest` command: app, score, bench. Thin: parses arguments, calls core, prints.
+"""The `palimpsest` command: app, score, reer, bench. Thin: parses arguments, calls core, prints.
 
 Every user error ends as one readable line on stderr and exit status 2; never a traceback.
 """
@@ -17,6 +17,11 @@ from core.lm import DEFAULT_MODEL, LMError  # noqa: E402  (env first: nothing ph
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples.jsonl"
+
+
+def default_db() -> str:
+    """$PALIMPSEST_DB, else ~/.local/share/palimpsest/palimpsest.db."""
+    return os.environ.get("PALIMPSEST_DB") or str(Path.home() / ".local" / "share" / "palimpsest" / "palimpsest.db")
 
 
 class CLIError(Exception):
@@ -90,15 +95,116 @@ def cmd_score(args) -> int:
     return 1 if failed and len(items) == failed else 0
 
 
+# ---- reer ------------------------------------------------------------------------------------
+
+def _read_items(path: str, limit: int | None):
+    """Items of --input (JSONL, HelloBench file or folder); bad lines are printed and skipped."""
+    from core.items import InputError, read_items
+
+    try:
+        items, problems = read_items(path)
+    except InputError as exc:
+        raise CLIError(str(exc)) from None
+    if not items:
+        more = f" (and {len(problems) - 1} more bad line(s))" if len(problems) > 1 else ""
+        why = f"; first bad line: {problems[0]}{more}" if problems else "; the file is empty"
+        raise CLIError(f"{path}: no usable items{why}")
+    for p in problems:
+        print(f"skipped {p}", file=sys.stderr)
+    return items[:limit] if limit is not None else items
+
+
+def cmd_reer(args) -> int:
+    from tqdm import tqdm
+
+    from core.reer import ReerConfig
+    from core.reer_batch import reer_items
+    from core.store import StoreError, open_store
+
+    if args.limit is not None and args.limit < 1:
+        raise CLIError("--limit must be at least 1")
+    if args.candidates < 1 or args.max_steps < 0:
+        raise CLIError("--candidates must be at least 1 and --max-steps at least 0")
+    items = _read_items(args.input, args.limit)
+    cfg = ReerConfig(candidates=args.candidates, max_steps=args.max_steps, threshold=args.threshold,
+                     draft_max_new_tokens=args.draft_max_new_tokens,
+                     candidate_max_new_tokens=args.max_new_tokens, seed=args.seed)
+    try:
+        store = open_store(args.db)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+    model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.lm.load_lm)
+    loaded = []
+
+    def get_lm():
+        if not loaded:
+            loaded.append(_load(model))
+        return loaded[0]
+
+    show = sys.stderr.isatty() or args.progress
+    bar = tqdm(total=len(items), desc="reer", unit="item", file=sys.stderr, disable=not show)
+    say = (lambda msg: bar.write(msg, file=sys.stderr)) if show else (lambda msg: print(msg, file=sys.stderr))
+
+    def on_event(item, event):
+        post = {"item": item.id[-32:]}
+        if event.kind in ("run_started", "initial_draft"):
+            post["step"] = "draft" if event.kind == "run_started" else f"0/{cfg.max_steps}"
+        elif hasattr(event, "step"):
+            post["step"] = f"{event.step}/{cfg.max_steps}"
+        if isinstance(getattr(event, "score", None), dict) and event.kind != "candidate_scored":
+            post["score"] = f"{event.score['score']:.4f}"
+        bar.set_postfix(post, refresh=True)
+
+    counts = {"done": 0, "cached": 0, "failed": 0}
+    out = open(args.out, "w", encoding="utf-8")
+    try:
+        for o in reer_items(store, items, cfg, model, get_lm, source=str(args.input), on_event=on_event):
+            counts[o.status] += 1
+            bar.update(1)
+            if o.status == "failed":
+                say(f"failed {o.item.id}: {o.error}")
+                continue
+            r = o.record
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+            out.flush()
+            was = "already in the store" if o.status == "cached" else f"{r['timings']['active_seconds']:.0f} s"
+            say(f"{o.item.id}: score {_num(r['initial_score'])} -> {_num(r['final_score'])} "
+                f"(ppl {_num(r['initial_ppl'], 2)} -> {_num(r['final_ppl'], 2)}), {len(r['steps'])} step(s), "
+                f"{r['finish_reason']}, filters {'passed' if r['filters'].get('passed') else 'failed'}; {was}")
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: every event so far is saved in {store.path or args.db} and finished items are in "
+              f"{args.out}; run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        out.close()
+        store.close()
+    print(f"wrote {counts['done'] + counts['cached']} record(s) to {args.out}: {counts['done']} searched, "
+          f"{counts['cached']} already finished in {args.db}, {counts['failed']} failed", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _num(x, digits: int = 4) -> str:
+    return "?" if x is None else f"{x:.{digits}f}"
+
+
 # ---- bench -----------------------------------------------------------------------------------
 
 def cmd_bench(args) -> int:
-    from core.bench import bench_scoring
+    from core.bench import bench_reer, bench_scoring
 
-    if args.what != "scoring":
-        raise CLIError(f"unknown benchmark '{args.what}'; available: scoring")
+    if args.what == "reer" and args.items < 1:
+        raise CLIError("--items must be at least 1")
     lm = _load(args.model)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    if args.what == "reer":
+        result = bench_reer(lm, items=args.items, log=log)
+        if not args.json:
+            print(f"REER end to end: engine {result['engine_items_per_hour']:.1f} items/h, plain loop "
+                  f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x")
+        print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
+        return 0
     result = bench_scoring(lm, rounds=args.rounds, k=args.k, segment=args.segment, log=log)
     if not args.json:
         print(f"engine default ({result['default_precision']}: shared prefix + cascade attention): "
@@ -116,6 +222,10 @@ def cmd_bench(args) -> int:
 # ---- wiring ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.reer import ReerConfig
+
+    defaults = ReerConfig()  # the search's own defaults (DESIGN.md)
+
     p = argparse.ArgumentParser(prog="palimpsest", description="Make thinking trajectories for writing.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -139,12 +249,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     s.set_defaults(func=cmd_score)
 
+    r = sub.add_parser("reer", help="REER: reverse-engineer thinking trajectories for query/reference pairs")
+    rsub = r.add_subparsers(dest="action", required=True)
+    rr = rsub.add_parser("run", help="run (or resume) REER on every item of a file; one JSON line per item",
+                         description="Every event is saved in --db as it happens: items already finished with "
+                                     "the same settings and model are not searched again (their records are "
+                                     "still written), and an interrupted item resumes where it stopped.")
+    rr.add_argument("--input", required=True, help="JSONL (query/reference or instruction/response), a HelloBench "
+                                                   "task file (joined with the responses beside it) or folder")
+    rr.add_argument("--out", required=True, help="output JSONL, one record per item (overwritten)")
+    rr.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
+    rr.add_argument("--candidates", type=int, default=defaults.candidates, help="rewrites per segment (K)")
+    rr.add_argument("--max-steps", type=int, default=defaults.max_steps, help="segment expansions at most")
+    rr.add_argument("--max-new-tokens", type=int, default=defaults.candidate_max_new_tokens,
+                    help="token budget of each rewrite")
+    rr.add_argument("--draft-max-new-tokens", type=int, default=defaults.draft_max_new_tokens,
+                    help="token budget of the initial thinking")
+    rr.add_argument("--threshold", type=float, default=defaults.threshold,
+                    help="stop once the clipped score falls below this")
+    rr.add_argument("--seed", type=int, default=defaults.seed, help="same seed, same trajectories")
+    rr.add_argument("--limit", type=int, default=None, help="only the first N items")
+    rr.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
+                                                      "~/.local/share/palimpsest/palimpsest.db)")
+    rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    rr.set_defaults(func=cmd_reer)
+
     b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
-    b.add_argument("what", choices=["scoring"], help="which benchmark")
+    b.add_argument("what", choices=["scoring", "reer"], help="which benchmark")
     b.add_argument("--model", default=DEFAULT_MODEL)
-    b.add_argument("--rounds", type=int, default=3)
-    b.add_argument("--k", type=int, default=4, help="candidates per step")
-    b.add_argument("--segment", type=int, default=5, help="segment whose candidates are timed")
+    b.add_argument("--rounds", type=int, default=3, help="scoring: timed rounds")
+    b.add_argument("--k", type=int, default=4, help="scoring: candidates per step")
+    b.add_argument("--segment", type=int, default=5, help="scoring: segment whose candidates are timed")
+    b.add_argument("--items", type=int, default=2, help="reer: HelloBench items run by each path")
     b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     b.set_defaults(func=cmd_bench)
     return p
