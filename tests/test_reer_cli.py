@@ -100,7 +100,7 @@ def test_run_writes_records_and_a_second_run_reuses_the_store(tmp_path):
 @pytest.mark.model
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     src = write_items(tmp_path / "in.jsonl", SAMPLES[1:2])
-    args = ["--candidates", "2", "--max-steps", "3", "--draft-max-new-tokens", "120", "--max-new-tokens", "60"]
+    args = ["--candidates", "2", "--max-steps", "2", "--draft-max-new-tokens", "120", "--max-new-tokens", "60"]
     db, out = tmp_path / "p.db", tmp_path / "out.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", *reer_args(src, out, db, *args)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
