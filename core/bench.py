@@ -18,7 +18,6 @@ the section at the end of this file).
 """
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from core.fastscore import naive_logprobs
+from core.items import Item, read_items
 from core.scoring import ScoringConfig, build_request, score_candidates, summarize
 from core.lm import TokenLogprobs
 
@@ -46,11 +46,11 @@ _OPENERS = [
 ]
 
 
-def hellobench_pairs(root: Path = HELLOBENCH) -> list[dict]:
-    path = root / "heuristic_text_generation_claude35_responses.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: HelloBench data not found; put it in shared/data/hellobench beside the repo")
-    return [json.loads(line) for line in path.open()]
+def hellobench_items(root: Path = HELLOBENCH) -> list[Item]:
+    """HelloBench tasks joined with their reference answers (core.items.read_items)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: HelloBench data not found; put it in shared/data/hellobench beside the repo")
+    return read_items(root)[0]
 
 
 def _words(text: str, n: int, start: int = 0) -> str:
@@ -107,9 +107,8 @@ def _order(values: list[float]) -> list[int]:
 def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps=(2, 8),
                   item: int = 0, log=print) -> dict:
     """Run the benchmark (module docstring); returns the result dict (also printed by the CLI)."""
-    pairs = hellobench_pairs()
-    rec = pairs[item]
-    query, reference = rec["instruction"], rec["response"]
+    rec = hellobench_items()[item]
+    query, reference = rec.query, rec.reference
     segs = planning_trajectory(query, reference)
     modes = {m: ScoringConfig(template="chat", precision=m) for m in ("fp32", "auto", "bf16")}
     steps = [segment] * rounds + list(extra_steps)
@@ -262,7 +261,7 @@ class ExactLengthLM:
     def generate(self, messages, config, prefix: str = "") -> list[str]:
         import dataclasses
 
-        from core.lm_hf import _cut_at_stop
+        from core.lm import cut_at_stop
 
         forced = dataclasses.replace(config, stop=(), extra={**config.extra, "min_new_tokens": config.max_new_tokens})
         t = time.perf_counter()
@@ -270,22 +269,22 @@ class ExactLengthLM:
             texts = self.lm.generate(messages, forced, prefix=prefix)
         finally:
             self.seconds["generate"] += time.perf_counter() - t
-        return [_cut_at_stop(t, config.stop) for t in texts]
+        return [cut_at_stop(t, config.stop) for t in texts]
 
 
-def _timed_reer(lm, item: dict, cfg) -> tuple[float, dict]:
+def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:
     from core.jobs import reer_job, run_record
     from core.store import open_store
 
     store = open_store(None)
-    pid, _ = store.add_prompt(item["instruction"], item["response"], id=item["id"])
+    pid, _ = store.add_prompt(item.query, item.reference, id=item.id)
     t = time.perf_counter()
     events = list(reer_job(store, lm, pid, cfg))
     seconds = time.perf_counter() - t
     rec = run_record(store, events[0].run_id)
     store.close()
     if rec["finish_reason"] is None:
-        raise RuntimeError(f"{item['id']}: the search failed: {getattr(events[-1], 'message', events[-1].kind)}")
+        raise RuntimeError(f"{item.id}: the search failed: {getattr(events[-1], 'message', events[-1].kind)}")
     return seconds, rec
 
 
@@ -295,7 +294,7 @@ def bench_reer(lm, items: int = 2, log=print) -> dict:
     from core.reer import ReerConfig
 
     cfg = ReerConfig(**REER_BENCH)
-    pairs = hellobench_pairs()[:items]
+    pairs = hellobench_items()[:items]
     engine, plain = ExactLengthLM(lm), ExactLengthLM(PlainLM(lm))
     log(f"warming up {lm.name} (not timed)...")
     for m in (engine, plain):  # first calls pay one-off costs (kernels, stop-string tables)
@@ -307,7 +306,7 @@ def bench_reer(lm, items: int = 2, log=print) -> dict:
         order = [("engine", engine), ("plain", plain)]
         if n % 2:
             order.reverse()
-        row = {"id": item["id"], "reference_tokens": len(lm.encode(item["response"]))}
+        row = {"id": item.id, "reference_tokens": len(lm.encode(item.reference))}
         for label, m in order:
             before = dict(m.seconds)
             seconds, rec = _timed_reer(m, item, cfg)
@@ -317,7 +316,7 @@ def bench_reer(lm, items: int = 2, log=print) -> dict:
             row[f"{label}_steps"] = len(rec["steps"])
             row[f"{label}_finish"] = rec["finish_reason"]
         rows.append(row)
-        log(f"item {n + 1}/{len(pairs)} {item['id']} ({row['reference_tokens']} reference tokens): "
+        log(f"item {n + 1}/{len(pairs)} {item.id} ({row['reference_tokens']} reference tokens): "
             + "  ".join(f"{p} {row[p + '_s']:.1f}s (generate {row[p + '_generate_s']:.1f}s, score "
                         f"{row[p + '_score_s']:.1f}s, {row[p + '_steps']} steps)" for p in ("engine", "plain"))
             + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x")

@@ -48,43 +48,35 @@ def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 def cascade_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, **kwargs):
     """AttentionInterface function: causal over the given keys, plus an unmasked shared prefix.
 
-    query (B, H, S, D); key/value (B, Hkv, S_k, D). If S_k > S (a cache), the first S_k - S
-    keys are a prefix every query sees. If a prefix was installed by `prefix_scope`, it is
-    seen by every row too. Never used with padding masks (`attention_mask` must be None).
+    query (B, H, S, D); key/value (B, Hkv, S, D): no cache (the prefix's keys are computed with
+    an empty one). A prefix installed by `prefix_scope` is seen by every row. Never used with
+    padding masks or a non-empty cache.
     """
-    if attention_mask is not None:
-        raise RuntimeError("cascade attention does not take masks; score through core.fastscore")
+    if attention_mask is not None or key.shape[2] != query.shape[2]:
+        raise RuntimeError("cascade attention takes no masks and no cache; score through core.fastscore")
     n_rep = query.shape[1] // key.shape[1]
     s = query.shape[2]
-    past = key.shape[2] - s
-    own_k, own_v = key[:, :, past:], value[:, :, past:]
-    parts = []
-    if query.device.type == "cpu":
-        parts.append(_flash(query, _repeat_kv(own_k, n_rep), _repeat_kv(own_v, n_rep), True, scaling))
-    else:  # GPUs: let PyTorch pick its kernel; same maths, LSE computed by hand
-        parts.append(_sdpa_lse(query, _repeat_kv(own_k, n_rep), _repeat_kv(own_v, n_rep), True, scaling))
-    prefixes = []
-    if past > 0:
-        prefixes.append((key[:, :, :past], value[:, :, :past]))
+    parts = [_attend(query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep), scaling, causal=True)]
     installed = getattr(_state, "prefix", None)
     if installed is not None:
-        prefixes.append(installed[module.layer_idx])
-    for pk, pv in prefixes:
+        pk, pv = installed[module.layer_idx]
         b = query.shape[0]
         if pk.shape[0] == 1 and b > 1:  # one shared prefix: fold the batch into the query length
             q = query.transpose(0, 1).reshape(1, query.shape[1], b * s, query.shape[3])
-            o, l = _attend(q, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling)
+            o, l = _attend(q, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
             o = o.reshape(query.shape[1], b, s, -1).transpose(0, 1)
             l = l.reshape(query.shape[1], b, s).transpose(0, 1)
         else:
-            o, l = _attend(query, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling)
+            o, l = _attend(query, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
         parts.append((o, l))
     out = _merge(parts) if len(parts) > 1 else parts[0][0]
     return out.transpose(1, 2).contiguous(), None
 
 
-def _attend(q, k, v, scale):
-    return _flash(q, k, v, False, scale) if q.device.type == "cpu" else _sdpa_lse(q, k, v, False, scale)
+def _attend(q, k, v, scale, causal: bool):
+    """(output, log-sum-exp): the CPU flash kernel returns both; elsewhere (GPUs, not run on
+    these machines) the same maths explicitly."""
+    return _flash(q, k, v, causal, scale) if q.device.type == "cpu" else _sdpa_lse(q, k, v, causal, scale)
 
 
 def _sdpa_lse(q, k, v, causal, scale):
@@ -176,8 +168,7 @@ def group_by_prefix(seqs: list[tuple[list[int], int]]) -> list[tuple[int, list[i
                 groups[-1] = (shared, members + [i])
                 continue
         groups.append((n_ctx - 1 if n_ctx > 1 else 0, [i]))
-    # a singleton needs no prefix cache: its "prefix" would be computed for nothing extra, but
-    # splitting still lets it batch with others, so keep it as P = 0
+    # a singleton shares nothing: it runs whole (P = 0)
     return [(p if len(m) > 1 else 0, m) for p, m in groups]
 
 

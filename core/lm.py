@@ -99,6 +99,12 @@ class LM(Protocol):
         ...
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Text up to (not including) the earliest stop string."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 def cache_dir() -> Path:
     """Where converted models are cached: $PALIMPSEST_CACHE, else ~/.cache/palimpsest."""
     root = os.environ.get("PALIMPSEST_CACHE") or Path.home() / ".cache" / "palimpsest"

@@ -26,6 +26,7 @@ from core.lm import (
     ScoreRequest,
     TokenLogprobs,
     cache_dir,
+    cut_at_stop,
 )
 
 log = logging.getLogger(__name__)
@@ -215,9 +216,4 @@ class HFLM:
             model = self.twin(self.gen_precision)
             out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
         texts = self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-        return [_cut_at_stop(t, config.stop) for t in texts]
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
-    return text[:cut]
+        return [cut_at_stop(t, config.stop) for t in texts]

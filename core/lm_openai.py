@@ -54,6 +54,7 @@ from core.lm import (
     Precision,
     ScoreRequest,
     TokenLogprobs,
+    cut_at_stop,
 )
 
 log = logging.getLogger(__name__)
@@ -251,12 +252,6 @@ def _field(reply: Any, url: str, *keys: str | int) -> Any:
 
 
 # ---- pure helpers -----------------------------------------------------------------------------
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Text up to (not including) the earliest stop string."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 def pick_continuation(

@@ -257,7 +257,7 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state):
         if state.steps_done >= cfg.max_steps:
             yield _finish(state, run_id, "max_steps", state.segments, state.score, answer, cfg)
             return
-        if state.next_visit >= n_segments * cfg.passes:
+        if state.steps_done >= n_segments * cfg.passes:
             yield _finish(state, run_id, "segments_done", state.segments, state.score, answer, cfg)
             return
         if controls.should_pause():
@@ -268,7 +268,7 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state):
 
 
 def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state):
-    step, i = state.steps_done + 1, state.next_visit % len(state.segments)
+    step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
     if controls.take(("skip",)):
         yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score)
         return
@@ -326,10 +326,10 @@ def _human_edits(lm, run_id, query, answer, scfg, controls, state):
         event = ev.CandidateScored(run_id, step=step, segment=i, index=-1, score=s)
         state.apply(event)
         yield event
-        yield _decide(state, run_id, step, i, "edit", "human", None, text, s, advance=False)
+        yield _decide(state, run_id, step, i, "edit", "human", None, text, s)  # edits use up no step
 
 
-def _decide(state, run_id, step, i, action, by, chosen, text, s, advance=True) -> ev.SegmentDecided:
+def _decide(state, run_id, step, i, action, by, chosen, text, s) -> ev.SegmentDecided:
     segs = list(state.segments)
     segs[i] = text
     event = ev.SegmentDecided(run_id, step=step, segment=i, action=action, by=by, chosen=chosen, text=text,

@@ -44,10 +44,6 @@ class ReerState:
         elif isinstance(event, ev.RunFinished):
             self.finished = True
 
-    @property
-    def next_visit(self) -> int:
-        return self.steps_done
-
     def pending_step(self, step: int, segment: int, k: int) -> dict | None:
         """{candidate: (text, score)} if step `step` was fully generated and scored but not decided."""
         gen, scored, began = {}, {}, False

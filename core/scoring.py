@@ -86,16 +86,29 @@ def summarize(tl: TokenLogprobs, clip_min: float, precision: str, keep_tokens: b
     )
 
 
+def split_reference(reference: str, cfg: ScoringConfig) -> tuple[str, str]:
+    """(unscored context, scored text) of a reference: the answer after any think block, with
+    its first segment moved out of the scored part when `cfg.skip_first_segment` (the "\n\n"
+    after that segment is scored with the rest). The studio's heat map uses the same split."""
+    reference = answer_part(reference)
+    if cfg.template == "chat":
+        reference = reference.strip()
+    if cfg.skip_first_segment:
+        ref_segs = split_segments(reference)
+        if len(ref_segs) > 1:
+            return ref_segs[0], SEP + SEP.join(ref_segs[1:])
+    return "", reference
+
+
 def build_request(lm: LM, query: str, segments: Sequence[str], reference: str, cfg: ScoringConfig) -> ScoreRequest:
     """The scoring request for x, z (as segments) and y under the configured template."""
-    reference = answer_part(reference)
+    unscored, reference = split_reference(reference, cfg)
     if not reference.strip():
         raise ScoringError("the reference is empty: nothing to score")
     segments = [s for s in segments if s.strip()]
     # the separator leads the next segment: "text" | "\n\nNext" tokenizes as the joined text does
     body = tuple(segments[:1]) + tuple(SEP + s for s in segments[1:])
     if cfg.template == "chat":
-        reference = reference.strip()
         head = lm.chat_text([{"role": "user", "content": query}], add_generation_prompt=True) + THINK_OPEN
         if body:
             pieces = (head,) + body[:-1] + (body[-1] + BRIDGE,)
@@ -107,12 +120,7 @@ def build_request(lm: LM, query: str, segments: Sequence[str], reference: str, c
             raise ScoringError("template 'none' needs a query or a thinking text before the reference")
     else:
         raise ScoringError(f"template '{cfg.template}': use 'chat' or 'none'")
-    if cfg.skip_first_segment:
-        ref_segs = split_segments(reference)
-        if len(ref_segs) > 1:
-            pieces = pieces + (ref_segs[0],)
-            reference = SEP + SEP.join(ref_segs[1:])  # the separator is scored with the rest
-    return ScoreRequest(pieces, reference)
+    return ScoreRequest(pieces + ((unscored,) if unscored else ()), reference)
 
 
 def _segments_of(thinking: str | Sequence[str]) -> list[str]:

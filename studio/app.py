@@ -11,8 +11,8 @@ not know: how scoring works (core.scoring), how models load (core.lm). The model
 """
 from __future__ import annotations
 
+import dataclasses
 import html
-import json
 import logging
 import os
 import time
@@ -25,8 +25,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from core.lm import DEFAULT_MODEL, LM, LMError  # noqa: E402
-from core.scoring import ScoringConfig, score  # noqa: E402
-from core.segments import SEP, answer_part, split_segments  # noqa: E402
+from core.items import read_jsonl  # noqa: E402
+from core.scoring import ScoringConfig, score, split_reference  # noqa: E402
+from core.segments import answer_part  # noqa: E402
 from studio import render  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -39,31 +40,18 @@ CONCURRENCY = 4  # events served at once (the model itself scores one request at
 
 
 def load_samples(path: str | Path | None = None) -> list[dict]:
-    """Samples from a JSONL file (id, query, reference, thinking...); [] if the file is absent.
+    """Samples from a JSONL file (core.items.read_jsonl); [] if the file is absent.
 
-    Lines that are blank, not JSON, or lack a reference are skipped with a logged warning naming
-    the file and line.
+    Bad lines are skipped with a logged warning naming the file, line and field.
     """
     path = Path(path) if path else SAMPLES_PATH
     if not path.is_file():
         log.warning("no samples file at %s: the sample menu will be empty", path)
         return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                log.warning("%s line %d: not JSON (%s); skipped", path, n, e)
-                continue
-            if not isinstance(rec, dict) or not str(rec.get("reference") or "").strip():
-                log.warning("%s line %d: no 'reference' field; skipped", path, n)
-                continue
-            rec.setdefault("id", f"line-{n}")
-            out.append(rec)
-    return out
+    items, problems = read_jsonl(path)
+    for p in problems:
+        log.warning("sample skipped: %s", p)
+    return [dataclasses.asdict(item) for item in items]
 
 
 def _sample_label(s: dict) -> str:
@@ -79,20 +67,16 @@ def _read_css() -> str:
     return CSS_PATH.read_text(encoding="utf-8") if CSS_PATH.is_file() else ""
 
 
-def _scored_parts(reference: str, skip_first: bool) -> tuple[tuple[str, ...], str, str]:
+def _scored_parts(reference: str, cfg: ScoringConfig) -> tuple[tuple[str, ...], str, str]:
     """Notes on which part of the reference is scored, the unscored prefix (greyed in the heat
-    map) and the scored text, split exactly as core.scoring.build_request does."""
-    notes, prefix = [], ""
-    scored = answer_part(reference)
-    if scored != reference.strip():
+    map) and the scored text, as core.scoring.split_reference splits them."""
+    prefix, scored = split_reference(reference, cfg)
+    notes = []
+    if "</think>" in reference:
         notes.append("The reference holds a think block: only the answer after </think> is scored.")
-    if skip_first:
-        segs = split_segments(scored)
-        if len(segs) > 1:
-            prefix, scored = segs[0] + SEP, SEP.join(segs[1:])
-            notes.append("The reference's first segment (greyed) is left unscored.")
-        else:
-            notes.append("The reference has a single segment, so all of it is scored.")
+    if cfg.skip_first_segment:
+        notes.append("The reference's first segment (greyed) is left unscored." if prefix
+                     else "The reference has a single segment, so all of it is scored.")
     return tuple(notes), prefix, scored
 
 
@@ -193,7 +177,7 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict], model_name: str | N
                 except Exception as e:
                     log.exception("comparison scoring failed")
                     base_err = f"{type(e).__name__}: {e}"
-            notes, prefix, scored_text = _scored_parts(reference, bool(skip_first))
+            notes, prefix, scored_text = _scored_parts(reference, cfg)
             view = render.StatsView(
                 n_tokens=main.n_tokens, mean_logprob=main.mean_logprob, ppl=main.ppl, score=main.score,
                 precision=main.precision, seconds=seconds, truncated=main.truncated,

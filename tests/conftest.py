@@ -15,8 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-HELLOBENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "hellobench")
-
 
 @pytest.fixture(scope="session")
 def builtin_lm():
@@ -43,22 +41,3 @@ def tiny_lm():
     model = LlamaForCausalLM(cfg).eval()
     return HFLM(model, tok, name="tiny-random", device="cpu")
 
-
-def hellobench_items(limit: int | None = None) -> list[dict]:
-    """HelloBench records joined on id: query, reference, category, rubric (third-party, MIT)."""
-    import json
-
-    base = os.path.abspath(HELLOBENCH)
-    tasks = {}
-    with open(os.path.join(base, "heuristic_text_generation.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            tasks[r["id"]] = r
-    out = []
-    with open(os.path.join(base, "heuristic_text_generation_claude35_responses.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            t = tasks.get(r["id"], {})
-            out.append({"id": r["id"], "query": r["instruction"], "reference": r["response"],
-                        "category": t.get("category"), "rubric": t.get("checklists", [])})
-    return out[:limit] if limit else out

@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, load_lm
-from core.lm_openai import VLLM_COMMAND, OpenAILM, cut_at_stop, parse_spec, pick_continuation
+from core.lm import cut_at_stop
+from core.lm_openai import VLLM_COMMAND, OpenAILM, parse_spec, pick_continuation
 
 MODEL = "fake/Model-1B"
 OTHER = "fake/Other"

@@ -13,8 +13,7 @@ import pytest
 
 from core import events as ev
 from core.jobs import reer_job, run_record
-from core.lm import GenerationConfig
-from core.lm_hf import _cut_at_stop
+from core.lm import GenerationConfig, cut_at_stop
 from core.reer import Controls, ReerConfig, parse_rewrite, reer_search, run_reer
 from core.reer_state import ReerState, record_from_events
 from core.scoring import score
@@ -49,7 +48,7 @@ class ScriptedLM:
     def generate(self, messages, config: GenerationConfig, prefix=""):
         self.calls.append((messages, config, prefix))
         replies = next(self.script)
-        return [_cut_at_stop(r, config.stop) for r in itertools.islice(itertools.cycle(replies), config.n)]
+        return [cut_at_stop(r, config.stop) for r in itertools.islice(itertools.cycle(replies), config.n)]
 
 
 def rewrites(*texts):

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from core.bench import HELLOBENCH
 from core.items import InputError, read_items
 from core.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-HELLOBENCH = ROOT.parent / "shared" / "data" / "hellobench"
 SAMPLES = [json.loads(line) for line in open(ROOT / "data" / "samples.jsonl")]
 FAST = ["--candidates", "2", "--max-steps", "2", "--draft-max-new-tokens", "120", "--max-new-tokens", "60"]
 
