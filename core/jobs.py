@@ -48,7 +48,8 @@ def save_trajectory(store: Store, run_id: str) -> int:
     rec = record_from_events(store.events(run_id))
     return store.save_trajectory(run_id, thinking=rec["thinking"], answer=rec["reference"] or "",
                                  initial_score=rec["initial_score"], final_score=rec["final_score"],
-                                 initial_ppl=rec["initial_ppl"], final_ppl=rec["final_ppl"], filters=rec["filters"])
+                                 initial_ppl=rec["initial_ppl"], final_ppl=rec["final_ppl"], filters=rec["filters"],
+                                 details=rec)
 
 
 def run_record(store: Store, run_id: str) -> dict:

@@ -35,7 +35,7 @@ RUN_KINDS = ("reer", "r2")
 RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
 TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
 BUSY_TIMEOUT_MS = 10_000
-JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags")}
+JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details")}
 FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)",
          "runs": "create it with create_run", "trajectories": "save one with save_trajectory"}
 
@@ -117,7 +117,14 @@ def m002_trajectories(db: sqlite_utils.Database) -> None:
     db["trajectories"].create_index(["prompt_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_prompts_runs_events, m002_trajectories]
+def m003_trajectory_details(db: sqlite_utils.Database) -> None:
+    # details: the run's whole output record as JSON (REER: core.reer_state.record_from_events;
+    # R2: its round-by-round record), so review and export never need to replay events.
+    db["trajectories"].add_column("details", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_prompts_runs_events, m002_trajectories, m003_trajectory_details]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:
@@ -340,7 +347,8 @@ class Store:
     # trajectories
     def save_trajectory(self, run_id: str, thinking: str, answer: str, initial_score: float | None = None,
                         final_score: float | None = None, initial_ppl: float | None = None,
-                        final_ppl: float | None = None, filters: dict | None = None) -> int:
+                        final_ppl: float | None = None, filters: dict | None = None,
+                        details: dict | None = None) -> int:
         """Insert or replace the run's trajectory (its review status, rating, tags and notes are kept)."""
         run = self.get_run(run_id)
         t = now()
@@ -348,6 +356,7 @@ class Store:
                "answer": answer, "initial_score": initial_score, "final_score": final_score,
                "initial_ppl": initial_ppl, "final_ppl": final_ppl,
                "filters": json.dumps(filters) if filters is not None else None,
+               "details": json.dumps(details) if details is not None else None,
                "created_at": t, "updated_at": t}
         cols = ", ".join(row)
         update = ", ".join(f"{c} = excluded.{c}" for c in row if c not in ("run_id", "created_at"))
