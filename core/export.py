@@ -8,7 +8,7 @@ Knows the formats and their exact record shapes (also in the README's export sec
             "scores"}] + dataset_info.json, as LLaMA-Factory reads them.
 - alpaca    data.json: [{"id", "instruction", "input": "", "output", "source", "scores"}] + dataset_info.json.
 - parquet   data.parquet: one row per trajectory with every field (id, query, thinking, answer,
-            messages, source, kind, status, rating, tags, notes, category, rubric, model, version, scores).
+            messages, source, status, rating, tags, notes, category, rubric, model, scores as JSON text).
 - hf        a `datasets` save_to_disk folder with the parquet columns.
 - prm       train.jsonl: {"id", "prompt", "steps": [reflection...], "labels": [bool...], "rewards": [...],
             "reward_components": [...]} from R2 rounds (label: the reflection's total reward > 0).
@@ -49,8 +49,8 @@ DESCRIBE = {
                 "block + answer}], source, scores}; dataset_info.json registers it for LLaMA-Factory as `palimpsest`",
     "alpaca": "a JSON list of {id, instruction: query, input: \"\", output: <think> block + answer, source, scores}; "
               "dataset_info.json registers it for LLaMA-Factory as `palimpsest`",
-    "parquet": "one row per trajectory: id, query, thinking, answer, messages, source, kind, status, rating, tags, "
-               "notes, category, rubric, model, version, scores (JSON text)",
+    "parquet": "one row per trajectory: id, query, thinking, answer, messages, source, status, rating, tags, "
+               "notes, category, rubric, model, scores (JSON text)",
     "hf": "a `datasets` folder (load_from_disk) with the parquet columns",
     "prm": "one JSON object per line: id, prompt, steps (the R2 reflections), labels (reward total > 0), "
            "rewards (totals), reward_components",
@@ -164,9 +164,9 @@ def chat_record(ex: dict) -> dict:
 def _flat(ex: dict) -> dict:
     rec = chat_record(ex)
     return {"id": ex["id"], "query": ex["query"], "thinking": ex["thinking"], "answer": ex["answer"],
-            "messages": rec["messages"], "source": ex["source"], "kind": ex["kind"], "status": ex["status"],
+            "messages": rec["messages"], "source": ex["source"], "status": ex["status"],
             "rating": ex["rating"], "tags": ex["tags"], "notes": ex["notes"], "category": ex["category"],
-            "rubric": ex["rubric"], "model": ex["model"], "version": ex["version"],
+            "rubric": ex["rubric"], "model": ex["model"],
             "scores": json.dumps(ex["scores"], sort_keys=True)}
 
 
@@ -348,7 +348,7 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     report.card = str(card)
     with store.transaction():
         report.export_id = store.db["exports"].insert({
-            "format": fmt, "out": str(out.resolve()), "status": status, "source": source, "count": count,
+            "format": fmt, "out": str(out.resolve()), "status": status, "source": source, "count": report.count,
             "skipped": json.dumps(report.skipped), "stats": json.dumps(report.stats),
             "settings": json.dumps({"check_template": check_template, "trajectories": len(examples)}),
             "created_at": now()}).last_pk
