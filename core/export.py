@@ -323,8 +323,6 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
     out = Path(out).expanduser()
     examples, skipped = _examples(store, status, source)
-    if fmt in ("prm", "dpo"):
-        examples = [ex for ex in examples if ex["source"] == "r2" or ex["rounds"]]
     report = ExportReport(fmt, str(out), trajectories=len(examples), skipped=dict(skipped))
     check = None
     if check_template:
@@ -336,6 +334,7 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
         check += "".join(f"\n- {i}" for i in report.template_issues[:20])
     rows, more = _rows(fmt, examples)
     report.skipped.update(more)
+    report.trajectories -= sum(more.values())
     if not rows:
         why = "; ".join(f"{n} {k}" for k, n in report.skipped.items()) or "no trajectory matches the filters"
         raise ExportError(f"nothing to export as {fmt} (status {status}, source {source}): {why}; "
