@@ -24,6 +24,13 @@ def _cli_error():
 def _store(path: str):
     from core.store import StoreError, open_store
 
+    try:  # the CLI prints its own summary; datasets' per-file progress bars are noise here
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    except ImportError:
+        pass
+
     try:
         store = open_store(path)
     except StoreError as exc:
