@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from studio.cli_data import add_commands  # import, review, export
 
-    add_commands(sub, default_db())
+    add_commands(sub, default_db(), CLIError)
     return p
 
 

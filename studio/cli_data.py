@@ -14,14 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _cli_error():
-    from studio.cli import CLIError
-
-    return CLIError
-
-
 @contextmanager
-def _store(path: str):
+def _store(path: str, error: type[Exception]):
     from core.store import StoreError, open_store
 
     try:  # the CLI prints its own summary; datasets' per-file progress bars are noise here
@@ -34,11 +28,11 @@ def _store(path: str):
     try:
         store = open_store(path)
     except StoreError as exc:
-        raise _cli_error()(str(exc)) from None
+        raise error(str(exc)) from None
     try:
         yield store
     except StoreError as exc:  # NotFound, BadValue, ImportFailed, ExportError: one readable line
-        raise _cli_error()(str(exc)) from None
+        raise error(str(exc)) from None
     finally:
         store.close()
 
@@ -48,7 +42,7 @@ def _store(path: str):
 def cmd_import(args) -> int:
     from core.io import import_files
 
-    with _store(args.db) as store:
+    with _store(args.db, args.error) as store:
         report = import_files(store, args.files, format=args.format)
     for p in report.problems:
         print(f"skipped {p}", file=sys.stderr)
@@ -57,7 +51,7 @@ def cmd_import(args) -> int:
               f"{c.duplicates} duplicate(s); {c.skipped} skipped", file=sys.stderr)
     print(report.summary() + f" into {args.db}")
     if report.total("read") == 0 and report.problems:
-        raise _cli_error()(f"nothing imported: every record or file was rejected ({len(report.problems)} problem(s) above)")
+        raise args.error(f"nothing imported: every record or file was rejected ({len(report.problems)} problem(s) above)")
     return 0
 
 
@@ -71,7 +65,7 @@ def _short(text: str, n: int = 60) -> str:
 def cmd_review(args) -> int:
     from core import curation as cur
 
-    with _store(args.db) as store:
+    with _store(args.db, args.error) as store:
         a = args.action
         if a == "list":
             flt = cur.TrajectoryFilter(status=args.status, kind=args.kind, source=args.source, min_score=args.min_score,
@@ -118,17 +112,17 @@ def cmd_review(args) -> int:
             tags = getattr(cur, a)(store, args.id, *args.tags)
             print(f"trajectory {args.id} tags: {', '.join(tags) or '(none)'}")
         elif a == "rate":
-            rating = None if args.rating.lower() == "none" else _int(args.rating, "rating")
+            rating = None if args.rating.lower() == "none" else _int(args.rating, "rating", args.error)
             cur.rate(store, args.id, rating)
             print(f"trajectory {args.id} rating: {rating if rating is not None else '(none)'}")
         elif a == "note":
             cur.note(store, args.id, args.text, replace=args.replace)
             print(f"trajectory {args.id}: note saved")
         elif a == "edit":
-            thinking = _text(args.thinking, args.thinking_file, "thinking")
-            answer = _text(args.answer, args.answer_file, "answer")
+            thinking = _text(args.thinking, args.thinking_file, "thinking", args.error)
+            answer = _text(args.answer, args.answer_file, "answer", args.error)
             if thinking is None and answer is None:
-                raise _cli_error()("review edit: give --thinking/--thinking-file and/or --answer/--answer-file")
+                raise args.error("review edit: give --thinking/--thinking-file and/or --answer/--answer-file")
             v = cur.edit(store, args.id, thinking, answer, author=args.author, note=args.note)
             print(f"trajectory {args.id}: saved version {v} (the original and earlier versions are kept)")
         elif a == "revert":
@@ -137,20 +131,20 @@ def cmd_review(args) -> int:
     return 0
 
 
-def _int(value: str, name: str) -> int:
+def _int(value: str, name: str, error: type[Exception]) -> int:
     try:
         return int(value)
     except ValueError:
-        raise _cli_error()(f"{name}: {value!r} is not a whole number") from None
+        raise error(f"{name}: {value!r} is not a whole number") from None
 
 
-def _text(inline: str | None, path: str | None, name: str) -> str | None:
+def _text(inline: str | None, path: str | None, name: str, error: type[Exception]) -> str | None:
     if inline is not None and path is not None:
-        raise _cli_error()(f"review edit: give --{name} or --{name}-file, not both")
+        raise error(f"review edit: give --{name} or --{name}-file, not both")
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise _cli_error()(f"--{name}-file {path}: no such file")
+            raise error(f"--{name}-file {path}: no such file")
         return p.read_text(encoding="utf-8")
     return inline
 
@@ -167,8 +161,8 @@ def cmd_export(args) -> int:
         try:
             tokenizer = load_tokenizer(args.tokenizer)
         except (OSError, ValueError) as exc:
-            raise _cli_error()(f"--tokenizer {args.tokenizer}: cannot load a tokenizer there ({exc})") from None
-    with _store(args.db) as store:
+            raise args.error(f"--tokenizer {args.tokenizer}: cannot load a tokenizer there ({exc})") from None
+    with _store(args.db, args.error) as store:
         report = export(store, args.format, args.out, status=args.status, source=args.source,
                         check_template=args.check_template, tokenizer=tokenizer)
     for issue in report.template_issues:
@@ -180,8 +174,9 @@ def cmd_export(args) -> int:
 
 # ---- wiring ----------------------------------------------------------------------------------
 
-def add_commands(sub, default_db: str) -> None:
-    """Register import, review and export on the `palimpsest` subparsers."""
+def add_commands(sub, default_db: str, error: type[Exception]) -> None:
+    """Register import, review and export on the `palimpsest` subparsers; `error` is the exception
+    class the command's main prints as one line (studio.cli.CLIError)."""
     from core.export import FORMATS as EXPORT_FORMATS, SOURCE_CHOICES, STATUS_CHOICES
     from core.io import FORMATS as IMPORT_FORMATS
 
@@ -195,7 +190,7 @@ def add_commands(sub, default_db: str) -> None:
     i.add_argument("files", nargs="+", help="files or folders")
     i.add_argument("--format", choices=IMPORT_FORMATS, default="auto", help="how to read them (default: by suffix)")
     i.add_argument("--db", default=default_db, help=db_help)
-    i.set_defaults(func=cmd_import)
+    i.set_defaults(error=error, func=cmd_import)
 
     r = sub.add_parser("review", help="curate trajectories: list, show, accept, reject, tag, rate, note, edit")
     rs = r.add_subparsers(dest="action", required=True)
@@ -245,7 +240,7 @@ def add_commands(sub, default_db: str) -> None:
     x = rs.add_parser("revert", parents=[common], help="make an earlier version (0 = original) current again")
     x.add_argument("id", type=int)
     x.add_argument("version", type=int)
-    r.set_defaults(func=cmd_review)
+    r.set_defaults(error=error, func=cmd_review)
 
     e = sub.add_parser("export", help="write curated trajectories in a training format, with a dataset card",
                        description="Writes a folder: the data file(s) and README.md (the dataset card). Formats: "
@@ -260,4 +255,4 @@ def add_commands(sub, default_db: str) -> None:
                    help="render the records through a chat template and report lost or changed think blocks")
     e.add_argument("--tokenizer", help="local model folder whose chat template to check (default: the built-in model)")
     e.add_argument("--db", default=default_db, help=db_help)
-    e.set_defaults(func=cmd_export)
+    e.set_defaults(error=error, func=cmd_export)

@@ -86,3 +86,12 @@ def test_cli_as_a_real_process(db, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "wrote 1 chat record(s)" in res.stdout
     assert "0 lost or changed the think block" in (tmp_path / "c" / "README.md").read_text()
+
+
+def test_user_errors_are_one_line_in_a_real_process_too(db, tmp_path):
+    """Under `python -m studio.cli` the CLI module is __main__: errors must still end as one line."""
+    for args in (["review", "rate", "1", "9"], ["export", "--format", "dpo", "--out", str(tmp_path / "d"), "--source", "reer"]):
+        res = subprocess.run([sys.executable, "-m", "studio.cli", *args, "--db", db], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.startswith(f"palimpsest {args[0]}: ") and len(res.stderr.strip().splitlines()) == 1
