@@ -101,12 +101,14 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         if (path / HELLOBENCH_RESPONSES).is_file():
             return "hellobench"
-        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+        if _hf_folder(path) is not None:
             return "hf"
         if any(path.glob("*.txt")):
             return "text"
-        raise InputError(f"{path}: a folder with no .txt files, no datasets save_to_disk files and no HelloBench "
-                         "files; give a data file, a datasets folder or a folder of .txt references")
+        if data_files(path):
+            return "folder"
+        raise InputError(f"{path}: a folder with no .txt files, no data files (.jsonl/.json/.csv/.parquet), no "
+                         "datasets save_to_disk files and no HelloBench files; give a data file or such a folder")
     if not path.is_file():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.name in (HELLOBENCH_TASKS, HELLOBENCH_RESPONSES):
@@ -118,6 +120,23 @@ def detect_format(path: Path) -> str:
         raise InputError(f"{path}: unknown file type {suffix or '(none)'}; use .jsonl, .json, .csv, .parquet, "
                          "a .txt file or folder, a datasets folder, or pass --format")
     return by_suffix[suffix]
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".ndjson", ".tsv")
+
+
+def _hf_folder(path: Path) -> Path | None:
+    """The save_to_disk folder at `path`, or in its `data/` (how `palimpsest export --format hf` writes it)."""
+    for p in (path, path / "data"):
+        if (p / "state.json").is_file() or (p / "dataset_dict.json").is_file():
+            return p
+    return None
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The data files anywhere under a folder (e.g. a dataset repository's data/train-*.parquet)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
+                  and not p.name.startswith(".") and p.name != "dataset_info.json")
 
 
 def _json_values(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
@@ -145,32 +164,39 @@ def _json_values(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Any
             return
         line = text.count("\n", 0, pos) + 1
         if text[pos] == "[":
-            yield from _json_array(text, pos, path, problems)
-            return
+            pos = yield from _json_array(text, pos, path, problems)
+            if pos is None:
+                return
+            continue
         try:
             value, pos = dec.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
                                                               f"the rest of the file from line {line} is skipped"))
-            return
+            return None
         yield line, value
 
 
-def _json_array(text: str, start: int, path: Path, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
-    """(line, element) of the JSON array opening at text[start] ("[")."""
+def _json_array(text: str, start: int, path: Path, problems: list[Problem]):
+    """(line, element) of the JSON array opening at text[start] ("["); returns the position after
+    its "]" (None when the file ends or breaks inside it)."""
     dec, pos = json.JSONDecoder(), start + 1
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return
+        if pos >= len(text):
+            problems.append(Problem(str(path), text.count("\n", 0, start) + 1, "", "a JSON array that is never "
+                                    "closed; add the final ]"))
+            return None
+        if text[pos] == "]":
+            return pos + 1
         line = text.count("\n", 0, pos) + 1
         try:
             value, pos = dec.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
                                                               f"the rest of the file from line {line} is skipped"))
-            return
+            return None
         yield line, value
 
 
@@ -209,7 +235,7 @@ def _hf_rows(path: Path) -> Iterator[tuple[int, Any]]:
     from datasets import Dataset, DatasetDict, load_from_disk
 
     try:
-        ds = load_from_disk(str(path))
+        ds = load_from_disk(str(_hf_folder(path) or path))
     except Exception as e:
         raise InputError(f"{path}: not a datasets folder made by save_to_disk ({e})") from e
     splits = ds.values() if isinstance(ds, DatasetDict) else [ds]
@@ -253,6 +279,10 @@ def read_records(path: str | Path, format: str = "auto") -> Iterator[Record | Pr
     fmt = detect_format(p) if format == "auto" else format
     if not p.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
+    if fmt == "folder":
+        for f in data_files(p):
+            yield from read_records(f)
+        return
     if fmt == "text":
         yield from _text_records(p)
         return
@@ -578,6 +608,15 @@ def import_files(store: Store, paths: list[str | Path] | str | Path, format: str
     failure raises ImportFailed after rolling the whole import back."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    expanded: list[str | Path] = []
+    for path in paths:  # a folder of data files (not a datasets, HelloBench or .txt folder): each file
+        p = Path(path)
+        try:
+            plain = format == "auto" and p.is_dir() and detect_format(p) == "folder"
+        except InputError:
+            plain = False
+        expanded += data_files(p) if plain else [path]
+    paths = expanded
     report = ImportReport()
     try:
         with store.transaction():

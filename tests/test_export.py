@@ -121,7 +121,7 @@ def test_round_trip_import_export_import_keeps_every_field(filled, tmp_path, fmt
     cur.note(store, ids["reer"][0], "keep this one")
     first = export(store, fmt, tmp_path / "one", status="any")
     copy = open_store(None)
-    rep = import_files(copy, first.files[0] if fmt != "hf" else first.files[0])
+    rep = import_files(copy, first.files[0] if fmt != "hf" else first.out)  # hf: the export folder itself
     assert rep.total("trajectories") == 4 and not rep.problems
     second = export(copy, fmt, tmp_path / "two", status="any")
 

@@ -117,6 +117,26 @@ def test_a_broken_pretty_printed_object_is_named_by_its_line(store, tmp_path):
     assert p.line >= start and "not valid JSON" in p.message and "rest of the file" in p.message
 
 
+def test_json_arrays_and_objects_may_follow_each_other(store, tmp_path):
+    f = tmp_path / "mixed.json"
+    f.write_text('[\n {"query": "A?", "reference": "a"},\n {"query": "B?"}\n]\n{\n "query": "C?",\n "reference": "c"\n}\n')
+    report = io.import_files(store, f)
+    assert {p["query"] for p in store.list_prompts()} == {"A?", "C?"}
+    (p,) = report.problems
+    assert (p.line, p.field) == (3, "reference")
+
+
+def test_a_folder_of_data_files_imports_each_file(store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"prompt": Q, "completion": A}]), tmp_path / "repo" / "data" / "train-0.parquet")
+    write_jsonl(tmp_path / "repo" / "extra.jsonl", [{"query": "Other?", "reference": "Yes."}])
+    report = io.import_files(store, tmp_path / "repo")
+    assert report.total("prompts") == 2 and len(report.files) == 2 and not report.problems
+
+
 def test_datasets_folder(store, tmp_path):
     from datasets import Dataset
 
@@ -195,7 +215,7 @@ def test_unreadable_files_are_problems_not_crashes(store, tmp_path):
     report = io.import_files(store, paths + [good])
     msgs = {Path(p.path).name: p.message for p in report.problems}
     assert "not UTF-8" in msgs["bin.jsonl"] and "unknown file type" in msgs["notes.docx"]
-    assert "no such file" in msgs["missing.jsonl"] and "no .txt files" in msgs["empty_dir"]
+    assert "no such file" in msgs["missing.jsonl"] and "no .txt files, no data files" in msgs["empty_dir"]
     assert "not a readable Parquet" in msgs["bad.parquet"] and "more value(s) than the header" in msgs["wide.csv"]
     assert report.total("prompts") == 1
 
