@@ -425,9 +425,17 @@ def normalise(record: Any, path: str, line: int) -> Record | Problem:
     got = _review_fields(record, path, line, extra)
     if isinstance(got, Problem):
         return got
+    if isinstance(record.get("steps"), list) and thinking is not None:  # `palimpsest reer run --out` records
+        extra.setdefault("source", "reer")
+        extra.setdefault("details", {k: v for k, v in record.items() if k not in ("query", "reference")})
+        extra.setdefault("scores", {k: record[k] for k in SCORE_COLUMNS if _num(record.get(k))})
     rid = record.get("id", record.get("uid"))
     return Record(path, line, query, answer, thinking, None if rid is None else str(rid), category,
                   tuple(rubric or ()), extra=extra)
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _maybe_json(value: Any) -> Any:
@@ -591,7 +599,8 @@ def _store_record(store: Store, rec: Record, fmt: str, report: ImportReport, cou
     if "system" in rec.extra:
         details["system"] = rec.extra["system"]
     cols = {k: scores.get(k) for k in SCORE_COLUMNS if isinstance(scores.get(k), (int, float))}
-    tid = store.save_trajectory(run_id, rec.thinking, rec.reference, details=details, **cols)
+    filters = details.get("filters") if isinstance(details.get("filters"), dict) else None
+    tid = store.save_trajectory(run_id, rec.thinking, rec.reference, details=details, filters=filters, **cols)
     review = {k: rec.extra[k] for k in ("status", "rating", "notes") if k in rec.extra}
     if "tags" in rec.extra:
         review["tags"] = json.dumps(rec.extra["tags"])

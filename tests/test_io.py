@@ -137,6 +137,20 @@ def test_a_folder_of_data_files_imports_each_file(store, tmp_path):
     assert report.total("prompts") == 2 and len(report.files) == 2 and not report.problems
 
 
+def test_reer_run_output_lines_import_with_their_steps(store, tmp_path):
+    from library_fixtures import REER_ITEMS, add_reer
+
+    src = open_store(None)
+    rec = src.get_trajectory(add_reer(src, *REER_ITEMS[0]))["details"]
+    report = io.import_files(store, write_jsonl(tmp_path / "reer_out.jsonl", [rec]))
+    assert report.total("trajectories") == 1
+    (t,) = store.list_trajectories()
+    assert (t["thinking"], t["answer"]) == (rec["thinking"], rec["reference"])
+    assert t["details"]["steps"] == rec["steps"] and t["details"]["source"] == "reer"
+    assert (t["final_score"], t["final_ppl"]) == (rec["final_score"], rec["final_ppl"])
+    assert store.get_run(t["run_id"])["model"] == rec["model"] and t["filters"] == rec["filters"]
+
+
 def test_datasets_folder(store, tmp_path):
     from datasets import Dataset
 
