@@ -57,6 +57,8 @@ def test_chat_export_keeps_the_contract(filled, tmp_path):
 def test_status_and_source_filters(filled, tmp_path):
     store, ids = filled
     assert export(store, "chat", tmp_path / "a", status="any").count == 4
+    assert export(store, "chat", tmp_path / "a", status="accepted").count == 3  # an earlier export is replaced
+    assert len(read_jsonl(tmp_path / "a" / "train.jsonl")) == 3
     assert export(store, "chat", tmp_path / "b", source="r2").count == 1
     assert export(store, "chat", tmp_path / "c", status="pending", source="reer").count == 1
     with pytest.raises(ExportError, match="nothing to export as chat"):
