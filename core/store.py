@@ -399,6 +399,24 @@ class Store:
             self.db["trajectories"].update(traj_id, {**values, "updated_at": now()})
 
 
+    def update_prompt(self, id: str, query: str, reference: str, category: str | None = None) -> None:
+        """Change a prompt's texts and category in place (its content hash follows). Refused when
+        another prompt already holds that content, or when runs were made of this one (their
+        events would no longer match it: add the edit as a new prompt instead)."""
+        for field, value in (("query", query), ("reference", reference)):
+            if not isinstance(value, str) or not value.strip():
+                raise BadValue(f"prompts.{field}: must be a non-empty string, got {value!r}")
+        h = content_hash(query, reference)
+        with self.transaction():
+            self.get_prompt(id)
+            other = next(self.db.query("SELECT id FROM prompts WHERE content_hash = ? AND id != ?", [h, id]), None)
+            if other:
+                raise BadValue(f"prompts: prompt {other['id']!r} already holds this query and reference")
+            if self.db["runs"].count_where("prompt_id = ?", [id]):
+                raise BadValue(f"prompts: {id!r} has runs; add the edited text as a new prompt instead")
+            self.db["prompts"].update(id, {"query": query, "reference": reference, "category": category,
+                                           "content_hash": h})
+
     # run lease (migration m007_run_lease): one process drives a run at a time
     def claim_run(self, run_id: str, owner: str, ttl_s: float, takeover_from: str | None = None) -> bool:
         """Take the run's lease for `ttl_s` seconds: True when it was free, expired, already ours or
