@@ -87,7 +87,7 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
         def to_reer(prompt_id):
             if not prompt_id:
                 gr.Warning("Click a prompt in the table first (or Save a new one).")
-                return {}
+                return {tabs: gr.Tabs(selected="library")}
             return {tabs: gr.Tabs(selected="reer"), **rp.attach(prompt_id)}
 
         def refresh_menu(prompt_id):

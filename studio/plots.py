@@ -114,8 +114,8 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
                              marker={"size": 12, "color": ACCEPTED, "symbol": "circle",
                                      "line": {"width": 1.5, "color": "#1b5e20"}}, hovertemplate=hover))
     fig.add_trace(go.Scatter(x=rej["x"], y=rej["y"], text=rej["t"], mode="markers", name="rejected candidate",
-                             marker={"size": 10, "color": "rgba(0,0,0,0)", "symbol": "circle-open",
-                                     "line": {"width": 2, "color": REJECTED}}, hovertemplate=hover))
+                             marker={"size": 10, "color": REJECTED, "symbol": "circle-open",
+                                     "line": {"width": 2}}, hovertemplate=hover))
     if pending["x"]:
         fig.add_trace(go.Scatter(x=pending["x"], y=pending["y"], text=pending["t"], mode="markers",
                                  name="awaiting decision", marker={"size": 10, "color": "#f59f00",

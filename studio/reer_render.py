@@ -109,13 +109,13 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
     if v is not None and v.initial_score:
         max_steps = v.settings.get("max_steps", "?")
         parts.append(f"<span>step {v.steps_done}/{html.escape(str(max_steps))}</span>")
-        a, b = v.initial_score.get("ppl"), (v.score or {}).get("ppl")
+        a, b = v.initial_score.get("score", 0.0), (v.score or {}).get("score", 0.0)
         delta = ""
-        if a and b:
+        if a:  # the search lowers the clipped score; perplexity (unclipped) usually follows, not always
             rel = (b - a) / a * 100
             delta = f' <b class="{"good" if rel < 0 else ("bad" if rel > 0 else "")}">({rel:+.1f}%)</b>'
-        parts.append(f"<span>perplexity {_ppl(a)} → {_ppl(b)}{delta}</span>")
-        parts.append(f"<span>score {v.initial_score.get('score', 0):.4f} → {(v.score or {}).get('score', 0):.4f}</span>")
+        parts.append(f'<span title="clipped score: what the search lowers">score {a:.4f} → {b:.4f}{delta}</span>')
+        parts.append(f"<span>perplexity {_ppl(v.initial_score.get('ppl'))} → {_ppl((v.score or {}).get('ppl'))}</span>")
     if v is not None and v.finished is not None:
         f = v.finished.filters or {}
         verdict = "passed" if f.get("passed") else "failed: " + "; ".join(f.get("reasons", [])[:2])

@@ -213,3 +213,35 @@ def test_reer_errors_reach_the_page(api_url, store):
         api.predict(pid, *bad, api_name="/reer_run")
     st, _ = api.predict(api_name="/reer_accept")
     assert "No run on screen" in st
+
+
+# ---- the app command and login ---------------------------------------------------------------------
+
+def test_app_command_rejects_a_bad_auth_before_loading_anything():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for bad in ("nocolon", "user:", ":pass"):
+        res = subprocess.run([sys.executable, "-m", "studio.cli", "app", "--auth", bad], cwd=root,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "--auth must look like USER:PASSWORD" in res.stderr, res.stderr
+
+
+def test_auth_turns_on_login(store, tiny_lm):
+    from gradio_client import Client
+
+    from studio.app import build_app, serve
+    from ui_helpers import free_port
+
+    app = build_app(get_lm=lambda: tiny_lm, model_name="tiny", store=store)
+    _, url, _ = serve(app, port=free_port(), auth=("ada", "s3cret"), prevent_thread_lock=True, quiet=True)
+    try:
+        with pytest.raises(Exception):
+            Client(url, verbose=False, analytics_enabled=False, download_files=False)  # no login: refused
+        api = Client(url, verbose=False, analytics_enabled=False, download_files=False, auth=("ada", "s3cret"))
+        table, _ = api.predict("", "all categories", api_name="/library_search")
+        assert _rows(table) == []  # logged in, and the empty store says so
+    finally:
+        app.close()

@@ -95,7 +95,7 @@ def prompt_rows(store: Store, search: str = "", category: str | None = None) -> 
     rows = []
     for p in prompts:
         n, best = stats.get(p["id"], [0, None])
-        rows.append([p["id"], (p.get("category") or "").replace("_", " "), cut(p["query"], 110),
+        rows.append([p["id"], (p.get("category") or "").replace("_", " "), cut(p["query"], 90),
                      f"{len(p['reference'].split())} words", n, "" if best is None else f"{best:.2f}"])
     return rows
 
@@ -176,13 +176,14 @@ def build(ctx: StudioContext) -> LibraryPage:
                                     elem_id="library-search", scale=3, max_lines=1)
                 category = gr.Dropdown(choices=categories(store), value=ALL, label="Category",
                                        elem_id="library-category", scale=2, interactive=True)
-            table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
-                                 elem_id="library-table", column_widths=["16%", "14%", "44%", "10%", "6%", "10%"],
-                                 max_height=430, label="Prompts: click a row to open it")
             with gr.Row(equal_height=True):
                 samples_btn = gr.Button("Import the built-in samples", elem_id="library-import-samples", size="sm")
-                upload = gr.File(label="Import a file (.jsonl or .csv with query, reference)", file_count="single",
-                                 file_types=[".jsonl", ".json", ".csv"], elem_id="library-upload", height=90)
+                upload = gr.UploadButton("Import a file (.jsonl / .csv with query, reference)…", size="sm",
+                                         file_count="single", file_types=[".jsonl", ".json", ".csv"],
+                                         elem_id="library-upload")
+            table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
+                                 elem_id="library-table", column_widths=["15%", "15%", "46%", "10%", "6%", "8%"],
+                                 max_height=470, label="Prompts: click a row to open it")
         with gr.Column(scale=5, min_width=380):
             with gr.Group():
                 with gr.Row(equal_height=True):
@@ -214,7 +215,7 @@ def build(ctx: StudioContext) -> LibraryPage:
 
     def do_upload(f, q, c):
         if not f:
-            return {}
+            return {status: _msg("No file received: pick a .jsonl or .csv file.", "warn")}
         path = f if isinstance(f, str) else getattr(f, "name", None) or f.get("path")
         try:
             rep = import_upload(store, path)
@@ -228,7 +229,7 @@ def build(ctx: StudioContext) -> LibraryPage:
     def pick(evt: gr.SelectData):
         row = evt.row_value or []
         if not row:
-            return {}
+            return {status: _msg("Click a row of the table to open its prompt.", "warn")}
         try:
             p = store.get_prompt(str(row[0]))
         except NotFound as e:

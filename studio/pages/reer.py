@@ -93,7 +93,7 @@ def build(ctx: StudioContext) -> ReerPage:
     with gr.Row(equal_height=False):
         with gr.Column(scale=6, min_width=480):
             with gr.Row(equal_height=True):
-                gr.HTML('<div class="sub">Score by step — every candidate shown</div>', padding=False)
+                gr.HTML('<div class="sub">Score by step: every candidate</div>', padding=False)
                 metric = gr.Radio([("score", "score"), ("perplexity", "ppl")], value="score", show_label=False,
                                   elem_id="reer-metric", container=False, min_width=200)
             plot = gr.Plot(value=plots.empty_figure(), elem_id="reer-plot", show_label=False)
@@ -160,8 +160,11 @@ def build(ctx: StudioContext) -> ReerPage:
     def tick(run_id, seen_key, metric_value):
         k_ = key(run_id, metric_value)
         if k_ == seen_key:
-            return {}
-        return {**show(run_id, metric_value), seen: k_}
+            return {seen: seen_key}  # no news: nothing redrawn
+        out = {**show(run_id, metric_value), seen: k_}
+        if run_id and k_.split(":")[2] != (seen_key.split(":") + ["", "", ""])[2]:  # the run's status moved
+            out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
+        return out
 
     def runs_menu(prompt_id, run_id=None):
         rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
@@ -250,7 +253,7 @@ def build(ctx: StudioContext) -> ReerPage:
 
     def load_segment(run_id, n):
         if not run_id:
-            return {}
+            return {edit_text: ""}
         v: ReerView = fold(store.events(run_id))
         i = int(n or 1) - 1
         if not (0 <= i < len(v.segments)):
@@ -321,7 +324,7 @@ def build(ctx: StudioContext) -> ReerPage:
                      **quick)
     reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="reer_reject",
                      **quick)
-    timer.tick(tick, [run_state, seen, metric], [*shown, seen], api_visibility="private", **quick)
+    timer.tick(tick, [run_state, seen, metric], [*shown, seen, runs], api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
     run_id_box.submit(show, [run_id_box, metric], shown, api_name="reer_show", **quick)

@@ -98,7 +98,7 @@ def build(ctx: StudioContext) -> None:
     def fill_sample(sample_id):
         s = by_id.get(str(sample_id)) if sample_id else None
         if s is None:
-            return {}
+            return {stats: render.placeholder_html("Pick a sample or paste your own texts, then press Score.")}
         return {
             query_box: s.get("query", ""),
             thinking_box: s.get("thinking", "") or "",
