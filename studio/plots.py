@@ -124,7 +124,13 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
         fig.add_trace(go.Scatter(x=edits["x"], y=edits["y"], text=edits["t"], mode="markers", name="your edit",
                                  marker={"size": 12, "color": EDIT, "symbol": "diamond"}, hovertemplate=hover))
     _layout(fig, metric)
-    if threshold is not None and metric == "score":
+    ys = [y for y in path_y + acc["y"] + rej["y"] + pending["y"] + edits["y"] if y is not None]
+    far = bool(ys) and threshold is not None and threshold < min(ys) - max(0.05, 0.5 * (max(ys) - min(ys)))
+    if far and metric == "score":  # a line far below the points would squash them flat: name it instead
+        fig.add_annotation(text=f"stop threshold {threshold:g} (below this view)", showarrow=False, x=1, y=0,
+                           xref="paper", yref="paper", xanchor="right", yanchor="bottom",
+                           font={"size": 10, "color": "#c92a2a"})
+    elif threshold is not None and metric == "score":
         fig.add_hline(y=threshold, line={"dash": "dot", "color": "#c92a2a", "width": 1},
                       annotation_text=f"stop threshold {threshold:g}", annotation_position="bottom right",
                       annotation_font={"size": 10, "color": "#c92a2a"})

@@ -153,9 +153,9 @@ def trajectory_html(v: ReerView | None) -> str:
 def candidates_html(v: ReerView | None) -> str:
     if v is None or v.step is None:
         return '<div class="heat-empty">Candidate rewrites of the segment under work appear here.</div>'
-    before = (v.before or {}).get("ppl")
-    head = (f'<div class="cands-head">Step {v.step} · segment {v.step_segment + 1} · perplexity before: '
-            f"{_ppl(before)}</div>")
+    before, before_score = (v.before or {}).get("ppl"), (v.before or {}).get("score")
+    head = (f'<div class="cands-head">Step {v.step} · segment {v.step_segment + 1} · before this step: score '
+            f"{before_score if before_score is None else format(before_score, '.4f')} · perplexity {_ppl(before)}</div>")
     cards = []
     for c in v.cards:
         s = c["score"]
@@ -163,11 +163,12 @@ def candidates_html(v: ReerView | None) -> str:
             change = f'<span class="chg bad">unparsable: {html.escape(c["error"] or "no rewrite")}</span>'
         elif s is None:
             change = '<span class="chg">scoring…</span>'
-        else:
+        else:  # coloured by the score change (what the search decides on); the perplexity change beside it
             d = s["ppl"] - before if before else 0.0
-            cls = "good" if d < 0 else "bad"
-            change = (f'<span class="chg {cls}">ppl {_ppl(s["ppl"])} ({d:+.2f})</span>'
-                      f'<span class="sc">score {s["score"]:.4f}</span>')
+            ds = s["score"] - before_score if before_score is not None else 0.0
+            cls = "good" if ds < 0 else "bad"
+            change = (f'<span class="chg {cls}" title="clipped score: lower is better">score {s["score"]:.4f} '
+                      f'({ds:+.4f})</span><span class="sc">ppl {_ppl(s["ppl"])} ({d:+.2f})</span>')
         badge = {"accepted": "accepted", "rejected": "rejected", "failed": "failed", "pending": "awaiting decision"}
         body = html.escape(c["text"]) if c["text"] is not None else "<i>no usable rewrite</i>"
         cards.append(f'<div class="card {c["state"]}" data-index="{c["index"]}"><div class="top">'

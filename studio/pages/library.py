@@ -22,7 +22,7 @@ from core.reer_batch import import_item
 from core.store import BadValue, NotFound, Store, StoreError
 from studio.context import StudioContext
 
-HEADERS = ["id", "category", "query", "reference", "runs", "best ppl"]
+HEADERS = ["id", "category", "query", "answer words", "runs", "best ppl"]
 ALL = "all categories"
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,80}$")
 
@@ -96,7 +96,7 @@ def prompt_rows(store: Store, search: str = "", category: str | None = None) -> 
     for p in prompts:
         n, best = stats.get(p["id"], [0, None])
         rows.append([p["id"], (p.get("category") or "").replace("_", " "), cut(p["query"], 90),
-                     f"{len(p['reference'].split())} words", n, "" if best is None else f"{best:.2f}"])
+                     len(p["reference"].split()), n, "" if best is None else f"{best:.2f}"])
     return rows
 
 
@@ -182,7 +182,7 @@ def build(ctx: StudioContext) -> LibraryPage:
                                          file_count="single", file_types=[".jsonl", ".json", ".csv"],
                                          elem_id="library-upload")
             table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
-                                 elem_id="library-table", column_widths=["15%", "15%", "46%", "10%", "6%", "8%"],
+                                 elem_id="library-table", column_widths=["14%", "15%", "47%", "9%", "6%", "9%"],
                                  max_height=470, label="Prompts: click a row to open it")
         with gr.Column(scale=5, min_width=380):
             with gr.Group():

@@ -101,19 +101,18 @@ def build(ctx: StudioContext) -> ReerPage:
         with gr.Column(scale=5, min_width=400):
             gr.HTML('<div class="sub">Current trajectory</div>', padding=False)
             traj = gr.HTML(trajectory_html(None), elem_id="reer-trajectory")
-            with gr.Group(elem_id="reer-edit"):
-                with gr.Row(equal_height=True):
-                    seg_no = gr.Number(value=1, precision=0, minimum=1, label="Segment", elem_id="reer-edit-seg",
-                                       scale=1, min_width=90)
-                    edit_btn = gr.Button("Rescore my edit", elem_id="reer-edit-apply", scale=2, size="sm")
+            with gr.Row(equal_height=False, elem_id="reer-edit"):
+                seg_no = gr.Number(value=1, precision=0, minimum=1, label="Segment", elem_id="reer-edit-seg",
+                                   scale=1, min_width=90)
                 edit_text = gr.Textbox(label="Your text for that segment (pause first; it is scored at once)",
-                                       lines=3, max_lines=8, elem_id="reer-edit-text")
-    with gr.Row(equal_height=True, elem_id="reer-heat-row"):
-        heat_btn = gr.Button("Heat map: initial vs current", elem_id="reer-heat-btn", size="sm", scale=1)
-        gr.HTML(render.legend_html(), padding=False)
-        accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="reer-accept", size="sm", scale=1)
+                                       lines=3, max_lines=8, elem_id="reer-edit-text", scale=5)
+            edit_btn = gr.Button("Rescore my edit", elem_id="reer-edit-apply", size="sm")
+    with gr.Row(equal_height=False, elem_id="reer-heat-row"):
+        heat_btn = gr.Button("Heat map: initial vs current", elem_id="reer-heat-btn", size="sm", scale=2)
+        accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="reer-accept", size="sm", scale=2)
         reject_btn = gr.Button("Reject", variant="stop", elem_id="reer-reject", size="sm", scale=1)
-    review = gr.HTML("", elem_id="reer-review")
+        review = gr.HTML("", elem_id="reer-review", padding=False)
+    gr.HTML(render.legend_html(), padding=False)
     with gr.Row(equal_height=False):
         heat_a = gr.HTML("", elem_id="reer-heat-initial")
         heat_b = gr.HTML("", elem_id="reer-heat-current")
