@@ -245,3 +245,27 @@ def test_auth_turns_on_login(store, tiny_lm):
         assert _rows(table) == []  # logged in, and the empty store says so
     finally:
         app.close()
+
+
+# ---- the runner: one driver per run, even across runners (two app processes) -----------------------
+
+def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tiny_lm):
+    from core.reer import ReerConfig
+    from studio.runner import JobRunner
+
+    lm = LoopLM(tiny_lm, delay=0.4)
+    first, second = JobRunner(store, lambda: lm), JobRunner(store, lambda: lm)
+    cfg = ReerConfig(candidates=2, max_steps=2, threshold=0.0, draft_max_new_tokens=120, candidate_max_new_tokens=60)
+    run_id = first.start(_prompt(store), cfg, "scripted+tiny-random")
+    t0 = time.time()
+    while store.run_lease(run_id) is None and time.time() - t0 < 30:
+        time.sleep(0.05)
+    holder = store.run_lease(run_id)["owner"]
+    second.resume(run_id)
+    assert second.wait(run_id, 30) and not second.is_driving(run_id)
+    assert f"run {run_id} is being driven by {holder}" in second.error(run_id)
+    assert first.wait(run_id, 120)
+    assert store.get_run(run_id)["status"] == "finished" and store.run_lease(run_id) is None
+    assert first.error(run_id) is None
+    kinds = [e.kind for e in store.events(run_id)]
+    assert kinds.count("run_started") == 1 and kinds[-1] == "run_finished"  # the refused driver wrote nothing
