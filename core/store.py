@@ -21,6 +21,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import unicodedata
 import uuid
 from datetime import datetime, timezone
@@ -414,3 +415,73 @@ class Store:
         with self.transaction():
             self.get_trajectory(traj_id)
             self.db["trajectories"].update(traj_id, {**values, "updated_at": now()})
+
+
+    def update_prompt(self, id: str, query: str, reference: str, category: str | None = None) -> None:
+        """Change a prompt's texts and category in place (its content hash follows). Refused when
+        another prompt already holds that content, or when runs were made of this one (their
+        events would no longer match it: add the edit as a new prompt instead)."""
+        for field, value in (("query", query), ("reference", reference)):
+            if not isinstance(value, str) or not value.strip():
+                raise BadValue(f"prompts.{field}: must be a non-empty string, got {value!r}")
+        h = content_hash(query, reference)
+        with self.transaction():
+            self.get_prompt(id)
+            other = next(self.db.query("SELECT id FROM prompts WHERE content_hash = ? AND id != ?", [h, id]), None)
+            if other:
+                raise BadValue(f"prompts: prompt {other['id']!r} already holds this query and reference")
+            if self.db["runs"].count_where("prompt_id = ?", [id]):
+                raise BadValue(f"prompts: {id!r} has runs; add the edited text as a new prompt instead")
+            self.db["prompts"].update(id, {"query": query, "reference": reference, "category": category,
+                                           "content_hash": h})
+
+    # run lease (migration m007_run_lease): one process drives a run at a time
+    def claim_run(self, run_id: str, owner: str, ttl_s: float, takeover_from: str | None = None) -> bool:
+        """Take the run's lease for `ttl_s` seconds: True when it was free, expired, already ours or
+        held by `takeover_from` (a holder the caller knows is dead); False when another owner holds it."""
+        if not owner or not ttl_s or ttl_s <= 0:
+            raise BadValue(f"runs.lease: owner must be non-empty and ttl_s positive, got {owner!r}, {ttl_s!r}")
+        t = time.time()
+        with self.transaction():
+            self.get_run(run_id)
+            cur = self.db.execute(
+                "UPDATE runs SET lease_owner = ?, lease_until = ? WHERE id = ? AND (lease_owner IS NULL "
+                "OR lease_until IS NULL OR lease_until < ? OR lease_owner = ? OR lease_owner = ?)",
+                [owner, t + ttl_s, run_id, t, owner, takeover_from or owner])
+            return cur.rowcount == 1
+
+    def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
+        """Extend our lease to `ttl_s` from now; False when it is no longer ours (taken over)."""
+        with self.transaction():
+            cur = self.db.execute("UPDATE runs SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+                                  [time.time() + ttl_s, run_id, owner])
+            return cur.rowcount == 1
+
+    def release_run(self, run_id: str, owner: str) -> bool:
+        """Give the lease back (only its owner can); True when we held it."""
+        with self.transaction():
+            cur = self.db.execute("UPDATE runs SET lease_owner = NULL, lease_until = NULL "
+                                  "WHERE id = ? AND lease_owner = ?", [run_id, owner])
+            return cur.rowcount == 1
+
+    def run_lease(self, run_id: str) -> dict | None:
+        """{"owner", "until" (unix time), "expired"} of the run's lease; None when nobody holds it."""
+        run = self.get_run(run_id)
+        if not run.get("lease_owner"):
+            return None
+        until = run.get("lease_until") or 0.0
+        return {"owner": run["lease_owner"], "until": until, "expired": until < time.time()}
+
+
+class LeaseHeld(StoreError):
+    """Another owner holds a live lease on the run."""
+
+
+def m007_run_lease(db: sqlite_utils.Database) -> None:
+    # lease_owner: who drives the run now ("host:pid:token", see core.jobs); lease_until: unix time
+    # after which the lease has expired and another process may take the run over.
+    db["runs"].add_column("lease_owner", str)
+    db["runs"].add_column("lease_until", float)
+
+
+MIGRATIONS.append(m007_run_lease)

@@ -1,13 +1,14 @@
-"""The Palimpsest studio's Gradio app. For now one page: the scoring playground.
+"""The Palimpsest studio's Gradio app: the shell that holds the pages.
 
-The playground answers one question: how expected is a reference answer y, given a query x and
-a thinking trajectory z? It scores y's tokens with `core.scoring.score` and shows the numbers
-(perplexity, REER's clipped score) and a per-token heat map, optionally next to the same
-reference scored with empty thinking, so a user sees how much the trajectory helps.
+`build_app()` makes one StudioContext (store, lazy model, JobRunner, samples) and one tab per
+page, each built by its module's `build(ctx)`: Library (studio.pages.library), REER
+(studio.pages.reer) and Score (studio.pages.score, the scoring playground). Links between
+pages (Library's "Run REER on it", menus refreshed after an import) are wired here, at the
+bottom of build_app. `serve()` launches a built app the studio's way; `launch_app()` is what
+`palimpsest app` calls.
 
-What it knows: layout, listeners, turning scores into HTML (via studio.render). What it does
-not know: how scoring works (core.scoring), how models load (core.lm). The model comes from a
-`get_lm()` callable so the page can be built before the model is loaded.
+What it knows: the page list, the links, launching. What it does not know: any algorithm
+(core), any page's insides. No module-level mutable state: two apps in one process are apart.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import dataclasses
 import html
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -24,18 +24,18 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from core.lm import DEFAULT_MODEL, LM, LMError  # noqa: E402
+from core.lm import DEFAULT_MODEL, LM  # noqa: E402
 from core.items import read_jsonl  # noqa: E402
-from core.scoring import ScoringConfig, score, split_reference  # noqa: E402
-from core.segments import answer_part  # noqa: E402
-from studio import render  # noqa: E402
+from core.store import Store, open_store  # noqa: E402
+from studio.context import StudioContext  # noqa: E402
+from studio.runner import JobRunner  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_PATH = ROOT / "data" / "samples.jsonl"
 CSS_PATH = ROOT / "assets" / "studio.css"
-TITLE = "Palimpsest — scoring playground"
+TITLE = "Palimpsest studio"
 CONCURRENCY = 4  # events served at once (the model itself scores one request at a time)
 
 
@@ -54,149 +54,62 @@ def load_samples(path: str | Path | None = None) -> list[dict]:
     return [dataclasses.asdict(item) for item in items]
 
 
-def _sample_label(s: dict) -> str:
-    """Menu label: category and the start of the query, short enough for the menu's width."""
-    cat = str(s.get("category") or s["id"]).replace("_", " ")
-    q = " ".join(str(s.get("query", "")).split())
-    room = max(20, 58 - len(cat))
-    q = q if len(q) <= room else q[: room - 1].rstrip() + "…"
-    return f"{cat} — {q}"
-
-
 def _read_css() -> str:
     return CSS_PATH.read_text(encoding="utf-8") if CSS_PATH.is_file() else ""
 
 
-def _scored_parts(reference: str, cfg: ScoringConfig) -> tuple[tuple[str, ...], str, str]:
-    """Notes on which part of the reference is scored, the unscored prefix (greyed in the heat
-    map) and the scored text, as core.scoring.split_reference splits them."""
-    prefix, scored = split_reference(reference, cfg)
-    notes = []
-    if "</think>" in reference:
-        notes.append("The reference holds a think block: only the answer after </think> is scored.")
-    if cfg.skip_first_segment:
-        notes.append("The reference's first segment (greyed) is left unscored." if prefix
-                     else "The reference has a single segment, so all of it is scored.")
-    return tuple(notes), prefix, scored
+def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model_name: str | None = None,
+              store: Store | None = None, db: str | Path | None = None,
+              samples_path: str | Path | None = SAMPLES_PATH) -> gr.Blocks:
+    """The studio. `get_lm()` returns the loaded model (lazy, load-once: see lazy_lm); `store` (or
+    a `db` path; neither: an in-memory store) holds prompts and runs; `samples` fill the Score
+    page's menu (default: read from `samples_path`, which the Library imports on demand)."""
+    from studio.pages import library, reer, score
 
-
-def build_app(get_lm: Callable[[], LM], samples: list[dict], model_name: str | None = None) -> gr.Blocks:
-    """The studio page. `get_lm()` returns the loaded model (the caller makes it lazy and
-    load-once); `samples` fill the sample menu."""
-    by_id = {str(s["id"]): s for s in samples}
+    store = store if store is not None else open_store(db)
+    samples = load_samples(samples_path) if samples is None else samples
     model_label = model_name or getattr(get_lm, "model_name", None) or "the model"
+    ctx = StudioContext(store=store, get_lm=get_lm, model_name=model_label, runner=JobRunner(store, get_lm),
+                        samples_path=Path(samples_path) if samples_path else None, samples=samples)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
-        gr.HTML(
-            f'<div class="pal-head"><h1>{TITLE}</h1><p>How expected is a reference answer, given a query and '
-            f"a thinking trajectory? Its tokens are scored by <code>{html.escape(model_label)}</code>: "
-            "lower perplexity means the thinking makes the answer more predictable.</p></div>",
-            elem_id="score-head",
-            js_on_load=None,
-        )
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=420):
-                sample = gr.Dropdown(
-                    choices=[(_sample_label(s), str(s["id"])) for s in samples],
-                    value=None,
-                    label="Sample" if samples else "Sample (no built-in samples found)",
-                    elem_id="score-sample",
-                    interactive=True,
-                )
-                query_box = gr.Textbox(label="Query (x)", lines=2, max_lines=2, elem_id="score-query",
-                                       placeholder="The writing task, e.g. Write a letter to…")
-                thinking_box = gr.Textbox(label="Thinking (z) — may be empty", lines=4, max_lines=4,
-                                          elem_id="score-thinking",
-                                          placeholder="The writer's inner monologue before writing…")
-                reference_box = gr.Textbox(label="Reference answer (y) — the text that is scored", lines=4,
-                                           max_lines=4, elem_id="score-reference",
-                                           placeholder="The good answer whose tokens get scored…")
-                with gr.Row(equal_height=True, elem_id="score-options"):
-                    template_radio = gr.Radio(["chat", "none"], value="chat", label="Template",
-                                              elem_id="score-template", scale=2, min_width=170)
-                    with gr.Column(scale=3, min_width=250), gr.Group():
-                        skip_box = gr.Checkbox(value=False, label="leave the reference's first segment unscored",
-                                               elem_id="score-skip-first")
-                        compare_box = gr.Checkbox(value=True, label="compare with empty thinking",
-                                                  elem_id="score-compare")
-                run = gr.Button("Score", variant="primary", elem_id="score-run")
-            with gr.Column(scale=6, min_width=480):
-                stats = gr.HTML(render.placeholder_html("Pick a sample or paste your own texts, then press Score."),
-                                label="stats", elem_id="score-stats", js_on_load=None)
-                gr.HTML(render.legend_html(), elem_id="score-legend", js_on_load=None)
-                heatmap = gr.HTML(render.placeholder_html("The reference's tokens, coloured by log-prob, appear here."),
-                                  label="heatmap", elem_id="score-heatmap", js_on_load=None)
+        gr.HTML(f'<div class="pal-head"><h1>Palimpsest</h1><span>thinking trajectories for writing · model '
+                f'<code>{html.escape(model_label)}</code></span></div>', elem_id="pal-head", padding=False)
+        with gr.Tabs(elem_id="pal-tabs") as tabs:
+            with gr.Tab("Library", id="library", elem_id="tab-library"):
+                lib = library.build(ctx)
+            with gr.Tab("REER", id="reer", elem_id="tab-reer") as reer_tab:
+                rp = reer.build(ctx)
+            with gr.Tab("Score", id="score", elem_id="tab-score"):
+                score.build(ctx)
 
-        def fill_sample(sample_id):
-            s = by_id.get(str(sample_id)) if sample_id else None
-            if s is None:
-                return {}
-            return {
-                query_box: s.get("query", ""),
-                thinking_box: s.get("thinking", "") or "",
-                reference_box: s.get("reference", ""),
-                stats: render.placeholder_html(f"Sample {sample_id} loaded: press Score."),
-                heatmap: render.placeholder_html("The reference's tokens, coloured by log-prob, appear here."),
-            }
+        # ---- links between pages -------------------------------------------------------------
+        def to_reer(prompt_id):
+            if not prompt_id:
+                gr.Warning("Click a prompt in the table first (or Save a new one).")
+                return {tabs: gr.Tabs(selected="library")}
+            return {tabs: gr.Tabs(selected="reer"), **rp.attach(prompt_id)}
 
-        def fail(message: str) -> dict:
-            gr.Warning(message)
-            return {stats: render.error_html(message), heatmap: render.placeholder_html("Nothing scored.")}
+        def refresh_menu(prompt_id):
+            return {rp.prompt: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}
 
-        def run_score(query, thinking, reference, template="chat", skip_first=False, compare=True,
-                      progress=gr.Progress()):
-            """Score the reference given query and thinking; with `compare`, also with empty thinking.
-            Returns the stats HTML and the heat map HTML; errors come back as a message in the stats."""
-            query, thinking, reference = query or "", thinking or "", reference or ""
-            if not answer_part(reference).strip():
-                return fail("The reference is empty: paste the answer whose tokens should be scored.")
-            if template not in ("chat", "none"):
-                return fail(f"Unknown template {template!r}: use 'chat' or 'none'.")
-            cfg = ScoringConfig(template=template, skip_first_segment=bool(skip_first), precision="fp32",
-                                truncate="left")
-            try:
-                progress(0.05, desc="loading the model (first run only)")
-                lm = get_lm()
-                progress(0.3, desc="scoring the reference")
-                t0 = time.perf_counter()
-                main = score(lm, query, thinking, reference, cfg, keep_tokens=True)
-                seconds = time.perf_counter() - t0
-            except LMError as e:
-                return fail(str(e))
-            except Exception as e:  # the page must never show a traceback
-                log.exception("scoring failed")
-                return fail(f"Unexpected error while scoring ({type(e).__name__}): {e}")
-            base_ppl = base_score = base_err = None
-            if compare:
-                progress(0.7, desc="scoring with empty thinking")
-                try:
-                    base = score(lm, query, "", reference, cfg)
-                    base_ppl, base_score = base.ppl, base.score
-                except LMError as e:
-                    base_err = str(e)
-                except Exception as e:
-                    log.exception("comparison scoring failed")
-                    base_err = f"{type(e).__name__}: {e}"
-            notes, prefix, scored_text = _scored_parts(reference, cfg)
-            view = render.StatsView(
-                n_tokens=main.n_tokens, mean_logprob=main.mean_logprob, ppl=main.ppl, score=main.score,
-                precision=main.precision, seconds=seconds, truncated=main.truncated,
-                baseline_ppl=base_ppl, baseline_score=base_score, baseline_error=base_err, notes=notes,
-            )
-            return {
-                stats: render.stats_html(view),
-                heatmap: render.heatmap_html(main.tokens or [], main.logprobs or [], cfg.clip_min,
-                                             text=scored_text, unscored_prefix=prefix),
-            }
-
-        # ---- listeners ---------------------------------------------------------------------
-        sample.change(fill_sample, inputs=sample, outputs=[query_box, thinking_box, reference_box, stats, heatmap],
-                      api_visibility="private")
-        run.click(run_score, inputs=[query_box, thinking_box, reference_box, template_radio, skip_box, compare_box],
-                  outputs=[stats, heatmap], api_name="score", concurrency_limit=2)
+        lib.to_reer.click(to_reer, lib.selected, [tabs, *rp.attach_outputs], api_name="library_to_reer")
+        for dep in lib.changed:
+            dep.then(refresh_menu, rp.prompt, rp.prompt, api_visibility="private")
+        reer_tab.select(refresh_menu, rp.prompt, rp.prompt, api_visibility="private")
+        app.load(lambda: rp.attach(None), None, rp.attach_outputs, api_visibility="private")
 
     app.queue(default_concurrency_limit=CONCURRENCY)
     return app
+
+
+def import_samples_if_empty(store: Store, samples_path: str | Path | None = SAMPLES_PATH) -> int:
+    """Put the built-in samples in a store that holds no prompts yet; returns how many were added."""
+    from studio.pages.library import import_upload
+
+    if store.db["prompts"].count or not samples_path or not Path(samples_path).is_file():
+        return 0
+    return len(import_upload(store, samples_path).added)
 
 
 def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple | None = None,
@@ -228,9 +141,16 @@ def lazy_lm(model: str = DEFAULT_MODEL) -> Callable[[], LM]:
 
 
 def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str = DEFAULT_MODEL,
-               auth: tuple | None = None, prevent_thread_lock: bool = False, samples_path=None):
-    """Load the model, build the page and serve it (blocks unless prevent_thread_lock)."""
+               auth: tuple | None = None, prevent_thread_lock: bool = False, samples_path=None,
+               db: str | Path | None = None):
+    """Open the store (importing the samples into an empty one), load the model, build the
+    studio and serve it (blocks unless prevent_thread_lock)."""
+    store = open_store(db)
+    samples_path = samples_path or SAMPLES_PATH
+    added = import_samples_if_empty(store, samples_path)
+    if added:
+        log.warning("imported %d built-in sample prompt(s) into %s", added, db or "the in-memory store")
     get_lm = lazy_lm(model)
-    get_lm()  # load now, so the first Score click is fast and a bad --model fails at start
-    app = build_app(get_lm, load_samples(samples_path), model_name=model)
+    get_lm()  # load now, so the first click is fast and a bad --model fails at start
+    app = build_app(get_lm, model_name=model, store=store, samples_path=samples_path)
     return serve(app, host=host, port=port, auth=auth, prevent_thread_lock=prevent_thread_lock)

@@ -43,8 +43,16 @@ def cmd_app(args) -> int:
     auth = args.auth or os.environ.get("PALIMPSEST_AUTH")
     if auth and ":" not in auth:
         raise CLIError("--auth must look like USER:PASSWORD")
-    launch_app(host=args.host, port=args.port, model=args.model,
-               auth=tuple(auth.split(":", 1)) if auth else None, samples_path=str(SAMPLES))
+    user, _, password = (auth or "").partition(":")
+    if auth and not (user and password):
+        raise CLIError("--auth must look like USER:PASSWORD, both non-empty")
+    from core.store import StoreError
+
+    try:
+        launch_app(host=args.host, port=args.port, model=args.model,
+                   auth=(user, password) if auth else None, samples_path=str(SAMPLES), db=args.db)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
     return 0
 
 
@@ -233,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     a.add_argument("--port", type=int, default=7860)
     a.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
-    a.add_argument("--db", default=None, help="SQLite database (used once the full studio lands)")
+    a.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
+                                                     "~/.local/share/palimpsest/palimpsest.db); the built-in "
+                                                     "samples are imported into an empty one")
     a.add_argument("--auth", default=None, help="USER:PASSWORD to require a login (or env PALIMPSEST_AUTH)")
     a.set_defaults(func=cmd_app)
 

@@ -142,6 +142,7 @@ def test_api_defaults_template_skip_and_compare(api, samples):
 @pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")
 def test_browser_pick_sample_and_score(url, samples):
     with browser_page(url) as page:
+        page.get_by_role("tab", name="Score").click(timeout=30_000)  # the playground is the studio's Score tab
         page.wait_for_selector("#score-run", timeout=30_000)
         page.click("#score-sample input")
         page.locator("ul[role='listbox'] li").first.click()

@@ -1,0 +1,263 @@
+"""The Library page: the stored prompts, how they get in, and which one to run.
+
+Knows: a table of prompts with a search box and a category filter; importing the built-in
+samples and an uploaded file (`import_upload`, the one function the importer goes through);
+adding or editing a prompt by hand with validation messages naming the field and the fix; and
+handing a picked prompt to the REER page (the app wires that link: see `LibraryPage`).
+Does not know: file formats beyond what core.items reads, the search, or other pages' insides.
+Everything a person typed or a file held is escaped by Gradio's components (plain text cells).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from core.items import InputError, Item, Problem, parse_record, read_items
+from core.reer_batch import import_item
+from core.store import BadValue, NotFound, Store, StoreError
+from studio.context import StudioContext
+
+HEADERS = ["id", "category", "query", "answer words", "runs", "best ppl"]
+ALL = "all categories"
+ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,80}$")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: prompts added, ones already stored, and each bad line's problem."""
+
+    added: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def message(self, name: str) -> str:
+        head = f"{name}: {len(self.added)} new prompt(s), {len(self.existing)} already in the library"
+        if not self.problems:
+            return head + "."
+        more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+        return head + f"; {len(self.problems)} line(s) skipped: " + " | ".join(self.problems[:3]) + more
+
+
+def _read_csv(path: Path) -> tuple[list[Item], list[Problem]]:
+    items, problems = [], []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
+                got = parse_record({k: v for k, v in row.items() if k is not None and v not in (None, "")},
+                                   str(path), n)
+                (items if isinstance(got, Item) else problems).append(got)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e}); save the CSV as UTF-8") from e
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV ({e}); use a header row with query and reference") from e
+    return items, problems
+
+
+def import_upload(store: Store, path: str | Path) -> ImportReport:
+    """Import a JSONL file (query/reference and their aliases, HelloBench files) or a CSV with a
+    header row into the store; one prompt per content. Raises InputError for an unreadable file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p.name}: no such file; upload a .jsonl or .csv file")
+    items, problems = _read_csv(p) if p.suffix.lower() == ".csv" else read_items(p)
+    # name the file as the person knows it (an upload lives in a temporary folder)
+    report = ImportReport(problems=[str(Problem(p.name if x.path == str(p) else x.path, x.line, x.field, x.message))
+                                    for x in problems])
+    with store.transaction():
+        for item in items:
+            before = store.db["prompts"].count
+            pid = import_item(store, item, source=p.name)
+            (report.added if store.db["prompts"].count > before else report.existing).append(pid)
+    if not items and not problems:
+        report.problems.append(f"{p.name}: the file holds no records")
+    return report
+
+
+def prompt_rows(store: Store, search: str = "", category: str | None = None) -> list[list]:
+    """Table rows (HEADERS) of the stored prompts matching `search` and `category`."""
+    prompts = store.list_prompts(search=(search or "").strip() or None)
+    if category and category != ALL:
+        prompts = [p for p in prompts if (p.get("category") or "") == category]
+    stats: dict[str, list] = {}
+    for r in store.db.query("SELECT r.prompt_id, count(*) n, min(t.final_ppl) best FROM runs r "
+                            "LEFT JOIN trajectories t ON t.run_id = r.id GROUP BY r.prompt_id"):
+        stats[r["prompt_id"]] = [r["n"], r["best"]]
+
+    def cut(s: str, n: int) -> str:
+        s = " ".join((s or "").split())
+        return s if len(s) <= n else s[: n - 1] + "…"
+
+    rows = []
+    for p in prompts:
+        n, best = stats.get(p["id"], [0, None])
+        rows.append([p["id"], (p.get("category") or "").replace("_", " "), cut(p["query"], 90),
+                     len(p["reference"].split()), n, "" if best is None else f"{best:.2f}"])
+    return rows
+
+
+def categories(store: Store) -> list[str]:
+    cats = sorted({p.get("category") or "" for p in store.list_prompts()} - {""})
+    return [ALL] + cats
+
+
+def prompt_choices(store: Store) -> list[tuple[str, str]]:
+    """(label, id) pairs for prompt menus elsewhere (the REER page)."""
+    out = []
+    for p in store.list_prompts():
+        cat = (p.get("category") or "").replace("_", " ")
+        q = " ".join(p["query"].split())
+        q = q if len(q) <= 70 else q[:69] + "…"
+        out.append((f"{p['id']} · {cat + ' · ' if cat else ''}{q}", p["id"]))
+    return out
+
+
+def save_prompt(store: Store, pid: str, category: str, query: str, reference: str) -> tuple[str, str]:
+    """Add a prompt, or edit the one with id `pid`; (its id, a message). BadValue names the field."""
+    pid, category = (pid or "").strip(), (category or "").strip() or None
+    if not (query or "").strip():
+        raise BadValue("Query is empty: write the writing task (x) in the Query box.")
+    if not (reference or "").strip():
+        raise BadValue("Reference is empty: paste the good answer (y) in the Reference box.")
+    if pid and not ID_RE.match(pid):
+        raise BadValue(f"Id {pid[:40]!r} is not allowed: use 1-80 letters, digits, '_', '-', '.' or ':', "
+                       "or leave it empty for an automatic id.")
+    if category and len(category) > 80:
+        raise BadValue("Category is too long: keep it under 80 characters (e.g. story_writing).")
+    exists = False
+    if pid:
+        try:
+            store.get_prompt(pid)
+            exists = True
+        except NotFound:
+            pass
+    if exists:
+        old = store.get_prompt(pid)
+        if (old["query"], old["reference"], old.get("category")) == (query, reference, category):
+            return pid, f"Prompt {pid} is unchanged."
+        if store.list_runs(prompt_id=pid):
+            new_id, added = store.add_prompt(query, reference, category=category, source="edited in the studio")
+            return new_id, (f"Prompt {pid} has runs, so your edit was saved as a new prompt {new_id}."
+                            if added else f"That text is already stored as prompt {new_id}.")
+        store.update_prompt(pid, query, reference, category)
+        return pid, f"Prompt {pid} updated."
+    new_id, added = store.add_prompt(query, reference, id=pid or None, category=category, source="added in the studio")
+    return new_id, (f"Prompt {new_id} added." if added else f"That text is already stored as prompt {new_id}.")
+
+
+def _msg(text: str, kind: str = "ok") -> str:
+    return f'<div class="lib-msg {kind}" role="{"alert" if kind == "error" else "status"}">{html.escape(text)}</div>'
+
+
+@dataclass(frozen=True)
+class LibraryPage:
+    """Handles the app needs to link this page with others."""
+
+    selected: gr.State  # the picked prompt's id
+    to_reer: gr.Button  # "Run REER on it"
+    changed: list  # events that change the prompt list (for other pages' menus): list of Dependency
+
+
+def build(ctx: StudioContext) -> LibraryPage:
+    """Create the page's components (inside the caller's Tab) and wire its listeners."""
+    store = ctx.store
+    selected = gr.State(None)
+    gr.HTML('<div class="page-head"><h2>Library</h2><p>Prompts (query + reference answer) stored in the '
+            'studio. Import files or the built-in samples, search and filter, add or edit by hand, then pick one '
+            'to run.</p></div>')
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=7, min_width=520):
+            with gr.Row(equal_height=True):
+                search = gr.Textbox(label="Search", placeholder="words in the id, query, reference or category",
+                                    elem_id="library-search", scale=3, max_lines=1)
+                category = gr.Dropdown(choices=categories(store), value=ALL, label="Category",
+                                       elem_id="library-category", scale=2, interactive=True)
+            with gr.Row(equal_height=True):
+                samples_btn = gr.Button("Import the built-in samples", elem_id="library-import-samples", size="sm")
+                upload = gr.UploadButton("Import a file (.jsonl / .csv with query, reference)…", size="sm",
+                                         file_count="single", file_types=[".jsonl", ".json", ".csv"],
+                                         elem_id="library-upload")
+            table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
+                                 elem_id="library-table", column_widths=["14%", "15%", "47%", "9%", "6%", "9%"],
+                                 max_height=470, label="Prompts: click a row to open it")
+        with gr.Column(scale=5, min_width=380):
+            with gr.Group():
+                with gr.Row(equal_height=True):
+                    pid = gr.Textbox(label="Id (empty: automatic)", elem_id="library-id", max_lines=1, scale=1)
+                    cat = gr.Textbox(label="Category", elem_id="library-edit-category", max_lines=1, scale=1,
+                                     placeholder="e.g. story_writing")
+                query = gr.Textbox(label="Query (x): the writing task", lines=3, max_lines=6,
+                                   elem_id="library-query")
+                reference = gr.Textbox(label="Reference (y): a good answer", lines=7, max_lines=12,
+                                       elem_id="library-reference")
+            with gr.Row():
+                new_btn = gr.Button("New", elem_id="library-new", size="sm")
+                save_btn = gr.Button("Save", variant="secondary", elem_id="library-save", size="sm")
+                to_reer = gr.Button("Run REER on it →", variant="primary", elem_id="library-to-reer", size="sm")
+            status = gr.HTML(_msg(f"{store.db['prompts'].count} prompt(s) in the library."), elem_id="library-status")
+
+    def refresh(q, c):
+        cats = categories(store)
+        return {table: prompt_rows(store, q, c), category: gr.Dropdown(choices=cats, value=c if c in cats else ALL)}
+
+    def do_samples(q, c):
+        if ctx.samples_path is None or not Path(ctx.samples_path).is_file():
+            return {status: _msg("No built-in samples file (data/samples.jsonl) found.", "error")}
+        try:
+            rep = import_upload(store, ctx.samples_path)
+        except (InputError, StoreError) as e:
+            return {status: _msg(str(e), "error")}
+        return {**refresh(q, c), status: _msg(rep.message("built-in samples"), "warn" if rep.problems else "ok")}
+
+    def do_upload(f, q, c):
+        if not f:
+            return {status: _msg("No file received: pick a .jsonl or .csv file.", "warn")}
+        path = f if isinstance(f, str) else getattr(f, "name", None) or f.get("path")
+        try:
+            rep = import_upload(store, path)
+        except (InputError, StoreError) as e:
+            gr.Warning(str(e))
+            return {status: _msg(str(e), "error")}
+        if rep.problems:
+            gr.Warning(rep.message(Path(path).name))
+        return {**refresh(q, c), status: _msg(rep.message(Path(path).name), "warn" if rep.problems else "ok")}
+
+    def pick(evt: gr.SelectData):
+        row = evt.row_value or []
+        if not row:
+            return {status: _msg("Click a row of the table to open its prompt.", "warn")}
+        try:
+            p = store.get_prompt(str(row[0]))
+        except NotFound as e:
+            return {status: _msg(str(e), "error")}
+        return {selected: p["id"], pid: p["id"], cat: p.get("category") or "", query: p["query"],
+                reference: p["reference"], status: _msg(f"Prompt {p['id']} opened: edit and Save, or run it.")}
+
+    def do_new():
+        return {selected: None, pid: "", cat: "", query: "", reference: "",
+                status: _msg("New prompt: fill in the query and the reference, then Save.")}
+
+    def do_save(i, c_, qx, ry, q, c):
+        try:
+            new_id, message = save_prompt(store, i, c_, qx, ry)
+        except StoreError as e:
+            return {status: _msg(str(e), "error")}
+        return {**refresh(q, c), selected: new_id, pid: new_id, status: _msg(message)}
+
+    # ---- listeners ---------------------------------------------------------------------------
+    filt = [search, category]
+    search.submit(refresh, filt, [table, category], api_name="library_search")
+    category.input(refresh, filt, [table, category], api_visibility="private")
+    changed = [
+        samples_btn.click(do_samples, filt, [table, category, status], api_name="library_import_samples"),
+        upload.upload(do_upload, [upload, *filt], [table, category, status], api_name="library_upload"),
+        save_btn.click(do_save, [pid, cat, query, reference, *filt], [table, category, selected, pid, status],
+                       api_name="library_save"),
+    ]
+    table.select(pick, None, [selected, pid, cat, query, reference, status], api_visibility="private")
+    new_btn.click(do_new, None, [selected, pid, cat, query, reference, status], api_visibility="private")
+    return LibraryPage(selected=selected, to_reer=to_reer, changed=changed)

@@ -1,0 +1,331 @@
+"""The REER page: run, watch and steer the search on one stored prompt.
+
+Knows: the layout (prompt picker, settings, Run / Pause / Step / Stop, status line, live plot,
+trajectory with the segment under work highlighted, candidate cards, heat maps before/after,
+hand edits, accept/reject) and how to turn stored events into those views (studio.plots,
+studio.reer_render). It never keeps a run's state itself: a gr.Timer polls the STORE about once
+a second and redraws only when the run has news, so a reload, a second tab or a run driven by
+another process shows the same thing. The session's run id lives in gr.State.
+
+Does not know: the search (core.reer), how runs are driven (studio.runner.JobRunner via ctx),
+or other pages (the app links them through `ReerPage`).
+"""
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+
+from core.lm import LMError
+from core.reer import ReerConfig
+from core.scoring import split_reference, score
+from core.store import NotFound, StoreError
+from studio import plots, render
+from studio.context import StudioContext
+from studio.pages.library import prompt_choices
+from studio.reer_render import ReerView, candidates_html, fold, status_html, trajectory_html
+from studio.runner import RunnerError
+
+log = logging.getLogger(__name__)
+REAL = ReerConfig()  # the search's real defaults (DESIGN.md), shown next to the demo defaults
+# small budgets so a CPU demo shows points within a minute; the labels give the real defaults
+DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_tokens=192,
+            candidate_max_new_tokens=96, seed=REAL.seed)
+POLL_S = 1.0  # how often a page asks the store for news
+
+
+@dataclass(frozen=True)
+class ReerPage:
+    """Handles the app needs to link this page with others."""
+
+    prompt: gr.Dropdown  # reer-prompt
+    run_state: gr.State  # the session's run id
+    seen: gr.State  # what the page last drew (a key), so a tick redraws only on news
+    runs: gr.Dropdown  # reer-runs: this prompt's runs
+    status: gr.HTML
+    attach: object  # attach(prompt_id | None) -> {component: value}: show a prompt and its newest run
+    attach_outputs: list
+
+
+def _run_label(run: dict) -> str:
+    reason = f" ({run['finish_reason']})" if run.get("finish_reason") else ""
+    return f"{run['id'][:8]} · {run['status']}{reason} · {str(run.get('created_at', ''))[:19].replace('T', ' ')}"
+
+
+def build(ctx: StudioContext) -> ReerPage:
+    """Create the page's components (inside the caller's Tab) and wire its listeners."""
+    store, runner = ctx.store, ctx.runner
+    run_state = gr.State(None)
+    seen = gr.State("")
+
+    with gr.Row(equal_height=True, elem_id="reer-top"):
+        prompt = gr.Dropdown(choices=prompt_choices(store), value=None, label="Prompt", elem_id="reer-prompt",
+                             scale=5, min_width=300, interactive=True, allow_custom_value=True)
+        runs = gr.Dropdown(choices=[], value=None, label="Run of this prompt", elem_id="reer-runs", scale=3,
+                           min_width=200, interactive=True, allow_custom_value=True)
+        with gr.Column(scale=3, min_width=300):
+            with gr.Row(elem_id="reer-buttons"):
+                run_btn = gr.Button("Run", variant="primary", elem_id="reer-run", min_width=60)
+                pause_btn = gr.Button("Pause", elem_id="reer-pause", min_width=60)
+                step_btn = gr.Button("Step", elem_id="reer-step", min_width=60)
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="reer-stop", min_width=60)
+    with gr.Accordion(f"Settings — model {ctx.model_name}; small demo budgets, real defaults in brackets",
+                      open=False, elem_id="reer-settings"):
+        with gr.Row():
+            k = gr.Slider(1, 6, value=DEMO["candidates"], step=1, label=f"Candidates per segment [{REAL.candidates}]",
+                          elem_id="reer-candidates-n")
+            steps = gr.Slider(1, 30, value=DEMO["max_steps"], step=1, label=f"Max steps [{REAL.max_steps}]",
+                              elem_id="reer-max-steps")
+            thr = gr.Number(value=DEMO["threshold"], label=f"Stop threshold (score) [{REAL.threshold}]",
+                            elem_id="reer-threshold", minimum=0, maximum=2, step=0.01)
+        with gr.Row():
+            draft_t = gr.Number(value=DEMO["draft_max_new_tokens"], precision=0, minimum=16, maximum=8192,
+                                label=f"Draft tokens [{REAL.draft_max_new_tokens}]", elem_id="reer-draft-tokens")
+            cand_t = gr.Number(value=DEMO["candidate_max_new_tokens"], precision=0, minimum=8, maximum=4096,
+                               label=f"Candidate tokens [{REAL.candidate_max_new_tokens}]",
+                               elem_id="reer-candidate-tokens")
+            seed = gr.Number(value=DEMO["seed"], precision=0, label=f"Seed [{REAL.seed}]", elem_id="reer-seed")
+            cues = gr.Checkbox(value=REAL.reflection_cues, label="Reflection cues (“Hmm, maybe…”)",
+                               elem_id="reer-cues")
+    status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=6, min_width=480):
+            with gr.Row(equal_height=True):
+                gr.HTML('<div class="sub">Score by step: every candidate</div>', padding=False)
+                metric = gr.Radio([("score", "score"), ("perplexity", "ppl")], value="score", show_label=False,
+                                  elem_id="reer-metric", container=False, min_width=200)
+            plot = gr.Plot(value=plots.empty_figure(), elem_id="reer-plot", show_label=False)
+            cands = gr.HTML(candidates_html(None), elem_id="reer-candidates")
+        with gr.Column(scale=5, min_width=400):
+            gr.HTML('<div class="sub">Current trajectory</div>', padding=False)
+            traj = gr.HTML(trajectory_html(None), elem_id="reer-trajectory")
+            with gr.Row(equal_height=False, elem_id="reer-edit"):
+                seg_no = gr.Number(value=1, precision=0, minimum=1, label="Segment", elem_id="reer-edit-seg",
+                                   scale=1, min_width=90)
+                edit_text = gr.Textbox(label="Your text for that segment (pause first; it is scored at once)",
+                                       lines=3, max_lines=8, elem_id="reer-edit-text", scale=5)
+            edit_btn = gr.Button("Rescore my edit", elem_id="reer-edit-apply", size="sm")
+    with gr.Row(equal_height=False, elem_id="reer-heat-row"):
+        heat_btn = gr.Button("Heat map: initial vs current", elem_id="reer-heat-btn", size="sm", scale=2)
+        accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="reer-accept", size="sm", scale=2)
+        reject_btn = gr.Button("Reject", variant="stop", elem_id="reer-reject", size="sm", scale=1)
+        review = gr.HTML("", elem_id="reer-review", padding=False)
+    gr.HTML(render.legend_html(), padding=False)
+    with gr.Row(equal_height=False):
+        heat_a = gr.HTML("", elem_id="reer-heat-initial")
+        heat_b = gr.HTML("", elem_id="reer-heat-current")
+    timer = gr.Timer(POLL_S)
+
+    # ---- views from the store ----------------------------------------------------------------
+    def _view(run_id):
+        run = store.get_run(run_id)
+        evs = store.events(run_id)
+        return run, evs, fold(evs)
+
+    def _review_html(run_id) -> str:
+        t = store.trajectory_for_run(run_id) if run_id else None
+        if t is None:
+            return ""
+        return (f'<div class="reer-review {t["status"]}" data-status="{t["status"]}">Trajectory #{t["id"]}: '
+                f'<b>{t["status"]}</b></div>')
+
+    def show(run_id, metric_value="score") -> dict:
+        """Everything the page draws of a run, from the store."""
+        if not run_id:
+            return {status: status_html(None, None, False), plot: plots.empty_figure(), traj: trajectory_html(None),
+                    cands: candidates_html(None), review: ""}
+        try:
+            run, evs, v = _view(run_id)
+        except NotFound:
+            return {status: status_html(None, None, False)}
+        return {
+            status: status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or ""),
+            plot: plots.reer_figure(evs, metric_value) if evs else plots.empty_figure("Writing the initial draft…"),
+            traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
+        }
+
+    def key(run_id, metric_value) -> str:
+        if not run_id:
+            return "none"
+        try:
+            run = store.get_run(run_id)
+        except NotFound:
+            return "gone"
+        return (f"{run_id}:{store.last_seq(run_id)}:{run['status']}:{runner.is_driving(run_id)}:"
+                f"{runner.error(run_id)}:{metric_value}:{_review_html(run_id)}")
+
+    def tick(run_id, seen_key, metric_value):
+        k_ = key(run_id, metric_value)
+        if k_ == seen_key:
+            return {seen: seen_key}  # no news: nothing redrawn
+        out = {**show(run_id, metric_value), seen: k_}
+        if run_id and k_.split(":")[2] != (seen_key.split(":") + ["", "", ""])[2]:  # the run's status moved
+            out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
+        return out
+
+    def runs_menu(prompt_id, run_id=None):
+        rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
+        return gr.Dropdown(choices=[(_run_label(r), r["id"]) for r in rs], value=run_id)
+
+    def attach(prompt_id=None) -> dict:
+        """Show `prompt_id` and its newest run; with none, reattach to the newest live REER run."""
+        choices = prompt_choices(store)
+        run_id = None
+        if prompt_id is None:
+            for st in ("running", "paused", None):
+                rs = store.list_runs(kind="reer", status=st)
+                if rs:
+                    run_id, prompt_id = rs[0]["id"], rs[0]["prompt_id"]
+                    break
+        elif prompt_id:
+            rs = store.list_runs(kind="reer", prompt_id=prompt_id)
+            run_id = rs[0]["id"] if rs else None
+        if prompt_id is None and choices:
+            prompt_id = choices[0][1]
+        return {prompt: gr.Dropdown(choices=choices, value=prompt_id), run_state: run_id, seen: "",
+                runs: runs_menu(prompt_id, run_id)}
+
+    attach_outputs = [prompt, run_state, seen, runs]
+
+    # ---- commands ----------------------------------------------------------------------------
+    def _cfg(k_, steps_, thr_, draft_, cand_, seed_, cues_) -> ReerConfig:
+        vals = {"candidates": k_, "max steps": steps_, "draft tokens": draft_, "candidate tokens": cand_}
+        for name, v in vals.items():
+            if v is None or int(v) < 1:
+                raise ValueError(f"Settings: {name} must be a whole number of at least 1, got {v!r}")
+        if thr_ is None or not 0 <= float(thr_) <= 2:
+            raise ValueError(f"Settings: the stop threshold is a score between 0 and 2, got {thr_!r}")
+        if seed_ is None:
+            raise ValueError("Settings: the seed must be a whole number (0 is fine)")
+        return ReerConfig(candidates=int(k_), max_steps=int(steps_), threshold=float(thr_),
+                          draft_max_new_tokens=int(draft_), candidate_max_new_tokens=int(cand_), seed=int(seed_),
+                          reflection_cues=bool(cues_))
+
+    def _err(message: str) -> dict:
+        gr.Warning(message)
+        return {status: status_html(None, None, False) + f'<div class="reer-error" role="alert">'
+                                                         f"{html.escape(message)}</div>", seen: ""}
+
+    def start(prompt_id, run_id, steps_n, *settings):
+        if not prompt_id:
+            return _err("Pick a prompt first (import some on the Library page).")
+        try:
+            if run_id:
+                run = store.get_run(run_id)
+                if run["status"] in ("running", "paused") and run["prompt_id"] == prompt_id:
+                    runner.resume(run_id, steps_n)  # continue the run on screen
+                    return {run_state: run_id, seen: "", **show(run_id)}
+            cfg = _cfg(*settings)
+            new_id = runner.start(prompt_id, cfg, ctx.model_name, steps_n)
+        except (ValueError, RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id)}
+
+    def do_run(prompt_id, run_id, *settings):
+        return start(prompt_id, run_id, None, *settings)
+
+    def do_step(prompt_id, run_id, *settings):
+        return start(prompt_id, run_id, 1, *settings)
+
+    def do_pause(run_id):
+        if not run_id or not runner.pause(run_id):
+            return _err("Nothing to pause: no run of this page is being driven now.")
+        return {seen: ""}
+
+    def do_stop(run_id):
+        try:
+            if not run_id or not runner.stop(run_id):
+                return _err("Nothing to stop: the run has finished or was never started.")
+        except (RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {seen: ""}
+
+    def pick_prompt(prompt_id):
+        rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
+        run_id = rs[0]["id"] if rs else None
+        return {run_state: run_id, seen: "", runs: runs_menu(prompt_id, run_id)}
+
+    def pick_run(run_id):
+        return {run_state: run_id, seen: ""}
+
+    def load_segment(run_id, n):
+        if not run_id:
+            return {edit_text: ""}
+        v: ReerView = fold(store.events(run_id))
+        i = int(n or 1) - 1
+        if not (0 <= i < len(v.segments)):
+            return {edit_text: ""}
+        return {edit_text: v.segments[i]}
+
+    def do_edit(run_id, n, text):
+        if not run_id:
+            return _err("No run on screen: start one, pause it, then edit a segment.")
+        if not (text or "").strip():
+            return _err("Your segment text is empty: write the replacement first.")
+        v = fold(store.events(run_id))
+        i = int(n or 0) - 1
+        if not (0 <= i < len(v.segments)):
+            return _err(f"Segment {n} does not exist: the trajectory has {len(v.segments)} segment(s).")
+        try:
+            runner.edit(run_id, i, text)
+        except (RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {seen: ""}
+
+    def do_heat(run_id):
+        if not run_id:
+            return {heat_a: "", heat_b: render.placeholder_html("No run on screen.")}
+        v = fold(store.events(run_id))
+        if not v.initial:
+            return {heat_a: "", heat_b: render.placeholder_html("No initial draft yet: wait for the first point.")}
+        cfg = ReerConfig.from_dict(v.settings).scoring()
+        try:
+            lm = ctx.get_lm()
+            out = {}
+            for comp, segs, title in ((heat_a, v.initial, "initial trajectory"), (heat_b, v.segments, "current")):
+                s = score(lm, v.query, segs, v.reference, cfg, keep_tokens=True)
+                prefix, scored = split_reference(v.reference, cfg)
+                out[comp] = (f'<div class="heat-title">Reference under the {title}: perplexity {s.ppl:,.2f} · '
+                             f"score {s.score:.4f}</div>" +
+                             render.heatmap_html(s.tokens or [], s.logprobs or [], cfg.clip_min, text=scored,
+                                                 unscored_prefix=prefix))
+            return out
+        except (LMError, StoreError) as e:
+            return {heat_a: "", heat_b: render.error_html(str(e))}
+
+    def set_review(run_id, verdict):
+        if not run_id:
+            return _err("No run on screen.")
+        t = store.trajectory_for_run(run_id)
+        if t is None:
+            return _err("The run has not finished: let it finish or Stop it, then accept or reject its trajectory.")
+        store.set_status(t["id"], verdict)
+        return {review: _review_html(run_id), seen: ""}
+
+    # ---- listeners -----------------------------------------------------------------------------
+    settings = [k, steps, thr, draft_t, cand_t, seed, cues]
+    shown = [status, plot, traj, cands, review]
+    cmd_out = [run_state, seen, runs, *shown]
+    quick = dict(concurrency_limit=None, show_progress="hidden")
+    run_btn.click(do_run, [prompt, run_state, *settings], cmd_out, api_name="reer_run", **quick)
+    step_btn.click(do_step, [prompt, run_state, *settings], cmd_out, api_name="reer_step", **quick)
+    pause_btn.click(do_pause, run_state, [status, seen], api_name="reer_pause", **quick)
+    stop_btn.click(do_stop, run_state, [status, seen], api_name="reer_stop", **quick)
+    prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)
+    runs.input(pick_run, runs, [run_state, seen], api_visibility="private", **quick)
+    metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
+    seg_no.change(load_segment, [run_state, seg_no], [edit_text], api_visibility="private", **quick)
+    edit_btn.click(do_edit, [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
+    heat_btn.click(do_heat, run_state, [heat_a, heat_b], api_name="reer_heatmap", concurrency_limit=2)
+    accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="reer_accept",
+                     **quick)
+    reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="reer_reject",
+                     **quick)
+    timer.tick(tick, [run_state, seen, metric], [*shown, seen, runs], api_visibility="private", **quick)
+    # a script's view of any run by id (gradio_client): the same drawing the timer does
+    run_id_box = gr.Textbox(visible=False)
+    run_id_box.submit(show, [run_id_box, metric], shown, api_name="reer_show", **quick)
+    return ReerPage(prompt=prompt, run_state=run_state, seen=seen, runs=runs, status=status, attach=attach,
+                    attach_outputs=attach_outputs)

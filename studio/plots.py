@@ -1,0 +1,144 @@
+"""Plotly figures built from stored events (REER for now).
+
+What it knows: how to draw a REER run's history as score (or perplexity) by step: the current
+trajectory's path, every scored candidate (accepted ones filled green, rejected ones hollow
+grey), a person's edits, and the stop threshold. What it does not know: the store, Gradio or how
+scores are computed; it reads `core.events` only. Hover texts carry model output, so they are
+HTML-escaped (plotly renders a subset of HTML in hovers).
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Sequence
+
+import plotly.graph_objects as go
+
+from core import events as ev
+
+METRICS = {"score": "score (clipped −mean log-prob, lower is better)", "ppl": "perplexity (lower is better)"}
+ACCEPTED, REJECTED, PATH, EDIT = "#2e7d32", "#9aa4ae", "#3b5bdb", "#8e44ad"
+
+
+def _short(text: str | None, n: int = 90) -> str:
+    t = " ".join((text or "").split())
+    return html.escape(t if len(t) <= n else t[: n - 1] + "…")
+
+
+def _val(score: dict, metric: str) -> float | None:
+    v = score.get(metric) if score else None
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def empty_figure(message: str = "Pick a prompt and press Run: every candidate will appear here.") -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 13, "color": "#6b7280"})
+    _layout(fig, "score")
+    fig.update_xaxes(range=[-0.3, 3.3])
+    return fig
+
+
+def _layout(fig: go.Figure, metric: str) -> None:
+    fig.update_layout(
+        height=300, margin={"l": 56, "r": 12, "t": 10, "b": 40}, template="plotly_white",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+        hovermode="closest", uirevision="reer",
+    )
+    fig.update_xaxes(title_text="step (0 = initial draft)", dtick=1, zeroline=False)
+    fig.update_yaxes(title_text=METRICS[metric], title_font={"size": 11}, zeroline=False)
+
+
+def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: float | None = None) -> go.Figure:
+    """Score (or perplexity) by step: path, candidates (accepted vs rejected), edits, threshold."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    path_x, path_y, path_t = [], [], []
+    acc = {"x": [], "y": [], "t": []}
+    rej = {"x": [], "y": [], "t": []}
+    edits = {"x": [], "y": [], "t": []}
+    texts: dict[tuple[int, int], str | None] = {}
+    scored: dict[tuple[int, int], dict] = {}
+    k_of: dict[int, int] = {}
+    for e in events:
+        if isinstance(e, ev.RunStarted) and threshold is None:
+            threshold = (e.settings or {}).get("threshold")
+        elif isinstance(e, ev.InitialDraft):
+            path_x, path_y, path_t = [0], [_val(e.score, metric)], ["initial draft"]
+        elif isinstance(e, ev.SegmentStarted):
+            for key in [k for k in scored if k[0] == e.step]:  # a redone step replaces its candidates
+                scored.pop(key)
+        elif isinstance(e, ev.CandidateGenerated):
+            texts[(e.step, e.index)] = e.text
+            k_of[e.step] = max(k_of.get(e.step, 0), e.index + 1)
+        elif isinstance(e, ev.CandidateScored) and e.index >= 0:
+            scored[(e.step, e.index)] = e.score
+        elif isinstance(e, ev.SegmentDecided):
+            y = _val(e.score, metric)
+            if e.action == "edit":
+                edits["x"].append(e.step - 0.5)
+                edits["y"].append(y)
+                edits["t"].append(f"your edit of segment {e.segment + 1}: {_short(e.text)}")
+            for (step, idx), s in sorted(scored.items()):
+                if step != e.step:
+                    continue
+                n = max(k_of.get(step, 1), 1)
+                x = step + (idx - (n - 1) / 2) * 0.12  # spread a step's candidates a little
+                box = acc if (e.chosen == idx and e.action in ("accept", "force")) else rej
+                box["x"].append(x)
+                box["y"].append(_val(s, metric))
+                box["t"].append(f"step {step} · segment {e.segment + 1} · candidate {idx + 1}<br>"
+                                f"ppl {s.get('ppl', float('nan')):.3f} · score {s.get('score', float('nan')):.4f}"
+                                f"<br>{_short(texts.get((step, idx)))}")
+            path_x.append(e.step - 0.5 if e.action == "edit" else e.step)
+            path_y.append(y)
+            path_t.append(f"after step {e.step}: {e.action} ({e.by})")
+    # candidates of a step still awaiting its decision
+    decided = {e.step for e in events if isinstance(e, ev.SegmentDecided) and e.action != "edit"}
+    pending = {"x": [], "y": [], "t": []}
+    for (step, idx), s in sorted(scored.items()):
+        if step in decided:
+            continue
+        n = max(k_of.get(step, 1), 1)
+        pending["x"].append(step + (idx - (n - 1) / 2) * 0.12)
+        pending["y"].append(_val(s, metric))
+        pending["t"].append(f"step {step} · candidate {idx + 1} (awaiting decision)<br>{_short(texts.get((step, idx)))}")
+
+    fig = go.Figure()
+    hover = "%{text}<extra></extra>"
+    if path_x:
+        fig.add_trace(go.Scatter(x=path_x, y=path_y, text=path_t, mode="lines+markers", name="trajectory",
+                                 line={"color": PATH, "width": 2.5}, marker={"size": 8, "color": PATH},
+                                 hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=acc["x"], y=acc["y"], text=acc["t"], mode="markers", name="accepted candidate",
+                             marker={"size": 12, "color": ACCEPTED, "symbol": "circle",
+                                     "line": {"width": 1.5, "color": "#1b5e20"}}, hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=rej["x"], y=rej["y"], text=rej["t"], mode="markers", name="rejected candidate",
+                             marker={"size": 10, "color": REJECTED, "symbol": "circle-open",
+                                     "line": {"width": 2}}, hovertemplate=hover))
+    if pending["x"]:
+        fig.add_trace(go.Scatter(x=pending["x"], y=pending["y"], text=pending["t"], mode="markers",
+                                 name="awaiting decision", marker={"size": 10, "color": "#f59f00",
+                                                                   "symbol": "circle"}, hovertemplate=hover))
+    if edits["x"]:
+        fig.add_trace(go.Scatter(x=edits["x"], y=edits["y"], text=edits["t"], mode="markers", name="your edit",
+                                 marker={"size": 12, "color": EDIT, "symbol": "diamond"}, hovertemplate=hover))
+    _layout(fig, metric)
+    ys = [y for y in path_y + acc["y"] + rej["y"] + pending["y"] + edits["y"] if y is not None]
+    far = bool(ys) and threshold is not None and threshold < min(ys) - max(0.05, 0.5 * (max(ys) - min(ys)))
+    if far and metric == "score":  # a line far below the points would squash them flat: name it instead
+        fig.add_annotation(text=f"stop threshold {threshold:g} (below this view)", showarrow=False, x=1, y=0,
+                           xref="paper", yref="paper", xanchor="right", yanchor="bottom",
+                           font={"size": 10, "color": "#c92a2a"})
+    elif threshold is not None and metric == "score":
+        fig.add_hline(y=threshold, line={"dash": "dot", "color": "#c92a2a", "width": 1},
+                      annotation_text=f"stop threshold {threshold:g}", annotation_position="bottom right",
+                      annotation_font={"size": 10, "color": "#c92a2a"})
+    last = max([0] + [int(math.ceil(x)) for x in path_x + rej["x"] + acc["x"] + pending["x"]])
+    fig.update_xaxes(range=[-0.4, max(3, last) + 0.4])
+    return fig
+
+
+def point_count(fig: go.Figure) -> int:
+    """How many data points a figure shows (all traces): what a test watches grow."""
+    return sum(len(t.x or ()) for t in fig.data)

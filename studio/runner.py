@@ -1,0 +1,174 @@
+"""JobRunner: drives REER runs in background threads for the studio, one runner per app.
+
+What it knows: which runs this process is driving now (a thread and a `core.reer.Controls`
+each), how to start, pause, step, stop, edit and resume them through `core.jobs.reer_job`
+(which saves every event and holds the run's lease), and the last error of each run it
+started. What it does not know: Gradio or rendering. Pages never read state from here to draw
+a run: they poll the store, so a reload, a second tab or another process shows the same thing;
+the runner only answers "is this process driving that run now?".
+
+A paused run's thread has ended (the search yields `RunPaused` and returns); Run or Step start
+a new thread that resumes it from its stored events. An edit on a paused run is applied by a
+short thread that rescores it and pauses again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from core import events as ev
+from core.jobs import RunBusy, lease_owner, open_run_for, reer_job
+from core.lm import LM
+from core.reer import Controls, ReerConfig
+from core.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class RunnerError(Exception):
+    """A command the runner cannot carry out; the message says why and what to do."""
+
+
+@dataclass
+class _Active:
+    thread: threading.Thread
+    controls: Controls
+    owner: str
+
+
+@dataclass
+class JobRunner:
+    store: Store  # where runs, events and leases live (shared, thread-safe)
+    get_lm: Callable[[], LM]  # the model, loaded on first use
+    _active: dict = field(default_factory=dict)  # run id -> _Active, while its thread lives
+    _errors: dict = field(default_factory=dict)  # run id -> last error message of a job started here
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---- commands ----------------------------------------------------------------------------
+    def start(self, prompt_id: str, cfg: ReerConfig, model: str, steps: int | None = None) -> str:
+        """Start (or resume: same prompt, settings and model, unfinished) a run; returns its id
+        at once, before the model is loaded. `steps`: pause after that many expansions."""
+        run_id, _ = open_run_for(self.store, prompt_id, cfg, model)
+        self.resume(run_id, steps)
+        return run_id
+
+    def resume(self, run_id: str, steps: int | None = None) -> None:
+        """Drive a stored, unfinished run again (a paused one, or one whose driver died)."""
+        with self._lock:
+            act = self._live(run_id)
+            if act is not None:  # already driven here: just change its pace
+                act.controls.resume() if steps is None else act.controls.step(steps)
+                return
+            run = self.store.get_run(run_id)
+            if run["status"] not in ("running", "paused"):
+                raise RunnerError(f"run {run_id[:8]} has {run['status']}: start a new run instead")
+            controls = Controls()
+            if steps is not None:
+                controls.step(steps)
+            self._spawn(run_id, run["prompt_id"], controls)
+
+    def pause(self, run_id: str) -> bool:
+        """Ask the run to pause after the current event; False when it is not driven here."""
+        act = self._live(run_id)
+        if act is not None:
+            act.controls.pause()
+        return act is not None
+
+    def stop(self, run_id: str) -> bool:
+        """Stop the run for good (it finishes with reason "stopped"). A paused run is finished
+        by a short thread. False when there is nothing to stop."""
+        with self._lock:
+            act = self._live(run_id)
+            if act is not None:
+                act.controls.stop()
+                return True
+            run = self.store.get_run(run_id)
+            if run["status"] != "paused" and not (run["status"] == "running" and self._orphan(run_id)):
+                return False
+            controls = Controls()
+            controls.stop()
+            self._spawn(run_id, run["prompt_id"], controls)
+            return True
+
+    def edit(self, run_id: str, segment: int, text: str) -> None:
+        """Replace segment `segment` (0-based) by a person's text; the search rescores it at once.
+        On a paused run the edit is applied by a short thread that pauses again."""
+        with self._lock:
+            act = self._live(run_id)
+            if act is not None:
+                act.controls.edit(segment, text)
+                return
+            run = self.store.get_run(run_id)
+            if run["status"] != "paused":
+                raise RunnerError(f"run {run_id[:8]} has {run['status']}: edits apply to a running or paused run")
+            controls = Controls()
+            controls.edit(segment, text)
+            controls.pause()
+            self._spawn(run_id, run["prompt_id"], controls)
+
+    def force(self, run_id: str, candidate: int, then_steps: int | None = 0) -> None:
+        """Accept candidate `candidate` of the step awaiting its decision (a paused run)."""
+        with self._lock:
+            if self._live(run_id) is not None:
+                self._active[run_id].controls.force(candidate)
+                return
+            run = self.store.get_run(run_id)
+            if run["status"] != "paused":
+                raise RunnerError(f"run {run_id[:8]} has {run['status']}: force a candidate of a paused run")
+            controls = Controls()
+            controls.force(candidate)
+            controls.step(1)
+            self._spawn(run_id, run["prompt_id"], controls)
+
+    # ---- questions -----------------------------------------------------------------------------
+    def is_driving(self, run_id: str) -> bool:
+        return self._live(run_id) is not None
+
+    def error(self, run_id: str) -> str | None:
+        """The last error of a job started here for this run (lease refused, crash), if any."""
+        return self._errors.get(run_id)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> bool:
+        """Block until this process stops driving the run; True when it has."""
+        act = self._active.get(run_id)
+        if act is not None:
+            act.thread.join(timeout)
+        return self._live(run_id) is None
+
+    # ---- inside ----------------------------------------------------------------------------------
+    def _live(self, run_id: str) -> _Active | None:
+        act = self._active.get(run_id)
+        if act is not None and not act.thread.is_alive():
+            self._active.pop(run_id, None)
+            return None
+        return act
+
+    def _orphan(self, run_id: str) -> bool:
+        lease = self.store.run_lease(run_id)
+        return lease is None or lease["expired"]
+
+    def _spawn(self, run_id: str, prompt_id: str, controls: Controls) -> None:
+        owner = lease_owner("studio")
+        self._errors.pop(run_id, None)
+        t = threading.Thread(target=self._drive, args=(run_id, prompt_id, controls, owner), daemon=True,
+                             name=f"reer-{run_id[:8]}")
+        self._active[run_id] = _Active(t, controls, owner)
+        t.start()
+
+    def _drive(self, run_id: str, prompt_id: str, controls: Controls, owner: str) -> None:
+        try:
+            lm = self.get_lm()
+            for _ in reer_job(self.store, lm, prompt_id, controls=controls, run_id=run_id, owner=owner):
+                pass
+        except RunBusy as exc:
+            self._errors[run_id] = str(exc)
+        except Exception as exc:  # noqa: BLE001  (the thread must report, never die silently)
+            log.exception("REER run %s failed", run_id)
+            msg = f"{type(exc).__name__}: {exc}"
+            self._errors[run_id] = msg
+            try:  # recorded so every tab sees it; the run stays resumable (not fatal)
+                self.store.append_event(ev.RunError(run_id, message=msg, where="studio", fatal=False))
+            except StoreError:
+                pass
