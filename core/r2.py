@@ -28,7 +28,7 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.judge import Judgment, JudgeConfig, model_judge, rubric_for

@@ -5,8 +5,9 @@ second process, a page reload or a restart after a kill sees exactly what was sa
 `record_from_events` builds the JSON line `palimpsest r2 run` writes (and the trajectory's
 `details`): {id, query, rounds: [{round, draft, judgment, reflection, revision,
 revision_judgment, kept, reward}], thinking, final, ...}. `assemble_thinking` lays out the
-trajectory: plan, first draft, then each round's reflection and revision, with the final
-draft left out (it is the answer). Pure functions of the events; no model, no store.
+trajectory: plan, first draft, then each round's reflection and revision; the final draft is
+left out when it is the last text written (it is the answer), and kept in its place when a
+later, discarded revision follows it. Pure functions of the events; no model, no store.
 """
 from __future__ import annotations
 
@@ -88,14 +89,15 @@ def assemble_thinking(plan: str, texts: dict[int, str], reflections: dict[int, s
                       final_version: int, keep: str = "full", chars: int = 400) -> str:
     """The trajectory inside <think> (module docstring); `keep` is full, excerpt or none."""
     parts = []
+    omit = final_version if final_version == max(texts, default=0) else None  # the answer, said once
     if plan.strip():
         parts.append(plan.strip())
-    first = _excerpt(texts.get(0, ""), keep, chars) if final_version != 0 else None
+    first = _excerpt(texts.get(0, ""), keep, chars) if omit != 0 else None
     if first:
         parts.append("My first draft:\n" + first)
     for r in sorted(reflections):
         parts.append(reflections[r].strip())
-        if r in texts and r != final_version:
+        if r in texts and r != omit:
             body = _excerpt(texts[r], keep, chars)
             if body:
                 parts.append("My revised draft:\n" + body)

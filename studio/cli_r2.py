@@ -8,7 +8,6 @@ that a person judges are made in the studio (or through core.r2_jobs.submit_judg
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 

@@ -7,7 +7,6 @@ pins what the loop sees. The `model` tests run the real built-in model with smal
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -148,6 +147,9 @@ def test_worse_revision_is_discarded_and_no_improvement_stops():
     rec = record_from_events(run(FakeLM(scores={0: 5, 1: 3, 2: 7}), cfg=go_on))
     assert rec["rounds"][1]["draft"] == DRAFT  # round 2 revises the kept draft, not the discarded one
     assert rec["final"] == revision_text(2) and rec["final_overall"] == 7
+    back = record_from_events(run(FakeLM(scores={0: 4, 1: 6, 2: 3}), cfg=go_on))
+    assert back["final"] == revision_text(1) and revision_text(1) in back["thinking"]  # a later try was set aside
+    assert back["thinking"].index(revision_text(1)) < back["thinking"].index(revision_text(2))
     keep_all = R2Config(max_rounds=1, threshold=9, discard_worse=False)
     assert run(FakeLM(scores={0: 5, 1: 3}), cfg=keep_all)[-1].final == revision_text(1)
 
@@ -356,9 +358,9 @@ def test_cli_r2_run_writes_records_and_skips_finished_items(tmp_path, monkeypatc
 
 # ---- the built-in model ----------------------------------------------------------------------------
 
-SMALL = R2Config(max_rounds=2, threshold=10, stop_when_no_improvement=False, plan=False, draft_max_new_tokens=64,
-                 reflection_max_new_tokens=48, revision_max_new_tokens=64,
-                 judge=JudgeConfig(max_new_tokens=64, max_criteria=3))
+SMALL = R2Config(max_rounds=2, threshold=10, stop_when_no_improvement=False, plan=False, draft_max_new_tokens=32,
+                 reflection_max_new_tokens=32, revision_max_new_tokens=32,
+                 judge=JudgeConfig(max_new_tokens=48, max_criteria=2))  # tiny budgets: the CPU is shared
 
 
 @pytest.mark.model
