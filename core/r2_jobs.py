@@ -72,9 +72,19 @@ def save_trajectory(store: Store, run_id: str) -> int:
     rec = run_record(store, run_id)
     return store.save_trajectory(run_id, thinking=rec["thinking"], answer=rec["final"],
                                  initial_score=rec["initial_overall"], final_score=rec["final_overall"],
-                                 filters={"passed": bool(rec["final"]) and rec["finish_reason"] != "dropped",
-                                          "reasons": [] if rec["final"] else ["no final draft"]},
-                                 details=rec)
+                                 filters=trajectory_filters(rec), details=rec)
+
+
+def trajectory_filters(rec: dict) -> dict:
+    """{"passed", "reasons"} of an R2 record: it needs a final draft and at least one reflection
+    (a first draft already at the threshold teaches little: DESIGN.md's difficulty filter)."""
+    reasons = []
+    if not rec["final"]:
+        reasons.append("no final draft")
+    if not rec["rounds"]:
+        reasons.append("no reflection: the first draft already met the threshold" if
+                       rec["finish_reason"] == "threshold" else "no reflection")
+    return {"passed": not reasons, "reasons": reasons}
 
 
 def pending_request(store: Store, run_id: str) -> ev.JudgmentRequested | None:

@@ -263,6 +263,15 @@ def test_human_mode_works_across_processes(tmp_path):
     assert [rec["rounds"][0][k]["judge"] for k in ("judgment", "revision_judgment")] == ["human", "human"]
     assert rec["rounds"][0]["reward"]["improvement"] == round(3 / 9, 4)
     assert store.trajectory_for_run(run_id)["details"] == rec
+    assert store.trajectory_for_run(run_id)["filters"] == {"passed": True, "reasons": []}
+
+
+def test_first_draft_at_the_threshold_is_saved_but_filtered(tmp_path):
+    store, pid = store_with_prompt()
+    events = list(r2_job(store, FakeLM(scores={0: 9}), FakeLM(scores={0: 9}), pid, CFG))
+    row = store.trajectory_for_run(events[0].run_id)
+    assert row["answer"] == DRAFT and row["initial_score"] == row["final_score"] == 9
+    assert row["filters"]["passed"] is False and "threshold" in row["filters"]["reasons"][0]
 
 
 def test_override_keeps_the_models_judgment_and_the_persons_edit(tmp_path):
