@@ -4,7 +4,9 @@ Thin: parses arguments, loads the writer and judge (once, and once only when bot
 same spec), runs core.r2_jobs.r2_items with a progress bar, and writes each item's record,
 exactly the trajectory's stored `details`. Every event is saved in --db as it happens, so a
 rerun skips finished items and resumes an interrupted one. The CLI judges with a model; runs
-that a person judges are made in the studio (or through core.r2_jobs.submit_judgment).
+that a person judges (`--judge-mode human` or `model_then_human`) pause at each judgment:
+`palimpsest r2 judge` shows the waiting text (and the model's proposal) and stores a person's
+judgment, an override, or `--accept` of the proposal; rerunning `r2 run` then continues.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def _config(args):
         if getattr(args, name) < 8:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 8")
     try:
-        return R2Config(max_rounds=args.rounds, threshold=args.threshold, seed=args.seed, plan=not args.no_plan,
+        return R2Config(max_rounds=args.rounds, judge_mode=args.judge_mode, threshold=args.threshold, seed=args.seed, plan=not args.no_plan,
                         stop_when_no_improvement=not args.keep_going, discard_worse=not args.keep_worse,
                         draft_max_new_tokens=args.draft_max_new_tokens,
                         revision_max_new_tokens=args.revision_max_new_tokens,
@@ -113,13 +115,75 @@ def cmd_r2(args) -> int:
     return 1 if counts["failed"] else 0
 
 
+def cmd_r2_judge(args) -> int:
+    from core.judge import BadJudgment, Judgment, human_judgment, override_judgment
+    from core.r2_jobs import NoPendingJudgment, accept_proposed, pending_request, submit_judgment
+    from core.store import NotFound, StoreError, open_store
+    from studio.cli import CLIError
+
+    try:
+        store = open_store(args.db)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        if args.run is None:
+            waiting = store.list_runs(kind="r2", status="paused")
+            for run in waiting:
+                req = pending_request(store, run["id"])
+                if req is not None:
+                    print(f"{run['id']}  prompt {run['prompt_id']}  version {req.version}")
+            if not waiting:
+                print("no R2 run waits for a judgment", file=sys.stderr)
+            return 0
+        req = pending_request(store, args.run)
+        if req is None:
+            raise CLIError(f"run {args.run} is not waiting for a judgment")
+        if args.accept:
+            accept_proposed(store, args.run)
+        elif args.overall is not None or args.critique is not None or args.score:
+            scores = dict(_pair(p) for p in args.score)
+            rubric = store.events(args.run)[0].rubric
+            if any(not 1 <= i <= len(rubric) for i in scores):
+                raise CLIError(f"--score: criterion numbers go from 1 to {len(rubric)}")
+            scores = {rubric[i - 1]: s for i, s in scores.items()}
+            if req.proposed is not None:
+                j = override_judgment(Judgment.from_dict(req.proposed), overall=args.overall, critique=args.critique,
+                                      scores=scores, note=args.note)
+            elif args.overall is None or args.critique is None:
+                raise CLIError("with no model proposal to edit, give both --overall and --critique")
+            else:
+                j = human_judgment(rubric, args.overall, args.critique, scores, note=args.note)
+            submit_judgment(store, args.run, j)
+        else:
+            print(json.dumps({"run": args.run, "version": req.version, "text": req.text, "proposed": req.proposed},
+                             ensure_ascii=False, indent=1))
+            return 0
+        print(f"judgment stored for run {args.run} version {req.version}; run `palimpsest r2 run` again to go on",
+              file=sys.stderr)
+        return 0
+    except (BadJudgment, NoPendingJudgment, NotFound) as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _pair(text: str) -> tuple[int, float]:
+    from studio.cli import CLIError
+
+    try:
+        i, s = text.split("=", 1)
+        return int(i), float(s)
+    except ValueError:
+        raise CLIError(f"--score {text!r}: write CRITERION_NUMBER=SCORE, e.g. --score 2=7") from None
+
+
 def _score(x) -> str:
     return "unparsed" if x is None else f"{x:g}"
 
 
 def add_r2_parser(sub, default_db: str) -> None:
     """Register `r2 run` on the top-level subparsers (called from studio.cli.build_parser)."""
-    from core.r2 import KEEP_DRAFTS, R2Config
+    from core.r2 import JUDGE_MODES, KEEP_DRAFTS, R2Config
 
     d = R2Config()
     r = sub.add_parser("r2", help="R2: writer drafts, judge critiques, writer reflects and revises")
@@ -152,4 +216,17 @@ def add_r2_parser(sub, default_db: str) -> None:
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")
     rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    rr.add_argument("--judge-mode", choices=JUDGE_MODES, default=d.judge_mode,
+                    help="model judges; human: a person judges each draft (the run pauses, see `r2 judge`); "
+                         "model_then_human: a person accepts or overrides each model judgment")
     rr.set_defaults(func=cmd_r2)
+
+    rj = rsub.add_parser("judge", help="list runs waiting for a person, show one, or store a judgment for it")
+    rj.add_argument("--db", default=default_db, help="SQLite store")
+    rj.add_argument("--run", default=None, help="the run id (omit to list the runs waiting)")
+    rj.add_argument("--accept", action="store_true", help="let the model's proposed judgment stand")
+    rj.add_argument("--overall", type=float, default=None, help="overall score (1-10)")
+    rj.add_argument("--critique", default=None, help="what should change")
+    rj.add_argument("--score", action="append", default=[], help="a criterion's score as NUMBER=SCORE (repeatable)")
+    rj.add_argument("--note", default="", help="who judged, or why")
+    rj.set_defaults(func=cmd_r2_judge)

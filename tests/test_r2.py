@@ -365,6 +365,35 @@ def test_cli_r2_run_writes_records_and_skips_finished_items(tmp_path, monkeypatc
     assert "threshold" in capsys.readouterr().err
 
 
+def test_cli_human_judging_round_trip(tmp_path, monkeypatch, capsys):
+    from studio import cli, cli_r2
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "query": QUERY, "reference": "ref a", "checklists": list(RUBRIC)}) + "\n")
+    monkeypatch.setattr(cli_r2, "load_model", lambda spec: FakeLM(name=spec))
+    out, db = tmp_path / "out.jsonl", tmp_path / "r2.db"
+    run_args = ["r2", "run", "--input", str(src), "--out", str(out), "--db", str(db), "--rounds", "1",
+                "--judge-mode", "model_then_human"]
+    assert cli.main(run_args) == 0 and out.read_text() == ""  # waiting: nothing written yet
+    capsys.readouterr()
+    assert cli.main(["r2", "judge", "--db", str(db)]) == 0
+    run_id = capsys.readouterr().out.split()[0]
+    assert cli.main(["r2", "judge", "--db", str(db), "--run", run_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["text"] == DRAFT and shown["proposed"]["overall"] == 4
+    assert cli.main(["r2", "judge", "--db", str(db), "--run", run_id, "--score", "9=3"]) == 2
+    assert "1 to 3" in capsys.readouterr().err
+    assert cli.main(["r2", "judge", "--db", str(db), "--run", run_id, "--overall", "2", "--score", "1=1"]) == 0
+    assert cli.main(run_args) == 0
+    assert cli.main(["r2", "judge", "--db", str(db), "--run", run_id, "--accept"]) == 0
+    assert cli.main(run_args) == 0
+    rec = json.loads(out.read_text())
+    j = rec["rounds"][0]["judgment"]
+    assert j["judge"] == "human" and j["overall"] == 2 and j["scores"][RUBRIC[0]] == 1
+    assert {c["field"] for c in j["changes"]} == {"overall", f"scores.{RUBRIC[0]}"}
+    assert rec["rounds"][0]["revision_judgment"]["judge"] == "model" and rec["finish_reason"] == "max_rounds"
+
+
 # ---- the built-in model ----------------------------------------------------------------------------
 
 SMALL = R2Config(max_rounds=2, threshold=10, stop_when_no_improvement=False, plan=False, draft_max_new_tokens=32,
