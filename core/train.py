@@ -450,7 +450,7 @@ def _build_trainer(model, prep: Prepared, cfg: TrainConfig, out: Path, state):
         logging_steps=cfg.logging_steps, save_strategy="steps" if cfg.save_steps else "no",
         save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, bf16=_use_bf16(cfg),
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
-        disable_tqdm=True, remove_unused_columns=False, gradient_checkpointing=cfg.gradient_checkpointing,
+        disable_tqdm=True, remove_unused_columns=False, activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prep.examples]
     trainer = Trainer(model=model, args=args, train_dataset=rows, processing_class=prep.tokenizer,
@@ -533,18 +533,27 @@ def train_job(store, data: str | Path, out_dir: str | Path, cfg: TrainConfig = T
     main = PartialState().is_main_process
     run_id = ""
     if main:
-        old = [r for r in store.list_train_runs(out_dir=out) if r["status"] in ("running", "stopped", "failed")]
+        # the run that trained into this folder and did not finish (attempts refused at the start trained nothing)
+        old = [r for r in store.list_train_runs(out_dir=out)
+               if r["status"] in ("running", "stopped", "failed") and store.train_loss(r["id"])]
         if resume and old:
             run_id = old[0]["id"]
         else:
             run_id = store.create_train_run(cfg.as_dict(), cfg.model, str(Path(data).resolve()), out)
+    step, finished = 0, False
     try:
         for event in train(data, out_dir, cfg, run_id=run_id, resume=resume, overwrite=overwrite, stop=stop,
                            prepared=prep):
             if main:
                 store.append_train_event(event)
+            step = getattr(event, "step", step)
+            finished = event.kind == "train_finished"
             yield event
     except (TrainError, DataError) as exc:
         if main:
             store.append_train_event(ev.RunError(run_id, message=str(exc), where="train"))
+        raise
+    except (KeyboardInterrupt, GeneratorExit):
+        if main and not finished:  # train() saved a checkpoint on its way out: the run can resume
+            store.append_train_event(ev.TrainFinished(run_id, reason="stopped", steps=step, seconds=0.0, out_dir=""))
         raise

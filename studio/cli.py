@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--items", type=int, default=2, help="reer: HelloBench items run by each path")
     b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     b.set_defaults(func=cmd_bench)
+
+    from studio.cli_train import add_train_parser
+
+    add_train_parser(sub, default_db())
     return p
 
 
