@@ -68,6 +68,13 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _fail(message: str) -> int:
+    """A user error: one line on stderr, exit status 2 (as studio.cli does; under `python -m
+    studio.cli` that module is __main__, so its CLIError class is not importable from here)."""
+    print(f"palimpsest train: {message}", file=sys.stderr)
+    return 2
+
+
 def cmd_train(args) -> int:
     from accelerate import PartialState
     from tqdm import tqdm
@@ -76,17 +83,16 @@ def cmd_train(args) -> int:
     from core.store import StoreError, open_store
     from core.train import TrainError, train_job
     from core.train_data import DataError
-    from studio.cli import CLIError
 
     if args.resume and args.overwrite:
-        raise CLIError("--resume and --overwrite contradict each other; pass one")
+        return _fail("--resume and --overwrite contradict each other; pass one")
     hf_logging.disable_progress_bar()  # one bar: ours
     cfg = config_from_args(args)
     main = PartialState().is_main_process
     try:
         store = open_store(args.db) if main else None
     except StoreError as exc:
-        raise CLIError(str(exc)) from None
+        return _fail(str(exc))
     show = main and (sys.stderr.isatty() or args.progress)
     bar = None
     say = print if main else (lambda *a, **k: None)
@@ -119,7 +125,7 @@ def cmd_train(args) -> int:
                         f"use it with --model {event.out_dir}; figures in {event.out_dir}/metrics.json",
                         file=sys.stderr)
     except (DataError, TrainError) as exc:
-        raise CLIError(str(exc)) from None
+        return _fail(str(exc))
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
