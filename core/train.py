@@ -128,6 +128,16 @@ class Prepared:
     data_sha256: str  # of the data file, recorded to refuse resuming on other data
 
 
+def process_state():
+    """accelerate's view of this process (rank, device). Everything here asks through this one
+    call: accelerate keeps the first state made in a process, and one made without `cpu=True`
+    on a GPU-less machine would not join the other processes of `accelerate launch`."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def check_model_spec(spec: str) -> str:
     """Where `from_pretrained` finds a trainable model for `spec`, or TrainError (no compute spent)."""
     if is_server_spec(spec):
@@ -270,13 +280,12 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     training raises DataError/TrainError; `stop()` returning True (or closing the generator) ends
     training after the current step, with a checkpoint to resume from."""
     import torch
-    from accelerate import PartialState
 
     cfg = cfg.resolved()
     prep = prepared or prepare(data, cfg)
     out = Path(out_dir).expanduser().resolve()
     record = {**cfg.as_dict(), "data": str(Path(data).resolve()), "data_sha256": prep.data_sha256}
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     main = state.is_main_process
     ckpt = None
     if main:
@@ -451,7 +460,7 @@ def _build_trainer(model, prep: Prepared, cfg: TrainConfig, out: Path, state):
         save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, bf16=_use_bf16(cfg),
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         disable_tqdm=True, remove_unused_columns=False, activation_checkpointing=cfg.gradient_checkpointing,
-        dataloader_num_workers=0)
+        dataloader_num_workers=0, ddp_find_unused_parameters=False)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prep.examples]
     trainer = Trainer(model=model, args=args, train_dataset=rows, processing_class=prep.tokenizer,
                       data_collator=functools.partial(collate, pad_id=prep.tokenizer.pad_token_id))
@@ -525,12 +534,10 @@ def train_job(store, data: str | Path, out_dir: str | Path, cfg: TrainConfig = T
     Checks data and model first (nothing is stored for input that cannot train). A resumed run
     appends to the newest unfinished store run of the same folder, so its loss curve continues.
     """
-    from accelerate import PartialState
-
     cfg = cfg.resolved()
     prep = prepare(data, cfg)
     out = str(Path(out_dir).expanduser().resolve())
-    main = PartialState().is_main_process
+    main = process_state().is_main_process
     run_id = ""
     if main:
         # the run that trained into this folder and did not finish (attempts refused at the start trained nothing)

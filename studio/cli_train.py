@@ -76,19 +76,18 @@ def _fail(message: str) -> int:
 
 
 def cmd_train(args) -> int:
-    from accelerate import PartialState
     from tqdm import tqdm
     from transformers.utils import logging as hf_logging
 
     from core.store import StoreError, open_store
-    from core.train import TrainError, train_job
+    from core.train import TrainError, process_state, train_job
     from core.train_data import DataError
 
     if args.resume and args.overwrite:
         return _fail("--resume and --overwrite contradict each other; pass one")
     hf_logging.disable_progress_bar()  # one bar: ours
     cfg = config_from_args(args)
-    main = PartialState().is_main_process
+    main = process_state().is_main_process
     try:
         store = open_store(args.db) if main else None
     except StoreError as exc:
