@@ -264,11 +264,9 @@ def _check_out_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> st
             raise TrainError(f"{out}: cannot resume with other settings or data ({k} was {saved.get(k)!r}, now "
                              f"{record.get(k)!r}); pass the same ones, or start a fresh run in another --out")
         return ckpt
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TrainError(f"{out}: the folder is not empty; pass --resume to continue its run, --overwrite to "
-                             "replace it, or another --out")
-        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TrainError(f"{out}: the folder is not empty; pass --resume to continue its run, --overwrite to "
+                         "replace it, or another --out")
     return None
 
 
@@ -287,14 +285,14 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     record = {**cfg.as_dict(), "data": str(Path(data).resolve()), "data_sha256": prep.data_sha256}
     state = process_state()
     main = state.is_main_process
-    ckpt = None
+    ckpt = _check_out_dir(out, record, resume, overwrite)  # every process: each raises the same error
+    state.wait_for_everyone()
     if main:
-        ckpt = _check_out_dir(out, record, resume, overwrite)
+        if overwrite and out.exists():
+            shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / CONFIG_FILE, record)
     state.wait_for_everyone()
-    if not main:
-        ckpt = last_checkpoint(out) if resume else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
