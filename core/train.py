@@ -50,6 +50,8 @@ from core.train_data import (
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
+# settings a resumed run may change (how long, how often it saves and logs); any other must match
+RESUMABLE = ("max_steps", "epochs", "save_steps", "save_total_limit", "logging_steps", "threads")
 
 
 class TrainError(LMError):
@@ -258,7 +260,7 @@ def _check_out_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> st
         if saved is None or ckpt is None:
             raise TrainError(f"{out}: nothing to resume (no {CONFIG_FILE} or no checkpoint in {out / CHECKPOINTS}); "
                              "start without --resume")
-        diff = [k for k in sorted(set(saved) | set(record)) if saved.get(k) != record.get(k)]
+        diff = [k for k in sorted(set(saved) | set(record)) if saved.get(k) != record.get(k) and k not in RESUMABLE]
         if diff:
             k = diff[0]
             raise TrainError(f"{out}: cannot resume with other settings or data ({k} was {saved.get(k)!r}, now "
@@ -332,28 +334,41 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     worker = threading.Thread(target=work, name="palimpsest-train", daemon=True)
     t_train = time.perf_counter()
     worker.start()
-    last_loss = None
+    last_loss, interrupted = None, None
+
+    def record(progress: ev.TrainProgress) -> ev.TrainProgress:
+        progress = dataclasses.replace(progress, total_steps=total)
+        metrics["train_loss"].append(progress.loss)
+        metrics["train_loss_steps"].append(progress.step)
+        metrics["lr"].append(progress.lr)
+        metrics.update(steps=progress.step, seconds=metrics["seconds_before"] + time.perf_counter() - t0)
+        if main:
+            _write_json(out / METRICS_FILE, metrics)
+        return progress
+
     try:
         while True:
-            item = events.get()
+            try:
+                item = events.get()
+            except KeyboardInterrupt as exc:  # Ctrl-C: finish the step in progress, checkpoint, report it all
+                interrupted = exc
+                stop_flag.set()
+                continue
             if isinstance(item, tuple):
                 if item[0] == "error":
                     raise TrainError(f"training failed: {item[1]}") from item[1]
                 break
             if isinstance(item, ev.TrainProgress):
-                item = dataclasses.replace(item, total_steps=total)
+                item = record(item)
                 last_loss = item.loss
-                metrics["train_loss"].append(item.loss)
-                metrics["train_loss_steps"].append(item.step)
-                metrics["lr"].append(item.lr)
-                metrics["steps"] = item.step
-                metrics["seconds"] = metrics["seconds_before"] + time.perf_counter() - t0
-                if main:
-                    _write_json(out / METRICS_FILE, metrics)
             yield item
     finally:
         stop_flag.set()  # a consumer that goes away stops training at the next step (a checkpoint is saved)
         worker.join()
+        while not events.empty():  # what a departed consumer did not take still reaches metrics.json
+            item = events.get()
+            if isinstance(item, ev.TrainProgress):
+                record(item)
 
     steps = trainer.state.global_step
     stopped = stop_flag.is_set() and steps < total
@@ -366,6 +381,8 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
             _write_json(out / METRICS_FILE, metrics)
         yield ev.TrainFinished(run_id, reason="stopped", steps=steps, seconds=time.perf_counter() - t0,
                                out_dir="", final_loss=last_loss)
+        if interrupted is not None:
+            raise interrupted
         return
     _save_final(trainer, prep, cfg, out)
     del trainer, model
@@ -546,9 +563,9 @@ def train_job(store, data: str | Path, out_dir: str | Path, cfg: TrainConfig = T
         else:
             run_id = store.create_train_run(cfg.as_dict(), cfg.model, str(Path(data).resolve()), out)
     step, finished = 0, False
+    events = train(data, out_dir, cfg, run_id=run_id, resume=resume, overwrite=overwrite, stop=stop, prepared=prep)
     try:
-        for event in train(data, out_dir, cfg, run_id=run_id, resume=resume, overwrite=overwrite, stop=stop,
-                           prepared=prep):
+        for event in events:
             if main:
                 store.append_train_event(event)
             step = getattr(event, "step", step)
@@ -559,6 +576,7 @@ def train_job(store, data: str | Path, out_dir: str | Path, cfg: TrainConfig = T
             store.append_train_event(ev.RunError(run_id, message=str(exc), where="train"))
         raise
     except (KeyboardInterrupt, GeneratorExit):
-        if main and not finished:  # train() saved a checkpoint on its way out: the run can resume
+        events.close()  # stops training after the step in progress, with a checkpoint
+        if main and not finished:
             store.append_train_event(ev.TrainFinished(run_id, reason="stopped", steps=step, seconds=0.0, out_dir=""))
         raise

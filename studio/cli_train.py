@@ -93,11 +93,12 @@ def cmd_train(args) -> int:
     except StoreError as exc:
         return _fail(str(exc))
     show = main and (sys.stderr.isatty() or args.progress)
-    bar = None
+    bar, step, finished = None, 0, False
     say = print if main else (lambda *a, **k: None)
     try:
         for event in train_job(store, args.data, args.out, cfg, resume=args.resume, overwrite=args.overwrite):
             if event.kind == "train_started":
+                step = event.start_step
                 what = f"resuming at step {event.start_step}" if event.resumed_from else "training"
                 say(f"{what}: {event.n_train} record(s) ({event.trained_tokens} of {event.train_tokens} tokens "
                     f"trained), {event.n_eval} held out, {event.total_steps} step(s) -> {event.out_dir}",
@@ -105,6 +106,7 @@ def cmd_train(args) -> int:
                 bar = tqdm(total=event.total_steps, initial=event.start_step, desc="train", unit="step",
                            file=sys.stderr, disable=not show)
             elif event.kind == "train_progress" and bar is not None:
+                step = event.step
                 bar.update(event.step - bar.n)
                 bar.set_postfix({"loss": f"{event.loss:.4f}", "lr": f"{event.lr:.2e}"}, refresh=True)
                 if not show:
@@ -115,6 +117,7 @@ def cmd_train(args) -> int:
                     f"thinking, {_fmt(event.ppl_without_thinking)} without ({event.n_items} record(s), "
                     f"{event.n_tokens} tokens)", file=sys.stderr)
             elif event.kind == "train_finished":
+                finished = True
                 if bar is not None:
                     bar.close()
                 if event.reason == "stopped":
@@ -128,8 +131,13 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        say("interrupted: a checkpoint was saved and every event is in the store; run the same command with "
-            "--resume to continue", file=sys.stderr)
+        if finished:
+            pass  # the stop was reported with its step already
+        elif step:
+            say(f"interrupted after step {step}: the step in progress was finished and checkpointed, and every "
+                "event is in the store; run the same command with --resume to continue", file=sys.stderr)
+        else:
+            say("interrupted before the first step: nothing to resume", file=sys.stderr)
         return 130
     finally:
         if bar is not None:
