@@ -168,6 +168,24 @@ def test_too_long_records_and_server_models_fail_before_compute(tmp_path, tiny_d
         prepare(src, TrainConfig(model=str(tiny_dir), lr=-1))
 
 
+def test_training_events_round_trip_through_the_store_and_move_the_run_status():
+    import core.events as ev
+
+    store = open_store(None)
+    run = store.create_train_run({"lr": 1e-3}, model="m", data="d.jsonl", out_dir="/tmp/o")
+    sent = [ev.TrainStarted(run, config={"lr": 1e-3}, out_dir="/tmp/o", n_train=3, n_eval=1, train_tokens=90,
+                            trained_tokens=40, total_steps=2),
+            ev.TrainProgress(run, step=1, total_steps=2, loss=2.5, lr=1e-3, epoch=0.5),
+            ev.TrainProgress(run, step=2, total_steps=2, loss=2.25, lr=5e-4, epoch=1.0, grad_norm=0.75)]
+    assert [store.append_train_event(e) for e in sent] == [1, 2, 3]
+    assert store.train_events(run) == sent and store.train_events(run, after_seq=2) == sent[2:]
+    assert store.train_loss(run) == [(1, 2.5), (2, 2.25)]
+    assert store.get_train_run(run)["status"] == "running" and store.get_train_run(run)["config"] == {"lr": 1e-3}
+    store.append_train_event(ev.TrainFinished(run, reason="done", steps=2, seconds=1.0, out_dir="/tmp/o"))
+    assert store.get_train_run(run)["status"] == "finished"
+    assert [r["id"] for r in store.list_train_runs(out_dir="/tmp/o")] == [run]
+
+
 # ---- runs on the tiny model ----------------------------------------------------------------------
 
 def test_resume_continues_the_step_count_and_the_stored_curve(tmp_path, tiny_dir):
