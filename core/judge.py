@@ -8,7 +8,13 @@ Knows: the rubric of a prompt (its own criteria, e.g. HelloBench `checklists`, e
 `Critique:`, or a JSON object with the same fields). A reply that does not parse is retried
 once with another seed; if that fails too the judgment is kept with `parsed=False`, no
 scores (None, never a made-up number) and both raw replies, so nothing is lost and nothing
-crashes. A person's judgment has the same shape (`judge="human"`); an override is a human
+crashes. With `method="auto"` a judge whose replies still do not parse is asked differently: each criterion's score becomes the expected value of the judge's own distribution
+over "1/10".."10/10" (read by log-likelihood, so even a 135M model yields a real number), the
+overall score is their mean, and the critique is written alone from a short editor prompt;
+the judgment says so (`method="logprob"`) and keeps the unreadable replies in `raw`.
+`method="logprob"` scores that way from the start. Measured on the built-in 135M model: it
+gave a HelloBench reference, a degenerate "the dog the dog..." text and "ok." the same ~7.0,
+so a tiny judge's log-probs carry no signal; the default stays "generate" (unparsed is honest). A person's judgment has the same shape (`judge="human"`); an override is a human
 judgment that keeps the model's original (`model_judgment`) and lists each field it changed.
 
 Does not know: the R2 loop (core.r2), storage, or how a judgment is shown.
@@ -21,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from core.lm import LM, GenerationConfig
+from core.lm import LM, GenerationConfig, ScoreRequest
 from core.prompts import render, template
 
 DEFAULT_RUBRIC: tuple[str, ...] = (
@@ -47,6 +53,9 @@ class JudgeConfig:
     temperature: float = 0.3  # sampling temperature of the judge (the retry uses the same)
     top_p: float = 0.9  # nucleus sampling mass
     retries: int = 1  # extra attempts when the reply does not parse (then it is kept unparsed)
+    method: str = "generate"  # generate: read scores from the reply; logprob: expected score per criterion
+    #                       from the judge's log-probs; auto: generate, then logprob if nothing parses
+    critique_max_new_tokens: int = 160  # token budget of the critique written alone (logprob method)
 
 
 @dataclass(frozen=True)
@@ -63,12 +72,13 @@ class Judgment:
     model_judgment: dict | None = None  # an override: the model's judgment it replaced (to_dict form)
     changes: tuple = ()  # an override: ({"field", "before", "after"}, ...) for each edited field
     note: str = ""  # free text from a person (who, why)
+    method: str = "generate"  # a model judge's scores: read from its reply, or "logprob" (expected values)
 
     def to_dict(self) -> dict:
         return {"scores": dict(self.scores), "overall": self.overall, "critique": self.critique,
                 "judge": self.judge, "parsed": self.parsed, "raw": self.raw, "scale": list(self.scale),
                 "attempts": self.attempts, "error": self.error, "model_judgment": self.model_judgment,
-                "changes": [dict(c) for c in self.changes], "note": self.note}
+                "changes": [dict(c) for c in self.changes], "note": self.note, "method": self.method}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Judgment":
@@ -255,7 +265,11 @@ def model_judge(lm: LM, query: str, text: str, rubric: Sequence[str], cfg: Judge
 
     The reply is prefilled with "1:" so even a small model starts in the asked format. Model
     errors (core.lm.LMError) pass through: they are the caller's to report."""
+    if cfg.method not in ("generate", "logprob", "auto"):
+        raise BadJudgment(f"JudgeConfig.method: {cfg.method!r}; use generate, logprob or auto")
     rubric = tuple(rubric)
+    if cfg.method == "logprob":
+        return logprob_judge(lm, query, text, rubric, cfg, seed)
     messages = judge_messages(query, text, rubric, cfg)
     prefix = "1:"
     raws, why = [], ""
@@ -272,5 +286,48 @@ def model_judge(lm: LM, query: str, text: str, rubric: Sequence[str], cfg: Judge
             return Judgment(scores=got["scores"], overall=got["overall"], critique=got["critique"], judge="model",
                             parsed=True, raw="\n\n-----\n\n".join(raws), scale=(cfg.low, cfg.high),
                             attempts=len(raws))
+    raw = "\n\n-----\n\n".join(raws)
+    if cfg.method == "auto" and callable(getattr(lm, "loglikelihood", None)):
+        j = logprob_judge(lm, query, text, rubric, cfg, seed)
+        return Judgment(**{**j.__dict__, "raw": raw, "attempts": len(raws),
+                           "error": f"replies unreadable ({why}); scored by log-probs instead"})
     return Judgment(scores={c: None for c in rubric}, overall=None, critique="", judge="model", parsed=False,
-                    raw="\n\n-----\n\n".join(raws), scale=(cfg.low, cfg.high), attempts=len(raws), error=why)
+                    raw=raw, scale=(cfg.low, cfg.high), attempts=len(raws), error=why)
+
+
+def score_options(cfg: JudgeConfig) -> list[int]:
+    """The whole-number scores a log-prob judge weighs (low..high)."""
+    return list(range(math.ceil(cfg.low), math.floor(cfg.high) + 1))
+
+
+def logprob_judge(lm: LM, query: str, text: str, rubric: Sequence[str], cfg: JudgeConfig = JudgeConfig(),
+                  seed: int | None = 0) -> Judgment:
+    """Scores read from the judge's log-probs, critique written alone (see the module docstring).
+
+    Each criterion is asked on its own; the reply is prefilled up to the number and every
+    option "s/high" is scored as a continuation (distinct strings, so "1/10" never counts
+    towards "10/10"); the score is the probability-weighted mean of the options."""
+    rubric = tuple(rubric)
+    options = score_options(cfg)
+    high = f"{cfg.high:g}"
+    requests = []
+    for crit in rubric:
+        prompt = render("r2_judge_one", task=query.strip(), text=text[:cfg.max_text_chars], criterion=crit,
+                        low=f"{cfg.low:g}", high=high)
+        context = lm.chat_text([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        requests += [ScoreRequest(context=(context,), continuation=f"{o}/{high}") for o in options]
+    results = lm.loglikelihood(requests)
+    scores = {}
+    for i, crit in enumerate(rubric):
+        lps = [sum(r.logprobs) for r in results[i * len(options):(i + 1) * len(options)]]
+        top = max(lps)
+        weights = [math.exp(lp - top) for lp in lps]
+        expected = sum(w * o for w, o in zip(weights, options)) / sum(weights)
+        scores[crit] = round(min(max(expected, cfg.low), cfg.high), 2)
+    overall = round(sum(scores.values()) / len(scores), 2) if scores else None
+    msg = [{"role": "user", "content": render("r2_critique", task=query.strip(), text=text[:cfg.max_text_chars])}]
+    gen = GenerationConfig(max_new_tokens=cfg.critique_max_new_tokens, temperature=cfg.temperature,
+                           top_p=cfg.top_p, n=1, seed=None if seed is None else seed + 104_723)
+    critique = lm.generate(msg, gen)[0].strip()
+    return Judgment(scores=scores, overall=overall, critique=critique, judge="model", parsed=overall is not None,
+                    scale=(cfg.low, cfg.high), attempts=0, method="logprob")

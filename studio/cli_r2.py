@@ -43,7 +43,7 @@ def _config(args):
                         draft_max_new_tokens=args.draft_max_new_tokens,
                         revision_max_new_tokens=args.revision_max_new_tokens,
                         reflection_max_new_tokens=args.reflection_max_new_tokens, keep_drafts=args.keep_drafts,
-                        judge=JudgeConfig(max_new_tokens=args.judge_max_new_tokens))
+                        judge=JudgeConfig(max_new_tokens=args.judge_max_new_tokens, method=args.judge_method))
     except ValueError as exc:  # e.g. a threshold off the scale
         raise CLIError(f"{exc} (--threshold takes a score from 1 to 10)") from None
 
@@ -213,6 +213,9 @@ def add_r2_parser(sub, default_db: str) -> None:
     rr.add_argument("--revision-max-new-tokens", type=int, default=d.revision_max_new_tokens)
     rr.add_argument("--reflection-max-new-tokens", type=int, default=d.reflection_max_new_tokens)
     rr.add_argument("--judge-max-new-tokens", type=int, default=d.judge.max_new_tokens)
+    rr.add_argument("--judge-method", choices=("generate", "logprob", "auto"), default=d.judge.method,
+                    help="generate: read the judge's written scores; logprob: expected score per criterion from "
+                         "its log-probs (for judges too small to keep the format); auto: generate, then logprob")
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")
     rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")

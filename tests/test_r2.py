@@ -426,3 +426,49 @@ def test_human_judgment_on_the_builtin_model_is_acted_on(builtin_lm):
     rec = record_from_events(events)
     assert rec["rounds"][0]["judgment"]["judge"] == "human" and rec["rounds"][0]["judgment"]["overall"] == 2
     assert rec["rounds"][0]["revision_judgment"]["judge"] == "model"
+
+
+class _LogprobOnlyJudge:
+    """Writes garbage when asked to grade, but its log-probs favour one score: what a tiny judge does."""
+
+    name = "logprob-judge"
+
+    def __init__(self, favourite: int):
+        self.favourite = favourite
+
+    def chat_text(self, messages, add_generation_prompt=True):
+        return "\n".join(m["content"] for m in messages) + "\nassistant:"
+
+    def generate(self, messages, config, prefix=""):
+        if "two most important concrete problems" in messages[-1]["content"]:
+            return ["The middle repeats the opening; cut it and add the storm scene."]
+        return ["<score> <score> Great title!"]
+
+    def loglikelihood(self, requests, precision="fp32", truncate="error"):
+        from core.lm import TokenLogprobs
+
+        out = []
+        for r in requests:
+            n = int(r.continuation.split("/")[0])
+            out.append(TokenLogprobs([r.continuation], [-0.1 if n == self.favourite else -6.0], 10))
+        return out
+
+
+def test_unreadable_judge_falls_back_to_logprob_scores_and_keeps_its_replies():
+    from core.judge import JudgeConfig, model_judge
+
+    j = model_judge(_LogprobOnlyJudge(8), "Write a story.", "A story.", RUBRIC, JudgeConfig(method="auto"))
+    assert j.parsed and j.method == "logprob" and "<score>" in j.raw and j.attempts == 2
+    assert all(7.5 < s <= 8.5 for s in j.scores.values()) and 7.5 < j.overall <= 8.5
+    assert "storm scene" in j.critique and "log-probs" in j.error
+    strict = model_judge(_LogprobOnlyJudge(8), "Write a story.", "A story.", RUBRIC, JudgeConfig())
+    assert not strict.parsed and strict.overall is None  # the default does not fall back: kept unparsed
+
+
+def test_logprob_judge_on_a_real_tokenizer_gives_scores_on_the_scale(tiny_lm):
+    from core.judge import JudgeConfig, logprob_judge
+
+    cfg = JudgeConfig(critique_max_new_tokens=8)
+    j = logprob_judge(tiny_lm, "Write a haiku about rain.", "Rain taps the tin roof.", RUBRIC[:2], cfg)
+    assert j.parsed and set(j.scores) == set(RUBRIC[:2])
+    assert all(1 <= s <= 10 for s in j.scores.values()) and j.overall == round(sum(j.scores.values()) / 2, 2)
