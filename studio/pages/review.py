@@ -25,7 +25,7 @@ from studio import review_view as view
 from studio.context import StudioContext
 
 STATUSES = ["any", "pending", "accepted", "rejected"]
-FLAGS = ["any", "passed", "failed"]
+FLAGS = ["any", "passed", "failed", "not run"]  # quality filters (core.quality); "not run": R2, most imports
 ALL_SOURCES = "all"
 IMPORT_ANY = "import (any file)"
 MAX_ROWS = 500  # the table shows at most this many (the count says how many match)
@@ -74,8 +74,19 @@ def make_filter(status: str | None, source: str | None, min_score, max_score, mi
         status=None if status == "any" else status, kind=kind, source=src,
         min_score=None if min_score is None else float(min_score),
         max_score=None if max_score is None else float(max_score), min_chars=lo, max_chars=hi,
-        passed_filters=None if flags in (None, "any") else flags == "passed", tags=tag_list,
+        passed_filters=True if flags == "passed" else None, tags=tag_list,
         search=(search or "").strip() or None)
+
+
+def flags_match(row: dict, flags: str | None) -> bool:
+    """Does a trajectory's filter record match the page's "Filter flags" choice? ("failed" means the
+    filters ran and failed; "not run" means none were recorded.)"""
+    f = row.get("filters") if isinstance(row.get("filters"), dict) else None
+    if flags == "failed":
+        return f is not None and not f.get("passed")
+    if flags == "not run":
+        return f is None
+    return True
 
 
 def _msg(text: str, kind: str = "ok") -> str:
@@ -160,7 +171,8 @@ def build(ctx: StudioContext) -> ReviewPage:
         choices = source_choices(store)
         src_out = gr.Dropdown(choices=choices, value=src if src in choices else ALL_SOURCES)
         try:
-            rows = curation.list_trajectories(store, make_filter(st, src, a, b, c, d, fl, tg, q))
+            rows = [r for r in curation.list_trajectories(store, make_filter(st, src, a, b, c, d, fl, tg, q))
+                    if flags_match(r, fl)]
         except (StoreError, ValueError, TypeError) as e:
             return {count: _msg(str(e), "error"), source: src_out}
         queries = {p["id"]: p["query"] for p in store.list_prompts()}
