@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 HEADERS = ["id", "status", "source", "query", "score", "ppl initial → final", "thinking", "rating", "tags", "ver."]
-COLUMN_WIDTHS = ["5%", "9%", "9%", "35%", "8%", "12%", "8%", "6%", "11%", "5%"]
+COLUMN_WIDTHS = ["5%", "8%", "9%", "35%", "7%", "12%", "8%", "6%", "6%", "4%"]
 STATUS_COLOURS = {"pending": "#f59f00", "accepted": "#2e7d32", "rejected": "#c62828"}
 SOURCE_COLOURS = ["#3b5bdb", "#8e44ad", "#0b7285", "#e8590c", "#5c940d", "#862e9c"]
 
@@ -129,6 +129,7 @@ def summary_figure(rows: list[dict], title_n: int | None = None) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.24, 0.38], horizontal_spacing=0.08,
                         subplot_titles=("final score by source (lower is better)", "review status",
                                         "perplexity: initial vs final"))
+    fig.update_annotations(font_size=12)  # the panel titles
     sources = sorted({r["source"] for r in rows})
     colour = {s: SOURCE_COLOURS[i % len(SOURCE_COLOURS)] for i, s in enumerate(sources)}
     any_score = False
@@ -170,7 +171,6 @@ def summary_figure(rows: list[dict], title_n: int | None = None) -> go.Figure:
                       barmode="overlay", bargap=0.05, font={"size": 11},
                       legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
                       meta={"trajectories": n})
-    fig.update_annotations(font_size=12, selector={"text": "review status"})
     fig.update_xaxes(title_text="initial ppl", row=1, col=3, title_font={"size": 10})
     fig.update_yaxes(title_text="final ppl", row=1, col=3, title_font={"size": 10})
     return fig

@@ -20,7 +20,7 @@ from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
 
-ANY = ["any", "all", None, None, None, None, "any", "", ""]  # the Review filters, all open
+ANY = ["any", "all", "", "", "", "", "any", "", ""]  # the Review filters, all open
 
 
 def filters(**kw) -> list:
@@ -90,12 +90,14 @@ def test_review_filters_select_what_the_store_holds(api_url, store):
     assert ids(flags="passed") == [t["id"] for t in store.list_trajectories() if (t["filters"] or {}).get("passed")]
     assert ids(flags="not run") == [store.ids["r2"], *store.ids["imported"]]
     scored = [t for t in store.list_trajectories() if t["final_score"] is not None]
-    assert ids(min_score=0.35, max_score=0.95) == [t["id"] for t in scored if 0.35 <= t["final_score"] <= 0.95]
-    assert ids(max_chars=40) == [t["id"] for t in curation.list_trajectories(store) if len(t["thinking"]) <= 40]
+    assert ids(min_score="0.35", max_score=" 0.95 ") == [t["id"] for t in scored if 0.35 <= t["final_score"] <= 0.95]
+    assert ids(max_chars="40") == [t["id"] for t in curation.list_trajectories(store) if len(t["thinking"]) <= 40]
     assert ids(search="kettle") == [store.ids["imported"][1]]
     # a bad filter is refused with the control's name and the fix
-    _, count, *_ = api.predict(*filters(min_score=0.9, max_score=0.1), api_name="/review_list")
+    _, count, *_ = api.predict(*filters(min_score="0.9", max_score="0.1"), api_name="/review_list")
     assert "score from 0.9 is above score to 0.1; swap them" in count
+    _, count, *_ = api.predict(*filters(max_chars="ten"), api_name="/review_list")
+    assert "thinking length to must be a number" in html.unescape(count)
 
 
 def test_review_accept_rate_tag_note_edit_and_revert(api_url, store):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -85,6 +86,11 @@ def _box(text: str, kind: str = "ok") -> str:
     return f'<div class="lib-msg {kind}" role="{"alert" if kind == "error" else "status"}">{html.escape(text)}</div>'
 
 
+def _code(text: str) -> str:
+    """Escaped text with `backticked` parts as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def history_rows(store: Store) -> list[list]:
     return [[e["id"], str(e.get("created_at") or "")[:19].replace("T", " "), e["format"], e.get("status") or "",
              e.get("source") or "", e["count"], Path(e["out"]).name] for e in ex.list_exports(store)[:50]]
@@ -110,21 +116,21 @@ def build(ctx: StudioContext) -> ExportPage:
         fmt = gr.Dropdown([(label, key) for key, label in FORMAT_LABELS.items()], value="chat", label="Format",
                           elem_id="export-format", scale=3, min_width=240)
         status = gr.Radio(list(ex.STATUS_CHOICES), value="accepted", label="Review status",
-                          elem_id="export-status", scale=3, min_width=280)
+                          elem_id="export-status", scale=4, min_width=340)
         source = gr.Dropdown(list(ex.SOURCE_CHOICES), value="all", label="Source", elem_id="export-source",
                              scale=2, min_width=120)
-        check = gr.Checkbox(False, label="Check the chat template (does the think block survive?)",
-                            elem_id="export-check-template", scale=3, min_width=220)
+        check = gr.Checkbox(False, label="Check the chat template", elem_id="export-check-template", scale=2,
+                            min_width=150, info="does the think block survive it?")
     with gr.Row(equal_height=True):
         describe = gr.HTML("", elem_id="export-describe", padding=False)
-    with gr.Row():
+    with gr.Row(elem_id="export-buttons"):
         preview_btn = gr.Button("Preview", elem_id="export-preview", size="sm", scale=1)
         run_btn = gr.Button("Export", variant="primary", elem_id="export-run", size="sm", scale=1)
     result = gr.HTML("", elem_id="export-result")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=420):
             records = gr.Code("", language="json", label=f"Preview: the first {PREVIEW_N} records",
-                              elem_id="export-records", lines=12, max_lines=24, interactive=False)
+                              elem_id="export-records", lines=12, max_lines=24, interactive=False, wrap_lines=True)
         with gr.Column(scale=4, min_width=360):
             files = gr.File(label="Download: data file and dataset card", elem_id="export-file",
                             file_count="multiple", interactive=False, height=130)
@@ -139,11 +145,11 @@ def build(ctx: StudioContext) -> ExportPage:
             return _box(page_words(str(e)), "error")
         left = "; ".join(f"{n} {why}" for why, n in skipped.items())
         return (f'<div class="ex-describe" data-records="{total}"><b>{total}</b> record(s) would be written. '
-                f'{html.escape(ex.DESCRIBE.get(fmt_, ""))}.'
+                f'{_code(ex.DESCRIBE.get(fmt_, ""))}.'
                 + (f' <span class="ex-left">Left out: {html.escape(left)}.</span>' if left else "") + "</div>")
 
     def refresh(fmt_, status_, source_) -> dict:
-        return {describe: _describe(fmt_, status_, source_), history: history_rows(store)}
+        return {**do_preview(fmt_, status_, source_), history: history_rows(store)}
 
     def do_preview(fmt_, status_, source_):
         try:
@@ -198,8 +204,8 @@ def build(ctx: StudioContext) -> ExportPage:
     ins = [fmt, status, source]
     quick = dict(concurrency_limit=None, show_progress="minimal")
     for c in ins:
-        c.change(lambda *a: {describe: _describe(*a)}, ins, describe, api_visibility="private", **quick)
+        c.input(do_preview, ins, [result, records, describe], api_visibility="private", **quick)
     preview_btn.click(do_preview, ins, [result, records, describe], api_name="export_preview", **quick)
     run_btn.click(do_export, [*ins, check], [result, files, card, history], api_name="export_run",
                   concurrency_limit=2)
-    return ExportPage(refresh=refresh, inputs=ins, outputs=[describe, history])
+    return ExportPage(refresh=refresh, inputs=ins, outputs=[result, records, describe, history])

@@ -38,12 +38,19 @@ def source_choices(store) -> list[str]:
     return [ALL_SOURCES, "reer", "r2", IMPORT_ANY] + [f"import: {s}" for s in srcs if s]
 
 
-def _int_or_none(name: str, v) -> int | None:
-    if v is None or v == "":
+def _bound(name: str, v, whole: bool = False) -> float | int | None:
+    """A range bound typed in a box: empty means none; else a number (whole, 0 or more, for lengths)."""
+    if v is None or (isinstance(v, str) and not v.strip()):
         return None
-    if float(v) < 0 or float(v) != int(float(v)):
-        raise BadValue(f"Filters: {name} must be a whole number of characters (0 or more), got {v!r}")
-    return int(float(v))
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise BadValue(f"Filters: {name} must be a number, got {v!r}; leave it empty for no bound") from None
+    if whole:
+        if x < 0 or x != int(x):
+            raise BadValue(f"Filters: {name} must be a whole number of characters (0 or more), got {v!r}")
+        return int(x)
+    return x
 
 
 def make_filter(status: str | None, source: str | None, min_score, max_score, min_chars, max_chars,
@@ -54,9 +61,10 @@ def make_filter(status: str | None, source: str | None, min_score, max_score, mi
         raise BadValue(f"Filters: status {status!r} is not one of {', '.join(STATUSES)}")
     if flags not in (None, *FLAGS):
         raise BadValue(f"Filters: filter flags {flags!r} is not one of {', '.join(FLAGS)}")
-    if min_score is not None and max_score is not None and float(min_score) > float(max_score):
-        raise BadValue(f"Filters: score from {min_score} is above score to {max_score}; swap them")
-    lo, hi = _int_or_none("thinking length from", min_chars), _int_or_none("thinking length to", max_chars)
+    min_score, max_score = _bound("score from", min_score), _bound("score to", max_score)
+    if min_score is not None and max_score is not None and min_score > max_score:
+        raise BadValue(f"Filters: score from {min_score:g} is above score to {max_score:g}; swap them")
+    lo, hi = _bound("thinking length from", min_chars, True), _bound("thinking length to", max_chars, True)
     if lo is not None and hi is not None and lo > hi:
         raise BadValue(f"Filters: thinking length from {lo} is above length to {hi}; swap them")
     kind, src = None, None
@@ -72,8 +80,7 @@ def make_filter(status: str | None, source: str | None, min_score, max_score, mi
     tag_list = tuple(t.strip() for t in (tags or "").split(",") if t.strip())
     return TrajectoryFilter(
         status=None if status == "any" else status, kind=kind, source=src,
-        min_score=None if min_score is None else float(min_score),
-        max_score=None if max_score is None else float(max_score), min_chars=lo, max_chars=hi,
+        min_score=min_score, max_score=max_score, min_chars=lo, max_chars=hi,
         passed_filters=True if flags == "passed" else None, tags=tag_list,
         search=(search or "").strip() or None)
 
@@ -112,13 +119,13 @@ def build(ctx: StudioContext) -> ReviewPage:
         status = gr.Dropdown(STATUSES, value="any", label="Status", elem_id="review-status", min_width=110, scale=2)
         source = gr.Dropdown(source_choices(store), value=ALL_SOURCES, label="Source", elem_id="review-source",
                              min_width=140, scale=2, allow_custom_value=True)
-        min_s = gr.Number(None, label="Score from", elem_id="review-score-min", min_width=80, scale=1)
-        max_s = gr.Number(None, label="Score to", elem_id="review-score-max", min_width=80, scale=1)
-        min_c = gr.Number(None, label="Thinking chars from", elem_id="review-len-min", min_width=90, scale=1,
-                          precision=0)
-        max_c = gr.Number(None, label="to", elem_id="review-len-max", min_width=80, scale=1, precision=0)
+        box = dict(max_lines=1, min_width=80, scale=1, placeholder="any")
+        min_s = gr.Textbox(label="Min score", elem_id="review-score-min", **box)
+        max_s = gr.Textbox(label="Max score", elem_id="review-score-max", **box)
+        min_c = gr.Textbox(label="Min chars", elem_id="review-len-min", **box)
+        max_c = gr.Textbox(label="Max chars", elem_id="review-len-max", **box)
         flags = gr.Dropdown(FLAGS, value="any", label="Filter flags", elem_id="review-flags", min_width=100, scale=1)
-        tagf = gr.Textbox(label="Tags (all of)", placeholder="e.g. gold, short", elem_id="review-tag-filter",
+        tagf = gr.Textbox(label="Has tags", placeholder="e.g. gold, short", elem_id="review-tag-filter",
                           max_lines=1, min_width=110, scale=2)
         search = gr.Textbox(label="Search", placeholder="words in query, thinking or answer", elem_id="review-search",
                             max_lines=1, min_width=140, scale=3)
@@ -137,20 +144,20 @@ def build(ctx: StudioContext) -> ReviewPage:
             answer = gr.Textbox(label="Answer", lines=14, max_lines=22, elem_id="review-answer", interactive=True)
     with gr.Row(equal_height=True, elem_id="review-actions"):
         tid = gr.Number(None, label="Trajectory id", precision=0, elem_id="review-id", min_width=90, scale=1)
-        accept = gr.Button("Accept", variant="primary", elem_id="review-accept", size="sm", min_width=80, scale=1)
-        reject = gr.Button("Reject", variant="stop", elem_id="review-reject", size="sm", min_width=80, scale=1)
-        reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", min_width=90, scale=1)
+        accept = gr.Button("Accept", variant="primary", elem_id="review-accept", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+        reject = gr.Button("Reject", variant="stop", elem_id="review-reject", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+        reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", elem_classes=["rv-btn"], min_width=90, scale=1)
         rating = gr.Radio(RATINGS, value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
                           min_width=260, scale=3)
-        save = gr.Button("Save edit as new version", elem_id="review-save", size="sm", min_width=120, scale=2)
+        save = gr.Button("Save edit as new version", elem_id="review-save", size="sm", elem_classes=["rv-btn"], min_width=120, scale=2)
     with gr.Row(equal_height=True, elem_id="review-notes-row"):
         tags = gr.Textbox(label="Tags (comma separated)", placeholder="gold, needs-work", elem_id="review-tags",
                           max_lines=1, scale=3, min_width=160)
-        tag_add = gr.Button("Add tags", elem_id="review-tag-add", size="sm", min_width=80, scale=1)
-        tag_del = gr.Button("Remove tags", elem_id="review-tag-remove", size="sm", min_width=80, scale=1)
+        tag_add = gr.Button("Add tags", elem_id="review-tag-add", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+        tag_del = gr.Button("Remove tags", elem_id="review-tag-remove", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
         note = gr.Textbox(label="Note (also the reason when you Reject)", elem_id="review-note", max_lines=2,
                           scale=4, min_width=200)
-        note_add = gr.Button("Add note", elem_id="review-note-add", size="sm", min_width=80, scale=1)
+        note_add = gr.Button("Add note", elem_id="review-note-add", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
     msg = gr.HTML("", elem_id="review-msg")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=300):
@@ -186,7 +193,7 @@ def build(ctx: StudioContext) -> ReviewPage:
 
     def detail(traj_id) -> dict:
         """The selected trajectory's blocks; an empty view when none is selected."""
-        if traj_id is None:
+        if traj_id in (None, "", 0):
             return {tid: None, header: view.header_html({}), ref: "", thinking: "", answer: "", versions: "",
                     rating: "none", rev_n: 0}
         t = curation.show(store, int(traj_id))
@@ -195,7 +202,7 @@ def build(ctx: StudioContext) -> ReviewPage:
                 rating: str(t["rating"]) if t.get("rating") else "none", rev_n: t.get("version", 0)}
 
     def _need(traj_id) -> int:
-        if traj_id is None or traj_id == "":
+        if traj_id in (None, "", 0):  # ids start at 1; an empty number box reads 0 in the browser
             raise BadValue("No trajectory open: click a row of the queue (or type its id) first.")
         return int(traj_id)
 
@@ -209,7 +216,7 @@ def build(ctx: StudioContext) -> ReviewPage:
                 message, kind = str(e), "error"
             out = refresh(*filters_)
             try:
-                out.update(detail(traj_id if traj_id not in ("",) else None))
+                out.update(detail(traj_id))
             except NotFound as e:
                 out.update(detail(None))
                 message, kind = str(e), "error"
@@ -290,8 +297,8 @@ def build(ctx: StudioContext) -> ReviewPage:
     quick = dict(concurrency_limit=None, show_progress="minimal")
     every = [*list_out, *detail_out, msg]
     apply.click(refresh, filters, list_out, api_name="review_list", **quick)
-    for box in (tagf, search):
-        box.submit(refresh, filters, list_out, api_visibility="private", **quick)
+    for tb in (tagf, search, min_s, max_s, min_c, max_c):
+        tb.submit(refresh, filters, list_out, api_visibility="private", **quick)
     for dd in (status, source, flags):
         dd.input(refresh, filters, list_out, api_visibility="private", **quick)
     table.select(pick, None, [*detail_out, msg], api_visibility="private", **quick)
