@@ -141,15 +141,15 @@ def build(ctx: StudioContext) -> ReviewPage:
             thinking = gr.Textbox(label="Thinking (trajectory): edit and Save as a new version", lines=14,
                                   max_lines=22, elem_id="review-thinking", interactive=True)
         with gr.Column(scale=4, min_width=280):
-            answer = gr.Textbox(label="Answer", lines=14, max_lines=22, elem_id="review-answer", interactive=True)
+            answer = gr.Textbox(label="Answer", lines=12, max_lines=20, elem_id="review-answer", interactive=True)
+            save = gr.Button("Save thinking and answer as a new version", elem_id="review-save", size="sm")
     with gr.Row(equal_height=True, elem_id="review-actions"):
         tid = gr.Number(None, label="Trajectory id", precision=0, elem_id="review-id", min_width=90, scale=1)
         accept = gr.Button("Accept", variant="primary", elem_id="review-accept", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
         reject = gr.Button("Reject", variant="stop", elem_id="review-reject", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
         reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", elem_classes=["rv-btn"], min_width=90, scale=1)
         rating = gr.Radio(RATINGS, value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
-                          min_width=260, scale=3)
-        save = gr.Button("Save edit as new version", elem_id="review-save", size="sm", elem_classes=["rv-btn"], min_width=120, scale=2)
+                          min_width=380, scale=5)
     with gr.Row(equal_height=True, elem_id="review-notes-row"):
         tags = gr.Textbox(label="Tags (comma separated)", placeholder="gold, needs-work", elem_id="review-tags",
                           max_lines=1, scale=3, min_width=160)
