@@ -198,3 +198,21 @@ def test_export_preview_run_and_load_with_datasets(api_url, store):
     # prm from the R2 trajectory works
     result, files, *_ = api.predict("prm", "accepted", "r2", False, api_name="/export_run")
     assert 'data-count="1"' in result
+
+
+def test_library_upload_goes_through_core_io_and_feeds_review(api_url, store, tmp_path):
+    from gradio_client import handle_file
+
+    api = client(api_url)
+    f = tmp_path / "more.jsonl"
+    f.write_text(json.dumps({"query": "Name a colour for dusk.", "answer": "<think>\nNot grey.\n</think>\nLilac."})
+                 + "\n{not json\n" + json.dumps({"query": "No answer"}) + "\n"
+                 + json.dumps(IMPORTED[0]) + "\n")  # the last one is already stored
+    before = len(store.list_trajectories())
+    _, _, msg = api.predict(handle_file(str(f)), "", "all categories", api_name="/library_upload")
+    msg = html.unescape(msg)
+    assert "more.jsonl: 1 new prompt(s), 1 already in the library, 1 trajectory(ies) added for review" in msg
+    assert "2 line(s) skipped" in msg and "<li>more.jsonl:2" in msg and "<li>more.jsonl:3" in msg
+    assert len(store.list_trajectories()) == before + 1
+    table, count, *_ = api.predict(*filters(search="lilac"), api_name="/review_list")
+    assert len(table["data"]) == 1 and table["data"][0][2] == "jsonl"
