@@ -116,6 +116,12 @@ def test_review_accept_rate_tag_note_edit_and_revert(api_url, store):
     # the query is shown escaped (it came from a file)
     assert "&lt;b&gt;bold&lt;/b&gt;" in out["ref"] and "<b>bold</b>" not in out["ref"]
 
+    # Next walks the filtered queue in id order and wraps round
+    pending = [t["id"] for t in store.list_trajectories(status="pending")]
+    nxt = api.predict(pending[-1], *filters(status="pending"), api_name="/review_next")
+    assert nxt[0] == pending[0] and f'data-id="{pending[0]}"' in nxt[1]
+    nxt = api.predict(pending[0], *filters(status="pending"), api_name="/review_next")
+    assert nxt[0] == pending[1]
     out = call("/review_accept", tid, status="pending")
     assert store.get_trajectory(tid)["status"] == "accepted" and 'data-status="accepted"' in out["header"]
     assert tid not in _ids(out["table"])  # the pending queue no longer holds it

@@ -148,6 +148,8 @@ def build(ctx: StudioContext) -> ReviewPage:
         accept = gr.Button("Accept", variant="primary", elem_id="review-accept", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
         reject = gr.Button("Reject", variant="stop", elem_id="review-reject", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
         reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", elem_classes=["rv-btn"], min_width=90, scale=1)
+        nxt = gr.Button("Next in queue →", elem_id="review-next", size="sm", elem_classes=["rv-btn"], min_width=90,
+                        scale=1)
         rating = gr.Radio(RATINGS, value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
                           min_width=380, scale=5)
     with gr.Row(equal_height=True, elem_id="review-notes-row"):
@@ -240,6 +242,25 @@ def build(ctx: StudioContext) -> ReviewPage:
         except (StoreError, ValueError) as e:
             return {msg: _msg(str(e), "error")}
 
+    def next_id(traj_id, *filters_) -> int:
+        """The queue's next trajectory after `traj_id` (in id order, wrapping round; the first when none)."""
+        try:
+            ids = [r["id"] for r in curation.list_trajectories(store, make_filter(*filters_))
+                   if flags_match(r, filters_[6])]
+        except (StoreError, ValueError, TypeError) as e:
+            raise BadValue(str(e)) from e
+        if not ids:
+            raise BadValue("The queue is empty: change the filters to see more trajectories.")
+        cur = int(traj_id or 0)
+        return next((i for i in ids if i > cur), ids[0])
+
+    def do_next(traj_id, *filters_):
+        try:
+            t = next_id(traj_id, *filters_)
+        except StoreError as e:
+            return {msg: _msg(str(e), "warn")}
+        return {**detail(t), msg: _msg(f"Trajectory #{t} opened (next in the queue).")}
+
     # ---- actions ---------------------------------------------------------------------------------
     def do_reject(traj_id, reason, *filters_):
         def fn(t):
@@ -306,6 +327,7 @@ def build(ctx: StudioContext) -> ReviewPage:
     accept.click(status_action("accepted", lambda t: curation.accept(store, t)), [tid, *filters], every,
                  api_name="review_accept", **quick)
     reject.click(do_reject, [tid, note, *filters], [*every, note], api_name="review_reject", **quick)
+    nxt.click(do_next, [tid, *filters], [*detail_out, msg], api_name="review_next", **quick)
     reset.click(status_action("back to pending", lambda t: curation.reset(store, t)), [tid, *filters], every,
                 api_name="review_reset", **quick)
     rating.input(do_rate, [tid, rating, *filters], every, api_name="review_rate", **quick)
