@@ -16,10 +16,10 @@ from collections import Counter
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-HEADERS = ["id", "status", "source", "query", "score", "ppl initial → final", "thinking", "rating", "tags", "ver."]
-COLUMN_WIDTHS = ["5%", "8%", "9%", "35%", "7%", "12%", "8%", "6%", "6%", "4%"]
+HEADERS = ("id", "status", "source", "query", "score", "ppl initial → final", "thinking", "rating", "tags", "ver.")
+COLUMN_WIDTHS = ("5%", "8%", "9%", "35%", "7%", "12%", "8%", "6%", "6%", "4%")
 STATUS_COLOURS = {"pending": "#f59f00", "accepted": "#2e7d32", "rejected": "#c62828"}
-SOURCE_COLOURS = ["#3b5bdb", "#8e44ad", "#0b7285", "#e8590c", "#5c940d", "#862e9c"]
+SOURCE_COLOURS = ("#3b5bdb", "#8e44ad", "#0b7285", "#e8590c", "#5c940d", "#862e9c")
 
 
 def _num(x) -> bool:

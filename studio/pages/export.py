@@ -39,7 +39,7 @@ FORMAT_LABELS = {
     "prm": "prm — R2 step labels",
     "dpo": "dpo — R2 preference pairs",
 }
-HISTORY_HEADERS = ["#", "when", "format", "status", "source", "records", "folder"]
+HISTORY_HEADERS = ("#", "when", "format", "status", "source", "records", "folder")
 
 
 def export_root(store: Store) -> Path:
@@ -135,7 +135,7 @@ def build(ctx: StudioContext) -> ExportPage:
             files = gr.File(label="Download: data file and dataset card", elem_id="export-file",
                             file_count="multiple", interactive=False, height=130)
             card = gr.Markdown("", elem_id="export-card", container=True, max_height=360)
-    history = gr.Dataframe(value=history_rows(store), headers=HISTORY_HEADERS, interactive=False,
+    history = gr.Dataframe(value=history_rows(store), headers=list(HISTORY_HEADERS), interactive=False,
                            elem_id="export-history", label="Earlier exports", max_height=220, wrap=True)
 
     def _describe(fmt_, status_, source_) -> str:

@@ -24,12 +24,12 @@ from core.store import BadValue, NotFound, StoreError
 from studio import review_view as view
 from studio.context import StudioContext
 
-STATUSES = ["any", "pending", "accepted", "rejected"]
-FLAGS = ["any", "passed", "failed", "not run"]  # quality filters (core.quality); "not run": R2, most imports
+STATUSES = ("any", "pending", "accepted", "rejected")
+FLAGS = ("any", "passed", "failed", "not run")  # quality filters (core.quality); "not run": R2, most imports
 ALL_SOURCES = "all"
 IMPORT_ANY = "import (any file)"
 MAX_ROWS = 500  # the table shows at most this many (the count says how many match)
-RATINGS = ["none", "1", "2", "3", "4", "5"]
+RATINGS = ("none", "1", "2", "3", "4", "5")
 
 
 def source_choices(store) -> list[str]:
@@ -116,7 +116,7 @@ def build(ctx: StudioContext) -> ReviewPage:
             'queue, open one, read it beside its reference, then accept, reject, rate, tag, note or edit it '
             '(an edit is kept as a new version; the original is never overwritten).</p></div>')
     with gr.Row(equal_height=True, elem_id="review-filters"):
-        status = gr.Dropdown(STATUSES, value="any", label="Status", elem_id="review-status", min_width=110, scale=2)
+        status = gr.Dropdown(list(STATUSES), value="any", label="Status", elem_id="review-status", min_width=110, scale=2)
         source = gr.Dropdown(source_choices(store), value=ALL_SOURCES, label="Source", elem_id="review-source",
                              min_width=140, scale=2, allow_custom_value=True)
         box = dict(max_lines=1, min_width=80, scale=1, placeholder="any")
@@ -124,15 +124,15 @@ def build(ctx: StudioContext) -> ReviewPage:
         max_s = gr.Textbox(label="Max score", elem_id="review-score-max", **box)
         min_c = gr.Textbox(label="Min chars", elem_id="review-len-min", **box)
         max_c = gr.Textbox(label="Max chars", elem_id="review-len-max", **box)
-        flags = gr.Dropdown(FLAGS, value="any", label="Filter flags", elem_id="review-flags", min_width=100, scale=1)
+        flags = gr.Dropdown(list(FLAGS), value="any", label="Filter flags", elem_id="review-flags", min_width=100, scale=1)
         tagf = gr.Textbox(label="Has tags", placeholder="e.g. gold, short", elem_id="review-tag-filter",
                           max_lines=1, min_width=110, scale=2)
         search = gr.Textbox(label="Search", placeholder="words in query, thinking or answer", elem_id="review-search",
                             max_lines=1, min_width=140, scale=3)
         apply = gr.Button("Apply", elem_id="review-apply", size="sm", min_width=70, scale=1)
     count = gr.HTML("", elem_id="review-count", padding=False)
-    table = gr.Dataframe(headers=view.HEADERS, interactive=False, wrap=True, elem_id="review-table",
-                         column_widths=view.COLUMN_WIDTHS, max_height=260, label="Queue: click a row to open it")
+    table = gr.Dataframe(headers=list(view.HEADERS), interactive=False, wrap=True, elem_id="review-table",
+                         column_widths=list(view.COLUMN_WIDTHS), max_height=260, label="Queue: click a row to open it")
     header = gr.HTML(view.header_html({}), elem_id="review-header")
     with gr.Row(equal_height=False, elem_id="review-side"):
         with gr.Column(scale=4, min_width=300):
@@ -150,7 +150,7 @@ def build(ctx: StudioContext) -> ReviewPage:
         reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", elem_classes=["rv-btn"], min_width=90, scale=1)
         nxt = gr.Button("Next in queue →", elem_id="review-next", size="sm", elem_classes=["rv-btn"], min_width=90,
                         scale=1)
-        rating = gr.Radio(RATINGS, value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
+        rating = gr.Radio(list(RATINGS), value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
                           min_width=380, scale=5)
     with gr.Row(equal_height=True, elem_id="review-notes-row"):
         tags = gr.Textbox(label="Tags (comma separated)", placeholder="gold, needs-work", elem_id="review-tags",
