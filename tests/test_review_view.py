@@ -92,3 +92,17 @@ def test_source_menu_and_export_folders(store, tmp_path):
     mem = open_store(None)
     assert export_root(mem).is_dir() and export_root(mem) != export_root(mem)  # a fresh temp folder each app
     assert page_words("try --status any or --source all") == 'try Status "any" or Source "all"'
+
+
+def test_export_preview_is_what_export_writes(store, tmp_path):
+    from core.export import ExportError, export, preview
+
+    filled_store(store)
+    for fmt, status, source in (("chat", "accepted", "all"), ("dpo", "any", "all"), ("alpaca", "any", "reer")):
+        rows, total, skipped = preview(store, fmt, status, source, n=2)
+        report = export(store, fmt, tmp_path / fmt, status, source)
+        lines = [json.loads(x) for x in open(report.files[0])] if report.files[0].endswith(".jsonl") \
+            else json.load(open(report.files[0]))
+        assert total == report.count == len(lines) and rows == lines[:2] and skipped == report.skipped
+    with pytest.raises(ExportError, match="'csv' is not a format"):
+        preview(store, "csv")
