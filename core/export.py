@@ -357,3 +357,14 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
 def list_exports(store: Store) -> list[dict]:
     """Every export recorded, newest first."""
     return store._select("exports", {}, "id DESC")
+
+
+def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all",
+            n: int = 3) -> tuple[list[dict], int, dict[str, int]]:
+    """What `export` would write, without writing: (its first `n` records, how many records in all,
+    reason -> trajectories left out). Raises ExportError for a bad format, status or source."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
+    examples, skipped = _examples(store, status, source)
+    rows, more = _rows(fmt, examples)
+    return rows[: max(0, n)], len(rows), {**skipped, **more}

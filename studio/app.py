@@ -2,7 +2,8 @@
 
 `build_app()` makes one StudioContext (store, lazy model, JobRunner, samples) and one tab per
 page, each built by its module's `build(ctx)`: Library (studio.pages.library), REER
-(studio.pages.reer) and Score (studio.pages.score, the scoring playground). Links between
+(studio.pages.reer), Score (studio.pages.score, the scoring playground), Review
+(studio.pages.review) and Export (studio.pages.export). Links between
 pages (Library's "Run REER on it", menus refreshed after an import) are wired here, at the
 bottom of build_app. `serve()` launches a built app the studio's way; `launch_app()` is what
 `palimpsest app` calls.
@@ -64,7 +65,8 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
     """The studio. `get_lm()` returns the loaded model (lazy, load-once: see lazy_lm); `store` (or
     a `db` path; neither: an in-memory store) holds prompts and runs; `samples` fill the Score
     page's menu (default: read from `samples_path`, which the Library imports on demand)."""
-    from studio.pages import library, reer, score
+    from studio.pages import export as export_page
+    from studio.pages import library, reer, review, score
 
     store = store if store is not None else open_store(db)
     samples = load_samples(samples_path) if samples is None else samples
@@ -82,6 +84,10 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
                 rp = reer.build(ctx)
             with gr.Tab("Score", id="score", elem_id="tab-score"):
                 score.build(ctx)
+            with gr.Tab("Review", id="review", elem_id="tab-review") as review_tab:
+                rv = review.build(ctx)
+            with gr.Tab("Export", id="export", elem_id="tab-export") as export_tab:
+                xp = export_page.build(ctx)
 
         # ---- links between pages -------------------------------------------------------------
         def to_reer(prompt_id):
@@ -98,6 +104,8 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
             dep.then(refresh_menu, rp.prompt, rp.prompt, api_visibility="private")
         reer_tab.select(refresh_menu, rp.prompt, rp.prompt, api_visibility="private")
         app.load(lambda: rp.attach(None), None, rp.attach_outputs, api_visibility="private")
+        review_tab.select(rv.refresh, rv.inputs, rv.outputs, api_visibility="private")
+        export_tab.select(xp.refresh, xp.inputs, xp.outputs, api_visibility="private")
 
     app.queue(default_concurrency_limit=CONCURRENCY)
     return app

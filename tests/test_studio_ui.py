@@ -138,7 +138,8 @@ def test_library_imports_searches_filters_and_saves(api_url, store, tmp_path):
 
     table, _, msg = api.predict(handle_file(str(csv_path)), "", "all categories", api_name="/library_upload")
     msg = html.unescape(msg)
-    assert "1 new prompt(s)" in msg and "1 line(s) skipped: mine.csv:3 field 'reference': missing" in msg
+    assert "1 new prompt(s)" in msg and "1 line(s) skipped:" in msg
+    assert "<li>mine.csv:3 field 'reference': has no answer text" in msg  # every problem: file, line, field
     assert any(r[2] == "Describe fog." for r in _rows(table))
 
 

@@ -1,15 +1,15 @@
 """The Library page: the stored prompts, how they get in, and which one to run.
 
 Knows: a table of prompts with a search box and a category filter; importing the built-in
-samples and an uploaded file (`import_upload`, the one function the importer goes through);
+samples and an uploaded file (`import_upload`, the one function the importer goes through:
+core.io.import_files, which also brings finished trajectories to the Review page);
 adding or editing a prompt by hand with validation messages naming the field and the fix; and
 handing a picked prompt to the REER page (the app wires that link: see `LibraryPage`).
-Does not know: file formats beyond what core.items reads, the search, or other pages' insides.
+Does not know: file formats (core.io), the search, or other pages' insides.
 Everything a person typed or a file held is escaped by Gradio's components (plain text cells).
 """
 from __future__ import annotations
 
-import csv
 import html
 import re
 from dataclasses import dataclass, field
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.items import InputError, Item, Problem, parse_record, read_items
-from core.reer_batch import import_item
+from core.io import import_files
+from core.items import InputError, Problem
 from core.store import BadValue, NotFound, Store, StoreError
 from studio.context import StudioContext
 
@@ -29,51 +29,41 @@ ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,80}$")
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did: prompts added, ones already stored, and each bad line's problem."""
+    """What an import did (core.io.import_files, seen from the Library): prompts added, ones
+    already stored, trajectories added for review, and every rejected record's problem."""
 
     added: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # "file:line field 'f': what is wrong and the fix"
+    trajectories: list[int] = field(default_factory=list)  # finished trajectories imported (Review page)
 
     def message(self, name: str) -> str:
         head = f"{name}: {len(self.added)} new prompt(s), {len(self.existing)} already in the library"
+        if self.trajectories:
+            head += f", {len(self.trajectories)} trajectory(ies) added for review"
         if not self.problems:
             return head + "."
         more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
         return head + f"; {len(self.problems)} line(s) skipped: " + " | ".join(self.problems[:3]) + more
 
 
-def _read_csv(path: Path) -> tuple[list[Item], list[Problem]]:
-    items, problems = [], []
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            for n, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
-                got = parse_record({k: v for k, v in row.items() if k is not None and v not in (None, "")},
-                                   str(path), n)
-                (items if isinstance(got, Item) else problems).append(got)
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e}); save the CSV as UTF-8") from e
-    except csv.Error as e:
-        raise InputError(f"{path}: not a readable CSV ({e}); use a header row with query and reference") from e
-    return items, problems
-
-
 def import_upload(store: Store, path: str | Path) -> ImportReport:
-    """Import a JSONL file (query/reference and their aliases, HelloBench files) or a CSV with a
-    header row into the store; one prompt per content. Raises InputError for an unreadable file."""
+    """Import a file through core.io.import_files (JSONL / JSON / CSV / Parquet records with query and
+    reference or their aliases, chat messages, HelloBench files, Palimpsest exports; records with a
+    think block become trajectories). Problems name the file as the person knows it (an upload lives
+    in a temporary folder), its line, field and the fix. Raises InputError for a missing file and
+    core.io.ImportFailed (a StoreError) when the store refused the import (nothing of it is kept)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{p.name}: no such file; upload a .jsonl or .csv file")
-    items, problems = _read_csv(p) if p.suffix.lower() == ".csv" else read_items(p)
-    # name the file as the person knows it (an upload lives in a temporary folder)
-    report = ImportReport(problems=[str(Problem(p.name if x.path == str(p) else x.path, x.line, x.field, x.message))
-                                    for x in problems])
-    with store.transaction():
-        for item in items:
-            before = store.db["prompts"].count
-            pid = import_item(store, item, source=p.name)
-            (report.added if store.db["prompts"].count > before else report.existing).append(pid)
-    if not items and not problems:
+        raise InputError(f"{p.name}: no such file; upload a .jsonl, .json, .csv or .parquet file")
+    rep = import_files(store, p)
+    full = str(p)
+    problems = [str(Problem(p.name if x.path in (full, str(path)) else Path(x.path).name, x.line, x.field,
+                            x.message)) for x in rep.problems]
+    dup = list(dict.fromkeys(rep.duplicate_ids))
+    report = ImportReport(added=list(rep.prompt_ids), existing=dup, problems=problems,
+                          trajectories=list(rep.trajectory_ids))
+    if not rep.total("read") and not rep.problems:
         report.problems.append(f"{p.name}: the file holds no records")
     return report
 
@@ -85,7 +75,7 @@ def prompt_rows(store: Store, search: str = "", category: str | None = None) -> 
         prompts = [p for p in prompts if (p.get("category") or "") == category]
     stats: dict[str, list] = {}
     for r in store.db.query("SELECT r.prompt_id, count(*) n, min(t.final_ppl) best FROM runs r "
-                            "LEFT JOIN trajectories t ON t.run_id = r.id GROUP BY r.prompt_id"):
+                            "LEFT JOIN trajectories t ON t.run_id = r.id WHERE r.kind != 'import' GROUP BY r.prompt_id"):
         stats[r["prompt_id"]] = [r["n"], r["best"]]
 
     def cut(s: str, n: int) -> str:
@@ -153,6 +143,16 @@ def _msg(text: str, kind: str = "ok") -> str:
     return f'<div class="lib-msg {kind}" role="{"alert" if kind == "error" else "status"}">{html.escape(text)}</div>'
 
 
+def _report_html(rep: ImportReport, name: str) -> str:
+    """The import's counts, then every problem (file, line, field, fix) in a scrollable list."""
+    if not rep.problems:
+        return _msg(rep.message(name))
+    head = rep.message(name).split("; ")[0] + f"; {len(rep.problems)} line(s) skipped:"
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in rep.problems)
+    return (f'<div class="lib-msg warn" role="status">{html.escape(head)}'
+            f'<ul class="lib-problems">{items}</ul></div>')
+
+
 @dataclass(frozen=True)
 class LibraryPage:
     """Handles the app needs to link this page with others."""
@@ -178,8 +178,9 @@ def build(ctx: StudioContext) -> LibraryPage:
                                        elem_id="library-category", scale=2, interactive=True)
             with gr.Row(equal_height=True):
                 samples_btn = gr.Button("Import the built-in samples", elem_id="library-import-samples", size="sm")
-                upload = gr.UploadButton("Import a file (.jsonl / .csv with query, reference)…", size="sm",
-                                         file_count="single", file_types=[".jsonl", ".json", ".csv"],
+                upload = gr.UploadButton("Import a file (.jsonl / .json / .csv / .parquet)…", size="sm",
+                                         file_count="single",
+                                         file_types=[".jsonl", ".json", ".csv", ".parquet", ".tsv", ".ndjson"],
                                          elem_id="library-upload")
             table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
                                  elem_id="library-table", column_widths=["14%", "15%", "47%", "9%", "6%", "9%"],
@@ -211,11 +212,11 @@ def build(ctx: StudioContext) -> LibraryPage:
             rep = import_upload(store, ctx.samples_path)
         except (InputError, StoreError) as e:
             return {status: _msg(str(e), "error")}
-        return {**refresh(q, c), status: _msg(rep.message("built-in samples"), "warn" if rep.problems else "ok")}
+        return {**refresh(q, c), status: _report_html(rep, "built-in samples")}
 
     def do_upload(f, q, c):
         if not f:
-            return {status: _msg("No file received: pick a .jsonl or .csv file.", "warn")}
+            return {status: _msg("No file received: pick a .jsonl, .json, .csv or .parquet file.", "warn")}
         path = f if isinstance(f, str) else getattr(f, "name", None) or f.get("path")
         try:
             rep = import_upload(store, path)
@@ -224,7 +225,7 @@ def build(ctx: StudioContext) -> LibraryPage:
             return {status: _msg(str(e), "error")}
         if rep.problems:
             gr.Warning(rep.message(Path(path).name))
-        return {**refresh(q, c), status: _msg(rep.message(Path(path).name), "warn" if rep.problems else "ok")}
+        return {**refresh(q, c), status: _report_html(rep, Path(path).name)}
 
     def pick(evt: gr.SelectData):
         row = evt.row_value or []
