@@ -205,19 +205,24 @@ class PlainLM:
         return self.lm.encode(text)
 
     def generate(self, messages, config, prefix: str = "") -> list[str]:
-        """K separate n=1 calls in fp32 (no bf16 sampling); sample j is seeded with seed + j."""
+        """K separate n=1 calls in fp32 (no bf16 sampling, no prompt cache); sample j seeded with seed + j."""
         import dataclasses
 
         out, kept = [], getattr(self.lm, "gen_precision", None)
+        cached = getattr(self.lm, "use_prefix_cache", None)
         try:
             if kept is not None:
                 self.lm.gen_precision = "fp32"
+            if cached is not None:
+                self.lm.use_prefix_cache = False
             for j in range(config.n):
                 seed = None if config.seed is None else config.seed + j
                 out += self.lm.generate(messages, dataclasses.replace(config, n=1, seed=seed), prefix=prefix)
         finally:
             if kept is not None:
                 self.lm.gen_precision = kept
+            if cached is not None:
+                self.lm.use_prefix_cache = cached
         return out
 
     def loglikelihood(self, requests, precision="fp32", truncate="error") -> list[TokenLogprobs]:

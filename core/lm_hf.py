@@ -16,6 +16,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from core.gencache import PrefixCache
 from core.lm import (
     BUILTIN_ALIAS,
     ContextTooLong,
@@ -113,6 +114,10 @@ class HFLM:
             "bf16" if self.has_fast_path and os.environ.get("PALIMPSEST_GEN_PRECISION", "bf16") == "bf16" else "fp32"
         )
         self._lock = threading.Lock()  # one forward at a time: 2 cores gain nothing from more
+        # keep the last prompt's key/values so the next prompt with the same head computes only its
+        # tail (core.gencache); PALIMPSEST_PREFIX_CACHE=0 turns it off
+        self.use_prefix_cache = os.environ.get("PALIMPSEST_PREFIX_CACHE", "1") != "0"
+        self.prefix_cache = PrefixCache()
 
     @classmethod
     def from_spec(cls, spec: str, dtype: str = "float32", device: str | None = None) -> "HFLM":
@@ -214,6 +219,16 @@ class HFLM:
             if config.seed is not None:
                 torch.manual_seed(config.seed)
             model = self.twin(self.gen_precision)
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+            if self.use_prefix_cache and ids.shape[1] > 1:
+                # prompt minus its last token from the cache, copied once per sample; generate
+                # then computes only the last token before sampling
+                cache = self.prefix_cache.prefill(model, ids[0, :-1].tolist(), self.device)
+                if config.n > 1:
+                    cache.batch_repeat_interleave(config.n)
+                batch = ids.repeat(config.n, 1)
+                kwargs["num_return_sequences"] = 1
+                out = model.generate(batch, attention_mask=torch.ones_like(batch), past_key_values=cache, **kwargs)
+            else:
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
         texts = self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
         return [cut_at_stop(t, config.stop) for t in texts]

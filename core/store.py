@@ -32,12 +32,13 @@ import sqlite_utils
 
 from core.events import EVENT_TYPES, Event, from_dict
 
-RUN_KINDS = ("reer", "r2")
+RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.io)
 RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
 TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
 BUSY_TIMEOUT_MS = 10_000
-JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details")}
-FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)",
+JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details"),
+                "exports": ("skipped", "stats", "settings")}
+FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports": "see `palimpsest export`",
          "runs": "create it with create_run", "trajectories": "save one with save_trajectory"}
 
 
@@ -124,8 +125,25 @@ def m003_trajectory_details(db: sqlite_utils.Database) -> None:
     db["trajectories"].add_column("details", str)
 
 
+def m005_curation(db: sqlite_utils.Database) -> None:
+    # query_pending: 1 for a reference imported without its query (a folder of .txt files); its
+    # query is stored as "" until the user or the model writes one (core.io.write_query).
+    db["prompts"].add_column("query_pending", int, not_null_default=0)
+    # versions: human edits of a trajectory, numbered 1, 2...; the trajectory row itself is the
+    # original (version 0) and is never overwritten by an edit; the highest version is current.
+    db["versions"].create({"id": int, "trajectory_id": int, "version": int, "thinking": str, "answer": str,
+                           "author": str, "note": str, "created_at": str},
+                          pk="id", not_null={"trajectory_id", "version", "thinking", "answer", "created_at"},
+                          foreign_keys=[("trajectory_id", "trajectories", "id")])
+    db["versions"].create_index(["trajectory_id", "version"], unique=True)
+    # exports: one row per export written (core.export): what, where, which filters, how many.
+    db["exports"].create({"id": int, "format": str, "out": str, "status": str, "source": str, "count": int,
+                          "skipped": str, "stats": str, "settings": str, "created_at": str},
+                         pk="id", not_null={"format", "out", "count", "created_at"})
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    m001_prompts_runs_events, m002_trajectories, m003_trajectory_details]
+    m001_prompts_runs_events, m002_trajectories, m003_trajectory_details, m005_curation]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:

@@ -293,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--items", type=int, default=2, help="reer: HelloBench items run by each path")
     b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     b.set_defaults(func=cmd_bench)
+
+    from studio.cli_data import add_commands  # import, review, export
+
+    add_commands(sub, default_db(), CLIError)
     return p
 
 

@@ -83,3 +83,20 @@ def test_close_calls():
     assert close_calls([0.5, 0.505, 0.9], 0.01) == {0, 1}
     assert close_calls([0.5, 0.7, 0.9], 0.01, baseline=0.895) == {2}
     assert close_calls([0.5, 0.7], 0.01) == set()
+
+
+def test_prompt_cache_reuses_the_shared_head_and_keeps_samples_reproducible(tiny_lm):
+    """A second prompt with the same head computes only its tail; a warm cache samples as a cold one."""
+    from core.gencache import BLOCK
+    from core.lm import GenerationConfig
+
+    head = "The task and the target answer, shared by every edit prompt of one item. " * 40
+    cfg = GenerationConfig(max_new_tokens=8, temperature=0.8, top_p=0.85, n=2, seed=7)
+    tiny_lm.prefix_cache.clear()
+    before = tiny_lm.prefix_cache.reused_tokens
+    cold = tiny_lm.generate([{"role": "user", "content": head + "Rewrite paragraph one."}], cfg)
+    assert tiny_lm.prefix_cache.reused_tokens == before  # nothing to reuse yet
+    tiny_lm.generate([{"role": "user", "content": head + "Rewrite paragraph two, longer."}], cfg)
+    assert tiny_lm.prefix_cache.reused_tokens - before >= BLOCK  # the head came from the cache
+    warm = tiny_lm.generate([{"role": "user", "content": head + "Rewrite paragraph one."}], cfg)
+    assert warm == cold and len(cold) == 2

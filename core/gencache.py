@@ -1,0 +1,57 @@
+"""Reusing the prompt's key/value cache across generations (REER's edit prompts share a long head).
+
+Knows: that consecutive REER edit prompts of one item begin with the same instructions, task
+and target answer (often 1,000+ tokens) and differ only in the trajectory part after them, so
+the head's keys and values can be kept and only the new tail computed. Prefill runs in fixed
+blocks of `BLOCK` tokens, and only whole blocks are reused, so every block is always computed
+the same way (block j given blocks 0..j-1): a cached prompt gives bit-identical caches, hence
+the same samples for the same seed, as a cold one. Does not know sampling or stop strings.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+BLOCK = 256  # prefill chunk and reuse granularity, in tokens
+
+
+class PrefixCache:
+    """One remembered prompt per model (the last one), reused block by block by the next."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, list[int]] = {}  # id(model) -> token ids the cache covers
+        self._kv: dict[int, object] = {}  # id(model) -> DynamicCache of those ids
+        self.reused_tokens = 0  # counters, for benchmarks and tests
+        self.computed_tokens = 0
+
+    def prefill(self, model: torch.nn.Module, ids: list[int], device: str) -> object:
+        """A fresh DynamicCache holding `ids` (the caller may extend it; the stored copy stays)."""
+        from transformers import DynamicCache
+
+        key = id(model)
+        old = self._ids.get(key, [])
+        reuse = 0
+        while (reuse + BLOCK <= min(len(old), len(ids))
+               and old[reuse:reuse + BLOCK] == ids[reuse:reuse + BLOCK]):
+            reuse += BLOCK
+        if reuse:
+            cache = copy.deepcopy(self._kv[key])
+            if len(old) > reuse:
+                cache.crop(reuse - len(old))  # transformers 5: a negative count of tokens to drop
+        else:
+            cache = DynamicCache()
+        t = torch.tensor([ids], device=device)
+        pos = reuse
+        while pos < len(ids):
+            end = min((pos // BLOCK + 1) * BLOCK, len(ids))
+            model(input_ids=t[:, pos:end], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            pos = end
+        self.reused_tokens += reuse
+        self.computed_tokens += len(ids) - reuse
+        self._ids[key], self._kv[key] = list(ids), cache
+        return copy.deepcopy(cache)
+
+    def clear(self) -> None:
+        self._ids.clear()
+        self._kv.clear()
