@@ -41,7 +41,7 @@ def from_dict(d: dict) -> Event:
     cls = EVENT_TYPES.get(d.pop("kind", None))
     if cls is None:
         raise ValueError(f"unknown event kind in {sorted(d)}")
-    for name, typ in (("segments", tuple),):
+    for name, typ in (("segments", tuple), ("rubric", tuple), ("dropped", tuple)):
         if name in d and isinstance(d[name], list):
             d[name] = typ(d[name])
     return cls(**d)
@@ -139,3 +139,87 @@ class RunError(Event):
     message: str  # readable, for the user
     where: str = ""  # which stage failed (draft, generate, score...)
     fatal: bool = True  # the run cannot go on
+
+
+# ---- R2 (writer-judge loop, core.r2) ----------------------------------------------------------
+# A judgment travels as `core.judge.Judgment.to_dict()`. Versions number the texts judged:
+# 0 is the first draft, r the revision written in round r.
+
+@_register
+@dataclass(frozen=True)
+class R2Started(Event):
+    kind: ClassVar[str] = "r2_started"
+    item_id: str  # the prompt's id
+    query: str  # the task x
+    rubric: tuple[str, ...]  # criteria the judge scores against
+    settings: dict  # R2Config.as_dict()
+    writer: str  # writer model spec
+    judge: str  # judge model spec ("" when only people judge)
+
+
+@_register
+@dataclass(frozen=True)
+class R2Drafted(Event):
+    kind: ClassVar[str] = "r2_drafted"
+    plan: str  # the writer's plan ("" when planning is off)
+    draft: str  # the first draft d0
+    raw: str = ""  # the writer's raw output(s)
+
+
+@_register
+@dataclass(frozen=True)
+class JudgmentRequested(Event):
+    kind: ClassVar[str] = "judgment_requested"
+    version: int  # which text awaits a judgment (0 = first draft, r = revision of round r)
+    text: str  # the text to judge
+    proposed: dict | None = None  # the model judge's judgment, for a person to accept or override
+
+
+@_register
+@dataclass(frozen=True)
+class JudgmentGiven(Event):
+    kind: ClassVar[str] = "judgment_given"
+    version: int  # the text judged
+    judgment: dict  # Judgment.to_dict() (judge "model" or "human"; an override keeps the model's)
+
+
+@_register
+@dataclass(frozen=True)
+class Reflected(Event):
+    kind: ClassVar[str] = "r2_reflected"
+    round: int  # 1-based round
+    text: str  # the writer's first-person reflection (never names a judge)
+    raw: str = ""  # the writer's raw output
+    dropped: tuple[str, ...] = ()  # sentences removed because they named a judge or critique
+
+
+@_register
+@dataclass(frozen=True)
+class Revised(Event):
+    kind: ClassVar[str] = "r2_revised"
+    round: int
+    text: str  # the revision d_round
+    raw: str = ""
+
+
+@_register
+@dataclass(frozen=True)
+class RoundFinished(Event):
+    kind: ClassVar[str] = "r2_round_finished"
+    round: int
+    before: float | None  # overall score of the draft this round revised (None: unparsed)
+    after: float | None  # overall score of the revision (None: unparsed)
+    kept: bool  # whether the revision became the current draft (a worse one may be discarded)
+    reward: dict  # core.reward components and total
+
+
+@_register
+@dataclass(frozen=True)
+class R2Finished(Event):
+    kind: ClassVar[str] = "r2_finished"
+    reason: Literal["threshold", "max_rounds", "no_improvement", "stopped", "dropped"]  # why it ended
+    final: str  # the answer: the current draft at the end
+    final_version: int  # which version it is
+    thinking: str  # the assembled trajectory (inside <think>)
+    overall: float | None  # the final draft's overall score
+    seconds: float = 0.0  # wall time spent, summed over resumes

@@ -189,7 +189,7 @@ def open_store(path: str | Path | None = None) -> "Store":
 
 def _status_after(event: Event) -> tuple[str, str | None]:
     """The run's (status, finish_reason) once `event` is appended."""
-    if event.kind == "run_finished":
+    if event.kind in ("run_finished", "r2_finished"):
         return ("stopped" if event.reason == "stopped" else "finished"), event.reason
     if event.kind == "run_error" and event.fatal:
         return "failed", "error"

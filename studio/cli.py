@@ -1,4 +1,4 @@
-"""The `palimpsest` command: app, score, reer, bench. Thin: parses arguments, calls core, prints.
+"""The `palimpsest` command: app, score, reer, r2 (studio/cli_r2.py), bench. Thin: parses arguments, calls core, prints.
 
 Every user error ends as one readable line on stderr and exit status 2; never a traceback.
 """
@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "~/.local/share/palimpsest/palimpsest.db)")
     rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     rr.set_defaults(func=cmd_reer)
+
+    from studio.cli_r2 import add_r2_parser
+
+    add_r2_parser(sub, default_db())
 
     b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
     b.add_argument("what", choices=["scoring", "reer"], help="which benchmark")

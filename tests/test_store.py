@@ -54,6 +54,28 @@ def every_event(run_id: str) -> list[ev.Event]:
         ev.RunError(run_id, message="scorer ran out of memory", where="score", fatal=False),
         ev.RunFinished(run_id, reason="threshold", thinking="x\n\ny", segments=("x", "y"), score=SCORE,
                        filters={"passed": False, "reasons": ["too short: 2 tokens < 100"]}, seconds=12.5),
+        *r2_events(run_id),
+    ]
+
+
+def r2_events(run_id: str) -> list[ev.Event]:
+    """One of each R2 event (core.r2), awkward values included."""
+    j = {"scores": {"clear": 7, "vivid": None}, "overall": 6.5, "critique": "Name the “moon”.", "judge": "model",
+         "parsed": True, "raw": "1: 7\nOverall: 6.5", "scale": [1, 10], "attempts": 1, "error": None,
+         "model_judgment": None, "changes": [], "note": ""}
+    return [
+        ev.R2Started(run_id, item_id="p1", query="Write…", rubric=("clear", "vivid"), settings={"max_rounds": 2},
+                     writer="smollm2-135m", judge=""),
+        ev.R2Drafted(run_id, plan="", draft="Tides are…", raw="Tides are…"),
+        ev.JudgmentRequested(run_id, version=0, text="Tides are…", proposed=j),
+        ev.JudgmentGiven(run_id, version=0, judgment={**j, "judge": "human", "model_judgment": j,
+                                                      "changes": [{"field": "overall", "before": 6.5, "after": 3}]}),
+        ev.Reflected(run_id, round=1, text="Rereading my draft, I…", raw="raw", dropped=("The judge said so.",)),
+        ev.Revised(run_id, round=1, text="Tides pull.", raw="Tides pull."),
+        ev.RoundFinished(run_id, round=1, before=3, after=None, kept=True,
+                         reward={"improvement": None, "redundancy": 0.0, "total": -0.1}),
+        ev.R2Finished(run_id, reason="max_rounds", final="Tides pull.", final_version=1, thinking="…", overall=None,
+                      seconds=1.5),
     ]
 
 
