@@ -223,3 +223,65 @@ class R2Finished(Event):
     thinking: str  # the assembled trajectory (inside <think>)
     overall: float | None  # the final draft's overall score
     seconds: float = 0.0  # wall time spent, summed over resumes
+
+
+# ---- training (core.train): saved in the store's train_events table (migration m006_training) ----
+
+@_register
+@dataclass(frozen=True)
+class TrainStarted(Event):
+    kind: ClassVar[str] = "train_started"
+    config: dict  # the run's TrainConfig as a dict (also DIR/train_config.json)
+    out_dir: str  # where the model, checkpoints and metrics.json go
+    n_train: int  # training records
+    n_eval: int  # held-out records
+    train_tokens: int  # tokens of the training records
+    trained_tokens: int  # of which carry loss (the assistant turns)
+    total_steps: int  # optimizer steps the run will make in all
+    resumed_from: str | None = None  # checkpoint folder a resumed run continues from
+    start_step: int = 0  # the step it continues from (0 for a fresh run)
+
+
+@_register
+@dataclass(frozen=True)
+class TrainProgress(Event):
+    kind: ClassVar[str] = "train_progress"
+    step: int  # optimizer steps done (counted across resumes)
+    total_steps: int  # optimizer steps in all
+    loss: float  # mean training loss on the assistant tokens since the previous progress event
+    lr: float  # learning rate used at this step
+    epoch: float  # fractional epoch
+    grad_norm: float | None = None  # gradient norm before clipping, when the trainer reports it
+    seconds_per_step: float | None = None  # wall time per step since the previous progress event
+
+
+@_register
+@dataclass(frozen=True)
+class TrainEvaluated(Event):
+    kind: ClassVar[str] = "train_evaluated"
+    stage: Literal["before", "after"]  # before training (the base model) or after (the trained one)
+    ppl_with_thinking: float | None  # held-out answers' perplexity given query + thinking
+    ppl_without_thinking: float | None  # ... given the query and an empty think block
+    n_items: int  # held-out records scored
+    n_tokens: int  # answer tokens scored per condition
+    seconds: float = 0.0  # time the evaluation took
+    per_item: dict = field(default_factory=dict)  # {record id: {"with": ppl, "without": ppl}}
+
+
+@_register
+@dataclass(frozen=True)
+class TrainCheckpoint(Event):
+    kind: ClassVar[str] = "train_checkpoint"
+    step: int  # the step saved
+    path: str  # the checkpoint folder (resume continues from the newest)
+
+
+@_register
+@dataclass(frozen=True)
+class TrainFinished(Event):
+    kind: ClassVar[str] = "train_finished"
+    reason: Literal["done", "stopped"]  # ran all its steps, or was stopped (a checkpoint is kept)
+    steps: int  # optimizer steps done in all
+    seconds: float  # wall time of this invocation (a resumed run counts only its own part)
+    out_dir: str  # the saved model's folder ("" when stopped before saving)
+    final_loss: float | None = None  # the last reported training loss

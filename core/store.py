@@ -37,9 +37,10 @@ RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
 TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
 BUSY_TIMEOUT_MS = 10_000
 JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details"),
-                "exports": ("skipped", "stats", "settings")}
+                "exports": ("skipped", "stats", "settings"), "train_runs": ("config",)}
 FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports": "see `palimpsest export`",
-         "runs": "create it with create_run", "trajectories": "save one with save_trajectory"}
+         "runs": "create it with create_run", "trajectories": "save one with save_trajectory",
+         "train_runs": "start one with `palimpsest train` (core.train.train_job)"}
 
 
 class StoreError(Exception):
@@ -142,8 +143,22 @@ def m005_curation(db: sqlite_utils.Database) -> None:
                          pk="id", not_null={"format", "out", "count", "created_at"})
 
 
+def m006_training(db: sqlite_utils.Database) -> None:
+    # training runs (core.train) have no prompt, so they get their own tables: one row per run
+    # (its TrainConfig as JSON, where its model goes) and its typed events, one row each, so the
+    # studio can plot the loss while the run goes on.
+    db["train_runs"].create({"id": str, "status": str, "model": str, "data": str, "out_dir": str,
+                             "config": str, "finish_reason": str, "created_at": str, "updated_at": str},
+                            pk="id", not_null={"status", "out_dir"}, defaults={"status": "running"})
+    db["train_runs"].create_index(["out_dir", "status"])
+    db["train_events"].create({"run_id": str, "seq": int, "kind": str, "step": int, "payload": str,
+                               "created_at": str},
+                              pk=("run_id", "seq"), not_null={"run_id", "seq", "kind", "payload"},
+                              foreign_keys=[("run_id", "train_runs", "id")])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    m001_prompts_runs_events, m002_trajectories, m003_trajectory_details, m005_curation]
+    m001_prompts_runs_events, m002_trajectories, m003_trajectory_details, m005_curation, m006_training]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:
@@ -471,6 +486,71 @@ class Store:
             return None
         until = run.get("lease_until") or 0.0
         return {"owner": run["lease_owner"], "until": until, "expired": until < time.time()}
+
+
+    # training runs (core.train): their own tables, migration m006_training
+    def create_train_run(self, config: dict, model: str, data: str, out_dir: str, run_id: str | None = None) -> str:
+        """A new training run (status running); returns its id (a uuid4 hex unless given)."""
+        if not isinstance(config, dict):
+            raise BadValue(f"train_runs.config: must be a dict (TrainConfig.as_dict()), got {type(config).__name__}")
+        run_id = run_id or uuid.uuid4().hex
+        with self.transaction():
+            if self.db["train_runs"].count_where("id = ?", [run_id]):
+                raise BadValue(f"train_runs: id {run_id!r} exists already; leave run_id empty for a fresh one")
+            t = now()
+            self.db["train_runs"].insert({"id": run_id, "status": "running", "model": model, "data": data,
+                                          "out_dir": out_dir, "config": json.dumps(config, sort_keys=True, default=str),
+                                          "finish_reason": None, "created_at": t, "updated_at": t})
+        return run_id
+
+    def append_train_event(self, event: Event) -> int:
+        """Save a training event now, in its own committed transaction; returns its seq (1, 2, ... per run).
+        train_finished moves the run to finished (or stopped), a fatal run_error to failed, others to running."""
+        if not isinstance(event, Event) or EVENT_TYPES.get(event.kind) is not type(event):
+            raise BadValue(f"train_events: {event!r} is not a registered event; build one from core.events")
+        payload = json.dumps(event.to_dict(), ensure_ascii=False)
+        if event.kind == "train_finished":
+            status, reason = ("stopped" if event.reason == "stopped" else "finished"), event.reason
+        elif event.kind == "run_error" and event.fatal:
+            status, reason = "failed", "error"
+        else:
+            status, reason = "running", None
+        with self.transaction():
+            if not self.db["train_runs"].count_where("id = ?", [event.run_id]):
+                raise NotFound(f"train_runs: no row with id {event.run_id!r}; {FIXES['train_runs']}")
+            seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM train_events WHERE run_id = ?",
+                                  [event.run_id]).fetchone()[0] + 1
+            t = now()
+            self.db["train_events"].insert({"run_id": event.run_id, "seq": seq, "kind": event.kind,
+                                            "step": getattr(event, "step", None), "payload": payload,
+                                            "created_at": t})
+            self.db.execute("UPDATE train_runs SET status = ?, finish_reason = ?, updated_at = ? WHERE id = ?",
+                            [status, reason, t, event.run_id])
+        return seq
+
+    def train_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The training run's events with seq > after_seq, in order."""
+        self.get_train_run(run_id)
+        with self._lock:
+            rows = list(self.db.query("SELECT payload FROM train_events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                                      [run_id, after_seq]))
+        return [from_dict(json.loads(r["payload"])) for r in rows]
+
+    def train_loss(self, run_id: str) -> list[tuple[int, float]]:
+        """(step, loss) of every progress event of a training run, in order: what a live plot draws."""
+        with self._lock:
+            rows = self.db.execute("SELECT step, json_extract(payload, '$.loss') FROM train_events "
+                                   "WHERE run_id = ? AND kind = 'train_progress' ORDER BY seq", [run_id]).fetchall()
+        return [(int(s), float(v)) for s, v in rows]
+
+    def get_train_run(self, run_id: str) -> dict:
+        return self._get("train_runs", run_id)
+
+    def list_train_runs(self, status: str | None = None, out_dir: str | None = None) -> list[dict]:
+        """Training runs, newest first, optionally of one status and output folder."""
+        if status is not None:
+            _choice("train_runs", "status", status, RUN_STATUSES)
+        return self._select("train_runs", {"status": status, "out_dir": out_dir}, "created_at DESC, rowid DESC")
 
 
 class LeaseHeld(StoreError):

@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_data import add_commands  # import, review, export
 
     add_commands(sub, default_db(), CLIError)
+    from studio.cli_train import add_train_parser
+
+    add_train_parser(sub, default_db())
     return p
 
 

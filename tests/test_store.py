@@ -52,6 +52,7 @@ def every_event(run_id: str) -> list[ev.Event]:
         ev.SegmentDecided(run_id, step=2, segment=1, action="edit", by="human", chosen=None, text="y",
                           segments=("x", "y"), score=SCORE),
         ev.RunError(run_id, message="scorer ran out of memory", where="score", fatal=False),
+        *train_events(run_id),
         ev.RunFinished(run_id, reason="threshold", thinking="x\n\ny", segments=("x", "y"), score=SCORE,
                        filters={"passed": False, "reasons": ["too short: 2 tokens < 100"]}, seconds=12.5),
         *r2_events(run_id),
@@ -76,6 +77,19 @@ def r2_events(run_id: str) -> list[ev.Event]:
                          reward={"improvement": None, "redundancy": 0.0, "total": -0.1}),
         ev.R2Finished(run_id, reason="max_rounds", final="Tides pull.", final_version=1, thinking="…", overall=None,
                       seconds=1.5),
+    ]
+
+
+def train_events(run_id: str) -> list[ev.Event]:
+    """One of each training event (core.train), with None, nested dicts and floats."""
+    return [
+        ev.TrainStarted(run_id, config={"lr": 2e-5, "lora": False, "max_length": None}, out_dir="/tmp/m", n_train=6,
+                        n_eval=2, train_tokens=4404, trained_tokens=3890, total_steps=6),
+        ev.TrainEvaluated(run_id, stage="before", ppl_with_thinking=38.14, ppl_without_thinking=None, n_items=2,
+                          n_tokens=793, seconds=1.5, per_item={"a": {"with": 39.7, "without": 41.9}}),
+        ev.TrainProgress(run_id, step=1, total_steps=6, loss=3.88, lr=5e-5, epoch=0.33, grad_norm=None),
+        ev.TrainCheckpoint(run_id, step=1, path="/tmp/m/checkpoints/checkpoint-1"),
+        ev.TrainFinished(run_id, reason="stopped", steps=1, seconds=30.0, out_dir="", final_loss=3.88),
     ]
 
 
