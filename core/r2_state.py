@@ -70,7 +70,10 @@ class R2State:
         return len(self.rounds)
 
     def pending_request(self) -> ev.JudgmentRequested | None:
-        """The request still waiting for a judgment, if any."""
+        """The request still waiting for a judgment, if any (none once the run has finished: a
+        run stopped while it waited takes no more judgments)."""
+        if self.finished is not None:
+            return None
         return next((r for v, r in sorted(self.requests.items()) if v not in self.judgments), None)
 
     def active_seconds(self) -> float:
