@@ -245,7 +245,7 @@ def test_train_page_refuses_bad_input(api, store, tmp_path):
     (taken / "x").write_text("x")
     msg = api.predict(good, "smollm2-135m", 2, 0, False, 0.34, str(taken), api_name="/train_run")[0]
     assert "exists and is not empty" in msg
-    msg = api.predict(api_name="/train_stop")[0]
+    msg = api.predict(api_name="/train_stop")
     assert "Nothing to stop" in msg
     assert store.list_train_runs() == []
 
