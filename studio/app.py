@@ -106,8 +106,8 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
         # the R2 and Train pages reattach to the newest live run from the store on every page load
         app.load(lambda: r2p.attach(None), None, r2p.attach_outputs, api_visibility="private")
         app.load(tp.attach, None, tp.attach_outputs, api_visibility="private")
-        r2_tab.select(lambda p: {r2p.prompt: gr.Dropdown(choices=library.prompt_choices(store), value=p)},
-                      r2p.prompt, r2p.prompt, api_visibility="private")
+        r2_tab.select(lambda: {r2p.prompt: gr.Dropdown(choices=library.prompt_choices(store))}, None, r2p.prompt,
+                      api_visibility="private")
 
     app.queue(default_concurrency_limit=CONCURRENCY)
     return app

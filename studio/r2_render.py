@@ -157,8 +157,8 @@ def r2_figure(events: Sequence[ev.Event]) -> go.Figure:
         if not rounds:
             break
         fig.add_trace(go.Bar(x=rounds, y=[(s.rounds[r].reward or {}).get(part) for r in rounds], name=f"reward: {part}",
-                             yaxis="y2", marker_color=colors[part], opacity=0.55 if part != "total" else 0.9,
-                             width=0.12))
+                             yaxis="y2", marker_color=colors[part], opacity=0.35 if part != "total" else 0.6,
+                             width=0.07))
     fig.update_layout(
         height=330, margin=dict(l=45, r=50, t=20, b=40), plot_bgcolor="white", paper_bgcolor="white",
         barmode="group", legend=dict(orientation="h", y=-0.22, font=dict(size=10)),

@@ -34,7 +34,7 @@ REAL = R2Config()
 DEMO = dict(max_rounds=1, threshold=REAL.threshold, seed=REAL.seed, plan=False, draft_max_new_tokens=160,
             reflection_max_new_tokens=80, revision_max_new_tokens=192)
 MAX_CRITERIA = JudgeConfig().max_criteria  # score boxes on the form (rubrics are cut to this many)
-MODE_CHOICES = [("model", "model"), ("human (you judge)", "human"), ("model, you may override", "model_then_human")]
+MODE_CHOICES = [("model", "model"), ("human: you judge", "human"), ("model + your override", "model_then_human")]
 POLL_S = 1.0
 
 
@@ -93,12 +93,12 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 run_btn = gr.Button("Run", variant="primary", elem_id="r2-run", min_width=60)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="r2-stop", min_width=60)
     with gr.Row(equal_height=True, elem_id="r2-settings-row"):
-        mode = gr.Radio(MODE_CHOICES, value="human", label="Judge", elem_id="r2-judge-mode", scale=4, min_width=360)
+        mode = gr.Radio(MODE_CHOICES, value="human", label="Judge", elem_id="r2-judge-mode", scale=5, min_width=420)
         judge_spec = gr.Textbox(value="", label="Judge model (empty: the app's model)", elem_id="r2-judge-model",
                                 placeholder=ctx.model_name, scale=3, min_width=200, max_lines=1)
         rounds = gr.Slider(0, 6, value=DEMO["max_rounds"], step=1, label=f"Rounds [{REAL.max_rounds}]",
                            elem_id="r2-rounds-n", scale=2, min_width=140)
-        thr = gr.Number(value=DEMO["threshold"], label="Threshold (1-10)", elem_id="r2-threshold", minimum=1,
+        thr = gr.Number(value=DEMO["threshold"], label="Threshold", elem_id="r2-threshold", minimum=1,
                         maximum=10, step=0.5, scale=1, min_width=110)
         seed = gr.Number(value=DEMO["seed"], precision=0, label="Seed", elem_id="r2-seed", scale=1, min_width=90)
     with gr.Accordion(f"Writer {ctx.model_name}: token budgets (small demo budgets, real defaults in brackets)",
@@ -205,6 +205,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         if k_ == seen_key:
             return {seen: seen_key}
         out = {**show(run_id), seen: k_}
+        if run_id and k_.split(":")[2:3] != seen_key.split(":")[2:3]:  # the run's status moved: relabel the menu
+            out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
         if run_id and k_ not in ("none", "gone"):
             f = fill_form(run_id, store.events(run_id))
             if f.get(form_for) != filled:  # a new request (or none): never overwrite a form being typed in
@@ -339,7 +341,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                      **quick)
     reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="r2_reject",
                      **quick)
-    timer.tick(tick, [run_state, seen, form_for], [*shown, seen, *form_out], api_visibility="private", **quick)
+    timer.tick(tick, [run_state, seen, form_for], [*shown, seen, runs, *form_out], api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
     def show_by_id(r):  # shows the run in this session too (a script attaches to a run by its id)
