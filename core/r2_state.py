@@ -76,6 +76,16 @@ class R2State:
             return None
         return next((r for v, r in sorted(self.requests.items()) if v not in self.judgments), None)
 
+    def pending_reflection(self) -> ev.Reflected | None:
+        """The reflection waiting for a person's edit or approval (R2Config.review_reflections), if any."""
+        if self.finished is not None or self.started is None or not self.started.settings.get("review_reflections"):
+            return None
+        r = self.rounds_done + 1
+        refl = self.reflections.get(r)
+        if refl is None or refl.by == "human" or r in self.texts or self.pending_request() is not None:
+            return None
+        return refl
+
     def active_seconds(self) -> float:
         return self.seconds + (max(0.0, time.time() - self._t) if self._t is not None else 0.0)
 

@@ -32,9 +32,12 @@ def status_html(run: dict | None, events: Sequence[ev.Event], driving: bool, err
                 "judge and press <b>Run</b>.</div>")
     s = R2State.from_events(events)
     pending = s.pending_request()
+    refl = s.pending_reflection()
     state = run["status"]
     if s.finished is not None:
         txt = f"finished: {REASONS.get(s.finished.reason, s.finished.reason)}"
+    elif refl is not None and not driving:
+        txt, state = f"waiting for you: edit or approve the reflection of round {refl.round}", "waiting"
     elif pending is not None and not driving:
         who = "accept or override the model's judgment" if pending.proposed else "judge it"
         txt = f"waiting for you: {who} ({'first draft' if pending.version == 0 else f'revision {pending.version}'})"
@@ -60,7 +63,8 @@ def status_html(run: dict | None, events: Sequence[ev.Event], driving: bool, err
     if first is not None:
         parts.append(f"<span>overall {_num(first)} → {_num(cur)}</span>")
     out = (f'<div class="reer-status r2-status" data-state="{_E(state)}" data-run="{_E(run["id"])}" '
-           f'data-pending="{"" if pending is None else pending.version}" data-rounds="{s.rounds_done}">'
+           f'data-pending="{"" if pending is None else pending.version}" '
+           f'data-reflection="{"" if refl is None else refl.round}" data-rounds="{s.rounds_done}">'
            + " · ".join(parts) + "</div>")
     errs = ([error] if error else []) + [e.message for e in events if isinstance(e, ev.RunError)][-1:]
     for msg in dict.fromkeys(errs):
@@ -104,7 +108,9 @@ def rounds_html(events: Sequence[ev.Event]) -> str:
         reward = rd.get("reward") or {}
         kept = {True: "kept", False: "discarded (worse than its draft)", None: ""}[rd.get("kept")]
         rw = " · ".join(f"{k} {_num(reward.get(k))}" for k in (*REWARD_PARTS, "total") if k in reward)
-        body = (_text(f"Reflection (the writer's own words, round {r})", rd["reflection"], "refl")
+        by_you = s.reflections.get(r) is not None and s.reflections[r].by == "human"
+        body = (_text(f"Reflection (the writer's own words, round {r})" + (" · edited or approved by you" if by_you
+                                                                          else ""), rd["reflection"], "refl")
                 + (_text(f"Revision {r}" + (f" · {kept}" if kept else ""), rd["revision"]) if rd["revision"] else "")
                 + (judgment_html(rd["revision_judgment"], f"Judgment of revision {r}") if rd["revision"] else "")
                 + (f'<div class="reward">reward: {rw}</div>' if rw else ""))

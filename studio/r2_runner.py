@@ -19,7 +19,7 @@ from core import events as ev
 from core.judge import Judgment
 from core.lm import LM, load_lm
 from core.r2 import Controls, R2Config
-from core.r2_jobs import models_name, open_run_for, r2_job, submit_judgment
+from core.r2_jobs import models_name, open_run_for, r2_job, submit_judgment, submit_reflection
 from core.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,15 @@ class R2Runner:
         if self.is_driving(run_id):
             raise R2RunnerError(f"run {run_id[:8]} is still writing; wait until it asks for a judgment")
         seq = submit_judgment(self.store, run_id, judgment)
+        self.resume(run_id)
+        return seq
+
+    def reflect(self, run_id: str, text: str) -> int:
+        """Store a person's edit (or approval) of the reflection the run waits on, then continue
+        the run (it revises with that text); returns the event's seq."""
+        if self.is_driving(run_id):
+            raise R2RunnerError(f"run {run_id[:8]} is still writing; wait until it shows its reflection")
+        seq = submit_reflection(self.store, run_id, text)
         self.resume(run_id)
         return seq
 

@@ -3,7 +3,8 @@
 The writer is the scripted double of tests/r2_fakes.py (through the app's get_lm), so the
 browser test is about the page: the judgment form appears when the run waits, the person's
 scores are stored as a human judgment, a reload reattaches to the run waiting for its next
-judgment, the plot gains the judged points, the trajectory is accepted. Screenshots land in
+judgment, the person edits the writer's reflection before the revision uses it, the plot gains
+the judged points, the trajectory is accepted. Screenshots land in
 tests/artifacts/ (studio-r2-*.png, studio-train.png)."""
 from __future__ import annotations
 
@@ -78,7 +79,16 @@ def test_browser_r2_judge_one_round_as_a_person(served):
         _shot(page, "r2-judge-form")
 
         _judge(page, 5, "The ending is rushed <b>& flat</b>: let the boat arrive.", scores=(6, 4, 5))
+        # the writer's reflection waits for the person: edit it, then the revision is written from it
+        page.wait_for_selector('#r2-status [data-reflection="1"]', timeout=30_000)
+        page.wait_for_selector("#r2-reflection-form textarea", timeout=15_000)
+        assert page.input_value("#r2-reflection-text textarea").startswith("Rereading my draft,")
+        mine = "Rereading my draft, the boat never arrives, so the letter means nothing; I will land the boat."
+        page.fill("#r2-reflection-text textarea", mine)
+        _shot(page, "r2-reflection")
+        page.click("#r2-reflection-submit")
         page.wait_for_selector('#r2-status [data-pending="1"]', timeout=30_000)
+        assert [e.text for e in store.events(run_id) if e.kind == "r2_reflected"][-1] == mine
         j = [e for e in store.events(run_id) if e.kind == "judgment_given"][0].judgment
         assert j["judge"] == "human" and j["overall"] == 5 and list(j["scores"].values())[:4] == [6, 4, 5, None]
         assert "<b>& flat</b>" in page.inner_text("#r2-rounds")  # shown as text, not markup

@@ -24,9 +24,9 @@ from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
 
-#            prompt judge  mode  rounds thr seed plan draft refl rev
-def _settings(pid, mode="human", rounds=1, judge=""):
-    return [pid, judge, mode, rounds, 9, 0, False, 64, 32, 64]
+#            prompt judge  mode  rounds thr seed plan draft refl rev  edit reflections
+def _settings(pid, mode="human", rounds=1, judge="", edit=False):
+    return [pid, judge, mode, rounds, 9, 0, False, 64, 32, 64, edit]
 
 
 @pytest.fixture
@@ -161,6 +161,34 @@ def test_r2_override_keeps_the_models_judgment(api, store, fake):
     assert j1["judge"] == "model" and j1["overall"] == 6 and not j1["model_judgment"]
 
 
+def test_r2_person_edits_the_reflection_before_the_revision(api, store, fake):
+    from core.r2_jobs import run_record
+
+    pid = _prompt(store)
+    out = api.predict(*_settings(pid, "human", edit=True), api_name="/r2_run")
+    run_id = _run_id(out[1])
+    _wait(api, run_id, lambda s: _state(s) == "waiting")
+    api.predict(5, "The letter never matters to the ending.", *[None] * 8, api_name="/r2_judge")
+    view = _wait(api, run_id, lambda s: 'data-reflection="1"' in s)
+    assert "edit or approve the reflection of round 1" in view[0]
+    refl_head, refl_text = view[15], view[16]
+    refl_text = refl_text.get("value") if isinstance(refl_text, dict) else refl_text
+    assert refl_text.startswith("Rereading my draft,") and "round 1" in refl_head
+    assert fake.count("revise") == 0  # nothing was revised before the person answered
+    res = api.predict("too short", api_name="/r2_reflect")
+    assert "reflection: too short" in res[0]
+    mine = "Rereading my draft, I see the <letter> never matters; I will make it the turn of the ending."
+    api.predict(mine, api_name="/r2_reflect")
+    view = _wait(api, run_id, lambda s: _pending(s) == "1")
+    refl = [e for e in store.events(run_id) if e.kind == "r2_reflected"]
+    assert [e.by for e in refl] == ["model", "human"] and refl[-1].text == mine
+    assert fake.count("revise") == 1 and mine in fake.calls[-1][1][-1]["content"]  # the revision used it
+    assert run_record(store, run_id)["rounds"][0]["reflection"] == mine
+    assert "&lt;letter&gt; never matters" in view[2] and "edited or approved by you" in view[2]
+    res = api.predict(mine, api_name="/r2_reflect")  # nothing waits for a reflection now
+    assert "not waiting for a reflection" in res[0]
+
+
 def test_r2_model_mode_runs_alone_and_stop_and_errors(api, store, fake):
     pid = _prompt(store)
     out = api.predict(*_settings(pid, "model", rounds=2), api_name="/r2_run")
@@ -251,7 +279,7 @@ def test_train_page_refuses_bad_input(api, store, tmp_path):
 
 
 @pytest.mark.model
-def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path):
+def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path, request):
     data = _chat_file(tmp_path / "chat.jsonl")
     out_dir = str(tmp_path / "model-out")
     res = api.predict(data, "smollm2-135m", 2, 0, False, 0.34, out_dir, api_name="/train_run")
@@ -272,3 +300,17 @@ def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path):
     ev = {e.stage: e for e in store.train_events(run["id"]) if e.kind == "train_evaluated"}
     assert f"before {ev['before'].ppl_with_thinking:,.2f} → after {ev['after'].ppl_with_thinking:,.2f}" in status
     assert "step 2/2" in status
+    # the same run in a browser: a fresh page reattaches to it and draws both steps (screenshot)
+    from ui_helpers import ARTIFACTS, browser_page, has_chromium
+
+    if has_chromium():
+        import os
+
+        with browser_page(api.src) as page:
+            page.get_by_role("tab", name="Train").click(timeout=60_000)
+            page.wait_for_selector('#train-status [data-state="finished"]', timeout=30_000)
+            page.wait_for_function("() => document.querySelector('#train-plot .js-plotly-plot')?.data?.[0]?.x?.length"
+                                   " === 2", timeout=30_000)
+            os.makedirs(ARTIFACTS, exist_ok=True)
+            time.sleep(0.4)
+            page.screenshot(path=os.path.join(ARTIFACTS, "studio-train-finished.png"))

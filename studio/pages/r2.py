@@ -9,8 +9,10 @@ run's state itself: a gr.Timer polls the STORE and redraws on news, so a reload 
 reattaches, including to a run that waits for a judgment. The session's run id lives in gr.State.
 
 Does not know: the loop (core.r2), how runs are driven (studio.r2_runner.R2Runner), drawing
-details (studio.r2_render). The reflection is shown, not editable: the engine writes the
-reflection and the revision in one step, with no pause between them.
+details (studio.r2_render). With "Let me edit each reflection" (human modes), the run pauses
+after each reflection (R2Config.review_reflections) and the page shows it in an editable box;
+the person's text (or approval) is stored as a `Reflected` event by "human" and the revision is
+written from it.
 """
 from __future__ import annotations
 
@@ -104,6 +106,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     with gr.Accordion(f"Writer {ctx.model_name}: token budgets (small demo budgets, real defaults in brackets)",
                       open=False, elem_id="r2-settings"):
         with gr.Row():
+            edit_refl = gr.Checkbox(value=True, label="Let me edit each reflection before it is used (human modes)",
+                                    elem_id="r2-edit-reflections")
             plan = gr.Checkbox(value=DEMO["plan"], label=f"Plan first [{REAL.plan}]", elem_id="r2-plan")
             draft_t = gr.Number(value=DEMO["draft_max_new_tokens"], precision=0, minimum=16, maximum=8192,
                                 label=f"Draft tokens [{REAL.draft_max_new_tokens}]", elem_id="r2-draft-tokens")
@@ -131,6 +135,11 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                                           max_lines=8, elem_id="r2-judge-critique", scale=5)
                 with gr.Row():
                     submit = gr.Button("Submit judgment", variant="primary", elem_id="r2-judge-submit")
+            with gr.Column(visible=False, elem_id="r2-reflection-form", elem_classes=["r2-form"]) as refl_form:
+                refl_head = gr.HTML("", elem_id="r2-reflection-head", padding=False)
+                refl_text = gr.Textbox(label="Reflection (first person: the writer's own thought; the revision follows it)",
+                                       lines=4, max_lines=12, elem_id="r2-reflection-text")
+                refl_btn = gr.Button("Use this reflection", variant="primary", elem_id="r2-reflection-submit")
             gr.HTML('<div class="sub">Judged score by version, and each round\'s reward</div>', padding=False)
             plot = gr.Plot(value=r2_render.empty_figure(), elem_id="r2-plot", show_label=False)
             with gr.Row(equal_height=True, elem_id="r2-review-row"):
@@ -151,13 +160,23 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 f'<b>{t["status"]}</b></div>')
 
     def hidden_form() -> dict:
-        return {form: gr.Column(visible=False), form_for: ""}
+        return {form: gr.Column(visible=False), refl_form: gr.Column(visible=False), form_for: ""}
 
     def fill_form(run_id, evs) -> dict:
-        """The form for the run's open request (prefilled with the model's proposal), or hidden."""
+        """The form the run waits on: the judgment (prefilled with the model's proposal) or the
+        reflection to edit; both hidden when it waits for nothing."""
         s = R2State.from_events(evs)
         req = s.pending_request()
-        if req is None or s.started is None or runner.is_driving(run_id):
+        if s.started is None or runner.is_driving(run_id):
+            return hidden_form()
+        refl = s.pending_reflection()
+        if req is None and refl is not None:
+            head = (f'<div class="r2-ask" data-round="{refl.round}"><b>The writer\'s reflection, round {refl.round}</b>'
+                    ' · <span class="hint">Edit it or use it as it is: the revision is written from it, and it goes '
+                    "into the trajectory in the writer's voice (no judge, no scores).</span></div>")
+            return {form: gr.Column(visible=False), refl_form: gr.Column(visible=True), refl_head: head,
+                    refl_text: refl.text, form_for: f"{run_id}:r{refl.round}"}
+        if req is None:
             return hidden_form()
         rubric = list(s.started.rubric)[:MAX_CRITERIA]
         prop = req.proposed if req.proposed and req.proposed.get("parsed") else None
@@ -170,7 +189,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 f'<span class="hint">{html.escape(note)}</span><ol class="crits">{crit_list}</ol>'
                 f'<details open><summary>The text to judge</summary><div class="t">{html.escape(req.text)}</div>'
                 f"</details></div>")
-        out = {form: gr.Column(visible=True), form_head: head, form_for: f"{run_id}:{req.version}",
+        out = {form: gr.Column(visible=True), refl_form: gr.Column(visible=False), form_head: head, form_for: f"{run_id}:{req.version}",
                overall: (prop or {}).get("overall"), critique: (prop or {}).get("critique") or ""}
         for i, box in enumerate(boxes):
             if i < len(rubric):
@@ -240,7 +259,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     attach_outputs = [prompt, run_state, seen, form_for, runs]
 
     # ---- commands ----------------------------------------------------------------------------
-    def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_) -> R2Config:
+    def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False) -> R2Config:
         if mode_ not in JUDGE_MODES:
             raise ValueError(f"Judge: {mode_!r} is not a mode; pick one of the options")
         for name, v in {"draft tokens": draft_, "reflection tokens": refl_, "revision tokens": rev_}.items():
@@ -254,7 +273,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             raise ValueError("Settings: the seed must be a whole number (0 is fine)")
         return R2Config(max_rounds=int(rounds_), threshold=float(thr_), judge_mode=mode_, seed=int(seed_),
                         plan=bool(plan_), draft_max_new_tokens=int(draft_), reflection_max_new_tokens=int(refl_),
-                        revision_max_new_tokens=int(rev_))
+                        revision_max_new_tokens=int(rev_), review_reflections=bool(edit_refl_) and mode_ != "model")
 
     def _err(message: str) -> dict:
         gr.Warning(message)
@@ -308,6 +327,23 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             return out
         return {seen: "", **hidden_form(), **show(run_id)}
 
+    def do_reflect(run_id, filled, text):
+        if not run_id:
+            return _err("No run on screen: start one first.")
+        try:
+            refl = R2State.from_events(store.events(run_id)).pending_reflection()
+            if refl is None:
+                raise NoPendingJudgment("This run is not waiting for a reflection (it may have moved on in another tab).")
+            if filled and filled != f"{run_id}:r{refl.round}":
+                raise NoPendingJudgment("The form is for another step: it has been refreshed, check it and submit again.")
+            runner.reflect(run_id, text)
+        except (BadJudgment, NoPendingJudgment, R2RunnerError, StoreError) as e:
+            out = _err(str(e))
+            if isinstance(e, NoPendingJudgment):
+                out[form_for] = "x"
+            return out
+        return {seen: "", **hidden_form(), **show(run_id)}
+
     def pick_prompt(prompt_id):
         rs = store.list_runs(kind="r2", prompt_id=prompt_id) if prompt_id else []
         run_id = rs[0]["id"] if rs else None
@@ -326,15 +362,17 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         return {review: _review_html(run_id), seen: ""}
 
     # ---- listeners -----------------------------------------------------------------------------
-    settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t]
+    settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t, edit_refl]
     shown = [status, plot, rounds_view, review]
-    form_out = [form, form_head, form_for, overall, critique, *boxes]
+    form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, judge_spec, *settings], [run_state, seen, runs, *shown, *form_out],
                   api_name="r2_run", concurrency_limit=2, show_progress="hidden")
     stop_btn.click(do_stop, run_state, [status, seen, *form_out], api_name="r2_stop", **quick)
     submit.click(do_judge, [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
                  api_name="r2_judge", **quick)
+    refl_btn.click(do_reflect, [run_state, form_for, refl_text], [seen, *shown, *form_out], api_name="r2_reflect",
+                   **quick)
     prompt.input(pick_prompt, prompt, [run_state, seen, form_for, runs], api_visibility="private", **quick)
     runs.input(pick_run, runs, [run_state, seen, form_for], api_visibility="private", **quick)
     accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="r2_accept",

@@ -62,10 +62,11 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     out_state = gr.State(None)
     seen = gr.State("")
 
-    with gr.Row(equal_height=True, elem_id="train-top"):
+    with gr.Row(equal_height=False, elem_id="train-top"):
         data = gr.Dropdown(choices=export_choices(store), value=None, label="Data: a chat export, or a chat JSONL path",
                            elem_id="train-data", allow_custom_value=True, scale=6, min_width=360)
-        build_btn = gr.Button("Export accepted trajectories", elem_id="train-build-export", scale=2, min_width=160)
+        build_btn = gr.Button("Export accepted trajectories", elem_id="train-build-export", scale=2, min_width=160,
+                              size="md")
         with gr.Column(scale=2, min_width=200):
             with gr.Row(elem_id="train-buttons"):
                 start_btn = gr.Button("Start", variant="primary", elem_id="train-run", min_width=60)
@@ -75,7 +76,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
                            min_width=200, max_lines=1)
         steps = gr.Number(value=DEMO_STEPS, precision=0, minimum=1, label="Max steps", elem_id="train-max-steps",
                           scale=1, min_width=100)
-        lr = gr.Number(value=0, label="Learning rate (0: default)", elem_id="train-lr", scale=1, min_width=120)
+        lr = gr.Number(value=0, label="LR (0: default)", elem_id="train-lr", scale=1, min_width=120)
         lora = gr.Checkbox(value=False, label="LoRA", elem_id="train-lora", scale=1, min_width=80)
         eval_frac = gr.Number(value=0.34, minimum=0, maximum=0.9, step=0.05, label="Eval fraction",
                               elem_id="train-eval-frac", scale=1, min_width=110)
