@@ -168,7 +168,8 @@ def r2_figure(events: Sequence[ev.Event]) -> go.Figure:
     fig.update_layout(
         height=330, margin=dict(l=45, r=50, t=20, b=40), plot_bgcolor="white", paper_bgcolor="white",
         barmode="group", legend=dict(orientation="h", y=-0.22, font=dict(size=10)),
-        xaxis=dict(title="version (0 = first draft, r = revision of round r)", dtick=1, gridcolor="#eee"),
+        xaxis=dict(title="version (0 = first draft, r = revision of round r)", dtick=1, gridcolor="#eee",
+                   range=[-0.4, max([*versions, *rounds]) + 0.4]),
         yaxis=dict(title="judged score", range=[low - 0.3, high + 0.3], gridcolor="#eee"),
         yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False, zeroline=True, zerolinecolor="#ccc"),
     )

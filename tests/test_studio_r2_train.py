@@ -24,9 +24,9 @@ from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
 
-#            prompt judge  mode  rounds thr seed plan draft refl rev  edit reflections
+#            prompt judge  mode  rounds thr seed plan draft refl rev  edit reflections, judge tokens
 def _settings(pid, mode="human", rounds=1, judge="", edit=False):
-    return [pid, judge, mode, rounds, 9, 0, False, 64, 32, 64, edit]
+    return [pid, judge, mode, rounds, 9, 0, False, 64, 32, 64, edit, 48]
 
 
 @pytest.fixture
@@ -197,6 +197,9 @@ def test_r2_model_mode_runs_alone_and_stop_and_errors(api, store, fake):
     judged = [e.judgment for e in store.events(run_id) if e.kind == "judgment_given"]
     assert [j["judge"] for j in judged] == ["model"] * 3 and [j["overall"] for j in judged] == [4, 6, 8]
     assert "round 2/2" in view[0]
+    settings = store.get_run(run_id)["settings"]
+    assert settings["judge"]["max_new_tokens"] == 48 and settings["max_rounds"] == 2
+    assert not settings["review_reflections"]  # the model judges alone: no pause for a person
     # a bad judge spec is reported before anything is stored
     n_runs = len(store.list_runs(kind="r2"))
     out = api.predict(*_settings(pid, "model", judge="/no/such/model-dir"), api_name="/r2_run")

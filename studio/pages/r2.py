@@ -16,6 +16,7 @@ written from it.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from studio.r2_runner import R2Runner, R2RunnerError
 REAL = R2Config()
 # small budgets so a CPU demo finishes a round in about a minute; the labels give the real defaults
 DEMO = dict(max_rounds=1, threshold=REAL.threshold, seed=REAL.seed, plan=False, draft_max_new_tokens=160,
-            reflection_max_new_tokens=80, revision_max_new_tokens=192)
+            reflection_max_new_tokens=80, revision_max_new_tokens=192, judge_max_new_tokens=160)
 MAX_CRITERIA = JudgeConfig().max_criteria  # score boxes on the form (rubrics are cut to this many)
 MODE_CHOICES = [("model", "model"), ("human: you judge", "human"), ("model + your override", "model_then_human")]
 POLL_S = 1.0
@@ -116,6 +117,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                                elem_id="r2-reflection-tokens")
             rev_t = gr.Number(value=DEMO["revision_max_new_tokens"], precision=0, minimum=16, maximum=8192,
                               label=f"Revision tokens [{REAL.revision_max_new_tokens}]", elem_id="r2-revision-tokens")
+            judge_t = gr.Number(value=DEMO["judge_max_new_tokens"], precision=0, minimum=16, maximum=4096,
+                                label=f"Judge tokens [{REAL.judge.max_new_tokens}]", elem_id="r2-judge-tokens")
     status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=460):
@@ -259,10 +262,12 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     attach_outputs = [prompt, run_state, seen, form_for, runs]
 
     # ---- commands ----------------------------------------------------------------------------
-    def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False) -> R2Config:
+    def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> R2Config:
         if mode_ not in JUDGE_MODES:
             raise ValueError(f"Judge: {mode_!r} is not a mode; pick one of the options")
-        for name, v in {"draft tokens": draft_, "reflection tokens": refl_, "revision tokens": rev_}.items():
+        judge_t_ = REAL.judge.max_new_tokens if judge_t_ is None else judge_t_
+        for name, v in {"draft tokens": draft_, "reflection tokens": refl_, "revision tokens": rev_,
+                        "judge tokens": judge_t_}.items():
             if v is None or int(v) < 16:
                 raise ValueError(f"Settings: {name} must be a whole number of at least 16, got {v!r}")
         if rounds_ is None or int(rounds_) < 0:
@@ -273,7 +278,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             raise ValueError("Settings: the seed must be a whole number (0 is fine)")
         return R2Config(max_rounds=int(rounds_), threshold=float(thr_), judge_mode=mode_, seed=int(seed_),
                         plan=bool(plan_), draft_max_new_tokens=int(draft_), reflection_max_new_tokens=int(refl_),
-                        revision_max_new_tokens=int(rev_), review_reflections=bool(edit_refl_) and mode_ != "model")
+                        revision_max_new_tokens=int(rev_), review_reflections=bool(edit_refl_) and mode_ != "model",
+                        judge=dataclasses.replace(REAL.judge, max_new_tokens=int(judge_t_)))
 
     def _err(message: str) -> dict:
         gr.Warning(message)
@@ -362,7 +368,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         return {review: _review_html(run_id), seen: ""}
 
     # ---- listeners -----------------------------------------------------------------------------
-    settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t, edit_refl]
+    settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t, edit_refl, judge_t]
     shown = [status, plot, rounds_view, review]
     form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
     quick = dict(concurrency_limit=None, show_progress="hidden")
