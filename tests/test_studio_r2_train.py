@@ -317,3 +317,29 @@ def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path, requ
             os.makedirs(ARTIFACTS, exist_ok=True)
             time.sleep(0.4)
             page.screenshot(path=os.path.join(ARTIFACTS, "studio-train-finished.png"))
+
+
+@pytest.mark.model
+def test_train_page_stop_interrupts_the_process_with_a_checkpoint(api, store, tmp_path):
+    data = _chat_file(tmp_path / "chat.jsonl")
+    out_dir = str(tmp_path / "model-stop")
+    api.predict(data, "smollm2-135m", 200, 0, False, 0.34, out_dir, api_name="/train_run")
+    t0 = time.time()
+    while time.time() - t0 < 300:  # wait for the first step, then Stop
+        status, _ = api.predict(out_dir, api_name="/train_show")
+        if re.search(r'data-steps="[1-9]', status):
+            break
+        time.sleep(1)
+    msg = api.predict(api_name="/train_stop")
+    assert "Stop sent (SIGINT)" in msg
+    while time.time() - t0 < 400:
+        status, plot = api.predict(out_dir, api_name="/train_show")
+        if re.search(r'data-state="(finished|failed|stopped)"', status):
+            break
+        time.sleep(1)
+    run = store.list_train_runs()[0]
+    fin = [e for e in store.train_events(run["id"]) if e.kind == "train_finished"]
+    assert run["status"] == "stopped" and fin and fin[-1].reason == "stopped", status
+    assert 1 <= fin[-1].steps < 200 and "stopped at step" in status
+    ckpts = list((tmp_path / "model-stop" / "checkpoints").glob("checkpoint-*"))
+    assert ckpts, "SIGINT must leave a checkpoint to resume from"
