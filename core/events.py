@@ -191,6 +191,7 @@ class Reflected(Event):
     text: str  # the writer's first-person reflection (never names a judge)
     raw: str = ""  # the writer's raw output
     dropped: tuple[str, ...] = ()  # sentences removed because they named a judge or critique
+    by: str = "model"  # "model": the writer's; "human": a person's edit (or approval) of it, which replaces it
 
 
 @_register

@@ -65,6 +65,8 @@ class R2Config:
     excerpt_chars: int = 400  # with keep_drafts="excerpt": characters kept of each draft
     max_text_chars: int = 6000  # drafts shown to the writer are cut to this many characters
     seed: int = 0  # fixes every sample: same seed, same run
+    review_reflections: bool = False  # pause after each reflection so a person may edit it before the revision
+    #                                   uses it (core.r2_jobs.submit_reflection); the studio's human modes set it
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # the judge's scale and budgets
     reward: RewardConfig = field(default_factory=RewardConfig)  # process reward weights
 
@@ -249,6 +251,10 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
                 critique = state.judgments[cur].get("critique") or ""
                 text, raw, dropped = reflect(writer, query, state.texts[cur], critique, cfg, r)
                 yield emit(ev.Reflected(run_id, round=r, text=text, raw=raw, dropped=dropped))
+            if cfg.review_reflections and state.reflections[r].by != "human":  # a person edits or approves it first
+                if not isinstance(state.last, ev.RunPaused):
+                    yield emit(ev.RunPaused(run_id, by="human"))
+                return
             text, raw = revise(writer, query, state.texts[cur], state.reflections[r].text, cfg, r)
             yield emit(ev.Revised(run_id, round=r, text=text, raw=raw))
     except LMError as exc:

@@ -110,6 +110,20 @@ def submit_judgment(store: Store, run_id: str, judgment: Judgment | dict) -> int
     return store.append_event(ev.JudgmentGiven(run_id, version=req.version, judgment=j.to_dict()))
 
 
+def submit_reflection(store: Store, run_id: str, text: str) -> int:
+    """Store a person's edit (or approval: the same text) of the reflection the run waits on
+    (R2Config.review_reflections); the next r2_job call revises with it. Returns the event's seq.
+    Raises NoPendingJudgment when no reflection waits, BadJudgment when the text is empty."""
+    refl = R2State.from_events(store.events(run_id)).pending_reflection()
+    if refl is None:
+        raise NoPendingJudgment(f"run {run_id!r} is not waiting for a reflection to be edited")
+    text = (text or "").strip()
+    if len(text.split()) < 3:
+        raise BadJudgment("reflection: too short; write (or keep) the writer's first-person thought, a sentence or more")
+    return store.append_event(ev.Reflected(run_id, round=refl.round, text=text, raw=refl.raw, dropped=refl.dropped,
+                                           by="human"))
+
+
 def accept_proposed(store: Store, run_id: str) -> int:
     """Let the model's proposed judgment stand for the open request (it stays judge "model")."""
     req = pending_request(store, run_id)

@@ -70,8 +70,21 @@ class R2State:
         return len(self.rounds)
 
     def pending_request(self) -> ev.JudgmentRequested | None:
-        """The request still waiting for a judgment, if any."""
+        """The request still waiting for a judgment, if any (none once the run has finished: a
+        run stopped while it waited takes no more judgments)."""
+        if self.finished is not None:
+            return None
         return next((r for v, r in sorted(self.requests.items()) if v not in self.judgments), None)
+
+    def pending_reflection(self) -> ev.Reflected | None:
+        """The reflection waiting for a person's edit or approval (R2Config.review_reflections), if any."""
+        if self.finished is not None or self.started is None or not self.started.settings.get("review_reflections"):
+            return None
+        r = self.rounds_done + 1
+        refl = self.reflections.get(r)
+        if refl is None or refl.by == "human" or r in self.texts or self.pending_request() is not None:
+            return None
+        return refl
 
     def active_seconds(self) -> float:
         return self.seconds + (max(0.0, time.time() - self._t) if self._t is not None else 0.0)

@@ -2,8 +2,9 @@
 
 `build_app()` makes one StudioContext (store, lazy model, JobRunner, samples) and one tab per
 page, each built by its module's `build(ctx)`: Library (studio.pages.library), REER
-(studio.pages.reer), Score (studio.pages.score, the scoring playground), Review
-(studio.pages.review) and Export (studio.pages.export). Links between
+(studio.pages.reer), R2 (studio.pages.r2), Review (studio.pages.review), Export
+(studio.pages.export), Train (studio.pages.train) and Score (studio.pages.score, the scoring
+playground). Links between
 pages (Library's "Run REER on it", menus refreshed after an import) are wired here, at the
 bottom of build_app. `serve()` launches a built app the studio's way; `launch_app()` is what
 `palimpsest app` calls.
@@ -66,7 +67,7 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
     a `db` path; neither: an in-memory store) holds prompts and runs; `samples` fill the Score
     page's menu (default: read from `samples_path`, which the Library imports on demand)."""
     from studio.pages import export as export_page
-    from studio.pages import library, reer, review, score
+    from studio.pages import library, r2, reer, review, score, train
 
     store = store if store is not None else open_store(db)
     samples = load_samples(samples_path) if samples is None else samples
@@ -82,12 +83,16 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
                 lib = library.build(ctx)
             with gr.Tab("REER", id="reer", elem_id="tab-reer") as reer_tab:
                 rp = reer.build(ctx)
-            with gr.Tab("Score", id="score", elem_id="tab-score"):
-                score.build(ctx)
+            with gr.Tab("R2", id="r2", elem_id="tab-r2") as r2_tab:
+                r2p = r2.build(ctx)
             with gr.Tab("Review", id="review", elem_id="tab-review") as review_tab:
                 rv = review.build(ctx)
             with gr.Tab("Export", id="export", elem_id="tab-export") as export_tab:
                 xp = export_page.build(ctx)
+            with gr.Tab("Train", id="train", elem_id="tab-train"):
+                tp = train.build(ctx)
+            with gr.Tab("Score", id="score", elem_id="tab-score"):
+                score.build(ctx)
 
         # ---- links between pages -------------------------------------------------------------
         def to_reer(prompt_id):
@@ -106,6 +111,11 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
         app.load(lambda: rp.attach(None), None, rp.attach_outputs, api_visibility="private")
         review_tab.select(rv.refresh, rv.inputs, rv.outputs, api_visibility="private")
         export_tab.select(xp.refresh, xp.inputs, xp.outputs, api_visibility="private")
+        # the R2 and Train pages reattach to the newest live run from the store on every page load
+        app.load(lambda: r2p.attach(None), None, r2p.attach_outputs, api_visibility="private")
+        app.load(tp.attach, None, tp.attach_outputs, api_visibility="private")
+        r2_tab.select(lambda: {r2p.prompt: gr.Dropdown(choices=library.prompt_choices(store))}, None, r2p.prompt,
+                      api_visibility="private")
 
     app.queue(default_concurrency_limit=CONCURRENCY)
     return app

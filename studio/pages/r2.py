@@ -1,0 +1,395 @@
+"""The R2 page: run the writer-judge loop on one stored prompt, and judge it as a person.
+
+Knows: the layout (prompt picker, judge mode and judge model, rounds / threshold / seed, Run and
+Stop, status line, plot of judged scores by round with the reward components, the judgment form
+with one score box per rubric criterion plus overall and critique, the rounds as cards,
+accept / reject) and how to turn a person's form into a `core.judge.Judgment` (a fresh human
+judgment, or an override of the model's proposal that keeps the original). It never keeps a
+run's state itself: a gr.Timer polls the STORE and redraws on news, so a reload or a second tab
+reattaches, including to a run that waits for a judgment. The session's run id lives in gr.State.
+
+Does not know: the loop (core.r2), how runs are driven (studio.r2_runner.R2Runner), drawing
+details (studio.r2_render). With "Let me edit each reflection" (human modes), the run pauses
+after each reflection (R2Config.review_reflections) and the page shows it in an editable box;
+the person's text (or approval) is stored as a `Reflected` event by "human" and the revision is
+written from it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+
+from core.judge import BadJudgment, Judgment, JudgeConfig, human_judgment, override_judgment
+from core.r2 import JUDGE_MODES, R2Config
+from core.r2_jobs import NoPendingJudgment
+from core.r2_state import R2State
+from core.store import NotFound, StoreError
+from studio import r2_render
+from studio.context import StudioContext
+from studio.pages.library import prompt_choices
+from studio.r2_runner import R2Runner, R2RunnerError
+
+REAL = R2Config()
+# small budgets so a CPU demo finishes a round in about a minute; the labels give the real defaults
+DEMO = dict(max_rounds=1, threshold=REAL.threshold, seed=REAL.seed, plan=False, draft_max_new_tokens=160,
+            reflection_max_new_tokens=80, revision_max_new_tokens=192, judge_max_new_tokens=160)
+MAX_CRITERIA = JudgeConfig().max_criteria  # score boxes on the form (rubrics are cut to this many)
+MODE_CHOICES = [("model", "model"), ("human: you judge", "human"), ("model + your override", "model_then_human")]
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class R2Page:
+    """Handles the app needs to link this page with others."""
+
+    prompt: gr.Dropdown  # r2-prompt
+    run_state: gr.State  # the session's run id
+    attach: object  # attach(prompt_id | None) -> {component: value}
+    attach_outputs: list
+
+
+def _run_label(run: dict) -> str:
+    reason = f" ({run['finish_reason']})" if run.get("finish_reason") else ""
+    return f"{run['id'][:8]} · {run['status']}{reason} · {str(run.get('created_at', ''))[:19].replace('T', ' ')}"
+
+
+def judgment_from_form(state: R2State, version: int, scores: list, overall, critique: str) -> Judgment:
+    """The Judgment a person's form gives for `version` of the run in `state`: an override of
+    the model's proposal when there is a readable one (unchanged: the proposal itself, still the
+    model's), else a person's judgment. Raises BadJudgment naming the field and the fix."""
+    if state.started is None:
+        raise BadJudgment("the run has not started")
+    rubric = tuple(state.started.rubric)
+    jcfg = JudgeConfig(**state.started.settings.get("judge", {}))
+    if overall is None:
+        raise BadJudgment(f"Overall: give a score from {jcfg.low:g} to {jcfg.high:g}")
+    given = {c: (None if s is None else float(s)) for c, s in zip(rubric, scores)}
+    given = {c: (int(s) if s is not None and s.is_integer() else s) for c, s in given.items()}
+    overall = int(overall) if float(overall).is_integer() else float(overall)
+    req = state.requests.get(version)
+    proposed = req.proposed if req is not None else None
+    if proposed and proposed.get("parsed"):
+        model = Judgment.from_dict(proposed)
+        j = override_judgment(model, overall=overall, critique=critique or "", scores=given)
+        return model if not j.changes else j
+    return human_judgment(rubric, overall, critique or "", {c: s for c, s in given.items() if s is not None}, jcfg)
+
+
+def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
+    """Create the page's components (inside the caller's Tab) and wire its listeners."""
+    store = ctx.store
+    runner = runner or R2Runner(store, ctx.get_lm, ctx.model_name)
+    run_state = gr.State(None)
+    seen = gr.State("")
+    form_for = gr.State("")  # "run:version" the form was filled for ("" when hidden)
+
+    with gr.Row(equal_height=True, elem_id="r2-top"):
+        prompt = gr.Dropdown(choices=prompt_choices(store), value=None, label="Prompt", elem_id="r2-prompt",
+                             scale=5, min_width=300, interactive=True, allow_custom_value=True)
+        runs = gr.Dropdown(choices=[], value=None, label="Run of this prompt", elem_id="r2-runs", scale=3,
+                           min_width=200, interactive=True, allow_custom_value=True)
+        with gr.Column(scale=2, min_width=200):
+            with gr.Row(elem_id="r2-buttons"):
+                run_btn = gr.Button("Run", variant="primary", elem_id="r2-run", min_width=60)
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="r2-stop", min_width=60)
+    with gr.Row(equal_height=True, elem_id="r2-settings-row"):
+        mode = gr.Radio(MODE_CHOICES, value="human", label="Judge", elem_id="r2-judge-mode", scale=5, min_width=420)
+        judge_spec = gr.Textbox(value="", label="Judge model (empty: the app's model)", elem_id="r2-judge-model",
+                                placeholder=ctx.model_name, scale=3, min_width=200, max_lines=1)
+        rounds = gr.Slider(0, 6, value=DEMO["max_rounds"], step=1, label=f"Rounds [{REAL.max_rounds}]",
+                           elem_id="r2-rounds-n", scale=2, min_width=140)
+        thr = gr.Number(value=DEMO["threshold"], label="Threshold", elem_id="r2-threshold", minimum=1,
+                        maximum=10, step=0.5, scale=1, min_width=110)
+        seed = gr.Number(value=DEMO["seed"], precision=0, label="Seed", elem_id="r2-seed", scale=1, min_width=90)
+    with gr.Accordion(f"Writer {ctx.model_name}: token budgets (small demo budgets, real defaults in brackets)",
+                      open=False, elem_id="r2-settings"):
+        with gr.Row():
+            edit_refl = gr.Checkbox(value=True, label="Let me edit each reflection before it is used (human modes)",
+                                    elem_id="r2-edit-reflections")
+            plan = gr.Checkbox(value=DEMO["plan"], label=f"Plan first [{REAL.plan}]", elem_id="r2-plan")
+            draft_t = gr.Number(value=DEMO["draft_max_new_tokens"], precision=0, minimum=16, maximum=8192,
+                                label=f"Draft tokens [{REAL.draft_max_new_tokens}]", elem_id="r2-draft-tokens")
+            refl_t = gr.Number(value=DEMO["reflection_max_new_tokens"], precision=0, minimum=16, maximum=4096,
+                               label=f"Reflection tokens [{REAL.reflection_max_new_tokens}]",
+                               elem_id="r2-reflection-tokens")
+            rev_t = gr.Number(value=DEMO["revision_max_new_tokens"], precision=0, minimum=16, maximum=8192,
+                              label=f"Revision tokens [{REAL.revision_max_new_tokens}]", elem_id="r2-revision-tokens")
+            judge_t = gr.Number(value=DEMO["judge_max_new_tokens"], precision=0, minimum=16, maximum=4096,
+                                label=f"Judge tokens [{REAL.judge.max_new_tokens}]", elem_id="r2-judge-tokens")
+    status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=460):
+            with gr.Column(visible=False, elem_id="r2-judge-form", elem_classes=["r2-form"]) as form:
+                form_head = gr.HTML("", elem_id="r2-judge-text", padding=False)
+                boxes = []
+                for row_start in range(0, MAX_CRITERIA, 4):
+                    with gr.Row(equal_height=True):
+                        for i in range(row_start, row_start + 4):
+                            boxes.append(gr.Number(value=None, label=f"Criterion {i + 1}", minimum=1, maximum=10,
+                                                   step=1, elem_id=f"r2-judge-score-{i + 1}", visible=False,
+                                                   min_width=80))
+                with gr.Row(equal_height=True):
+                    overall = gr.Number(value=None, label="Overall (1-10)", minimum=1, maximum=10, step=0.5,
+                                        elem_id="r2-judge-overall", scale=1, min_width=110)
+                    critique = gr.Textbox(label="Critique: what should change (the writer reflects on it)", lines=3,
+                                          max_lines=8, elem_id="r2-judge-critique", scale=5)
+                with gr.Row():
+                    submit = gr.Button("Submit judgment", variant="primary", elem_id="r2-judge-submit")
+            with gr.Column(visible=False, elem_id="r2-reflection-form", elem_classes=["r2-form"]) as refl_form:
+                refl_head = gr.HTML("", elem_id="r2-reflection-head", padding=False)
+                refl_text = gr.Textbox(label="Reflection (first person: the writer's own thought; the revision follows it)",
+                                       lines=4, max_lines=12, elem_id="r2-reflection-text")
+                refl_btn = gr.Button("Use this reflection", variant="primary", elem_id="r2-reflection-submit")
+            gr.HTML('<div class="sub">Judged score by version, and each round\'s reward</div>', padding=False)
+            plot = gr.Plot(value=r2_render.empty_figure(), elem_id="r2-plot", show_label=False)
+            with gr.Row(equal_height=True, elem_id="r2-review-row"):
+                accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="r2-accept", size="sm")
+                reject_btn = gr.Button("Reject", variant="stop", elem_id="r2-reject", size="sm")
+                review = gr.HTML("", elem_id="r2-review", padding=False)
+        with gr.Column(scale=5, min_width=420):
+            gr.HTML('<div class="sub">Rounds (newest first)</div>', padding=False)
+            rounds_view = gr.HTML(r2_render.rounds_html([]), elem_id="r2-rounds")
+    timer = gr.Timer(POLL_S)
+
+    # ---- views from the store ----------------------------------------------------------------
+    def _review_html(run_id) -> str:
+        t = store.trajectory_for_run(run_id) if run_id else None
+        if t is None:
+            return ""
+        return (f'<div class="reer-review {t["status"]}" data-status="{t["status"]}">Trajectory #{t["id"]}: '
+                f'<b>{t["status"]}</b></div>')
+
+    def hidden_form() -> dict:
+        return {form: gr.Column(visible=False), refl_form: gr.Column(visible=False), form_for: ""}
+
+    def fill_form(run_id, evs) -> dict:
+        """The form the run waits on: the judgment (prefilled with the model's proposal) or the
+        reflection to edit; both hidden when it waits for nothing."""
+        s = R2State.from_events(evs)
+        req = s.pending_request()
+        if s.started is None or runner.is_driving(run_id):
+            return hidden_form()
+        refl = s.pending_reflection()
+        if req is None and refl is not None:
+            head = (f'<div class="r2-ask" data-round="{refl.round}"><b>The writer\'s reflection, round {refl.round}</b>'
+                    ' · <span class="hint">Edit it or use it as it is: the revision is written from it, and it goes '
+                    "into the trajectory in the writer's voice (no judge, no scores).</span></div>")
+            return {form: gr.Column(visible=False), refl_form: gr.Column(visible=True), refl_head: head,
+                    refl_text: refl.text, form_for: f"{run_id}:r{refl.round}"}
+        if req is None:
+            return hidden_form()
+        rubric = list(s.started.rubric)[:MAX_CRITERIA]
+        prop = req.proposed if req.proposed and req.proposed.get("parsed") else None
+        pscores = (prop or {}).get("scores") or {}
+        what = "the first draft" if req.version == 0 else f"revision {req.version}"
+        crit_list = "".join(f"<li>{html.escape(c)}</li>" for c in rubric)
+        note = ("The model's judgment is filled in: change what you disagree with, or submit it as it is."
+                if prop else "Score each criterion (optional), give an overall score and a critique.")
+        head = (f'<div class="r2-ask" data-version="{req.version}"><b>Your judgment of {what}</b> · '
+                f'<span class="hint">{html.escape(note)}</span><ol class="crits">{crit_list}</ol>'
+                f'<details open><summary>The text to judge</summary><div class="t">{html.escape(req.text)}</div>'
+                f"</details></div>")
+        out = {form: gr.Column(visible=True), refl_form: gr.Column(visible=False), form_head: head, form_for: f"{run_id}:{req.version}",
+               overall: (prop or {}).get("overall"), critique: (prop or {}).get("critique") or ""}
+        for i, box in enumerate(boxes):
+            if i < len(rubric):
+                out[box] = gr.Number(value=pscores.get(rubric[i]), visible=True, label=f"Criterion {i + 1}")
+            else:
+                out[box] = gr.Number(value=None, visible=False)
+        return out
+
+    def show(run_id) -> dict:
+        if not run_id:
+            return {status: r2_render.status_html(None, [], False), plot: r2_render.empty_figure(),
+                    rounds_view: r2_render.rounds_html([]), review: ""}
+        try:
+            run, evs = store.get_run(run_id), store.events(run_id)
+        except NotFound:
+            return {status: r2_render.status_html(None, [], False)}
+        return {status: r2_render.status_html(run, evs, runner.is_driving(run_id), runner.error(run_id)),
+                plot: r2_render.r2_figure(evs), rounds_view: r2_render.rounds_html(evs), review: _review_html(run_id)}
+
+    def key(run_id) -> str:
+        if not run_id:
+            return "none"
+        try:
+            run = store.get_run(run_id)
+        except NotFound:
+            return "gone"
+        return (f"{run_id}:{store.last_seq(run_id)}:{run['status']}:{runner.is_driving(run_id)}:"
+                f"{runner.error(run_id)}:{_review_html(run_id)}")
+
+    def tick(run_id, seen_key, filled):
+        k_ = key(run_id)
+        if k_ == seen_key:
+            return {seen: seen_key}
+        out = {**show(run_id), seen: k_}
+        if run_id and k_.split(":")[2:3] != seen_key.split(":")[2:3]:  # the run's status moved: relabel the menu
+            out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
+        if run_id and k_ not in ("none", "gone"):
+            f = fill_form(run_id, store.events(run_id))
+            if f.get(form_for) != filled:  # a new request (or none): never overwrite a form being typed in
+                out.update(f)
+        elif filled:
+            out.update(hidden_form())
+        return out
+
+    def runs_menu(prompt_id, run_id=None):
+        rs = store.list_runs(kind="r2", prompt_id=prompt_id) if prompt_id else []
+        return gr.Dropdown(choices=[(_run_label(r), r["id"]) for r in rs], value=run_id)
+
+    def attach(prompt_id=None) -> dict:
+        """Show `prompt_id` and its newest R2 run; with none, the newest live (or waiting) R2 run."""
+        choices = prompt_choices(store)
+        run_id = None
+        if prompt_id is None:
+            for st in ("paused", "running", None):
+                rs = store.list_runs(kind="r2", status=st)
+                if rs:
+                    run_id, prompt_id = rs[0]["id"], rs[0]["prompt_id"]
+                    break
+        elif prompt_id:
+            rs = store.list_runs(kind="r2", prompt_id=prompt_id)
+            run_id = rs[0]["id"] if rs else None
+        if prompt_id is None and choices:
+            prompt_id = choices[0][1]
+        return {prompt: gr.Dropdown(choices=choices, value=prompt_id), run_state: run_id, seen: "", form_for: "x",
+                runs: runs_menu(prompt_id, run_id)}
+
+    attach_outputs = [prompt, run_state, seen, form_for, runs]
+
+    # ---- commands ----------------------------------------------------------------------------
+    def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> R2Config:
+        if mode_ not in JUDGE_MODES:
+            raise ValueError(f"Judge: {mode_!r} is not a mode; pick one of the options")
+        judge_t_ = REAL.judge.max_new_tokens if judge_t_ is None else judge_t_
+        for name, v in {"draft tokens": draft_, "reflection tokens": refl_, "revision tokens": rev_,
+                        "judge tokens": judge_t_}.items():
+            if v is None or int(v) < 16:
+                raise ValueError(f"Settings: {name} must be a whole number of at least 16, got {v!r}")
+        if rounds_ is None or int(rounds_) < 0:
+            raise ValueError("Settings: rounds must be 0 or more")
+        if thr_ is None or not 1 <= float(thr_) <= 10:
+            raise ValueError(f"Settings: the threshold is a score from 1 to 10, got {thr_!r}")
+        if seed_ is None:
+            raise ValueError("Settings: the seed must be a whole number (0 is fine)")
+        return R2Config(max_rounds=int(rounds_), threshold=float(thr_), judge_mode=mode_, seed=int(seed_),
+                        plan=bool(plan_), draft_max_new_tokens=int(draft_), reflection_max_new_tokens=int(refl_),
+                        revision_max_new_tokens=int(rev_), review_reflections=bool(edit_refl_) and mode_ != "model",
+                        judge=dataclasses.replace(REAL.judge, max_new_tokens=int(judge_t_)))
+
+    def _err(message: str) -> dict:
+        gr.Warning(message)
+        return {status: r2_render.status_html(None, [], False) + f'<div class="reer-error" role="alert">'
+                                                                f"{html.escape(message)}</div>", seen: ""}
+
+    def do_run(prompt_id, run_id, judge_, *settings):
+        if not prompt_id:
+            return _err("Pick a prompt first (import some on the Library page).")
+        try:
+            if run_id:
+                run = store.get_run(run_id)
+                if run["status"] in ("running", "paused") and run["prompt_id"] == prompt_id \
+                        and not R2State.from_events(store.events(run_id)).pending_request():
+                    runner.resume(run_id)  # continue an interrupted run on screen
+                    return {run_state: run_id, seen: "", **show(run_id)}
+            cfg = _cfg(*settings)
+            if cfg.judge_mode != "human" and (judge_ or "").strip():
+                runner.judge_lm(judge_)  # load it now, so a bad spec is reported here
+            new_id = runner.start(prompt_id, cfg, judge_)
+        except (ValueError, R2RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id), **hidden_form()}
+
+    def do_stop(run_id):
+        try:
+            if not run_id or not runner.stop(run_id):
+                return _err("Nothing to stop: the run has finished or was never started.")
+        except (R2RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {seen: "", **hidden_form()}
+
+    def do_judge(run_id, filled, ov, crit, *scores):
+        if not run_id:
+            return _err("No run on screen: start one first.")
+        try:
+            s = R2State.from_events(store.events(run_id))
+            req = s.pending_request()
+            if req is None:
+                raise NoPendingJudgment("This run is not waiting for a judgment (someone may have judged it in "
+                                        "another tab).")
+            if filled and filled != f"{run_id}:{req.version}":
+                raise NoPendingJudgment("The form is for another request: it has been refreshed, check it and "
+                                        "submit again.")
+            j = judgment_from_form(s, req.version, list(scores), ov, crit)
+            runner.judge(run_id, j)
+        except (BadJudgment, NoPendingJudgment, R2RunnerError, StoreError, ValueError) as e:
+            out = _err(str(e))
+            if isinstance(e, NoPendingJudgment):
+                out[form_for] = "x"  # refill (or hide) at the next tick
+            return out
+        return {seen: "", **hidden_form(), **show(run_id)}
+
+    def do_reflect(run_id, filled, text):
+        if not run_id:
+            return _err("No run on screen: start one first.")
+        try:
+            refl = R2State.from_events(store.events(run_id)).pending_reflection()
+            if refl is None:
+                raise NoPendingJudgment("This run is not waiting for a reflection (it may have moved on in another tab).")
+            if filled and filled != f"{run_id}:r{refl.round}":
+                raise NoPendingJudgment("The form is for another step: it has been refreshed, check it and submit again.")
+            runner.reflect(run_id, text)
+        except (BadJudgment, NoPendingJudgment, R2RunnerError, StoreError) as e:
+            out = _err(str(e))
+            if isinstance(e, NoPendingJudgment):
+                out[form_for] = "x"
+            return out
+        return {seen: "", **hidden_form(), **show(run_id)}
+
+    def pick_prompt(prompt_id):
+        rs = store.list_runs(kind="r2", prompt_id=prompt_id) if prompt_id else []
+        run_id = rs[0]["id"] if rs else None
+        return {run_state: run_id, seen: "", form_for: "x", runs: runs_menu(prompt_id, run_id)}
+
+    def pick_run(run_id):
+        return {run_state: run_id, seen: "", form_for: "x"}
+
+    def set_review(run_id, verdict):
+        if not run_id:
+            return _err("No run on screen.")
+        t = store.trajectory_for_run(run_id)
+        if t is None:
+            return _err("The run has not finished: let it finish or Stop it, then accept or reject its trajectory.")
+        store.set_status(t["id"], verdict)
+        return {review: _review_html(run_id), seen: ""}
+
+    # ---- listeners -----------------------------------------------------------------------------
+    settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t, edit_refl, judge_t]
+    shown = [status, plot, rounds_view, review]
+    form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
+    quick = dict(concurrency_limit=None, show_progress="hidden")
+    run_btn.click(do_run, [prompt, run_state, judge_spec, *settings], [run_state, seen, runs, *shown, *form_out],
+                  api_name="r2_run", concurrency_limit=2, show_progress="hidden")
+    stop_btn.click(do_stop, run_state, [status, seen, *form_out], api_name="r2_stop", **quick)
+    submit.click(do_judge, [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
+                 api_name="r2_judge", **quick)
+    refl_btn.click(do_reflect, [run_state, form_for, refl_text], [seen, *shown, *form_out], api_name="r2_reflect",
+                   **quick)
+    prompt.input(pick_prompt, prompt, [run_state, seen, form_for, runs], api_visibility="private", **quick)
+    runs.input(pick_run, runs, [run_state, seen, form_for], api_visibility="private", **quick)
+    accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="r2_accept",
+                     **quick)
+    reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="r2_reject",
+                     **quick)
+    timer.tick(tick, [run_state, seen, form_for], [*shown, seen, runs, *form_out], api_visibility="private", **quick)
+    # a script's view of any run by id (gradio_client): the same drawing the timer does
+    run_id_box = gr.Textbox(visible=False)
+    def show_by_id(r):  # shows the run in this session too (a script attaches to a run by its id)
+        return {**show(r), **(fill_form(r, store.events(r)) if r else hidden_form()), run_state: r or None, seen: ""}
+
+    run_id_box.submit(show_by_id, run_id_box, [*shown, *form_out, run_state, seen], api_name="r2_show", **quick)
+    return R2Page(prompt=prompt, run_state=run_state, attach=attach, attach_outputs=attach_outputs)

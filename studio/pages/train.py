@@ -1,0 +1,173 @@
+"""The Train page: fine-tune a model on a chat export in a separate process and watch it.
+
+Knows: the layout (data: an export recorded in the store, any chat JSONL path, or a fresh export
+of the accepted trajectories; model, max steps, learning rate, LoRA, eval fraction, output
+folder; Start / Stop; status line with the before/after held-out perplexity; live loss plot)
+and where things go by default (next to the app's store file). It never keeps a run's state: a
+gr.Timer polls the store's train_events, so a reload reattaches to the newest training run.
+
+Does not know: training (core.train, run by `palimpsest train` in its own process through
+studio.train_runner.TrainRunner), exporting (core.export), drawing (studio.train_render).
+"""
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from core.store import StoreError
+from core.train_data import DataError
+from studio import train_render
+from studio.context import StudioContext
+from studio.train_runner import TrainRequest, TrainRunner, TrainRunnerError
+
+POLL_S = 1.0
+DEMO_STEPS = 10  # a CPU demo: a few steps on the built-in model take about a minute
+
+
+@dataclass(frozen=True)
+class TrainPage:
+    out_state: gr.State  # the session's training output folder (the key of its run)
+    attach: object
+    attach_outputs: list
+
+
+def export_choices(store) -> list[tuple[str, str]]:
+    """(label, chat JSONL path) of every chat export the store recorded whose file still exists."""
+    try:
+        from core.export import DATA_FILES, list_exports
+    except ImportError:  # core.export absent: a path is typed instead
+        return []
+    try:
+        rows = list_exports(store)
+    except Exception:  # noqa: BLE001  (no exports table yet)
+        return []
+    out = []
+    for r in rows:
+        if r.get("format") != "chat":
+            continue
+        f = Path(r["out"]) / DATA_FILES["chat"]
+        if f.is_file():
+            out.append((f"export #{r['id']} · {r['count']} record(s) · {str(r.get('created_at', ''))[:16]}", str(f)))
+    return out
+
+
+def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
+    store = ctx.store
+    runner = runner or TrainRunner(store)
+    base = Path(store.path).parent if store.path else Path.cwd()
+    out_state = gr.State(None)
+    seen = gr.State("")
+
+    with gr.Row(equal_height=False, elem_id="train-top"):
+        data = gr.Dropdown(choices=export_choices(store), value=None, label="Data: a chat export, or a chat JSONL path",
+                           elem_id="train-data", allow_custom_value=True, scale=6, min_width=360)
+        build_btn = gr.Button("Export accepted trajectories", elem_id="train-build-export", scale=2, min_width=160,
+                              size="md")
+        with gr.Column(scale=2, min_width=200):
+            with gr.Row(elem_id="train-buttons"):
+                start_btn = gr.Button("Start", variant="primary", elem_id="train-run", min_width=60)
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=60)
+    with gr.Row(equal_height=True):
+        model = gr.Textbox(value=ctx.model_name, label="Model to fine-tune", elem_id="train-model", scale=3,
+                           min_width=200, max_lines=1)
+        steps = gr.Number(value=DEMO_STEPS, precision=0, minimum=1, label="Max steps", elem_id="train-max-steps",
+                          scale=1, min_width=100)
+        lr = gr.Number(value=0, label="LR (0: default)", elem_id="train-lr", scale=1, min_width=120)
+        lora = gr.Checkbox(value=False, label="LoRA", elem_id="train-lora", scale=1, min_width=80)
+        eval_frac = gr.Number(value=0.34, minimum=0, maximum=0.9, step=0.05, label="Eval fraction",
+                              elem_id="train-eval-frac", scale=1, min_width=110)
+        out_dir = gr.Textbox(value="", label="Output folder (empty: a new one next to the store)",
+                             elem_id="train-out", scale=3, min_width=200, max_lines=1)
+    msg = gr.HTML("", elem_id="train-msg", padding=False)
+    status = gr.HTML(train_render.status_html(None, []), elem_id="train-status")
+    plot = gr.Plot(value=train_render.empty_figure(), elem_id="train-plot", show_label=False)
+    timer = gr.Timer(POLL_S)
+
+    # ---- views from the store ------------------------------------------------------------------
+    def show(out) -> dict:
+        if not out:
+            return {status: train_render.status_html(None, []), plot: train_render.empty_figure()}
+        run = runner.run_for(out)
+        rc = runner.returncode(out)
+        process = "running" if runner.running(out) else ("" if rc is None else f"exited {rc}")
+        tail = runner.log_tail(out) if rc not in (None, 0) else ""
+        if run is None:
+            return {status: train_render.status_html(None, [], process, tail), plot: train_render.empty_figure()}
+        evs = store.train_events(run["id"])
+        total = next((e.total_steps for e in evs if e.kind == "train_started"), None)
+        return {status: train_render.status_html(run, evs, process, tail),
+                plot: train_render.loss_figure(store.train_loss(run["id"]), total)}
+
+    def key(out) -> str:
+        if not out:
+            return "none"
+        run = runner.run_for(out)
+        n = len(store.train_events(run["id"])) if run else -1
+        return f"{out}:{n}:{run['status'] if run else ''}:{runner.returncode(out)}:{runner.running(out)}"
+
+    def tick(out, seen_key):
+        k_ = key(out)
+        if k_ == seen_key:
+            return {seen: seen_key}
+        return {**show(out), seen: k_}
+
+    def attach() -> dict:
+        rs = store.list_train_runs()
+        return {out_state: rs[0]["out_dir"] if rs else None, seen: "",
+                data: gr.Dropdown(choices=export_choices(store))}
+
+    attach_outputs = [out_state, seen, data]
+
+    # ---- commands ------------------------------------------------------------------------------
+    def _msg(text: str, kind: str = "") -> str:
+        return f'<div class="lib-msg {kind}" role="status">{html.escape(text)}</div>'
+
+    def do_start(data_, model_, steps_, lr_, lora_, frac_, out_):
+        out_ = (out_ or "").strip() or str(base / "models" / f"{Path(model_ or 'model').name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            req = TrainRequest(data=(data_ or "").strip(), out_dir=out_, model=model_ or "",
+                               max_steps=int(steps_) if steps_ is not None else None,
+                               lr=float(lr_) if lr_ else None, lora=bool(lora_),
+                               eval_frac=float(frac_ if frac_ is not None else 0.1))
+            key_ = runner.start(req)
+        except (TrainRunnerError, DataError, StoreError, ValueError, TypeError) as e:
+            gr.Warning(str(e))
+            return {msg: _msg(str(e), "error")}
+        return {out_state: key_, seen: "", msg: _msg(f"Training started in its own process; model and log go to {key_}"),
+                **show(key_)}
+
+    def do_stop(out):
+        if not out or not runner.stop(out):
+            m = "Nothing to stop: no training process of this studio is running."
+            gr.Warning(m)
+            return {msg: _msg(m, "warn")}
+        return {seen: "", msg: _msg("Stop sent (SIGINT): the step in progress finishes and is checkpointed; "
+                                    "run `palimpsest train ... --resume` to continue.")}
+
+    def do_build():
+        try:
+            from core.export import export
+        except ImportError:
+            return {msg: _msg("This build has no exporter (core.export): give a chat JSONL path instead.", "error")}
+        dest = base / "exports" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            rep = export(store, "chat", dest, status="accepted")
+        except Exception as e:  # noqa: BLE001  (ExportError says what to do; anything else must reach the user too)
+            gr.Warning(str(e))
+            return {msg: _msg(str(e), "error")}
+        return {data: gr.Dropdown(choices=export_choices(store), value=rep.files[0]),
+                msg: _msg(f"Exported {rep.count} accepted trajectory record(s) to {rep.files[0]}")}
+
+    quick = dict(concurrency_limit=None, show_progress="hidden")
+    start_btn.click(do_start, [data, model, steps, lr, lora, eval_frac, out_dir], [out_state, seen, msg, status, plot],
+                    api_name="train_run", **quick)
+    stop_btn.click(do_stop, out_state, [seen, msg], api_name="train_stop", **quick)
+    build_btn.click(do_build, None, [data, msg], api_name="train_build_export", concurrency_limit=1)
+    timer.tick(tick, [out_state, seen], [status, plot, seen], api_visibility="private", **quick)
+    out_box = gr.Textbox(visible=False)
+    out_box.submit(show, out_box, [status, plot], api_name="train_show", **quick)
+    return TrainPage(out_state=out_state, attach=attach, attach_outputs=attach_outputs)
