@@ -21,7 +21,7 @@ from core.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = [json.loads(line) for line in open(ROOT / "data" / "samples.jsonl")]
-FAST = ["--candidates", "2", "--max-steps", "2", "--draft-max-new-tokens", "120", "--max-new-tokens", "60"]
+FAST = ["--candidates", "2", "--max-steps", "2", "--draft-max-new-tokens", "120", "--max-new-tokens", "60", "--seed", "4"]
 
 RECORD_KEYS = {"id", "prompt_id", "run_id", "query", "reference", "initial_thinking", "thinking", "initial_ppl",
                "final_ppl", "initial_score", "final_score", "steps", "filters", "finish_reason", "model",
