@@ -178,7 +178,7 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     """Register import, review and export on the `palimpsest` subparsers; `error` is the exception
     class the command's main prints as one line (studio.cli.CLIError)."""
     from core.export import FORMATS as EXPORT_FORMATS, SOURCE_CHOICES, STATUS_CHOICES
-    from core.io import FORMATS as IMPORT_FORMATS
+    from core.records import FORMATS as IMPORT_FORMATS
 
     db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
     i = sub.add_parser("import", help="import prompts, references and finished trajectories from files",
