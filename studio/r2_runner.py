@@ -10,8 +10,6 @@ that waits for a person's judgment (its thread has ended; the judgment restarts 
 """
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,9 +18,8 @@ from core.judge import Judgment
 from core.lm import LM, load_lm
 from core.r2 import Controls, R2Config
 from core.r2_jobs import models_name, open_run_for, r2_job, submit_judgment, submit_reflection
-from core.store import Store, StoreError
-
-log = logging.getLogger(__name__)
+from core.store import Store
+from studio.threads import ThreadedRuns
 
 
 class R2RunnerError(Exception):
@@ -30,21 +27,12 @@ class R2RunnerError(Exception):
 
 
 @dataclass
-class _Active:
-    thread: threading.Thread
-    controls: Controls
-
-
-@dataclass
-class R2Runner:
+class R2Runner(ThreadedRuns):
     store: Store  # where runs and events live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model: the writer, and the judge unless another spec is given
     model_name: str = ""  # the app's model spec (what an empty judge spec means)
     load: Callable[[str], LM] = load_lm  # loads a judge spec other than the app's model
-    _active: dict = field(default_factory=dict)  # run id -> _Active while its thread lives
-    _errors: dict = field(default_factory=dict)  # run id -> last error message of a job driven here
     _judges: dict = field(default_factory=dict)  # judge spec -> loaded LM (loaded on first use)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---- models ----------------------------------------------------------------------------------
     def judge_spec(self, spec: str | None) -> str:
@@ -122,20 +110,6 @@ class R2Runner:
         self.resume(run_id)
         return seq
 
-    # ---- questions -------------------------------------------------------------------------------
-    def is_driving(self, run_id: str) -> bool:
-        return self._live(run_id) is not None
-
-    def error(self, run_id: str) -> str | None:
-        return self._errors.get(run_id)
-
-    def wait(self, run_id: str, timeout: float | None = None) -> bool:
-        """Block until this process stops driving the run; True when it has."""
-        act = self._active.get(run_id)
-        if act is not None:
-            act.thread.join(timeout)
-        return self._live(run_id) is None
-
     # ---- inside ----------------------------------------------------------------------------------
     def _recorded_judge(self, run: dict, judge: str | None) -> str:
         if judge is not None:
@@ -143,33 +117,13 @@ class R2Runner:
         model = run.get("model") or ""
         return model.split(";judge=", 1)[1] if ";judge=" in model else ""
 
-    def _live(self, run_id: str) -> _Active | None:
-        act = self._active.get(run_id)
-        if act is not None and not act.thread.is_alive():
-            self._active.pop(run_id, None)
-            return None
-        return act
-
     def _spawn(self, run_id: str, prompt_id: str, controls: Controls, judge_spec: str) -> None:
-        self._errors.pop(run_id, None)
-        t = threading.Thread(target=self._drive, args=(run_id, prompt_id, controls, judge_spec), daemon=True,
-                             name=f"r2-{run_id[:8]}")
-        self._active[run_id] = _Active(t, controls)
-        t.start()
-
-    def _drive(self, run_id: str, prompt_id: str, controls: Controls, judge_spec: str) -> None:
-        try:
+        def drive() -> None:
             writer = self.get_lm()
             cfg = R2Config.from_dict(self.store.get_run(run_id)["settings"])
             judge = None if cfg.judge_mode == "human" or not judge_spec else self.judge_lm(judge_spec)
             for event in r2_job(self.store, writer, judge, prompt_id, controls=controls, run_id=run_id):
                 if isinstance(event, ev.RunError):
                     self._errors[run_id] = f"{event.where or 'model'} error: {event.message}"
-        except Exception as exc:  # noqa: BLE001  (the thread must report, never die silently)
-            log.exception("R2 run %s failed", run_id)
-            msg = str(exc) if isinstance(exc, R2RunnerError) else f"{type(exc).__name__}: {exc}"
-            self._errors[run_id] = msg
-            try:  # recorded so every tab sees it; the run stays resumable
-                self.store.append_event(ev.RunError(run_id, message=msg, where="studio", fatal=False))
-            except StoreError:
-                pass
+
+        self._launch(run_id, f"r2-{run_id[:8]}", drive, controls, readable=(R2RunnerError,))

@@ -13,18 +13,14 @@ short thread that rescores it and pauses again.
 """
 from __future__ import annotations
 
-import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-from core import events as ev
 from core.jobs import RunBusy, lease_owner, open_run_for, reer_job
 from core.lm import LM
 from core.reer import Controls, ReerConfig
-from core.store import Store, StoreError
-
-log = logging.getLogger(__name__)
+from core.store import Store
+from studio.threads import ThreadedRuns
 
 
 class RunnerError(Exception):
@@ -32,19 +28,9 @@ class RunnerError(Exception):
 
 
 @dataclass
-class _Active:
-    thread: threading.Thread
-    controls: Controls
-    owner: str
-
-
-@dataclass
-class JobRunner:
+class JobRunner(ThreadedRuns):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the model, loaded on first use
-    _active: dict = field(default_factory=dict)  # run id -> _Active, while its thread lives
-    _errors: dict = field(default_factory=dict)  # run id -> last error message of a job started here
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---- commands ----------------------------------------------------------------------------
     def start(self, prompt_id: str, cfg: ReerConfig, model: str, steps: int | None = None) -> str:
@@ -122,53 +108,16 @@ class JobRunner:
             controls.step(1)
             self._spawn(run_id, run["prompt_id"], controls)
 
-    # ---- questions -----------------------------------------------------------------------------
-    def is_driving(self, run_id: str) -> bool:
-        return self._live(run_id) is not None
-
-    def error(self, run_id: str) -> str | None:
-        """The last error of a job started here for this run (lease refused, crash), if any."""
-        return self._errors.get(run_id)
-
-    def wait(self, run_id: str, timeout: float | None = None) -> bool:
-        """Block until this process stops driving the run; True when it has."""
-        act = self._active.get(run_id)
-        if act is not None:
-            act.thread.join(timeout)
-        return self._live(run_id) is None
-
     # ---- inside ----------------------------------------------------------------------------------
-    def _live(self, run_id: str) -> _Active | None:
-        act = self._active.get(run_id)
-        if act is not None and not act.thread.is_alive():
-            self._active.pop(run_id, None)
-            return None
-        return act
-
     def _orphan(self, run_id: str) -> bool:
         lease = self.store.run_lease(run_id)
         return lease is None or lease["expired"]
 
     def _spawn(self, run_id: str, prompt_id: str, controls: Controls) -> None:
         owner = lease_owner("studio")
-        self._errors.pop(run_id, None)
-        t = threading.Thread(target=self._drive, args=(run_id, prompt_id, controls, owner), daemon=True,
-                             name=f"reer-{run_id[:8]}")
-        self._active[run_id] = _Active(t, controls, owner)
-        t.start()
 
-    def _drive(self, run_id: str, prompt_id: str, controls: Controls, owner: str) -> None:
-        try:
-            lm = self.get_lm()
-            for _ in reer_job(self.store, lm, prompt_id, controls=controls, run_id=run_id, owner=owner):
+        def drive() -> None:
+            for _ in reer_job(self.store, self.get_lm(), prompt_id, controls=controls, run_id=run_id, owner=owner):
                 pass
-        except RunBusy as exc:
-            self._errors[run_id] = str(exc)
-        except Exception as exc:  # noqa: BLE001  (the thread must report, never die silently)
-            log.exception("REER run %s failed", run_id)
-            msg = f"{type(exc).__name__}: {exc}"
-            self._errors[run_id] = msg
-            try:  # recorded so every tab sees it; the run stays resumable (not fatal)
-                self.store.append_event(ev.RunError(run_id, message=msg, where="studio", fatal=False))
-            except StoreError:
-                pass
+
+        self._launch(run_id, f"reer-{run_id[:8]}", drive, controls, owner, quiet=(RunBusy,))
