@@ -28,6 +28,8 @@ from core.r2_jobs import NoPendingJudgment
 from core.r2_state import R2State
 from core.store import NotFound, StoreError
 from studio import r2_render
+from studio.pages.runs import attach_target
+from studio.pages.runs import runs_menu as _runs_menu
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
 from studio.r2_runner import R2Runner, R2RunnerError
@@ -49,11 +51,6 @@ class R2Page:
     run_state: gr.State  # the session's run id
     attach: object  # attach(prompt_id | None) -> {component: value}
     attach_outputs: list
-
-
-def _run_label(run: dict) -> str:
-    reason = f" ({run['finish_reason']})" if run.get("finish_reason") else ""
-    return f"{run['id'][:8]} · {run['status']}{reason} · {str(run.get('created_at', ''))[:19].replace('T', ' ')}"
 
 
 def judgment_from_form(state: R2State, version: int, scores: list, overall, critique: str) -> Judgment:
@@ -238,24 +235,12 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         return out
 
     def runs_menu(prompt_id, run_id=None):
-        rs = store.list_runs(kind="r2", prompt_id=prompt_id) if prompt_id else []
-        return gr.Dropdown(choices=[(_run_label(r), r["id"]) for r in rs], value=run_id)
+        return _runs_menu(store, "r2", prompt_id, run_id)
 
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest R2 run; with none, the newest live (or waiting) R2 run."""
         choices = prompt_choices(store)
-        run_id = None
-        if prompt_id is None:
-            for st in ("paused", "running", None):
-                rs = store.list_runs(kind="r2", status=st)
-                if rs:
-                    run_id, prompt_id = rs[0]["id"], rs[0]["prompt_id"]
-                    break
-        elif prompt_id:
-            rs = store.list_runs(kind="r2", prompt_id=prompt_id)
-            run_id = rs[0]["id"] if rs else None
-        if prompt_id is None and choices:
-            prompt_id = choices[0][1]
+        prompt_id, run_id = attach_target(store, "r2", prompt_id, ("paused", "running"), choices)
         return {prompt: gr.Dropdown(choices=choices, value=prompt_id), run_state: run_id, seen: "", form_for: "x",
                 runs: runs_menu(prompt_id, run_id)}
 

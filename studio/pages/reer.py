@@ -23,6 +23,8 @@ from core.reer import ReerConfig
 from core.scoring import split_reference, score
 from core.store import NotFound, StoreError
 from studio import plots, render
+from studio.pages.runs import attach_target
+from studio.pages.runs import runs_menu as _runs_menu
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
 from studio.reer_render import ReerView, candidates_html, fold, status_html, trajectory_html
@@ -47,11 +49,6 @@ class ReerPage:
     status: gr.HTML
     attach: object  # attach(prompt_id | None) -> {component: value}: show a prompt and its newest run
     attach_outputs: list
-
-
-def _run_label(run: dict) -> str:
-    reason = f" ({run['finish_reason']})" if run.get("finish_reason") else ""
-    return f"{run['id'][:8]} · {run['status']}{reason} · {str(run.get('created_at', ''))[:19].replace('T', ' ')}"
 
 
 def build(ctx: StudioContext) -> ReerPage:
@@ -166,24 +163,12 @@ def build(ctx: StudioContext) -> ReerPage:
         return out
 
     def runs_menu(prompt_id, run_id=None):
-        rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
-        return gr.Dropdown(choices=[(_run_label(r), r["id"]) for r in rs], value=run_id)
+        return _runs_menu(store, "reer", prompt_id, run_id)
 
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest run; with none, reattach to the newest live REER run."""
         choices = prompt_choices(store)
-        run_id = None
-        if prompt_id is None:
-            for st in ("running", "paused", None):
-                rs = store.list_runs(kind="reer", status=st)
-                if rs:
-                    run_id, prompt_id = rs[0]["id"], rs[0]["prompt_id"]
-                    break
-        elif prompt_id:
-            rs = store.list_runs(kind="reer", prompt_id=prompt_id)
-            run_id = rs[0]["id"] if rs else None
-        if prompt_id is None and choices:
-            prompt_id = choices[0][1]
+        prompt_id, run_id = attach_target(store, "reer", prompt_id, ("running", "paused"), choices)
         return {prompt: gr.Dropdown(choices=choices, value=prompt_id), run_state: run_id, seen: "",
                 runs: runs_menu(prompt_id, run_id)}
 
