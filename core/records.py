@@ -109,46 +109,56 @@ def _json_values(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Any
                     problems.append(Problem(str(path), n, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
                                                               "fix or remove the line"))
         return
-    dec, pos = json.JSONDecoder(), 0
+    pos = 0
     while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
+        pos = _skip(text, pos)
         if pos >= len(text):
             return
-        line = text.count("\n", 0, pos) + 1
         if text[pos] == "[":
             pos = yield from _json_array(text, pos, path, problems)
             if pos is None:
                 return
             continue
-        try:
-            value, pos = dec.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                                              f"the rest of the file from line {line} is skipped"))
-            return None
+        line, value, pos = _decode(text, pos, path, problems)
+        if pos is None:
+            return
         yield line, value
+
+
+def _skip(text: str, pos: int) -> int:
+    """The position of the next value: past whitespace and the commas between values."""
+    while pos < len(text) and text[pos] in " \t\r\n,":
+        pos += 1
+    return pos
+
+
+def _decode(text: str, pos: int, path: Path, problems: list[Problem]) -> tuple[int, Any, int | None]:
+    """(line, value, position after it) of the JSON value at `pos`; on bad JSON a Problem is
+    recorded and the position is None (the rest of the file cannot be trusted)."""
+    line = text.count("\n", 0, pos) + 1
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                                          f"the rest of the file from line {line} is skipped"))
+        return line, None, None
+    return line, value, end
 
 
 def _json_array(text: str, start: int, path: Path, problems: list[Problem]):
     """(line, element) of the JSON array opening at text[start] ("["); returns the position after
     its "]" (None when the file ends or breaks inside it)."""
-    dec, pos = json.JSONDecoder(), start + 1
+    pos = start + 1
     while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
+        pos = _skip(text, pos)
         if pos >= len(text):
             problems.append(Problem(str(path), text.count("\n", 0, start) + 1, "", "a JSON array that is never "
                                     "closed; add the final ]"))
             return None
         if text[pos] == "]":
             return pos + 1
-        line = text.count("\n", 0, pos) + 1
-        try:
-            value, pos = dec.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                                              f"the rest of the file from line {line} is skipped"))
+        line, value, pos = _decode(text, pos, path, problems)
+        if pos is None:
             return None
         yield line, value
 
