@@ -30,6 +30,16 @@ def _val(score: dict, metric: str) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
+def message_figure(message: str, height: int = 330) -> go.Figure:
+    """A blank plot that says what will appear in it (the R2 and Train pages' empty state)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=13, color="#666"))
+    fig.update_layout(height=height, margin=dict(l=40, r=20, t=20, b=40), xaxis=dict(visible=False),
+                      yaxis=dict(visible=False), plot_bgcolor="white", paper_bgcolor="white")
+    return fig
+
+
 def empty_figure(message: str = "Pick a prompt and press Run: every candidate will appear here.") -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",

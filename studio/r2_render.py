@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from core import events as ev
 from core.r2_state import R2State, record_from_events
+from studio.plots import message_figure
 
 REASONS = {"threshold": "the score reached the threshold", "max_rounds": "all rounds done",
            "no_improvement": "a revision did not improve", "stopped": "stopped", "dropped": "the first draft was empty"}
@@ -122,12 +123,7 @@ def rounds_html(events: Sequence[ev.Event]) -> str:
 
 
 def empty_figure(message: str = "Judged scores by round appear here once the first draft is judged.") -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=13, color="#666"))
-    fig.update_layout(height=330, margin=dict(l=40, r=20, t=20, b=40), xaxis=dict(visible=False),
-                      yaxis=dict(visible=False), plot_bgcolor="white", paper_bgcolor="white")
-    return fig
+    return message_figure(message, height=330)
 
 
 def r2_figure(events: Sequence[ev.Event]) -> go.Figure:

@@ -12,6 +12,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from core import events as ev
+from studio.plots import message_figure
 
 _E = html.escape
 
@@ -76,12 +77,7 @@ def status_html(run: dict | None, events: Sequence[ev.Event], process: str = "",
 
 
 def empty_figure(message: str = "The training loss will be drawn here, step by step.") -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=13, color="#666"))
-    fig.update_layout(height=320, margin=dict(l=40, r=20, t=20, b=40), xaxis=dict(visible=False),
-                      yaxis=dict(visible=False), plot_bgcolor="white", paper_bgcolor="white")
-    return fig
+    return message_figure(message, height=320)
 
 
 def loss_figure(points: Sequence[tuple[int, float]], total_steps: int | None = None) -> go.Figure:
