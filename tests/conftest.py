@@ -41,3 +41,14 @@ def tiny_lm():
     model = LlamaForCausalLM(cfg).eval()
     return HFLM(model, tok, name="tiny-random", device="cpu")
 
+
+
+@pytest.fixture
+def store():
+    """An empty in-memory store (migrated), closed after the test; files that need a file
+    database define their own `store`."""
+    from core.store import open_store
+
+    s = open_store(None)
+    yield s
+    s.close()

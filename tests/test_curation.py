@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core import curation as cur
-from core.store import BadValue, NotFound, open_store
+from core.store import BadValue, NotFound
 from library_fixtures import REER_ITEMS, filled_store
-
-
-@pytest.fixture
-def store():
-    s = open_store(None)
-    yield s
-    s.close()
 
 
 def test_review_fields_round_trip(store):

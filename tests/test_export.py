@@ -18,13 +18,6 @@ from library_fixtures import REER_ITEMS, filled_store, r2_details
 
 
 @pytest.fixture
-def store():
-    s = open_store(None)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def filled(store):
     return store, filled_store(store)
 

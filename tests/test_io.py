@@ -16,13 +16,6 @@ HELLOBENCH = Path("/work/shared/data/hellobench")
 Q, A = "Write a haiku about rain on a tin roof.", "Tin roof, rain keeps time;\nthe kettle answers softly;\nnight forgets the clock."
 
 
-@pytest.fixture
-def store():
-    s = open_store(None)
-    yield s
-    s.close()
-
-
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return path

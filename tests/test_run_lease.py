@@ -14,18 +14,11 @@ import pytest
 from core import events as ev
 from core.jobs import RunBusy, lease_owner, owner_is_dead, reer_job
 from core.reer import ReerConfig
-from core.store import BadValue, open_store
+from core.store import BadValue
 
 from test_reer import DRAFT, S, ScriptedLM, rewrites
 
 CFG = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60)
-
-
-@pytest.fixture
-def store():
-    s = open_store(None)
-    yield s
-    s.close()
 
 
 def _run(store) -> tuple[str, str]:

@@ -22,13 +22,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORE = {"n_tokens": 57, "mean_logprob": -1.234567890123, "ppl": 3.4370, "score": 0.98765, "truncated": False}
 
 
-@pytest.fixture
-def store() -> Store:
-    s = open_store(None)
-    yield s
-    s.close()
-
-
 def new_run(store: Store, kind: str = "reer", settings: dict | None = None, query: str = "Write a short essay on tides.") -> str:
     pid, _ = store.add_prompt(query, "Tides are the ocean breathing.", category="essay", rubric=["clear", "vivid"])
     return store.create_run(kind, pid, settings or {"K": 2, "max_steps": 10}, "smollm2-135m")
