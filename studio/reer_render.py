@@ -98,6 +98,10 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
         state_txt = "writing the initial draft…"
     elif state == "running":
         state_txt = (f"expanding segment {v.working + 1}…" if v and v.working is not None else "running…")
+    elif state == "paused" and v is not None and v.working is not None and any(
+            c["state"] == "pending" and c["score"] is not None for c in v.cards):
+        state_txt = ("paused: the candidates await your decision: accept one, skip the segment, "
+                     "or Run / Step to let the search decide")
     elif state == "paused":
         state_txt = "paused: Run to continue, Step for one expansion, or edit a segment"
     elif state in ("finished", "stopped"):

@@ -1,7 +1,7 @@
 """JobRunner: drives REER runs in background threads for the studio, one runner per app.
 
 What it knows: which runs this process is driving now (a thread and a `core.reer.Controls`
-each), how to start, pause, step, stop, edit and resume them through `core.jobs.reer_job`
+each), how to start, pause, step, stop, edit, force, skip and resume them through `core.jobs.reer_job`
 (which saves every event and holds the run's lease), and the last error of each run it
 started. What it does not know: Gradio or rendering. Pages never read state from here to draw
 a run: they poll the store, so a reload, a second tab or another process shows the same thing;
@@ -94,17 +94,27 @@ class JobRunner(ThreadedRuns):
             controls.pause()
             self._spawn(run_id, run["prompt_id"], controls)
 
-    def force(self, run_id: str, candidate: int, then_steps: int | None = 0) -> None:
-        """Accept candidate `candidate` of the step awaiting its decision (a paused run)."""
+    def force(self, run_id: str, candidate: int) -> None:
+        """Accept candidate `candidate` (0-based) of the step awaiting its decision, whatever its score."""
+        self._decide(run_id, "force", lambda c: c.force(candidate))
+
+    def skip(self, run_id: str) -> None:
+        """Keep the segment under work (or the next one) as it is and move on."""
+        self._decide(run_id, "skip", lambda c: c.skip())
+
+    def _decide(self, run_id: str, what: str, queue: Callable[[Controls], None]) -> None:
+        """A person's decision: queued on a driven run (taken at its next decision); a paused run
+        is driven for that one step by a short thread, then pauses again."""
         with self._lock:
-            if self._live(run_id) is not None:
-                self._active[run_id].controls.force(candidate)
+            act = self._live(run_id)
+            if act is not None:
+                queue(act.controls)
                 return
             run = self.store.get_run(run_id)
             if run["status"] != "paused":
-                raise RunnerError(f"run {run_id[:8]} has {run['status']}: force a candidate of a paused run")
+                raise RunnerError(f"run {run_id[:8]} has {run['status']}: {what} applies to a running or paused run")
             controls = Controls()
-            controls.force(candidate)
+            queue(controls)
             controls.step(1)
             self._spawn(run_id, run["prompt_id"], controls)
 

@@ -199,6 +199,60 @@ def test_reer_step_pause_edit_and_stop(api_url, store):
     assert store.run_lease(run_id) is None  # the driver let go
 
 
+class GateLM(LoopLM):
+    """LoopLM whose candidate generation waits until the test opens the gate."""
+
+    def __init__(self, real):
+        super().__init__(real)
+        self.gate = threading.Event()
+
+    def generate(self, messages, config, prefix=""):
+        if "</think>" not in config.stop:
+            assert self.gate.wait(60), "the test never opened the gate"
+        return super().generate(messages, config, prefix)
+
+
+def test_reer_pause_holds_candidates_then_force_and_skip(store, tiny_lm):
+    from studio.app import build_app
+
+    lm = GateLM(tiny_lm)
+    with launched(build_app(get_lm=lambda: lm, model_name="scripted+tiny-random", store=store)) as url:
+        api = client(url)
+        pid = _prompt(store)
+        st = api.predict(1, api_name="/reer_force")
+        assert "No run on screen" in st
+        _, status, *_ = api.predict(pid, *_settings(), api_name="/reer_run")
+        run_id = _run_id(status)
+        t0 = time.time()  # step 1's candidates are being written (held at the gate): Pause now
+        while not any(e.kind == "segment_started" for e in store.events(run_id)):
+            assert time.time() - t0 < 60, "no step started"
+            time.sleep(0.1)
+        api.predict(api_name="/reer_pause")
+        lm.gate.set()
+        view = _wait(api, run_id, lambda s: _state(s) == "paused")
+        assert "await your decision" in view[0] and view[3].count("awaiting decision") == 2
+        assert not any(e.kind == "segment_decided" for e in store.events(run_id))  # the step is held
+        st = api.predict(3, api_name="/reer_force")
+        assert "Candidate 3 cannot be accepted" in st and "are 1, 2" in html.unescape(st)
+        # accept candidate 2 although the search would pick by score: recorded as a human force
+        api.predict(2, api_name="/reer_force")
+        view = _wait(api, run_id, lambda s: _state(s) == "paused" and 'data-steps="1"' in s)
+        forced = [e for e in store.events(run_id) if e.kind == "segment_decided"]
+        assert [(e.action, e.by, e.chosen) for e in forced] == [("force", "human", 1)]
+        assert forced[0].segments[0] == forced[0].text and "option 1" in forced[0].text
+        assert 'data-index="1"' in view[3] and "accepted" in view[3]
+        st = api.predict(1, api_name="/reer_force")
+        assert "No candidates await a decision" in st  # paused after a decided step: nothing held
+        # skip the next segment: kept as it is, and the run (2 steps) finishes
+        api.predict(api_name="/reer_skip")
+        view = _wait(api, run_id, lambda s: _state(s) == "finished")
+        decided = [e for e in store.events(run_id) if e.kind == "segment_decided"]
+        assert [(e.action, e.by) for e in decided] == [("force", "human"), ("skip", "human")]
+        assert decided[1].text == decided[0].segments[1]
+        st = api.predict(api_name="/reer_skip")
+        assert "applies to a running or paused run" in st
+
+
 def test_reer_errors_reach_the_page(api_url, store):
     api = client(api_url)
     _, status, *_ = api.predict(None, *_settings(), api_name="/reer_run")

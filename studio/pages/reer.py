@@ -2,7 +2,7 @@
 
 Knows: the layout (prompt picker, settings, Run / Pause / Step / Stop, status line, live plot,
 trajectory with the segment under work highlighted, candidate cards, heat maps before/after,
-hand edits, accept/reject) and how to turn stored events into those views (studio.plots,
+hand edits, accept a candidate or skip a segment, accept/reject) and how to turn stored events into those views (studio.plots,
 studio.reer_render). It never keeps a run's state itself: a gr.Timer polls the STORE about once
 a second and redraws only when the run has news, so a reload, a second tab or a run driven by
 another process shows the same thing. The session's run id lives in gr.State.
@@ -95,6 +95,11 @@ def build(ctx: StudioContext) -> ReerPage:
                                   elem_id="reer-metric", container=False, min_width=200)
             plot = gr.Plot(value=plots.empty_figure(), elem_id="reer-plot", show_label=False)
             cands = gr.HTML(candidates_html(None), elem_id="reer-candidates")
+            with gr.Row(equal_height=True, elem_id="reer-decide"):
+                force_no = gr.Number(value=1, precision=0, minimum=1, label="Candidate", elem_id="reer-force-n",
+                                     scale=1, min_width=90)
+                force_btn = gr.Button("Accept this candidate", elem_id="reer-force", size="sm", scale=2)
+                skip_btn = gr.Button("Skip this segment", elem_id="reer-skip", size="sm", scale=2)
         with gr.Column(scale=5, min_width=400):
             gr.HTML('<div class="sub">Current trajectory</div>', padding=False)
             traj = gr.HTML(trajectory_html(None), elem_id="reer-trajectory")
@@ -259,6 +264,33 @@ def build(ctx: StudioContext) -> ReerPage:
             return _err(str(e))
         return {seen: ""}
 
+    def do_force(run_id, n):
+        if not run_id:
+            return _err("No run on screen: start one, then Pause while it writes candidates.")
+        v = fold(store.events(run_id))
+        waiting = [c for c in v.cards if c["state"] == "pending" and c["score"] is not None]
+        if v.working is None or not waiting:
+            return _err("No candidates await a decision: press Pause while a step is writing candidates; "
+                        "the step then holds its scored candidates for you.")
+        k = int(n or 0) - 1
+        if k not in [c["index"] for c in waiting]:
+            have = ", ".join(str(c["index"] + 1) for c in waiting)
+            return _err(f"Candidate {n} cannot be accepted: the scored candidates of this step are {have}.")
+        try:
+            runner.force(run_id, k)
+        except (RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {seen: ""}
+
+    def do_skip(run_id):
+        if not run_id:
+            return _err("No run on screen: start one first.")
+        try:
+            runner.skip(run_id)
+        except (RunnerError, StoreError) as e:
+            return _err(str(e))
+        return {seen: ""}
+
     def do_heat(run_id):
         if not run_id:
             return {heat_a: "", heat_b: render.placeholder_html("No run on screen.")}
@@ -303,6 +335,8 @@ def build(ctx: StudioContext) -> ReerPage:
     metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
     seg_no.change(load_segment, [run_state, seg_no], [edit_text], api_visibility="private", **quick)
     edit_btn.click(do_edit, [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
+    force_btn.click(do_force, [run_state, force_no], [status, seen], api_name="reer_force", **quick)
+    skip_btn.click(do_skip, run_state, [status, seen], api_name="reer_skip", **quick)
     heat_btn.click(do_heat, run_state, [heat_a, heat_b], api_name="reer_heatmap", concurrency_limit=2)
     accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="reer_accept",
                      **quick)
