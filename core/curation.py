@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Sequence
 
 from core.store import TRAJECTORY_STATUSES, BadValue, Store, now
 
@@ -202,6 +203,30 @@ def revert(store: Store, traj_id: int, version: int, author: str = "human") -> i
         raise BadValue(f"versions: trajectory {traj_id} has no version {version}; see `palimpsest review show`")
     return edit(store, traj_id, texts[version]["thinking"], texts[version]["answer"], author=author,
                 note=f"revert to version {version}")
+
+
+BULK_ACTIONS = ("accept", "reject", "reset", "tag", "untag")  # what `bulk` can do to many at once
+
+
+def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = (), reason: str | None = None) -> int:
+    """One review action on many trajectories in one transaction: all of them or, on any error,
+    none. `tags` for tag/untag, `reason` for reject. Returns how many were changed."""
+    if action not in BULK_ACTIONS:
+        raise BadValue(f"bulk action {action!r}: use one of {', '.join(BULK_ACTIONS)}")
+    if action in ("tag", "untag"):
+        tags = _clean_tags(list(tags))
+        if not tags:
+            raise BadValue("bulk tag: give one or more tags (words without commas)")
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    if not ids:
+        raise BadValue("bulk: no trajectories to change; loosen the filters")
+    one = {"accept": lambda t: accept(store, t), "reject": lambda t: reject(store, t, reason),
+           "reset": lambda t: reset(store, t), "tag": lambda t: tag(store, t, *tags),
+           "untag": lambda t: untag(store, t, *tags)}[action]
+    with store.transaction():
+        for t in ids:
+            one(t)
+    return len(ids)
 
 
 def current_original(store: Store, traj_id: int) -> dict:

@@ -76,3 +76,21 @@ def test_bad_values_are_named(store):
         cur.list_trajectories(store, cur.TrajectoryFilter(status="done"))
     with pytest.raises(NotFound, match="trajectories: no row with id 999"):
         cur.accept(store, 999)
+
+
+def test_bulk_changes_all_or_none(store):
+    ids = filled_store(store)
+    reer = ids["reer"]
+    assert cur.bulk(store, [*reer, reer[0]], "tag", tags=["batch"]) == len(reer)  # each id once
+    assert all(store.get_trajectory(t)["tags"][-1:] == ["batch"] for t in reer)
+    before = {t: store.get_trajectory(t)["status"] for t in reer}
+    with pytest.raises(NotFound):  # the last id does not exist: the earlier rejections are rolled back
+        cur.bulk(store, [*reer, 9999], "reject", reason="batch")
+    assert {t: store.get_trajectory(t)["status"] for t in reer} == before
+    assert not any("batch" in (store.get_trajectory(t)["notes"] or "") for t in reer)
+    with pytest.raises(BadValue, match="no trajectories to change"):
+        cur.bulk(store, [], "accept")
+    with pytest.raises(BadValue, match="give one or more tags"):
+        cur.bulk(store, reer, "untag")
+    with pytest.raises(BadValue, match="use one of accept"):
+        cur.bulk(store, reer, "delete")

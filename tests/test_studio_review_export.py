@@ -160,6 +160,38 @@ def test_review_accept_rate_tag_note_edit_and_revert(api_url, store):
     assert "no row with id 9999" in call("/review_open", 9999)["msg"]
 
 
+def test_review_bulk_actions_change_exactly_what_the_filters_match(api_url, store):
+    api = client(api_url)
+    names = ["table", "count", "plot", "source", "tid", "header", "ref", "thinking", "answer", "versions", "rating",
+             "rev_n", "msg"]
+
+    def bulk(action, tags="", reason="", **kw):
+        return dict(zip(names, api.predict(action, None, tags, reason, *filters(**kw), api_name="/review_bulk")))
+
+    imported = set(store.ids["imported"])
+    before = {t["id"]: t["status"] for t in store.list_trajectories()}
+    out = bulk("accept all", source="import (any file)")
+    assert "2 trajectory(ies) accepted" in out["msg"]
+    after = {t["id"]: t["status"] for t in store.list_trajectories()}
+    assert all(after[i] == "accepted" for i in imported)
+    assert {i: s for i, s in after.items() if i not in imported} == {i: s for i, s in before.items() if i not in imported}
+    # tags on every match; a tag action with no tags is refused and changes nothing
+    out = bulk("add the tags below to all", tags="batch-1, fog", source="import (any file)")
+    assert all(store.get_trajectory(i)["tags"] == ["batch-1", "fog"] for i in imported)
+    assert "Bulk tags: write the tags" in bulk("remove the tags below from all", source="import (any file)")["msg"]
+    out = bulk("reject all (note = reason)", reason="off-topic", tags="batch-1", search="kettle")
+    (kettle,) = [i for i in imported if "kettle" in store.get_prompt(store.get_trajectory(i)["prompt_id"])["query"]]
+    assert "1 trajectory(ies) rejected" in out["msg"] and store.get_trajectory(kettle)["status"] == "rejected"
+    assert "rejected: off-topic" in store.get_trajectory(kettle)["notes"]
+    assert _ids(out["table"]) == [kettle]  # the queue is redrawn with the same filters
+    out = bulk("all back to pending", source="import (any file)")
+    assert all(store.get_trajectory(i)["status"] == "pending" for i in imported)
+    out = bulk("accept all", search="no trajectory says this")
+    assert "no trajectories to change" in out["msg"]
+    with pytest.raises(Exception, match="not in the list of choices"):  # the menu itself refuses it
+        bulk("delete all")
+
+
 def test_export_preview_run_and_load_with_datasets(api_url, store):
     from datasets import load_dataset, load_from_disk
 

@@ -3,7 +3,8 @@
 Knows: the layout (filters, the queue table, the selected trajectory's query/reference, thinking
 and answer side by side, its scores, filter flags, tags, notes and versions, the review actions
 and a summary figure of the trajectories in the table) and how each control maps onto
-core.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert).
+core.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert; and
+one action on every trajectory the filters match).
 Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
 Textboxes (plain text) or through studio.review_view (HTML-escaped).
 
@@ -30,6 +31,8 @@ ALL_SOURCES = "all"
 IMPORT_ANY = "import (any file)"
 MAX_ROWS = 500  # the table shows at most this many (the count says how many match)
 RATINGS = ("none", "1", "2", "3", "4", "5")
+BULK = {"accept all": "accept", "reject all (note = reason)": "reject", "all back to pending": "reset",
+        "add the tags below to all": "tag", "remove the tags below from all": "untag"}  # menu -> curation.bulk
 
 
 def source_choices(store) -> list[str]:
@@ -130,7 +133,11 @@ def build(ctx: StudioContext) -> ReviewPage:
         search = gr.Textbox(label="Search", placeholder="words in query, thinking or answer", elem_id="review-search",
                             max_lines=1, min_width=140, scale=3)
         apply = gr.Button("Apply", elem_id="review-apply", size="sm", min_width=70, scale=1)
-    count = gr.HTML("", elem_id="review-count", padding=False)
+    with gr.Row(equal_height=True, elem_id="review-bulk-row"):
+        count = gr.HTML("", elem_id="review-count", padding=False)
+        bulk_action = gr.Dropdown(list(BULK), value=next(iter(BULK)), show_label=False, container=False,
+                                  elem_id="review-bulk-action", min_width=220, scale=0)
+        bulk_btn = gr.Button("Apply to every match", elem_id="review-bulk", size="sm", min_width=150, scale=0)
     table = gr.Dataframe(headers=list(view.HEADERS), interactive=False, wrap=True, elem_id="review-table",
                          column_widths=list(view.COLUMN_WIDTHS), max_height=260, label="Queue: click a row to open it")
     header = gr.HTML(view.header_html({}), elem_id="review-header")
@@ -308,6 +315,31 @@ def build(ctx: StudioContext) -> ReviewPage:
             return f"Version {int(version)} restored as version {v} of trajectory #{t}."
         return act(fn)(traj_id, *filters_)
 
+    def do_bulk(choice, traj_id, tag_text, reason, *filters_):
+        """One action on every trajectory the filters match (the count line says how many)."""
+        try:
+            action = BULK.get(choice)
+            if action is None:
+                raise BadValue(f"Bulk action {choice!r} is not known; pick one from the menu")
+            ids = [r["id"] for r in curation.list_trajectories(store, make_filter(*filters_))
+                   if flags_match(r, filters_[6])]
+            words = [w.strip() for w in (tag_text or "").split(",") if w.strip()]
+            if action in ("tag", "untag") and not words:
+                raise BadValue("Bulk tags: write the tags in the Tags box below (comma separated) first.")
+            n = curation.bulk(store, ids, action, tags=words, reason=(reason or "").strip() or None)
+            done = {"accept": "accepted", "reject": "rejected", "reset": "back to pending",
+                    "tag": f"tagged {', '.join(words)}", "untag": f"untagged {', '.join(words)}"}[action]
+            message, kind = f"{n} trajectory(ies) {done}.", "ok"
+        except (StoreError, ValueError, TypeError) as e:
+            message, kind = str(e), "error"
+            gr.Warning(message)
+        out = refresh(*filters_)
+        try:
+            out.update(detail(traj_id))
+        except (NotFound, ValueError):
+            out.update(detail(None))
+        return {**out, msg: _msg(message, kind)}
+
     def status_action(verb: str, fn: Callable[[int], None]) -> Callable:
         def f(t):
             fn(t)
@@ -336,5 +368,6 @@ def build(ctx: StudioContext) -> ReviewPage:
                   api_name="review_untag", **quick)
     note_add.click(do_note, [tid, note, *filters], [*every, note], api_name="review_note", **quick)
     save.click(do_edit, [tid, thinking, answer, *filters], every, api_name="review_edit", **quick)
+    bulk_btn.click(do_bulk, [bulk_action, tid, tags, note, *filters], every, api_name="review_bulk", **quick)
     revert.click(do_revert, [tid, rev_n, *filters], every, api_name="review_revert", **quick)
     return ReviewPage(refresh=refresh, inputs=filters, outputs=list_out)
