@@ -8,7 +8,11 @@ writes). Does not know how training works.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+import time
 
 from core.lm import DEFAULT_MODEL
 
@@ -75,6 +79,26 @@ def _fail(message: str) -> int:
     return 2
 
 
+PARENT_ENV = "PALIMPSEST_STOP_WITH_PARENT"  # a pid: when that process dies, stop as on Ctrl-C
+
+
+def stop_with_parent(say=print) -> None:
+    """When $PALIMPSEST_STOP_WITH_PARENT names our parent (the studio sets it), watch it: if the
+    parent dies (even by SIGKILL) this process interrupts itself as Ctrl-C would, so the step in
+    progress is finished, checkpointed and recorded as stopped instead of training on unseen."""
+    want = os.environ.get(PARENT_ENV, "")
+    if not want.isdigit() or int(want) != os.getppid():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(want):
+            time.sleep(1.0)
+        say(f"the studio that started this run (pid {want}) is gone: stopping with a checkpoint", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
     from transformers.utils import logging as hf_logging
@@ -93,6 +117,7 @@ def cmd_train(args) -> int:
     except StoreError as exc:
         return _fail(str(exc))
     show = main and (sys.stderr.isatty() or args.progress)
+    stop_with_parent()
     bar, step, finished = None, 0, False
     say = print if main else (lambda *a, **k: None)
     try:

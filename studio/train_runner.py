@@ -4,7 +4,8 @@ What it knows: how to turn the Train page's choices into a `palimpsest train` co
 (writing its live metrics to the app's own store file with --db), the processes it started (by
 output folder), their log files, and how to stop one (SIGINT first: the engine finishes the step
 in progress, checkpoints and records `train_finished`; terminate only if it does not exit in
-time). What it does not know: training itself (core.train), Gradio, drawing. Pages read a run's
+time). A studio that dies, even by SIGKILL, stops its training the same clean way: the process
+watches its parent (studio.cli_train.stop_with_parent). What it does not know: training itself (core.train), Gradio, drawing. Pages read a run's
 progress from the store's train_events, so a reload or a second tab sees the same run.
 """
 from __future__ import annotations
@@ -100,7 +101,7 @@ class TrainRunner:
             log = Path(out + ".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                       PYTHONUNBUFFERED="1")
+                       PYTHONUNBUFFERED="1", PALIMPSEST_STOP_WITH_PARENT=str(os.getpid()))
             with log.open("w", encoding="utf-8") as f:
                 p = subprocess.Popen(req.argv(self.db_path), cwd=str(ROOT), env=env, stdout=f,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 
 import plotly.io as pio
@@ -307,8 +311,6 @@ def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path, requ
     from ui_helpers import ARTIFACTS, browser_page, has_chromium
 
     if has_chromium():
-        import os
-
         with browser_page(api.src) as page:
             page.get_by_role("tab", name="Train").click(timeout=60_000)
             page.wait_for_selector('#train-status [data-state="finished"]', timeout=30_000)
@@ -343,3 +345,54 @@ def test_train_page_stop_interrupts_the_process_with_a_checkpoint(api, store, tm
     assert 1 <= fin[-1].steps < 200 and "stopped at step" in status
     ckpts = list((tmp_path / "model-stop" / "checkpoints").glob("checkpoint-*"))
     assert ckpts, "SIGINT must leave a checkpoint to resume from"
+
+
+PARENT = """
+import sys, time
+from core.store import open_store
+from studio.train_runner import TrainRequest, TrainRunner
+runner = TrainRunner(open_store(sys.argv[1]))
+out = runner.start(TrainRequest(data=sys.argv[2], out_dir=sys.argv[3], model="smollm2-135m", max_steps=200,
+                                eval_frac=0.34))
+print(runner._procs[out].popen.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.model
+def test_a_killed_studio_stops_its_training_with_a_checkpoint(tmp_path):
+    db, data, out_dir = str(tmp_path / "s.db"), _chat_file(tmp_path / "chat.jsonl"), tmp_path / "model-orphan"
+    open_store(db).close()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, db, data, str(out_dir)], cwd=root, text=True,
+                              stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=root))
+    child = int(parent.stdout.readline())
+    store = open_store(db)
+    try:
+        t0 = time.time()
+        while not (store.list_train_runs() and store.train_loss(store.list_train_runs()[0]["id"])):
+            assert time.time() - t0 < 400 and _alive(child), "the training never made a step"
+            time.sleep(1)
+        parent.send_signal(signal.SIGKILL)  # the studio dies without a word
+        parent.wait(10)
+        t1 = time.time()
+        while _alive(child):
+            assert time.time() - t1 < 200, "the training outlived its studio"
+            time.sleep(1)
+        run = store.list_train_runs()[0]
+        fin = [e for e in store.train_events(run["id"]) if e.kind == "train_finished"]
+        assert run["status"] == "stopped" and fin and fin[-1].reason == "stopped"
+        assert list((out_dir / "checkpoints").glob("checkpoint-*")), "the stop must leave a checkpoint"
+        assert "is gone: stopping with a checkpoint" in (tmp_path / "model-orphan.log").read_text()
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+        store.close()
