@@ -60,6 +60,12 @@ def _read_css() -> str:
     return CSS_PATH.read_text(encoding="utf-8") if CSS_PATH.is_file() else ""
 
 
+def _remember_tab_js(tab_id: str) -> str:
+    """Browser code that puts the open tab in the address (?tab=ID), keeping other parameters."""
+    return (f"() => {{ if (!window.palimpsestTabRead) return; const u = new URL(window.location.href); "
+            f"u.searchParams.set('tab', '{tab_id}'); history.replaceState(null, '', u); }}")
+
+
 def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model_name: str | None = None,
               store: Store | None = None, db: str | Path | None = None,
               samples_path: str | Path | None = SAMPLES_PATH) -> gr.Blocks:
@@ -79,7 +85,7 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
         gr.HTML(f'<div class="pal-head"><h1>Palimpsest</h1><span>thinking trajectories for writing · model '
                 f'<code>{html.escape(model_label)}</code></span></div>', elem_id="pal-head", padding=False)
         with gr.Tabs(elem_id="pal-tabs") as tabs:
-            with gr.Tab("Library", id="library", elem_id="tab-library"):
+            with gr.Tab("Library", id="library", elem_id="tab-library") as library_tab:
                 lib = library.build(ctx)
             with gr.Tab("REER", id="reer", elem_id="tab-reer") as reer_tab:
                 rp = reer.build(ctx)
@@ -89,10 +95,25 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
                 rv = review.build(ctx)
             with gr.Tab("Export", id="export", elem_id="tab-export") as export_tab:
                 xp = export_page.build(ctx)
-            with gr.Tab("Train", id="train", elem_id="tab-train"):
+            with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
                 tp = train.build(ctx)
-            with gr.Tab("Score", id="score", elem_id="tab-score"):
+            with gr.Tab("Score", id="score", elem_id="tab-score") as score_tab:
                 score.build(ctx)
+
+        # ---- the open tab lives in the address (?tab=reer ...): a reload or a shared link opens it ----
+        all_tabs = {"library": library_tab, "reer": reer_tab, "r2": r2_tab, "review": review_tab,
+                    "export": export_tab, "train": train_tab, "score": score_tab}
+        for tab_id, tab in all_tabs.items():
+            tab.select(None, None, None, js=_remember_tab_js(tab_id), api_visibility="private")
+
+        def open_tab(request: gr.Request):
+            tab_id = (request.query_params.get("tab") if request else None) or ""
+            return {tabs: gr.Tabs(selected=tab_id) if tab_id in all_tabs else gr.skip()}
+
+        # tab selects write the address only once this has read it (the first tab's own select at
+        # start-up would overwrite it otherwise)
+        app.load(open_tab, None, tabs, api_visibility="private").then(
+            None, None, None, js="() => { window.palimpsestTabRead = true; }", api_visibility="private")
 
         # ---- links between pages -------------------------------------------------------------
         def to_reer(prompt_id):
@@ -100,6 +121,8 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
                 gr.Warning("Click a prompt in the table first (or Save a new one).")
                 return {tabs: gr.Tabs(selected="library")}
             return {tabs: gr.Tabs(selected="reer"), **rp.attach(prompt_id)}
+
+        lib.to_reer.click(None, None, None, js=_remember_tab_js("reer"), api_visibility="private")
 
         def refresh_menu(prompt_id):
             return {rp.prompt: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}

@@ -88,9 +88,10 @@ def test_browser_library_to_reer_run_reload_accept(served):
               f"total {time.time() - t0:.1f} s")
         _shot(page, "reer-finished")
 
-        # a reload reattaches to the same run from the store
+        # a reload opens the same tab (it is in the address) and reattaches to the same run from the store
+        assert page.url.endswith("?tab=reer")
         page.reload(wait_until="domcontentloaded")
-        page.get_by_role("tab", name="REER").click(timeout=30_000)
+        page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("REER")', timeout=30_000)
         page.wait_for_function("id => document.querySelector('#reer-status .reer-status')?.dataset.run === id",
                                arg=run_id, timeout=30_000)
         page.wait_for_function(f"() => ({POINTS_JS})() === {n_points}", timeout=30_000)

@@ -75,6 +75,16 @@ def test_browser_review_accept_then_export_download(served, tmp_path):
         saved = tmp_path / "downloaded.jsonl"
         dl.value.save_as(saved)
         _shot(page, "export-done")
+
+        # the open tab is in the address: a reload comes back to Export, a link with ?tab=review opens Review
+        assert page.url.endswith("?tab=export")
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("Export")', timeout=30_000)
+        page.goto(url.rstrip("/") + "/?tab=review", wait_until="domcontentloaded")
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("Review")', timeout=30_000)
+        page.wait_for_selector(f'#review-count [data-n="{len(order)}"]', timeout=30_000)
+        _shot(page, "review-bulk")
     ds = load_dataset("json", data_files=str(saved), split="train")
     assert len(ds) == accepted
     assert any(m[1]["content"].startswith("<think>\n" + store.get_trajectory(target)["thinking"])
