@@ -30,6 +30,7 @@ from core.lm import DEFAULT_MODEL, LM  # noqa: E402
 from core.items import read_jsonl  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
+from studio.models import ModelShelf  # noqa: E402
 from studio.runner import JobRunner  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,9 @@ def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model
     store = store if store is not None else open_store(db)
     samples = load_samples(samples_path) if samples is None else samples
     model_label = model_name or getattr(get_lm, "model_name", None) or "the model"
-    ctx = StudioContext(store=store, get_lm=get_lm, model_name=model_label, runner=JobRunner(store, get_lm),
-                        samples_path=Path(samples_path) if samples_path else None, samples=samples)
+    models = ModelShelf(get_lm, model_label)
+    ctx = StudioContext(store=store, get_lm=get_lm, model_name=model_label, runner=JobRunner(store, get_lm, models),
+                        samples_path=Path(samples_path) if samples_path else None, samples=samples, models=models)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.HTML(f'<div class="pal-head"><h1>Palimpsest</h1><span>thinking trajectories for writing · model '

@@ -1,7 +1,7 @@
 """StudioContext: what every page of the studio shares, made once per app by build_app.
 
-Knows: the store (one thread-safe handle), the model (a lazy `get_lm()`), its name, the
-JobRunner that drives REER runs in background threads, and the built-in samples. Does not know
+Knows: the store (one thread-safe handle), the model (a lazy `get_lm()`), its name, the shelf
+of other models loaded by spec, the JobRunner that drives REER runs in background threads, and the built-in samples. Does not know
 pages or Gradio. Nothing here is a module-level global: two apps in one process (tests) have two
 contexts.
 """
@@ -13,6 +13,7 @@ from typing import Callable
 
 from core.lm import LM
 from core.store import Store
+from studio.models import ModelShelf
 from studio.runner import JobRunner
 
 
@@ -24,3 +25,4 @@ class StudioContext:
     runner: JobRunner  # drives REER runs in background threads (one per app)
     samples_path: Path | None = None  # the built-in sample prompts (data/samples.jsonl)
     samples: list[dict] = field(default_factory=list)  # those samples, read once (the Score page's menu)
+    models: ModelShelf | None = None  # every model the pages have loaded by spec (the app's model included)

@@ -20,6 +20,7 @@ from core.jobs import RunBusy, lease_owner, open_run_for, reer_job
 from core.lm import LM
 from core.reer import Controls, ReerConfig
 from core.store import Store
+from studio.models import ModelShelf
 from studio.threads import ThreadedRuns
 
 
@@ -30,7 +31,8 @@ class RunnerError(Exception):
 @dataclass
 class JobRunner(ThreadedRuns):
     store: Store  # where runs, events and leases live (shared, thread-safe)
-    get_lm: Callable[[], LM]  # the model, loaded on first use
+    get_lm: Callable[[], LM]  # the app's model, loaded on first use
+    models: ModelShelf | None = None  # other models by spec (a run's recorded model); None: get_lm only
 
     # ---- commands ----------------------------------------------------------------------------
     def start(self, prompt_id: str, cfg: ReerConfig, model: str, steps: int | None = None) -> str:
@@ -123,11 +125,23 @@ class JobRunner(ThreadedRuns):
         lease = self.store.run_lease(run_id)
         return lease is None or lease["expired"]
 
+    def lm_for(self, spec: str | None) -> LM:
+        """The model a run recorded (loaded once); RunnerError with the fix when it cannot load."""
+        if self.models is None:
+            return self.get_lm()
+        try:
+            return self.models.lm(spec)
+        except Exception as exc:  # noqa: BLE001  (any loader failure is the user's to read)
+            raise RunnerError(f"model {spec!r} could not be loaded: {exc}; leave the model field empty to use "
+                              f"the app's model ({self.models.model_name})") from exc
+
     def _spawn(self, run_id: str, prompt_id: str, controls: Controls) -> None:
         owner = lease_owner("studio")
+        spec = self.store.get_run(run_id).get("model")
 
         def drive() -> None:
-            for _ in reer_job(self.store, self.get_lm(), prompt_id, controls=controls, run_id=run_id, owner=owner):
+            lm = self.lm_for(spec)
+            for _ in reer_job(self.store, lm, prompt_id, controls=controls, run_id=run_id, owner=owner):
                 pass
 
-        self._launch(run_id, f"reer-{run_id[:8]}", drive, controls, owner, quiet=(RunBusy,))
+        self._launch(run_id, f"reer-{run_id[:8]}", drive, controls, owner, quiet=(RunBusy,), readable=(RunnerError,))

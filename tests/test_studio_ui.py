@@ -71,9 +71,9 @@ def _rows(table) -> list[list]:
     return table["data"] if isinstance(table, dict) else table
 
 
-def _settings():
-    s = SETTINGS
-    return [s["k"], s["steps"], s["thr"], s["draft"], s["cand"], s["seed"], s["cues"]]
+def _settings(model=""):
+    s = SETTINGS  # the model field first: empty means the app's model
+    return [model, s["k"], s["steps"], s["thr"], s["draft"], s["cand"], s["seed"], s["cues"]]
 
 
 def _run_id(status: str) -> str:
@@ -259,15 +259,21 @@ def test_reer_errors_reach_the_page(api_url, store):
     assert "Pick a prompt first" in status
     pid = _prompt(store)
     bad = _settings()
-    bad[5] = None  # no seed
+    bad[6] = None  # no seed
     _, status, *_ = api.predict(pid, *bad, api_name="/reer_run")
     assert "the seed must be a whole number" in status and not store.list_runs()
     bad = _settings()
-    bad[0] = 0  # zero candidates: the slider's own bounds refuse it, with a readable message
+    bad[1] = 0  # zero candidates: the slider's own bounds refuse it, with a readable message
     with pytest.raises(Exception, match="less than minimum value 1"):
         api.predict(pid, *bad, api_name="/reer_run")
     st, _ = api.predict(api_name="/reer_accept")
     assert "No run on screen" in st
+    # a model that cannot be loaded: the run records the spec, and the reason reaches the status line
+    _, status, *_ = api.predict(pid, *_settings("/nonexistent/model-folder"), api_name="/reer_run")
+    run_id = _run_id(status)
+    assert store.get_run(run_id)["model"] == "/nonexistent/model-folder"
+    view = _wait(api, run_id, lambda s: "could not be loaded" in s)
+    assert "no such folder" in view[0] and "leave the model field empty" in view[0]
 
 
 # ---- the app command and login ---------------------------------------------------------------------

@@ -70,6 +70,10 @@ def build(ctx: StudioContext) -> ReerPage:
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="reer-stop", min_width=60)
     with gr.Accordion(f"Settings — model {ctx.model_name}; small demo budgets, real defaults in brackets",
                       open=False, elem_id="reer-settings"):
+        model_box = gr.Textbox(value="", label=f"Model (empty: the app's model, {ctx.model_name})",
+                               placeholder="an alias, a local folder, a hub id or a server URL such as "
+                                           "http://localhost:8000/v1 (loaded once, on Run)",
+                               elem_id="reer-model", max_lines=1)
         with gr.Row():
             k = gr.Slider(1, 6, value=DEMO["candidates"], step=1, label=f"Candidates per segment [{REAL.candidates}]",
                           elem_id="reer-candidates-n")
@@ -198,7 +202,7 @@ def build(ctx: StudioContext) -> ReerPage:
         return {status: status_html(None, None, False) + f'<div class="reer-error" role="alert">'
                                                          f"{html.escape(message)}</div>", seen: ""}
 
-    def start(prompt_id, run_id, steps_n, *settings):
+    def start(prompt_id, run_id, steps_n, model_spec, *settings):
         if not prompt_id:
             return _err("Pick a prompt first (import some on the Library page).")
         try:
@@ -208,16 +212,17 @@ def build(ctx: StudioContext) -> ReerPage:
                     runner.resume(run_id, steps_n)  # continue the run on screen
                     return {run_state: run_id, seen: "", **show(run_id)}
             cfg = _cfg(*settings)
-            new_id = runner.start(prompt_id, cfg, ctx.model_name, steps_n)
+            spec = ctx.models.spec(model_spec) if ctx.models else ctx.model_name
+            new_id = runner.start(prompt_id, cfg, spec, steps_n)
         except (ValueError, RunnerError, StoreError) as e:
             return _err(str(e))
         return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id)}
 
-    def do_run(prompt_id, run_id, *settings):
-        return start(prompt_id, run_id, None, *settings)
+    def do_run(prompt_id, run_id, model_spec, *settings):
+        return start(prompt_id, run_id, None, model_spec, *settings)
 
-    def do_step(prompt_id, run_id, *settings):
-        return start(prompt_id, run_id, 1, *settings)
+    def do_step(prompt_id, run_id, model_spec, *settings):
+        return start(prompt_id, run_id, 1, model_spec, *settings)
 
     def do_pause(run_id):
         if not run_id or not runner.pause(run_id):
@@ -299,7 +304,7 @@ def build(ctx: StudioContext) -> ReerPage:
             return {heat_a: "", heat_b: render.placeholder_html("No initial draft yet: wait for the first point.")}
         cfg = ReerConfig.from_dict(v.settings).scoring()
         try:
-            lm = ctx.get_lm()
+            lm = runner.lm_for(store.get_run(run_id).get("model"))
             out = {}
             for comp, segs, title in ((heat_a, v.initial, "initial trajectory"), (heat_b, v.segments, "current")):
                 s = score(lm, v.query, segs, v.reference, cfg, keep_tokens=True)
@@ -309,7 +314,7 @@ def build(ctx: StudioContext) -> ReerPage:
                              render.heatmap_html(s.tokens or [], s.logprobs or [], cfg.clip_min, text=scored,
                                                  unscored_prefix=prefix))
             return out
-        except (LMError, StoreError) as e:
+        except (LMError, StoreError, RunnerError) as e:
             return {heat_a: "", heat_b: render.error_html(str(e))}
 
     def set_review(run_id, verdict):
@@ -326,8 +331,8 @@ def build(ctx: StudioContext) -> ReerPage:
     shown = [status, plot, traj, cands, review]
     cmd_out = [run_state, seen, runs, *shown]
     quick = dict(concurrency_limit=None, show_progress="hidden")
-    run_btn.click(do_run, [prompt, run_state, *settings], cmd_out, api_name="reer_run", **quick)
-    step_btn.click(do_step, [prompt, run_state, *settings], cmd_out, api_name="reer_step", **quick)
+    run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)
+    step_btn.click(do_step, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_step", **quick)
     pause_btn.click(do_pause, run_state, [status, seen], api_name="reer_pause", **quick)
     stop_btn.click(do_stop, run_state, [status, seen], api_name="reer_stop", **quick)
     prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)
