@@ -117,6 +117,9 @@ def cmd_train(args) -> int:
     except StoreError as exc:
         return _fail(str(exc))
     show = main and (sys.stderr.isatty() or args.progress)
+    # Ctrl-C / the studio's Stop is SIGINT; a process started in the background by a
+    # non-interactive shell (nohup ... &) inherits SIGINT ignored, so take it back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stop_with_parent()
     bar, step, finished = None, 0, False
     say = print if main else (lambda *a, **k: None)

@@ -100,9 +100,9 @@ def build(ctx: StudioContext) -> ReerPage:
             plot = gr.Plot(value=plots.empty_figure(), elem_id="reer-plot", show_label=False)
             cands = gr.HTML(candidates_html(None), elem_id="reer-candidates")
             with gr.Row(equal_height=True, elem_id="reer-decide"):
-                force_no = gr.Number(value=1, precision=0, minimum=1, label="Candidate", elem_id="reer-force-n",
-                                     scale=1, min_width=90)
-                force_btn = gr.Button("Accept this candidate", elem_id="reer-force", size="sm", scale=2)
+                force_no = gr.Number(value=1, precision=0, minimum=1, label="Candidate #", show_label=False,
+                                     container=False, elem_id="reer-force-n", scale=0, min_width=80)
+                force_btn = gr.Button("← Accept candidate #", elem_id="reer-force", size="sm", scale=2)
                 skip_btn = gr.Button("Skip this segment", elem_id="reer-skip", size="sm", scale=2)
         with gr.Column(scale=5, min_width=400):
             gr.HTML('<div class="sub">Current trajectory</div>', padding=False)
