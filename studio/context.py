@@ -2,8 +2,8 @@
 
 Knows: the store (one thread-safe handle), the model (a lazy `get_lm()`), its name, the shelf
 of other models loaded by spec, the JobRunner that drives REER runs in background threads, and
-the built-in samples. Does not know pages or Gradio. Nothing here is a module-level global: two apps in one process (tests) have two
-contexts.
+the built-in samples. Does not know pages or Gradio. Nothing here is a module-level global:
+two apps in one process (tests) have two contexts.
 """
 from __future__ import annotations
 
