@@ -5,7 +5,8 @@ live plot, trajectory with the segment under work highlighted, candidate cards, 
 candidate or skip a segment, heat maps before/after, hand edits, accept/reject) and how to turn
 stored events into those views (studio.plots, studio.reer_render). It never keeps a run's
 state itself: a gr.Timer polls the STORE about once a second and redraws only when the run has
-news, so a reload, a second tab or a run driven by another process shows the same thing. The session's run id lives in gr.State.
+news, so a reload, a second tab or a run driven by another process shows the same thing. The
+session's run id lives in gr.State.
 
 Does not know: the search (core.reer), how runs are driven (studio.runner.JobRunner via ctx),
 or other pages (the app links them through `ReerPage`).
