@@ -325,7 +325,12 @@ def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path, requ
 def test_train_page_stop_interrupts_the_process_with_a_checkpoint(api, store, tmp_path):
     data = _chat_file(tmp_path / "chat.jsonl")
     out_dir = str(tmp_path / "model-stop")
-    api.predict(data, "smollm2-135m", 200, 0, False, 0.34, out_dir, api_name="/train_run")
+    # a studio started with `nohup ... &` hands its children SIGINT ignored: Stop must work anyway
+    kept = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        api.predict(data, "smollm2-135m", 200, 0, False, 0.34, out_dir, api_name="/train_run")
+    finally:
+        signal.signal(signal.SIGINT, kept)
     t0 = time.time()
     while time.time() - t0 < 300:  # wait for the first step, then Stop
         status, _ = api.predict(out_dir, api_name="/train_show")
@@ -348,7 +353,8 @@ def test_train_page_stop_interrupts_the_process_with_a_checkpoint(api, store, tm
 
 
 PARENT = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup ... &` starts a studio
 from core.store import open_store
 from studio.train_runner import TrainRequest, TrainRunner
 runner = TrainRunner(open_store(sys.argv[1]))
