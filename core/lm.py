@@ -67,6 +67,7 @@ class GenerationConfig:
     n: int = 1  # samples per prompt
     stop: tuple[str, ...] = ()  # generation ends at the first of these strings (not included)
     seed: int | None = None  # fixes sampling; None leaves it to chance
+    no_repeat_ngram: int = 0  # ban repeating an n-gram of this many tokens within the output (0 = off; local models only)
     extra: dict = field(default_factory=dict)  # backend-specific options, passed through
 
 

@@ -17,6 +17,7 @@ from typing import Literal, Sequence
 import torch
 
 from core.gencache import PrefixCache
+from core.norepeat import NoRepeatNGram
 from core.lm import (
     BUILTIN_ALIAS,
     ContextTooLong,
@@ -214,6 +215,10 @@ class HFLM:
             kwargs.update(do_sample=False)
         if config.stop:
             kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
+        if config.no_repeat_ngram:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([NoRepeatNGram(config.no_repeat_ngram, ids.shape[1])])
         kwargs.update(config.extra)
         with self._lock, torch.inference_mode():
             if config.seed is not None:

@@ -45,10 +45,11 @@ class ReerConfig:
     temperature: float = 0.8  # sampling temperature for the draft and the candidates
     top_p: float = 0.85  # nucleus sampling mass
     draft_max_new_tokens: int = 1024  # token budget of the initial thinking z0
-    candidate_max_new_tokens: int = 384  # token budget of each rewrite
+    candidate_max_new_tokens: int = 192  # token budget of each rewrite (a paragraph; 384 mostly bought loops)
+    no_repeat_ngram: int = 4  # draft and rewrites may not repeat an n-gram of this many tokens (0 = off)
     reflection_cues: bool = True  # ask rewrites for cues like "Hmm, maybe..." / "Wait, that..."
     ask_analysis: bool = False  # ask for an <analysis> before the <rewrite> (for capable models)
-    keep_opening_words: int = 4  # rewrites are prefilled with the segment's first words (0 = off)
+    keep_opening_words: int = 4  # rewrites are prefilled with the segment's first words (0 = off, -1 = all: extend it)
     skip_first_segment: bool = False  # leave y's first segment unscored (the authors did)
     template: str = "chat"  # scoring template: chat or none (core.scoring)
     precision: str = "fp32"  # scoring precision: fp32 (exact), auto, bf16 (core.scoring)
@@ -171,7 +172,8 @@ def draft_thinking(lm: LM, query: str, answer: str, cfg: ReerConfig) -> tuple[st
     """(thinking, raw output) of the initial monologue z0."""
     msg = [{"role": "user", "content": render("reer_draft", task=query, answer=answer[:cfg.max_answer_chars])}]
     gen = GenerationConfig(max_new_tokens=cfg.draft_max_new_tokens, temperature=cfg.temperature,
-                           top_p=cfg.top_p, n=1, seed=cfg.seed, stop=("</think>",))
+                           top_p=cfg.top_p, n=1, seed=cfg.seed, stop=("</think>",),
+                           no_repeat_ngram=cfg.no_repeat_ngram)
     raw = lm.generate(msg, gen)[0]
     text = re.sub(r"</?think>", "", raw).strip()
     return text, raw
@@ -189,10 +191,11 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
     )
     prefix = "<analysis>\n" if cfg.ask_analysis else REWRITE_OPEN + "\n"
     if not cfg.ask_analysis and cfg.keep_opening_words:
-        prefix += " ".join(segments[i].split()[:cfg.keep_opening_words])
+        words = segments[i].split()
+        prefix += " ".join(words if cfg.keep_opening_words < 0 else words[:cfg.keep_opening_words])
     gen = GenerationConfig(max_new_tokens=cfg.candidate_max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, n=cfg.candidates, seed=_step_seed(cfg.seed, step),
-                           stop=(REWRITE_CLOSE,))
+                           stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram)
     raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
     out = []
     for raw in raws:

@@ -133,10 +133,13 @@ def cmd_reer(args) -> int:
         raise CLIError("--limit must be at least 1")
     if args.candidates < 1 or args.max_steps < 0:
         raise CLIError("--candidates must be at least 1 and --max-steps at least 0")
+    if args.no_repeat_ngram == 1 or args.no_repeat_ngram < 0:
+        raise CLIError("--no-repeat-ngram must be 0 (off) or 2 and more")
     items = _read_items(args.input, args.limit)
     cfg = ReerConfig(candidates=args.candidates, max_steps=args.max_steps, threshold=args.threshold,
                      draft_max_new_tokens=args.draft_max_new_tokens,
-                     candidate_max_new_tokens=args.max_new_tokens, seed=args.seed)
+                     candidate_max_new_tokens=args.max_new_tokens, no_repeat_ngram=args.no_repeat_ngram,
+                     seed=args.seed)
     try:
         store = open_store(args.db)
     except StoreError as exc:
@@ -275,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="token budget of each rewrite")
     rr.add_argument("--draft-max-new-tokens", type=int, default=defaults.draft_max_new_tokens,
                     help="token budget of the initial thinking")
+    rr.add_argument("--no-repeat-ngram", type=int, default=defaults.no_repeat_ngram,
+                    help="draft and rewrites may not repeat an n-gram of this many tokens (0 = off; local "
+                         "models only: small models loop without it)")
     rr.add_argument("--threshold", type=float, default=defaults.threshold,
                     help="stop once the clipped score falls below this")
     rr.add_argument("--seed", type=int, default=defaults.seed, help="same seed, same trajectories")
