@@ -5,6 +5,8 @@ pin what the search sees (a failed parse, a worse candidate); scoring goes to a 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import json
 from pathlib import Path
@@ -93,6 +95,17 @@ def test_search_records_every_candidate_and_never_gets_worse(tiny_lm):
     assert all(b <= a for a, b in zip([rec["initial_score"]] + scores, scores))
     # the prefill kept the segment's opening words
     assert lm.calls[1][2].startswith("<rewrite>\nParagraph 0:")
+
+
+def test_extend_mode_prefills_the_whole_segment_and_no_repeat_reaches_the_generator(tiny_lm):
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("It adds a detail.", "And another one."),
+                                                  ("more.", "most."), ("again.", "anew.")))
+    events = run_all(lm, dataclasses.replace(SMALL, keep_opening_words=-1, no_repeat_ngram=3))
+    first = DRAFT.split("\n\n")[0]
+    assert lm.calls[1][2] == "<rewrite>\n" + " ".join(first.split())  # the whole segment, continued
+    assert all(c[1].no_repeat_ngram == 3 for c in lm.calls)  # draft and rewrites alike
+    texts = [e.text for e in events if isinstance(e, ev.CandidateGenerated) and e.step == 1]
+    assert texts[0] == " ".join(first.split()) + " It adds a detail."
 
 
 def test_unparsable_output_is_a_failed_candidate_not_a_crash(tiny_lm):
