@@ -187,6 +187,9 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
 # path that happens to sample an early `</rewrite>` would look faster for doing less. The draft
 # is one n=1 call with the same seed on both sides, so both searches refine the same z0 and
 # take the same number of steps; their candidates differ (one batched sample vs K seeded ones).
+# The draft is written once per item before timing (plain fp32 path) and both sides get that
+# text: sampled in bf16 and in fp32 the same seed gives different drafts, and a different z0
+# meant different segments, steps, or an item dropped on one side only.
 
 REER_BENCH = dict(candidates=2, max_steps=3, draft_max_new_tokens=160, candidate_max_new_tokens=80)
 
@@ -249,6 +252,7 @@ class ExactLengthLM:
         self.name, self.max_length = lm.name, lm.max_length
         self.has_fast_path = getattr(lm, "has_fast_path", False)
         self.seconds = {"generate": 0.0, "score": 0.0}
+        self.drafts: dict[str, str] = {}  # draft prompt -> the shared draft text (see the section comment)
 
     def chat_text(self, messages, add_generation_prompt: bool = True) -> str:
         return self.lm.chat_text(messages, add_generation_prompt)
@@ -268,6 +272,9 @@ class ExactLengthLM:
 
         from core.lm import cut_at_stop
 
+        shared = self.drafts.get(messages[-1]["content"]) if "</think>" in config.stop else None
+        if shared is not None:
+            return [shared]
         forced = dataclasses.replace(config, stop=(), extra={**config.extra, "min_new_tokens": config.max_new_tokens})
         t = time.perf_counter()
         try:
@@ -296,7 +303,9 @@ def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:
 def bench_reer(lm, items: int = 2, log=print) -> dict:
     """Run the REER benchmark (section comment above); returns the result dict."""
     from core.lm import GenerationConfig
-    from core.reer import ReerConfig
+    from core.prompts import render
+    from core.reer import ReerConfig, draft_config
+    from core.segments import answer_part
 
     cfg = ReerConfig(**REER_BENCH)
     pairs = hellobench_items()[:items]
@@ -308,6 +317,11 @@ def bench_reer(lm, items: int = 2, log=print) -> dict:
         m.seconds = {"generate": 0.0, "score": 0.0}
     rows = []
     for n, item in enumerate(pairs):
+        draft_prompt = render("reer_draft", task=item.query, answer=answer_part(item.reference)[:cfg.max_answer_chars])
+        kept = dict(plain.seconds)
+        text = plain.generate([{"role": "user", "content": draft_prompt}], draft_config(cfg))[0]
+        plain.seconds = kept  # written once, untimed, for both sides
+        engine.drafts = plain.drafts = {draft_prompt: text}
         order = [("engine", engine), ("plain", plain)]
         if n % 2:
             order.reverse()

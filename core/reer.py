@@ -168,13 +168,17 @@ def parse_rewrite(raw: str, prefix: str, stopped: bool) -> tuple[str | None, str
     return body, None
 
 
+def draft_config(cfg: ReerConfig) -> GenerationConfig:
+    """How the initial monologue z0 is sampled."""
+    return GenerationConfig(max_new_tokens=cfg.draft_max_new_tokens, temperature=cfg.temperature,
+                            top_p=cfg.top_p, n=1, seed=cfg.seed, stop=("</think>",),
+                            no_repeat_ngram=cfg.no_repeat_ngram)
+
+
 def draft_thinking(lm: LM, query: str, answer: str, cfg: ReerConfig) -> tuple[str, str]:
     """(thinking, raw output) of the initial monologue z0."""
     msg = [{"role": "user", "content": render("reer_draft", task=query, answer=answer[:cfg.max_answer_chars])}]
-    gen = GenerationConfig(max_new_tokens=cfg.draft_max_new_tokens, temperature=cfg.temperature,
-                           top_p=cfg.top_p, n=1, seed=cfg.seed, stop=("</think>",),
-                           no_repeat_ngram=cfg.no_repeat_ngram)
-    raw = lm.generate(msg, gen)[0]
+    raw = lm.generate(msg, draft_config(cfg))[0]
     text = re.sub(r"</?think>", "", raw).strip()
     return text, raw
 
