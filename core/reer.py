@@ -65,6 +65,7 @@ class ReerConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ReerConfig":
         d = dict(d)
+        d.setdefault("no_repeat_ngram", 0)  # settings stored before the ban existed ran without it
         q = d.pop("quality", None)
         known = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in d.items() if k in known})

@@ -188,6 +188,8 @@ def test_job_saves_every_event_and_the_trajectory(tiny_lm):
 def test_config_roundtrip():
     cfg = ReerConfig(candidates=3, seed=7)
     assert ReerConfig.from_dict(json.loads(json.dumps(cfg.as_dict()))) == cfg
+    old = {k: v for k, v in cfg.as_dict().items() if k != "no_repeat_ngram"}  # stored before the ban
+    assert ReerConfig.from_dict(old).no_repeat_ngram == 0 and cfg.no_repeat_ngram == 4
 
 
 # ---- end to end on the built-in model -----------------------------------------------------
