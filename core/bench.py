@@ -13,7 +13,7 @@ candidate and full order) equal naive fp32's at every step measured, the largest
 in mean log-prob, and the closest gap between candidates. Also the CPU's matmul peak, to read
 the absolute speeds against.
 
-`bench_reer`: the whole REER search end to end, items/hour, engine against a plain loop (see
+`bench_reer`: the REER search after a shared draft, items/hour, engine against a plain loop (see
 the section at the end of this file).
 """
 from __future__ import annotations
@@ -173,9 +173,9 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
     }
 
 
-# ---- REER end to end ---------------------------------------------------------------------------
+# ---- REER search -------------------------------------------------------------------------------------
 #
-# `bench_reer`: items/hour of the whole REER search (draft, K candidates per step, scoring,
+# `bench_reer`: items/hour of the REER search after its draft (K candidates per step, scoring,
 # every event saved to an in-memory store) on a few HelloBench items, engine against a plain
 # reference loop, interleaved item by item in the same run (alternating which goes first) so
 # both see the same machine noise. The plain loop is the SAME search (`core.jobs.reer_job`)
@@ -185,11 +185,10 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
 # budget (min_new_tokens = max_new_tokens, no stop strings, no early end of turn; the stop
 # strings are then applied to the text, so parsing sees what it normally would). Without it a
 # path that happens to sample an early `</rewrite>` would look faster for doing less. The draft
-# is one n=1 call with the same seed on both sides, so both searches refine the same z0 and
-# take the same number of steps; their candidates differ (one batched sample vs K seeded ones).
-# The draft is written once per item before timing (plain fp32 path) and both sides get that
-# text: sampled in bf16 and in fp32 the same seed gives different drafts, and a different z0
-# meant different segments, steps, or an item dropped on one side only.
+# is written once per item, untimed (plain fp32 path), and both sides are handed that text:
+# the same seed samples different drafts in bf16 and fp32, and a different z0 meant different
+# segments, steps, or an item dropped on one side only. So both searches refine the same z0
+# and take the same steps; their candidates differ (one batched sample vs K seeded ones).
 
 REER_BENCH = dict(candidates=2, max_steps=3, draft_max_new_tokens=160, candidate_max_new_tokens=80)
 
@@ -272,9 +271,8 @@ class ExactLengthLM:
 
         from core.lm import cut_at_stop
 
-        shared = self.drafts.get(messages[-1]["content"]) if "</think>" in config.stop else None
-        if shared is not None:
-            return [shared]
+        if messages[-1]["content"] in self.drafts:  # only the draft prompt is ever in there
+            return [self.drafts[messages[-1]["content"]]]
         forced = dataclasses.replace(config, stop=(), extra={**config.extra, "min_new_tokens": config.max_new_tokens})
         t = time.perf_counter()
         try:

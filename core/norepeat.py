@@ -39,8 +39,3 @@ class NoRepeatNGram:
                     scores[r, list(banned)] = float("-inf")
         return scores
 
-
-def banned_ngrams_respected(tokens: list[int], n: int) -> bool:
-    """Whether no n-gram occurs twice in `tokens` (what the processor guarantees)."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    return len(grams) == len(set(grams))

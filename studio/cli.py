@@ -212,7 +212,7 @@ def cmd_bench(args) -> int:
     if args.what == "reer":
         result = bench_reer(lm, items=args.items, log=log)
         if not args.json:
-            print(f"REER end to end: engine {result['engine_items_per_hour']:.1f} items/h, plain loop "
+            print(f"REER search: engine {result['engine_items_per_hour']:.1f} items/h, plain loop "
                   f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x")
         print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
         return 0

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from core.lm import GenerationConfig
-from core.norepeat import NoRepeatNGram, banned_ngrams_respected
+from core.norepeat import NoRepeatNGram
+
+
+def banned_ngrams_respected(tokens: list[int], n: int) -> bool:
+    """Whether no n-gram occurs twice in `tokens` (what the processor guarantees)."""
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) == len(set(grams))
 
 
 def _generated(lm, n: int) -> list[int]:
