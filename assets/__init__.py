@@ -1,4 +1,9 @@
-"""Static assets shipped with Palimpsest: prompt templates, CSS, the logo. No code."""
+"""Static assets shipped with Palimpsest: prompt templates, CSS, the logo. No code.
+
+Located through importlib.resources, so an installed wheel finds them as a checkout does."""
+from importlib.resources import files
 from pathlib import Path
 
-ASSETS_DIR = Path(__file__).resolve().parent
+ASSETS_DIR = Path(str(files(__name__)))  # installed wheels are unpacked: a real folder
+CSS_PATH = ASSETS_DIR / "studio.css"
+PROMPTS_DIR = ASSETS_DIR / "prompts"

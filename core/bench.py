@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from core.fastscore import naive_logprobs
-from core.items import Item, read_items
-from core.scoring import ScoringConfig, build_request, score_candidates, summarize
-from core.lm import TokenLogprobs
+from core.models.fastscore import naive_logprobs
+from core.data.items import Item, read_items
+from core.models.scoring import ScoringConfig, build_request, score_candidates, summarize
+from core.models.lm import TokenLogprobs
 
 HELLOBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hellobench"
 
@@ -47,7 +47,7 @@ _OPENERS = [
 
 
 def hellobench_items(root: Path = HELLOBENCH) -> list[Item]:
-    """HelloBench tasks joined with their reference answers (core.items.read_items)."""
+    """HelloBench tasks joined with their reference answers (core.data.items.read_items)."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: HelloBench data not found; put it in shared/data/hellobench beside the repo")
     return read_items(root)[0]
@@ -74,7 +74,7 @@ def planning_trajectory(query: str, reference: str, n: int = 10) -> list[str]:
 
 def candidates_for(lm, query: str, segment: str, k: int = 4, seed: int = 0, max_new_tokens: int = 160) -> list[str]:
     """K rewrites of a segment written by the model itself, seeded (real REER-like candidates)."""
-    from core.lm import GenerationConfig
+    from core.models.lm import GenerationConfig
     from core.prompts import render
 
     msg = [{"role": "user", "content": render("rewrite_segment", task=query[:600], segment=segment)}]
@@ -178,9 +178,9 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
 # `bench_reer`: items/hour of the REER search after its draft (K candidates per step, scoring,
 # every event saved to an in-memory store) on a few HelloBench items, engine against a plain
 # reference loop, interleaved item by item in the same run (alternating which goes first) so
-# both see the same machine noise. The plain loop is the SAME search (`core.jobs.reer_job`)
+# both see the same machine noise. The plain loop is the SAME search (`core.reer.jobs.reer_job`)
 # through `PlainLM`: K separate n=1 generations instead of one batched call, and one full fp32
-# forward per scoring request (full logits, no prefix sharing) instead of core.fastscore.
+# forward per scoring request (full logits, no prefix sharing) instead of core.models.fastscore.
 # Same work on both sides: `ExactLengthLM` makes every generation run to exactly its token
 # budget (min_new_tokens = max_new_tokens, no stop strings, no early end of turn; the stop
 # strings are then applied to the text, so parsing sees what it normally would). Without it a
@@ -269,7 +269,7 @@ class ExactLengthLM:
     def generate(self, messages, config, prefix: str = "") -> list[str]:
         import dataclasses
 
-        from core.lm import cut_at_stop
+        from core.models.lm import cut_at_stop
 
         if messages[-1]["content"] in self.drafts:  # only the draft prompt is ever in there
             return [self.drafts[messages[-1]["content"]]]
@@ -283,7 +283,7 @@ class ExactLengthLM:
 
 
 def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:
-    from core.jobs import reer_job, run_record
+    from core.reer.jobs import reer_job, run_record
     from core.store import open_store
 
     store = open_store(None)
@@ -300,9 +300,9 @@ def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:
 
 def bench_reer(lm, items: int = 2, log=print) -> dict:
     """Run the REER benchmark (section comment above); returns the result dict."""
-    from core.lm import GenerationConfig
+    from core.models.lm import GenerationConfig
     from core.prompts import render
-    from core.reer import ReerConfig, draft_config
+    from core.reer.search import ReerConfig, draft_config
     from core.segments import answer_part
 
     cfg = ReerConfig(**REER_BENCH)

@@ -3,7 +3,7 @@
 Each event names its run (`run_id`) and has a `kind` (its registered name). The store saves
 each one as it happens (`to_dict` -> JSON), and `from_dict` rebuilds it, so a reload, a crash
 or a second browser tab replays the same history. Scores are plain dicts of
-`core.scoring.Score.as_dict()` (n_tokens, mean_logprob, ppl, score, truncated).
+`core.models.scoring.Score.as_dict()` (n_tokens, mean_logprob, ppl, score, truncated).
 
 Human steering is recorded with the same events as the search's own work: a person's edit or
 forced choice is a `SegmentDecided` with `by="human"`.
@@ -141,8 +141,8 @@ class RunError(Event):
     fatal: bool = True  # the run cannot go on
 
 
-# ---- R2 (writer-judge loop, core.r2) ----------------------------------------------------------
-# A judgment travels as `core.judge.Judgment.to_dict()`. Versions number the texts judged:
+# ---- R2 (writer-judge loop, core.r2.loop) ----------------------------------------------------------
+# A judgment travels as `core.r2.judge.Judgment.to_dict()`. Versions number the texts judged:
 # 0 is the first draft, r the revision written in round r.
 
 @_register
@@ -211,7 +211,7 @@ class RoundFinished(Event):
     before: float | None  # overall score of the draft this round revised (None: unparsed)
     after: float | None  # overall score of the revision (None: unparsed)
     kept: bool  # whether the revision became the current draft (a worse one may be discarded)
-    reward: dict  # core.reward components and total
+    reward: dict  # core.r2.reward components and total
 
 
 @_register
@@ -226,7 +226,7 @@ class R2Finished(Event):
     seconds: float = 0.0  # wall time spent, summed over resumes
 
 
-# ---- training (core.train): saved in the store's train_events table (migration m006_training) ----
+# ---- training (core.train.trainer): saved in the store's train_events table (migration m006_training) ----
 
 @_register
 @dataclass(frozen=True)

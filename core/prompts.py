@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from assets import ASSETS_DIR
-
-PROMPTS_DIR = ASSETS_DIR / "prompts"
+from assets import PROMPTS_DIR
 
 
 class PromptNotFound(KeyError):

@@ -9,8 +9,8 @@ already appended), numbered 1, 2, 3... per run, and moves its run's status; how 
 events (core.events.from_dict) for a resume or a second browser tab polling for news. JSON
 columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
 
-Does not know: how runs are executed, scored or filtered (core.reer, core.r2, core.quality),
-nor file formats (core.io). Files use WAL (synchronous=NORMAL: a killed process loses nothing
+Does not know: how runs are executed, scored or filtered (core.reer.search, core.r2.loop, core.quality),
+nor file formats (core.data.imports). Files use WAL (synchronous=NORMAL: a killed process loses nothing
 committed; a power cut may lose the last moments) and a busy timeout, so other processes read
 while one writes; one Store may be shared between threads (a lock serialises its connection).
 """
@@ -32,7 +32,7 @@ import sqlite_utils
 
 from core.events import EVENT_TYPES, Event, from_dict
 
-RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.io)
+RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.data.imports)
 RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
 TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
 BUSY_TIMEOUT_MS = 10_000
@@ -40,7 +40,7 @@ JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": (
                 "exports": ("skipped", "stats", "settings"), "train_runs": ("config",)}
 FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports": "see `palimpsest export`",
          "runs": "create it with create_run", "trajectories": "save one with save_trajectory",
-         "train_runs": "start one with `palimpsest train` (core.train.train_job)"}
+         "train_runs": "start one with `palimpsest train` (core.train.trainer.train_job)"}
 
 
 class StoreError(Exception):
@@ -121,14 +121,14 @@ def m002_trajectories(db: sqlite_utils.Database) -> None:
 
 
 def m003_trajectory_details(db: sqlite_utils.Database) -> None:
-    # details: the run's whole output record as JSON (REER: core.reer_state.record_from_events;
+    # details: the run's whole output record as JSON (REER: core.reer.state.record_from_events;
     # R2: its round-by-round record), so review and export never need to replay events.
     db["trajectories"].add_column("details", str)
 
 
 def m005_curation(db: sqlite_utils.Database) -> None:
     # query_pending: 1 for a reference imported without its query (a folder of .txt files); its
-    # query is stored as "" until the user or the model writes one (core.io.write_query).
+    # query is stored as "" until the user or the model writes one (core.data.imports.write_query).
     db["prompts"].add_column("query_pending", int, not_null_default=0)
     # versions: human edits of a trajectory, numbered 1, 2...; the trajectory row itself is the
     # original (version 0) and is never overwritten by an edit; the highest version is current.
@@ -137,14 +137,14 @@ def m005_curation(db: sqlite_utils.Database) -> None:
                           pk="id", not_null={"trajectory_id", "version", "thinking", "answer", "created_at"},
                           foreign_keys=[("trajectory_id", "trajectories", "id")])
     db["versions"].create_index(["trajectory_id", "version"], unique=True)
-    # exports: one row per export written (core.export): what, where, which filters, how many.
+    # exports: one row per export written (core.data.export): what, where, which filters, how many.
     db["exports"].create({"id": int, "format": str, "out": str, "status": str, "source": str, "count": int,
                           "skipped": str, "stats": str, "settings": str, "created_at": str},
                          pk="id", not_null={"format", "out", "count", "created_at"})
 
 
 def m006_training(db: sqlite_utils.Database) -> None:
-    # training runs (core.train) have no prompt, so they get their own tables: one row per run
+    # training runs (core.train.trainer) have no prompt, so they get their own tables: one row per run
     # (its TrainConfig as JSON, where its model goes) and its typed events, one row each, so the
     # studio can plot the loss while the run goes on.
     db["train_runs"].create({"id": str, "status": str, "model": str, "data": str, "out_dir": str,
@@ -488,7 +488,7 @@ class Store:
         return {"owner": run["lease_owner"], "until": until, "expired": until < time.time()}
 
 
-    # training runs (core.train): their own tables, migration m006_training
+    # training runs (core.train.trainer): their own tables, migration m006_training
     def create_train_run(self, config: dict, model: str, data: str, out_dir: str, run_id: str | None = None) -> str:
         """A new training run (status running); returns its id (a uuid4 hex unless given)."""
         if not isinstance(config, dict):
@@ -558,7 +558,7 @@ class LeaseHeld(StoreError):
 
 
 def m007_run_lease(db: sqlite_utils.Database) -> None:
-    # lease_owner: who drives the run now ("host:pid:token", see core.jobs); lease_until: unix time
+    # lease_owner: who drives the run now ("host:pid:token", see core.reer.jobs); lease_until: unix time
     # after which the lease has expired and another process may take the run over.
     db["runs"].add_column("lease_owner", str)
     db["runs"].add_column("lease_until", float)

@@ -26,24 +26,24 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from core.lm import DEFAULT_MODEL, LM  # noqa: E402
-from core.items import read_jsonl  # noqa: E402
+from core.models.lm import DEFAULT_MODEL, LM  # noqa: E402
+from assets import CSS_PATH  # noqa: E402
+from core.data.items import read_jsonl  # noqa: E402
+from data import SAMPLES  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
 from studio.models import ModelShelf  # noqa: E402
-from studio.runner import JobRunner  # noqa: E402
+from studio.runners.reer import JobRunner  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES_PATH = ROOT / "data" / "samples.jsonl"
-CSS_PATH = ROOT / "assets" / "studio.css"
+SAMPLES_PATH = SAMPLES
 TITLE = "Palimpsest studio"
 CONCURRENCY = 4  # events served at once (the model itself scores one request at a time)
 
 
 def load_samples(path: str | Path | None = None) -> list[dict]:
-    """Samples from a JSONL file (core.items.read_jsonl); [] if the file is absent.
+    """Samples from a JSONL file (core.data.items.read_jsonl); [] if the file is absent.
 
     Bad lines are skipped with a logged warning naming the file, line and field.
     """
@@ -168,7 +168,7 @@ def lazy_lm(model: str = DEFAULT_MODEL) -> Callable[[], LM]:
     """A `get_lm()` that loads `model` on first call and returns the same object afterwards."""
     import threading
 
-    from core.lm import load_lm
+    from core.models.lm import load_lm
 
     box: list[LM] = []
     lock = threading.Lock()

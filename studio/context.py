@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from core.lm import LM
+from core.models.lm import LM
 from core.store import Store
 from studio.models import ModelShelf
-from studio.runner import JobRunner
+from studio.runners.reer import JobRunner
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """ModelShelf: the models one studio has loaded, by spec, each loaded once and shared by pages.
 
 Knows: the app's own model (a lazy `get_lm()`) and its spec, and how to load any other spec
-(`core.lm.load_lm`: an alias, a local folder, a hub id or an OpenAI-compatible server URL).
+(`core.models.lm.load_lm`: an alias, a local folder, a hub id or an OpenAI-compatible server URL).
 An empty spec, or the app's own, means the app's model. Loading is not wrapped: callers turn a
 failure into their own message. Does not know Gradio, pages or runs.
 """
@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.lm import LM, load_lm
+from core.models.lm import LM, load_lm
 
 
 @dataclass

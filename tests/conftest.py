@@ -19,7 +19,7 @@ import torch
 @pytest.fixture(scope="session")
 def builtin_lm():
     """SmolLM2-135M-Instruct, fp32, CPU: the model every user starts with."""
-    from core.lm import load_lm
+    from core.models.lm import load_lm
 
     return load_lm("smollm2-135m")
 
@@ -29,7 +29,7 @@ def tiny_lm():
     """A 2-layer random Llama (GQA like SmolLM2) behind the same HFLM wrapper."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from core.lm_hf import HFLM, builtin_model_dir
+    from core.models.hf import HFLM, builtin_model_dir
 
     tok = AutoTokenizer.from_pretrained(builtin_model_dir())
     torch.manual_seed(0)

@@ -1,5 +1,5 @@
 """Hand-made store contents for the library tests: REER and R2 trajectories of the shapes their
-engines save (REER: core.reer_state.record_from_events; R2: {id, query, rounds: [...], thinking,
+engines save (REER: core.reer.state.record_from_events; R2: {id, query, rounds: [...], thinking,
 final}). Written for these tests; no third-party text."""
 from __future__ import annotations
 

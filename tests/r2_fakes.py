@@ -28,7 +28,7 @@ def judge_reply(overall, n_criteria: int = 5, critique: str = "The ending is rus
 
 
 def round_of(seed: int, stage: int) -> int:
-    """The round a writer call belongs to, read back from its seed (core.r2._seed with seed 0), so
+    """The round a writer call belongs to, read back from its seed (core.r2.loop._seed with seed 0), so
     a fresh FakeLM in a resumed run answers as the first one would have."""
     r, rest = divmod(seed - stage * 104_729, 7919)
     assert rest == 0, "FakeLM needs R2Config.seed == 0"

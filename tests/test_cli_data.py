@@ -11,7 +11,7 @@ import pytest
 
 from core.store import open_store
 from library_fixtures import filled_store
-from studio.cli import main
+from studio.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import curation as cur
+from core.data import curation as cur
 from core.store import BadValue, NotFound
 from library_fixtures import REER_ITEMS, filled_store
 

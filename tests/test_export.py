@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core import curation as cur
-from core.export import FORMATS, ExportError, assistant_content, export, list_exports
-from core.io import import_files
+from core.data import curation as cur
+from core.data.export import FORMATS, ExportError, assistant_content, export, list_exports
+from core.data.imports import import_files
 from core.store import open_store
 from library_fixtures import REER_ITEMS, filled_store, r2_details
 
@@ -141,8 +141,8 @@ def test_round_trip_import_export_import_keeps_every_field(filled, tmp_path, fmt
 
 
 def test_template_check_finds_dropped_and_mangled_think_blocks(filled, tmp_path):
-    from core.template_check import check_records, load_tokenizer
-    from core.export import chat_record
+    from core.data.template_check import check_records, load_tokenizer
+    from core.data.export import chat_record
 
     store, ids = filled
     records = read_jsonl(export(store, "chat", tmp_path / "c").files[0])

@@ -6,9 +6,9 @@ import random
 import pytest
 import torch
 
-from core.fastscore import group_by_prefix, naive_logprobs, score_token_requests
-from core.lm import ContextTooLong, ScoreRequest
-from core.scoring import close_calls
+from core.models.fastscore import group_by_prefix, naive_logprobs, score_token_requests
+from core.models.lm import ContextTooLong, ScoreRequest
+from core.models.scoring import close_calls
 
 
 def _random_requests(seed: int, n: int, shared: int):
@@ -62,7 +62,7 @@ def test_group_by_prefix_never_swallows_the_last_context_token():
 
 def test_generation_still_works_after_scoring(tiny_lm):
     """Scoring swaps the attention implementation only inside its own block."""
-    from core.lm import GenerationConfig
+    from core.models.lm import GenerationConfig
 
     tiny_lm.loglikelihood([ScoreRequest(("hello there",), " world")])
     out = tiny_lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(max_new_tokens=5, n=2, seed=1))
@@ -87,8 +87,8 @@ def test_close_calls():
 
 def test_prompt_cache_reuses_the_shared_head_and_keeps_samples_reproducible(tiny_lm):
     """A second prompt with the same head computes only its tail; a warm cache samples as a cold one."""
-    from core.gencache import BLOCK
-    from core.lm import GenerationConfig
+    from core.models.gencache import BLOCK
+    from core.models.lm import GenerationConfig
 
     head = "The task and the target answer, shared by every edit prompt of one item. " * 40
     cfg = GenerationConfig(max_new_tokens=8, temperature=0.8, top_p=0.85, n=2, seed=7)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import io
+from core.data import imports as io
 from core.store import open_store
 
 HELLOBENCH = Path("/work/shared/data/hellobench")
@@ -261,7 +261,7 @@ def test_a_killed_import_leaves_nothing_half_written(tmp_path):
         s.add_prompt("Kept?", "Kept.")
     rows = [{"query": f"Q{i}", "reference": f"A{i}"} for i in range(50)]
     f = write_jsonl(tmp_path / "many.jsonl", rows)
-    code = (f"import os, signal, core.io as io\nfrom core.store import open_store\ns = open_store({str(db)!r})\n"
+    code = (f"import os, signal, core.data.imports as io\nfrom core.store import open_store\ns = open_store({str(db)!r})\n"
             "real = s.add_prompt\nn = [0]\ndef add(*a, **k):\n    n[0] += 1\n"
             "    if n[0] == 20: os.kill(os.getpid(), signal.SIGKILL)\n    return real(*a, **k)\n"
             f"s.add_prompt = add\nio.import_files(s, {str(f)!r})\n")

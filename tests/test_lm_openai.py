@@ -1,4 +1,4 @@
-"""Tests for core.lm_openai against a PROTOCOL DOUBLE of a vLLM server.
+"""Tests for core.models.server against a PROTOCOL DOUBLE of a vLLM server.
 
 The server started here is not a model: it is a small http.server that speaks vLLM's wire
 format (/v1/models, /v1/chat/completions, /v1/completions with echo + logprobs, /tokenize,
@@ -19,9 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, load_lm
-from core.lm import cut_at_stop
-from core.lm_openai import VLLM_COMMAND, OpenAILM, parse_spec, pick_continuation
+from core.models.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, load_lm
+from core.models.lm import cut_at_stop
+from core.models.server import VLLM_COMMAND, OpenAILM, parse_spec, pick_continuation
 
 MODEL = "fake/Model-1B"
 OTHER = "fake/Other"
@@ -394,6 +394,6 @@ def test_timeout_is_an_lmerror(double, monkeypatch):
 
 
 def test_vllm_command_is_documented():
-    import core.lm_openai as mod
+    import core.models.server as mod
 
     assert VLLM_COMMAND.startswith("vllm serve ") and VLLM_COMMAND in mod.__doc__

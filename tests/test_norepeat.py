@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.lm import GenerationConfig
-from core.norepeat import NoRepeatNGram
+from core.models.lm import GenerationConfig
+from core.models.norepeat import NoRepeatNGram
 
 
 def banned_ngrams_respected(tokens: list[int], n: int) -> bool:

@@ -11,13 +11,13 @@ import json
 import pytest
 
 from core import events as ev
-from core.judge import (DEFAULT_RUBRIC, BadJudgment, JudgeConfig, Judgment, human_judgment, model_judge,
+from core.r2.judge import (DEFAULT_RUBRIC, BadJudgment, JudgeConfig, Judgment, human_judgment, model_judge,
                         override_judgment, parse_judgment, rubric_for)
-from core.r2 import NO_CRITIQUE, Controls, R2Config, r2_loop, run_r2, with_think
-from core.r2_jobs import (NoPendingJudgment, accept_proposed, pending_request, r2_job, run_record,
+from core.r2.loop import NO_CRITIQUE, Controls, R2Config, r2_loop, run_r2, with_think
+from core.r2.jobs import (NoPendingJudgment, accept_proposed, pending_request, r2_job, run_record,
                           submit_judgment)
-from core.r2_state import record_from_events
-from core.reward import RewardConfig, circularity, process_reward, redundancy
+from core.r2.state import record_from_events
+from core.r2.reward import RewardConfig, circularity, process_reward, redundancy
 from core.store import open_store
 from tests.r2_fakes import DRAFT, FakeLM, judge_reply, revision_text
 
@@ -334,7 +334,8 @@ def test_stop_ends_the_run_keeping_what_was_done():
 # ---- CLI ------------------------------------------------------------------------------------------
 
 def test_cli_r2_run_writes_records_and_skips_finished_items(tmp_path, monkeypatch, capsys):
-    from studio import cli, cli_r2
+    from studio.cli import main as cli
+    from studio.cli import r2 as cli_r2
 
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "a", "query": QUERY, "reference": "ref a", "checklists": list(RUBRIC)}) + "\n"
@@ -366,7 +367,8 @@ def test_cli_r2_run_writes_records_and_skips_finished_items(tmp_path, monkeypatc
 
 
 def test_cli_human_judging_round_trip(tmp_path, monkeypatch, capsys):
-    from studio import cli, cli_r2
+    from studio.cli import main as cli
+    from studio.cli import r2 as cli_r2
 
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "a", "query": QUERY, "reference": "ref a", "checklists": list(RUBRIC)}) + "\n")
@@ -445,7 +447,7 @@ class _LogprobOnlyJudge:
         return ["<score> <score> Great title!"]
 
     def loglikelihood(self, requests, precision="fp32", truncate="error"):
-        from core.lm import TokenLogprobs
+        from core.models.lm import TokenLogprobs
 
         out = []
         for r in requests:
@@ -455,7 +457,7 @@ class _LogprobOnlyJudge:
 
 
 def test_unreadable_judge_falls_back_to_logprob_scores_and_keeps_its_replies():
-    from core.judge import JudgeConfig, model_judge
+    from core.r2.judge import JudgeConfig, model_judge
 
     j = model_judge(_LogprobOnlyJudge(8), "Write a story.", "A story.", RUBRIC, JudgeConfig(method="auto"))
     assert j.parsed and j.method == "logprob" and "<score>" in j.raw and j.attempts == 2
@@ -466,7 +468,7 @@ def test_unreadable_judge_falls_back_to_logprob_scores_and_keeps_its_replies():
 
 
 def test_logprob_judge_on_a_real_tokenizer_gives_scores_on_the_scale(tiny_lm):
-    from core.judge import JudgeConfig, logprob_judge
+    from core.r2.judge import JudgeConfig, logprob_judge
 
     cfg = JudgeConfig(critique_max_new_tokens=8)
     j = logprob_judge(tiny_lm, "Write a haiku about rain.", "Rain taps the tin roof.", RUBRIC[:2], cfg)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from core import events as ev
-from core.jobs import reer_job, run_record
-from core.lm import GenerationConfig, cut_at_stop
-from core.reer import Controls, ReerConfig, parse_rewrite, reer_search, run_reer
-from core.reer_state import ReerState, record_from_events
-from core.scoring import score
+from core.reer.jobs import reer_job, run_record
+from core.models.lm import GenerationConfig, cut_at_stop
+from core.reer.search import Controls, ReerConfig, parse_rewrite, reer_search, run_reer
+from core.reer.state import ReerState, record_from_events
+from core.models.scoring import score
 from core.store import open_store
 
 SAMPLES = [json.loads(l) for l in open(Path(__file__).parents[1] / "data" / "samples.jsonl")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.bench import HELLOBENCH
-from core.items import InputError, read_items
+from core.data.items import InputError, read_items
 from core.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from core import curation
+from core.data import curation
 from core.store import BadValue, open_store
 from library_fixtures import add_reer, filled_store
-from studio import review_view as view
+from studio.views import review as view
 from studio.pages.export import export_folder, export_root, page_words
 from studio.pages.review import flags_match, make_filter, source_choices
 
@@ -95,7 +95,7 @@ def test_source_menu_and_export_folders(store, tmp_path):
 
 
 def test_export_preview_is_what_export_writes(store, tmp_path):
-    from core.export import ExportError, export, preview
+    from core.data.export import ExportError, export, preview
 
     filled_store(store)
     for fmt, status, source in (("chat", "accepted", "all"), ("dpo", "any", "all"), ("alpaca", "any", "reer")):

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from core import events as ev
-from core.jobs import RunBusy, lease_owner, owner_is_dead, reer_job
-from core.reer import ReerConfig
+from core.reer.jobs import RunBusy, lease_owner, owner_is_dead, reer_job
+from core.reer.search import ReerConfig
 from core.store import BadValue
 
 from test_reer import DRAFT, S, ScriptedLM, rewrites

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from core.items import InputError, read_jsonl
+from core.data.items import InputError, read_jsonl
 from core.segments import answer_part, join_segments, split_segments
 
 LONG = "This sentence is long enough to stand as a paragraph of planning on its own, surely. " * 2

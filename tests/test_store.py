@@ -53,7 +53,7 @@ def every_event(run_id: str) -> list[ev.Event]:
 
 
 def r2_events(run_id: str) -> list[ev.Event]:
-    """One of each R2 event (core.r2), awkward values included."""
+    """One of each R2 event (core.r2.loop), awkward values included."""
     j = {"scores": {"clear": 7, "vivid": None}, "overall": 6.5, "critique": "Name the “moon”.", "judge": "model",
          "parsed": True, "raw": "1: 7\nOverall: 6.5", "scale": [1, 10], "attempts": 1, "error": None,
          "model_judgment": None, "changes": [], "note": ""}
@@ -74,7 +74,7 @@ def r2_events(run_id: str) -> list[ev.Event]:
 
 
 def train_events(run_id: str) -> list[ev.Event]:
-    """One of each training event (core.train), with None, nested dicts and floats."""
+    """One of each training event (core.train.trainer), with None, nested dicts and floats."""
     return [
         ev.TrainStarted(run_id, config={"lr": 2e-5, "lora": False, "max_length": None}, out_dir="/tmp/m", n_train=6,
                         n_eval=2, train_tokens=4404, trained_tokens=3890, total_steps=6),

@@ -1,7 +1,7 @@
 """Review and Export in headless Chromium at 1280x800: open the Review tab, open a pending
 trajectory from the queue, accept it, go to Export, export chat and download the file, which
 loads with `datasets`. The store is seeded directly (fixtures + the built-in samples imported
-through core.io); no model runs. Screenshots land in tests/artifacts/ (pages-*.png)."""
+through core.data.imports); no model runs. Screenshots land in tests/artifacts/ (pages-*.png)."""
 from __future__ import annotations
 
 import os

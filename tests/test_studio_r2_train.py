@@ -20,10 +20,10 @@ import time
 import plotly.io as pio
 import pytest
 
-from core.judge import DEFAULT_RUBRIC
+from core.r2.judge import DEFAULT_RUBRIC
 from core.store import open_store
 from r2_fakes import FakeLM, judge_reply
-from studio.r2_render import point_count
+from studio.views.r2 import point_count
 from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
@@ -166,7 +166,7 @@ def test_r2_override_keeps_the_models_judgment(api, store, fake):
 
 
 def test_r2_person_edits_the_reflection_before_the_revision(api, store, fake):
-    from core.r2_jobs import run_record
+    from core.r2.jobs import run_record
 
     pid = _prompt(store)
     out = api.predict(*_settings(pid, "human", edit=True), api_name="/r2_run")
@@ -356,7 +356,7 @@ PARENT = """
 import signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup ... &` starts a studio
 from core.store import open_store
-from studio.train_runner import TrainRequest, TrainRunner
+from studio.runners.train import TrainRequest, TrainRunner
 runner = TrainRunner(open_store(sys.argv[1]))
 out = runner.start(TrainRequest(data=sys.argv[2], out_dir=sys.argv[3], model="smollm2-135m", max_steps=200,
                                 eval_frac=0.34))

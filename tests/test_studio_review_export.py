@@ -1,7 +1,7 @@
 """The Review and Export pages, launched for real and driven through gradio_client.
 
 The store is seeded directly (tests/library_fixtures.py: REER and R2 trajectories of the shapes
-their engines save) plus a small file imported through core.io; no model generates anything.
+their engines save) plus a small file imported through core.data.imports; no model generates anything.
 Every assertion is about what the store, the exported files or the page hold."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import plotly.io as pio
 import pytest
 
-from core import curation
-from core.io import import_files
+from core.data import curation
+from core.data.imports import import_files
 from core.store import open_store
 from library_fixtures import add_reer, filled_store
 from ui_helpers import client, launched

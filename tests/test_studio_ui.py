@@ -13,7 +13,7 @@ import time
 import plotly.io as pio
 import pytest
 
-from core.lm import cut_at_stop
+from core.models.lm import cut_at_stop
 from core.store import open_store
 from test_reer import DRAFT
 from ui_helpers import client, launched
@@ -311,8 +311,8 @@ def test_auth_turns_on_login(store, tiny_lm):
 # ---- the runner: one driver per run, even across runners (two app processes) -----------------------
 
 def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tiny_lm):
-    from core.reer import ReerConfig
-    from studio.runner import JobRunner
+    from core.reer.search import ReerConfig
+    from studio.runners.reer import JobRunner
 
     lm = LoopLM(tiny_lm, delay=0.4)
     first, second = JobRunner(store, lambda: lm), JobRunner(store, lambda: lm)

@@ -1,4 +1,4 @@
-"""The training backend (core.train, core.train_data, `palimpsest train`).
+"""The training backend (core.train.trainer, core.train.data, `palimpsest train`).
 
 Data and mask tests need only the real tokenizer; resume and LoRA run on a tiny random Llama
 saved to a folder (milliseconds per step); the `model` tests fine-tune the built-in model on
@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.lm import load_lm, GenerationConfig
-from core.lm_hf import builtin_model_dir
+from core.models.lm import load_lm, GenerationConfig
+from core.models.hf import builtin_model_dir
 from core.store import open_store
-from core.train import METRICS_FILE, TrainConfig, TrainError, prepare, run_training, train_job
-from core.train_data import (
+from core.train.trainer import METRICS_FILE, TrainConfig, TrainError, prepare, run_training, train_job
+from core.train.data import (
     IGNORE,
     DataError,
     chat_record,

@@ -59,7 +59,7 @@ def _score(api, q, z, y, template="chat", skip=False, compare=True):
 # ---- rendering, no server ----------------------------------------------------------------------
 
 def test_heatmap_escapes_and_keeps_whitespace():
-    from studio.render import heatmap_html
+    from studio.views.heatmap import heatmap_html
 
     toks = ["<b>", " &", "\n\n", "  x"]
     out = heatmap_html(toks, [-0.1, -1.0, -3.0, float("-inf")])
@@ -71,7 +71,7 @@ def test_heatmap_escapes_and_keeps_whitespace():
 
 
 def test_heatmap_colour_scale_ends():
-    from studio.render import colour, depth
+    from studio.views.heatmap import colour, depth
 
     assert colour(depth(0.0)) == "#ffffff"
     assert colour(depth(-2.0)) == colour(depth(-9.0)) == "#a50f15"
@@ -79,7 +79,7 @@ def test_heatmap_colour_scale_ends():
 
 
 def test_split_characters_are_shown_whole():
-    from studio.render import display_texts
+    from studio.views.heatmap import display_texts
 
     toks = ["He", " said", " \ufffd", "\ufffd", "\ufffd", "本", " ok"]
     assert display_texts(toks, "He said 日本 ok") == ["He", " said", " 日", "", "", "本", " ok"]

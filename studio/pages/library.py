@@ -2,10 +2,10 @@
 
 Knows: a table of prompts with a search box and a category filter; importing the built-in
 samples and an uploaded file (`import_upload`, the one function the importer goes through:
-core.io.import_files, which also brings finished trajectories to the Review page);
+core.data.imports.import_files, which also brings finished trajectories to the Review page);
 adding or editing a prompt by hand with validation messages naming the field and the fix; and
 handing a picked prompt to the REER page (the app wires that link: see `LibraryPage`).
-Does not know: file formats (core.io), the search, or other pages' insides.
+Does not know: file formats (core.data.imports), the search, or other pages' insides.
 Everything a person typed or a file held is escaped by Gradio's components (plain text cells).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.io import import_files
-from core.items import InputError, Problem
+from core.data.imports import import_files
+from core.data.items import InputError, Problem
 from core.store import BadValue, NotFound, Store, StoreError
 from studio.context import StudioContext
 
@@ -29,7 +29,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,80}$")
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did (core.io.import_files, seen from the Library): prompts added, ones
+    """What an import did (core.data.imports.import_files, seen from the Library): prompts added, ones
     already stored, trajectories added for review, and every rejected record's problem."""
 
     added: list[str] = field(default_factory=list)
@@ -48,11 +48,11 @@ class ImportReport:
 
 
 def import_upload(store: Store, path: str | Path) -> ImportReport:
-    """Import a file through core.io.import_files (JSONL / JSON / CSV / Parquet records with query and
+    """Import a file through core.data.imports.import_files (JSONL / JSON / CSV / Parquet records with query and
     reference or their aliases, chat messages, HelloBench files, Palimpsest exports; records with a
     think block become trajectories). Problems name the file as the person knows it (an upload lives
     in a temporary folder), its line, field and the fix. Raises InputError for a missing file and
-    core.io.ImportFailed (a StoreError) when the store refused the import (nothing of it is kept)."""
+    core.data.imports.ImportFailed (a StoreError) when the store refused the import (nothing of it is kept)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p.name}: no such file; upload a .jsonl, .json, .csv or .parquet file")

@@ -3,13 +3,13 @@
 Knows: the layout (prompt picker, judge mode and judge model, rounds / threshold / seed, Run and
 Stop, status line, plot of judged scores by round with the reward components, the judgment form
 with one score box per rubric criterion plus overall and critique, the rounds as cards,
-accept / reject) and how to turn a person's form into a `core.judge.Judgment` (a fresh human
+accept / reject) and how to turn a person's form into a `core.r2.judge.Judgment` (a fresh human
 judgment, or an override of the model's proposal that keeps the original). It never keeps a
 run's state itself: a gr.Timer polls the STORE and redraws on news, so a reload or a second tab
 reattaches, including to a run that waits for a judgment. The session's run id lives in gr.State.
 
-Does not know: the loop (core.r2), how runs are driven (studio.r2_runner.R2Runner), drawing
-details (studio.r2_render). With "Let me edit each reflection" (human modes), the run pauses
+Does not know: the loop (core.r2.loop), how runs are driven (studio.runners.r2.R2Runner), drawing
+details (studio.views.r2). With "Let me edit each reflection" (human modes), the run pauses
 after each reflection (R2Config.review_reflections) and the page shows it in an editable box;
 the person's text (or approval) is stored as a `Reflected` event by "human" and the revision is
 written from it.
@@ -22,17 +22,17 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from core.judge import BadJudgment, Judgment, JudgeConfig, human_judgment, override_judgment
-from core.r2 import JUDGE_MODES, R2Config
-from core.r2_jobs import NoPendingJudgment
-from core.r2_state import R2State
+from core.r2.judge import BadJudgment, Judgment, JudgeConfig, human_judgment, override_judgment
+from core.r2.loop import JUDGE_MODES, R2Config
+from core.r2.jobs import NoPendingJudgment
+from core.r2.state import R2State
 from core.store import NotFound, StoreError
-from studio import r2_render
+from studio.views import r2 as r2_render
 from studio.pages.runs import attach_target
 from studio.pages.runs import runs_menu as _runs_menu
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
-from studio.r2_runner import R2Runner, R2RunnerError
+from studio.runners.r2 import R2Runner, R2RunnerError
 
 REAL = R2Config()
 # small budgets so a CPU demo finishes a round in about a minute; the labels give the real defaults

@@ -3,12 +3,12 @@
 Knows: the layout (prompt picker, model and settings, Run / Pause / Step / Stop, status line,
 live plot, trajectory with the segment under work highlighted, candidate cards, accept a held
 candidate or skip a segment, heat maps before/after, hand edits, accept/reject) and how to turn
-stored events into those views (studio.plots, studio.reer_render). It never keeps a run's
+stored events into those views (studio.views.plots, studio.views.reer). It never keeps a run's
 state itself: a gr.Timer polls the STORE about once a second and redraws only when the run has
 news, so a reload, a second tab or a run driven by another process shows the same thing. The
 session's run id lives in gr.State.
 
-Does not know: the search (core.reer), how runs are driven (studio.runner.JobRunner via ctx),
+Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.JobRunner via ctx),
 or other pages (the app links them through `ReerPage`).
 """
 from __future__ import annotations
@@ -19,17 +19,18 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from core.lm import LMError
-from core.reer import ReerConfig
-from core.scoring import split_reference, score
+from core.models.lm import LMError
+from core.reer.search import ReerConfig
+from core.models.scoring import split_reference, score
 from core.store import NotFound, StoreError
-from studio import plots, render
+from studio.views import plots
+from studio.views import heatmap as render
 from studio.pages.runs import attach_target
 from studio.pages.runs import runs_menu as _runs_menu
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
-from studio.reer_render import ReerView, candidates_html, fold, status_html, trajectory_html
-from studio.runner import RunnerError
+from studio.views.reer import ReerView, candidates_html, fold, status_html, trajectory_html
+from studio.runners.reer import RunnerError
 
 log = logging.getLogger(__name__)
 REAL = ReerConfig()  # the search's real defaults (DESIGN.md), shown next to the demo defaults

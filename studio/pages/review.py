@@ -3,10 +3,10 @@
 Knows: the layout (filters, the queue table, the selected trajectory's query/reference, thinking
 and answer side by side, its scores, filter flags, tags, notes and versions, the review actions
 and a summary figure of the trajectories in the table) and how each control maps onto
-core.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert; and
+core.data.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert; and
 one action on every trajectory the filters match).
 Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
-Textboxes (plain text) or through studio.review_view (HTML-escaped).
+Textboxes (plain text) or through studio.views.review (HTML-escaped).
 
 Does not know: how trajectories are made or exported, or other pages (the app refreshes this
 page when its tab is selected, through `ReviewPage`).
@@ -19,10 +19,10 @@ from typing import Callable
 
 import gradio as gr
 
-from core.curation import TrajectoryFilter
-from core import curation
+from core.data.curation import TrajectoryFilter
+from core.data import curation
 from core.store import BadValue, NotFound, StoreError
-from studio import review_view as view
+from studio.views import review as view
 from studio.context import StudioContext
 
 STATUSES = ("any", "pending", "accepted", "rejected")

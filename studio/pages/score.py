@@ -1,12 +1,12 @@
 """The Score page: the scoring playground.
 
 It answers one question: how expected is a reference answer y, given a query x and a thinking
-trajectory z? It scores y's tokens with `core.scoring.score` and shows the numbers (perplexity,
+trajectory z? It scores y's tokens with `core.models.scoring.score` and shows the numbers (perplexity,
 REER's clipped score) and a per-token heat map, optionally next to the same reference scored
 with empty thinking, so a user sees how much the trajectory helps.
 
-What it knows: layout, listeners, turning scores into HTML (via studio.render). What it does
-not know: how scoring works (core.scoring), how models load (core.lm). The model comes from
+What it knows: layout, listeners, turning scores into HTML (via studio.views.heatmap). What it does
+not know: how scoring works (core.models.scoring), how models load (core.models.lm). The model comes from
 `ctx.get_lm()` so the page is built before the model is loaded.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 
 import gradio as gr
 
-from core.lm import LMError
-from core.scoring import ScoringConfig, score, split_reference
+from core.models.lm import LMError
+from core.models.scoring import ScoringConfig, score, split_reference
 from core.segments import answer_part
-from studio import render
+from studio.views import heatmap as render
 from studio.context import StudioContext
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _sample_label(s: dict) -> str:
 
 def _scored_parts(reference: str, cfg: ScoringConfig) -> tuple[tuple[str, ...], str, str]:
     """Notes on which part of the reference is scored, the unscored prefix (greyed in the heat
-    map) and the scored text, as core.scoring.split_reference splits them."""
+    map) and the scored text, as core.models.scoring.split_reference splits them."""
     prefix, scored = split_reference(reference, cfg)
     notes = []
     if "</think>" in reference:

@@ -6,8 +6,8 @@ folder; Start / Stop; status line with the before/after held-out perplexity; liv
 and where things go by default (next to the app's store file). It never keeps a run's state: a
 gr.Timer polls the store's train_events, so a reload reattaches to the newest training run.
 
-Does not know: training (core.train, run by `palimpsest train` in its own process through
-studio.train_runner.TrainRunner), exporting (core.export), drawing (studio.train_render).
+Does not know: training (core.train.trainer, run by `palimpsest train` in its own process through
+studio.runners.train.TrainRunner), exporting (core.data.export), drawing (studio.views.train).
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import gradio as gr
 
 from core.store import StoreError
-from core.train_data import DataError
-from studio import train_render
+from core.train.data import DataError
+from studio.views import train as train_render
 from studio.context import StudioContext
-from studio.train_runner import TrainRequest, TrainRunner, TrainRunnerError
+from studio.runners.train import TrainRequest, TrainRunner, TrainRunnerError
 
 POLL_S = 1.0
 DEMO_STEPS = 10  # a CPU demo: a few steps on the built-in model take about a minute
@@ -38,8 +38,8 @@ class TrainPage:
 def export_choices(store) -> list[tuple[str, str]]:
     """(label, chat JSONL path) of every chat export the store recorded whose file still exists."""
     try:
-        from core.export import DATA_FILES, list_exports
-    except ImportError:  # core.export absent: a path is typed instead
+        from core.data.export import DATA_FILES, list_exports
+    except ImportError:  # core.data.export absent: a path is typed instead
         return []
     try:
         rows = list_exports(store)
@@ -150,9 +150,9 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
 
     def do_build():
         try:
-            from core.export import export
+            from core.data.export import export
         except ImportError:
-            return {msg: _msg("This build has no exporter (core.export): give a chat JSONL path instead.", "error")}
+            return {msg: _msg("This build has no exporter (core.data.export): give a chat JSONL path instead.", "error")}
         dest = base / "exports" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
             rep = export(store, "chat", dest, status="accepted")

@@ -1,0 +1,1 @@
+"""Data in and out: reading input files, importing into the store, curation, export."""

@@ -1,0 +1,234 @@
+"""Curation: review status, rating, tags, notes and human edits of trajectories (REER, R2, import).
+
+Knows the review fields of the trajectories table and the `versions` table (migration
+m005_curation): a human edit adds version 1, 2, ... of a trajectory's thinking and answer;
+the trajectory row itself is the original (version 0) and is never overwritten by an edit;
+the highest version is the current one, which listings and exports use. Small typed
+functions shared by the CLI (`palimpsest review`) and the studio.
+
+Does not know: how trajectories are made (core.reer.search, core.r2.loop, core.data.imports) nor export formats
+(core.data.export). Bad values raise core.store.BadValue naming the field and the fix; a missing
+trajectory raises core.store.NotFound.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+from core.store import TRAJECTORY_STATUSES, BadValue, Store, now
+
+RATING_RANGE = (1, 5)  # ratings are 1 (poor) .. 5 (excellent)
+
+
+@dataclass(frozen=True)
+class TrajectoryFilter:
+    status: str | None = None  # pending / accepted / rejected; None: any
+    kind: str | None = None  # run kind: reer / r2 / import; None: any
+    source: str | None = None  # where it came from (see source_of): reer / r2 / an imported file's source
+    min_score: float | None = None  # final_score at least this (REER clipped log-PPL; lower is better)
+    max_score: float | None = None  # final_score at most this
+    min_chars: int | None = None  # current thinking at least this many characters
+    max_chars: int | None = None  # current thinking at most this many characters
+    passed_filters: bool | None = None  # True: only those whose quality filters passed; False: only failed
+    tags: tuple[str, ...] = ()  # carries every one of these tags
+    search: str | None = None  # substring of the query, thinking or answer
+    limit: int | None = None  # at most this many (in id order)
+
+
+def source_of(row: dict) -> str:
+    """Where a trajectory came from: its run kind, or for an import the source it was exported with."""
+    if row.get("kind") == "import":
+        details = row.get("details") or {}
+        return str(details.get("source") or "import")
+    return str(row.get("kind"))
+
+
+def versions(store: Store, traj_id: int) -> list[dict]:
+    """The human edits of a trajectory, oldest first (version 1, 2, ...)."""
+    store.get_trajectory(traj_id)
+    return list(store.db.query("SELECT version, thinking, answer, author, note, created_at FROM versions "
+                               "WHERE trajectory_id = ? ORDER BY version", [traj_id]))
+
+
+def current(store: Store, traj_id: int, row: dict | None = None) -> dict:
+    """{version, thinking, answer} in force: the newest edit, else the original (version 0)."""
+    row = row or store.get_trajectory(traj_id)
+    v = next(store.db.query("SELECT version, thinking, answer FROM versions WHERE trajectory_id = ? "
+                            "ORDER BY version DESC LIMIT 1", [traj_id]), None)
+    return v or {"version": 0, "thinking": row["thinking"] or "", "answer": row["answer"] or ""}
+
+
+def _with_current(store: Store, row: dict) -> dict:
+    cur = current(store, row["id"], row)
+    return {**row, "original_thinking": row["thinking"], "original_answer": row["answer"],
+            "thinking": cur["thinking"], "answer": cur["answer"], "version": cur["version"],
+            "source": source_of(row), "tags": row.get("tags") or []}
+
+
+def list_trajectories(store: Store, flt: TrajectoryFilter = TrajectoryFilter()) -> list[dict]:
+    """Trajectories matching `flt`, in id order, each with its current version applied (`thinking`,
+    `answer`, `version`; the original text stays in `original_thinking` / `original_answer`)."""
+    if flt.status is not None and flt.status not in TRAJECTORY_STATUSES:
+        raise BadValue(f"status: {flt.status!r} is not allowed; use one of {', '.join(TRAJECTORY_STATUSES)}")
+    out = []
+    for row in store.list_trajectories(status=flt.status, kind=flt.kind):
+        r = _with_current(store, row)
+        if flt.source is not None and flt.source != "all" and r["source"] != flt.source:
+            continue
+        s = r.get("final_score")
+        if flt.min_score is not None and (s is None or s < flt.min_score):
+            continue
+        if flt.max_score is not None and (s is None or s > flt.max_score):
+            continue
+        n = len(r["thinking"])
+        if (flt.min_chars is not None and n < flt.min_chars) or (flt.max_chars is not None and n > flt.max_chars):
+            continue
+        if flt.passed_filters is not None and bool((r.get("filters") or {}).get("passed")) != flt.passed_filters:
+            continue
+        if any(t not in r["tags"] for t in flt.tags):
+            continue
+        if flt.search:
+            q = store.get_prompt(r["prompt_id"])["query"] if r.get("prompt_id") else ""
+            if not any(flt.search.lower() in x.lower() for x in (q, r["thinking"], r["answer"])):
+                continue
+        out.append(r)
+        if flt.limit is not None and len(out) >= flt.limit:
+            break
+    return out
+
+
+def show(store: Store, traj_id: int) -> dict:
+    """One trajectory with its current version, its prompt, its run and every edit."""
+    r = _with_current(store, store.get_trajectory(traj_id))
+    r["prompt"] = store.get_prompt(r["prompt_id"]) if r.get("prompt_id") else None
+    r["run"] = store.get_run(r["run_id"])
+    r["versions"] = versions(store, traj_id)
+    return r
+
+
+def accept(store: Store, traj_id: int) -> None:
+    store.set_status(traj_id, "accepted")
+
+
+def reject(store: Store, traj_id: int, reason: str | None = None) -> None:
+    """Reject a trajectory; a reason is appended to its notes."""
+    with store.transaction():
+        store.set_status(traj_id, "rejected")
+        if reason:
+            note(store, traj_id, f"rejected: {reason}")
+
+
+def reset(store: Store, traj_id: int) -> None:
+    """Back to pending."""
+    store.set_status(traj_id, "pending")
+
+
+def rate(store: Store, traj_id: int, rating: int | None) -> None:
+    """Rate 1..5 (None clears the rating)."""
+    if rating is not None:
+        lo, hi = RATING_RANGE
+        if isinstance(rating, bool) or not isinstance(rating, int) or not lo <= rating <= hi:
+            raise BadValue(f"trajectories.rating: must be an integer from {lo} to {hi}, got {rating!r}")
+        store.annotate(traj_id, rating=rating)
+    else:
+        store._update(traj_id, {"rating": None})
+
+
+def _clean_tags(tags) -> list[str]:
+    if isinstance(tags, str):
+        tags = [tags]
+    out = []
+    for t in tags:
+        if not isinstance(t, str) or not t.strip() or "," in t:
+            raise BadValue(f"trajectories.tags: {t!r} is not a tag; use non-empty words without commas")
+        out.append(t.strip())
+    return out
+
+
+def tag(store: Store, traj_id: int, *tags: str) -> list[str]:
+    """Add tags (kept once each, in order added); returns the tags now."""
+    new = _clean_tags(list(tags))
+    with store.transaction():
+        have = store.get_trajectory(traj_id).get("tags") or []
+        now_tags = have + [t for i, t in enumerate(new) if t not in have and t not in new[:i]]
+        store.annotate(traj_id, tags=now_tags)
+    return now_tags
+
+
+def untag(store: Store, traj_id: int, *tags: str) -> list[str]:
+    """Remove tags (absent ones are ignored); returns the tags now."""
+    drop = set(_clean_tags(list(tags)))
+    with store.transaction():
+        now_tags = [t for t in store.get_trajectory(traj_id).get("tags") or [] if t not in drop]
+        store._update(traj_id, {"tags": json.dumps(now_tags)})
+    return now_tags
+
+
+def note(store: Store, traj_id: int, text: str, replace: bool = False) -> str:
+    """Append a line to the notes (or replace them); returns the notes now."""
+    if not isinstance(text, str) or not text.strip():
+        raise BadValue("trajectories.notes: the note is empty; write some text")
+    with store.transaction():
+        old = store.get_trajectory(traj_id).get("notes") or ""
+        notes = text if replace or not old else f"{old}\n{text}"
+        store.annotate(traj_id, notes=notes)
+    return notes
+
+
+def edit(store: Store, traj_id: int, thinking: str | None = None, answer: str | None = None,
+         author: str = "human", note: str | None = None) -> int:
+    """Save a human edit as a new version (None keeps that part as it is now); returns its number.
+    The original and earlier versions are kept."""
+    for name, value in (("thinking", thinking), ("answer", answer)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise BadValue(f"versions.{name}: must be a non-empty string; to drop a trajectory reject it instead")
+    with store.transaction():
+        cur = current(store, traj_id)
+        new_thinking = cur["thinking"] if thinking is None else thinking
+        new_answer = cur["answer"] if answer is None else answer
+        if new_thinking == cur["thinking"] and new_answer == cur["answer"]:
+            raise BadValue(f"versions: the edit of trajectory {traj_id} changes nothing; change the thinking or answer")
+        version = cur["version"] + 1
+        store.db["versions"].insert({"trajectory_id": traj_id, "version": version, "thinking": new_thinking,
+                                     "answer": new_answer, "author": author, "note": note, "created_at": now()})
+        store._update(traj_id, {})
+    return version
+
+
+def revert(store: Store, traj_id: int, version: int, author: str = "human") -> int:
+    """Make an earlier version (0 = the original) current again, as a new version; returns its number."""
+    texts = {0: current_original(store, traj_id)} | {v["version"]: v for v in versions(store, traj_id)}
+    if version not in texts:
+        raise BadValue(f"versions: trajectory {traj_id} has no version {version}; see `palimpsest review show`")
+    return edit(store, traj_id, texts[version]["thinking"], texts[version]["answer"], author=author,
+                note=f"revert to version {version}")
+
+
+BULK_ACTIONS = ("accept", "reject", "reset", "tag", "untag")  # what `bulk` can do to many at once
+
+
+def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = (), reason: str | None = None) -> int:
+    """One review action on many trajectories in one transaction: all of them or, on any error,
+    none. `tags` for tag/untag, `reason` for reject. Returns how many were changed."""
+    if action not in BULK_ACTIONS:
+        raise BadValue(f"bulk action {action!r}: use one of {', '.join(BULK_ACTIONS)}")
+    if action in ("tag", "untag"):
+        tags = _clean_tags(list(tags))
+        if not tags:
+            raise BadValue("bulk tag: give one or more tags (words without commas)")
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    if not ids:
+        raise BadValue("bulk: no trajectories to change; loosen the filters")
+    one = {"accept": lambda t: accept(store, t), "reject": lambda t: reject(store, t, reason),
+           "reset": lambda t: reset(store, t), "tag": lambda t: tag(store, t, *tags),
+           "untag": lambda t: untag(store, t, *tags)}[action]
+    with store.transaction():
+        for t in ids:
+            one(t)
+    return len(ids)
+
+
+def current_original(store: Store, traj_id: int) -> dict:
+    row = store.get_trajectory(traj_id)
+    return {"version": 0, "thinking": row["thinking"] or "", "answer": row["answer"] or ""}

@@ -1,0 +1,370 @@
+"""Exporting curated trajectories as the files training tools read, each with a dataset card.
+
+Knows the formats and their exact record shapes (also in the README's export section):
+- chat      train.jsonl: {"id", "messages": [{"role": "user", "content": QUERY}, {"role": "assistant",
+            "content": "<think>\\n" + THINKING + "\\n</think>\\n" + ANSWER}], "source", "scores"} per line
+            (TRL's SFTTrainer and most trainers read it; the training helper's contract).
+- sharegpt  data.json: [{"id", "conversations": [{"from": "human", ...}, {"from": "gpt", ...}], "source",
+            "scores"}] + dataset_info.json, as LLaMA-Factory reads them.
+- alpaca    data.json: [{"id", "instruction", "input": "", "output", "source", "scores"}] + dataset_info.json.
+- parquet   data.parquet: one row per trajectory with every field (id, query, thinking, answer,
+            messages, source, status, rating, tags, notes, category, rubric, model, scores as JSON text).
+- hf        a `datasets` save_to_disk folder with the parquet columns.
+- prm       train.jsonl: {"id", "prompt", "steps": [reflection...], "labels": [bool...], "rewards": [...],
+            "reward_components": [...]} from R2 rounds (label: the reflection's total reward > 0).
+- dpo       train.jsonl: {"id", "prompt", "chosen": revision, "rejected": its earlier draft, "margin"} for
+            every R2 round whose revision the judge scored higher than the draft.
+The text exported is each trajectory's current version (core.data.curation). Every export writes
+README.md (the dataset card: counts, filters, score statistics, source models, settings)
+beside the data, and a row in the store's exports table. R2 records are read from the
+trajectory's `details`: {id, query, rounds: [{round, draft, judgment: {scores, overall,
+critique, judge, parsed}, reflection, revision, reward: {improvement, redundancy,
+circularity, length, total}}], thinking, final}.
+
+Does not know: how trajectories were made or reviewed (core.reer.search, core.r2.loop, core.data.curation), nor
+chat templates (core.data.template_check).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.data.curation import TrajectoryFilter, list_trajectories
+from core.store import BadValue, Store, now
+
+FORMATS = ("chat", "sharegpt", "alpaca", "parquet", "hf", "prm", "dpo")
+STATUS_CHOICES = ("accepted", "any", "pending", "rejected")
+SOURCE_CHOICES = ("all", "reer", "r2", "import")
+DATA_FILES = {"chat": "train.jsonl", "sharegpt": "data.json", "alpaca": "data.json", "parquet": "data.parquet",
+              "hf": None, "prm": "train.jsonl", "dpo": "train.jsonl"}
+DESCRIBE = {
+    "chat": "one JSON object per line: id, messages (user = the query; assistant = `<think>\\n` thinking "
+            "`\\n</think>\\n` answer), source, scores",
+    "sharegpt": "a JSON list of {id, conversations: [{from: human, value: query}, {from: gpt, value: <think> "
+                "block + answer}], source, scores}; dataset_info.json registers it for LLaMA-Factory as `palimpsest`",
+    "alpaca": "a JSON list of {id, instruction: query, input: \"\", output: <think> block + answer, source, scores}; "
+              "dataset_info.json registers it for LLaMA-Factory as `palimpsest`",
+    "parquet": "one row per trajectory: id, query, thinking, answer, messages, source, status, rating, tags, "
+               "notes, category, rubric, model, scores (JSON text)",
+    "hf": "a `datasets` folder (load_from_disk) with the parquet columns",
+    "prm": "one JSON object per line: id, prompt, steps (the R2 reflections), labels (reward total > 0), "
+           "rewards (totals), reward_components",
+    "dpo": "one JSON object per line: id, prompt, chosen (a revision), rejected (the draft it improved on), "
+           "margin (judged improvement)",
+}
+
+
+class ExportError(BadValue):
+    """An export cannot be written as asked (bad format, filter or output path)."""
+
+
+@dataclass
+class ExportReport:
+    """What one export wrote."""
+    format: str  # one of FORMATS
+    out: str  # the output folder
+    files: list[str] = field(default_factory=list)  # data files written (the card is `card`)
+    count: int = 0  # records written
+    trajectories: int = 0  # trajectories they came from
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> trajectories left out
+    stats: dict = field(default_factory=dict)  # score statistics (see score_stats)
+    card: str = ""  # the dataset card's path
+    export_id: int | None = None  # its row in the exports table
+    template_issues: list = field(default_factory=list)  # core.data.template_check.TemplateIssue, when checked
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items()) or "none"
+        return f"wrote {self.count} {self.format} record(s) from {self.trajectories} trajectory(ies) to {self.out}; skipped: {skipped}"
+
+
+def assistant_content(thinking: str, answer: str) -> str:
+    """The assistant turn every chat-like export uses."""
+    return f"<think>\n{thinking}\n</think>\n{answer}"
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _rounds(row: dict) -> list[dict]:
+    rounds = (row.get("details") or {}).get("rounds")
+    return [r for r in rounds if isinstance(r, dict)] if isinstance(rounds, list) else []
+
+
+def scores_of(row: dict) -> dict:
+    """The numbers worth carrying with a record: REER scores/PPLs, R2 overall judgments and rewards,
+    and for an import the scores it arrived with."""
+    details = row.get("details") or {}
+    out = {}
+    if row.get("kind") == "import" and isinstance(details.get("scores"), dict):
+        out.update({k: v for k, v in details["scores"].items() if _num(v)})
+    for k in ("initial_score", "final_score", "initial_ppl", "final_ppl"):
+        if _num(row.get(k)):
+            out[k] = row[k]
+    rounds = _rounds(row)
+    if rounds and row.get("kind") != "import":
+        overall = [r.get("judgment", {}).get("overall") for r in rounds if isinstance(r.get("judgment"), dict)]
+        overall = [o for o in overall if _num(o)]
+        if overall:
+            out["initial_overall"], out["final_overall"] = overall[0], overall[-1]
+        totals = [r.get("reward", {}).get("total") for r in rounds if isinstance(r.get("reward"), dict)]
+        totals = [t for t in totals if _num(t)]
+        if totals:
+            out["reward_total"] = round(sum(totals), 6)
+        out["rounds"] = len(rounds)
+    return out
+
+
+def _examples(store: Store, status: str, source: str) -> tuple[list[dict], Counter]:
+    if status not in STATUS_CHOICES:
+        raise ExportError(f"--status: {status!r} is not allowed; use one of {', '.join(STATUS_CHOICES)}")
+    if source not in SOURCE_CHOICES:
+        raise ExportError(f"--source: {source!r} is not allowed; use one of {', '.join(SOURCE_CHOICES)}")
+    flt = TrajectoryFilter(status=None if status == "any" else status)
+    rows = list_trajectories(store, flt)
+    skipped: Counter = Counter()
+    out, seen = [], set()
+    for r in rows:
+        if source != "all" and r["source"] != source and not (source == "import" and r["kind"] == "import"):
+            continue
+        prompt = store.get_prompt(r["prompt_id"])
+        if prompt.get("query_pending"):
+            skipped["without a query yet"] += 1
+            continue
+        if not r["thinking"].strip() or not r["answer"].strip():
+            skipped["with empty thinking or answer"] += 1
+            continue
+        details = r.get("details") or {}
+        rid = str(details.get("id") or r["prompt_id"])
+        if rid in seen:
+            rid = f"{rid}#{r['id']}"
+        seen.add(rid)
+        run = store.get_run(r["run_id"])
+        out.append({
+            "id": rid, "query": prompt["query"], "thinking": r["thinking"], "answer": r["answer"],
+            "source": r["source"], "kind": r["kind"], "scores": scores_of(r), "model": run.get("model") or "",
+            "category": prompt.get("category") or "", "rubric": prompt.get("rubric") or [],
+            "status": r["status"], "rating": r.get("rating"), "tags": r["tags"], "notes": r.get("notes") or "",
+            "version": r["version"], "trajectory_id": r["id"], "rounds": _rounds(r), "settings": run.get("settings"),
+        })
+    return out, skipped
+
+
+def chat_record(ex: dict) -> dict:
+    return {"id": ex["id"], "messages": [{"role": "user", "content": ex["query"]},
+                                         {"role": "assistant", "content": assistant_content(ex["thinking"], ex["answer"])}],
+            "source": ex["source"], "scores": ex["scores"]}
+
+
+def _flat(ex: dict) -> dict:
+    rec = chat_record(ex)
+    return {"id": ex["id"], "query": ex["query"], "thinking": ex["thinking"], "answer": ex["answer"],
+            "messages": rec["messages"], "source": ex["source"], "status": ex["status"],
+            "rating": ex["rating"], "tags": ex["tags"], "notes": ex["notes"], "category": ex["category"],
+            "rubric": ex["rubric"], "model": ex["model"],
+            "scores": json.dumps(ex["scores"], sort_keys=True)}
+
+
+def prm_records(ex: dict) -> list[dict]:
+    steps, labels, rewards, comps = [], [], [], []
+    for r in ex["rounds"]:
+        reward = r.get("reward") if isinstance(r.get("reward"), dict) else None
+        if not isinstance(r.get("reflection"), str) or not r["reflection"].strip() or reward is None \
+                or not _num(reward.get("total")):
+            continue
+        steps.append(r["reflection"])
+        labels.append(reward["total"] > 0)
+        rewards.append(float(reward["total"]))
+        comps.append({k: float(reward[k]) for k in ("improvement", "redundancy", "circularity", "length", "total")
+                      if _num(reward.get(k))})
+    if not steps:
+        return []
+    return [{"id": ex["id"], "prompt": ex["query"], "steps": steps, "labels": labels, "rewards": rewards,
+             "reward_components": comps}]
+
+
+def dpo_records(ex: dict) -> list[dict]:
+    out = []
+    for r in ex["rounds"]:
+        reward = r.get("reward") if isinstance(r.get("reward"), dict) else {}
+        gain = reward.get("improvement")
+        if not (isinstance(r.get("draft"), str) and isinstance(r.get("revision"), str) and _num(gain) and gain > 0):
+            continue
+        if not r["draft"].strip() or not r["revision"].strip() or r["draft"] == r["revision"]:
+            continue
+        out.append({"id": f"{ex['id']}-r{r.get('round', len(out))}", "prompt": ex["query"], "chosen": r["revision"],
+                    "rejected": r["draft"], "margin": float(gain)})
+    return out
+
+
+def score_stats(examples: list[dict]) -> dict:
+    """{score name: {n, min, mean, max}} over the exported records."""
+    values: dict[str, list[float]] = {}
+    for ex in examples:
+        for k, v in ex["scores"].items():
+            values.setdefault(k, []).append(float(v))
+    return {k: {"n": len(v), "min": min(v), "mean": statistics.fmean(v), "max": max(v)} for k, v in sorted(values.items())}
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _prepare_out(out: Path, fmt: str) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: is a file; exports are folders (data file + README.md), give a folder path")
+    card = out / "README.md"
+    ours = card.is_file() and card.read_text(encoding="utf-8", errors="replace").startswith("# Palimpsest export")
+    if out.is_dir() and any(out.iterdir()) and not ours:
+        raise ExportError(f"--out {out}: a folder with other files in it; give a new or empty folder "
+                          "(an earlier export's folder is overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    for child in out.iterdir():  # an earlier export here: replace it whole
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
+    """The records of format `fmt` (one per trajectory, or per R2 step/pair), and why any were left out."""
+    skipped: Counter = Counter()
+    if fmt == "chat":
+        return [chat_record(ex) for ex in examples], skipped
+    if fmt == "sharegpt":
+        return [{"id": ex["id"], "conversations": [
+            {"from": "human", "value": ex["query"]},
+            {"from": "gpt", "value": assistant_content(ex["thinking"], ex["answer"])}],
+            "source": ex["source"], "scores": ex["scores"]} for ex in examples], skipped
+    if fmt == "alpaca":
+        return [{"id": ex["id"], "instruction": ex["query"], "input": "",
+                 "output": assistant_content(ex["thinking"], ex["answer"]), "source": ex["source"],
+                 "scores": ex["scores"]} for ex in examples], skipped
+    if fmt in ("parquet", "hf"):
+        return [_flat(ex) for ex in examples], skipped
+    build = prm_records if fmt == "prm" else dpo_records
+    rows = []
+    for ex in examples:
+        got = build(ex)
+        if not got:
+            skipped["without R2 rounds that make " + ("step labels" if fmt == "prm" else "preference pairs")] += 1
+        rows += got
+    return rows, skipped
+
+
+def _write(fmt: str, out: Path, rows: list[dict]) -> Path:
+    """Write the rows; returns the data file (or folder)."""
+    data = out / (DATA_FILES[fmt] or "data")
+    if fmt in ("chat", "prm", "dpo"):
+        _write_jsonl(data, rows)
+    elif fmt in ("sharegpt", "alpaca"):
+        _write_json(data, rows)
+        info = {"file_name": data.name, "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+        if fmt == "sharegpt":
+            info = {"file_name": data.name, "formatting": "sharegpt", "columns": {"messages": "conversations"},
+                    "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+        _write_json(out / "dataset_info.json", {"palimpsest": info})
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), data)
+    else:
+        from datasets import Dataset
+
+        Dataset.from_list(rows).save_to_disk(str(data))
+    return data
+
+
+def _card(report: ExportReport, fmt: str, status: str, source: str, examples: list[dict], check: str | None) -> str:
+    by_source = Counter(ex["source"] for ex in examples)
+    models = Counter(ex["model"] for ex in examples)
+    settings: dict[str, dict] = {}
+    for ex in examples:
+        if isinstance(ex["settings"], dict):
+            settings.setdefault(json.dumps(ex["settings"], sort_keys=True), ex["settings"])
+    lines = [f"# Palimpsest export ({fmt})", "",
+             f"Written {now()} by Palimpsest. Files: {', '.join(Path(f).name for f in report.files)}.", "",
+             f"Each record: {DESCRIBE[fmt]}.", "",
+             "## Filters", f"- status: {status}", f"- source: {source}",
+             "- text: each trajectory's current version (human edits applied)", "",
+             "## Counts", f"- records: {report.count}", f"- trajectories: {report.trajectories}"]
+    lines += [f"- from {k}: {v}" for k, v in sorted(by_source.items())]
+    lines += [f"- skipped {why}: {n}" for why, n in report.skipped.items()]
+    lines += ["", "## Score statistics", ""]
+    if report.stats:
+        lines += ["| score | n | min | mean | max |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {s['n']} | {s['min']:.4g} | {s['mean']:.4g} | {s['max']:.4g} |" for k, s in report.stats.items()]
+    else:
+        lines.append("No scores recorded.")
+    lines += ["", "## Source models"] + ([f"- {m or 'unknown'}: {n}" for m, n in models.most_common()] or ["- none"])
+    lines += ["", "## Settings", f"{len(settings)} distinct run setting(s)."]
+    lines += [f"- `{json.dumps(s, sort_keys=True)}`" for s in list(settings.values())[:10]]
+    if check is not None:
+        lines += ["", "## Chat template check", check]
+    return "\n".join(lines) + "\n"
+
+
+def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", source: str = "all",
+           check_template: bool = False, tokenizer=None) -> ExportReport:
+    """Write the trajectories matching status/source in format `fmt` to the folder `out`, with a
+    dataset card, and record the export in the store. With check_template, the chat records are
+    rendered through `tokenizer`'s chat template (the built-in model's by default) first and the
+    records whose think block is dropped or mangled are reported (report.template_issues)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
+    out = Path(out).expanduser()
+    examples, skipped = _examples(store, status, source)
+    report = ExportReport(fmt, str(out), trajectories=len(examples), skipped=dict(skipped))
+    check = None
+    if check_template:
+        from core.data.template_check import check_records
+
+        report.template_issues = check_records([chat_record(ex) for ex in examples], tokenizer)
+        check = (f"Rendered {len(examples)} record(s) through the chat template: "
+                 f"{len(report.template_issues)} lost or changed the think block.")
+        check += "".join(f"\n- {i}" for i in report.template_issues[:20])
+    rows, more = _rows(fmt, examples)
+    report.skipped.update(more)
+    report.trajectories -= sum(more.values())
+    if not rows:
+        why = "; ".join(f"{n} {k}" for k, n in report.skipped.items()) or "no trajectory matches the filters"
+        raise ExportError(f"nothing to export as {fmt} (status {status}, source {source}): {why}; "
+                          "try --status any or --source all, or accept some trajectories first")
+    _prepare_out(out, fmt)
+    report.files, report.count = [str(_write(fmt, out, rows))], len(rows)
+    report.stats = score_stats(examples)
+    card = out / "README.md"
+    card.write_text(_card(report, fmt, status, source, examples, check), encoding="utf-8")
+    report.card = str(card)
+    with store.transaction():
+        report.export_id = store.db["exports"].insert({
+            "format": fmt, "out": str(out.resolve()), "status": status, "source": source, "count": report.count,
+            "skipped": json.dumps(report.skipped), "stats": json.dumps(report.stats),
+            "settings": json.dumps({"check_template": check_template, "trajectories": len(examples)}),
+            "created_at": now()}).last_pk
+    return report
+
+
+def list_exports(store: Store) -> list[dict]:
+    """Every export recorded, newest first."""
+    return store._select("exports", {}, "id DESC")
+
+
+def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all",
+            n: int = 3) -> tuple[list[dict], int, dict[str, int]]:
+    """What `export` would write, without writing: (its first `n` records, how many records in all,
+    reason -> trajectories left out). Raises ExportError for a bad format, status or source."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
+    examples, skipped = _examples(store, status, source)
+    rows, more = _rows(fmt, examples)
+    return rows[: max(0, n)], len(rows), {**skipped, **more}

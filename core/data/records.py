@@ -1,0 +1,495 @@
+"""Reading files of every supported shape into Records (or Problems), one record at a time.
+
+Knows the shapes users arrive with: JSONL / JSON / CSV / Parquet records with `query` and
+`reference` or an alias (instruction/response, prompt/completion, question/solution, Alpaca's
+instruction+input/output), chat `messages` (and ShareGPT `conversations`), Hugging Face
+`datasets` folders (save_to_disk), a folder of plain-text files (each a reference whose query
+is written later), HelloBench files or folder (through core.data.items.read_items), REER release
+outputs (pretty-printed JSON objects with q, ref, uid, alist[...]) and DeepWriting-style
+parquet (chat-list `prompt`, `solution` = `<think>...</think>` + answer), and Palimpsest's own
+exports. Every rejected record is a core.data.items.Problem naming file, line (row for
+CSV/Parquet/datasets, 0 for the whole file), field and the fix.
+
+Does not know: the store (core.data.imports writes Records into it), runs, curation or export.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.data.items import HELLOBENCH_RESPONSES, HELLOBENCH_TASKS, InputError, Problem, read_items
+
+FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "hf", "text", "hellobench", "reer-release", "deepwriting")
+QUERY_KEYS = ("query", "instruction", "prompt", "question", "x", "q")
+REFERENCE_KEYS = ("reference", "response", "completion", "solution", "answer", "output", "y", "ref")
+STATUSES = ("pending", "accepted", "rejected")
+SCORE_COLUMNS = ("initial_score", "final_score", "initial_ppl", "final_ppl")
+THINK_RE = re.compile(r"^\s*<think>\n?(.*?)\n?</think>\s*(.*)$", re.S)
+ANSWER_RE = re.compile(r"^\s*<answer>\n?(.*?)\n?</answer>\s*$", re.S)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One importable unit, whatever file it came from."""
+    path: str  # the file it came from
+    line: int  # its line (JSONL/JSON/text), row (CSV/Parquet/datasets), 0 for a whole file
+    query: str  # the task x ("" with query_pending for a reference without its query)
+    reference: str  # the answer y (after any think block)
+    thinking: str | None = None  # a finished trajectory's thinking; None = a plain prompt
+    id: str | None = None  # the record's own id (id / uid), if any
+    category: str | None = None  # e.g. HelloBench's "argumentative_writing"
+    rubric: tuple[str, ...] = ()  # criteria a judge scores against
+    query_pending: bool = False  # the query is to be written later (text-folder import)
+    extra: dict = field(default_factory=dict)  # scores, status, rating, tags, notes, source, model, history
+
+
+# ---- reading files into raw records ---------------------------------------------------------
+
+def detect_format(path: Path) -> str:
+    """The format `auto` picks for a path (by folder content or file suffix)."""
+    if path.is_dir():
+        if (path / HELLOBENCH_RESPONSES).is_file():
+            return "hellobench"
+        if _hf_folder(path) is not None:
+            return "hf"
+        if any(path.glob("*.txt")):
+            return "text"
+        if data_files(path):
+            return "folder"
+        raise InputError(f"{path}: a folder with no .txt files, no data files (.jsonl/.json/.csv/.parquet), no "
+                         "datasets save_to_disk files and no HelloBench files; give a data file or such a folder")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.name in (HELLOBENCH_TASKS, HELLOBENCH_RESPONSES):
+        return "hellobench"
+    suffix = path.suffix.lower()
+    by_suffix = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text",
+                 ".ndjson": "jsonl", ".tsv": "csv"}
+    if suffix not in by_suffix:
+        raise InputError(f"{path}: unknown file type {suffix or '(none)'}; use .jsonl, .json, .csv, .parquet, "
+                         "a .txt file or folder, a datasets folder, or pass --format")
+    return by_suffix[suffix]
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".ndjson", ".tsv")
+
+
+def _hf_folder(path: Path) -> Path | None:
+    """The save_to_disk folder at `path`, or in its `data/` (how `palimpsest export --format hf` writes it)."""
+    for p in (path, path / "data"):
+        if (p / "state.json").is_file() or (p / "dataset_dict.json").is_file():
+            return p
+    return None
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The data files anywhere under a folder (e.g. a dataset repository's data/train-*.parquet)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
+                  and not p.name.startswith(".") and p.name != "dataset_info.json")
+
+
+def _json_values(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
+    """(line, value) of a JSONL file, a JSON array, or concatenated (pretty-printed) JSON objects."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
+    lines = text.splitlines()
+    first = next((l for l in lines if l.strip()), "")
+    if not first.lstrip().startswith("[") and any(_is_object(l) for l in [l for l in lines if l.strip()][:5]):
+        for n, raw in enumerate(lines, 1):
+            if raw.strip():
+                try:
+                    yield n, json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    problems.append(Problem(str(path), n, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                                              "fix or remove the line"))
+        return
+    pos = 0
+    while True:
+        pos = _skip(text, pos)
+        if pos >= len(text):
+            return
+        if text[pos] == "[":
+            pos = yield from _json_array(text, pos, path, problems)
+            if pos is None:
+                return
+            continue
+        line, value, pos = _decode(text, pos, path, problems)
+        if pos is None:
+            return
+        yield line, value
+
+
+def _skip(text: str, pos: int) -> int:
+    """The position of the next value: past whitespace and the commas between values."""
+    while pos < len(text) and text[pos] in " \t\r\n,":
+        pos += 1
+    return pos
+
+
+def _decode(text: str, pos: int, path: Path, problems: list[Problem]) -> tuple[int, Any, int | None]:
+    """(line, value, position after it) of the JSON value at `pos`; on bad JSON a Problem is
+    recorded and the position is None (the rest of the file cannot be trusted)."""
+    line = text.count("\n", 0, pos) + 1
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                                          f"the rest of the file from line {line} is skipped"))
+        return line, None, None
+    return line, value, end
+
+
+def _json_array(text: str, start: int, path: Path, problems: list[Problem]):
+    """(line, element) of the JSON array opening at text[start] ("["); returns the position after
+    its "]" (None when the file ends or breaks inside it)."""
+    pos = start + 1
+    while True:
+        pos = _skip(text, pos)
+        if pos >= len(text):
+            problems.append(Problem(str(path), text.count("\n", 0, start) + 1, "", "a JSON array that is never "
+                                    "closed; add the final ]"))
+            return None
+        if text[pos] == "]":
+            return pos + 1
+        line, value, pos = _decode(text, pos, path, problems)
+        if pos is None:
+            return None
+        yield line, value
+
+
+def _is_object(line: str) -> bool:
+    """Whether one line holds a whole JSON object (JSONL) rather than part of a pretty-printed one."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        start = 2
+        for row in reader:
+            if None in row:
+                yield start, ValueError(f"{len(row[None])} more value(s) than the header has columns")
+            else:
+                yield start, {k: v for k, v in row.items() if v != "" or k in QUERY_KEYS + REFERENCE_KEYS}
+            start = reader.line_num + 1
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a bad file
+        raise InputError(f"{path}: not a readable Parquet file ({e}); check it was written completely") from e
+    for i, row in enumerate(table.to_pylist(), 1):
+        yield i, row
+
+
+def _hf_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(str(_hf_folder(path) or path))
+    except Exception as e:
+        raise InputError(f"{path}: not a datasets folder made by save_to_disk ({e})") from e
+    splits = ds.values() if isinstance(ds, DatasetDict) else [ds]
+    n = 0
+    for split in splits:
+        assert isinstance(split, Dataset)
+        for row in split:
+            n += 1
+            yield n, row
+
+
+def _text_records(path: Path) -> Iterator[Record | Problem]:
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            yield Problem(str(f), 0, "", f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8")
+            continue
+        if not text.strip():
+            yield Problem(str(f), 0, "reference", "the file is empty; remove it or write the reference in it")
+            continue
+        yield Record(str(f), 0, "", text.strip("\n"), id=f.stem, query_pending=True, extra={"source": "text"})
+
+
+def _hellobench_records(path: Path) -> Iterator[Record | Problem]:
+    items, problems = read_items(path)
+    yield from problems
+    for it in items:
+        yield Record(str(path), 0, it.query, it.reference, None, it.id, it.category, it.rubric,
+                     extra={"source": "hellobench"})
+
+
+def read_records(path: str | Path, format: str = "auto") -> Iterator[Record | Problem]:
+    """Each record of one file or folder, normalised, or a Problem for each bad one.
+
+    Raises InputError when the file cannot be read at all (missing, unknown type, not UTF-8)."""
+    p = Path(path)
+    if format not in FORMATS:
+        raise InputError(f"{path}: unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    fmt = detect_format(p) if format == "auto" else format
+    if not p.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if fmt == "folder":
+        for f in data_files(p):
+            yield from read_records(f)
+        return
+    if fmt == "text":
+        yield from _text_records(p)
+        return
+    if fmt == "hellobench":
+        yield from _hellobench_records(p)
+        return
+    problems: list[Problem] = []
+    if fmt in ("jsonl", "json", "reer-release"):
+        rows = _json_values(p, problems)
+    elif fmt == "csv":
+        rows = _csv_rows(p)
+    elif fmt in ("parquet", "deepwriting"):
+        rows = _parquet_rows(p)
+    elif fmt == "hf":
+        rows = _hf_rows(p)
+    else:  # pragma: no cover - FORMATS is checked above
+        raise InputError(f"{path}: format {fmt} has no reader")
+    for line, raw in rows:
+        while problems:
+            yield problems.pop(0)
+        if isinstance(raw, Exception):
+            yield Problem(str(p), line, "", f"{raw}; fix the row")
+            continue
+        yield normalise(raw, str(p), line)
+    yield from problems
+
+
+# ---- one raw record -> Record | Problem -------------------------------------------------------
+
+def split_think(text: str) -> tuple[str | None, str]:
+    """(thinking, answer) of `<think>...</think> answer` (an <answer> wrapper is removed);
+    (None, text) when there is no think block."""
+    m = THINK_RE.match(text)
+    if not m:
+        return None, text
+    answer = m.group(2)
+    wrapped = ANSWER_RE.match(answer)
+    return m.group(1), (wrapped.group(1) if wrapped else answer)
+
+
+def _chat(turns: Any, path: str, line: int, key: str) -> tuple[str | None, str | None, str | None] | Problem:
+    """(system, last user content, last assistant content) of a chat list (role/content or from/value)."""
+    roles = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant", "system": "system"}
+    if not isinstance(turns, list) or not turns:
+        return Problem(path, line, key, "must be a non-empty list of {\"role\": ..., \"content\": ...} turns")
+    system = user = assistant = None
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict):
+            return Problem(path, line, f"{key}[{i}]", "must be an object with role and content")
+        role = roles.get(t.get("role", t.get("from")))
+        content = t.get("content", t.get("value"))
+        if role is None:
+            return Problem(path, line, f"{key}[{i}].role", f"{t.get('role', t.get('from'))!r} is not a known role; "
+                                                          "use system, user or assistant")
+        if not isinstance(content, str):
+            return Problem(path, line, f"{key}[{i}].content", f"must be a string, got {type(content).__name__}")
+        if role == "system":
+            system = content
+        elif role == "user":
+            user = content
+        else:
+            assistant = content
+    return system, user, assistant
+
+
+def _first(record: dict, keys: tuple[str, ...]) -> tuple[str | None, Any]:
+    for k in keys:
+        if k in record and record[k] is not None:
+            return k, record[k]
+    return None, None
+
+
+def normalise(record: Any, path: str, line: int) -> Record | Problem:
+    """One raw record (dict) as a Record, or the Problem that rejects it."""
+    if not isinstance(record, dict):
+        return Problem(path, line, "", "expected an object like {\"query\": ..., \"reference\": ...}")
+    if "alist" in record or ("q" in record and "ref" in record):
+        return _release_record(record, path, line)
+    extra: dict = {}
+    query = answer = None
+    qkey = rkey = None
+    chat_key = "messages" if "messages" in record else "conversations" if "conversations" in record else None
+    if chat_key:
+        got = _chat(record[chat_key], path, line, chat_key)
+        if isinstance(got, Problem):
+            return got
+        system, query, answer = got
+        qkey = rkey = chat_key
+        if system is not None:
+            extra["system"] = system
+        if query is None:
+            return Problem(path, line, chat_key, "has no user turn; the user's message is the query")
+        if answer is None and not _first(record, REFERENCE_KEYS)[0]:
+            return Problem(path, line, chat_key, "has no assistant turn; the assistant's message is the reference")
+    if query is None:
+        qkey, query = _first(record, QUERY_KEYS)
+        if isinstance(query, list):  # DeepWriting: prompt is a chat list
+            got = _chat(query, path, line, qkey)
+            if isinstance(got, Problem):
+                return got
+            system, query, _ = got
+            if system is not None:
+                extra["system"] = system
+            if query is None:
+                return Problem(path, line, qkey, "has no user turn; the user's message is the query")
+    if answer is None:
+        rkey, answer = _first(record, REFERENCE_KEYS)
+    if query is None:
+        return Problem(path, line, "query", "missing; add a 'query' (or 'instruction', 'prompt', 'question') "
+                                            "string or chat 'messages'")
+    if not isinstance(query, str):
+        return Problem(path, line, qkey, f"must be a string, got {type(query).__name__}")
+    inp = record.get("input")
+    if qkey == "instruction" and isinstance(inp, str) and inp.strip():  # Alpaca's instruction + input
+        query = f"{query}\n\n{inp}"
+    if not query.strip():
+        return Problem(path, line, qkey, "is empty; write the query (or import the text as a reference-only file)")
+    if answer is None:
+        return Problem(path, line, "reference", "missing; add a 'reference' (or 'response', 'completion', "
+                                                "'solution', 'output') string")
+    if not isinstance(answer, str):
+        return Problem(path, line, rkey, f"must be a string, got {type(answer).__name__}")
+    thinking, answer = split_think(answer)
+    if "thinking" in record and record["thinking"] is not None:
+        if not isinstance(record["thinking"], str):
+            return Problem(path, line, "thinking", f"must be a string, got {type(record['thinking']).__name__}")
+        if record["thinking"].strip():
+            thinking = record["thinking"]
+    if not answer.strip():
+        return Problem(path, line, rkey, "has no answer text (empty, or nothing after </think>); give the answer")
+    if thinking is not None and not thinking.strip():
+        return Problem(path, line, rkey, "has an empty think block; remove it or write the thinking")
+    category = record.get("category")
+    if category is not None and not isinstance(category, str):
+        return Problem(path, line, "category", f"must be a string, got {type(category).__name__}")
+    rkey2, rubric = _first(record, ("rubric", "checklists"))
+    rubric = _maybe_json(rubric)
+    if rubric is not None and not (isinstance(rubric, list) and all(isinstance(c, str) for c in rubric)):
+        return Problem(path, line, rkey2, "must be a list of criteria (strings)")
+    got = _review_fields(record, path, line, extra)
+    if isinstance(got, Problem):
+        return got
+    if isinstance(record.get("steps"), list) and thinking is not None:  # `palimpsest reer run --out` records
+        extra.setdefault("source", "reer")
+        extra.setdefault("details", {k: v for k, v in record.items() if k not in ("query", "reference")})
+        extra.setdefault("scores", {k: record[k] for k in SCORE_COLUMNS if _num(record.get(k))})
+    rid = record.get("id", record.get("uid"))
+    return Record(path, line, query, answer, thinking, None if rid is None else str(rid), category,
+                  tuple(rubric or ()), extra=extra)
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _maybe_json(value: Any) -> Any:
+    """CSV cells hold lists and dicts as JSON text; decode those that look like it."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _review_fields(record: dict, path: str, line: int, extra: dict) -> Problem | None:
+    """Optional scores, status, rating, tags, notes, source, model (as Palimpsest exports them)."""
+    scores = _maybe_json(record.get("scores"))
+    if scores is not None:
+        if not isinstance(scores, dict) or not all(isinstance(v, (int, float, type(None))) and not isinstance(v, bool)
+                                                    for v in scores.values()):
+            return Problem(path, line, "scores", "must be an object of numbers, like {\"final_ppl\": 1.9}")
+        extra["scores"] = scores
+    status = record.get("status")
+    if status is not None:
+        if status not in STATUSES:
+            return Problem(path, line, "status", f"{status!r} is not a review status; use {', '.join(STATUSES)}")
+        extra["status"] = status
+    rating = record.get("rating")
+    if isinstance(rating, str) and rating.strip().lstrip("-").isdigit():
+        rating = int(rating)
+    if rating is not None:
+        if isinstance(rating, float) and rating.is_integer():
+            rating = int(rating)
+        if isinstance(rating, bool) or not isinstance(rating, int):
+            return Problem(path, line, "rating", f"must be an integer, got {rating!r}")
+        extra["rating"] = rating
+    tags = _maybe_json(record.get("tags"))
+    if tags is not None:
+        if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            return Problem(path, line, "tags", "must be a list of strings")
+        extra["tags"] = tags
+    for key in ("notes", "source", "model"):
+        v = record.get(key)
+        if v is not None:
+            if not isinstance(v, str):
+                return Problem(path, line, key, f"must be a string, got {type(v).__name__}")
+            extra[key] = v
+    details = _maybe_json(record.get("details"))
+    if isinstance(details, dict):
+        extra["details"] = details
+    return None
+
+
+def _release_record(record: dict, path: str, line: int) -> Record | Problem:
+    """A REER release output object: q, ref, uid, alist[...] (each entry a search of the item:
+    initial_response, thinking_segments, possible_refinements per step, corrected_thinking).
+    The last entry's corrected_thinking (else its segments, else its initial response) is the
+    trajectory; the whole alist is kept as the search history."""
+    for key in ("q", "ref"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            return Problem(path, line, key, "missing or empty; a REER release record needs q (query) and ref (answer)")
+    alist = record.get("alist")
+    if alist is None or alist == []:
+        thinking = None
+    elif not isinstance(alist, list) or not all(isinstance(a, dict) for a in alist):
+        return Problem(path, line, "alist", "must be a list of search objects (initial_response, thinking_segments, "
+                                            "possible_refinements, corrected_thinking)")
+    else:
+        last = alist[-1]
+        thinking = last.get("corrected_thinking")
+        if isinstance(thinking, list):
+            thinking = "\n\n".join(str(s) for s in thinking)
+        if not (isinstance(thinking, str) and thinking.strip()):
+            segs = last.get("thinking_segments")
+            thinking = "\n\n".join(str(s) for s in segs) if isinstance(segs, list) and segs else None
+        if thinking is None and isinstance(last.get("initial_response"), str):
+            thinking = split_think(last["initial_response"])[0] or last["initial_response"]
+        if not (isinstance(thinking, str) and thinking.strip()):
+            return Problem(path, line, "alist", "its last entry has no corrected_thinking, thinking_segments or "
+                                                "initial_response to take the trajectory from")
+        t2, _ = split_think(thinking)
+        thinking = t2 if t2 is not None else thinking
+    _, answer = split_think(record["ref"])
+    if not answer.strip():
+        return Problem(path, line, "ref", "has no answer text after </think>")
+    uid = record.get("uid", record.get("id"))
+    scores = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+              and any(w in k.lower() for w in ("ppl", "score"))}
+    extra = {"source": "reer", "format": "reer-release",
+             "details": {"format": "reer-release", "id": None if uid is None else str(uid), "history": alist or [],
+                         **{k: v for k, v in record.items() if k not in ("q", "ref", "alist")}}}
+    if scores:
+        extra["scores"] = scores
+    return Record(path, line, record["q"], answer, thinking, None if uid is None else str(uid), extra=extra)
+
+

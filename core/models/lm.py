@@ -1,0 +1,132 @@
+"""The language-model protocol every part of Palimpsest talks to, and `load_lm(spec)`.
+
+An LM does two things: score continuations given contexts (log-probs of the continuation's
+tokens), and generate chat replies. Two backends implement it: `core.models.hf.HFLM` (a local
+Hugging Face model, the built-in default) and `core.models.server.OpenAILM` (an OpenAI-compatible
+server such as vLLM).
+
+Edge cases, pinned once (as lm-evaluation-harness does):
+- A `ScoreRequest` is a tuple of context *pieces* plus a continuation. Local backends tokenize
+  every piece and the continuation separately (no special tokens added) and join the ids, so
+  the scored region is exactly the continuation's own tokens and pieces shared by several
+  requests give identical token prefixes (that is what makes the prefix cache exact).
+  Whitespace is never moved: if a piece ends in a space, that space stays in the context.
+  Server backends tokenize the joined text and pick the continuation's tokens by character
+  offset; a server token that straddles the boundary is counted as continuation.
+- Contexts longer than the model allows are left-truncated only if the caller says so
+  (`truncate="left"`), and the number of dropped tokens is reported; a continuation that does
+  not fit is always an error, never silently cut.
+- `generate` takes chat messages; the backend applies its chat template.
+
+What this module does not know: templates for REER (see `core.models.scoring`), prompts, storage.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, Sequence, runtime_checkable
+
+BUILTIN_ALIAS = "smollm2-135m"  # the default model everywhere
+DEFAULT_MODEL = BUILTIN_ALIAS
+
+Precision = Literal["fp32", "bf16"]
+
+
+class LMError(Exception):
+    """Base class for model errors that a user can act on."""
+
+
+class ModelNotFound(LMError):
+    """The model spec names nothing that can be loaded."""
+
+
+class ContextTooLong(LMError):
+    """A scoring request does not fit in the model's context window."""
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    context: tuple[str, ...]  # context pieces, tokenized one by one and joined, in order
+    continuation: str  # the text whose tokens are scored; must not be empty
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    tokens: list[str]  # the continuation's tokens as text
+    logprobs: list[float]  # log p(token | everything before it), natural log, one per token
+    context_tokens: int  # context tokens actually fed to the model (after truncation)
+    truncated: int = 0  # context tokens dropped on the left to fit; 0 when nothing was cut
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 256  # upper bound on generated tokens per sample
+    temperature: float = 0.8  # 0 means greedy decoding
+    top_p: float = 0.85  # nucleus sampling mass
+    n: int = 1  # samples per prompt
+    stop: tuple[str, ...] = ()  # generation ends at the first of these strings (not included)
+    seed: int | None = None  # fixes sampling; None leaves it to chance
+    no_repeat_ngram: int = 0  # ban repeating an n-gram of this many tokens within the output (0 = off; local models only)
+    extra: dict = field(default_factory=dict)  # backend-specific options, passed through
+
+
+@runtime_checkable
+class LM(Protocol):
+    """What every backend provides. Keep it small."""
+
+    name: str  # the spec it was loaded from, for records
+    max_length: int  # tokens the model can attend to at once
+
+    def chat_text(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        """Render chat messages with the model's own chat template, as text."""
+        ...
+
+    def loglikelihood(
+        self,
+        requests: Sequence[ScoreRequest],
+        precision: Precision = "fp32",
+        truncate: Literal["error", "left"] = "error",
+    ) -> list[TokenLogprobs]:
+        """Per-token log-probs of each request's continuation, in request order."""
+        ...
+
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+        """`config.n` sampled assistant replies to a chat, cut before the first stop string.
+
+        `prefix` starts the assistant's reply (a prefill); the returned texts continue it and do
+        not repeat it.
+        """
+        ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Text up to (not including) the earliest stop string."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: $PALIMPSEST_CACHE, else ~/.cache/palimpsest."""
+    root = os.environ.get("PALIMPSEST_CACHE") or Path.home() / ".cache" / "palimpsest"
+    return Path(root)
+
+
+def is_server_spec(spec: str) -> bool:
+    """Specs that name an OpenAI-compatible server: http(s)://host[:port]/v1[#model]."""
+    return spec.startswith(("http://", "https://", "openai:"))
+
+
+def load_lm(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None) -> LM:
+    """Load a model by spec: the built-in alias, a local path, a hub id, or a server URL.
+
+    Raises ModelNotFound with a message naming the spec and what to do.
+    """
+    spec = (spec or DEFAULT_MODEL).strip()
+    if is_server_spec(spec):
+        from core.models.server import OpenAILM
+
+        return OpenAILM.from_spec(spec)
+    from core.models.hf import HFLM
+
+    return HFLM.from_spec(spec, dtype=dtype, device=device)

@@ -1,0 +1,194 @@
+"""Reference-conditioned scoring: how expected is answer y given query x and thinking z?
+
+For (x, z, y) this module reports the scored token count, the mean log-prob (unclipped), the
+perplexity exp(-mean), and REER's clipped score: per-token log-probs clipped to [-2, 0],
+score = -mean (a log-perplexity between 0 and 2; lower is better).
+
+Templates (how x, z, y become one token sequence; only y's tokens are scored):
+- `chat`: the model's chat template with user = x, then the assistant turn
+  `<think>\n{z}\n</think>\n<answer>\n{y}\n</answer>`. The header, each segment of z (led by
+  its "\n\n" separator) and the bridge `\n</think>\n<answer>\n` are separate pieces, tokenized
+  one by one (see core.models.lm), so y's first token never merges with the text before it and
+  candidates that share the first segments share their token prefix exactly. Pieces are cut
+  where byte-level BPE cuts anyway, so the ids equal those of the joined text (tested).
+- `none`: context = x + z concatenated exactly as given (no separator is added), continuation
+  = y; context and continuation are tokenized separately and joined (lm-evaluation-harness).
+Option `skip_first_segment`: y's first segment moves into the context and is not scored (the
+"\n\n" after it is scored with the rest).
+
+`score_candidates` is REER's hot loop: K trajectories that differ in one segment. The default
+precision is fp32 (exact). With "auto" it scores them all in bf16, then re-scores in fp32
+every candidate whose score lies within `recheck_margin` of another's (or of the baseline), so
+the order and the choice are the ones fp32 gives; "bf16" alone is fastest but close calls can
+flip. Measured here (`palimpsest bench scoring`): model-written candidates differ by ~1e-3,
+the same size as bf16's error (~2e-3), so "auto" re-checks nearly everything and fp32 wins.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+from core.models.lm import LM, LMError, ScoreRequest, TokenLogprobs
+from core.segments import SEP, answer_part, split_segments
+
+THINK_OPEN = "<think>\n"
+BRIDGE = "\n</think>\n<answer>\n"
+
+
+class ScoringError(LMError):
+    """The inputs cannot be scored as given (empty reference, unknown template...)."""
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    template: Literal["chat", "none"] = "chat"  # how x, z, y are joined (module docstring)
+    skip_first_segment: bool = False  # leave y's first segment unscored (the REER authors did)
+    clip_min: float = -2.0  # per-token log-probs below this are clipped for the score
+    precision: Literal["fp32", "auto", "bf16"] = "fp32"  # auto: bf16 + fp32 re-check of close calls
+    recheck_margin: float = 0.01  # score gap under which bf16 results are re-scored in fp32
+    truncate: Literal["error", "left"] = "error"  # too long: fail, or drop context from the left
+
+
+@dataclass(frozen=True)
+class Score:
+    n_tokens: int  # scored tokens of the reference
+    mean_logprob: float  # mean natural-log probability per scored token (unclipped)
+    ppl: float  # exp(-mean_logprob)
+    score: float  # REER's score: -mean of log-probs clipped to [clip_min, 0]; lower is better
+    precision: str = "fp32"  # which arithmetic produced these numbers
+    truncated: int = 0  # context tokens dropped on the left (0 = nothing cut)
+    tokens: list[str] | None = field(default=None, repr=False)  # scored tokens, when asked
+    logprobs: list[float] | None = field(default=None, repr=False)  # their log-probs, when asked
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("n_tokens", "mean_logprob", "ppl", "score", "truncated")}
+        if self.tokens is not None:
+            d.update(tokens=self.tokens, logprobs=self.logprobs)
+        return d
+
+
+def summarize(tl: TokenLogprobs, clip_min: float, precision: str, keep_tokens: bool) -> Score:
+    lps = tl.logprobs
+    if not lps:
+        raise ScoringError("the reference produced no tokens to score")
+    mean = sum(lps) / len(lps)
+    clipped = -sum(min(0.0, max(clip_min, lp)) for lp in lps) / len(lps)
+    return Score(
+        n_tokens=len(lps),
+        mean_logprob=mean,
+        ppl=math.exp(min(-mean, 700.0)),
+        score=clipped,
+        precision=precision,
+        truncated=tl.truncated,
+        tokens=list(tl.tokens) if keep_tokens else None,
+        logprobs=list(lps) if keep_tokens else None,
+    )
+
+
+def split_reference(reference: str, cfg: ScoringConfig) -> tuple[str, str]:
+    """(unscored context, scored text) of a reference: the answer after any think block, with
+    its first segment moved out of the scored part when `cfg.skip_first_segment` (the "\n\n"
+    after that segment is scored with the rest). The studio's heat map uses the same split."""
+    reference = answer_part(reference)
+    if cfg.template == "chat":
+        reference = reference.strip()
+    if cfg.skip_first_segment:
+        ref_segs = split_segments(reference)
+        if len(ref_segs) > 1:
+            return ref_segs[0], SEP + SEP.join(ref_segs[1:])
+    return "", reference
+
+
+def build_request(lm: LM, query: str, segments: Sequence[str], reference: str, cfg: ScoringConfig) -> ScoreRequest:
+    """The scoring request for x, z (as segments) and y under the configured template."""
+    unscored, reference = split_reference(reference, cfg)
+    if not reference.strip():
+        raise ScoringError("the reference is empty: nothing to score")
+    segments = [s for s in segments if s.strip()]
+    # the separator leads the next segment: "text" | "\n\nNext" tokenizes as the joined text does
+    body = tuple(segments[:1]) + tuple(SEP + s for s in segments[1:])
+    if cfg.template == "chat":
+        head = lm.chat_text([{"role": "user", "content": query}], add_generation_prompt=True) + THINK_OPEN
+        if body:
+            pieces = (head,) + body[:-1] + (body[-1] + BRIDGE,)
+        else:
+            pieces = (head + BRIDGE,)  # empty thinking: "<think>\n\n</think>\n<answer>\n"
+    elif cfg.template == "none":
+        pieces = tuple(p for p in (query,) + body if p)
+        if not pieces:
+            raise ScoringError("template 'none' needs a query or a thinking text before the reference")
+    else:
+        raise ScoringError(f"template '{cfg.template}': use 'chat' or 'none'")
+    return ScoreRequest(pieces + ((unscored,) if unscored else ()), reference)
+
+
+def _segments_of(thinking: str | Sequence[str]) -> list[str]:
+    return split_segments(thinking) if isinstance(thinking, str) else list(thinking)
+
+
+def score_many(
+    lm: LM,
+    items: Sequence[tuple[str, str | Sequence[str], str]],
+    cfg: ScoringConfig = ScoringConfig(),
+    keep_tokens: bool = False,
+) -> list[Score]:
+    """Scores of (query, thinking, reference) triples; thinking is text or a list of segments.
+
+    Exact (fp32) unless cfg.precision is "bf16": there is no decision here to protect.
+    """
+    precision = "bf16" if cfg.precision == "bf16" else "fp32"
+    reqs = [build_request(lm, q, _segments_of(z), y, cfg) for q, z, y in items]
+    out = lm.loglikelihood(reqs, precision=precision, truncate=cfg.truncate)
+    return [summarize(tl, cfg.clip_min, precision, keep_tokens) for tl in out]
+
+
+def score(lm: LM, query: str, thinking: str | Sequence[str], reference: str,
+          cfg: ScoringConfig = ScoringConfig(), keep_tokens: bool = False) -> Score:
+    return score_many(lm, [(query, thinking, reference)], cfg, keep_tokens)[0]
+
+
+def close_calls(scores: Sequence[float], margin: float, baseline: float | None = None) -> set[int]:
+    """Indices whose score is within `margin` of another's, or of the baseline."""
+    close = set()
+    for i, a in enumerate(scores):
+        if baseline is not None and abs(a - baseline) < margin:
+            close.add(i)
+        for j in range(i + 1, len(scores)):
+            if abs(a - scores[j]) < margin:
+                close.update((i, j))
+    return close
+
+
+def score_candidates(
+    lm: LM,
+    query: str,
+    segments: Sequence[str],
+    index: int,
+    candidates: Sequence[str],
+    reference: str,
+    cfg: ScoringConfig = ScoringConfig(),
+    baseline: float | None = None,
+) -> list[Score]:
+    """Scores of the trajectory with segments[index] replaced by each candidate in turn.
+
+    `index == len(segments)` appends the candidate as a new last segment. `baseline` (the
+    current trajectory's fp32 score) makes candidates close to it re-checked too.
+    """
+    reqs = []
+    for cand in candidates:
+        segs = list(segments[:index]) + [cand] + list(segments[index + 1:])
+        reqs.append(build_request(lm, query, segs, reference, cfg))
+    if cfg.precision != "auto" or not getattr(lm, "has_fast_path", False):
+        precision = "fp32" if cfg.precision == "auto" else cfg.precision
+        out = lm.loglikelihood(reqs, precision=precision, truncate=cfg.truncate)
+        return [summarize(tl, cfg.clip_min, precision, False) for tl in out]
+    fast = [summarize(tl, cfg.clip_min, "bf16", False)
+            for tl in lm.loglikelihood(reqs, precision="bf16", truncate=cfg.truncate)]
+    redo = sorted(close_calls([s.score for s in fast], cfg.recheck_margin, baseline))
+    if redo:
+        exact = lm.loglikelihood([reqs[i] for i in redo], precision="fp32", truncate=cfg.truncate)
+        for i, tl in zip(redo, exact):
+            fast[i] = summarize(tl, cfg.clip_min, "fp32", False)
+    return fast
+

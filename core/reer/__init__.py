@@ -1,0 +1,1 @@
+"""REER, reverse-engineered reasoning: config, search, state rebuilt from events, stored jobs."""

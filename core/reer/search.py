@@ -1,0 +1,368 @@
+"""The REER search (DESIGN.md, "REER, precisely") as a generator of typed events.
+
+Given a query x and a good answer y, write an initial thinking z0, then visit its segments
+left to right: sample K rewrites of the segment, score y given x and each recomposed z, and
+keep the best only if it beats the current score (greedy hill-climbing). Stop below the
+threshold, or when steps or segments run out. Every step is an event (`core.events`).
+
+Steering (`Controls`): between events a caller can pause, step one expansion, replace a
+segment with its own text (rescored at once), force a candidate, skip a segment, or stop.
+A pause ends the generator with `RunPaused`; calling `reer_search` again with the run's
+history (from the store) continues where it left off, as does resuming after a crash: the
+state is rebuilt from the events (`core.reer.state`), a half-done step is redone with the
+same seed, and a step whose candidates were all scored is decided without regenerating.
+
+`run_reer` is the non-streaming twin: it consumes the events and returns the record.
+Knows nothing of storage (the caller saves each event) or of Gradio.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from core import events as ev
+from core.models.lm import LM, GenerationConfig, LMError
+from core.prompts import render, template
+from core.quality import QualityConfig, check, single_segment, too_short
+from core.reer.state import ReerState, record_from_events
+from core.models.scoring import ScoringConfig, score, score_candidates
+from core.segments import SEP, answer_part, join_segments, split_segments
+
+REWRITE_OPEN, REWRITE_CLOSE = "<rewrite>", "</rewrite>"
+
+
+@dataclass(frozen=True)
+class ReerConfig:
+    candidates: int = 2  # K rewrites sampled per segment
+    max_steps: int = 10  # segment expansions at most (over all passes)
+    threshold: float = 0.25  # stop once the clipped score falls below this (about PPL 1.28)
+    passes: int = 1  # how many times to sweep the segments left to right
+    temperature: float = 0.8  # sampling temperature for the draft and the candidates
+    top_p: float = 0.85  # nucleus sampling mass
+    draft_max_new_tokens: int = 1024  # token budget of the initial thinking z0
+    candidate_max_new_tokens: int = 192  # token budget of each rewrite (a paragraph; 384 mostly bought loops)
+    no_repeat_ngram: int = 4  # draft and rewrites may not repeat an n-gram of this many tokens (0 = off)
+    reflection_cues: bool = True  # ask rewrites for cues like "Hmm, maybe..." / "Wait, that..."
+    ask_analysis: bool = False  # ask for an <analysis> before the <rewrite> (for capable models)
+    keep_opening_words: int = 4  # rewrites are prefilled with the segment's first words (0 = off, -1 = all: extend it)
+    skip_first_segment: bool = False  # leave y's first segment unscored (the authors did)
+    template: str = "chat"  # scoring template: chat or none (core.models.scoring)
+    precision: str = "fp32"  # scoring precision: fp32 (exact), auto, bf16 (core.models.scoring)
+    min_segment_chars: int = 100  # pieces shorter than this merge into a neighbour
+    max_answer_chars: int = 6000  # the answer shown to the generator is cut to this many characters
+    seed: int = 0  # fixes every sample: same seed, same trajectory
+    quality: QualityConfig = field(default_factory=QualityConfig)  # filters applied at the end
+
+    def as_dict(self) -> dict:
+        """JSON-shaped (tuples become lists), so a stored copy compares equal to a fresh one."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReerConfig":
+        d = dict(d)
+        d.setdefault("no_repeat_ngram", 0)  # settings stored before the ban existed ran without it
+        q = d.pop("quality", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        return dataclasses.replace(cfg, quality=QualityConfig(**q)) if q else cfg
+
+    def scoring(self) -> ScoringConfig:
+        return ScoringConfig(template=self.template, skip_first_segment=self.skip_first_segment,
+                             precision=self.precision)
+
+
+class Controls:
+    """The steering surface: thread-safe commands a caller queues between events."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._commands: deque[tuple] = deque()
+        self._stop = False
+        self._pause = False
+        self._steps_left: int | None = None  # None: run freely; n: pause after n more expansions
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop = True
+
+    def pause(self) -> None:
+        with self._lock:
+            self._pause = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._pause, self._steps_left = False, None
+
+    def step(self, n: int = 1) -> None:
+        """Run n more expansions, then pause."""
+        with self._lock:
+            self._pause, self._steps_left = False, n
+
+    def edit(self, segment: int, text: str) -> None:
+        """Replace a segment with a person's text; it is rescored at once."""
+        with self._lock:
+            self._commands.append(("edit", segment, text))
+
+    def force(self, candidate: int) -> None:
+        """Accept this candidate of the step awaiting its decision, whatever its score."""
+        with self._lock:
+            self._commands.append(("force", candidate))
+
+    def skip(self) -> None:
+        """Leave the current (or next) segment as it is and move on."""
+        with self._lock:
+            self._commands.append(("skip",))
+
+    # ---- read by the search ----
+    def stopped(self) -> bool:
+        with self._lock:
+            return self._stop
+
+    def should_pause(self) -> bool:
+        with self._lock:
+            return self._pause or self._steps_left == 0
+
+    def take(self, kinds: Sequence[str]) -> tuple | None:
+        with self._lock:
+            for i, cmd in enumerate(self._commands):
+                if cmd[0] in kinds:
+                    del self._commands[i]
+                    return cmd
+        return None
+
+    def expanded(self) -> None:
+        with self._lock:
+            if self._steps_left:
+                self._steps_left -= 1
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919) % (2 ** 31)
+
+
+def parse_rewrite(raw: str, prefix: str, stopped: bool) -> tuple[str | None, str | None]:
+    """The rewrite in a generation (prefix + raw); (text, None) or (None, why it failed)."""
+    full = prefix + raw
+    if REWRITE_OPEN not in full:
+        return None, "no <rewrite> tag in the output"
+    body = full.split(REWRITE_OPEN, 1)[1]
+    if REWRITE_CLOSE in body:
+        body = body.split(REWRITE_CLOSE, 1)[0]
+    elif not stopped:
+        ends = [m.end() for m in re.finditer(r"[.!?…][\"')\]]?(\s|$)", body)]
+        if not ends:
+            return None, "the rewrite was cut off by the token budget before a sentence ended"
+        body = body[:ends[-1]]
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]", body):
+        return None, "the rewrite contains control characters (garbled output)"
+    if REWRITE_OPEN not in raw and len(re.findall(r"\w+", raw.split(REWRITE_CLOSE, 1)[0])) < 3:
+        return None, "the rewrite adds nothing after its prefilled opening words"
+    body = re.sub(r"</?(analysis|rewrite|think)>", "", body)
+    body = re.sub(r"\n\s*\n+", "\n", body.strip())  # one segment stays one segment
+    if len(body) < 20:
+        return None, "the rewrite is empty or too short"
+    return body, None
+
+
+def draft_config(cfg: ReerConfig) -> GenerationConfig:
+    """How the initial monologue z0 is sampled."""
+    return GenerationConfig(max_new_tokens=cfg.draft_max_new_tokens, temperature=cfg.temperature,
+                            top_p=cfg.top_p, n=1, seed=cfg.seed, stop=("</think>",),
+                            no_repeat_ngram=cfg.no_repeat_ngram)
+
+
+def draft_thinking(lm: LM, query: str, answer: str, cfg: ReerConfig) -> tuple[str, str]:
+    """(thinking, raw output) of the initial monologue z0."""
+    msg = [{"role": "user", "content": render("reer_draft", task=query, answer=answer[:cfg.max_answer_chars])}]
+    raw = lm.generate(msg, draft_config(cfg))[0]
+    text = re.sub(r"</?think>", "", raw).strip()
+    return text, raw
+
+
+def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], i: int,
+                      cfg: ReerConfig, step: int) -> list[tuple[str, str | None, str | None]]:
+    """K (raw, text, error) rewrites of segment i, sampled in one batched call."""
+    fmt = "reer_format_analysis" if cfg.ask_analysis else "reer_format_plain"
+    prompt = render(
+        "reer_expand", task=query, answer=answer[:cfg.max_answer_chars],
+        before=join_segments(list(segments[:i])) or "(nothing yet: this is the first paragraph)",
+        segment=segments[i], after=join_segments(list(segments[i + 1:])) or "(nothing: this is the last paragraph)",
+        cues=template("reer_cues") if cfg.reflection_cues else "", format=template(fmt),
+    )
+    prefix = "<analysis>\n" if cfg.ask_analysis else REWRITE_OPEN + "\n"
+    if not cfg.ask_analysis and cfg.keep_opening_words:
+        words = segments[i].split()
+        prefix += " ".join(words if cfg.keep_opening_words < 0 else words[:cfg.keep_opening_words])
+    gen = GenerationConfig(max_new_tokens=cfg.candidate_max_new_tokens, temperature=cfg.temperature,
+                           top_p=cfg.top_p, n=cfg.candidates, seed=_step_seed(cfg.seed, step),
+                           stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram)
+    raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
+    out = []
+    for raw in raws:
+        stopped = _hit_stop(lm, raw, cfg)
+        text, err = parse_rewrite(raw, prefix, stopped)
+        if text is not None and text.strip() == segments[i].strip():
+            text, err = None, "the rewrite repeats the segment unchanged"
+        out.append((prefix + raw, text, err))
+    return out
+
+
+def _hit_stop(lm: LM, raw: str, cfg: ReerConfig) -> bool:
+    """Whether a generation ended by itself (stop string / end of turn) rather than by budget."""
+    n = len(lm.encode(raw)) if hasattr(lm, "encode") else len(raw.split())
+    return n < cfg.candidate_max_new_tokens - 1
+
+
+def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
+                cfg: ReerConfig = ReerConfig(), controls: Controls | None = None,
+                history: Sequence[ev.Event] = ()) -> Iterator[ev.Event]:
+    """The search as events (module docstring). `history`: this run's earlier events, to resume."""
+    controls = controls or Controls()
+    answer = answer_part(reference)
+    state = ReerState.from_events(history)
+    if state.finished:
+        return
+    scfg = cfg.scoring()
+    try:
+        if not state.started:
+            yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
+                                settings=cfg.as_dict(), model=getattr(lm, "name", "?"))
+        if state.segments is None:
+            text, raw = draft_thinking(lm, query, answer, cfg)
+            segs = split_segments(text, cfg.min_segment_chars)
+            if not segs:
+                yield _finish(state, run_id, "dropped", [], {}, answer, cfg, ["the draft is empty"])
+                return
+            s = score(lm, query, segs, answer, scfg).as_dict()
+            event = ev.InitialDraft(run_id, thinking=join_segments(segs), segments=tuple(segs), score=s, raw=raw)
+            state.apply(event)
+            yield event
+            early = too_short(join_segments(segs), cfg.quality.min_tokens) + single_segment(segs)
+            if early:  # DESIGN step 2: such drafts are dropped, not searched
+                yield _finish(state, run_id, "dropped", segs, s, answer, cfg, early)
+                return
+        yield from _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state)
+    except LMError as exc:
+        yield ev.RunError(run_id, message=str(exc), where="model")
+
+
+def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state):
+    n_segments = len(state.segments)
+    while True:
+        for event in _human_edits(lm, run_id, query, answer, scfg, controls, state):
+            yield event
+        if controls.stopped():
+            yield _finish(state, run_id, "stopped", state.segments, state.score, answer, cfg)
+            return
+        if state.score["score"] < cfg.threshold:
+            yield _finish(state, run_id, "threshold", state.segments, state.score, answer, cfg)
+            return
+        if state.steps_done >= cfg.max_steps:
+            yield _finish(state, run_id, "max_steps", state.segments, state.score, answer, cfg)
+            return
+        if state.steps_done >= n_segments * cfg.passes:
+            yield _finish(state, run_id, "segments_done", state.segments, state.score, answer, cfg)
+            return
+        if controls.should_pause():
+            yield ev.RunPaused(run_id, by="human")
+            return
+        yield from _one_step(lm, run_id, query, answer, cfg, scfg, controls, state)
+        controls.expanded()
+
+
+def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state):
+    step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
+    if controls.take(("skip",)):
+        yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score)
+        return
+    pending = state.pending_step(step, i, cfg.candidates)
+    if pending is None:  # nothing usable recorded for this step: (re)generate it
+        event = ev.SegmentStarted(run_id, step=step, segment=i, text=state.segments[i])
+        state.apply(event)
+        yield event
+        texts = []
+        for k, (raw, text, err) in enumerate(expand_candidates(lm, query, answer, state.segments, i, cfg, step)):
+            event = ev.CandidateGenerated(run_id, step=step, segment=i, index=k, raw=raw, text=text, error=err)
+            state.apply(event)
+            yield event
+            texts.append(text)
+        good = [k for k, t in enumerate(texts) if t is not None]
+        scores = score_candidates(lm, query, state.segments, i, [texts[k] for k in good], answer, scfg,
+                                  baseline=state.score["score"]) if good else []
+        pending = {}
+        for k, s in zip(good, scores):
+            event = ev.CandidateScored(run_id, step=step, segment=i, index=k, score=s.as_dict())
+            state.apply(event)
+            yield event
+            pending[k] = (texts[k], s.as_dict())
+    cmd = controls.take(("force", "skip"))
+    if cmd is None and controls.should_pause() and pending:
+        yield ev.RunPaused(run_id, by="human")  # held before the decision: a person may force one
+        return
+    if cmd and cmd[0] == "skip":
+        yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score)
+        return
+    if cmd and cmd[0] == "force" and cmd[1] in pending:
+        text, s = pending[cmd[1]]
+        yield _decide(state, run_id, step, i, "force", "human", cmd[1], text, s)
+        return
+    best = min(pending, key=lambda k: (pending[k][1]["score"], k), default=None)
+    if best is not None and pending[best][1]["score"] < state.score["score"]:
+        text, s = pending[best]
+        yield _decide(state, run_id, step, i, "accept", "search", best, text, s)
+    else:
+        yield _decide(state, run_id, step, i, "keep", "search", None, state.segments[i], state.score)
+
+
+def _human_edits(lm, run_id, query, answer, scfg, controls, state):
+    while (cmd := controls.take(("edit",))) is not None:
+        _, i, text = cmd
+        text = re.sub(r"\n\s*\n+", "\n", (text or "").strip())
+        if not (0 <= i < len(state.segments)) or not text:
+            yield ev.RunError(run_id, message=f"edit of segment {i + 1}: give a segment number between 1 and "
+                              f"{len(state.segments)} and some text", where="edit", fatal=False)
+            continue
+        segs = list(state.segments)
+        segs[i] = text
+        s = score(lm, query, segs, answer, scfg).as_dict()
+        step = state.steps_done + 1
+        event = ev.CandidateScored(run_id, step=step, segment=i, index=-1, score=s)
+        state.apply(event)
+        yield event
+        yield _decide(state, run_id, step, i, "edit", "human", None, text, s)  # edits use up no step
+
+
+def _decide(state, run_id, step, i, action, by, chosen, text, s) -> ev.SegmentDecided:
+    segs = list(state.segments)
+    segs[i] = text
+    event = ev.SegmentDecided(run_id, step=step, segment=i, action=action, by=by, chosen=chosen, text=text,
+                              segments=tuple(segs), score=s)
+    state.apply(event)
+    return event
+
+
+def _finish(state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.RunFinished:
+    thinking = join_segments(list(segs))
+    filters = check(thinking, list(segs), answer, cfg.quality) if segs else {"passed": False, "reasons": []}
+    reasons = list(extra_reasons) + [r for r in filters["reasons"] if r not in extra_reasons]
+    event = ev.RunFinished(run_id, reason=reason, thinking=thinking, segments=tuple(segs), score=s,
+                           filters={"passed": filters["passed"] and not extra_reasons, "reasons": reasons},
+                           seconds=state.active_seconds())
+    state.apply(event)
+    return event
+
+
+def run_reer(lm: LM, run_id: str, item_id: str, query: str, reference: str, cfg: ReerConfig = ReerConfig(),
+             on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = ()) -> dict:
+    """The non-streaming twin: run (or resume) to the end and return the output record."""
+    events = list(history)
+    for event in reer_search(lm, run_id, item_id, query, reference, cfg, history=history):
+        if on_event:
+            on_event(event)
+        events.append(event)
+    return record_from_events(events)

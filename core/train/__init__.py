@@ -1,0 +1,1 @@
+"""Training: the chat export turned into tokenized examples, and the SFT backend."""

@@ -1,0 +1,258 @@
+"""`palimpsest import`, `palimpsest review ...` and `palimpsest export`: the library from the shell.
+
+Thin: parses arguments, calls core.data.imports, core.data.curation and core.data.export, prints. Registered by
+studio.cli.main.build_parser through `add_commands`. A user error is one line on stderr and exit
+status 2 (studio.cli.main.main prints CLIError); bad records of an import are listed one per line
+(file:line field: reason) and the good ones are still imported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def _store(path: str, error: type[Exception]):
+    from core.store import StoreError, open_store
+
+    try:  # the CLI prints its own summary; datasets' per-file progress bars are noise here
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    except ImportError:
+        pass
+
+    try:
+        store = open_store(path)
+    except StoreError as exc:
+        raise error(str(exc)) from None
+    try:
+        yield store
+    except StoreError as exc:  # NotFound, BadValue, ImportFailed, ExportError: one readable line
+        raise error(str(exc)) from None
+    finally:
+        store.close()
+
+
+# ---- import ----------------------------------------------------------------------------------
+
+def cmd_import(args) -> int:
+    from core.data.imports import import_files
+
+    with _store(args.db, args.error) as store:
+        report = import_files(store, args.files, format=args.format)
+    for p in report.problems:
+        print(f"skipped {p}", file=sys.stderr)
+    for path, c in report.files.items():
+        print(f"{path}: {c.read} good record(s): {c.prompts} new prompt(s), {c.trajectories} trajectory(ies), "
+              f"{c.duplicates} duplicate(s); {c.skipped} skipped", file=sys.stderr)
+    print(report.summary() + f" into {args.db}")
+    if report.total("read") == 0 and report.problems:
+        raise args.error(f"nothing imported: every record or file was rejected ({len(report.problems)} problem(s) above)")
+    return 0
+
+
+# ---- review ----------------------------------------------------------------------------------
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def cmd_review(args) -> int:
+    from core.data import curation as cur
+
+    with _store(args.db, args.error) as store:
+        a = args.action
+        if a == "list":
+            flt = cur.TrajectoryFilter(status=args.status, kind=args.kind, source=args.source, min_score=args.min_score,
+                                       max_score=args.max_score, min_chars=args.min_chars, max_chars=args.max_chars,
+                                       passed_filters=args.passed, tags=tuple(args.tag or ()), search=args.search,
+                                       limit=args.limit)
+            rows = cur.list_trajectories(store, flt)
+            if args.json:
+                for r in rows:
+                    print(json.dumps({k: r.get(k) for k in ("id", "prompt_id", "kind", "source", "status", "rating",
+                                                            "tags", "final_score", "final_ppl", "version")}))
+                return 0
+            print(f"{'id':>5} {'status':9} {'source':8} {'score':>7} {'rating':>6} {'v':>2}  {'chars':>6}  tags / query")
+            for r in rows:
+                q = store.get_prompt(r["prompt_id"])["query"] if r.get("prompt_id") else ""
+                score = f"{r['final_score']:.4f}" if r.get("final_score") is not None else "-"
+                print(f"{r['id']:>5} {r['status']:9} {r['source'][:8]:8} {score:>7} {r.get('rating') or '-':>6} "
+                      f"{r['version']:>2}  {len(r['thinking']):>6}  {','.join(r['tags'])} {_short(q)}")
+            print(f"{len(rows)} trajectory(ies)", file=sys.stderr)
+        elif a == "show":
+            r = cur.show(store, args.id)
+            if args.json:
+                print(json.dumps({k: v for k, v in r.items() if k != "details"} | {"details": r.get("details")},
+                                 ensure_ascii=False, default=str, indent=1))
+                return 0
+            p = r["prompt"] or {}
+            print(f"trajectory {r['id']} ({r['source']}, run {r['run_id']}, model {r['run'].get('model')})")
+            print(f"status {r['status']}, rating {r.get('rating') or '-'}, tags {', '.join(r['tags']) or '-'}, "
+                  f"version {r['version']} of {len(r['versions'])} edit(s)")
+            scores = {k: r.get(k) for k in ("initial_score", "final_score", "initial_ppl", "final_ppl") if r.get(k) is not None}
+            if scores:
+                print("scores " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            if r.get("notes"):
+                print(f"notes: {r['notes']}")
+            print(f"\n--- query ---\n{p.get('query', '')}\n\n--- thinking ---\n{r['thinking']}\n\n--- answer ---\n{r['answer']}")
+        elif a in ("accept", "reject", "reset"):
+            for tid in args.ids:
+                if a == "reject":
+                    cur.reject(store, tid, args.reason)
+                else:
+                    getattr(cur, a)(store, tid)
+            print(f"{a}{'ed' if a != 'reset' else ''}: {', '.join(map(str, args.ids))}")
+        elif a in ("tag", "untag"):
+            tags = getattr(cur, a)(store, args.id, *args.tags)
+            print(f"trajectory {args.id} tags: {', '.join(tags) or '(none)'}")
+        elif a == "rate":
+            rating = None if args.rating.lower() == "none" else _int(args.rating, "rating", args.error)
+            cur.rate(store, args.id, rating)
+            print(f"trajectory {args.id} rating: {rating if rating is not None else '(none)'}")
+        elif a == "note":
+            cur.note(store, args.id, args.text, replace=args.replace)
+            print(f"trajectory {args.id}: note saved")
+        elif a == "edit":
+            thinking = _text(args.thinking, args.thinking_file, "thinking", args.error)
+            answer = _text(args.answer, args.answer_file, "answer", args.error)
+            if thinking is None and answer is None:
+                raise args.error("review edit: give --thinking/--thinking-file and/or --answer/--answer-file")
+            v = cur.edit(store, args.id, thinking, answer, author=args.author, note=args.note)
+            print(f"trajectory {args.id}: saved version {v} (the original and earlier versions are kept)")
+        elif a == "revert":
+            v = cur.revert(store, args.id, args.version)
+            print(f"trajectory {args.id}: version {args.version} is current again as version {v}")
+    return 0
+
+
+def _int(value: str, name: str, error: type[Exception]) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise error(f"{name}: {value!r} is not a whole number") from None
+
+
+def _text(inline: str | None, path: str | None, name: str, error: type[Exception]) -> str | None:
+    if inline is not None and path is not None:
+        raise error(f"review edit: give --{name} or --{name}-file, not both")
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise error(f"--{name}-file {path}: no such file")
+        return p.read_text(encoding="utf-8")
+    return inline
+
+
+# ---- export ----------------------------------------------------------------------------------
+
+def cmd_export(args) -> int:
+    from core.data.export import export
+
+    tokenizer = None
+    if args.check_template and args.tokenizer:
+        from core.data.template_check import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(args.tokenizer)
+        except (OSError, ValueError) as exc:
+            raise args.error(f"--tokenizer {args.tokenizer}: cannot load a tokenizer there ({exc})") from None
+    with _store(args.db, args.error) as store:
+        report = export(store, args.format, args.out, status=args.status, source=args.source,
+                        check_template=args.check_template, tokenizer=tokenizer)
+    for issue in report.template_issues:
+        print(f"template check: {issue}", file=sys.stderr)
+    print(report.summary())
+    print(f"data: {', '.join(report.files)}; card: {report.card}")
+    return 1 if report.template_issues else 0
+
+
+# ---- wiring ----------------------------------------------------------------------------------
+
+def add_commands(sub, default_db: str, error: type[Exception]) -> None:
+    """Register import, review and export on the `palimpsest` subparsers; `error` is the exception
+    class the command's main prints as one line (studio.cli.main.CLIError)."""
+    from core.data.export import FORMATS as EXPORT_FORMATS, SOURCE_CHOICES, STATUS_CHOICES
+    from core.data.records import FORMATS as IMPORT_FORMATS
+
+    db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
+    i = sub.add_parser("import", help="import prompts, references and finished trajectories from files",
+                       description="JSONL/JSON/CSV/Parquet (query/reference or instruction/response, prompt/completion, "
+                                   "question/solution, chat messages), datasets folders, a folder of .txt references, "
+                                   "HelloBench files or folder, REER release outputs, DeepWriting parquet, and "
+                                   "Palimpsest's own exports. Duplicates (same content) are not stored twice; bad "
+                                   "records are listed and skipped; the import is one transaction.")
+    i.add_argument("files", nargs="+", help="files or folders")
+    i.add_argument("--format", choices=IMPORT_FORMATS, default="auto", help="how to read them (default: by suffix)")
+    i.add_argument("--db", default=default_db, help=db_help)
+    i.set_defaults(error=error, func=cmd_import)
+
+    r = sub.add_parser("review", help="curate trajectories: list, show, accept, reject, tag, rate, note, edit")
+    rs = r.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=default_db, help=db_help)
+    ls = rs.add_parser("list", parents=[common], help="trajectories matching filters")
+    ls.add_argument("--status", choices=["pending", "accepted", "rejected"])
+    ls.add_argument("--kind", choices=["reer", "r2", "import"])
+    ls.add_argument("--source", help="reer, r2, or an import's source")
+    ls.add_argument("--min-score", type=float)
+    ls.add_argument("--max-score", type=float)
+    ls.add_argument("--min-chars", type=int, help="thinking at least this many characters")
+    ls.add_argument("--max-chars", type=int)
+    ls.add_argument("--passed", action="store_true", default=None, help="only those whose quality filters passed")
+    ls.add_argument("--failed", dest="passed", action="store_false", help="only those whose quality filters failed")
+    ls.add_argument("--tag", action="append", help="carries this tag (repeat for several)")
+    ls.add_argument("--search", help="text in the query, thinking or answer")
+    ls.add_argument("--limit", type=int)
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    sh = rs.add_parser("show", parents=[common], help="one trajectory, its prompt and its current text")
+    sh.add_argument("id", type=int)
+    sh.add_argument("--json", action="store_true")
+    for name, helptext in (("accept", "mark accepted"), ("reject", "mark rejected"), ("reset", "back to pending")):
+        x = rs.add_parser(name, parents=[common], help=helptext)
+        x.add_argument("ids", type=int, nargs="+")
+        if name == "reject":
+            x.add_argument("--reason", help="appended to the notes")
+    for name in ("tag", "untag"):
+        x = rs.add_parser(name, parents=[common], help=f"{name} a trajectory")
+        x.add_argument("id", type=int)
+        x.add_argument("tags", nargs="+")
+    x = rs.add_parser("rate", parents=[common], help="rate 1..5 (none clears)")
+    x.add_argument("id", type=int)
+    x.add_argument("rating")
+    x = rs.add_parser("note", parents=[common], help="append a note")
+    x.add_argument("id", type=int)
+    x.add_argument("text")
+    x.add_argument("--replace", action="store_true", help="replace the notes instead of appending")
+    x = rs.add_parser("edit", parents=[common], help="save an edited thinking and/or answer as a new version")
+    x.add_argument("id", type=int)
+    x.add_argument("--thinking")
+    x.add_argument("--thinking-file")
+    x.add_argument("--answer")
+    x.add_argument("--answer-file")
+    x.add_argument("--note", help="why it was edited")
+    x.add_argument("--author", default="human")
+    x = rs.add_parser("revert", parents=[common], help="make an earlier version (0 = original) current again")
+    x.add_argument("id", type=int)
+    x.add_argument("version", type=int)
+    r.set_defaults(error=error, func=cmd_review)
+
+    e = sub.add_parser("export", help="write curated trajectories in a training format, with a dataset card",
+                       description="Writes a folder: the data file(s) and README.md (the dataset card). Formats: "
+                                   "chat (messages JSONL), sharegpt / alpaca (LLaMA-Factory JSON + dataset_info.json), "
+                                   "parquet, hf (datasets save_to_disk), prm (R2 step labels), dpo (R2 revision over "
+                                   "draft pairs).")
+    e.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    e.add_argument("--out", required=True, help="output folder (created; an earlier export there is replaced)")
+    e.add_argument("--status", choices=STATUS_CHOICES, default="accepted", help="which review status (default accepted)")
+    e.add_argument("--source", choices=SOURCE_CHOICES, default="all", help="which trajectories (default all)")
+    e.add_argument("--check-template", action="store_true",
+                   help="render the records through a chat template and report lost or changed think blocks")
+    e.add_argument("--tokenizer", help="local model folder whose chat template to check (default: the built-in model)")
+    e.add_argument("--db", default=default_db, help=db_help)
+    e.set_defaults(error=error, func=cmd_export)

@@ -1,0 +1,175 @@
+"""`palimpsest train`: fine-tune a model on a chat export (core.train.trainer), with a progress bar.
+
+Thin: parses arguments into a TrainConfig, runs core.train.trainer.train_job (every event saved in
+--db as it happens), draws the bar from the events, prints the before/after figures. Works
+unchanged under `accelerate launch -m studio.cli train ...` (only the main process prints and
+writes). Does not know how training works.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+from core.models.lm import DEFAULT_MODEL
+
+
+def add_train_parser(sub, default_db: str) -> None:
+    """Register `train` on the `palimpsest` subcommand set."""
+    from core.train.trainer import TrainConfig
+
+    d = TrainConfig()
+    t = sub.add_parser("train", help="fine-tune a model on a chat export (loss on the assistant turn only)",
+                       description="Supervised fine-tuning on chat JSONL ({'messages': [user, assistant]} with "
+                                   "'<think>...</think>' + answer in the assistant turn; query/thinking/reference "
+                                   "lines work too). DIR receives the trained model (load it with --model DIR), "
+                                   "train_config.json, metrics.json and checkpoints/.")
+    t.add_argument("--data", required=True, help="chat JSONL to train on")
+    t.add_argument("--out", required=True, help="output folder DIR (must be empty unless --resume/--overwrite)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help="model to fine-tune: alias, local folder or hub id")
+    t.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps (0: use --epochs)")
+    t.add_argument("--epochs", type=float, default=d.epochs, help="passes over the training records")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-5; 2e-4 with --lora)")
+    t.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
+    t.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank")
+    t.add_argument("--eval-frac", type=float, default=d.eval_frac, help="share of records held out for evaluation")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help="records per device per forward pass")
+    t.add_argument("--grad-accum", type=int, default=d.grad_accum, help="forward passes per optimizer step")
+    t.add_argument("--max-length", type=int, default=None, help="longest record in tokens (default: the model's window)")
+    t.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps (0: only when stopped)")
+    t.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    t.add_argument("--scheduler", default=d.lr_scheduler, help="learning-rate schedule (linear, cosine, constant...)")
+    t.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype, help="weights as loaded")
+    t.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast (auto: on GPUs that support it)")
+    t.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower steps")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--resume", action="store_true", help="continue DIR's run from its newest checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace what DIR holds")
+    t.add_argument("--db", default=default_db, help="SQLite store for the live metrics")
+    t.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    t.set_defaults(func=cmd_train)
+
+
+def config_from_args(args):
+    from core.train.trainer import TrainConfig
+
+    return TrainConfig(model=(args.model or DEFAULT_MODEL).strip(), epochs=args.epochs, max_steps=args.max_steps,
+                       lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                       lr_scheduler=args.scheduler, warmup_steps=args.warmup_steps, max_length=args.max_length,
+                       eval_frac=args.eval_frac, seed=args.seed, lora=args.lora, lora_r=args.lora_r,
+                       lora_alpha=2 * args.lora_r, dtype=args.dtype,
+                       bf16={"auto": None, "on": True, "off": False}[args.bf16],
+                       gradient_checkpointing=args.gradient_checkpointing, save_steps=args.save_steps,
+                       threads=args.threads)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _fail(message: str) -> int:
+    """A user error: one line on stderr, exit status 2 (as studio.cli.main does; under `python -m
+    studio.cli.main` that module is __main__, so its CLIError class is not importable from here)."""
+    print(f"palimpsest train: {message}", file=sys.stderr)
+    return 2
+
+
+PARENT_ENV = "PALIMPSEST_STOP_WITH_PARENT"  # a pid: when that process dies, stop as on Ctrl-C
+
+
+def stop_with_parent(say=print) -> None:
+    """When $PALIMPSEST_STOP_WITH_PARENT names our parent (the studio sets it), watch it: if the
+    parent dies (even by SIGKILL) this process interrupts itself as Ctrl-C would, so the step in
+    progress is finished, checkpointed and recorded as stopped instead of training on unseen."""
+    want = os.environ.get(PARENT_ENV, "")
+    if not want.isdigit() or int(want) != os.getppid():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(want):
+            time.sleep(1.0)
+        say(f"the studio that started this run (pid {want}) is gone: stopping with a checkpoint", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+    from transformers.utils import logging as hf_logging
+
+    from core.store import StoreError, open_store
+    from core.train.trainer import TrainError, process_state, train_job
+    from core.train.data import DataError
+
+    if args.resume and args.overwrite:
+        return _fail("--resume and --overwrite contradict each other; pass one")
+    hf_logging.disable_progress_bar()  # one bar: ours
+    cfg = config_from_args(args)
+    main = process_state().is_main_process
+    try:
+        store = open_store(args.db) if main else None
+    except StoreError as exc:
+        return _fail(str(exc))
+    show = main and (sys.stderr.isatty() or args.progress)
+    # Ctrl-C / the studio's Stop is SIGINT; a process started in the background by a
+    # non-interactive shell (nohup ... &) inherits SIGINT ignored, so take it back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_with_parent()
+    bar, step, finished = None, 0, False
+    say = print if main else (lambda *a, **k: None)
+    try:
+        for event in train_job(store, args.data, args.out, cfg, resume=args.resume, overwrite=args.overwrite):
+            if event.kind == "train_started":
+                step = event.start_step
+                what = f"resuming at step {event.start_step}" if event.resumed_from else "training"
+                say(f"{what}: {event.n_train} record(s) ({event.trained_tokens} of {event.train_tokens} tokens "
+                    f"trained), {event.n_eval} held out, {event.total_steps} step(s) -> {event.out_dir}",
+                    file=sys.stderr)
+                bar = tqdm(total=event.total_steps, initial=event.start_step, desc="train", unit="step",
+                           file=sys.stderr, disable=not show)
+            elif event.kind == "train_progress" and bar is not None:
+                step = event.step
+                bar.update(event.step - bar.n)
+                bar.set_postfix({"loss": f"{event.loss:.4f}", "lr": f"{event.lr:.2e}"}, refresh=True)
+                if not show:
+                    say(f"step {event.step}/{event.total_steps} loss {event.loss:.4f} lr {event.lr:.2e}",
+                        file=sys.stderr)
+            elif event.kind == "train_evaluated":
+                say(f"held-out answer perplexity {event.stage} training: {_fmt(event.ppl_with_thinking)} with "
+                    f"thinking, {_fmt(event.ppl_without_thinking)} without ({event.n_items} record(s), "
+                    f"{event.n_tokens} tokens)", file=sys.stderr)
+            elif event.kind == "train_finished":
+                finished = True
+                if bar is not None:
+                    bar.close()
+                if event.reason == "stopped":
+                    say(f"stopped at step {event.steps}; run again with --resume to continue", file=sys.stderr)
+                else:
+                    say(f"saved the trained model in {event.out_dir} ({event.steps} steps, {event.seconds:.0f} s); "
+                        f"use it with --model {event.out_dir}; figures in {event.out_dir}/metrics.json",
+                        file=sys.stderr)
+    except (DataError, TrainError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if finished:
+            pass  # the stop was reported with its step already
+        elif step:
+            say(f"interrupted after step {step}: the step in progress was finished and checkpointed, and every "
+                "event is in the store; run the same command with --resume to continue", file=sys.stderr)
+        else:
+            say("interrupted before the first step: nothing to resume", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+        if store is not None:
+            store.close()
+    return 0

@@ -1,0 +1,1 @@
+"""Background runs for the studio: REER, R2 and training, one runner per app each."""

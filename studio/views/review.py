@@ -1,0 +1,176 @@
+"""What the Review page draws of curated trajectories: table rows, the detail blocks and the
+summary figure of the collection.
+
+Knows: the shape of core.data.curation's rows (list_trajectories / show: current version applied,
+`source`, `versions`, `prompt`, `run`) and how to turn them into plain table cells, HTML blocks
+(every text that came from a model, a file or a person is HTML-escaped here) and one Plotly
+figure (score distribution by source, status counts, perplexity initial vs final).
+Does not know: Gradio, the store, or how trajectories are made or exported.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+HEADERS = ("id", "status", "source", "query", "score", "ppl initial → final", "thinking", "rating", "tags", "ver.")
+COLUMN_WIDTHS = ("5%", "8%", "9%", "35%", "7%", "12%", "8%", "6%", "6%", "4%")
+STATUS_COLOURS = {"pending": "#f59f00", "accepted": "#2e7d32", "rejected": "#c62828"}
+SOURCE_COLOURS = ("#3b5bdb", "#8e44ad", "#0b7285", "#e8590c", "#5c940d", "#862e9c")
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _cut(s: str, n: int) -> str:
+    s = " ".join((s or "").split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _ppl(x) -> str:
+    return f"{x:,.2f}" if _num(x) else "–"
+
+
+def row_cells(row: dict, query: str) -> list:
+    """One table row (HEADERS) of a list_trajectories row; plain text cells (Gradio escapes them)."""
+    ppl = (f"{_ppl(row.get('initial_ppl'))} → {_ppl(row.get('final_ppl'))}"
+           if _num(row.get("initial_ppl")) or _num(row.get("final_ppl")) else "")
+    score = f"{row['final_score']:.3f}" if _num(row.get("final_score")) else ""
+    return [row["id"], row["status"], row["source"], _cut(query, 110), score, ppl,
+            f"{len(row.get('thinking') or ''):,} ch", row.get("rating") or "", ", ".join(row.get("tags") or []),
+            row.get("version", 0)]
+
+
+def _text_block(title: str, text: str, cls: str = "") -> str:
+    return (f'<div class="rv-block {cls}"><div class="rv-title">{html.escape(title)}</div>'
+            f'<div class="rv-text">{html.escape(text or "")}</div></div>')
+
+
+def reference_html(t: dict) -> str:
+    """The query and the reference answer of a trajectory's prompt (escaped)."""
+    p = t.get("prompt") or {}
+    query = p.get("query") or (t.get("details") or {}).get("query") or ""
+    ref = p.get("reference") or ""
+    pending = ' <span class="rv-warn">(query not written yet)</span>' if p.get("query_pending") else ""
+    return ('<div class="rv-ref">'
+            f'<div class="rv-block"><div class="rv-title">Query (x){pending}</div>'
+            f'<div class="rv-text">{html.escape(query)}</div></div>'
+            + _text_block(f"Reference (y) · {len(ref.split()):,} words", ref, "ref") + "</div>")
+
+
+def _chip(label: str, value: str, cls: str = "") -> str:
+    return f'<span class="rv-chip {cls}"><em>{html.escape(label)}</em> {html.escape(value)}</span>'
+
+
+def header_html(t: dict) -> str:
+    """The selected trajectory's id, status, source, model, scores, filter flags, rating, tags, notes."""
+    if not t:
+        return '<div class="rv-empty">Click a row of the table (or type its id) to open a trajectory.</div>'
+    run = t.get("run") or {}
+    chips = [_chip("source", str(t.get("source"))), _chip("model", str(run.get("model") or "unknown"))]
+    for key, label, fmt in (("initial_score", "score", "{:.3f}"), ("final_score", "→", "{:.3f}"),
+                            ("initial_ppl", "ppl", "{:,.2f}"), ("final_ppl", "→", "{:,.2f}")):
+        if _num(t.get(key)):
+            chips.append(_chip(label, fmt.format(t[key])))
+    rounds = (t.get("details") or {}).get("rounds")
+    if isinstance(rounds, list) and rounds:
+        overall = [r.get("judgment", {}).get("overall") for r in rounds if isinstance(r, dict)
+                   and isinstance(r.get("judgment"), dict)]
+        overall = [o for o in overall if _num(o)]
+        chips.append(_chip("R2 rounds", str(len(rounds))))
+        if overall:
+            chips.append(_chip("judged", " → ".join(f"{o:g}" for o in overall)))
+    flt = t.get("filters") if isinstance(t.get("filters"), dict) else None
+    if flt is None:
+        chips.append(_chip("filters", "not run"))
+    elif flt.get("passed"):
+        chips.append(_chip("filters", "passed", "good"))
+    else:
+        chips.append(_chip("filters", "failed", "bad"))
+    chips.append(_chip("rating", f"{t['rating']}/5" if t.get("rating") else "none"))
+    chips.append(_chip("version", str(t.get("version", 0))))
+    tags = "".join(f'<span class="rv-tag">{html.escape(x)}</span>' for x in t.get("tags") or [])
+    reasons = ""
+    if flt and flt.get("reasons"):
+        reasons = ('<ul class="rv-reasons">' + "".join(f"<li>{html.escape(str(r))}</li>" for r in flt["reasons"])
+                   + "</ul>")
+    notes = f'<div class="rv-notes">{html.escape(t["notes"])}</div>' if t.get("notes") else ""
+    status = t.get("status", "pending")
+    return (f'<div class="rv-head" data-id="{t["id"]}" data-status="{html.escape(status)}" '
+            f'data-version="{t.get("version", 0)}">'
+            f'<span class="rv-id">#{t["id"]}</span><span class="rv-status {html.escape(status)}">'
+            f'{html.escape(status)}</span>{"".join(chips)}{tags}{reasons}{notes}</div>')
+
+
+def versions_html(t: dict) -> str:
+    """The version history: the original (0) and each human edit, newest last; the current one marked."""
+    if not t:
+        return ""
+    cur = t.get("version", 0)
+    rows = [(0, "original", t.get("created_at") or "", "", len(t.get("original_thinking") or ""),
+             len(t.get("original_answer") or ""))]
+    rows += [(v["version"], v.get("author") or "", v.get("created_at") or "", v.get("note") or "",
+              len(v["thinking"]), len(v["answer"])) for v in t.get("versions") or []]
+    items = "".join(
+        f'<li class="{"current" if n == cur else ""}" data-version="{n}"><b>v{n}</b> {html.escape(who)} · '
+        f'{html.escape(str(when)[:19].replace("T", " "))} · thinking {nt:,} ch · answer {na:,} ch'
+        f'{" · " + html.escape(note) if note else ""}{" · <i>current</i>" if n == cur else ""}</li>'
+        for n, who, when, note, nt, na in rows)
+    return f'<div class="rv-versions"><div class="rv-title">Versions</div><ol>{items}</ol></div>'
+
+
+def summary_figure(rows: list[dict], title_n: int | None = None) -> go.Figure:
+    """Three panels over `rows` (list_trajectories rows): final score histogram by source,
+    review status counts, and perplexity initial vs final (points under the diagonal improved)."""
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.24, 0.38], horizontal_spacing=0.08,
+                        subplot_titles=("final score by source (lower is better)", "review status",
+                                        "perplexity: initial vs final"))
+    fig.update_annotations(font_size=12)  # the panel titles
+    sources = sorted({r["source"] for r in rows})
+    colour = {s: SOURCE_COLOURS[i % len(SOURCE_COLOURS)] for i, s in enumerate(sources)}
+    any_score = False
+    for s in sources:
+        xs = [r["final_score"] for r in rows if r["source"] == s and _num(r.get("final_score"))]
+        if xs:
+            any_score = True
+            fig.add_trace(go.Histogram(x=xs, name=s, marker_color=colour[s], opacity=0.75, nbinsx=20,
+                                       legendgroup=s, hovertemplate=f"{html.escape(s)}: %{{y}} in %{{x}}<extra></extra>"),
+                          row=1, col=1)
+    counts = Counter(r["status"] for r in rows)
+    order = ["pending", "accepted", "rejected"]
+    fig.add_trace(go.Bar(x=order, y=[counts.get(s, 0) for s in order], marker_color=[STATUS_COLOURS[s] for s in order],
+                         text=[counts.get(s, 0) for s in order], textposition="auto", showlegend=False,
+                         name="status", hovertemplate="%{x}: %{y}<extra></extra>"), row=1, col=2)
+    pts = [r for r in rows if _num(r.get("initial_ppl")) and _num(r.get("final_ppl"))]
+    for s in sources:
+        mine = [r for r in pts if r["source"] == s]
+        if mine:
+            fig.add_trace(go.Scatter(
+                x=[r["initial_ppl"] for r in mine], y=[r["final_ppl"] for r in mine], mode="markers", name=s,
+                legendgroup=s, showlegend=not any(t.name == s for t in fig.data),
+                marker={"size": 9, "color": colour[s], "line": {"width": 1, "color": "#fff"}},
+                text=[f"#{r['id']} · {html.escape(r['status'])}" for r in mine],
+                hovertemplate="%{text}<br>ppl %{x:.2f} → %{y:.2f}<extra></extra>"), row=1, col=3)
+    if pts:
+        lo = min(min(r["initial_ppl"], r["final_ppl"]) for r in pts)
+        hi = max(max(r["initial_ppl"], r["final_ppl"]) for r in pts)
+        pad = (hi - lo) * 0.08 or 0.5
+        fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines", showlegend=False,
+                                 line={"dash": "dot", "color": "#9aa4ae", "width": 1}, hoverinfo="skip",
+                                 name="no change"), row=1, col=3)
+    for col, ok, msg in ((1, any_score, "no scores yet"), (3, bool(pts), "no perplexities yet")):
+        if not ok:
+            fig.add_annotation(text=msg, showarrow=False, x=0.5, y=0.5, xref=f"x{col if col > 1 else ''} domain",
+                               yref=f"y{col if col > 1 else ''} domain", font={"size": 12, "color": "#6b7280"})
+    n = len(rows) if title_n is None else title_n
+    fig.update_layout(height=260, margin={"l": 44, "r": 12, "t": 30, "b": 36}, template="plotly_white",
+                      barmode="overlay", bargap=0.05, font={"size": 11},
+                      legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
+                      meta={"trajectories": n})
+    fig.update_xaxes(title_text="initial ppl", row=1, col=3, title_font={"size": 10})
+    fig.update_yaxes(title_text="final ppl", row=1, col=3, title_font={"size": 10})
+    return fig
