@@ -25,10 +25,15 @@ from pathlib import Path
 
 import torch
 
-from core.models.fastscore import naive_logprobs
 from core.data.items import Item, read_items
-from core.models.scoring import ScoringConfig, build_request, score_candidates, summarize
+from core.models.fastscore import naive_logprobs
 from core.models.lm import TokenLogprobs
+from core.models.scoring import (
+    ScoringConfig,
+    build_request,
+    score_candidates,
+    summarize,
+)
 
 HELLOBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hellobench"
 
@@ -302,7 +307,8 @@ def bench_reer(lm, items: int = 2, log=print) -> dict:
     """Run the REER benchmark (section comment above); returns the result dict."""
     from core.models.lm import GenerationConfig
     from core.prompts import render
-    from core.reer.search import ReerConfig, draft_config
+    from core.reer.config import ReerConfig
+    from core.reer.search import draft_config
     from core.segments import answer_part
 
     cfg = ReerConfig(**REER_BENCH)

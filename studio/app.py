@@ -26,11 +26,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from core.models.lm import DEFAULT_MODEL, LM  # noqa: E402
 from assets import CSS_PATH  # noqa: E402
 from core.data.items import read_jsonl  # noqa: E402
-from data import SAMPLES  # noqa: E402
+from core.models.lm import DEFAULT_MODEL, LM  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
+from data import SAMPLES  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
 from studio.models import ModelShelf  # noqa: E402
 from studio.runners.reer import JobRunner  # noqa: E402

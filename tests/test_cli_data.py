@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from library_fixtures import filled_store
 
 from core.store import open_store
-from library_fixtures import filled_store
 from studio.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,10 +3,10 @@ never overwritten; listings filter on every field they offer; bad values are nam
 from __future__ import annotations
 
 import pytest
+from library_fixtures import REER_ITEMS, filled_store
 
 from core.data import curation as cur
 from core.store import BadValue, NotFound
-from library_fixtures import REER_ITEMS, filled_store
 
 
 def test_review_fields_round_trip(store):

@@ -9,12 +9,18 @@ import json
 from pathlib import Path
 
 import pytest
+from library_fixtures import REER_ITEMS, filled_store, r2_details
 
 from core.data import curation as cur
-from core.data.export import FORMATS, ExportError, assistant_content, export, list_exports
+from core.data.export import (
+    FORMATS,
+    ExportError,
+    assistant_content,
+    export,
+    list_exports,
+)
 from core.data.imports import import_files
 from core.store import open_store
-from library_fixtures import REER_ITEMS, filled_store, r2_details
 
 
 @pytest.fixture
@@ -142,7 +148,6 @@ def test_round_trip_import_export_import_keeps_every_field(filled, tmp_path, fmt
 
 def test_template_check_finds_dropped_and_mangled_think_blocks(filled, tmp_path):
     from core.data.template_check import check_records, load_tokenizer
-    from core.data.export import chat_record
 
     store, ids = filled
     records = read_jsonl(export(store, "chat", tmp_path / "c").files[0])

@@ -19,8 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.models.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, load_lm
-from core.models.lm import cut_at_stop
+from core.models.lm import (
+    ContextTooLong,
+    GenerationConfig,
+    LMError,
+    ModelNotFound,
+    ScoreRequest,
+    cut_at_stop,
+    load_lm,
+)
 from core.models.server import VLLM_COMMAND, OpenAILM, parse_spec, pick_continuation
 
 MODEL = "fake/Model-1B"

@@ -7,8 +7,16 @@ import time
 import pytest
 
 from core.quality import (
-    QualityConfig, assistant_text, broken_think_block, check, copies_answer, longest_common_substring,
-    repeat_ratio, repetitive, single_segment, too_short,
+    QualityConfig,
+    assistant_text,
+    broken_think_block,
+    check,
+    copies_answer,
+    longest_common_substring,
+    repeat_ratio,
+    repetitive,
+    single_segment,
+    too_short,
 )
 from core.segments import split_segments
 

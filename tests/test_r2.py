@@ -11,13 +11,29 @@ import json
 import pytest
 
 from core import events as ev
-from core.r2.judge import (DEFAULT_RUBRIC, BadJudgment, JudgeConfig, Judgment, human_judgment, model_judge,
-                        override_judgment, parse_judgment, rubric_for)
-from core.r2.loop import NO_CRITIQUE, Controls, R2Config, r2_loop, run_r2, with_think
-from core.r2.jobs import (NoPendingJudgment, accept_proposed, pending_request, r2_job, run_record,
-                          submit_judgment)
-from core.r2.state import record_from_events
+from core.r2.config import R2Config
+from core.r2.jobs import (
+    NoPendingJudgment,
+    accept_proposed,
+    pending_request,
+    r2_job,
+    run_record,
+    submit_judgment,
+)
+from core.r2.judge import (
+    DEFAULT_RUBRIC,
+    BadJudgment,
+    JudgeConfig,
+    Judgment,
+    human_judgment,
+    model_judge,
+    override_judgment,
+    parse_judgment,
+    rubric_for,
+)
+from core.r2.loop import NO_CRITIQUE, Controls, r2_loop, run_r2, with_think
 from core.r2.reward import RewardConfig, circularity, process_reward, redundancy
+from core.r2.state import record_from_events
 from core.store import open_store
 from tests.r2_fakes import DRAFT, FakeLM, judge_reply, revision_text
 

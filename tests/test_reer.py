@@ -6,7 +6,6 @@ pin what the search sees (a failed parse, a worse candidate); scoring goes to a 
 from __future__ import annotations
 
 import dataclasses
-
 import itertools
 import json
 from pathlib import Path
@@ -14,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from core import events as ev
-from core.reer.jobs import reer_job, run_record
 from core.models.lm import GenerationConfig, cut_at_stop
-from core.reer.search import Controls, ReerConfig, parse_rewrite, reer_search, run_reer
-from core.reer.state import ReerState, record_from_events
 from core.models.scoring import score
+from core.reer.config import ReerConfig
+from core.reer.jobs import reer_job, run_record
+from core.reer.search import Controls, parse_rewrite, reer_search, run_reer
+from core.reer.state import ReerState, record_from_events
 from core.store import open_store
 
 SAMPLES = [json.loads(l) for l in open(Path(__file__).parents[1] / "data" / "samples.jsonl")]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from library_fixtures import add_reer, filled_store
 
 from core.data import curation
 from core.store import BadValue, open_store
-from library_fixtures import add_reer, filled_store
-from studio.views import review as view
 from studio.pages.export import export_folder, export_root, page_words
 from studio.pages.review import flags_match, make_filter, source_choices
+from studio.views import review as view
 
 HOSTILE = '<script>alert("x")</script> & <u>'
 

@@ -10,13 +10,12 @@ import sys
 import time
 
 import pytest
+from test_reer import DRAFT, S, ScriptedLM, rewrites
 
 from core import events as ev
+from core.reer.config import ReerConfig
 from core.reer.jobs import RunBusy, lease_owner, owner_is_dead, reer_job
-from core.reer.search import ReerConfig
 from core.store import BadValue
-
-from test_reer import DRAFT, S, ScriptedLM, rewrites
 
 CFG = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 

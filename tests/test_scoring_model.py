@@ -9,7 +9,14 @@ import pytest
 
 from core.models.fastscore import naive_logprobs
 from core.models.lm import ContextTooLong, ScoreRequest
-from core.models.scoring import ScoringConfig, ScoringError, build_request, score, score_candidates, score_many
+from core.models.scoring import (
+    ScoringConfig,
+    ScoringError,
+    build_request,
+    score,
+    score_candidates,
+    score_many,
+)
 from core.segments import split_segments
 
 pytestmark = pytest.mark.model

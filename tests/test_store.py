@@ -15,7 +15,15 @@ import sqlite_utils
 
 from core import events as ev
 from core.store import (
-    MIGRATIONS, BadValue, NotFound, Store, StoreError, migrate, open_store, schema_version, settings_key,
+    MIGRATIONS,
+    BadValue,
+    NotFound,
+    Store,
+    StoreError,
+    migrate,
+    open_store,
+    schema_version,
+    settings_key,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

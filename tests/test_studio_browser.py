@@ -9,7 +9,6 @@ import re
 import time
 
 import pytest
-
 from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched
 
 pytestmark = [pytest.mark.ui, pytest.mark.model,

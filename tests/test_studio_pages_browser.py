@@ -8,7 +8,6 @@ import os
 import time
 
 import pytest
-
 from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched
 
 pytestmark = [pytest.mark.ui,
@@ -23,8 +22,9 @@ def _shot(page, name):
 
 @pytest.fixture
 def served(tmp_path, tiny_lm):
-    from core.store import open_store
     from library_fixtures import filled_store
+
+    from core.store import open_store
     from studio.app import build_app, import_samples_if_empty
 
     store = open_store(tmp_path / "studio.db")

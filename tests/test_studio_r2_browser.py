@@ -12,7 +12,6 @@ import os
 import time
 
 import pytest
-
 from r2_fakes import FakeLM
 from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched
 

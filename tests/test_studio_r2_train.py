@@ -19,12 +19,12 @@ import time
 
 import plotly.io as pio
 import pytest
+from r2_fakes import FakeLM
+from ui_helpers import client, launched
 
 from core.r2.judge import DEFAULT_RUBRIC
 from core.store import open_store
-from r2_fakes import FakeLM, judge_reply
 from studio.views.r2 import point_count
-from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import plotly.io as pio
 import pytest
+from library_fixtures import add_reer, filled_store
+from ui_helpers import client, launched
 
 from core.data import curation
 from core.data.imports import import_files
 from core.store import open_store
-from library_fixtures import add_reer, filled_store
-from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
 

@@ -12,11 +12,11 @@ import time
 
 import plotly.io as pio
 import pytest
+from test_reer import DRAFT
+from ui_helpers import client, launched
 
 from core.models.lm import cut_at_stop
 from core.store import open_store
-from test_reer import DRAFT
-from ui_helpers import client, launched
 
 pytestmark = [pytest.mark.ui]
 
@@ -292,9 +292,9 @@ def test_app_command_rejects_a_bad_auth_before_loading_anything():
 
 def test_auth_turns_on_login(store, tiny_lm):
     from gradio_client import Client
+    from ui_helpers import free_port
 
     from studio.app import build_app, serve
-    from ui_helpers import free_port
 
     app = build_app(get_lm=lambda: tiny_lm, model_name="tiny", store=store)
     _, url, _ = serve(app, port=free_port(), auth=("ada", "s3cret"), prevent_thread_lock=True, quiet=True)
@@ -311,7 +311,7 @@ def test_auth_turns_on_login(store, tiny_lm):
 # ---- the runner: one driver per run, even across runners (two app processes) -----------------------
 
 def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tiny_lm):
-    from core.reer.search import ReerConfig
+    from core.reer.config import ReerConfig
     from studio.runners.reer import JobRunner
 
     lm = LoopLM(tiny_lm, delay=0.4)

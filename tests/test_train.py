@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.models.lm import load_lm, GenerationConfig
 from core.models.hf import builtin_model_dir
+from core.models.lm import GenerationConfig, load_lm
 from core.store import open_store
-from core.train.trainer import METRICS_FILE, TrainConfig, TrainError, prepare, run_training, train_job
 from core.train.data import (
     IGNORE,
     DataError,
@@ -26,6 +25,14 @@ from core.train.data import (
     encode,
     read_chat_jsonl,
     split_records,
+)
+from core.train.trainer import (
+    METRICS_FILE,
+    TrainConfig,
+    TrainError,
+    prepare,
+    run_training,
+    train_job,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

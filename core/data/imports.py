@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data.items import InputError, Problem
-from core.data.records import SCORE_COLUMNS, Record, data_files, detect_format, read_records
+from core.data.records import (
+    SCORE_COLUMNS,
+    Record,
+    data_files,
+    detect_format,
+    read_records,
+)
 from core.store import BadValue, Store, StoreError, content_hash, now
 
 

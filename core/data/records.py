@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.data.items import HELLOBENCH_RESPONSES, HELLOBENCH_TASKS, InputError, Problem, read_items
+from core.data.items import (
+    HELLOBENCH_RESPONSES,
+    HELLOBENCH_TASKS,
+    InputError,
+    Problem,
+    read_items,
+)
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "hf", "text", "hellobench", "reer-release", "deepwriting")
 QUERY_KEYS = ("query", "instruction", "prompt", "question", "x", "q")

@@ -17,7 +17,6 @@ from typing import Literal, Sequence
 import torch
 
 from core.models.gencache import PrefixCache
-from core.models.norepeat import NoRepeatNGram
 from core.models.lm import (
     BUILTIN_ALIAS,
     ContextTooLong,
@@ -30,6 +29,7 @@ from core.models.lm import (
     cache_dir,
     cut_at_stop,
 )
+from core.models.norepeat import NoRepeatNGram
 
 log = logging.getLogger(__name__)
 

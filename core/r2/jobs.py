@@ -18,9 +18,10 @@ from typing import Callable, Iterator, Literal, Sequence
 
 from core import events as ev
 from core.data.items import Item
-from core.r2.judge import BadJudgment, Judgment
 from core.models.lm import LM
-from core.r2.loop import Controls, R2Config, r2_loop
+from core.r2.config import R2Config
+from core.r2.judge import BadJudgment, Judgment
+from core.r2.loop import Controls, r2_loop
 from core.r2.state import R2State, record_from_events
 from core.store import BadValue, Store, StoreError, settings_key
 

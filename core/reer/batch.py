@@ -18,9 +18,9 @@ from typing import Callable, Iterator, Literal, Sequence
 
 from core import events as ev
 from core.data.items import Item
-from core.reer.jobs import reer_job, run_record
 from core.models.lm import LM
-from core.reer.search import ReerConfig
+from core.reer.config import ReerConfig
+from core.reer.jobs import reer_job, run_record
 from core.store import BadValue, Store, settings_key
 
 

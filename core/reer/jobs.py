@@ -23,7 +23,8 @@ from typing import Iterator
 
 from core import events as ev
 from core.models.lm import LM
-from core.reer.search import Controls, ReerConfig, reer_search
+from core.reer.config import ReerConfig
+from core.reer.search import Controls, reer_search
 from core.reer.state import record_from_events
 from core.store import LeaseHeld, Store, settings_key
 

@@ -25,7 +25,6 @@ import gc
 import hashlib
 import json
 import math
-import os
 import queue
 import shutil
 import threading

@@ -177,7 +177,8 @@ def cmd_export(args) -> int:
 def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     """Register import, review and export on the `palimpsest` subparsers; `error` is the exception
     class the command's main prints as one line (studio.cli.main.CLIError)."""
-    from core.data.export import FORMATS as EXPORT_FORMATS, SOURCE_CHOICES, STATUS_CHOICES
+    from core.data.export import FORMATS as EXPORT_FORMATS
+    from core.data.export import SOURCE_CHOICES, STATUS_CHOICES
     from core.data.records import FORMATS as IMPORT_FORMATS
 
     db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"

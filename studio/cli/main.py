@@ -14,7 +14,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from core.models.lm import DEFAULT_MODEL, LMError  # noqa: E402  (env first: nothing phones home)
-
 from data import SAMPLES  # noqa: E402  (the built-in sample set, package data)
 
 
@@ -124,8 +123,8 @@ def _read_items(path: str, limit: int | None):
 def cmd_reer(args) -> int:
     from tqdm import tqdm
 
-    from core.reer.search import ReerConfig
     from core.reer.batch import reer_items
+    from core.reer.config import ReerConfig
     from core.store import StoreError, open_store
 
     if args.limit is not None and args.limit < 1:
@@ -232,7 +231,7 @@ def cmd_bench(args) -> int:
 # ---- wiring ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.reer.search import ReerConfig
+    from core.reer.config import ReerConfig
 
     defaults = ReerConfig()  # the search's own defaults (DESIGN.md)
 

@@ -24,9 +24,8 @@ def load_model(spec: str):
 
 
 def _config(args):
+    from core.r2.config import R2Config
     from core.r2.judge import JudgeConfig
-    from core.r2.loop import R2Config
-
     from studio.cli.main import CLIError
 
     if args.rounds < 0:
@@ -116,8 +115,13 @@ def cmd_r2(args) -> int:
 
 
 def cmd_r2_judge(args) -> int:
+    from core.r2.jobs import (
+        NoPendingJudgment,
+        accept_proposed,
+        pending_request,
+        submit_judgment,
+    )
     from core.r2.judge import BadJudgment, Judgment, human_judgment, override_judgment
-    from core.r2.jobs import NoPendingJudgment, accept_proposed, pending_request, submit_judgment
     from core.store import NotFound, StoreError, open_store
     from studio.cli.main import CLIError
 
@@ -183,7 +187,7 @@ def _score(x) -> str:
 
 def add_r2_parser(sub, default_db: str) -> None:
     """Register `r2 run` on the top-level subparsers (called from studio.cli.main.build_parser)."""
-    from core.r2.loop import JUDGE_MODES, KEEP_DRAFTS, R2Config
+    from core.r2.config import JUDGE_MODES, KEEP_DRAFTS, R2Config
 
     d = R2Config()
     r = sub.add_parser("r2", help="R2: writer drafts, judge critiques, writer reflects and revises")

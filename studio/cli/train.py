@@ -7,7 +7,6 @@ writes). Does not know how training works.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -104,8 +103,8 @@ def cmd_train(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from core.store import StoreError, open_store
-    from core.train.trainer import TrainError, process_state, train_job
     from core.train.data import DataError
+    from core.train.trainer import TrainError, process_state, train_job
 
     if args.resume and args.overwrite:
         return _fail("--resume and --overwrite contradict each other; pass one")

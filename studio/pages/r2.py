@@ -22,17 +22,23 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from core.r2.judge import BadJudgment, Judgment, JudgeConfig, human_judgment, override_judgment
-from core.r2.loop import JUDGE_MODES, R2Config
+from core.r2.config import JUDGE_MODES, R2Config
 from core.r2.jobs import NoPendingJudgment
+from core.r2.judge import (
+    BadJudgment,
+    JudgeConfig,
+    Judgment,
+    human_judgment,
+    override_judgment,
+)
 from core.r2.state import R2State
 from core.store import NotFound, StoreError
-from studio.views import r2 as r2_render
-from studio.pages.runs import attach_target
-from studio.pages.runs import runs_menu as _runs_menu
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
+from studio.pages.runs import attach_target
+from studio.pages.runs import runs_menu as _runs_menu
 from studio.runners.r2 import R2Runner, R2RunnerError
+from studio.views import r2 as r2_render
 
 REAL = R2Config()
 # small budgets so a CPU demo finishes a round in about a minute; the labels give the real defaults

@@ -20,17 +20,23 @@ from dataclasses import dataclass
 import gradio as gr
 
 from core.models.lm import LMError
-from core.reer.search import ReerConfig
-from core.models.scoring import split_reference, score
+from core.models.scoring import score, split_reference
+from core.reer.config import ReerConfig
 from core.store import NotFound, StoreError
-from studio.views import plots
-from studio.views import heatmap as render
-from studio.pages.runs import attach_target
-from studio.pages.runs import runs_menu as _runs_menu
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
-from studio.views.reer import ReerView, candidates_html, fold, status_html, trajectory_html
+from studio.pages.runs import attach_target
+from studio.pages.runs import runs_menu as _runs_menu
 from studio.runners.reer import RunnerError
+from studio.views import heatmap as render
+from studio.views import plots
+from studio.views.reer import (
+    ReerView,
+    candidates_html,
+    fold,
+    status_html,
+    trajectory_html,
+)
 
 log = logging.getLogger(__name__)
 REAL = ReerConfig()  # the search's real defaults (DESIGN.md), shown next to the demo defaults

@@ -19,11 +19,11 @@ from typing import Callable
 
 import gradio as gr
 
-from core.data.curation import TrajectoryFilter
 from core.data import curation
+from core.data.curation import TrajectoryFilter
 from core.store import BadValue, NotFound, StoreError
-from studio.views import review as view
 from studio.context import StudioContext
+from studio.views import review as view
 
 STATUSES = ("any", "pending", "accepted", "rejected")
 FLAGS = ("any", "passed", "failed", "not run")  # quality filters (core.quality); "not run": R2, most imports

@@ -20,8 +20,8 @@ import gradio as gr
 from core.models.lm import LMError
 from core.models.scoring import ScoringConfig, score, split_reference
 from core.segments import answer_part
-from studio.views import heatmap as render
 from studio.context import StudioContext
+from studio.views import heatmap as render
 
 log = logging.getLogger(__name__)
 TITLE = "Scoring playground"

@@ -20,9 +20,9 @@ import gradio as gr
 
 from core.store import StoreError
 from core.train.data import DataError
-from studio.views import train as train_render
 from studio.context import StudioContext
 from studio.runners.train import TrainRequest, TrainRunner, TrainRunnerError
+from studio.views import train as train_render
 
 POLL_S = 1.0
 DEMO_STEPS = 10  # a CPU demo: a few steps on the built-in model take about a minute

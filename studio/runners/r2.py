@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from core import events as ev
-from core.r2.judge import Judgment
 from core.models.lm import LM, load_lm
-from core.r2.loop import Controls, R2Config
-from core.r2.jobs import models_name, open_run_for, r2_job, submit_judgment, submit_reflection
+from core.r2.config import R2Config
+from core.r2.jobs import (
+    models_name,
+    open_run_for,
+    r2_job,
+    submit_judgment,
+    submit_reflection,
+)
+from core.r2.judge import Judgment
+from core.r2.loop import Controls
 from core.store import Store
 from studio.runners.threads import ThreadedRuns
 

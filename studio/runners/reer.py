@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from core.reer.jobs import RunBusy, lease_owner, open_run_for, reer_job
 from core.models.lm import LM
-from core.reer.search import Controls, ReerConfig
+from core.reer.config import ReerConfig
+from core.reer.jobs import RunBusy, lease_owner, open_run_for, reer_job
+from core.reer.search import Controls
 from core.store import Store
 from studio.models import ModelShelf
 from studio.runners.threads import ThreadedRuns
