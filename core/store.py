@@ -162,7 +162,14 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:
-    """Apply the migrations not yet recorded in `_migrations`, in order; returns their names."""
+    """Apply the migrations not yet recorded in `_migrations`, in order; returns their names.
+
+    Reads first: when every migration is recorded (the usual open), no write lock is taken, so a
+    read-only command opens a store that another process is writing to."""
+    if db["_migrations"].exists():
+        done = {r["name"] for r in db.query("SELECT name FROM _migrations")}
+        if all(fn.__name__ in done for fn in migrations):
+            return []
     db["_migrations"].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
     applied = []
     for fn in migrations:

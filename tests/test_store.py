@@ -354,3 +354,24 @@ def test_transaction_batches_writes_and_rolls_back_together(store):
     with store.transaction():  # an import: one commit for many prompts
         ids = [store.add_prompt(f"Prompt {i}", "reference")[0] for i in range(3)]
     assert [p["id"] for p in store.list_prompts()] == ids
+
+
+def test_opening_a_migrated_store_takes_no_write_lock(tmp_path, monkeypatch):
+    """A read-only command must open a store while another process holds its write lock (an
+    import in progress): opening used to take BEGIN IMMEDIATE for migrations even when none were due."""
+    import sqlite3
+
+    import core.store as store_mod
+
+    path = tmp_path / "busy.db"
+    open_store(path).close()
+    writer = sqlite3.connect(str(path))
+    writer.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+    try:
+        monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_MS", 300)  # a wait would fail fast, not in 10 s
+        reader = open_store(path)
+        assert reader.db["prompts"].count == 0
+        reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
