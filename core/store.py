@@ -204,6 +204,12 @@ def open_store(path: str | Path | None = None) -> "Store":
             db.enable_wal()
             db.execute("PRAGMA synchronous = NORMAL")
         migrate(db)
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise StoreError(f"the store {path} is busy: another process (an import or a run) held its write "
+                             f"lock for over {BUSY_TIMEOUT_MS / 1000:g} s while it was upgraded; retry when "
+                             "that process has finished") from e
+        raise StoreError(f"cannot open the store {path}: {e}; pass --db with a writable SQLite file") from e
     except (sqlite3.Error, OSError) as e:
         raise StoreError(f"cannot open the store {path}: {e}; pass --db with a writable SQLite file") from e
     return Store(db, None if memory else path)

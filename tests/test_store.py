@@ -375,3 +375,23 @@ def test_opening_a_migrated_store_takes_no_write_lock(tmp_path, monkeypatch):
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_a_store_locked_during_its_upgrade_gives_the_right_advice(tmp_path, monkeypatch):
+    """Locked is not unwritable: the message says to retry, not to pass another --db."""
+    import sqlite3
+
+    import core.store as store_mod
+
+    path = tmp_path / "old.db"
+    sqlite3.connect(str(path)).close()  # an empty file: its migrations are due
+    writer = sqlite3.connect(str(path))
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_MS", 200)
+        with pytest.raises(StoreError) as err:
+            open_store(path)
+        assert "busy" in str(err.value) and "retry" in str(err.value) and "--db" not in str(err.value)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
