@@ -70,7 +70,8 @@ def test_import_and_score_read_the_same_items(store, tmp_path):
     f = write_jsonl(tmp_path / "mixed.jsonl", [
         {"id": "p1", "instruction": Q1, "response": A1, "checklists": ["Is it two lines?"], "category": "poetry"},
         {"q": Q2, "ref": A2, "uid": "p2"},
-        {"messages": [{"role": "user", "content": Q2}, {"role": "assistant", "content": f"<think>\nSteam.\n</think>\n{A1}"}]},
+        {"messages": [{"role": "user", "content": Q2},
+                      {"role": "assistant", "content": f"<think>\nSteam.\n</think>\n{A1}"}]},
     ])
     items, problems = read_items(f)
     report = imports.import_files(store, f)
@@ -89,11 +90,13 @@ def test_bad_records_name_file_line_and_field(tmp_path):
                                         {"query": "", "reference": A2, "thinking": ""}])
     items, problems = read_items(f)
     assert [i.query for i in items] == [Q1]
-    assert [str(p).split(": ")[0] for p in problems] == [f"{f}:4 field 'reference'", f"{f}:5 field 'query'"]  # row 1 spans lines 2-3
-    j = write_jsonl(tmp_path / "in.jsonl", [ROWS[0], "{oops", {"q": Q1, "ref": 3}, {"query": Q2, "reference": A2,
-                                                                                   "trajectory": ["z"]}])
+    # row 1 spans lines 2-3 (A1 holds a newline), so the bad rows start on lines 4 and 5
+    assert [str(p).split(": ")[0] for p in problems] == [f"{f}:4 field 'reference'", f"{f}:5 field 'query'"]
+    bad_thinking = {"query": Q2, "reference": A2, "trajectory": ["z"]}
+    j = write_jsonl(tmp_path / "in.jsonl", [ROWS[0], "{oops", {"q": Q1, "ref": 3}, bad_thinking])
     _, problems = read_items(j)
-    assert [(p.path, p.line, p.field) for p in problems] == [(str(j), 2, ""), (str(j), 3, "ref"), (str(j), 4, "trajectory")]
+    where = [(p.path, p.line, p.field) for p in problems]
+    assert where == [(str(j), 2, ""), (str(j), 3, "ref"), (str(j), 4, "trajectory")]
     assert "not valid JSON" in problems[0].message
 
 
@@ -132,7 +135,8 @@ def tiny_model_dir(tiny_lm, tmp_path_factory):
 
 
 def test_score_reads_a_csv_with_alias_columns(tmp_path, tiny_model_dir):
-    src = write_csv(tmp_path / "in.csv", [{"id": r["id"], "prompt": r["query"], "output": r["reference"]} for r in ROWS])
+    rows = [{"id": r["id"], "prompt": r["query"], "output": r["reference"]} for r in ROWS]
+    src = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "out.jsonl"
     res = cli("score", "--input", str(src), "--out", str(out), "--model", str(tiny_model_dir))
     assert res.returncode == 0, res.stderr
