@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from assets import CSS_PATH  # noqa: E402
-from core.data.items import read_jsonl  # noqa: E402
+from core.data.items import read_items  # noqa: E402
 from core.models.lm import DEFAULT_MODEL, LM  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402
@@ -43,7 +43,7 @@ CONCURRENCY = 4  # events served at once (the model itself scores one request at
 
 
 def load_samples(path: str | Path | None = None) -> list[dict]:
-    """Samples from a JSONL file (core.data.items.read_jsonl); [] if the file is absent.
+    """Samples from a file of any shape `import` reads (core.data.items.read_items); [] if it is absent.
 
     Bad lines are skipped with a logged warning naming the file, line and field.
     """
@@ -51,7 +51,7 @@ def load_samples(path: str | Path | None = None) -> list[dict]:
     if not path.is_file():
         log.warning("no samples file at %s: the sample menu will be empty", path)
         return []
-    items, problems = read_jsonl(path)
+    items, problems = read_items(path)
     for p in problems:
         log.warning("sample skipped: %s", p)
     return [dataclasses.asdict(item) for item in items]

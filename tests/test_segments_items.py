@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from core.data.items import InputError, read_jsonl
+from core.data.items import InputError, read_items
 from core.segments import answer_part, join_segments, split_segments
 
 LONG = "This sentence is long enough to stand as a paragraph of planning on its own, surely. " * 2
@@ -40,7 +40,7 @@ def test_answer_part_strips_think_block():
     assert answer_part("No block here.") == "No block here."
 
 
-def test_read_jsonl_reports_every_bad_line(tmp_path):
+def test_read_items_reports_every_bad_line(tmp_path):
     p = tmp_path / "in.jsonl"
     lines = [
         json.dumps({"id": "a", "query": "q", "reference": "r"}),
@@ -53,14 +53,14 @@ def test_read_jsonl_reports_every_bad_line(tmp_path):
         json.dumps({"prompt": "q2", "completion": "r2"}),
     ]
     p.write_text("\n".join(lines) + "\n")
-    items, problems = read_jsonl(p)
+    items, problems = read_items(p)
     assert [i.query for i in items] == ["q", "q2"] and items[1].id == "in.jsonl:8"
     assert [pr.line for pr in problems] == [2, 3, 4, 5, 6]
     text = [str(pr) for pr in problems]
-    assert "not valid JSON" in text[0] and "field 'reference'" in text[1] and "is empty" in text[2]
-    assert "field 'thinking'" in text[3] and "JSON object" in text[4]
+    assert "not valid JSON" in text[0] and "field 'reference'" in text[1] and "no answer text" in text[2]
+    assert "field 'thinking'" in text[3] and "expected an object" in text[4]
 
 
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
-        read_jsonl(tmp_path / "absent.jsonl")
+        read_items(tmp_path / "absent.jsonl")

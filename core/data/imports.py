@@ -12,7 +12,7 @@ prompts.query_pending = 1 until `write_query` gives it one; exports skip such pr
 
 Duplicates are found by content (store.content_hash of query and reference; a trajectory
 also by its thinking and answer) and counted, not stored twice. Every rejected record is a
-core.data.items.Problem naming file, line (row for CSV/Parquet/datasets, 0 for the whole file),
+core.data.records.Problem naming file, line (row for CSV/Parquet/datasets, 0 for the whole file),
 field and the fix; the good records of a partly bad file are imported. One `import_files`
 call is one transaction (each record inside its own savepoint): a failure half way (or a kill)
 leaves the store as it was before the call.
@@ -28,9 +28,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.items import InputError, Problem
 from core.data.records import (
     SCORE_COLUMNS,
+    InputError,
+    Problem,
     Record,
     data_files,
     detect_format,

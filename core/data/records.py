@@ -1,14 +1,17 @@
-"""Reading files of every supported shape into Records (or Problems), one record at a time.
+"""Reading files of every supported shape into Records (or Problems), one record at a time: the
+one input reader behind every command (`import` and the Library page read Records; `score`,
+`reer run`, `r2 run`, training and the studio's samples read them as core.data.items.Item).
 
 Knows the shapes users arrive with: JSONL / JSON / CSV / Parquet records with `query` and
-`reference` or an alias (instruction/response, prompt/completion, question/solution, Alpaca's
-instruction+input/output), chat `messages` (and ShareGPT `conversations`), Hugging Face
-`datasets` folders (save_to_disk), a folder of plain-text files (each a reference whose query
-is written later), HelloBench files or folder (through core.data.items.read_items), REER release
-outputs (pretty-printed JSON objects with q, ref, uid, alist[...]) and DeepWriting-style
-parquet (chat-list `prompt`, `solution` = `<think>...</think>` + answer), and Palimpsest's own
-exports. Every rejected record is a core.data.items.Problem naming file, line (row for
-CSV/Parquet/datasets, 0 for the whole file), field and the fix.
+`reference` or an alias (instruction/response, prompt/completion, question/solution, x/y,
+q/ref, Alpaca's instruction+input/output), an optional `thinking` (alias trajectory, z), chat
+`messages` (and ShareGPT `conversations`), Hugging Face `datasets` folders (save_to_disk), a
+folder of plain-text files (each a reference whose query is written later), HelloBench files or
+folder (tasks joined with their responses on id), REER release outputs (pretty-printed JSON
+objects with q, ref, uid, alist[...]) and DeepWriting-style parquet (chat-list `prompt`,
+`solution` = `<think>...</think>` + answer), and Palimpsest's own exports. Every rejected
+record is a Problem naming file, line (row for CSV/Parquet/datasets, 0 for the whole file),
+field and the fix; a file that cannot be read at all raises InputError.
 
 Does not know: the store (core.data.imports writes Records into it), runs, curation or export.
 """
@@ -17,25 +20,38 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
-
-from core.data.items import (
-    HELLOBENCH_RESPONSES,
-    HELLOBENCH_TASKS,
-    InputError,
-    Problem,
-    read_items,
-)
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "hf", "text", "hellobench", "reer-release", "deepwriting")
 QUERY_KEYS = ("query", "instruction", "prompt", "question", "x", "q")
 REFERENCE_KEYS = ("reference", "response", "completion", "solution", "answer", "output", "y", "ref")
+THINKING_KEYS = ("thinking", "trajectory", "z")  # a finished trajectory z given beside its answer
+RUBRIC_KEYS = ("rubric", "checklists")  # a list of criteria (HelloBench calls them checklists)
+HELLOBENCH_TASKS = "heuristic_text_generation.jsonl"  # id, category, instruction, checklists
+HELLOBENCH_RESPONSES = "heuristic_text_generation_claude35_responses.jsonl"  # id, instruction, response
 STATUSES = ("pending", "accepted", "rejected")
 SCORE_COLUMNS = ("initial_score", "final_score", "initial_ppl", "final_ppl")
 THINK_RE = re.compile(r"^\s*<think>\n?(.*?)\n?</think>\s*(.*)$", re.S)
 ANSWER_RE = re.compile(r"^\s*<answer>\n?(.*?)\n?</answer>\s*$", re.S)
+
+
+class InputError(Exception):
+    """An input file cannot be read at all (missing, unknown type, not UTF-8, not a data folder)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One rejected record (or a whole unreadable file, line 0), and how to fix it."""
+    path: str  # the file
+    line: int  # 1-based line (row for CSV/Parquet/datasets), 0 for the whole file
+    field: str  # the field at fault ("" for the whole line)
+    message: str  # what is wrong and how to fix it
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" + (f" field '{self.field}'" if self.field else "")
+        return f"{where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,7 @@ class Record:
 def detect_format(path: Path) -> str:
     """The format `auto` picks for a path (by folder content or file suffix)."""
     if path.is_dir():
-        if (path / HELLOBENCH_RESPONSES).is_file():
+        if (path / HELLOBENCH_RESPONSES).is_file() or (path / HELLOBENCH_TASKS).is_file():
             return "hellobench"
         if _hf_folder(path) is not None:
             return "hf"
@@ -178,15 +194,20 @@ def _is_object(line: str) -> bool:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line where the row starts, row) of a CSV/TSV file; empty cells are absent (but for query
+    and reference columns, so an empty one is reported as empty, not missing)."""
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         start = 2
-        for row in reader:
-            if None in row:
-                yield start, ValueError(f"{len(row[None])} more value(s) than the header has columns")
-            else:
-                yield start, {k: v for k, v in row.items() if v != "" or k in QUERY_KEYS + REFERENCE_KEYS}
-            start = reader.line_num + 1
+        try:
+            for row in reader:
+                if None in row:
+                    yield start, ValueError(f"{len(row[None])} more value(s) than the header has columns")
+                else:
+                    yield start, {k: v for k, v in row.items() if v != "" or k in QUERY_KEYS + REFERENCE_KEYS}
+                start = reader.line_num + 1
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not UTF-8 text ({e.reason} near line {start}); save it as UTF-8") from e
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -231,11 +252,77 @@ def _text_records(path: Path) -> Iterator[Record | Problem]:
 
 
 def _hellobench_records(path: Path) -> Iterator[Record | Problem]:
-    items, problems = read_items(path)
-    yield from problems
-    for it in items:
-        yield Record(str(path), 0, it.query, it.reference, None, it.id, it.category, it.rubric,
-                     extra={"source": "hellobench"})
+    """HelloBench's records: it ships tasks (`heuristic_text_generation.jsonl`: id, category,
+    instruction, checklists) and answers (`..._claude35_responses.jsonl`: id, instruction,
+    response) as two files. Given the task file or the folder, tasks are joined with the
+    responses file beside them on id, in task order; given the responses file, the tasks beside
+    it (if present) add category and rubric. A task without a response is a Problem on the
+    task's line; each Record names the file and line it was read from."""
+    if path.is_dir():
+        tasks, responses = path / HELLOBENCH_TASKS, path / HELLOBENCH_RESPONSES
+        if not responses.is_file():
+            raise InputError(f"{path}: a folder without {HELLOBENCH_RESPONSES}; give a data file, or the "
+                             "HelloBench folder holding its task and responses files")
+        lead = "tasks" if tasks.is_file() else "responses"
+    elif path.name == HELLOBENCH_TASKS:
+        tasks, responses, lead = path, path.with_name(HELLOBENCH_RESPONSES), "tasks"
+        if not responses.is_file():
+            raise InputError(f"{path}: HelloBench tasks have no answers; put {HELLOBENCH_RESPONSES} "
+                             "(their reference responses) beside it")
+    else:  # the responses file (or any file read with --format hellobench)
+        tasks, responses, lead = path.with_name(HELLOBENCH_TASKS), path, "responses"
+    extra = {"source": "hellobench"}
+    problems: list[Problem] = []
+    if not tasks.is_file():  # answers alone: an ordinary data file
+        rows = list(_json_values(responses, problems))
+        got = [normalise(raw, str(responses), n) for n, raw in rows]
+        yield from sorted(problems + [g for g in got if isinstance(g, Problem)], key=lambda p: p.line)
+        for g in got:
+            if isinstance(g, Record):
+                yield replace(g, extra={**extra, **g.extra})
+        return
+    task_rows, resp_rows = _by_id(tasks, problems), _by_id(responses, problems)
+    out: list[Record | Problem] = []
+    if lead == "tasks":
+        for rid, (n, task) in task_rows.items():
+            if rid not in resp_rows:
+                problems.append(Problem(str(tasks), n, "id", f"no response with id {rid!r} in {responses.name}; "
+                                        "the task is skipped"))
+                continue
+            m, resp = resp_rows[rid]
+            answer = normalise(resp, str(responses), m)  # the response's faults name its own file
+            if isinstance(answer, Problem):
+                out.append(answer)
+                continue
+            joined = {**task, "response": answer.reference}
+            if answer.thinking is not None:
+                joined["thinking"] = answer.thinking
+            out.append(normalise(joined, str(tasks), n))
+    else:
+        for rid, (m, resp) in resp_rows.items():
+            task = task_rows.get(rid, (0, {}))[1]
+            added = {k: task[k] for k in ("category", *RUBRIC_KEYS) if k in task and k not in resp}
+            out.append(normalise({**resp, **added}, str(responses), m))
+    problems += [g for g in out if isinstance(g, Problem)]
+    yield from sorted(problems, key=lambda p: (p.path, p.line))
+    for g in out:
+        if isinstance(g, Record):
+            yield replace(g, extra={**extra, **g.extra})
+
+
+def _by_id(path: Path, problems: list[Problem]) -> dict[str, tuple[int, dict]]:
+    """The objects of a HelloBench file by id (with their lines); lines without a usable id are Problems."""
+    rows: dict[str, tuple[int, dict]] = {}
+    for n, record in _json_values(path, problems):
+        if not isinstance(record, dict):
+            problems.append(Problem(str(path), n, "", "expected a JSON object"))
+        elif record.get("id") is None:
+            problems.append(Problem(str(path), n, "id", "missing; HelloBench files are joined on id"))
+        elif str(record["id"]) in rows:
+            problems.append(Problem(str(path), n, "id", f"{record['id']!r} repeats line {rows[str(record['id'])][0]}"))
+        else:
+            rows[str(record["id"])] = (n, record)
+    return rows
 
 
 def read_records(path: str | Path, format: str = "auto") -> Iterator[Record | Problem]:
@@ -375,11 +462,12 @@ def normalise(record: Any, path: str, line: int) -> Record | Problem:
     if not isinstance(answer, str):
         return Problem(path, line, rkey, f"must be a string, got {type(answer).__name__}")
     thinking, answer = split_think(answer)
-    if "thinking" in record and record["thinking"] is not None:
-        if not isinstance(record["thinking"], str):
-            return Problem(path, line, "thinking", f"must be a string, got {type(record['thinking']).__name__}")
-        if record["thinking"].strip():
-            thinking = record["thinking"]
+    tkey, given = _first(record, THINKING_KEYS)
+    if given is not None:
+        if not isinstance(given, str):
+            return Problem(path, line, tkey, f"must be a string, got {type(given).__name__}")
+        if given.strip():
+            thinking = given
     if not answer.strip():
         return Problem(path, line, rkey, "has no answer text (empty, or nothing after </think>); give the answer")
     if thinking is not None and not thinking.strip():
@@ -387,7 +475,7 @@ def normalise(record: Any, path: str, line: int) -> Record | Problem:
     category = record.get("category")
     if category is not None and not isinstance(category, str):
         return Problem(path, line, "category", f"must be a string, got {type(category).__name__}")
-    rkey2, rubric = _first(record, ("rubric", "checklists"))
+    rkey2, rubric = _first(record, RUBRIC_KEYS)
     rubric = _maybe_json(rubric)
     if rubric is not None and not (isinstance(rubric, list) and all(isinstance(c, str) for c in rubric)):
         return Problem(path, line, rkey2, "must be a list of criteria (strings)")

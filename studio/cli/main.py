@@ -59,11 +59,11 @@ def cmd_app(args) -> int:
 def cmd_score(args) -> int:
     from tqdm import tqdm
 
-    from core.data.items import InputError, read_jsonl
+    from core.data.items import InputError, read_items
     from core.models.scoring import ScoringConfig, ScoringError, score
 
     try:
-        items, problems = read_jsonl(args.input)
+        items, problems = read_items(args.input)
     except InputError as exc:
         raise CLIError(str(exc)) from None
     for p in problems:
@@ -104,7 +104,8 @@ def cmd_score(args) -> int:
 # ---- reer ------------------------------------------------------------------------------------
 
 def _read_items(path: str, limit: int | None):
-    """Items of --input (JSONL, HelloBench file or folder); bad lines are printed and skipped."""
+    """Items of --input (any shape `import` reads: JSONL/CSV/Parquet/..., HelloBench file or folder);
+    bad records are printed and skipped."""
     from core.data.items import InputError, read_items
 
     try:
