@@ -84,7 +84,7 @@ class TrainConfig:
     seed: int = setting(0, min=0, max=2**32 - 1, help="the held-out split, shuffling and initialisation")
     lora: bool = setting(False, label="LoRA",
                          help="train LoRA adapters instead of all weights (merged into the saved model)")
-    lora_r: int = setting(16, min=1, help="LoRA rank")
+    lora_r: int = setting(16, min=1, help="LoRA rank (the inner size of each adapter)")
     lora_alpha: int = setting(32, min=1, help="LoRA scaling numerator (scale = alpha / r)")
     lora_dropout: float = setting(0.05, min=0, below=1, help="dropout on the LoRA input")
     lora_targets: str = setting("all-linear", help='peft target_modules: "all-linear" or comma-separated module names')

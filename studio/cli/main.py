@@ -68,6 +68,9 @@ def cmd_score(args) -> int:
     from core.models.scoring import ScoringConfig, ScoringError, score
     from core.settings import from_args
 
+    if args.precision is None:  # bf16 weights score in bf16; fp32 ones exactly
+        args.precision = "bf16" if args.dtype == "bfloat16" else "fp32"
+    cfg = from_args(ScoringConfig, args)
     try:
         items, problems = read_jsonl(args.input)
     except InputError as exc:
@@ -78,9 +81,6 @@ def cmd_score(args) -> int:
         raise CLIError(f"{len(problems)} bad line(s) in {args.input}; fix them or drop --strict to skip them")
     if not items:
         raise CLIError(f"{args.input}: no usable lines (each needs 'query' and 'reference')")
-    if args.precision is None:  # bf16 weights score in bf16; fp32 ones exactly
-        args.precision = "bf16" if args.dtype == "bfloat16" else "fp32"
-    cfg = from_args(ScoringConfig, args)
     lm = _load(args.model, args.dtype)
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     failed = 0
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("app", help="start the studio in the browser")
     a.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    a.add_argument("--port", type=int, default=7860)
+    a.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     a.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     a.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db); the built-in "
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
     b.add_argument("what", choices=["scoring", "reer"], help="which benchmark")
-    b.add_argument("--model", default=DEFAULT_MODEL)
+    b.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     b.add_argument("--rounds", type=int, default=3, help="scoring: timed rounds")
     b.add_argument("--k", type=int, default=4, help="scoring: candidates per step")
     b.add_argument("--segment", type=int, default=5, help="scoring: segment whose candidates are timed")
