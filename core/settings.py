@@ -207,14 +207,14 @@ def _type_ok(s: Spec, v) -> bool:
 def check_value(s: Spec, v, path: str = "", owner: str = "") -> None:
     """SettingError unless `v` is a valid value for the field."""
     path = path or s.name
-    if v is None:
-        if s.optional:
-            return
-        raise SettingError(path, v, "must be " + allowed(s), owner)
-    if not _type_ok(s, v):
+    if v is None and s.optional:
+        return
+    if v is None or not _type_ok(s, v):
         kind = KINDS.get(s.type, getattr(s.type, "__name__", "another type"))
         rng = allowed(s)
-        raise SettingError(path, v, f"must be {rng}" if kind in rng else f"must be {kind} ({rng})", owner)
+        if s.choices is not None or kind in rng:
+            raise SettingError(path, v, f"must be {rng}", owner)
+        raise SettingError(path, v, f"must be {kind} ({rng})", owner)
     if s.nested:
         return
     if s.choices is not None:

@@ -197,3 +197,33 @@ def test_python_m_reports_a_bad_setting_as_one_line(tmp_path):
                          text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == "palimpsest reer: --no-repeat-ngram 1: must be 0, or from 2 to 64"
+
+
+# ---- the studio's forms ---------------------------------------------------------------------------
+
+def test_form_widgets_and_their_config_come_from_the_metadata():
+    import gradio as gr
+
+    from studio import forms
+
+    k = forms.widget(ReerConfig, "candidates", value=3, slider=True, elem_id="k")
+    assert isinstance(k, gr.Slider) and (k.minimum, k.maximum, k.value) == (1, 64, 3)
+    assert k.label == "Candidates per segment [2]" and k.info == fields(ReerConfig)[0].help
+    ngram = forms.widget(ReerConfig, "no_repeat_ngram")
+    assert isinstance(ngram, gr.Number) and ngram.minimum == 0 and ngram.precision == 0  # 0 (off) is allowed
+    mode = forms.widget(R2Config, "judge_mode", choices=[("you", "human"), ("model", "model")])
+    assert isinstance(mode, gr.Radio) and mode.value == "model"
+    with pytest.raises(ValueError, match="not all among"):
+        forms.widget(R2Config, "judge_mode", choices=["human", "robot"])
+    assert forms.widget(R2Config, "judge.max_new_tokens").label == "Judge tokens [256]"
+
+    cfg = forms.config(R2Config, {"max_rounds": 3.0, "threshold": 8, "judge.max_new_tokens": 64.0})
+    assert (cfg.max_rounds, cfg.threshold, cfg.judge.max_new_tokens) == (3, 8.0, 64)
+    assert isinstance(cfg.max_rounds, int) and cfg.judge == JudgeConfig(max_new_tokens=64)
+    with pytest.raises(SettingError) as err:
+        forms.config(R2Config, {"judge.max_new_tokens": 0})
+    assert err.value.path == "judge.max_new_tokens"
+    assert forms.error_text(err.value, R2Config) == "Judge tokens: 0 — must be at least 1 (setting judge.max_new_tokens)"
+    with pytest.raises(SettingError) as err:
+        forms.config(ReerConfig, {"seed": None, "max_steps": 2.5})
+    assert forms.error_text(err.value, ReerConfig).startswith("Max steps: 2.5 — must be a whole number")
