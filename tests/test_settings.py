@@ -223,7 +223,15 @@ def test_form_widgets_and_their_config_come_from_the_metadata():
     with pytest.raises(SettingError) as err:
         forms.config(R2Config, {"judge.max_new_tokens": 0})
     assert err.value.path == "judge.max_new_tokens"
-    assert forms.error_text(err.value, R2Config) == "Judge tokens: 0 — must be at least 1 (setting judge.max_new_tokens)"
+    text = forms.error_text(err.value, R2Config)
+    assert text == "Judge tokens: 0 — must be at least 1 (setting judge.max_new_tokens)"
     with pytest.raises(SettingError) as err:
         forms.config(ReerConfig, {"seed": None, "max_steps": 2.5})
     assert forms.error_text(err.value, ReerConfig).startswith("Max steps: 2.5 — must be a whole number")
+
+
+def test_a_usage_error_is_one_line_too(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "studio.cli", "reer", "run", "--input", "x", "--out", "y",
+                          "--template", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith("palimpsest reer run: argument --template: invalid choice: 'nope'")

@@ -39,9 +39,11 @@ class ReerConfig:
                                            "-1 = all: extend it)")
     skip_first_segment: bool = setting(False, help="leave y's first segment unscored (the authors did)")
     template: str = setting("chat", choices=("chat", "none"),
-                            help="scoring template: chat or none (core.models.scoring)")
+                            help="scoring template: chat (the model's chat template) or none (x + z + y as "
+                                 "given)")
     precision: str = setting("fp32", choices=("fp32", "auto", "bf16"),
-                             help="scoring precision: fp32 (exact), auto, bf16 (core.models.scoring)")
+                             help="scoring arithmetic: fp32 (exact), bf16 (fastest), auto (bf16, close calls "
+                                  "re-checked in fp32)")
     min_segment_chars: int = setting(100, min=0, help="pieces shorter than this merge into a neighbour")
     max_answer_chars: int = setting(6000, min=1,
                                     help="the answer shown to the generator is cut to this many characters")

@@ -31,6 +31,14 @@ class CLIError(Exception):
     """A user error to print as one line."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error (unknown flag, bad choice, missing argument) as one line on
+    stderr and exit status 2 like every other user error; `--help` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _load(spec: str, dtype: str = "float32"):
     from core.models.lm import load_lm
 
@@ -143,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     from core.models.scoring import ScoringConfig
     from core.settings import add_arguments
 
-    p = argparse.ArgumentParser(prog="palimpsest", description="Make thinking trajectories for writing.")
+    p = Parser(prog="palimpsest", description="Make thinking trajectories for writing.")
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("app", help="start the studio in the browser")
@@ -165,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     scoring = s.add_argument_group("scoring settings (ScoringConfig)")
     score_flags = add_arguments(scoring, ScoringConfig, defaults={"precision": None})
+    for action in scoring._group_actions:  # the default follows --dtype (cmd_score)
+        if action.dest == "precision":
+            action.help += " (default: bf16 with --dtype bfloat16, else fp32)"
     scoring.add_argument("--truncate-left", dest="truncate", action="store_const", const="left",
                          help="the same as --truncate left")
     s.set_defaults(func=cmd_score, setting_flags=score_flags)

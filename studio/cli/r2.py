@@ -43,7 +43,8 @@ def cmd_r2(args) -> int:
         return loaded["w"], loaded["j"]
 
     def postfix(item, event) -> dict:
-        stage = {"r2_started": "plan", "r2_drafted": "draft", "judgment_given": f"judged v{getattr(event, 'version', '')}",
+        stage = {"r2_started": "plan", "r2_drafted": "draft",
+                 "judgment_given": f"judged v{getattr(event, 'version', '')}",
                  "r2_reflected": "reflect", "r2_revised": "revise", "r2_round_finished": "round done"}
         return {"item": item.id[-24:], "round": getattr(event, "round", None) or "",
                 "step": stage.get(event.kind, event.kind)}

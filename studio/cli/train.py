@@ -1,7 +1,8 @@
 """`palimpsest train`: fine-tune a model on a chat export (core.train.trainer), with a progress bar.
 
-Thin: parses arguments into a TrainConfig (its flags generated from the config, core.settings), runs core.train.trainer.train_job (every event saved in
---db as it happens), draws the bar from the events, prints the before/after figures. Works
+Thin: parses arguments into a TrainConfig (its flags generated from the config, core.settings),
+runs core.train.trainer.train_job (every event saved in --db as it happens), draws the bar from
+the events, prints the before/after figures. Works
 unchanged under `accelerate launch -m studio.cli train ...` (only the main process prints and
 writes). Does not know how training works.
 """
