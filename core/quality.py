@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from core.settings import setting, validate
+
 FILTERS = ("too_short", "single_segment", "repetitive", "copies_answer", "broken_think_block")
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _THINK_TAG = re.compile(r"<\s*(/?)\s*think\s*>", re.IGNORECASE)
@@ -24,15 +26,19 @@ _THINK_TAG = re.compile(r"<\s*(/?)\s*think\s*>", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class QualityConfig:
-    min_tokens: int = 100  # thinking shorter than this (in tokens) is dropped
-    min_segments: int = 2  # fewer segments than this leaves nothing for the search to refine
-    ngram: int = 4  # word n-gram size for the repetition filter
-    max_repeat_ratio: float = 0.3  # largest allowed share of word n-grams that repeat an earlier one
-    max_copy_chars: int = 200  # longest allowed run of characters shared verbatim with the answer
-    disabled: tuple[str, ...] = ()  # names from FILTERS to skip
+    min_tokens: int = setting(100, min=0, help="thinking shorter than this (in tokens) is dropped")
+    min_segments: int = setting(2, min=0,
+                                help="fewer segments than this leaves nothing for the search to refine")
+    ngram: int = setting(4, min=1, help="word n-gram size for the repetition filter")
+    max_repeat_ratio: float = setting(0.3, min=0, max=1,
+                                      help="largest allowed share of word n-grams that repeat an earlier one")
+    max_copy_chars: int = setting(200, min=1,
+                                  help="longest allowed run of characters shared verbatim with the answer")
+    disabled: tuple[str, ...] = setting((), choices=FILTERS, item="filter", help="names of filters to skip")
 
     def __post_init__(self):  # a JSON round trip turns the tuple into a list
         object.__setattr__(self, "disabled", tuple(self.disabled))
+        validate(self)
 
 
 def approx_tokens(text: str) -> int:

@@ -261,7 +261,7 @@ def test_reer_errors_reach_the_page(api_url, store):
     bad = _settings()
     bad[6] = None  # no seed
     _, status, *_ = api.predict(pid, *bad, api_name="/reer_run")
-    assert "the seed must be a whole number" in status and not store.list_runs()
+    assert "Seed: empty — must be a whole number" in status and not store.list_runs()  # the config's message
     bad = _settings()
     bad[1] = 0  # zero candidates: the slider's own bounds refuse it, with a readable message
     with pytest.raises(Exception, match="less than minimum value 1"):

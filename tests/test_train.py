@@ -26,6 +26,7 @@ from core.train.data import (
     read_chat_jsonl,
     split_records,
 )
+from core.settings import SettingError
 from core.train.trainer import (
     METRICS_FILE,
     TrainConfig,
@@ -171,7 +172,7 @@ def test_too_long_records_and_server_models_fail_before_compute(tmp_path, tiny_d
     assert f"{src}:1 (id a0," in str(err.value) and "do not fit the 20-token context" in str(err.value)
     with pytest.raises(TrainError, match="is a server"):
         prepare(src, TrainConfig(model="http://localhost:8000/v1#some/model"))
-    with pytest.raises(TrainError, match="setting lr=-1"):
+    with pytest.raises(SettingError, match="setting lr=-1"):  # refused when built, before any compute
         prepare(src, TrainConfig(model=str(tiny_dir), lr=-1))
 
 

@@ -31,6 +31,7 @@ from typing import Literal, Sequence
 
 from core.models.lm import LM, LMError, ScoreRequest, TokenLogprobs
 from core.segments import SEP, answer_part, split_segments
+from core.settings import setting, validate
 
 THINK_OPEN = "<think>\n"
 BRIDGE = "\n</think>\n<answer>\n"
@@ -42,12 +43,21 @@ class ScoringError(LMError):
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    template: Literal["chat", "none"] = "chat"  # how x, z, y are joined (module docstring)
-    skip_first_segment: bool = False  # leave y's first segment unscored (the REER authors did)
-    clip_min: float = -2.0  # per-token log-probs below this are clipped for the score
-    precision: Literal["fp32", "auto", "bf16"] = "fp32"  # auto: bf16 + fp32 re-check of close calls
-    recheck_margin: float = 0.01  # score gap under which bf16 results are re-scored in fp32
-    truncate: Literal["error", "left"] = "error"  # too long: fail, or drop context from the left
+    template: Literal["chat", "none"] = setting("chat", choices=("chat", "none"),
+                                                help="how x, z, y are joined: chat (the model's chat template) or "
+                                                     "none (x + z + y as given)")
+    skip_first_segment: bool = setting(False, help="leave y's first segment unscored (the REER authors did)")
+    clip_min: float = setting(-2.0, min=-100, below=0, help="per-token log-probs below this are clipped for the score")
+    precision: Literal["fp32", "auto", "bf16"] = setting("fp32", choices=("fp32", "auto", "bf16"),
+                                                         help="scoring arithmetic: fp32 (exact), bf16 (fastest), "
+                                                              "auto (bf16, close calls re-checked in fp32)")
+    recheck_margin: float = setting(0.01, min=0, max=2, help="score gap under which bf16 results are re-scored in fp32")
+    truncate: Literal["error", "left"] = setting("error", choices=("error", "left"),
+                                                 help="a sequence too long for the model: fail (error), or drop "
+                                                      "context tokens from the left")
+
+    def __post_init__(self):
+        validate(self)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core.r2.judge import JudgeConfig
 from core.r2.reward import RewardConfig
+from core.settings import checking, invalid, loading, setting, validate
 
 JUDGE_MODES = ("model", "human", "model_then_human")
 KEEP_DRAFTS = ("full", "excerpt", "none")
@@ -17,47 +18,60 @@ KEEP_DRAFTS = ("full", "excerpt", "none")
 
 @dataclass(frozen=True)
 class R2Config:
-    max_rounds: int = 2  # reflect-and-revise rounds at most
-    threshold: float = 9.0  # stop once the current draft's overall score reaches this (judge's scale)
-    stop_when_no_improvement: bool = True  # stop after a revision that does not raise the overall score
-    discard_worse: bool = True  # a revision judged worse than its draft is not kept (the loop goes back to the draft)
-    judge_mode: str = "model"  # model: the model judges; human: a person judges; model_then_human: a person
-    #                            accepts or overrides each model judgment
-    plan: bool = True  # the writer plans before its first draft (the plan opens the trajectory)
-    plan_max_new_tokens: int = 160  # token budget of the plan
-    draft_max_new_tokens: int = 512  # token budget of the first draft
-    reflection_max_new_tokens: int = 160  # token budget of each reflection
-    revision_max_new_tokens: int = 640  # token budget of each revision
-    temperature: float = 0.7  # writer's sampling temperature
-    top_p: float = 0.9  # writer's nucleus sampling mass
-    keep_drafts: str = "full"  # how much of each intermediate draft goes in the trajectory: full, excerpt, none
-    excerpt_chars: int = 400  # with keep_drafts="excerpt": characters kept of each draft
-    max_text_chars: int = 6000  # drafts shown to the writer are cut to this many characters
-    seed: int = 0  # fixes every sample: same seed, same run
-    review_reflections: bool = False  # pause after each reflection so a person may edit it before the revision
-    #                                   uses it (core.r2.jobs.submit_reflection); the studio's human modes set it
-    judge: JudgeConfig = field(default_factory=JudgeConfig)  # the judge's scale and budgets
-    reward: RewardConfig = field(default_factory=RewardConfig)  # process reward weights
+    max_rounds: int = setting(2, min=0, flag="--rounds", label="Rounds",
+                              help="reflect-and-revise rounds at most")
+    threshold: float = setting(9.0, help="stop once the current draft's overall score reaches this (on the judge's "
+                                         "scale, judge.low to judge.high)")
+    stop_when_no_improvement: bool = setting(True, flag="--keep-going",
+                                             help="stop after a revision that does not raise the overall score")
+    discard_worse: bool = setting(True, flag="--keep-worse",
+                                  help="a revision judged worse than its draft is not kept (the loop goes back to "
+                                       "the draft)")
+    judge_mode: str = setting("model", choices=JUDGE_MODES, label="Judge",
+                              help="model: the model judges; human: a person judges each draft (the run pauses, "
+                                   "see `r2 judge`); model_then_human: a person accepts or overrides each model "
+                                   "judgment")
+    plan: bool = setting(True, label="Plan first",
+                         help="the writer plans before its first draft (the plan opens the trajectory)")
+    plan_max_new_tokens: int = setting(160, min=1, help="token budget of the plan")
+    draft_max_new_tokens: int = setting(512, min=1, label="Draft tokens",
+                                        help="token budget of the first draft")
+    reflection_max_new_tokens: int = setting(160, min=1, label="Reflection tokens",
+                                             help="token budget of each reflection")
+    revision_max_new_tokens: int = setting(640, min=1, label="Revision tokens",
+                                           help="token budget of each revision")
+    temperature: float = setting(0.7, min=0, max=5, help="writer's sampling temperature")
+    top_p: float = setting(0.9, above=0, max=1, help="writer's nucleus sampling mass")
+    keep_drafts: str = setting("full", choices=KEEP_DRAFTS,
+                               help="how much of each intermediate draft goes in the trajectory: full, excerpt, none")
+    excerpt_chars: int = setting(400, min=0,
+                                 help="with keep_drafts=excerpt: characters kept of each draft")
+    max_text_chars: int = setting(6000, min=1,
+                                  help="drafts shown to the writer are cut to this many characters")
+    seed: int = setting(0, min=0, max=2**32 - 1, help="fixes every sample: same seed, same run")
+    review_reflections: bool = setting(False, label="Let me edit each reflection before it is used (human modes)",
+                                       help="pause after each reflection so a person may edit it before the "
+                                            "revision uses it (the studio's human modes; stored through "
+                                            "core.r2.jobs.submit_reflection)")
+    judge: JudgeConfig = setting(default_factory=JudgeConfig, help="the judge's scale and budgets")
+    reward: RewardConfig = setting(default_factory=RewardConfig, help="process reward weights")
 
     def __post_init__(self):
-        if self.judge_mode not in JUDGE_MODES:
-            raise ValueError(f"R2Config.judge_mode: {self.judge_mode!r}; use one of {', '.join(JUDGE_MODES)}")
-        if self.keep_drafts not in KEEP_DRAFTS:
-            raise ValueError(f"R2Config.keep_drafts: {self.keep_drafts!r}; use one of {', '.join(KEEP_DRAFTS)}")
-        if self.max_rounds < 0:
-            raise ValueError("R2Config.max_rounds: must be 0 or more")
-        if not self.judge.low <= self.threshold <= self.judge.high:
-            raise ValueError(f"R2Config.threshold: {self.threshold} is off the judge's "
-                             f"{self.judge.low:g}-{self.judge.high:g} scale")
+        validate(self)
+        if checking() and not self.judge.low <= self.threshold <= self.judge.high:
+            invalid("threshold", self.threshold, f"must be on the judge's scale, from {self.judge.low:g} to "
+                                                 f"{self.judge.high:g}", self)
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "R2Config":
+        """Stored settings, as they were run (not re-validated: bounds may have moved since)."""
         d = dict(d)
         judge, reward = d.pop("judge", None), d.pop("reward", None)
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known},
-                   judge=JudgeConfig(**judge) if judge else JudgeConfig(),
-                   reward=RewardConfig(**reward) if reward else RewardConfig())
+        with loading():
+            return cls(**{k: v for k, v in d.items() if k in known},
+                       judge=JudgeConfig(**judge) if judge else JudgeConfig(),
+                       reward=RewardConfig(**reward) if reward else RewardConfig())

@@ -29,6 +29,8 @@ from typing import Literal, Sequence
 
 from core.models.lm import LM, GenerationConfig, ScoreRequest
 from core.prompts import render, template
+from core.settings import checking, invalid, setting
+from core.settings import validate as validate_settings
 
 DEFAULT_RUBRIC: tuple[str, ...] = (
     "Does the text do exactly what the task asks (form, topic, audience, every stated requirement)?",
@@ -45,17 +47,29 @@ class BadJudgment(ValueError):
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    low: float = 1  # lowest score of every criterion and of the overall score
-    high: float = 10  # highest score (fully met)
-    max_criteria: int = 8  # rubrics longer than this are cut to their first criteria (small judges lose track)
-    max_text_chars: int = 6000  # the judged text is cut to this many characters in the prompt
-    max_new_tokens: int = 256  # token budget of the judge's reply
-    temperature: float = 0.3  # sampling temperature of the judge (the retry uses the same)
-    top_p: float = 0.9  # nucleus sampling mass
-    retries: int = 1  # extra attempts when the reply does not parse (then it is kept unparsed)
-    method: str = "generate"  # generate: read scores from the reply; logprob: expected score per criterion
-    #                       from the judge's log-probs; auto: generate, then logprob if nothing parses
-    critique_max_new_tokens: int = 160  # token budget of the critique written alone (logprob method)
+    low: float = setting(1, help="lowest score of every criterion and of the overall score")
+    high: float = setting(10, help="highest score (fully met)")
+    max_criteria: int = setting(8, min=1, help="rubrics longer than this are cut to their first criteria "
+                                                        "(small judges lose track)")
+    max_text_chars: int = setting(6000, min=1,
+                                  help="the judged text is cut to this many characters in the prompt")
+    max_new_tokens: int = setting(256, min=1, label="Judge tokens",
+                                  help="token budget of the judge's reply")
+    temperature: float = setting(0.3, min=0, max=5, help="sampling temperature of the judge (the retry uses the same)")
+    top_p: float = setting(0.9, above=0, max=1, help="the judge's nucleus sampling mass")
+    retries: int = setting(1, min=0, max=20, help="extra attempts when the reply does not parse (then it is kept "
+                                                  "unparsed)")
+    method: str = setting("generate", choices=("generate", "logprob", "auto"),
+                          help="generate: read the judge's written scores; logprob: expected score per criterion "
+                               "from its log-probs (for judges too small to keep the format); auto: generate, then "
+                               "logprob if nothing parses")
+    critique_max_new_tokens: int = setting(160, min=1,
+                                           help="token budget of the critique written alone (logprob method)")
+
+    def __post_init__(self):
+        validate_settings(self)
+        if checking() and not self.low < self.high:
+            invalid("high", self.high, f"must be above low ({self.low:g})", self)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Sequence
 
+from core.settings import setting, validate
+
 STOPWORDS = frozenset("""a an the and or but if then so of to in on at by for with from as is are was were be been being
 i my me we our it its this that these those there here will would should could can may might must do does did have has
 had not no more most less very just also too into about than which what who how when where why all any some each
@@ -31,12 +33,19 @@ draft text piece""".split())
 
 @dataclass(frozen=True)
 class RewardConfig:
-    w_improvement: float = 1.0  # weight of the judged improvement (scale-normalised, -1..1)
-    w_redundancy: float = 0.5  # weight of the penalty for repeating an earlier reflection
-    w_circularity: float = 0.5  # weight of the penalty for re-raising an already addressed issue
-    w_length: float = 0.25  # weight of the penalty for tokens beyond the budget
-    token_budget: int = 150  # reflection tokens allowed before the length penalty starts
-    issue_overlap: float = 0.5  # content-word Jaccard at which two sentences raise the same issue
+    w_improvement: float = setting(1.0, min=0,
+                                   help="weight of the judged improvement (scale-normalised, -1..1)")
+    w_redundancy: float = setting(0.5, min=0, help="weight of the penalty for repeating an earlier reflection")
+    w_circularity: float = setting(0.5, min=0,
+                                   help="weight of the penalty for re-raising an already addressed issue")
+    w_length: float = setting(0.25, min=0, help="weight of the penalty for tokens beyond the budget")
+    token_budget: int = setting(150, min=0,
+                                help="reflection tokens allowed before the length penalty starts (0 = no penalty)")
+    issue_overlap: float = setting(0.5, above=0, max=1,
+                                   help="content-word Jaccard at which two sentences raise the same issue")
+
+    def __post_init__(self):
+        validate(self)
 
 
 def _words(text: str) -> list[str]:

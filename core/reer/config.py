@@ -5,33 +5,53 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core.models.scoring import ScoringConfig
 from core.quality import QualityConfig
+from core.settings import loading, setting, validate
 
 
 @dataclass(frozen=True)
 class ReerConfig:
-    candidates: int = 2  # K rewrites sampled per segment
-    max_steps: int = 10  # segment expansions at most (over all passes)
-    threshold: float = 0.25  # stop once the clipped score falls below this (about PPL 1.28)
-    passes: int = 1  # how many times to sweep the segments left to right
-    temperature: float = 0.8  # sampling temperature for the draft and the candidates
-    top_p: float = 0.85  # nucleus sampling mass
-    draft_max_new_tokens: int = 1024  # token budget of the initial thinking z0
-    candidate_max_new_tokens: int = 192  # token budget of each rewrite (a paragraph; 384 mostly bought loops)
-    no_repeat_ngram: int = 4  # draft and rewrites may not repeat an n-gram of this many tokens (0 = off)
-    reflection_cues: bool = True  # ask rewrites for cues like "Hmm, maybe..." / "Wait, that..."
-    ask_analysis: bool = False  # ask for an <analysis> before the <rewrite> (for capable models)
-    keep_opening_words: int = 4  # rewrites are prefilled with the segment's first words (0 = off, -1 = all: extend it)
-    skip_first_segment: bool = False  # leave y's first segment unscored (the authors did)
-    template: str = "chat"  # scoring template: chat or none (core.models.scoring)
-    precision: str = "fp32"  # scoring precision: fp32 (exact), auto, bf16 (core.models.scoring)
-    min_segment_chars: int = 100  # pieces shorter than this merge into a neighbour
-    max_answer_chars: int = 6000  # the answer shown to the generator is cut to this many characters
-    seed: int = 0  # fixes every sample: same seed, same trajectory
-    quality: QualityConfig = field(default_factory=QualityConfig)  # filters applied at the end
+    candidates: int = setting(2, min=1, max=64, label="Candidates per segment",
+                              help="K rewrites sampled per segment")
+    max_steps: int = setting(10, min=0, help="segment expansions at most (over all passes)")
+    threshold: float = setting(0.25, min=0, max=2, label="Stop threshold (score)",
+                               help="stop once the clipped score falls below this (0.25 is about PPL 1.28)")
+    passes: int = setting(1, min=1, help="how many times to sweep the segments left to right")
+    temperature: float = setting(0.8, min=0, max=5, help="sampling temperature for the draft and the candidates")
+    top_p: float = setting(0.85, above=0, max=1, help="nucleus sampling mass")
+    draft_max_new_tokens: int = setting(1024, min=1, label="Draft tokens",
+                                        help="token budget of the initial thinking z0")
+    candidate_max_new_tokens: int = setting(192, min=1, label="Candidate tokens",
+                                            flag=("--candidate-max-new-tokens", "--max-new-tokens"),
+                                            help="token budget of each rewrite (a paragraph; 384 mostly bought "
+                                                 "loops)")
+    no_repeat_ngram: int = setting(4, min=2, max=64, allow=(0,),
+                                   help="draft and rewrites may not repeat an n-gram of this many tokens (0 = off; "
+                                        "local models only: small models loop without it)")
+    reflection_cues: bool = setting(True, label="Reflection cues (“Hmm, maybe…”)",
+                                    help="ask rewrites for cues like \"Hmm, maybe...\" / \"Wait, that...\"")
+    ask_analysis: bool = setting(False, help="ask for an <analysis> before the <rewrite> (for capable models)")
+    keep_opening_words: int = setting(4, min=-1,
+                                      help="rewrites are prefilled with the segment's first words (0 = off, "
+                                           "-1 = all: extend it)")
+    skip_first_segment: bool = setting(False, help="leave y's first segment unscored (the authors did)")
+    template: str = setting("chat", choices=("chat", "none"),
+                            help="scoring template: chat (the model's chat template) or none (x + z + y as "
+                                 "given)")
+    precision: str = setting("fp32", choices=("fp32", "auto", "bf16"),
+                             help="scoring arithmetic: fp32 (exact), bf16 (fastest), auto (bf16, close calls "
+                                  "re-checked in fp32)")
+    min_segment_chars: int = setting(100, min=0, help="pieces shorter than this merge into a neighbour")
+    max_answer_chars: int = setting(6000, min=1,
+                                    help="the answer shown to the generator is cut to this many characters")
+    seed: int = setting(0, min=0, max=2**32 - 1, help="fixes every sample: same seed, same trajectory")
+    quality: QualityConfig = setting(default_factory=QualityConfig, help="filters applied at the end")
+
+    def __post_init__(self):
+        validate(self)
 
     def as_dict(self) -> dict:
         """JSON-shaped (tuples become lists), so a stored copy compares equal to a fresh one."""
@@ -39,12 +59,14 @@ class ReerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReerConfig":
+        """Stored settings, as they were run (not re-validated: bounds may have moved since)."""
         d = dict(d)
         d.setdefault("no_repeat_ngram", 0)  # settings stored before the ban existed ran without it
         q = d.pop("quality", None)
         known = {f.name for f in dataclasses.fields(cls)}
-        cfg = cls(**{k: v for k, v in d.items() if k in known})
-        return dataclasses.replace(cfg, quality=QualityConfig(**q)) if q else cfg
+        with loading():
+            cfg = cls(**{k: v for k, v in d.items() if k in known})
+            return dataclasses.replace(cfg, quality=QualityConfig(**q)) if q else cfg
 
     def scoring(self) -> ScoringConfig:
         return ScoringConfig(template=self.template, skip_first_segment=self.skip_first_segment,

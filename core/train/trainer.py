@@ -35,6 +35,7 @@ from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.models.lm import DEFAULT_MODEL, LMError, is_server_spec
+from core.settings import SettingError, checking, invalid, loading, setting, validate
 from core.train.data import (
     ChatRecord,
     DataError,
@@ -50,6 +51,8 @@ CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
 # settings a resumed run may change (how long, how often it saves and logs); any other must match
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")  # transformers' schedulers that need no extra arguments
 RESUMABLE = ("max_steps", "epochs", "save_steps", "save_total_limit", "logging_steps", "threads")
 
 
@@ -59,61 +62,69 @@ class TrainError(LMError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = DEFAULT_MODEL  # model spec to fine-tune: the built-in alias, a local folder or a hub id
-    epochs: float = 1.0  # passes over the training records (ignored when max_steps > 0)
-    max_steps: int = 0  # optimizer steps in all; 0 = as many as `epochs` takes
-    lr: float | None = None  # peak learning rate; None = 2e-5 for full fine-tuning, 2e-4 for LoRA
-    batch_size: int = 2  # records per device per forward pass
-    grad_accum: int = 1  # forward passes per optimizer step (effective batch = batch_size * grad_accum * devices)
-    lr_scheduler: str = "linear"  # transformers scheduler name: linear, cosine, constant, ...
-    warmup_steps: int = 0  # steps of linear warm-up from 0 to lr
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping
-    max_length: int | None = None  # longest record in tokens; None = the model's window. Longer records are an error
-    eval_frac: float = 0.1  # share of records held out for the before/after evaluation (at least one if > 0)
-    seed: int = 0  # the held-out split, shuffling and initialisation
-    lora: bool = False  # train LoRA adapters instead of all weights (merged into the saved model)
-    lora_r: int = 16  # LoRA rank
-    lora_alpha: int = 32  # LoRA scaling numerator (scale = alpha / r)
-    lora_dropout: float = 0.05  # dropout on the LoRA input
-    lora_targets: str = "all-linear"  # peft target_modules: "all-linear" or comma-separated module names
-    dtype: str = "float32"  # weights as loaded: float32, or bfloat16 (halves memory; for big models on GPUs)
-    bf16: bool | None = None  # bf16 autocast; None = on where a GPU supports bf16, off on CPU
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~1.8x slower
-    save_steps: int = 50  # a checkpoint every this many steps (0 = only when stopped); resume uses the newest
-    save_total_limit: int = 2  # checkpoints kept (older ones are deleted)
-    logging_steps: int = 1  # a progress event (loss, lr) every this many steps
-    threads: int | None = None  # CPU threads for torch; None leaves torch's default
+    model: str = setting(DEFAULT_MODEL, label="Model to fine-tune",
+                         help="model spec to fine-tune: the built-in alias, a local folder or a hub id")
+    epochs: float = setting(1.0, min=0, help="passes over the training records (ignored when max_steps > 0)")
+    max_steps: int = setting(0, min=0, help="optimizer steps in all; 0 = as many as epochs takes")
+    lr: float | None = setting(None, above=0, below=1, label="Learning rate",
+                               help="peak learning rate; none = 2e-5 for full fine-tuning, 2e-4 for LoRA")
+    batch_size: int = setting(2, min=1, help="records per device per forward pass")
+    grad_accum: int = setting(1, min=1, help="forward passes per optimizer step (effective batch = "
+                                                          "batch_size * grad_accum * devices)")
+    lr_scheduler: str = setting("linear", choices=SCHEDULERS, flag=("--lr-scheduler", "--scheduler"),
+                                help="learning-rate schedule (transformers' scheduler name)")
+    warmup_steps: int = setting(0, min=0, help="steps of linear warm-up from 0 to lr")
+    weight_decay: float = setting(0.0, min=0, max=10, help="AdamW weight decay")
+    max_grad_norm: float = setting(1.0, min=0, help="gradient clipping (0 = none)")
+    max_length: int | None = setting(None, min=8,
+                                     help="longest record in tokens; none = the model's window. Longer records are "
+                                          "an error")
+    eval_frac: float = setting(0.1, min=0, below=1, label="Eval fraction",
+                               help="share of records held out for the before/after evaluation (at least one if > 0)")
+    seed: int = setting(0, min=0, max=2**32 - 1, help="the held-out split, shuffling and initialisation")
+    lora: bool = setting(False, label="LoRA",
+                         help="train LoRA adapters instead of all weights (merged into the saved model)")
+    lora_r: int = setting(16, min=1, help="LoRA rank (the inner size of each adapter)")
+    lora_alpha: int = setting(32, min=1, help="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = setting(0.05, min=0, below=1, help="dropout on the LoRA input")
+    lora_targets: str = setting("all-linear", help='peft target_modules: "all-linear" or comma-separated module names')
+    dtype: str = setting("float32", choices=("float32", "bfloat16"),
+                         help="weights as loaded: float32, or bfloat16 (halves memory; for big models on GPUs)")
+    bf16: bool | None = setting(None, help="bf16 autocast; auto (none) = on where a GPU supports bf16, off on CPU")
+    gradient_checkpointing: bool = setting(False, help="recompute activations in the backward pass: less memory, "
+                                                       "~1.8x slower")
+    save_steps: int = setting(50, min=0, help="a checkpoint every this many steps (0 = only when "
+                                                              "stopped); resume uses the newest")
+    save_total_limit: int = setting(2, min=1, help="checkpoints kept (older ones are deleted)")
+    logging_steps: int = setting(1, min=1, help="a progress event (loss, lr) every this many steps")
+    threads: int | None = setting(None, min=1, help="CPU threads for torch; none leaves torch's default")
+
+    def __post_init__(self):
+        validate(self)
+        if checking() and not (self.epochs > 0 or self.max_steps > 0):
+            invalid("epochs", self.epochs, "must be above 0 (or give max_steps)", self)
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """Stored settings (DIR/train_config.json), as they were run: not re-validated."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        with loading():
+            return cls(**{k: v for k, v in d.items() if k in known})
 
     def resolved(self) -> "TrainConfig":
         """The settings with defaults that depend on others filled in (what a run records)."""
         return dataclasses.replace(self, lr=self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5))
 
     def check(self) -> None:
-        """TrainError naming the first setting out of range."""
-        bad = [("epochs", self.epochs > 0 or self.max_steps > 0, "must be above 0 (or give max_steps)"),
-               ("max_steps", self.max_steps >= 0, "must be 0 (use epochs) or more"),
-               ("lr", self.lr is None or self.lr > 0, "must be above 0"),
-               ("batch_size", self.batch_size >= 1, "must be at least 1"),
-               ("grad_accum", self.grad_accum >= 1, "must be at least 1"),
-               ("max_length", self.max_length is None or self.max_length >= 8, "must be at least 8 tokens"),
-               ("eval_frac", 0 <= self.eval_frac < 1, "must be at least 0 and below 1"),
-               ("lora_r", self.lora_r >= 1, "must be at least 1"),
-               ("dtype", self.dtype in ("float32", "bfloat16"), "must be float32 or bfloat16"),
-               ("save_steps", self.save_steps >= 0, "must be 0 or more"),
-               ("logging_steps", self.logging_steps >= 1, "must be at least 1"),
-               ("threads", self.threads is None or self.threads >= 1, "must be at least 1")]
-        for name, ok, why in bad:
-            if not ok:
-                raise TrainError(f"setting {name}={getattr(self, name)!r}: {why}")
+        """TrainError naming the first setting out of range (a config built normally was checked
+        already; one read back with from_dict was not)."""
+        try:
+            self.__post_init__()
+        except SettingError as exc:
+            raise TrainError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,10 @@
-"""The `palimpsest` command: app, score, reer, r2 (studio/cli/r2.py), bench. Thin: parses arguments, calls core, prints.
+"""The `palimpsest` command: app, score, bench here; reer (studio/cli/reer.py), r2 (studio/cli/r2.py),
+train (studio/cli/train.py), import/review/export (studio/cli/data.py). Thin: parses arguments,
+calls core, prints. The flags of engine settings are generated from their config dataclasses
+(core.settings), so names, defaults, ranges and help are declared once, in the config.
 
-Every user error ends as one readable line on stderr and exit status 2; never a traceback.
+Every user error ends as one readable line on stderr and exit status 2; never a traceback. A
+setting a config refuses (core.settings.SettingError) is reported with the flag that gave it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from core.models.lm import DEFAULT_MODEL, LMError  # noqa: E402  (env first: nothing phones home)
+from core.settings import SettingError, flag_for  # noqa: E402
 from data import SAMPLES  # noqa: E402  (the built-in sample set, package data)
+from studio.cli.batch import INPUT_HELP  # noqa: E402
 
 
 def default_db() -> str:
@@ -24,6 +30,14 @@ def default_db() -> str:
 
 class CLIError(Exception):
     """A user error to print as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error (unknown flag, bad choice, missing argument) as one line on
+    stderr and exit status 2 like every other user error; `--help` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _load(spec: str, dtype: str = "float32"):
@@ -61,7 +75,11 @@ def cmd_score(args) -> int:
 
     from core.data.items import InputError, read_items
     from core.models.scoring import ScoringConfig, ScoringError, score
+    from core.settings import from_args
 
+    if args.precision is None:  # bf16 weights score in bf16; fp32 ones exactly
+        args.precision = "bf16" if args.dtype == "bfloat16" else "fp32"
+    cfg = from_args(ScoringConfig, args)
     try:
         items, problems = read_items(args.input)
     except InputError as exc:
@@ -73,9 +91,6 @@ def cmd_score(args) -> int:
     if not items:
         raise CLIError(f"{args.input}: no usable lines (each needs 'query' and 'reference')")
     lm = _load(args.model, args.dtype)
-    cfg = ScoringConfig(template=args.template, skip_first_segment=args.skip_first_segment,
-                        precision="bf16" if args.dtype == "bfloat16" else "fp32",
-                        truncate="left" if args.truncate_left else "error")
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     failed = 0
     try:
@@ -99,104 +114,6 @@ def cmd_score(args) -> int:
             out.close()
     print(f"scored {len(items) - failed} item(s); skipped {len(problems) + failed}", file=sys.stderr)
     return 1 if failed and len(items) == failed else 0
-
-
-# ---- reer ------------------------------------------------------------------------------------
-
-def _read_items(path: str, limit: int | None):
-    """Items of --input (any shape `import` reads: JSONL/CSV/Parquet/..., HelloBench file or folder);
-    bad records are printed and skipped."""
-    from core.data.items import InputError, read_items
-
-    try:
-        items, problems = read_items(path)
-    except InputError as exc:
-        raise CLIError(str(exc)) from None
-    if not items:
-        more = f" (and {len(problems) - 1} more bad line(s))" if len(problems) > 1 else ""
-        why = f"; first bad line: {problems[0]}{more}" if problems else "; the file is empty"
-        raise CLIError(f"{path}: no usable items{why}")
-    for p in problems:
-        print(f"skipped {p}", file=sys.stderr)
-    return items[:limit] if limit is not None else items
-
-
-def cmd_reer(args) -> int:
-    from tqdm import tqdm
-
-    from core.reer.batch import reer_items
-    from core.reer.config import ReerConfig
-    from core.store import StoreError, open_store
-
-    if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be at least 1")
-    if args.candidates < 1 or args.max_steps < 0:
-        raise CLIError("--candidates must be at least 1 and --max-steps at least 0")
-    if args.no_repeat_ngram == 1 or args.no_repeat_ngram < 0:
-        raise CLIError("--no-repeat-ngram must be 0 (off) or 2 and more")
-    items = _read_items(args.input, args.limit)
-    cfg = ReerConfig(candidates=args.candidates, max_steps=args.max_steps, threshold=args.threshold,
-                     draft_max_new_tokens=args.draft_max_new_tokens,
-                     candidate_max_new_tokens=args.max_new_tokens, no_repeat_ngram=args.no_repeat_ngram,
-                     seed=args.seed)
-    try:
-        store = open_store(args.db)
-    except StoreError as exc:
-        raise CLIError(str(exc)) from None
-    model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.models.lm.load_lm)
-    loaded = []
-
-    def get_lm():
-        if not loaded:
-            loaded.append(_load(model))
-        return loaded[0]
-
-    show = sys.stderr.isatty() or args.progress
-    bar = tqdm(total=len(items), desc="reer", unit="item", file=sys.stderr, disable=not show)
-    say = (lambda msg: bar.write(msg, file=sys.stderr)) if show else (lambda msg: print(msg, file=sys.stderr))
-
-    def on_event(item, event):
-        post = {"item": item.id[-32:]}
-        if event.kind in ("run_started", "initial_draft"):
-            post["step"] = "draft" if event.kind == "run_started" else f"0/{cfg.max_steps}"
-        elif hasattr(event, "step"):
-            post["step"] = f"{event.step}/{cfg.max_steps}"
-        if isinstance(getattr(event, "score", None), dict) and event.kind != "candidate_scored":
-            post["score"] = f"{event.score['score']:.4f}"
-        bar.set_postfix(post, refresh=True)
-
-    counts = {"done": 0, "cached": 0, "failed": 0}
-    out = open(args.out, "w", encoding="utf-8")
-    try:
-        for o in reer_items(store, items, cfg, model, get_lm, source=str(args.input), on_event=on_event):
-            counts[o.status] += 1
-            bar.update(1)
-            if o.status == "failed":
-                say(f"failed {o.item.id}: {o.error}")
-                continue
-            r = o.record
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
-            out.flush()
-            was = "already in the store" if o.status == "cached" else f"{r['timings']['active_seconds']:.0f} s"
-            say(f"{o.item.id}: score {_num(r['initial_score'])} -> {_num(r['final_score'])} "
-                f"(ppl {_num(r['initial_ppl'], 2)} -> {_num(r['final_ppl'], 2)}), {len(r['steps'])} step(s), "
-                f"{r['finish_reason']}, filters {'passed' if r['filters'].get('passed') else 'failed'}; {was}")
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: every event so far is saved in {store.path or args.db} and finished items are in "
-              f"{args.out}; run the same command again to resume where it stopped", file=sys.stderr)
-        return 130
-    finally:
-        bar.close()
-        out.close()
-        store.close()
-    print(f"wrote {counts['done'] + counts['cached']} record(s) to {args.out}: {counts['done']} searched, "
-          f"{counts['cached']} already finished in {args.db}, {counts['failed']} failed", file=sys.stderr)
-    return 1 if counts["failed"] else 0
-
-
-def _num(x, digits: int = 4) -> str:
-    return "?" if x is None else f"{x:.{digits}f}"
 
 
 # ---- bench -----------------------------------------------------------------------------------
@@ -232,16 +149,15 @@ def cmd_bench(args) -> int:
 # ---- wiring ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.reer.config import ReerConfig
+    from core.models.scoring import ScoringConfig
+    from core.settings import add_arguments
 
-    defaults = ReerConfig()  # the search's own defaults (DESIGN.md)
-
-    p = argparse.ArgumentParser(prog="palimpsest", description="Make thinking trajectories for writing.")
+    p = Parser(prog="palimpsest", description="Make thinking trajectories for writing.")
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("app", help="start the studio in the browser")
     a.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    a.add_argument("--port", type=int, default=7860)
+    a.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     a.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     a.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db); the built-in "
@@ -250,52 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_app)
 
     s = sub.add_parser("score", help="perplexity of references given query (+ thinking)")
-    s.add_argument("--input", required=True, help="JSONL: query, optional thinking, reference, optional id")
-    s.add_argument("--model", default=DEFAULT_MODEL)
-    s.add_argument("--template", choices=["chat", "none"], default="chat")
-    s.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    s.add_argument("--input", required=True, help=INPUT_HELP)
+    s.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
+    s.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights as loaded")
     s.add_argument("--out", default=None, help="output JSONL (default: stdout)")
-    s.add_argument("--skip-first-segment", action="store_true", help="leave the reference's first segment unscored")
-    s.add_argument("--truncate-left", action="store_true", help="drop context tokens from the left when too long")
     s.add_argument("--strict", action="store_true", help="fail on the first bad line instead of skipping it")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
-    s.set_defaults(func=cmd_score)
+    scoring = s.add_argument_group("scoring settings (ScoringConfig)")
+    score_flags = add_arguments(scoring, ScoringConfig, defaults={"precision": None})
+    for action in scoring._group_actions:  # the default follows --dtype (cmd_score)
+        if action.dest == "precision":
+            action.help += " (default: bf16 with --dtype bfloat16, else fp32)"
+    scoring.add_argument("--truncate-left", dest="truncate", action="store_const", const="left",
+                         help="the same as --truncate left")
+    s.set_defaults(func=cmd_score, setting_flags=score_flags)
 
-    r = sub.add_parser("reer", help="REER: reverse-engineer thinking trajectories for query/reference pairs")
-    rsub = r.add_subparsers(dest="action", required=True)
-    rr = rsub.add_parser("run", help="run (or resume) REER on every item of a file; one JSON line per item",
-                         description="Every event is saved in --db as it happens: items already finished with "
-                                     "the same settings and model are not searched again (their records are "
-                                     "still written), and an interrupted item resumes where it stopped.")
-    rr.add_argument("--input", required=True, help="JSONL (query/reference or instruction/response), a HelloBench "
-                                                   "task file (joined with the responses beside it) or folder")
-    rr.add_argument("--out", required=True, help="output JSONL, one record per item (overwritten)")
-    rr.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
-    rr.add_argument("--candidates", type=int, default=defaults.candidates, help="rewrites per segment (K)")
-    rr.add_argument("--max-steps", type=int, default=defaults.max_steps, help="segment expansions at most")
-    rr.add_argument("--max-new-tokens", type=int, default=defaults.candidate_max_new_tokens,
-                    help="token budget of each rewrite")
-    rr.add_argument("--draft-max-new-tokens", type=int, default=defaults.draft_max_new_tokens,
-                    help="token budget of the initial thinking")
-    rr.add_argument("--no-repeat-ngram", type=int, default=defaults.no_repeat_ngram,
-                    help="draft and rewrites may not repeat an n-gram of this many tokens (0 = off; local "
-                         "models only: small models loop without it)")
-    rr.add_argument("--threshold", type=float, default=defaults.threshold,
-                    help="stop once the clipped score falls below this")
-    rr.add_argument("--seed", type=int, default=defaults.seed, help="same seed, same trajectories")
-    rr.add_argument("--limit", type=int, default=None, help="only the first N items")
-    rr.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
-                                                      "~/.local/share/palimpsest/palimpsest.db)")
-    rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
-    rr.set_defaults(func=cmd_reer)
+    from studio.cli.reer import add_reer_parser
 
+    add_reer_parser(sub, default_db())
     from studio.cli.r2 import add_r2_parser
 
     add_r2_parser(sub, default_db())
 
     b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
     b.add_argument("what", choices=["scoring", "reer"], help="which benchmark")
-    b.add_argument("--model", default=DEFAULT_MODEL)
+    b.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     b.add_argument("--rounds", type=int, default=3, help="scoring: timed rounds")
     b.add_argument("--k", type=int, default=4, help="scoring: candidates per step")
     b.add_argument("--segment", type=int, default=5, help="scoring: segment whose candidates are timed")
@@ -316,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except SettingError as exc:  # a config refused a value: name the flag that gave it
+        print(f"palimpsest {args.command}: {flag_for(getattr(args, 'setting_flags', {}), exc)}", file=sys.stderr)
+        return 2
     except (CLIError, LMError, FileNotFoundError) as exc:
         print(f"palimpsest {args.command}: {exc}", file=sys.stderr)
         return 2

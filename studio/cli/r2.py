@@ -1,8 +1,9 @@
 """`palimpsest r2 run`: the R2 writer-judge loop over a file of tasks, one JSON line per item.
 
-Thin: parses arguments, loads the writer and judge (once, and once only when both name the
-same spec), runs core.r2.jobs.r2_items with a progress bar, and writes each item's record,
-exactly the trajectory's stored `details`. Every event is saved in --db as it happens, so a
+Thin, and the mirror of studio/cli/reer.py: its flags are generated from R2Config
+(core.settings), it loads the writer and judge (once, and once only when both name the same
+spec), runs core.r2.jobs.r2_items through the shared batch loop (studio/cli/batch.py) and writes
+each item's record, exactly the trajectory's stored `details`. Every event is saved in --db as it happens, so a
 rerun skips finished items and resumes an interrupted one. The CLI judges with a model; runs
 that a person judges (`--judge-mode human` or `model_then_human`) pause at each judgment:
 `palimpsest r2 judge` shows the waiting text (and the model's proposal) and stores a person's
@@ -14,6 +15,7 @@ import json
 import sys
 
 from core.models.lm import DEFAULT_MODEL
+from studio.cli.batch import INPUT_HELP
 
 
 def load_model(spec: str):
@@ -23,43 +25,15 @@ def load_model(spec: str):
     return load_lm(spec)
 
 
-def _config(args):
-    from core.r2.config import R2Config
-    from core.r2.judge import JudgeConfig
-    from studio.cli.main import CLIError
-
-    if args.rounds < 0:
-        raise CLIError("--rounds must be 0 or more")
-    if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be at least 1")
-    for name in ("draft_max_new_tokens", "revision_max_new_tokens", "reflection_max_new_tokens",
-                 "judge_max_new_tokens"):
-        if getattr(args, name) < 8:
-            raise CLIError(f"--{name.replace('_', '-')} must be at least 8")
-    try:
-        return R2Config(max_rounds=args.rounds, judge_mode=args.judge_mode, threshold=args.threshold, seed=args.seed, plan=not args.no_plan,
-                        stop_when_no_improvement=not args.keep_going, discard_worse=not args.keep_worse,
-                        draft_max_new_tokens=args.draft_max_new_tokens,
-                        revision_max_new_tokens=args.revision_max_new_tokens,
-                        reflection_max_new_tokens=args.reflection_max_new_tokens, keep_drafts=args.keep_drafts,
-                        judge=JudgeConfig(max_new_tokens=args.judge_max_new_tokens, method=args.judge_method))
-    except ValueError as exc:  # e.g. a threshold off the scale
-        raise CLIError(f"{exc} (--threshold takes a score from 1 to 10)") from None
-
-
 def cmd_r2(args) -> int:
-    from tqdm import tqdm
-
+    from core.r2.config import R2Config
     from core.r2.jobs import r2_items
-    from core.store import StoreError, open_store
-    from studio.cli.main import CLIError, _read_items
+    from core.settings import from_args
+    from studio.cli.batch import open_store, read_items, run_batch
 
-    cfg = _config(args)
-    items = _read_items(args.input, args.limit)
-    try:
-        store = open_store(args.db)
-    except StoreError as exc:
-        raise CLIError(str(exc)) from None
+    cfg = from_args(R2Config, args)
+    items = read_items(args.input, args.limit)
+    store = open_store(args.db)
     writer, judge = (args.writer or DEFAULT_MODEL).strip(), (args.judge or DEFAULT_MODEL).strip()
     loaded: dict = {}
 
@@ -69,49 +43,37 @@ def cmd_r2(args) -> int:
             loaded["j"] = loaded["w"] if judge == writer else load_model(judge)
         return loaded["w"], loaded["j"]
 
-    show = sys.stderr.isatty() or args.progress
-    bar = tqdm(total=len(items), desc="r2", unit="item", file=sys.stderr, disable=not show)
-    say = (lambda msg: bar.write(msg, file=sys.stderr)) if show else (lambda msg: print(msg, file=sys.stderr))
-
-    def on_event(item, event):
-        stage = {"r2_started": "plan", "r2_drafted": "draft", "judgment_given": f"judged v{getattr(event, 'version', '')}",
+    def postfix(item, event) -> dict:
+        stage = {"r2_started": "plan", "r2_drafted": "draft",
+                 "judgment_given": f"judged v{getattr(event, 'version', '')}",
                  "r2_reflected": "reflect", "r2_revised": "revise", "r2_round_finished": "round done"}
-        post = {"item": item.id[-24:], "round": getattr(event, "round", None) or "", "step": stage.get(event.kind, event.kind)}
-        bar.set_postfix(post, refresh=True)
+        return {"item": item.id[-24:], "round": getattr(event, "round", None) or "",
+                "step": stage.get(event.kind, event.kind)}
 
-    counts = {"done": 0, "cached": 0, "paused": 0, "failed": 0}
-    out = open(args.out, "w", encoding="utf-8")
-    try:
-        for o in r2_items(store, items, cfg, writer, judge, get_lms, source=str(args.input), on_event=on_event):
-            counts[o.status] += 1
-            bar.update(1)
-            if o.status == "failed":
-                say(f"failed {o.item.id}: {o.error}")
-                continue
-            if o.status == "paused":
-                say(f"{o.item.id}: waits for a person's judgment (run {o.run_id}); not written")
-                continue
-            r = o.record
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
-            out.flush()
-            path = " -> ".join(_score(x) for x in [r["initial_overall"]] + [
-                (rd["revision_judgment"] or {}).get("overall") for rd in r["rounds"]])
-            was = "already in the store" if o.status == "cached" else f"{r['seconds']:.0f} s"
-            say(f"{o.item.id}: overall {path} (final {_score(r['final_overall'])}), {len(r['rounds'])} round(s), "
+    def line(o) -> str:
+        if o.status == "paused":
+            return f"{o.item.id}: waits for a person's judgment (run {o.run_id}); not written"
+        r = o.record
+        path = " -> ".join(_score(x) for x in [r["initial_overall"]] + [
+            (rd["revision_judgment"] or {}).get("overall") for rd in r["rounds"]])
+        was = "already in the store" if o.status == "cached" else f"{r['seconds']:.0f} s"
+        return (f"{o.item.id}: overall {path} (final {_score(r['final_overall'])}), {len(r['rounds'])} round(s), "
                 f"{r['finish_reason']}; {was}")
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: every event so far is saved in {args.db} and finished items are in {args.out}; "
-              "run the same command again to resume where it stopped", file=sys.stderr)
-        return 130
+
+    try:
+        status, counts = run_batch(
+            "r2", items,
+            lambda on_event: r2_items(store, items, cfg, writer, judge, get_lms, source=str(args.input),
+                                      on_event=on_event),
+            out=args.out, db=args.db, progress=args.progress, postfix=postfix, line=line,
+            statuses=("done", "cached", "paused", "failed"))
     finally:
-        bar.close()
-        out.close()
         store.close()
-    print(f"wrote {counts['done'] + counts['cached']} record(s) to {args.out}: {counts['done']} run, "
-          f"{counts['cached']} already finished in {args.db}, {counts['paused']} waiting for a person, "
-          f"{counts['failed']} failed", file=sys.stderr)
-    return 1 if counts["failed"] else 0
+    if status != 130:
+        print(f"wrote {counts['done'] + counts['cached']} record(s) to {args.out}: {counts['done']} run, "
+              f"{counts['cached']} already finished in {args.db}, {counts['paused']} waiting for a person, "
+              f"{counts['failed']} failed", file=sys.stderr)
+    return status
 
 
 def cmd_r2_judge(args) -> int:
@@ -186,10 +148,12 @@ def _score(x) -> str:
 
 
 def add_r2_parser(sub, default_db: str) -> None:
-    """Register `r2 run` on the top-level subparsers (called from studio.cli.main.build_parser)."""
-    from core.r2.config import JUDGE_MODES, KEEP_DRAFTS, R2Config
+    """Register `r2 run` and `r2 judge` on the top-level subparsers (called from
+    studio.cli.main.build_parser); `r2 run`'s loop settings are R2Config's fields (the judge's
+    under --judge-, the reward's under --reward-)."""
+    from core.r2.config import R2Config
+    from core.settings import add_arguments
 
-    d = R2Config()
     r = sub.add_parser("r2", help="R2: writer drafts, judge critiques, writer reflects and revises")
     rsub = r.add_subparsers(dest="action", required=True)
     rr = rsub.add_parser("run", help="run (or resume) R2 on every item of a file; one JSON line per item",
@@ -197,36 +161,20 @@ def add_r2_parser(sub, default_db: str) -> None:
                                      "the same settings and models are not run again (their records are still "
                                      "written), and an interrupted item resumes where it stopped. The rubric is "
                                      "each item's 'checklists'/'rubric' when present, else a default writing rubric.")
-    rr.add_argument("--input", required=True, help="JSONL (query/reference or instruction/response, optional "
-                                                   "checklists), a HelloBench task file or folder")
+    rr.add_argument("--input", required=True, help=INPUT_HELP + "; a 'checklists'/'rubric' field is the rubric")
     rr.add_argument("--out", required=True, help="output JSONL, one record per item (overwritten)")
     rr.add_argument("--writer", default=DEFAULT_MODEL, help="writer model spec (alias, folder, hub id or server URL)")
     rr.add_argument("--judge", default=DEFAULT_MODEL, help="judge model spec (a larger model or a vLLM server "
                                                            "judges far better than the built-in 135M one)")
-    rr.add_argument("--rounds", type=int, default=d.max_rounds, help="reflect-and-revise rounds at most")
-    rr.add_argument("--threshold", type=float, default=d.threshold, help="stop once the overall score (1-10) "
-                                                                         "reaches this")
-    rr.add_argument("--seed", type=int, default=d.seed, help="same seed, same runs")
     rr.add_argument("--limit", type=int, default=None, help="only the first N items")
-    rr.add_argument("--no-plan", action="store_true", help="draft without planning first")
-    rr.add_argument("--keep-going", action="store_true", help="do not stop when a revision fails to improve")
-    rr.add_argument("--keep-worse", action="store_true", help="keep a revision even when judged worse")
-    rr.add_argument("--keep-drafts", choices=KEEP_DRAFTS, default=d.keep_drafts,
-                    help="how much of each intermediate draft goes inside <think>")
-    rr.add_argument("--draft-max-new-tokens", type=int, default=d.draft_max_new_tokens)
-    rr.add_argument("--revision-max-new-tokens", type=int, default=d.revision_max_new_tokens)
-    rr.add_argument("--reflection-max-new-tokens", type=int, default=d.reflection_max_new_tokens)
-    rr.add_argument("--judge-max-new-tokens", type=int, default=d.judge.max_new_tokens)
-    rr.add_argument("--judge-method", choices=("generate", "logprob", "auto"), default=d.judge.method,
-                    help="generate: read the judge's written scores; logprob: expected score per criterion from "
-                         "its log-probs (for judges too small to keep the format); auto: generate, then logprob")
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")
     rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
-    rr.add_argument("--judge-mode", choices=JUDGE_MODES, default=d.judge_mode,
-                    help="model judges; human: a person judges each draft (the run pauses, see `r2 judge`); "
-                         "model_then_human: a person accepts or overrides each model judgment")
-    rr.set_defaults(func=cmd_r2)
+    loop = rr.add_argument_group("loop settings (R2Config)")
+    # review_reflections pauses for a person's edit, which only the studio offers
+    flags = add_arguments(loop, R2Config, skip=("review_reflections",),
+                          nested={"judge": {"prefix": "judge-"}, "reward": {"prefix": "reward-"}})
+    rr.set_defaults(func=cmd_r2, setting_flags=flags)
 
     rj = rsub.add_parser("judge", help="list runs waiting for a person, show one, or store a judgment for it")
     rj.add_argument("--db", default=default_db, help="SQLite store")

@@ -1,7 +1,8 @@
 """`palimpsest train`: fine-tune a model on a chat export (core.train.trainer), with a progress bar.
 
-Thin: parses arguments into a TrainConfig, runs core.train.trainer.train_job (every event saved in
---db as it happens), draws the bar from the events, prints the before/after figures. Works
+Thin: parses arguments into a TrainConfig (its flags generated from the config, core.settings),
+runs core.train.trainer.train_job (every event saved in --db as it happens), draws the bar from
+the events, prints the before/after figures. Works
 unchanged under `accelerate launch -m studio.cli train ...` (only the main process prints and
 writes). Does not know how training works.
 """
@@ -17,10 +18,11 @@ from core.models.lm import DEFAULT_MODEL
 
 
 def add_train_parser(sub, default_db: str) -> None:
-    """Register `train` on the `palimpsest` subcommand set."""
+    """Register `train` on the `palimpsest` subcommand set; its training settings are TrainConfig's
+    fields (core.settings generates the flags)."""
+    from core.settings import add_arguments
     from core.train.trainer import TrainConfig
 
-    d = TrainConfig()
     t = sub.add_parser("train", help="fine-tune a model on a chat export (loss on the assistant turn only)",
                        description="Supervised fine-tuning on chat JSONL ({'messages': [user, assistant]} with "
                                    "'<think>...</think>' + answer in the assistant turn; query/thinking/reference "
@@ -28,43 +30,28 @@ def add_train_parser(sub, default_db: str) -> None:
                                    "train_config.json, metrics.json and checkpoints/.")
     t.add_argument("--data", required=True, help="chat JSONL to train on")
     t.add_argument("--out", required=True, help="output folder DIR (must be empty unless --resume/--overwrite)")
-    t.add_argument("--model", default=DEFAULT_MODEL, help="model to fine-tune: alias, local folder or hub id")
-    t.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps (0: use --epochs)")
-    t.add_argument("--epochs", type=float, default=d.epochs, help="passes over the training records")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-5; 2e-4 with --lora)")
-    t.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
-    t.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank")
-    t.add_argument("--eval-frac", type=float, default=d.eval_frac, help="share of records held out for evaluation")
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help="records per device per forward pass")
-    t.add_argument("--grad-accum", type=int, default=d.grad_accum, help="forward passes per optimizer step")
-    t.add_argument("--max-length", type=int, default=None, help="longest record in tokens (default: the model's window)")
-    t.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps (0: only when stopped)")
-    t.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    t.add_argument("--scheduler", default=d.lr_scheduler, help="learning-rate schedule (linear, cosine, constant...)")
-    t.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype, help="weights as loaded")
-    t.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                   help="bf16 autocast (auto: on GPUs that support it)")
-    t.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower steps")
-    t.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--resume", action="store_true", help="continue DIR's run from its newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace what DIR holds")
     t.add_argument("--db", default=default_db, help="SQLite store for the live metrics")
     t.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
-    t.set_defaults(func=cmd_train)
+    settings = t.add_argument_group("training settings (TrainConfig); --lora-alpha defaults to 2 x --lora-r")
+    flags = add_arguments(settings, TrainConfig, defaults={"lora_alpha": None})
+    t.set_defaults(func=cmd_train, setting_flags=flags)
 
 
 def config_from_args(args):
+    """The TrainConfig the flags give (SettingError names a bad one); LoRA alpha is twice the rank
+    unless given."""
+    import dataclasses
+
+    from core.settings import from_args
     from core.train.trainer import TrainConfig
 
-    return TrainConfig(model=(args.model or DEFAULT_MODEL).strip(), epochs=args.epochs, max_steps=args.max_steps,
-                       lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                       lr_scheduler=args.scheduler, warmup_steps=args.warmup_steps, max_length=args.max_length,
-                       eval_frac=args.eval_frac, seed=args.seed, lora=args.lora, lora_r=args.lora_r,
-                       lora_alpha=2 * args.lora_r, dtype=args.dtype,
-                       bf16={"auto": None, "on": True, "off": False}[args.bf16],
-                       gradient_checkpointing=args.gradient_checkpointing, save_steps=args.save_steps,
-                       threads=args.threads)
+    cfg = from_args(TrainConfig, args)
+    cfg = dataclasses.replace(cfg, model=(cfg.model or DEFAULT_MODEL).strip())
+    if getattr(args, "lora_alpha", None) is None:
+        cfg = dataclasses.replace(cfg, lora_alpha=2 * cfg.lora_r)
+    return cfg
 
 
 def _fmt(x) -> str:

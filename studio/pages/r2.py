@@ -16,13 +16,12 @@ written from it.
 """
 from __future__ import annotations
 
-import dataclasses
 import html
 from dataclasses import dataclass
 
 import gradio as gr
 
-from core.r2.config import JUDGE_MODES, R2Config
+from core.r2.config import R2Config
 from core.r2.jobs import NoPendingJudgment
 from core.r2.judge import (
     BadJudgment,
@@ -32,7 +31,9 @@ from core.r2.judge import (
     override_judgment,
 )
 from core.r2.state import R2State
+from core.settings import SettingError
 from core.store import NotFound, StoreError
+from studio import forms
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
 from studio.pages.runs import attach_target
@@ -46,6 +47,9 @@ DEMO = dict(max_rounds=1, threshold=REAL.threshold, seed=REAL.seed, plan=False, 
             reflection_max_new_tokens=80, revision_max_new_tokens=192, judge_max_new_tokens=160)
 MAX_CRITERIA = JudgeConfig().max_criteria  # score boxes on the form (rubrics are cut to this many)
 MODE_CHOICES = [("model", "model"), ("human: you judge", "human"), ("model + your override", "model_then_human")]
+# the form's settings, in the order of the r2_run API's inputs (then review_reflections, judge tokens)
+SETTINGS = ("judge_mode", "max_rounds", "threshold", "seed", "plan", "draft_max_new_tokens",
+            "reflection_max_new_tokens", "revision_max_new_tokens")
 POLL_S = 1.0
 
 
@@ -100,29 +104,31 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 run_btn = gr.Button("Run", variant="primary", elem_id="r2-run", min_width=60)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="r2-stop", min_width=60)
     with gr.Row(equal_height=True, elem_id="r2-settings-row"):
-        mode = gr.Radio(MODE_CHOICES, value="human", label="Judge", elem_id="r2-judge-mode", scale=5, min_width=420)
+        # labels, help, bounds and real defaults [in brackets] come from R2Config
+        mode = forms.widget(R2Config, "judge_mode", value="human", choices=MODE_CHOICES, show_default=False,
+                            info="", elem_id="r2-judge-mode", scale=5, min_width=420)
         judge_spec = gr.Textbox(value="", label="Judge model (empty: the app's model)", elem_id="r2-judge-model",
                                 placeholder=ctx.model_name, scale=3, min_width=200, max_lines=1)
-        rounds = gr.Slider(0, 6, value=DEMO["max_rounds"], step=1, label=f"Rounds [{REAL.max_rounds}]",
-                           elem_id="r2-rounds-n", scale=2, min_width=140)
-        thr = gr.Number(value=DEMO["threshold"], label="Threshold", elem_id="r2-threshold", minimum=1,
-                        maximum=10, step=0.5, scale=1, min_width=110)
-        seed = gr.Number(value=DEMO["seed"], precision=0, label="Seed", elem_id="r2-seed", scale=1, min_width=90)
+        rounds = forms.widget(R2Config, "max_rounds", value=DEMO["max_rounds"], slider=True, maximum=6, info="",
+                              elem_id="r2-rounds-n", scale=2, min_width=140)
+        thr = forms.widget(R2Config, "threshold", value=DEMO["threshold"], minimum=REAL.judge.low,
+                           maximum=REAL.judge.high, step=0.5, info="", elem_id="r2-threshold", scale=1, min_width=110)
+        seed = forms.widget(R2Config, "seed", value=DEMO["seed"], show_default=False, info="", elem_id="r2-seed",
+                            scale=1, min_width=90)
     with gr.Accordion(f"Writer {ctx.model_name}: token budgets (small demo budgets, real defaults in brackets)",
                       open=False, elem_id="r2-settings"):
         with gr.Row():
-            edit_refl = gr.Checkbox(value=True, label="Let me edit each reflection before it is used (human modes)",
-                                    elem_id="r2-edit-reflections")
-            plan = gr.Checkbox(value=DEMO["plan"], label=f"Plan first [{REAL.plan}]", elem_id="r2-plan")
-            draft_t = gr.Number(value=DEMO["draft_max_new_tokens"], precision=0, minimum=16, maximum=8192,
-                                label=f"Draft tokens [{REAL.draft_max_new_tokens}]", elem_id="r2-draft-tokens")
-            refl_t = gr.Number(value=DEMO["reflection_max_new_tokens"], precision=0, minimum=16, maximum=4096,
-                               label=f"Reflection tokens [{REAL.reflection_max_new_tokens}]",
-                               elem_id="r2-reflection-tokens")
-            rev_t = gr.Number(value=DEMO["revision_max_new_tokens"], precision=0, minimum=16, maximum=8192,
-                              label=f"Revision tokens [{REAL.revision_max_new_tokens}]", elem_id="r2-revision-tokens")
-            judge_t = gr.Number(value=DEMO["judge_max_new_tokens"], precision=0, minimum=16, maximum=4096,
-                                label=f"Judge tokens [{REAL.judge.max_new_tokens}]", elem_id="r2-judge-tokens")
+            edit_refl = forms.widget(R2Config, "review_reflections", value=True, show_default=False,
+                                     elem_id="r2-edit-reflections")
+            plan = forms.widget(R2Config, "plan", value=DEMO["plan"], elem_id="r2-plan")
+            draft_t = forms.widget(R2Config, "draft_max_new_tokens", value=DEMO["draft_max_new_tokens"],
+                                   elem_id="r2-draft-tokens")
+            refl_t = forms.widget(R2Config, "reflection_max_new_tokens", value=DEMO["reflection_max_new_tokens"],
+                                  elem_id="r2-reflection-tokens")
+            rev_t = forms.widget(R2Config, "revision_max_new_tokens", value=DEMO["revision_max_new_tokens"],
+                                 elem_id="r2-revision-tokens")
+            judge_t = forms.widget(R2Config, "judge.max_new_tokens", value=DEMO["judge_max_new_tokens"],
+                                   elem_id="r2-judge-tokens")
     status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=460):
@@ -255,23 +261,13 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
 
     # ---- commands ----------------------------------------------------------------------------
     def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> R2Config:
-        if mode_ not in JUDGE_MODES:
-            raise ValueError(f"Judge: {mode_!r} is not a mode; pick one of the options")
-        judge_t_ = REAL.judge.max_new_tokens if judge_t_ is None else judge_t_
-        for name, v in {"draft tokens": draft_, "reflection tokens": refl_, "revision tokens": rev_,
-                        "judge tokens": judge_t_}.items():
-            if v is None or int(v) < 16:
-                raise ValueError(f"Settings: {name} must be a whole number of at least 16, got {v!r}")
-        if rounds_ is None or int(rounds_) < 0:
-            raise ValueError("Settings: rounds must be 0 or more")
-        if thr_ is None or not 1 <= float(thr_) <= 10:
-            raise ValueError(f"Settings: the threshold is a score from 1 to 10, got {thr_!r}")
-        if seed_ is None:
-            raise ValueError("Settings: the seed must be a whole number (0 is fine)")
-        return R2Config(max_rounds=int(rounds_), threshold=float(thr_), judge_mode=mode_, seed=int(seed_),
-                        plan=bool(plan_), draft_max_new_tokens=int(draft_), reflection_max_new_tokens=int(refl_),
-                        revision_max_new_tokens=int(rev_), review_reflections=bool(edit_refl_) and mode_ != "model",
-                        judge=dataclasses.replace(REAL.judge, max_new_tokens=int(judge_t_)))
+        """The run's settings from the form; the config checks them (SettingError names the field).
+        Editing reflections applies to the human modes only."""
+        values = dict(zip(SETTINGS, (mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_)))
+        values["review_reflections"] = bool(edit_refl_) and mode_ != "model"
+        if judge_t_ is not None:
+            values["judge.max_new_tokens"] = judge_t_
+        return forms.config(R2Config, values)
 
     def _err(message: str) -> dict:
         gr.Warning(message)
@@ -292,6 +288,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             if cfg.judge_mode != "human" and (judge_ or "").strip():
                 runner.judge_lm(judge_)  # load it now, so a bad spec is reported here
             new_id = runner.start(prompt_id, cfg, judge_)
+        except SettingError as e:
+            return _err(forms.error_text(e, R2Config))
         except (ValueError, R2RunnerError, StoreError) as e:
             return _err(str(e))
         return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id), **hidden_form()}

@@ -22,7 +22,9 @@ import gradio as gr
 from core.models.lm import LMError
 from core.models.scoring import score, split_reference
 from core.reer.config import ReerConfig
+from core.settings import SettingError
 from core.store import NotFound, StoreError
+from studio import forms
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
 from studio.pages.runs import attach_target
@@ -43,6 +45,9 @@ REAL = ReerConfig()  # the search's real defaults (DESIGN.md), shown next to the
 # small budgets so a CPU demo shows points within a minute; the labels give the real defaults
 DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_tokens=192,
             candidate_max_new_tokens=96, seed=REAL.seed)
+# the form's settings, in the order of its widgets (and of the reer_run API's inputs)
+SETTINGS = ("candidates", "max_steps", "threshold", "draft_max_new_tokens", "candidate_max_new_tokens", "seed",
+            "reflection_cues")
 POLL_S = 1.0  # how often a page asks the store for news
 
 
@@ -82,22 +87,18 @@ def build(ctx: StudioContext) -> ReerPage:
                                placeholder="an alias, a local folder, a hub id or a server URL such as "
                                            "http://localhost:8000/v1 (loaded once, on Run)",
                                elem_id="reer-model", max_lines=1)
+        with gr.Row():  # labels, help, bounds and real defaults [in brackets] come from ReerConfig
+            k = forms.widget(ReerConfig, "candidates", value=DEMO["candidates"], slider=True,
+                             elem_id="reer-candidates-n")
+            steps = forms.widget(ReerConfig, "max_steps", value=DEMO["max_steps"], elem_id="reer-max-steps")
+            thr = forms.widget(ReerConfig, "threshold", value=DEMO["threshold"], elem_id="reer-threshold", step=0.01)
         with gr.Row():
-            k = gr.Slider(1, 6, value=DEMO["candidates"], step=1, label=f"Candidates per segment [{REAL.candidates}]",
-                          elem_id="reer-candidates-n")
-            steps = gr.Slider(1, 30, value=DEMO["max_steps"], step=1, label=f"Max steps [{REAL.max_steps}]",
-                              elem_id="reer-max-steps")
-            thr = gr.Number(value=DEMO["threshold"], label=f"Stop threshold (score) [{REAL.threshold}]",
-                            elem_id="reer-threshold", minimum=0, maximum=2, step=0.01)
-        with gr.Row():
-            draft_t = gr.Number(value=DEMO["draft_max_new_tokens"], precision=0, minimum=16, maximum=8192,
-                                label=f"Draft tokens [{REAL.draft_max_new_tokens}]", elem_id="reer-draft-tokens")
-            cand_t = gr.Number(value=DEMO["candidate_max_new_tokens"], precision=0, minimum=8, maximum=4096,
-                               label=f"Candidate tokens [{REAL.candidate_max_new_tokens}]",
-                               elem_id="reer-candidate-tokens")
-            seed = gr.Number(value=DEMO["seed"], precision=0, label=f"Seed [{REAL.seed}]", elem_id="reer-seed")
-            cues = gr.Checkbox(value=REAL.reflection_cues, label="Reflection cues (“Hmm, maybe…”)",
-                               elem_id="reer-cues")
+            draft_t = forms.widget(ReerConfig, "draft_max_new_tokens", value=DEMO["draft_max_new_tokens"],
+                                   elem_id="reer-draft-tokens")
+            cand_t = forms.widget(ReerConfig, "candidate_max_new_tokens", value=DEMO["candidate_max_new_tokens"],
+                                  elem_id="reer-candidate-tokens")
+            seed = forms.widget(ReerConfig, "seed", value=DEMO["seed"], elem_id="reer-seed")
+            cues = forms.widget(ReerConfig, "reflection_cues", elem_id="reer-cues", show_default=False)
     status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=6, min_width=480):
@@ -192,18 +193,9 @@ def build(ctx: StudioContext) -> ReerPage:
     attach_outputs = [prompt, run_state, seen, runs]
 
     # ---- commands ----------------------------------------------------------------------------
-    def _cfg(k_, steps_, thr_, draft_, cand_, seed_, cues_) -> ReerConfig:
-        vals = {"candidates": k_, "max steps": steps_, "draft tokens": draft_, "candidate tokens": cand_}
-        for name, v in vals.items():
-            if v is None or int(v) < 1:
-                raise ValueError(f"Settings: {name} must be a whole number of at least 1, got {v!r}")
-        if thr_ is None or not 0 <= float(thr_) <= 2:
-            raise ValueError(f"Settings: the stop threshold is a score between 0 and 2, got {thr_!r}")
-        if seed_ is None:
-            raise ValueError("Settings: the seed must be a whole number (0 is fine)")
-        return ReerConfig(candidates=int(k_), max_steps=int(steps_), threshold=float(thr_),
-                          draft_max_new_tokens=int(draft_), candidate_max_new_tokens=int(cand_), seed=int(seed_),
-                          reflection_cues=bool(cues_))
+    def _cfg(*values) -> ReerConfig:
+        """The run's settings from the form; the config checks them (SettingError names the field)."""
+        return forms.config(ReerConfig, dict(zip(SETTINGS, values)))
 
     def _err(message: str) -> dict:
         gr.Warning(message)
@@ -222,6 +214,8 @@ def build(ctx: StudioContext) -> ReerPage:
             cfg = _cfg(*settings)
             spec = ctx.models.spec(model_spec) if ctx.models else ctx.model_name
             new_id = runner.start(prompt_id, cfg, spec, steps_n)
+        except SettingError as e:
+            return _err(forms.error_text(e, ReerConfig))
         except (ValueError, RunnerError, StoreError) as e:
             return _err(str(e))
         return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id)}

@@ -20,6 +20,8 @@ import gradio as gr
 from core.models.lm import LMError
 from core.models.scoring import ScoringConfig, score, split_reference
 from core.segments import answer_part
+from core.settings import SettingError
+from studio import forms
 from studio.context import StudioContext
 from studio.views import heatmap as render
 
@@ -80,11 +82,12 @@ def build(ctx: StudioContext) -> None:
                                        max_lines=4, elem_id="score-reference",
                                        placeholder="The good answer whose tokens get scored…")
             with gr.Row(equal_height=True, elem_id="score-options"):
-                template_radio = gr.Radio(["chat", "none"], value="chat", label="Template",
-                                          elem_id="score-template", scale=2, min_width=170)
+                template_radio = forms.widget(ScoringConfig, "template", show_default=False, info="",
+                                              label="Template", elem_id="score-template", scale=2, min_width=170)
                 with gr.Column(scale=3, min_width=250), gr.Group():
-                    skip_box = gr.Checkbox(value=False, label="leave the reference's first segment unscored",
-                                           elem_id="score-skip-first")
+                    skip_box = forms.widget(ScoringConfig, "skip_first_segment", show_default=False, info="",
+                                            label="leave the reference's first segment unscored",
+                                            elem_id="score-skip-first")
                     compare_box = gr.Checkbox(value=True, label="compare with empty thinking",
                                               elem_id="score-compare")
             run = gr.Button("Score", variant="primary", elem_id="score-run")
@@ -118,10 +121,11 @@ def build(ctx: StudioContext) -> None:
         query, thinking, reference = query or "", thinking or "", reference or ""
         if not answer_part(reference).strip():
             return fail("The reference is empty: paste the answer whose tokens should be scored.")
-        if template not in ("chat", "none"):
-            return fail(f"Unknown template {template!r}: use 'chat' or 'none'.")
-        cfg = ScoringConfig(template=template, skip_first_segment=bool(skip_first), precision="fp32",
-                            truncate="left")
+        try:  # the config checks the settings (SettingError names the field)
+            cfg = forms.config(ScoringConfig, {"template": template, "skip_first_segment": bool(skip_first),
+                                               "precision": "fp32", "truncate": "left"})
+        except SettingError as e:
+            return fail(forms.error_text(e, ScoringConfig))
         try:
             progress(0.05, desc="loading the model (first run only)")
             lm = get_lm()

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.settings import SettingError
 from core.store import StoreError
 from core.train.data import DataError
+from core.train.trainer import TrainConfig
+from studio import forms
 from studio.context import StudioContext
 from studio.runners.train import TrainRequest, TrainRunner, TrainRunnerError
 from studio.views import train as train_render
@@ -72,14 +75,16 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
                 start_btn = gr.Button("Start", variant="primary", elem_id="train-run", min_width=60)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=60)
     with gr.Row(equal_height=True):
-        model = gr.Textbox(value=ctx.model_name, label="Model to fine-tune", elem_id="train-model", scale=3,
-                           min_width=200, max_lines=1)
-        steps = gr.Number(value=DEMO_STEPS, precision=0, minimum=1, label="Max steps", elem_id="train-max-steps",
-                          scale=1, min_width=100)
-        lr = gr.Number(value=0, label="LR (0: default)", elem_id="train-lr", scale=1, min_width=120)
-        lora = gr.Checkbox(value=False, label="LoRA", elem_id="train-lora", scale=1, min_width=80)
-        eval_frac = gr.Number(value=0.34, minimum=0, maximum=0.9, step=0.05, label="Eval fraction",
-                              elem_id="train-eval-frac", scale=1, min_width=110)
+        # labels, help and bounds come from TrainConfig; the page trains by steps, so at least one
+        model = forms.widget(TrainConfig, "model", value=ctx.model_name, show_default=False, elem_id="train-model",
+                             scale=3, min_width=200)
+        steps = forms.widget(TrainConfig, "max_steps", value=DEMO_STEPS, minimum=1, show_default=False,
+                             elem_id="train-max-steps", scale=1, min_width=100)
+        lr = forms.widget(TrainConfig, "lr", value=0, label="LR (0: default)", minimum=0,
+                          maximum=None, elem_id="train-lr", scale=1, min_width=120)  # the config says what is too high
+        lora = forms.widget(TrainConfig, "lora", show_default=False, elem_id="train-lora", scale=1, min_width=80)
+        eval_frac = forms.widget(TrainConfig, "eval_frac", value=0.34, step=0.05, elem_id="train-eval-frac", scale=1,
+                                 min_width=110)
         out_dir = gr.Textbox(value="", label="Output folder (empty: a new one next to the store)",
                              elem_id="train-out", scale=3, min_width=200, max_lines=1)
     msg = gr.HTML("", elem_id="train-msg", padding=False)
@@ -128,12 +133,16 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
 
     def do_start(data_, model_, steps_, lr_, lora_, frac_, out_):
         out_ = (out_ or "").strip() or str(base / "models" / f"{Path(model_ or 'model').name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        try:
-            req = TrainRequest(data=(data_ or "").strip(), out_dir=out_, model=model_ or "",
-                               max_steps=int(steps_) if steps_ is not None else None,
-                               lr=float(lr_) if lr_ else None, lora=bool(lora_),
-                               eval_frac=float(frac_ if frac_ is not None else 0.1))
+        try:  # the config checks the settings (SettingError names the field); the runner the data and folder
+            cfg = forms.config(TrainConfig, {"model": model_ or "", "max_steps": steps_, "lr": lr_ or None,
+                                             "lora": bool(lora_), "eval_frac": frac_})
+            req = TrainRequest(data=(data_ or "").strip(), out_dir=out_, model=cfg.model, max_steps=cfg.max_steps,
+                               lr=cfg.lr, lora=cfg.lora, eval_frac=cfg.eval_frac)
             key_ = runner.start(req)
+        except SettingError as e:
+            message = forms.error_text(e, TrainConfig)
+            gr.Warning(message)
+            return {msg: _msg(message, "error")}
         except (TrainRunnerError, DataError, StoreError, ValueError, TypeError) as e:
             gr.Warning(str(e))
             return {msg: _msg(str(e), "error")}

@@ -1,0 +1,86 @@
+"""`palimpsest reer run`: the REER search over a file of query/reference items, one JSON line per item.
+
+Thin, and the mirror of studio/cli/r2.py: its flags are generated from ReerConfig (core.settings),
+it loads the model once and only when some item needs a search, runs core.reer.batch.reer_items
+through the shared batch loop (studio/cli/batch.py: bar, output file, counts, exit status) and
+writes each item's record. Every event is saved in --db as it happens, so a rerun skips
+finished items and resumes an interrupted one. Does not know how the search works.
+"""
+from __future__ import annotations
+
+import sys
+
+from core.models.lm import DEFAULT_MODEL
+from studio.cli.batch import INPUT_HELP
+
+
+def cmd_reer(args) -> int:
+    from core.reer.batch import reer_items
+    from core.reer.config import ReerConfig
+    from core.settings import from_args
+    from studio.cli.batch import num, open_store, read_items, run_batch
+    from studio.cli.main import _load
+
+    cfg = from_args(ReerConfig, args)
+    items = read_items(args.input, args.limit)
+    store = open_store(args.db)
+    model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.models.lm.load_lm)
+    loaded = []
+
+    def get_lm():
+        if not loaded:
+            loaded.append(_load(model))
+        return loaded[0]
+
+    def postfix(item, event) -> dict:
+        post = {"item": item.id[-32:]}
+        if event.kind in ("run_started", "initial_draft"):
+            post["step"] = "draft" if event.kind == "run_started" else f"0/{cfg.max_steps}"
+        elif hasattr(event, "step"):
+            post["step"] = f"{event.step}/{cfg.max_steps}"
+        if isinstance(getattr(event, "score", None), dict) and event.kind != "candidate_scored":
+            post["score"] = f"{event.score['score']:.4f}"
+        return post
+
+    def line(o) -> str:
+        r = o.record
+        was = "already in the store" if o.status == "cached" else f"{r['timings']['active_seconds']:.0f} s"
+        return (f"{o.item.id}: score {num(r['initial_score'])} -> {num(r['final_score'])} "
+                f"(ppl {num(r['initial_ppl'], 2)} -> {num(r['final_ppl'], 2)}), {len(r['steps'])} step(s), "
+                f"{r['finish_reason']}, filters {'passed' if r['filters'].get('passed') else 'failed'}; {was}")
+
+    try:
+        status, counts = run_batch(
+            "reer", items,
+            lambda on_event: reer_items(store, items, cfg, model, get_lm, source=str(args.input), on_event=on_event),
+            out=args.out, db=store.path or args.db, progress=args.progress, postfix=postfix, line=line)
+    finally:
+        store.close()
+    if status != 130:
+        print(f"wrote {counts['done'] + counts['cached']} record(s) to {args.out}: {counts['done']} searched, "
+              f"{counts['cached']} already finished in {args.db}, {counts['failed']} failed", file=sys.stderr)
+    return status
+
+
+def add_reer_parser(sub, default_db: str) -> None:
+    """Register `reer run` on the top-level subparsers (called from studio.cli.main.build_parser);
+    its search settings are ReerConfig's fields (quality filters under --quality-)."""
+    from core.reer.config import ReerConfig
+    from core.settings import add_arguments
+
+    r = sub.add_parser("reer", help="REER: reverse-engineer thinking trajectories for query/reference pairs")
+    rsub = r.add_subparsers(dest="action", required=True)
+    rr = rsub.add_parser("run", help="run (or resume) REER on every item of a file; one JSON line per item",
+                         description="Every event is saved in --db as it happens: items already finished with "
+                                     "the same settings and model are not searched again (their records are "
+                                     "still written), and an interrupted item resumes where it stopped.")
+    rr.add_argument("--input", required=True, help=INPUT_HELP)
+    rr.add_argument("--out", required=True, help="output JSONL, one record per item (overwritten)")
+    rr.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
+    rr.add_argument("--limit", type=int, default=None, help="only the first N items")
+    rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
+                                                     "~/.local/share/palimpsest/palimpsest.db)")
+    rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    search = rr.add_argument_group("search settings (ReerConfig)")
+    flags = add_arguments(search, ReerConfig, nested={"quality": {"prefix": "quality-"}})
+    rr.set_defaults(func=cmd_reer, setting_flags=flags)
