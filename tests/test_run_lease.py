@@ -14,7 +14,8 @@ from test_reer import DRAFT, S, ScriptedLM, rewrites
 
 from core import events as ev
 from core.reer.config import ReerConfig
-from core.reer.jobs import RunBusy, lease_owner, owner_is_dead, reer_job
+from core.reer.jobs import reer_job
+from core.runs.lease import RunBusy, lease_owner, owner_is_dead
 from core.store import BadValue
 
 CFG = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60)

@@ -123,7 +123,7 @@ def _read_items(path: str, limit: int | None):
 def cmd_reer(args) -> int:
     from tqdm import tqdm
 
-    from core.reer.batch import reer_items
+    from core.reer.jobs import reer_items
     from core.reer.config import ReerConfig
     from core.store import StoreError, open_store
 
