@@ -13,7 +13,7 @@ continues. `run_record` and `save_trajectory` rebuild a stored run's record and 
 `r2_items` is the batch form `palimpsest r2 run` uses (core.runs.batch.run_items: skips
 finished items, one outcome per item).
 
-The mirror of core.reer.jobs. Does not know: the loop itself (core.r2.loop), argument parsing
+REER's jobs module is its mirror. Does not know: the loop itself (core.r2.loop), argument parsing
 or progress bars.
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ from core.r2.config import R2Config
 from core.r2.judge import BadJudgment, Judgment
 from core.r2.loop import Controls, r2_loop
 from core.r2.state import R2State, record_from_events, trajectory_fields
-from core.runs import engine
 from core.runs.batch import ItemOutcome, run_items
 from core.runs.driver import drive, open_run_for
 from core.runs.engine import Engine
@@ -67,14 +66,9 @@ def r2_job(store: Store, writer_lm: LM, judge_lm: LM | None, prompt_id: str, cfg
     yield from drive(store, R2, run_id, loop, owner, lease_ttl_s)
 
 
-def run_record(store: Store, run_id: str) -> dict:
-    """The output record of a stored run (core.r2.state.record_from_events)."""
-    return engine.run_record(store, run_id, R2)
-
-
-def save_trajectory(store: Store, run_id: str) -> int:
-    """Write (or refresh) the trajectory row of a finished run (core.r2.state.trajectory_fields)."""
-    return engine.save_trajectory(store, run_id, R2)
+# run_record(store, run_id): a stored run's output record (core.r2.state.record_from_events);
+# save_trajectory(store, run_id): write or refresh its trajectory row (core.r2.state.trajectory_fields)
+run_record, save_trajectory = R2.run_record, R2.save_trajectory
 
 
 def pending_request(store: Store, run_id: str) -> ev.JudgmentRequested | None:
@@ -109,7 +103,8 @@ def submit_reflection(store: Store, run_id: str, text: str) -> int:
         raise NoPendingJudgment(f"run {run_id!r} is not waiting for a reflection to be edited")
     text = (text or "").strip()
     if len(text.split()) < 3:
-        raise BadJudgment("reflection: too short; write (or keep) the writer's first-person thought, a sentence or more")
+        raise BadJudgment("reflection: too short; write (or keep) the writer's first-person thought, "
+                          "a sentence or more")
     return store.append_event(ev.Reflected(run_id, round=refl.round, text=text, raw=refl.raw, dropped=refl.dropped,
                                            by="human"))
 

@@ -19,7 +19,7 @@ Every model call has a seed fixed by (seed, round, stage) (core.runs.seeds.step_
 resumed run redoes a half-done step exactly.
 
 `run_r2` is the non-streaming twin. Knows nothing of storage (core.r2.jobs saves each event)
-or of Gradio. The mirror of core.reer.search.
+or of Gradio. REER's search module is its mirror.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from core.r2.judge import Judgment, model_judge, rubric_for
 from core.r2.reward import process_reward
 from core.r2.state import R2State, assemble_thinking, record_from_events
 from core.runs.controls import ControlsBase
+from core.runs.engine import consume
 from core.runs.seeds import step_seed
 
 REFLECTION_OPENING = "Rereading my draft,"
@@ -263,12 +264,8 @@ def run_r2(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
            rubric: Sequence[str] | None = None, cfg: R2Config = R2Config(), controls: Controls | None = None,
            on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = ()) -> dict:
     """The non-streaming twin: run (or resume) until it finishes or waits for a person; the record."""
-    events = list(history)
-    for event in r2_loop(writer, judge, run_id, item_id, query, rubric, cfg, controls, history):
-        if on_event:
-            on_event(event)
-        events.append(event)
-    return record_from_events(events)
+    return consume(r2_loop(writer, judge, run_id, item_id, query, rubric, cfg, controls, history), history,
+                   record_from_events, on_event)
 
 
 def with_think(record: dict) -> str:

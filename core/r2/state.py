@@ -9,7 +9,7 @@ revision_judgment, kept, reward}], thinking, final, ...}. `assemble_thinking` la
 trajectory: plan, first draft, then each round's reflection and revision; the final draft is
 left out when it is the last text written (it is the answer), and kept in its place when a
 later, discarded revision follows it. `trajectory_fields` picks a record's trajectory row (with
-`trajectory_filters`). Pure functions of the events; no model, no store. The mirror of core.reer.state.
+`trajectory_filters`). Pure functions of the events; no model, no store. REER's state module is its mirror.
 """
 from __future__ import annotations
 

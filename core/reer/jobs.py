@@ -11,7 +11,7 @@ point leaves the store consistent; calling `reer_job` again continues. `run_reco
 `reer_items` is the batch form `palimpsest reer run` uses (core.runs.batch.run_items: skips
 finished items, one outcome per item); its records carry the input's own id.
 
-The mirror of core.r2.jobs. Does not know: the search itself (core.reer.search), argument
+R2's jobs module is its mirror. Does not know: the search itself (core.reer.search), argument
 parsing or progress bars.
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ from core.models.lm import LM
 from core.reer.config import ReerConfig
 from core.reer.search import Controls, reer_search
 from core.reer.state import record_from_events, trajectory_fields
-from core.runs import engine
 from core.runs.batch import ItemOutcome, run_items
 from core.runs.driver import drive, open_run_for
 from core.runs.engine import Engine
@@ -53,14 +52,9 @@ def reer_job(store: Store, lm: LM, prompt_id: str, cfg: ReerConfig = ReerConfig(
     yield from drive(store, REER, run_id, search, owner, lease_ttl_s)
 
 
-def run_record(store: Store, run_id: str) -> dict:
-    """The output record of a stored run (core.reer.state.record_from_events)."""
-    return engine.run_record(store, run_id, REER)
-
-
-def save_trajectory(store: Store, run_id: str) -> int:
-    """Write (or refresh) the trajectory row of a finished run (core.reer.state.trajectory_fields)."""
-    return engine.save_trajectory(store, run_id, REER)
+# run_record(store, run_id): a stored run's output record (core.reer.state.record_from_events);
+# save_trajectory(store, run_id): write or refresh its trajectory row (core.reer.state.trajectory_fields)
+run_record, save_trajectory = REER.run_record, REER.save_trajectory
 
 
 # ---- many items (the CLI) ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ redone with the same seed (core.runs.seeds.step_seed), and a step whose candidat
 scored is decided without regenerating.
 
 `run_reer` is the non-streaming twin: it consumes the events and returns the record.
-Knows nothing of storage (core.reer.jobs saves each event) or of Gradio. The mirror of core.r2.loop.
+Knows nothing of storage (core.reer.jobs saves each event) or of Gradio. R2's loop module is its mirror.
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ from core.models.scoring import score, score_candidates
 from core.prompts import render, template
 from core.quality import check, single_segment, too_short
 from core.reer.config import ReerConfig
-from core.runs.controls import ControlsBase
-from core.runs.seeds import step_seed
 from core.reer.state import ReerState, record_from_events
+from core.runs.controls import ControlsBase
+from core.runs.engine import consume
+from core.runs.seeds import step_seed
 from core.segments import answer_part, join_segments, split_segments
 
 REWRITE_OPEN, REWRITE_CLOSE = "<rewrite>", "</rewrite>"
@@ -296,9 +297,5 @@ def _finish(state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev
 def run_reer(lm: LM, run_id: str, item_id: str, query: str, reference: str, cfg: ReerConfig = ReerConfig(),
              on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = ()) -> dict:
     """The non-streaming twin: run (or resume) to the end and return the output record."""
-    events = list(history)
-    for event in reer_search(lm, run_id, item_id, query, reference, cfg, history=history):
-        if on_event:
-            on_event(event)
-        events.append(event)
-    return record_from_events(events)
+    return consume(reer_search(lm, run_id, item_id, query, reference, cfg, history=history), history,
+                   record_from_events, on_event)

@@ -4,7 +4,7 @@
 (core.runs.engine.Replayed). A step counts as done once its `SegmentDecided` arrives (a person's
 edit does not use up a step). `record_from_events` turns a run's events into the JSON line
 `palimpsest reer run` writes; `trajectory_fields` picks a record's trajectory row. Pure functions
-of the events: the store, the CLI and the studio all share them. The mirror of core.r2.state.
+of the events: the store, the CLI and the studio all share them. R2's state module is its mirror.
 """
 from __future__ import annotations
 

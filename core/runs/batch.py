@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Literal, Sequence
 from core import events as ev
 from core.data.items import Item
 from core.runs.driver import open_run_for
-from core.runs.engine import Engine, run_record
+from core.runs.engine import Engine
 from core.store import BadValue, Store, settings_key
 
 
@@ -64,13 +64,13 @@ def run_items(store: Store, items: Sequence[Item], engine: Engine, settings: dic
     """One outcome per item (module docstring). `settings` and `model` are what the runs record.
     `get_job()` loads the engine's models and returns `job(prompt_id, run_id)`, which drives one
     run; it is called only when an item needs running (a pass over finished items loads no model),
-    and a model that cannot load ends the batch with its own error. `on_event(item, event)` sees every event
-    once it is saved; `item_record(record, item)` shapes the line written for an item."""
+    and a model that cannot load ends the batch with its own error. `on_event(item, event)` sees
+    every event once it is saved; `item_record(record, item)` shapes the line written for an item."""
     for item in items:
         pid = import_item(store, item, source)
         done = finished_run(store, engine.kind, pid, settings, model)
         if done is not None:
-            yield ItemOutcome(item, pid, "cached", done["id"], item_record(run_record(store, done["id"], engine), item))
+            yield ItemOutcome(item, pid, "cached", done["id"], item_record(engine.run_record(store, done["id"]), item))
             continue
         job = get_job()
         run_id, error, last = None, None, None
@@ -85,9 +85,9 @@ def run_items(store: Store, items: Sequence[Item], engine: Engine, settings: dic
         except Exception as exc:  # noqa: BLE001  (one item's failure must not end the batch)
             error = f"{type(exc).__name__}: {exc}"
         if error is None and isinstance(last, engine.finish):
-            yield ItemOutcome(item, pid, "done", run_id, item_record(run_record(store, run_id, engine), item))
+            yield ItemOutcome(item, pid, "done", run_id, item_record(engine.run_record(store, run_id), item))
         elif error is None and store.get_run(run_id)["status"] == "paused":
-            yield ItemOutcome(item, pid, "paused", run_id, item_record(run_record(store, run_id, engine), item))
+            yield ItemOutcome(item, pid, "paused", run_id, item_record(engine.run_record(store, run_id), item))
         else:
             yield ItemOutcome(item, pid, "failed", run_id, None, error or "the run ended without finishing")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
-from core.runs.engine import Engine, save_trajectory
+from core.runs.engine import Engine
 from core.runs.lease import LEASE_TTL_S, Heartbeat, claim, lease_owner, release, renew
 from core.store import Store, settings_key
 
@@ -47,7 +47,7 @@ def drive(store: Store, engine: Engine, run_id: str, events: Callable[[Sequence[
             renew(store, run_id, owner, lease_ttl_s)
             store.append_event(event)
             if isinstance(event, engine.finish):
-                save_trajectory(store, run_id, engine)
+                engine.save_trajectory(store, run_id)
             yield event
     finally:
         heartbeat.stop()
