@@ -571,7 +571,7 @@ class LeaseHeld(StoreError):
 
 
 def m007_run_lease(db: sqlite_utils.Database) -> None:
-    # lease_owner: who drives the run now ("host:pid:token", see core.reer.jobs); lease_until: unix time
+    # lease_owner: who drives the run now ("host:pid:token", see core.runs.lease); lease_until: unix time
     # after which the lease has expired and another process may take the run over.
     db["runs"].add_column("lease_owner", str)
     db["runs"].add_column("lease_until", float)

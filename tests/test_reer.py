@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from core import events as ev
+from core.data.items import Item
 from core.models.lm import GenerationConfig, cut_at_stop
 from core.models.scoring import score
 from core.reer.config import ReerConfig
-from core.reer.jobs import reer_job, run_record
+from core.reer.jobs import reer_items, reer_job, run_record
 from core.reer.search import Controls, parse_rewrite, reer_search, run_reer
 from core.reer.state import ReerState, record_from_events
 from core.store import open_store
@@ -231,3 +232,26 @@ def test_real_human_edit_is_rescored_and_recorded(builtin_lm):
     assert abs(edit.score["ppl"] - exact.ppl) < 1e-6
     assert store.get_run(run_id)["status"] == "stopped"
     assert ReerState.from_events(history).finished
+
+
+# ---- many items (reer_items, what `palimpsest reer run` does) ----------------------------------------
+
+def test_reer_items_records_carry_the_input_id_and_a_second_pass_searches_nothing(store, tiny_lm):
+    cfg = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60)
+    store.add_prompt("Another task entirely.", "Another answer entirely.", id="in-2")  # "in-2" is taken
+    items = [Item(id="in-1", query=S["query"], reference=S["reference"]),
+             Item(id="in-2", query=SAMPLES[2]["query"], reference=SAMPLES[2]["reference"])]
+    script = ([[DRAFT]] + rewrites(("a a.", "b b."), ("c c.", "d d."))) * 2
+    lm = ScriptedLM(tiny_lm, script)
+    out = list(reer_items(store, items, cfg, lm.name, lambda: lm))
+    assert [(o.status, o.record["id"]) for o in out] == [("done", "in-1"), ("done", "in-2")]
+    assert out[0].record["prompt_id"] == "in-1" and out[1].record["prompt_id"] not in ("in-1", "in-2")
+    assert [o.record["finish_reason"] for o in out] == ["max_steps", "max_steps"]
+    assert all(store.trajectory_for_run(o.run_id)["details"]["run_id"] == o.run_id for o in out)
+
+    def no_model():
+        raise AssertionError("a finished item loaded the model")
+
+    again = list(reer_items(store, items, cfg, lm.name, no_model))
+    assert [o.status for o in again] == ["cached", "cached"] and [o.record for o in again] == [o.record for o in out]
+    assert len(store.list_runs(kind="reer")) == 2

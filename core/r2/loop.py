@@ -9,22 +9,21 @@ reward (core.r2.reward). The loop ends when the overall score reaches `threshold
 than its draft can be discarded (the next round revises the earlier draft again).
 
 People judge through events, so it works across processes and page reloads: in judge mode
-"human" or "model_then_human" (and in "model" mode when `Controls.hold()` asks for it) the
+"human" or "model_then_human" (and in "model" mode when `Controls.pause()` asks for it) the
 loop emits `JudgmentRequested` (with the model's proposal when there is one) and `RunPaused`,
 and returns. The caller stores the person's judgment as a `JudgmentGiven` event
 (core.r2.jobs.submit_judgment) and runs the loop again with the run's history: the state is
 rebuilt from the events (core.r2.state) and the loop continues. A caller holding the
 generator can instead queue a judgment on `Controls` (used at the next judgment point).
-Every model call has a seed fixed by (seed, round, stage): a resumed run redoes a half-done
-step exactly.
+Every model call has a seed fixed by (seed, round, stage) (core.runs.seeds.step_seed): a
+resumed run redoes a half-done step exactly.
 
-`run_r2` is the non-streaming twin. Knows nothing of storage or of Gradio.
+`run_r2` is the non-streaming twin. Knows nothing of storage (core.r2.jobs saves each event)
+or of Gradio. REER's search module is its mirror.
 """
 from __future__ import annotations
 
 import re
-import threading
-from collections import deque
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
@@ -34,6 +33,9 @@ from core.r2.config import R2Config
 from core.r2.judge import Judgment, model_judge, rubric_for
 from core.r2.reward import process_reward
 from core.r2.state import R2State, assemble_thinking, record_from_events
+from core.runs.controls import ControlsBase
+from core.runs.engine import consume
+from core.runs.seeds import step_seed
 
 REFLECTION_OPENING = "Rereading my draft,"
 NO_CRITIQUE = "(none given: reread the draft against the task and find its weakest points)"
@@ -42,47 +44,34 @@ JUDGE_WORDS = re.compile(r"\b(judges?|judged|reviewers?|graders?|grade[sd]?|grad
                          r"checklists?|rubric|scored?|scores|rating|rated|the notes|these notes|evaluator)\b", re.I)
 
 
-class Controls:
-    """What a caller holding the generator can do between events (thread-safe)."""
+class Controls(ControlsBase):
+    """R2's steering (core.runs.controls.ControlsBase: stop and the command queue): judgments to use
+    at the next judgment points, and a pause there so a person can judge. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._judgments: deque[Judgment] = deque()
-        self._stop = False
+        super().__init__()
         self._hold = False
-
-    def stop(self) -> None:
-        """End the run at the next step (reason "stopped"); what was done is kept."""
-        with self._lock:
-            self._stop = True
 
     def supply_judgment(self, judgment: Judgment) -> None:
         """Use this judgment (a person's, or an override) at the next judgment point."""
-        with self._lock:
-            self._judgments.append(judgment)
+        self._queue("judgment", judgment)
 
-    def hold(self) -> None:
+    def pause(self) -> None:
         """Pause at the next judgment point, even in "model" mode, so a person can judge or override."""
         with self._lock:
             self._hold = True
 
-    # ---- read by the loop ----
-    def stopped(self) -> bool:
-        with self._lock:
-            return self._stop
+    hold = pause
 
+    # ---- read by the loop ----
     def take_judgment(self) -> Judgment | None:
-        with self._lock:
-            return self._judgments.popleft() if self._judgments else None
+        cmd = self.take(("judgment",))
+        return cmd[1] if cmd else None
 
     def take_hold(self) -> bool:
         with self._lock:
             held, self._hold = self._hold, False
             return held
-
-
-def _seed(seed: int, round_: int, stage: int) -> int:
-    return (seed * 1_000_003 + round_ * 7919 + stage * 104_729) % (2 ** 31)
 
 
 def _gen(cfg: R2Config, max_new_tokens: int, seed: int) -> GenerationConfig:
@@ -104,12 +93,12 @@ def write_draft(lm: LM, query: str, cfg: R2Config) -> tuple[str, str, str]:
     plan, raws = "", []
     if cfg.plan:
         raw = lm.generate([{"role": "user", "content": render("r2_plan", task=query.strip())}],
-                          _gen(cfg, cfg.plan_max_new_tokens, _seed(cfg.seed, 0, 1)))[0]
+                          _gen(cfg, cfg.plan_max_new_tokens, step_seed(cfg.seed, 0, 1)))[0]
         raws.append(raw)
         plan = _clean(raw)
     block = f"My plan:\n{plan}\n\n" if plan else ""
     raw = lm.generate([{"role": "user", "content": render("r2_draft", task=query.strip(), plan_block=block)}],
-                      _gen(cfg, cfg.draft_max_new_tokens, _seed(cfg.seed, 0, 2)))[0]
+                      _gen(cfg, cfg.draft_max_new_tokens, step_seed(cfg.seed, 0, 2)))[0]
     raws.append(raw)
     return plan, _clean(raw), "\n\n-----\n\n".join(raws)
 
@@ -127,7 +116,7 @@ def reflect(lm: LM, query: str, draft: str, critique: str, cfg: R2Config, round_
     prompt = render("r2_reflect", task=query.strip(), draft=draft[:cfg.max_text_chars],
                     critique=critique.strip() or NO_CRITIQUE)
     raw = lm.generate([{"role": "user", "content": prompt}],
-                      _gen(cfg, cfg.reflection_max_new_tokens, _seed(cfg.seed, round_, 3)),
+                      _gen(cfg, cfg.reflection_max_new_tokens, step_seed(cfg.seed, round_, 3)),
                       prefix=REFLECTION_OPENING)[0]
     body = _clean(raw)
     if n_tokens(lm, raw) >= cfg.reflection_max_new_tokens - 1:  # cut by the budget: end at a full sentence
@@ -142,7 +131,7 @@ def reflect(lm: LM, query: str, draft: str, critique: str, cfg: R2Config, round_
 def revise(lm: LM, query: str, draft: str, reflection: str, cfg: R2Config, round_: int) -> tuple[str, str]:
     prompt = render("r2_revise", task=query.strip(), draft=draft[:cfg.max_text_chars], reflection=reflection)
     raw = lm.generate([{"role": "user", "content": prompt}],
-                      _gen(cfg, cfg.revision_max_new_tokens, _seed(cfg.seed, round_, 4)))[0]
+                      _gen(cfg, cfg.revision_max_new_tokens, step_seed(cfg.seed, round_, 4)))[0]
     return _clean(raw), raw
 
 
@@ -222,12 +211,13 @@ def _judge(state: R2State, emit, judge, run_id, query, rubric, cfg: R2Config, co
     text = state.texts[version]
     held = controls.take_hold()
     if cfg.judge_mode == "model" and not held:
-        j = model_judge(judge, query, text, rubric, cfg.judge, seed=_seed(cfg.seed, version, 5))
+        j = model_judge(judge, query, text, rubric, cfg.judge, seed=step_seed(cfg.seed, version, 5))
         yield emit(ev.JudgmentGiven(run_id, version=version, judgment=j.to_dict()))
         return True
     proposed = None
     if cfg.judge_mode != "human" and judge is not None:
-        proposed = model_judge(judge, query, text, rubric, cfg.judge, seed=_seed(cfg.seed, version, 5)).to_dict()
+        proposed = model_judge(judge, query, text, rubric, cfg.judge,
+                               seed=step_seed(cfg.seed, version, 5)).to_dict()
     yield emit(ev.JudgmentRequested(run_id, version=version, text=text, proposed=proposed))
     yield emit(ev.RunPaused(run_id, by="human"))
     return False
@@ -274,12 +264,8 @@ def run_r2(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
            rubric: Sequence[str] | None = None, cfg: R2Config = R2Config(), controls: Controls | None = None,
            on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = ()) -> dict:
     """The non-streaming twin: run (or resume) until it finishes or waits for a person; the record."""
-    events = list(history)
-    for event in r2_loop(writer, judge, run_id, item_id, query, rubric, cfg, controls, history):
-        if on_event:
-            on_event(event)
-        events.append(event)
-    return record_from_events(events)
+    return consume(r2_loop(writer, judge, run_id, item_id, query, rubric, cfg, controls, history), history,
+                   record_from_events, on_event)
 
 
 def with_think(record: dict) -> str:

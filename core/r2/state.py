@@ -1,13 +1,15 @@
 """Rebuilding an R2 run from its events: the live state (to resume) and the output record.
 
-`R2State.apply(event)` folds one event in; `R2State.from_events(history)` replays a run, so a
-second process, a page reload or a restart after a kill sees exactly what was saved.
+`R2State.apply(event)` folds one event in; `R2State.from_events(history)` replays a run
+(core.runs.engine.Replayed), so a second process, a page reload or a restart after a kill sees
+exactly what was saved.
 `record_from_events` builds the JSON line `palimpsest r2 run` writes (and the trajectory's
 `details`): {id, query, rounds: [{round, draft, judgment, reflection, revision,
 revision_judgment, kept, reward}], thinking, final, ...}. `assemble_thinking` lays out the
 trajectory: plan, first draft, then each round's reflection and revision; the final draft is
 left out when it is the last text written (it is the answer), and kept in its place when a
-later, discarded revision follows it. Pure functions of the events; no model, no store.
+later, discarded revision follows it. `trajectory_fields` picks a record's trajectory row (with
+`trajectory_filters`). Pure functions of the events; no model, no store. REER's state module is its mirror.
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from core import events as ev
+from core.runs.engine import Replayed
 
 SET_ASIDE = "Rereading it, this version is weaker than the one before, so I keep the earlier one."
 
 
 @dataclass
-class R2State:
+class R2State(Replayed):
     started: ev.R2Started | None = None
     drafted: ev.R2Drafted | None = None
     texts: dict[int, str] = field(default_factory=dict)  # version -> text (0: first draft, r: revision r)
@@ -34,13 +37,6 @@ class R2State:
     last: ev.Event | None = None  # the latest event
     seconds: float = 0.0  # active time summed over sessions (gaps longer than a pause are not counted)
     _t: float | None = None
-
-    @classmethod
-    def from_events(cls, history: Sequence[ev.Event]) -> "R2State":
-        state = cls()
-        for event in history:
-            state.apply(event)
-        return state
 
     def apply(self, event: ev.Event) -> None:
         if self._t is not None and not isinstance(self.last, ev.RunPaused):
@@ -153,3 +149,21 @@ def record_from_events(events: Sequence[ev.Event]) -> dict:
         "writer": s.started.writer, "judge": s.started.judge, "run_id": s.started.run_id,
         "settings": settings, "seconds": round(s.finished.seconds if s.finished else s.active_seconds(), 2),
     }
+
+
+def trajectory_filters(rec: dict) -> dict:
+    """{"passed", "reasons"} of an R2 record: it needs a final draft and at least one reflection
+    (a first draft already at the threshold teaches little: DESIGN.md's difficulty filter)."""
+    reasons = []
+    if not rec["final"]:
+        reasons.append("no final draft")
+    if not rec["rounds"]:
+        reasons.append("no reflection: the first draft already met the threshold" if
+                       rec["finish_reason"] == "threshold" else "no reflection")
+    return {"passed": not reasons, "reasons": reasons}
+
+
+def trajectory_fields(rec: dict) -> dict:
+    """The trajectory row of an R2 record (Store.save_trajectory's fields; the record is its details)."""
+    return dict(thinking=rec["thinking"], answer=rec["final"], initial_score=rec["initial_overall"],
+                final_score=rec["final_overall"], filters=trajectory_filters(rec))

@@ -1,149 +1,77 @@
-"""Running REER over stored prompts: every event saved as it happens, unfinished runs resumed.
+"""Running REER over stored prompts, one or many: every event saved as it happens, unfinished runs resumed.
 
-`reer_job` is what the CLI and the studio call: it finds this prompt's unfinished run with
-the same settings (or creates one), replays its history, continues the search, appends each
-event to the store before passing it on, and saves the trajectory when the run finishes.
-A kill at any point leaves the store consistent; calling `reer_job` again continues.
+`reer_job` is what the CLI and the studio call: it finds this prompt's unfinished run with the
+same settings and model (or creates one), and drives `core.reer.search.reer_search` on it through
+the shared machinery (core.runs.driver.drive): under the run's lease (a second driver gets
+`core.runs.lease.RunBusy`), resumed from the stored history, each event appended to the store
+before it is passed on, and the trajectory saved when `RunFinished` is stored. A kill at any
+point leaves the store consistent; calling `reer_job` again continues. `run_record` and
+`save_trajectory` rebuild a stored run's record and trajectory row from its events.
 
-Run lease: two drivers must never append to one run at once. `reer_job` claims the run's lease
-(Store.claim_run) before its first event, renews it as events arrive and from a heartbeat thread
-while a long generation is under way, and releases it at the end, on error, or when the consumer
-drops the generator. A lease held by a live owner is an error (`RunBusy`, naming the run and the
-owner); one whose time ran out, or whose owner was a process on this host that no longer exists
-(a crash), is taken over.
+`reer_items` is the batch form `palimpsest reer run` uses (core.runs.batch.run_items: skips
+finished items, one outcome per item); its records carry the input's own id.
+
+R2's jobs module is its mirror. Does not know: the search itself (core.reer.search), argument
+parsing or progress bars.
 """
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-import uuid
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from core import events as ev
+from core.data.items import Item
 from core.models.lm import LM
 from core.reer.config import ReerConfig
 from core.reer.search import Controls, reer_search
-from core.reer.state import record_from_events
-from core.store import LeaseHeld, Store, settings_key
+from core.reer.state import record_from_events, trajectory_fields
+from core.runs.batch import ItemOutcome, run_items
+from core.runs.driver import drive, open_run_for
+from core.runs.engine import Engine
+from core.runs.lease import LEASE_TTL_S
+from core.store import Store
 
-LEASE_TTL_S = 60.0  # a lease not renewed for this long is expired (the heartbeat renews every third of it)
-
-
-class RunBusy(LeaseHeld):
-    """The run is being driven by another live owner (process or thread)."""
-
-
-def lease_owner(label: str = "job") -> str:
-    """A unique owner name: host, process id and a random token (two jobs in one process differ)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{label}-{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when `owner` names a process on this host that no longer runs (it crashed or was killed)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def claim(store: Store, run_id: str, owner: str, ttl_s: float = LEASE_TTL_S) -> None:
-    """Claim the run's lease or raise RunBusy naming the run and its holder."""
-    if store.claim_run(run_id, owner, ttl_s):
-        return
-    held = store.run_lease(run_id) or {}
-    holder = held.get("owner", "?")
-    if owner_is_dead(holder) and store.claim_run(run_id, owner, ttl_s, takeover_from=holder):
-        return
-    left = max(0.0, held.get("until", 0.0) - time.time())
-    raise RunBusy(f"run {run_id} is being driven by {holder} (lease for {left:.0f} s more); wait for it to "
-                  "finish or stop it there; a crashed holder's lease expires by itself")
-
-
-class _Heartbeat:
-    """Renews a lease every ttl/3 seconds in a daemon thread until stopped."""
-
-    def __init__(self, store: Store, run_id: str, owner: str, ttl_s: float):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(store, run_id, owner, ttl_s), daemon=True,
-                                        name=f"lease-{run_id[:8]}")
-        self._thread.start()
-
-    def _beat(self, store, run_id, owner, ttl_s):
-        while not self._stop.wait(ttl_s / 3):
-            try:
-                if not store.renew_run(run_id, owner, ttl_s):
-                    return
-            except Exception:  # noqa: BLE001  (a busy database now and then: the next beat retries)
-                continue
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def open_run_for(store: Store, prompt_id: str, cfg: ReerConfig, model: str) -> tuple[str, list[ev.Event]]:
-    """(run id, history): the newest unfinished REER run of this prompt and settings, or a new one."""
-    key = settings_key(cfg.as_dict())
-    for run in store.list_runs(kind="reer", prompt_id=prompt_id):
-        if run.get("settings_key") == key and run["status"] in ("running", "paused") and run["model"] == model:
-            return run["id"], store.events(run["id"])
-    return store.create_run("reer", prompt_id, cfg.as_dict(), model), []
+REER = Engine(kind="reer", finish=ev.RunFinished, record=record_from_events, trajectory=trajectory_fields)
 
 
 def reer_job(store: Store, lm: LM, prompt_id: str, cfg: ReerConfig = ReerConfig(),
              controls: Controls | None = None, run_id: str | None = None, owner: str | None = None,
              lease_ttl_s: float = LEASE_TTL_S) -> Iterator[ev.Event]:
-    """Run or resume REER on a stored prompt; yields each event after it is saved.
-
-    Holds the run's lease while it runs (module docstring): raises RunBusy before any event when
-    another live owner drives the run. `owner` defaults to a fresh `lease_owner()`."""
+    """Run or resume REER on a stored prompt; yields each event after it is saved. `run_id`: drive
+    that run with its own stored settings. Raises RunBusy before any event when another live owner
+    drives the run; `owner` defaults to a fresh lease owner."""
     prompt = store.get_prompt(prompt_id)
-    model = getattr(lm, "name", "?")
-    owner = owner or lease_owner()
     if run_id is None:
-        run_id, _ = open_run_for(store, prompt_id, cfg, model)
+        run_id, _ = open_run_for(store, REER.kind, prompt_id, cfg.as_dict(), getattr(lm, "name", "?"))
     else:
         cfg = ReerConfig.from_dict(store.get_run(run_id)["settings"])
-    claim(store, run_id, owner, lease_ttl_s)
-    heartbeat = _Heartbeat(store, run_id, owner, lease_ttl_s)
-    try:
-        history = store.events(run_id)  # read under the lease: nobody else appends now
-        for event in reer_search(lm, run_id, prompt_id, prompt["query"], prompt["reference"], cfg,
-                                 controls=controls, history=history):
-            if not store.renew_run(run_id, owner, lease_ttl_s):
-                raise RunBusy(f"run {run_id}: the lease was taken over by "
-                              f"{(store.run_lease(run_id) or {}).get('owner', '?')}; this driver stops")
-            store.append_event(event)
-            if isinstance(event, ev.RunFinished):
-                save_trajectory(store, run_id)
-            yield event
-    finally:
-        heartbeat.stop()
-        try:
-            store.release_run(run_id, owner)
-        except Exception:  # noqa: BLE001  (store closed or busy: the lease then simply expires)
-            pass
+
+    def search(history: Sequence[ev.Event]) -> Iterator[ev.Event]:
+        return reer_search(lm, run_id, prompt_id, prompt["query"], prompt["reference"], cfg,
+                           controls=controls, history=history)
+
+    yield from drive(store, REER, run_id, search, owner, lease_ttl_s)
 
 
-def save_trajectory(store: Store, run_id: str) -> int:
-    """Write (or refresh) the trajectory row of a finished run from its events."""
-    rec = record_from_events(store.events(run_id))
-    return store.save_trajectory(run_id, thinking=rec["thinking"], answer=rec["reference"] or "",
-                                 initial_score=rec["initial_score"], final_score=rec["final_score"],
-                                 initial_ppl=rec["initial_ppl"], final_ppl=rec["final_ppl"], filters=rec["filters"],
-                                 details=rec)
+# run_record(store, run_id): a stored run's output record (core.reer.state.record_from_events);
+# save_trajectory(store, run_id): write or refresh its trajectory row (core.reer.state.trajectory_fields)
+run_record, save_trajectory = REER.run_record, REER.save_trajectory
 
 
-def run_record(store: Store, run_id: str) -> dict:
-    """The output record of a stored run (see core.reer.state.record_from_events)."""
-    return record_from_events(store.events(run_id))
+# ---- many items (the CLI) ---------------------------------------------------------------------
+
+def under_item_id(rec: dict, item: Item) -> dict:
+    """A run's output record under the input's own id (the store's prompt id kept beside it)."""
+    rec = dict(rec)
+    return {"id": item.id, "prompt_id": rec.pop("id"), **rec}
+
+
+def reer_items(store: Store, items: Sequence[Item], cfg: ReerConfig, model: str, get_lm: Callable[[], LM],
+               source: str | None = None,
+               on_event: Callable[[Item, ev.Event], None] | None = None) -> Iterator[ItemOutcome]:
+    """One outcome per item, in order (core.runs.batch). `model` is the name the loaded LM will
+    carry (its spec); `get_lm` is called only when some item needs a search."""
+    def get_job():
+        lm = get_lm()
+        return lambda prompt_id, run_id: reer_job(store, lm, prompt_id, cfg, run_id=run_id)
+
+    return run_items(store, items, REER, cfg.as_dict(), model, get_job, source, on_event, under_item_id)

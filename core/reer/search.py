@@ -5,21 +5,20 @@ left to right: sample K rewrites of the segment, score y given x and each recomp
 keep the best only if it beats the current score (greedy hill-climbing). Stop below the
 threshold, or when steps or segments run out. Every step is an event (`core.events`).
 
-Steering (`Controls`): between events a caller can pause, step one expansion, replace a
-segment with its own text (rescored at once), force a candidate, skip a segment, or stop.
-A pause ends the generator with `RunPaused`; calling `reer_search` again with the run's
-history (from the store) continues where it left off, as does resuming after a crash: the
-state is rebuilt from the events (`core.reer.state`), a half-done step is redone with the
-same seed, and a step whose candidates were all scored is decided without regenerating.
+Steering (`Controls`, on core.runs.controls.ControlsBase): between events a caller can pause,
+step one expansion, replace a segment with its own text (rescored at once), force a candidate,
+skip a segment, or stop. A pause ends the generator with `RunPaused`; calling `reer_search`
+again with the run's history (from the store) continues where it left off, as does resuming
+after a crash: the state is rebuilt from the events (`core.reer.state`), a half-done step is
+redone with the same seed (core.runs.seeds.step_seed), and a step whose candidates were all
+scored is decided without regenerating.
 
 `run_reer` is the non-streaming twin: it consumes the events and returns the record.
-Knows nothing of storage (the caller saves each event) or of Gradio.
+Knows nothing of storage (core.reer.jobs saves each event) or of Gradio. R2's loop module is its mirror.
 """
 from __future__ import annotations
 
 import re
-import threading
-from collections import deque
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
@@ -29,26 +28,25 @@ from core.prompts import render, template
 from core.quality import check, single_segment, too_short
 from core.reer.config import ReerConfig
 from core.reer.state import ReerState, record_from_events
+from core.runs.controls import ControlsBase
+from core.runs.engine import consume
+from core.runs.seeds import step_seed
 from core.segments import answer_part, join_segments, split_segments
 
 REWRITE_OPEN, REWRITE_CLOSE = "<rewrite>", "</rewrite>"
 
 
-class Controls:
-    """The steering surface: thread-safe commands a caller queues between events."""
+class Controls(ControlsBase):
+    """REER's steering (core.runs.controls.ControlsBase: stop and the command queue): pause, step a
+    few expansions, edit a segment, force a candidate, skip a segment. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._commands: deque[tuple] = deque()
-        self._stop = False
+        super().__init__()
         self._pause = False
         self._steps_left: int | None = None  # None: run freely; n: pause after n more expansions
 
-    def stop(self) -> None:
-        with self._lock:
-            self._stop = True
-
     def pause(self) -> None:
+        """Pause before the next expansion (or before the decision of the step under way)."""
         with self._lock:
             self._pause = True
 
@@ -63,44 +61,25 @@ class Controls:
 
     def edit(self, segment: int, text: str) -> None:
         """Replace a segment with a person's text; it is rescored at once."""
-        with self._lock:
-            self._commands.append(("edit", segment, text))
+        self._queue("edit", segment, text)
 
     def force(self, candidate: int) -> None:
         """Accept this candidate of the step awaiting its decision, whatever its score."""
-        with self._lock:
-            self._commands.append(("force", candidate))
+        self._queue("force", candidate)
 
     def skip(self) -> None:
         """Leave the current (or next) segment as it is and move on."""
-        with self._lock:
-            self._commands.append(("skip",))
+        self._queue("skip")
 
     # ---- read by the search ----
-    def stopped(self) -> bool:
-        with self._lock:
-            return self._stop
-
     def should_pause(self) -> bool:
         with self._lock:
             return self._pause or self._steps_left == 0
-
-    def take(self, kinds: Sequence[str]) -> tuple | None:
-        with self._lock:
-            for i, cmd in enumerate(self._commands):
-                if cmd[0] in kinds:
-                    del self._commands[i]
-                    return cmd
-        return None
 
     def expanded(self) -> None:
         with self._lock:
             if self._steps_left:
                 self._steps_left -= 1
-
-
-def _step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step * 7919) % (2 ** 31)
 
 
 def parse_rewrite(raw: str, prefix: str, stopped: bool) -> tuple[str | None, str | None]:
@@ -157,7 +136,7 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
         words = segments[i].split()
         prefix += " ".join(words if cfg.keep_opening_words < 0 else words[:cfg.keep_opening_words])
     gen = GenerationConfig(max_new_tokens=cfg.candidate_max_new_tokens, temperature=cfg.temperature,
-                           top_p=cfg.top_p, n=cfg.candidates, seed=_step_seed(cfg.seed, step),
+                           top_p=cfg.top_p, n=cfg.candidates, seed=step_seed(cfg.seed, step),
                            stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram)
     raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
     out = []
@@ -318,9 +297,5 @@ def _finish(state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev
 def run_reer(lm: LM, run_id: str, item_id: str, query: str, reference: str, cfg: ReerConfig = ReerConfig(),
              on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = ()) -> dict:
     """The non-streaming twin: run (or resume) to the end and return the output record."""
-    events = list(history)
-    for event in reer_search(lm, run_id, item_id, query, reference, cfg, history=history):
-        if on_event:
-            on_event(event)
-        events.append(event)
-    return record_from_events(events)
+    return consume(reer_search(lm, run_id, item_id, query, reference, cfg, history=history), history,
+                   record_from_events, on_event)

@@ -1,9 +1,10 @@
 """Rebuilding a REER run from its events: the live state (to resume) and the output record.
 
-`ReerState.apply(event)` folds one event in; `ReerState.from_events(history)` replays a run.
-A step counts as done once its `SegmentDecided` arrives (a person's edit does not use up a
-step). `record_from_events` turns a run's events into the JSON line `palimpsest reer run`
-writes. Pure functions of the events: the store, the CLI and the studio all share them.
+`ReerState.apply(event)` folds one event in; `ReerState.from_events(history)` replays a run
+(core.runs.engine.Replayed). A step counts as done once its `SegmentDecided` arrives (a person's
+edit does not use up a step). `record_from_events` turns a run's events into the JSON line
+`palimpsest reer run` writes; `trajectory_fields` picks a record's trajectory row. Pure functions
+of the events: the store, the CLI and the studio all share them. R2's state module is its mirror.
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from core import events as ev
+from core.runs.engine import Replayed
 
 
 @dataclass
-class ReerState:
+class ReerState(Replayed):
     started: bool = False  # RunStarted seen
     finished: bool = False  # RunFinished seen
     run: ev.RunStarted | None = None
@@ -23,13 +25,6 @@ class ReerState:
     score: dict | None = None  # current Score.as_dict()
     steps_done: int = 0  # decided expansions (edits excluded)
     events: list[ev.Event] = field(default_factory=list)
-
-    @classmethod
-    def from_events(cls, history: Sequence[ev.Event]) -> "ReerState":
-        state = cls()
-        for event in history:
-            state.apply(event)
-        return state
 
     def apply(self, event: ev.Event) -> None:
         self.events.append(event)
@@ -123,3 +118,10 @@ def record_from_events(events: Sequence[ev.Event]) -> dict:
         "timings": {"draft_seconds": round(draft_seconds, 3), "active_seconds": round(state.active_seconds(), 3),
                     "wall_seconds": round(events[-1].t - events[0].t, 3) if events else 0.0},
     }
+
+
+def trajectory_fields(rec: dict) -> dict:
+    """The trajectory row of a REER record (Store.save_trajectory's fields; the record is its details)."""
+    return dict(thinking=rec["thinking"], answer=rec["reference"] or "", initial_score=rec["initial_score"],
+                final_score=rec["final_score"], initial_ppl=rec["initial_ppl"], final_ppl=rec["final_ppl"],
+                filters=rec["filters"])

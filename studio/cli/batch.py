@@ -2,10 +2,10 @@
 with a progress bar, write one JSON line per finished item, report done/cached/failed, exit status.
 
 Knows: files, the tqdm bar, the shape of an item outcome (`status` done | cached | failed |
-paused, `item`, `record`, `error`, `run_id`: core.reer.batch.ItemOutcome and core.r2.jobs'), and
+paused, `item`, `record`, `error`, `run_id`: core.runs.batch.ItemOutcome), and
 the exit statuses (0 all written, 1 some item failed, 130 interrupted; user errors are CLIError,
 printed by studio.cli.main as one line with status 2). Does not know either engine: the command
-hands it the outcomes iterator (core.reer.batch.reer_items / core.r2.jobs.r2_items), the bar's
+hands it the outcomes iterator (core.reer.jobs.reer_items / core.r2.jobs.r2_items), the bar's
 postfix for an event and the line that reports an outcome.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`palimpsest reer run`: the REER search over a file of query/reference items, one JSON line per item.
 
 Thin, and the mirror of studio/cli/r2.py: its flags are generated from ReerConfig (core.settings),
-it loads the model once and only when some item needs a search, runs core.reer.batch.reer_items
+it loads the model once and only when some item needs a search, runs core.reer.jobs.reer_items
 through the shared batch loop (studio/cli/batch.py: bar, output file, counts, exit status) and
 writes each item's record. Every event is saved in --db as it happens, so a rerun skips
 finished items and resumes an interrupted one. Does not know how the search works.
@@ -15,7 +15,7 @@ from studio.cli.batch import INPUT_HELP
 
 
 def cmd_reer(args) -> int:
-    from core.reer.batch import reer_items
+    from core.reer.jobs import reer_items
     from core.reer.config import ReerConfig
     from core.settings import from_args
     from studio.cli.batch import num, open_store, read_items, run_batch

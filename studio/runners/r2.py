@@ -1,32 +1,27 @@
 """R2Runner: drives R2 writer-judge runs in background threads for the studio (one per app).
 
-What it knows: which R2 runs this process drives now (a thread and a `core.r2.loop.Controls`
-each), how to start, resume and stop them through `core.r2.jobs.r2_job` (which saves every
-event), how to store a person's judgment (`core.r2.jobs.submit_judgment`) and continue the
-run, the judge models it has loaded (by spec, lazily, once each), and the last error of each
-run it started. What it does not know: Gradio or rendering. Pages never draw from here: they
-poll the store, so a reload, a second tab or another process sees the same run, including one
-that waits for a person's judgment (its thread has ended; the judgment restarts it).
+What it knows: R2's commands beyond the shared ones (studio.runners.base.EngineRunner: open,
+pause, stop, threads, leases, errors): start and resume a run with a judge model, store a
+person's judgment (`core.r2.jobs.submit_judgment`) or reflection and continue the run, each
+through a `core.r2.loop.Controls` and `core.r2.jobs.r2_job` (which saves every event and holds
+the run's lease); and the judge models it has loaded (by spec, lazily, once each). What it does
+not know: Gradio or rendering. Pages never draw from here: they poll the store, so a reload, a
+second tab or another process sees the same run, including one that waits for a person's
+judgment (its thread has ended; the judgment restarts it). The mirror of studio.runners.reer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar, Iterator
 
 from core import events as ev
 from core.models.lm import LM, load_lm
 from core.r2.config import R2Config
-from core.r2.jobs import (
-    models_name,
-    open_run_for,
-    r2_job,
-    submit_judgment,
-    submit_reflection,
-)
+from core.r2.jobs import models_name, r2_job, submit_judgment, submit_reflection
 from core.r2.judge import Judgment
 from core.r2.loop import Controls
 from core.store import Store
-from studio.runners.threads import ThreadedRuns
+from studio.runners.base import EngineRunner
 
 
 class R2RunnerError(Exception):
@@ -34,12 +29,16 @@ class R2RunnerError(Exception):
 
 
 @dataclass
-class R2Runner(ThreadedRuns):
-    store: Store  # where runs and events live (shared, thread-safe)
+class R2Runner(EngineRunner):
+    store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model: the writer, and the judge unless another spec is given
     model_name: str = ""  # the app's model spec (what an empty judge spec means)
     load: Callable[[str], LM] = load_lm  # loads a judge spec other than the app's model
     _judges: dict = field(default_factory=dict)  # judge spec -> loaded LM (loaded on first use)
+
+    kind: ClassVar[str] = "r2"
+    controls_type: ClassVar[type] = Controls
+    error_type: ClassVar[type[Exception]] = R2RunnerError
 
     # ---- models ----------------------------------------------------------------------------------
     def judge_spec(self, spec: str | None) -> str:
@@ -67,7 +66,7 @@ class R2Runner(ThreadedRuns):
         """Start (or resume: same prompt, settings and models, unfinished) a run; returns its id at
         once. The judge model is loaded in the run's thread (an error lands in the store)."""
         judge_spec = self.judge_spec(judge) if cfg.judge_mode != "human" else ""
-        run_id, _ = open_run_for(self.store, prompt_id, cfg, models_name(self.model_name, judge_spec))
+        run_id = self.open(prompt_id, cfg, models_name(self.model_name, judge_spec))
         self.resume(run_id, judge_spec)
         return run_id
 
@@ -77,26 +76,7 @@ class R2Runner(ThreadedRuns):
         with self._lock:
             if self._live(run_id) is not None:
                 return
-            run = self.store.get_run(run_id)
-            if run["status"] not in ("running", "paused"):
-                raise R2RunnerError(f"run {run_id[:8]} has {run['status']}: start a new run instead")
-            self._spawn(run_id, run["prompt_id"], Controls(), self._recorded_judge(run, judge))
-
-    def stop(self, run_id: str) -> bool:
-        """End the run (reason "stopped"; what was written is kept). A run waiting for a judgment
-        is finished by a short thread. False when there is nothing to stop."""
-        with self._lock:
-            act = self._live(run_id)
-            if act is not None:
-                act.controls.stop()
-                return True
-            run = self.store.get_run(run_id)
-            if run["status"] not in ("running", "paused"):
-                return False
-            controls = Controls()
-            controls.stop()
-            self._spawn(run_id, run["prompt_id"], controls, self._recorded_judge(run, None))
-            return True
+            self._again(self._stored(run_id, "start a new run instead"), "run", judge=judge)
 
     def judge(self, run_id: str, judgment: Judgment) -> int:
         """Store a person's judgment (or the accepted proposal) for the run's open request, then
@@ -124,13 +104,9 @@ class R2Runner(ThreadedRuns):
         model = run.get("model") or ""
         return model.split(";judge=", 1)[1] if ";judge=" in model else ""
 
-    def _spawn(self, run_id: str, prompt_id: str, controls: Controls, judge_spec: str) -> None:
-        def drive() -> None:
-            writer = self.get_lm()
-            cfg = R2Config.from_dict(self.store.get_run(run_id)["settings"])
-            judge = None if cfg.judge_mode == "human" or not judge_spec else self.judge_lm(judge_spec)
-            for event in r2_job(self.store, writer, judge, prompt_id, controls=controls, run_id=run_id):
-                if isinstance(event, ev.RunError):
-                    self._errors[run_id] = f"{event.where or 'model'} error: {event.message}"
-
-        self._launch(run_id, f"r2-{run_id[:8]}", drive, controls, readable=(R2RunnerError,))
+    def _events(self, run: dict, controls: Controls, owner: str, judge: str | None = None) -> Iterator[ev.Event]:
+        judge_spec = self._recorded_judge(run, judge)
+        writer = self.get_lm()
+        cfg = R2Config.from_dict(run["settings"])
+        judge_lm = None if cfg.judge_mode == "human" or not judge_spec else self.judge_lm(judge_spec)
+        return r2_job(self.store, writer, judge_lm, run["prompt_id"], controls=controls, run_id=run["id"], owner=owner)

@@ -1,11 +1,12 @@
 """JobRunner: drives REER runs in background threads for the studio, one runner per app.
 
-What it knows: which runs this process is driving now (a thread and a `core.reer.search.Controls`
-each), how to start, pause, step, stop, edit, force, skip and resume them through `core.reer.jobs.reer_job`
-(which saves every event and holds the run's lease), and the last error of each run it
-started. What it does not know: Gradio or rendering. Pages never read state from here to draw
-a run: they poll the store, so a reload, a second tab or another process shows the same thing;
-the runner only answers "is this process driving that run now?".
+What it knows: REER's commands beyond the shared ones (studio.runners.base.EngineRunner: open,
+pause, stop, threads, leases, errors): start and resume at a pace (`steps`), edit, force and skip,
+each through a `core.reer.search.Controls` and `core.reer.jobs.reer_job` (which saves every event
+and holds the run's lease); and which model a run recorded (loaded once through the shelf). What
+it does not know: Gradio or rendering. Pages never read state from here to draw a run: they poll
+the store, so a reload, a second tab or another process shows the same thing; the runner only
+answers "is this process driving that run now?". The mirror of studio.runners.r2.
 
 A paused run's thread has ended (the search yields `RunPaused` and returns); Run or Step start
 a new thread that resumes it from its stored events. An edit on a paused run is applied by a
@@ -14,15 +15,16 @@ short thread that rescores it and pauses again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar, Iterator
 
+from core import events as ev
 from core.models.lm import LM
 from core.reer.config import ReerConfig
-from core.reer.jobs import RunBusy, lease_owner, open_run_for, reer_job
+from core.reer.jobs import reer_job
 from core.reer.search import Controls
 from core.store import Store
 from studio.models import ModelShelf
-from studio.runners.threads import ThreadedRuns
+from studio.runners.base import EngineRunner
 
 
 class RunnerError(Exception):
@@ -30,16 +32,20 @@ class RunnerError(Exception):
 
 
 @dataclass
-class JobRunner(ThreadedRuns):
+class JobRunner(EngineRunner):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model, loaded on first use
     models: ModelShelf | None = None  # other models by spec (a run's recorded model); None: get_lm only
+
+    kind: ClassVar[str] = "reer"
+    controls_type: ClassVar[type] = Controls
+    error_type: ClassVar[type[Exception]] = RunnerError
 
     # ---- commands ----------------------------------------------------------------------------
     def start(self, prompt_id: str, cfg: ReerConfig, model: str, steps: int | None = None) -> str:
         """Start (or resume: same prompt, settings and model, unfinished) a run; returns its id
         at once, before the model is loaded. `steps`: pause after that many expansions."""
-        run_id, _ = open_run_for(self.store, prompt_id, cfg, model)
+        run_id = self.open(prompt_id, cfg, model)
         self.resume(run_id, steps)
         return run_id
 
@@ -50,82 +56,35 @@ class JobRunner(ThreadedRuns):
             if act is not None:  # already driven here: just change its pace
                 act.controls.resume() if steps is None else act.controls.step(steps)
                 return
-            run = self.store.get_run(run_id)
-            if run["status"] not in ("running", "paused"):
-                raise RunnerError(f"run {run_id[:8]} has {run['status']}: start a new run instead")
-            controls = Controls()
-            if steps is not None:
-                controls.step(steps)
-            self._spawn(run_id, run["prompt_id"], controls)
-
-    def pause(self, run_id: str) -> bool:
-        """Ask the run to pause after the current event; False when it is not driven here."""
-        act = self._live(run_id)
-        if act is not None:
-            act.controls.pause()
-        return act is not None
-
-    def stop(self, run_id: str) -> bool:
-        """Stop the run for good (it finishes with reason "stopped"). A paused run is finished
-        by a short thread. False when there is nothing to stop."""
-        with self._lock:
-            act = self._live(run_id)
-            if act is not None:
-                act.controls.stop()
-                return True
-            run = self.store.get_run(run_id)
-            if run["status"] != "paused" and not (run["status"] == "running" and self._orphan(run_id)):
-                return False
-            controls = Controls()
-            controls.stop()
-            self._spawn(run_id, run["prompt_id"], controls)
-            return True
+            run = self._stored(run_id, "start a new run instead")
+            self._again(run, "run", lambda c: steps is not None and c.step(steps))
 
     def edit(self, run_id: str, segment: int, text: str) -> None:
         """Replace segment `segment` (0-based) by a person's text; the search rescores it at once.
         On a paused run the edit is applied by a short thread that pauses again."""
-        with self._lock:
-            act = self._live(run_id)
-            if act is not None:
-                act.controls.edit(segment, text)
-                return
-            run = self.store.get_run(run_id)
-            if run["status"] != "paused":
-                raise RunnerError(f"run {run_id[:8]} has {run['status']}: edits apply to a running or paused run")
-            controls = Controls()
-            controls.edit(segment, text)
-            controls.pause()
-            self._spawn(run_id, run["prompt_id"], controls)
+        self._person(run_id, "edit", "edits apply", lambda c: c.edit(segment, text), lambda c: c.pause())
 
     def force(self, run_id: str, candidate: int) -> None:
         """Accept candidate `candidate` (0-based) of the step awaiting its decision, whatever its score."""
-        self._decide(run_id, "force", lambda c: c.force(candidate))
+        self._person(run_id, "force", "force applies", lambda c: c.force(candidate), lambda c: c.step(1))
 
     def skip(self, run_id: str) -> None:
         """Keep the segment under work (or the next one) as it is and move on."""
-        self._decide(run_id, "skip", lambda c: c.skip())
+        self._person(run_id, "skip", "skip applies", lambda c: c.skip(), lambda c: c.step(1))
 
-    def _decide(self, run_id: str, what: str, queue: Callable[[Controls], None]) -> None:
-        """A person's decision: queued on a driven run (taken at its next decision); a paused run
-        is driven for that one step by a short thread, then pauses again."""
+    def _person(self, run_id: str, what: str, applies: str, queue: Callable[[Controls], None],
+                then: Callable[[Controls], None]) -> None:
+        """A person's command: queued on a driven run (taken at its next decision); a paused run is
+        driven by a short thread that carries it out (`then`: how far it goes), then pauses again."""
         with self._lock:
             act = self._live(run_id)
             if act is not None:
                 queue(act.controls)
                 return
-            run = self.store.get_run(run_id)
-            if run["status"] != "paused":
-                raise RunnerError(f"run {run_id[:8]} has {run['status']}: {what} applies to a running or paused run")
-            controls = Controls()
-            queue(controls)
-            controls.step(1)
-            self._spawn(run_id, run["prompt_id"], controls)
+            run = self._stored(run_id, f"{applies} to a running or paused run", ("paused",))
+            self._again(run, what, lambda c: (queue(c), then(c)))
 
     # ---- inside ----------------------------------------------------------------------------------
-    def _orphan(self, run_id: str) -> bool:
-        lease = self.store.run_lease(run_id)
-        return lease is None or lease["expired"]
-
     def lm_for(self, spec: str | None) -> LM:
         """The model a run recorded (loaded once); RunnerError with the fix when it cannot load."""
         if self.models is None:
@@ -136,13 +95,6 @@ class JobRunner(ThreadedRuns):
             raise RunnerError(f"model {spec!r} could not be loaded: {exc}; leave the model field empty to use "
                               f"the app's model ({self.models.model_name})") from exc
 
-    def _spawn(self, run_id: str, prompt_id: str, controls: Controls) -> None:
-        owner = lease_owner("studio")
-        spec = self.store.get_run(run_id).get("model")
-
-        def drive() -> None:
-            lm = self.lm_for(spec)
-            for _ in reer_job(self.store, lm, prompt_id, controls=controls, run_id=run_id, owner=owner):
-                pass
-
-        self._launch(run_id, f"reer-{run_id[:8]}", drive, controls, owner, quiet=(RunBusy,), readable=(RunnerError,))
+    def _events(self, run: dict, controls: Controls, owner: str) -> Iterator[ev.Event]:
+        return reer_job(self.store, self.lm_for(run.get("model")), run["prompt_id"], controls=controls,
+                        run_id=run["id"], owner=owner)

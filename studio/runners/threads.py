@@ -3,9 +3,9 @@
 Knows: one thread per run id, started by `_launch`; whether it is still alive (`is_driving`,
 `wait`); the last error of a run started here; and that a crash inside a thread must be
 reported, never lost: it is logged, kept for the page, and appended to the run as a non-fatal
-`RunError` event so every tab sees it and the run stays resumable. The REER and R2 runners
-(studio.runners.reer, studio.runners.r2) build their commands on this. Does not know any algorithm,
-Gradio, or rendering.
+`RunError` event so every tab sees it and the run stays resumable. The engines' shared runner
+base (studio.runners.base.EngineRunner, under studio.runners.reer and studio.runners.r2) builds
+its commands on this. Does not know any algorithm, Gradio, or rendering.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Active:
     thread: threading.Thread  # the thread driving the run
-    controls: Any  # the run's in-process controls (core.reer.search.Controls or core.r2.loop.Controls)
-    owner: str = ""  # the lease owner it drives as ("" where runs have no lease)
+    controls: Any  # the run's in-process controls (a core.runs.controls.ControlsBase)
+    owner: str = ""  # the lease owner it drives as
 
 
 class ThreadedRuns:
