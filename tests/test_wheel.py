@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,8 +31,16 @@ def _run(*args, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    res = _run(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    """Built from a copy of the files git tracks or would track: a stale build/ folder of an earlier
+    layout in the checkout must not leak old modules into the wheel."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    listed = _run("git", "ls-files", "-co", "--exclude-standard", cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    res = _run(sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
                "-w", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     (whl,) = out.glob("palimpsest-*.whl")
@@ -69,6 +78,10 @@ def test_the_wheel_holds_every_subpackage_and_data_file(wheel):
     prompts = {p.name for p in (ROOT / "assets" / "prompts").glob("*.txt")}
     assert prompts and all(f"assets/prompts/{p}" in names for p in prompts)
     assert not any(n.startswith("tests/") for n in names)
+    shipped = {n for n in names if n.endswith(".py")}
+    in_tree = {p.relative_to(ROOT).as_posix() for sub in ("core", "studio", "assets", "data")
+               for p in (ROOT / sub).rglob("*.py")}
+    assert shipped == in_tree, f"modules not in the tree: {sorted(shipped - in_tree)[:5]}"
 
 
 def test_installed_command_answers_help_and_loads_from_the_venv(venv, tmp_path):
