@@ -26,7 +26,7 @@ class ReerConfig:
     ask_analysis: bool = False  # ask for an <analysis> before the <rewrite> (for capable models)
     keep_opening_words: int = 4  # rewrites are prefilled with the segment's first words (0 = off, -1 = all: extend it)
     skip_first_segment: bool = False  # leave y's first segment unscored (the authors did)
-    template: str = "chat"  # scoring template: chat or none (core.models.scoring)
+    template: str = "train"  # scoring template: train, chat or none (core.format.TEMPLATES)
     precision: str = "fp32"  # scoring precision: fp32 (exact), auto, bf16 (core.models.scoring)
     min_segment_chars: int = 100  # pieces shorter than this merge into a neighbour
     max_answer_chars: int = 6000  # the answer shown to the generator is cut to this many characters
@@ -41,6 +41,7 @@ class ReerConfig:
     def from_dict(cls, d: dict) -> "ReerConfig":
         d = dict(d)
         d.setdefault("no_repeat_ngram", 0)  # settings stored before the ban existed ran without it
+        d.setdefault("template", "chat")  # settings stored without one were scored with <answer> tags
         q = d.pop("quality", None)
         known = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in d.items() if k in known})

@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from core.format import DEFAULT_TEMPLATE, TEMPLATES  # noqa: E402
 from core.models.lm import DEFAULT_MODEL, LMError  # noqa: E402  (env first: nothing phones home)
 from data import SAMPLES  # noqa: E402  (the built-in sample set, package data)
 
@@ -251,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="perplexity of references given query (+ thinking)")
     s.add_argument("--input", required=True, help="JSONL: query, optional thinking, reference, optional id")
     s.add_argument("--model", default=DEFAULT_MODEL)
-    s.add_argument("--template", choices=["chat", "none"], default="chat")
+    s.add_argument("--template", choices=list(TEMPLATES), default=DEFAULT_TEMPLATE,
+                   help="how x, z, y are laid out: " + "; ".join(f"{t.name}: {t.help}" for t in TEMPLATES.values()))
     s.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     s.add_argument("--out", default=None, help="output JSONL (default: stdout)")
     s.add_argument("--skip-first-segment", action="store_true", help="leave the reference's first segment unscored")

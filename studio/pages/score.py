@@ -17,6 +17,7 @@ import time
 
 import gradio as gr
 
+from core.format import DEFAULT_TEMPLATE, TEMPLATES
 from core.models.lm import LMError
 from core.models.scoring import ScoringConfig, score, split_reference
 from core.segments import answer_part
@@ -80,7 +81,7 @@ def build(ctx: StudioContext) -> None:
                                        max_lines=4, elem_id="score-reference",
                                        placeholder="The good answer whose tokens get scored…")
             with gr.Row(equal_height=True, elem_id="score-options"):
-                template_radio = gr.Radio(["chat", "none"], value="chat", label="Template",
+                template_radio = gr.Radio(list(TEMPLATES), value=DEFAULT_TEMPLATE, label="Template",
                                           elem_id="score-template", scale=2, min_width=170)
                 with gr.Column(scale=3, min_width=250), gr.Group():
                     skip_box = gr.Checkbox(value=False, label="leave the reference's first segment unscored",
@@ -111,15 +112,15 @@ def build(ctx: StudioContext) -> None:
         gr.Warning(message)
         return {stats: render.error_html(message), heatmap: render.placeholder_html("Nothing scored.")}
 
-    def run_score(query, thinking, reference, template="chat", skip_first=False, compare=True,
+    def run_score(query, thinking, reference, template=DEFAULT_TEMPLATE, skip_first=False, compare=True,
                   progress=gr.Progress()):
         """Score the reference given query and thinking; with `compare`, also with empty thinking.
         Returns the stats HTML and the heat map HTML; errors come back as a message in the stats."""
         query, thinking, reference = query or "", thinking or "", reference or ""
         if not answer_part(reference).strip():
             return fail("The reference is empty: paste the answer whose tokens should be scored.")
-        if template not in ("chat", "none"):
-            return fail(f"Unknown template {template!r}: use 'chat' or 'none'.")
+        if template not in TEMPLATES:
+            return fail(f"Unknown template {template!r}: use one of {', '.join(TEMPLATES)}.")
         cfg = ScoringConfig(template=template, skip_first_segment=bool(skip_first), precision="fp32",
                             truncate="left")
         try:
