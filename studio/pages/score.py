@@ -17,7 +17,7 @@ import time
 
 import gradio as gr
 
-from core.format import DEFAULT_TEMPLATE, TEMPLATES
+from core.format import DEFAULT_TEMPLATE, TEMPLATES, THINK_CLOSE
 from core.models.lm import LMError
 from core.models.scoring import ScoringConfig, score, split_reference
 from core.segments import answer_part
@@ -42,7 +42,7 @@ def _scored_parts(reference: str, cfg: ScoringConfig) -> tuple[tuple[str, ...], 
     map) and the scored text, as core.models.scoring.split_reference splits them."""
     prefix, scored = split_reference(reference, cfg)
     notes = []
-    if "</think>" in reference:
+    if THINK_CLOSE in reference:
         notes.append("The reference holds a think block: only the answer after </think> is scored.")
     if cfg.skip_first_segment:
         notes.append("The reference's first segment (greyed) is left unscored." if prefix
