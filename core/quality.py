@@ -6,7 +6,9 @@ dict that `RunFinished.filters` and the store carry.
 
 Knows: approximate token counts (words * 1.3 unless the caller passes a real `count_tokens`),
 word n-gram repetition, long verbatim overlap between the thinking and the answer (compared
-after lower-casing and collapsing whitespace), and the shape of a `<think>...</think>` block.
+after lower-casing and collapsing whitespace), and the shape of a `<think>...</think>` block
+(checked on the assistant turn core.format writes, with tag spellings core.format does not
+write, such as `<THINK>` or `< /think >`, counted as tags too).
 Does not know: whether the thinking is *good* (that is the perplexity search and the judge),
 nor any tokenizer or chat template (pass `count_tokens`; the think block is checked as text).
 """
@@ -148,11 +150,6 @@ def broken_think_block(text: str) -> list[str]:
     return list(dict.fromkeys(reasons))
 
 
-def assistant_text(thinking: str, answer: str) -> str:
-    """The full assistant turn a trajectory becomes: `<think>\\n{z}\\n</think>\\n\\n{y}`."""
-    return f"<think>\n{thinking}\n</think>\n\n{answer}"
-
-
 def check(
     thinking: str,
     segments: Sequence[str],
@@ -169,7 +166,7 @@ def check(
         "single_segment": lambda: single_segment(segments, cfg.min_segments),
         "repetitive": lambda: repetitive(thinking, cfg.ngram, cfg.max_repeat_ratio),
         "copies_answer": lambda: copies_answer(thinking, answer, cfg.max_copy_chars),
-        "broken_think_block": lambda: broken_think_block(assistant_text(thinking, answer)),
+        "broken_think_block": lambda: broken_think_block(assistant_turn(thinking, answer)),
     }
     reasons = [r for name, run in runs.items() if name not in cfg.disabled for r in run()]
     return {"passed": not reasons, "reasons": reasons}

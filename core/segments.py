@@ -1,23 +1,22 @@
-"""Splitting texts into segments (DESIGN.md, REER step 3) and stripping think blocks.
+"""Splitting texts into segments (DESIGN.md, REER step 3).
 
 A segment is a paragraph-like unit of a trajectory: split on blank lines, keep fenced code
 and display-maths blocks whole, merge pieces shorter than `min_chars` into their neighbour;
 if that leaves a single segment, split on single newlines instead. Joining segments with
 "\n\n" gives back a normalised text (runs of blank lines collapse to one).
+`answer_part` (the answer after a think block) lives in core.format and is re-exported here.
+Does not know the think block's layout (core.format).
 """
 from __future__ import annotations
 
 import re
 
+from core.format import answer_part
+
+__all__ = ["SEP", "answer_part", "join_segments", "split_segments"]
+
 SEP = "\n\n"
 _FENCE = re.compile(r"^\s*(```|~~~|\$\$)")
-
-
-def answer_part(text: str) -> str:
-    """If `text` holds a think block, the answer after `</think>` (stripped); else `text` as is."""
-    if "</think>" in text:
-        return text.rsplit("</think>", 1)[1].strip()
-    return text
 
 
 def _blocks(text: str, splitter: str) -> list[str]:

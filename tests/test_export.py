@@ -15,11 +15,11 @@ from core.data import curation as cur
 from core.data.export import (
     FORMATS,
     ExportError,
-    assistant_content,
     export,
     list_exports,
 )
 from core.data.imports import import_files
+from core.format import assistant_turn
 from core.store import open_store
 
 
@@ -51,6 +51,26 @@ def test_chat_export_keeps_the_contract(filled, tmp_path):
     d = r2_details("x")
     assert r2["scores"] == {"initial_overall": 4.5, "final_overall": 6.0, "reward_total": 0.5, "rounds": 2}
     assert r2["messages"][1]["content"].endswith("</think>\n" + d["final"])
+
+
+def test_chat_export_and_training_agree_on_the_one_assistant_turn(filled, tmp_path):
+    """Export writes core.format's turn; the training reader gets the same thinking and answer back."""
+    from core.train.data import read_chat_jsonl
+
+    store, ids = filled
+    cur.edit(store, ids["reer"][1], thinking="Edited plan.\n\nIt ends on a blank line.\n\n")
+    report = export(store, "chat", tmp_path / "chat", status="any")
+    rows = read_jsonl(report.files[0])
+    made = {store.get_prompt(t["prompt_id"])["query"]: t
+            for t in cur.list_trajectories(store)}
+    back = read_chat_jsonl(report.files[0])
+    assert len(rows) == len(back) == len(made) == 4
+    for row, rec in zip(rows, back):
+        query = row["messages"][0]["content"]
+        z, y = made[query]["thinking"], made[query]["answer"]
+        assert row["messages"][-1]["content"] == assistant_turn(z, y)
+        assert (rec.query, rec.thinking, rec.answer) == (query, z.strip(), y.strip())
+    assert next(r.thinking for r in back if r.query == REER_ITEMS[1][0]) == "Edited plan.\n\nIt ends on a blank line."
 
 
 def test_status_and_source_filters(filled, tmp_path):
@@ -89,7 +109,7 @@ def test_every_format_loads_with_datasets_and_has_a_card(filled, tmp_path):
         assert card.startswith(f"# Palimpsest export ({fmt})") and f"- records: {report.count}" in card
         assert "- status: accepted" in card and "smollm2-135m" in card
     assert loaded["sharegpt"][0]["conversations"][0] == {"from": "human", "value": REER_ITEMS[0][0]}
-    assert loaded["alpaca"][0]["output"] == assistant_content(REER_ITEMS[0][1], REER_ITEMS[0][2])
+    assert loaded["alpaca"][0]["output"] == assistant_turn(REER_ITEMS[0][1], REER_ITEMS[0][2])
     assert json.loads((tmp_path / "sharegpt" / "dataset_info.json").read_text())["palimpsest"]["formatting"] == "sharegpt"
     assert set(loaded["parquet"].column_names) >= {"id", "query", "thinking", "answer", "messages", "status", "scores"}
     assert loaded["hf"]["query"] == loaded["parquet"]["query"]

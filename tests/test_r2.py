@@ -11,6 +11,7 @@ import json
 import pytest
 
 from core import events as ev
+from core.format import assistant_turn
 from core.r2.config import R2Config
 from core.r2.jobs import (
     NoPendingJudgment,
@@ -135,7 +136,7 @@ def test_two_rounds_end_to_end_record_and_trajectory():
     t = rec["thinking"]
     assert t.index("lamp room, hold") < t.index(DRAFT) < t.index(rec["rounds"][0]["reflection"]) \
         < t.index(revision_text(1)) < t.index(rec["rounds"][1]["reflection"])
-    assert revision_text(2) not in t and with_think(rec).endswith("</think>\n\n" + revision_text(2))
+    assert revision_text(2) not in t and with_think(rec) == assistant_turn(t, revision_text(2))
     assert all(r["reflection"].startswith("Rereading my draft,") for r in rec["rounds"])
     # the judge's critique reached the writer's reflection prompt
     reflect_prompt = next(m for k, m, _ in lm.calls if k == "reflect")[0]["content"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.data import imports
-from core.data.items import InputError, Item, Problem, read_items
+from core.data.items import InputError, Item, read_items
 
 ROOT = Path(__file__).resolve().parents[1]
 Q1, A1 = "Write a two-line poem about fog.", "Fog on the harbour;\nthe gulls speak in grey."

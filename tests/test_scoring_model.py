@@ -68,24 +68,17 @@ def test_auto_precision_keeps_fp32_order(builtin_lm):
     assert max(abs(a.mean_logprob - b.mean_logprob) for a, b in zip(fast, exact)) < 1e-2
 
 
-def test_chat_template_scores_exactly_the_reference_tokens(builtin_lm):
-    s = SAMPLES[3]
-    got = score(builtin_lm, s["query"], s["thinking"], s["reference"], FP32, keep_tokens=True)
+@pytest.mark.parametrize("template, bridge", [("train", "\n</think>\n"), ("chat", "\n</think>\n<answer>\n")])
+def test_chat_templates_score_exactly_the_reference_tokens(builtin_lm, template, bridge):
+    s, cfg = SAMPLES[3], ScoringConfig(template=template, precision="fp32")
+    got = score(builtin_lm, s["query"], s["thinking"], s["reference"], cfg, keep_tokens=True)
     assert "".join(got.tokens) == s["reference"].strip()
-    req = build_request(builtin_lm, s["query"], split_segments(s["thinking"]), s["reference"], FP32)
+    req = build_request(builtin_lm, s["query"], split_segments(s["thinking"]), s["reference"], cfg)
     text = "".join(req.context)
-    assert text.endswith("\n</think>\n<answer>\n") and "<think>\n" in text
+    assert text.endswith(bridge) and "<think>\n" in text
     # piecewise tokenization (what makes prefix sharing exact) equals tokenizing the joined text
     pieces = list(req.context) + [req.continuation]
     assert sum((builtin_lm.encode(p) for p in pieces), []) == builtin_lm.encode("".join(pieces))
-
-
-def test_none_template_joins_context_exactly_as_given(builtin_lm):
-    cfg = ScoringConfig(template="none", precision="fp32")
-    req = build_request(builtin_lm, "Q: write a haiku.", ["I plan a haiku."], "Snow on the cedar", cfg)
-    assert "".join(req.context) == "Q: write a haiku.I plan a haiku."
-    got = score(builtin_lm, "Q: write a haiku.", "", " Snow on the cedar", cfg, keep_tokens=True)
-    assert "".join(got.tokens) == " Snow on the cedar"  # the space stays with the continuation
 
 
 def test_skip_first_segment_scores_fewer_tokens(builtin_lm):

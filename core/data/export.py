@@ -2,8 +2,9 @@
 
 Knows the formats and their exact record shapes (also in the README's export section):
 - chat      train.jsonl: {"id", "messages": [{"role": "user", "content": QUERY}, {"role": "assistant",
-            "content": "<think>\\n" + THINKING + "\\n</think>\\n" + ANSWER}], "source", "scores"} per line
-            (TRL's SFTTrainer and most trainers read it; the training helper's contract).
+            "content": assistant_turn(THINKING, ANSWER)}], "source", "scores"} per line, the
+            assistant turn as core.format writes it (TRL's SFTTrainer and most trainers read it;
+            core.train.data reads it back).
 - sharegpt  data.json: [{"id", "conversations": [{"from": "human", ...}, {"from": "gpt", ...}], "source",
             "scores"}] + dataset_info.json, as LLaMA-Factory reads them.
 - alpaca    data.json: [{"id", "instruction", "input": "", "output", "source", "scores"}] + dataset_info.json.
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data.curation import TrajectoryFilter, list_trajectories
+from core.format import assistant_turn
 from core.store import BadValue, Store, now
 
 FORMATS = ("chat", "sharegpt", "alpaca", "parquet", "hf", "prm", "dpo")
@@ -44,7 +46,7 @@ DATA_FILES = {"chat": "train.jsonl", "sharegpt": "data.json", "alpaca": "data.js
               "hf": None, "prm": "train.jsonl", "dpo": "train.jsonl"}
 DESCRIBE = {
     "chat": "one JSON object per line: id, messages (user = the query; assistant = `<think>\\n` thinking "
-            "`\\n</think>\\n` answer), source, scores",
+            "`\\n</think>\\n` answer, as core.format writes it), source, scores",
     "sharegpt": "a JSON list of {id, conversations: [{from: human, value: query}, {from: gpt, value: <think> "
                 "block + answer}], source, scores}; dataset_info.json registers it for LLaMA-Factory as `palimpsest`",
     "alpaca": "a JSON list of {id, instruction: query, input: \"\", output: <think> block + answer, source, scores}; "
@@ -80,11 +82,6 @@ class ExportReport:
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items()) or "none"
         return f"wrote {self.count} {self.format} record(s) from {self.trajectories} trajectory(ies) to {self.out}; skipped: {skipped}"
-
-
-def assistant_content(thinking: str, answer: str) -> str:
-    """The assistant turn every chat-like export uses."""
-    return f"<think>\n{thinking}\n</think>\n{answer}"
 
 
 def _num(x) -> bool:
@@ -157,7 +154,7 @@ def _examples(store: Store, status: str, source: str) -> tuple[list[dict], Count
 
 def chat_record(ex: dict) -> dict:
     return {"id": ex["id"], "messages": [{"role": "user", "content": ex["query"]},
-                                         {"role": "assistant", "content": assistant_content(ex["thinking"], ex["answer"])}],
+                                         {"role": "assistant", "content": assistant_turn(ex["thinking"], ex["answer"])}],
             "source": ex["source"], "scores": ex["scores"]}
 
 
@@ -242,11 +239,11 @@ def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
     if fmt == "sharegpt":
         return [{"id": ex["id"], "conversations": [
             {"from": "human", "value": ex["query"]},
-            {"from": "gpt", "value": assistant_content(ex["thinking"], ex["answer"])}],
+            {"from": "gpt", "value": assistant_turn(ex["thinking"], ex["answer"])}],
             "source": ex["source"], "scores": ex["scores"]} for ex in examples], skipped
     if fmt == "alpaca":
         return [{"id": ex["id"], "instruction": ex["query"], "input": "",
-                 "output": assistant_content(ex["thinking"], ex["answer"]), "source": ex["source"],
+                 "output": assistant_turn(ex["thinking"], ex["answer"]), "source": ex["source"],
                  "scores": ex["scores"]} for ex in examples], skipped
     if fmt in ("parquet", "hf"):
         return [_flat(ex) for ex in examples], skipped

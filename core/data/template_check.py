@@ -1,12 +1,13 @@
 """Does the think block survive a chat template? Render exported chat records and compare.
 
-Knows: a chat record ({"id", "messages": [...]} as core.data.export writes it) rendered with a
-tokenizer's chat template must contain each assistant turn verbatim, and must still contain it
-after encoding and decoding the rendered text. Several templates (Qwen3, DeepSeek-R1) strip
-think blocks from assistant turns; others trim or rewrite whitespace. A record is reported as
-"dropped" when its think block is gone from the rendering, "mangled" when the block is there
-but its text changed (or tokenization changed it), "error" when the template failed to render.
-By default the tokenizer is the built-in model's (core.models.hf.builtin_model_dir()).
+Knows: a chat record ({"id", "messages": [...]} as core.data.export writes it, each assistant
+turn in core.format's layout) rendered with a tokenizer's chat template must contain each
+assistant turn verbatim, and must still contain it after encoding and decoding the rendered
+text. Several templates (Qwen3, DeepSeek-R1) strip think blocks from assistant turns; others
+trim or rewrite whitespace. A record is reported as "dropped" when its think block is gone from
+the rendering, "mangled" when the block is there but its text changed (or tokenization changed
+it), "error" when the template failed to render. By default the tokenizer is the built-in
+model's (core.models.hf.builtin_model_dir()).
 
 Does not know: export formats (core.data.export) or training (the training backend).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+from core.format import THINK_CLOSE, THINK_OPEN, split_assistant_turn
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def load_tokenizer(model_dir: str | None = None):
 def _thinking(content: str) -> str | None:
     if THINK_OPEN not in content or THINK_CLOSE not in content:
         return None
-    return content.split(THINK_OPEN, 1)[1].split(THINK_CLOSE, 1)[0].strip()
+    return split_assistant_turn(content)[0]
 
 
 def check_record(record: dict, tokenizer) -> TemplateIssue | None:

@@ -4,15 +4,21 @@ For (x, z, y) this module reports the scored token count, the mean log-prob (unc
 perplexity exp(-mean), and REER's clipped score: per-token log-probs clipped to [-2, 0],
 score = -mean (a log-perplexity between 0 and 2; lower is better).
 
-Templates (how x, z, y become one token sequence; only y's tokens are scored):
-- `chat`: the model's chat template with user = x, then the assistant turn
-  `<think>\n{z}\n</think>\n<answer>\n{y}\n</answer>`. The header, each segment of z (led by
-  its "\n\n" separator) and the bridge `\n</think>\n<answer>\n` are separate pieces, tokenized
-  one by one (see core.models.lm), so y's first token never merges with the text before it and
+Templates (how x, z, y become one token sequence; only y's tokens are scored) are defined in
+core.format, the one module that spells the think block:
+- `train` (default): the model's chat template with user = x, then the assistant turn exactly as
+  exported and trained, `<think>\n{z}\n</think>\n{y}`.
+- `chat`: the same with y wrapped in answer tags, `<think>\n{z}\n</think>\n<answer>\n{y}`
+  (the layout REER runs were stored with before issue 15; see docs/assistant-turn.md).
+  Under both, the header, each segment of z (led by its "\n\n" separator) and the bridge
+  (`\n</think>\n`, plus `<answer>\n` under `chat`) are separate pieces, tokenized one by one
+  (see core.models.lm), so y's first token never merges with the text before it and
   candidates that share the first segments share their token prefix exactly. Pieces are cut
   where byte-level BPE cuts anyway, so the ids equal those of the joined text (tested).
-- `none`: context = x + z concatenated exactly as given (no separator is added), continuation
-  = y; context and continuation are tokenized separately and joined (lm-evaluation-harness).
+- `none`: context = x + z concatenated exactly as given (a thinking text is used verbatim,
+  trailing blank lines included; a list of segments is joined with "\n\n"; nothing else is
+  added), tokenized as one text; continuation = y, tokenized separately and appended
+  (lm-evaluation-harness).
 Option `skip_first_segment`: y's first segment moves into the context and is not scored (the
 "\n\n" after it is scored with the rest).
 
@@ -29,12 +35,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
+from core.format import DEFAULT_TEMPLATE, TEMPLATE_HELP, TEMPLATES, UnknownTemplate, answer_part, template
 from core.models.lm import LM, LMError, ScoreRequest, TokenLogprobs
-from core.segments import SEP, answer_part, split_segments
+from core.segments import SEP, join_segments, split_segments
 from core.settings import setting, validate
-
-THINK_OPEN = "<think>\n"
-BRIDGE = "\n</think>\n<answer>\n"
 
 
 class ScoringError(LMError):
@@ -43,9 +47,8 @@ class ScoringError(LMError):
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    template: Literal["chat", "none"] = setting("chat", choices=("chat", "none"),
-                                                help="how x, z, y are joined: chat (the model's chat template) or "
-                                                     "none (x + z + y as given)")
+    template: Literal["train", "chat", "none"] = setting(DEFAULT_TEMPLATE, choices=tuple(TEMPLATES),
+                                                         help=TEMPLATE_HELP)
     skip_first_segment: bool = setting(False, help="leave y's first segment unscored (the REER authors did)")
     clip_min: float = setting(-2.0, min=-100, below=0, help="per-token log-probs below this are clipped for the score")
     precision: Literal["fp32", "auto", "bf16"] = setting("fp32", choices=("fp32", "auto", "bf16"),
@@ -96,12 +99,19 @@ def summarize(tl: TokenLogprobs, clip_min: float, precision: str, keep_tokens: b
     )
 
 
+def _layout(cfg: ScoringConfig):
+    try:
+        return template(cfg.template)
+    except UnknownTemplate as e:
+        raise ScoringError(str(e)) from None
+
+
 def split_reference(reference: str, cfg: ScoringConfig) -> tuple[str, str]:
     """(unscored context, scored text) of a reference: the answer after any think block, with
     its first segment moved out of the scored part when `cfg.skip_first_segment` (the "\n\n"
     after that segment is scored with the rest). The studio's heat map uses the same split."""
     reference = answer_part(reference)
-    if cfg.template == "chat":
+    if _layout(cfg).strip:
         reference = reference.strip()
     if cfg.skip_first_segment:
         ref_segs = split_segments(reference)
@@ -110,26 +120,30 @@ def split_reference(reference: str, cfg: ScoringConfig) -> tuple[str, str]:
     return "", reference
 
 
-def build_request(lm: LM, query: str, segments: Sequence[str], reference: str, cfg: ScoringConfig) -> ScoreRequest:
-    """The scoring request for x, z (as segments) and y under the configured template."""
+def build_request(lm: LM, query: str, thinking: str | Sequence[str], reference: str,
+                  cfg: ScoringConfig) -> ScoreRequest:
+    """The scoring request for x, z and y under the configured template (module docstring).
+
+    `thinking` is a text or its segments. Under the chat layouts a text is cut into segments
+    (the pieces candidates share); under `none` a text is used exactly as given."""
+    layout = _layout(cfg)
     unscored, reference = split_reference(reference, cfg)
     if not reference.strip():
         raise ScoringError("the reference is empty: nothing to score")
-    segments = [s for s in segments if s.strip()]
-    # the separator leads the next segment: "text" | "\n\nNext" tokenizes as the joined text does
-    body = tuple(segments[:1]) + tuple(SEP + s for s in segments[1:])
-    if cfg.template == "chat":
-        head = lm.chat_text([{"role": "user", "content": query}], add_generation_prompt=True) + THINK_OPEN
-        if body:
-            pieces = (head,) + body[:-1] + (body[-1] + BRIDGE,)
-        else:
-            pieces = (head + BRIDGE,)  # empty thinking: "<think>\n\n</think>\n<answer>\n"
-    elif cfg.template == "none":
-        pieces = tuple(p for p in (query,) + body if p)
-        if not pieces:
-            raise ScoringError("template 'none' needs a query or a thinking text before the reference")
+    if not layout.chat:
+        context = query + (thinking if isinstance(thinking, str) else join_segments([s for s in thinking if s.strip()]))
+        if not context:
+            raise ScoringError(f"template '{layout.name}' needs a query or a thinking text before the reference")
+        pieces: tuple[str, ...] = (context,)
     else:
-        raise ScoringError(f"template '{cfg.template}': use 'chat' or 'none'")
+        segments = [s for s in _segments_of(thinking) if s.strip()]
+        # the separator leads the next segment: "text" | "\n\nNext" tokenizes as the joined text does
+        body = tuple(segments[:1]) + tuple(SEP + s for s in segments[1:])
+        head = lm.chat_text([{"role": "user", "content": query}], add_generation_prompt=True) + layout.opening
+        if body:
+            pieces = (head,) + body[:-1] + (body[-1] + layout.bridge,)
+        else:
+            pieces = (head + layout.bridge,)  # empty thinking: "<think>\n\n</think>\n..."
     return ScoreRequest(pieces + ((unscored,) if unscored else ()), reference)
 
 
@@ -148,7 +162,7 @@ def score_many(
     Exact (fp32) unless cfg.precision is "bf16": there is no decision here to protect.
     """
     precision = "bf16" if cfg.precision == "bf16" else "fp32"
-    reqs = [build_request(lm, q, _segments_of(z), y, cfg) for q, z, y in items]
+    reqs = [build_request(lm, q, z, y, cfg) for q, z, y in items]
     out = lm.loglikelihood(reqs, precision=precision, truncate=cfg.truncate)
     return [summarize(tl, cfg.clip_min, precision, keep_tokens) for tl in out]
 

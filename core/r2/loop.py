@@ -27,6 +27,7 @@ import re
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
+from core.format import assistant_turn
 from core.models.lm import LM, GenerationConfig, LMError
 from core.prompts import render
 from core.r2.config import R2Config
@@ -269,5 +270,5 @@ def run_r2(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
 
 
 def with_think(record: dict) -> str:
-    """The assistant turn of a record: the trajectory inside <think>, then the final draft."""
-    return f"<think>\n{record['thinking']}\n</think>\n\n{record['final']}"
+    """The assistant turn of a record (core.format): the trajectory inside <think>, then the final draft."""
+    return assistant_turn(record["thinking"], record["final"])

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from core.format import DEFAULT_TEMPLATE, TEMPLATE_HELP, TEMPLATES
 from core.models.scoring import ScoringConfig
 from core.quality import QualityConfig
 from core.settings import loading, setting, validate
@@ -38,9 +39,7 @@ class ReerConfig:
                                       help="rewrites are prefilled with the segment's first words (0 = off, "
                                            "-1 = all: extend it)")
     skip_first_segment: bool = setting(False, help="leave y's first segment unscored (the authors did)")
-    template: str = setting("chat", choices=("chat", "none"),
-                            help="scoring template: chat (the model's chat template) or none (x + z + y as "
-                                 "given)")
+    template: str = setting(DEFAULT_TEMPLATE, choices=tuple(TEMPLATES), help="scoring template: " + TEMPLATE_HELP)
     precision: str = setting("fp32", choices=("fp32", "auto", "bf16"),
                              help="scoring arithmetic: fp32 (exact), bf16 (fastest), auto (bf16, close calls "
                                   "re-checked in fp32)")
@@ -62,6 +61,7 @@ class ReerConfig:
         """Stored settings, as they were run (not re-validated: bounds may have moved since)."""
         d = dict(d)
         d.setdefault("no_repeat_ngram", 0)  # settings stored before the ban existed ran without it
+        d.setdefault("template", "chat")  # settings stored without one were scored with <answer> tags
         q = d.pop("quality", None)
         known = {f.name for f in dataclasses.fields(cls)}
         with loading():

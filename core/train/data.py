@@ -2,11 +2,12 @@
 
 Knows the chat JSONL contract the export writes, one object per line:
   {"id": ..., "messages": [{"role": "user", "content": QUERY},
-                           {"role": "assistant", "content": "<think>\n" + THINKING + "\n</think>\n" + ANSWER}]}
-(an optional leading system message and earlier turns are allowed; only the LAST message,
-which must be the assistant's, is trained on). Lines holding query/reference (+ thinking)
-instead, as in data/samples.jsonl, are turned into that shape (`chat_record`), so a sample
-file trains as it is. Every bad line is a `core.data.items.Problem` naming file, line and field.
+                           {"role": "assistant", "content": assistant_turn(THINKING, ANSWER)}]}
+(the assistant turn as core.format writes and reads it; an optional leading system message and
+earlier turns are allowed; only the LAST message, which must be the assistant's, is trained on).
+Lines holding query/reference (+ thinking) instead, as in data/samples.jsonl, are turned into
+that shape (`chat_record`), so a sample file trains as it is. Every bad line is a
+`core.data.items.Problem` naming file, line and field.
 
 Knows the loss mask: the labels are the token ids of the last assistant turn's content plus
 the end-of-turn token (`<|im_end|>` for SmolLM2) and -100 everywhere else (system, user,
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from core.data.items import InputError, Item, Problem, parse_record
+from core.format import THINK_CLOSE, THINK_OPEN, assistant_turn, split_assistant_turn
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ROLES = ("system", "user", "assistant")
 IGNORE = -100  # label of tokens that carry no loss
 
@@ -49,12 +50,12 @@ class ChatRecord:
     @property
     def thinking(self) -> str:
         """The think block's text of the trained turn ("" when it has none)."""
-        return split_assistant(self.messages[-1]["content"])[0]
+        return split_assistant_turn(self.messages[-1]["content"])[0]
 
     @property
     def answer(self) -> str:
         """The trained turn's text after the think block (the whole turn when it has none)."""
-        return split_assistant(self.messages[-1]["content"])[1]
+        return split_assistant_turn(self.messages[-1]["content"])[1]
 
 
 @dataclass(frozen=True)
@@ -68,23 +69,10 @@ class Example:
         return sum(1 for x in self.labels if x != IGNORE)
 
 
-def assistant_text(thinking: str, answer: str) -> str:
-    """The assistant turn of the contract: think block, then the answer."""
-    return f"{THINK_OPEN}\n{thinking.strip()}\n{THINK_CLOSE}\n{answer.strip()}"
-
-
-def split_assistant(content: str) -> tuple[str, str]:
-    """(thinking, answer) of an assistant turn; ("", content) when it has no think block."""
-    head, sep, tail = content.partition(THINK_CLOSE)
-    if not sep:
-        return "", content.strip()
-    return head.replace(THINK_OPEN, "", 1).strip(), tail.strip()
-
-
 def chat_record(id: str, query: str, thinking: str, answer: str, line: int = 0) -> ChatRecord:
     """A chat record in the export's shape from a query, a trajectory and its answer."""
     return ChatRecord(str(id), ({"role": "user", "content": query},
-                                {"role": "assistant", "content": assistant_text(thinking, answer)}), line)
+                                {"role": "assistant", "content": assistant_turn(thinking, answer)}), line)
 
 
 def items_to_chat_jsonl(items: Iterable[Item], path: str | Path) -> int:
@@ -138,7 +126,7 @@ def parse_chat(record, path: str, line: int) -> ChatRecord | Problem:
             (THINK_OPEN in content) != (THINK_CLOSE in content):
         return Problem(path, line, f"messages[{last}].content", f"broken think block: expected one "
                        f"'{THINK_OPEN}' ... '{THINK_CLOSE}' pair before the answer")
-    if THINK_CLOSE in content and not split_assistant(content)[1]:
+    if THINK_CLOSE in content and not split_assistant_turn(content)[1]:
         return Problem(path, line, f"messages[{last}].content", f"no answer after '{THINK_CLOSE}'")
     rid = record.get("id")
     rid = str(rid) if rid is not None else f"{Path(path).name}:{line}"

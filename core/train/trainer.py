@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
+from core.format import turn_head
 from core.models.lm import DEFAULT_MODEL, LMError, is_server_spec
 from core.settings import SettingError, checking, invalid, loading, setting, validate
 from core.train.data import (
@@ -192,18 +193,12 @@ def prepare(data: str | Path, cfg: TrainConfig) -> Prepared:
 
 # ---- evaluation --------------------------------------------------------------------------------
 
-def evaluation_items(lm, records: Sequence[ChatRecord], thinking: bool) -> list[tuple[str, list[str], str]]:
-    """(context, pieces, answer) triples for core.models.scoring's "none" template, in the training format:
-    the chat up to the assistant header, then "<think>\\n{thinking}\\n</think>\\n" (an empty block
-    without thinking), then the answer, whose tokens alone are scored."""
-    out = []
-    for r in records:
-        head = lm.chat_text(list(r.messages[:-1]), add_generation_prompt=True) + "<think>\n"
-        if thinking and r.thinking:
-            out.append((head, [r.thinking + "\n</think>\n"], r.answer))
-        else:
-            out.append((head + "\n</think>\n", [], r.answer))
-    return out
+def evaluation_items(lm, records: Sequence[ChatRecord], thinking: bool) -> list[tuple[str, str, str]]:
+    """(context, thinking, answer) triples for core.models.scoring's "none" template, in the training
+    layout: the chat up to the assistant header, then the think block as core.format writes it (an
+    empty block without thinking), then the answer, whose tokens alone are scored."""
+    return [(lm.chat_text(list(r.messages[:-1]), add_generation_prompt=True),
+             turn_head(r.thinking if thinking else ""), r.answer) for r in records]
 
 
 def evaluate(lm, records: Sequence[ChatRecord]) -> dict:

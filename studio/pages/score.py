@@ -17,6 +17,7 @@ import time
 
 import gradio as gr
 
+from core.format import DEFAULT_TEMPLATE, THINK_CLOSE
 from core.models.lm import LMError
 from core.models.scoring import ScoringConfig, score, split_reference
 from core.segments import answer_part
@@ -43,7 +44,7 @@ def _scored_parts(reference: str, cfg: ScoringConfig) -> tuple[tuple[str, ...], 
     map) and the scored text, as core.models.scoring.split_reference splits them."""
     prefix, scored = split_reference(reference, cfg)
     notes = []
-    if "</think>" in reference:
+    if THINK_CLOSE in reference:
         notes.append("The reference holds a think block: only the answer after </think> is scored.")
     if cfg.skip_first_segment:
         notes.append("The reference's first segment (greyed) is left unscored." if prefix
@@ -114,7 +115,7 @@ def build(ctx: StudioContext) -> None:
         gr.Warning(message)
         return {stats: render.error_html(message), heatmap: render.placeholder_html("Nothing scored.")}
 
-    def run_score(query, thinking, reference, template="chat", skip_first=False, compare=True,
+    def run_score(query, thinking, reference, template=DEFAULT_TEMPLATE, skip_first=False, compare=True,
                   progress=gr.Progress()):
         """Score the reference given query and thinking; with `compare`, also with empty thinking.
         Returns the stats HTML and the heat map HTML; errors come back as a message in the stats."""
