@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from core.format import assistant_turn
 from core.settings import setting, validate
 
 FILTERS = ("too_short", "single_segment", "repetitive", "copies_answer", "broken_think_block")

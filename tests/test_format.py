@@ -17,6 +17,7 @@ from core.format import (
 )
 from core.models.scoring import ScoringConfig, ScoringError, build_request, score
 from core.segments import split_segments
+from core.settings import SettingError, loading
 
 LONG = "This paragraph plans the piece at some length, so that it stands as a segment of its own. " * 2
 THINKING = f"{LONG}\n\nHmm, maybe the opening should be quieter.\n\n{LONG}"
@@ -45,8 +46,10 @@ def test_turn_without_think_block_is_all_answer():
 def test_templates_are_named_and_the_default_is_the_training_layout():
     assert DEFAULT_TEMPLATE == "train" == ScoringConfig().template
     assert set(TEMPLATES) == {"train", "chat", "none"}
-    with pytest.raises(ScoringError, match="use one of train, chat, none"):
-        build_request(None, "q", "", "y", ScoringConfig(template="jinja"))
+    with pytest.raises(SettingError, match="template='jinja': must be one of train, chat, none"):
+        ScoringConfig(template="jinja")  # refused when the settings are made, before any model call
+    with loading(), pytest.raises(ScoringError, match="use one of train, chat, none"):
+        build_request(None, "q", "", "y", ScoringConfig(template="jinja"))  # stored settings, checked at use
 
 
 def test_runs_stored_before_keep_the_template_they_were_scored_with():

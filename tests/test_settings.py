@@ -120,7 +120,7 @@ def test_messages_read_as_ranges():
         ReerConfig(candidates=0)
     with pytest.raises(SettingError, match=r"no_repeat_ngram=1: must be 0, or from 2 to 64"):
         ReerConfig(no_repeat_ngram=1)
-    with pytest.raises(SettingError, match=r"template='x': must be one of chat, none"):
+    with pytest.raises(SettingError, match=r"template='x': must be one of train, chat, none"):
         ReerConfig(template="x")
     with pytest.raises(SettingError, match=r"eval_frac=1: must be at least 0 and below 1"):
         TrainConfig(eval_frac=1)
