@@ -173,3 +173,24 @@ def test_doc_checks_catch_a_dangling_reference():
 def test_readme_is_a_front_door():
     size = len((ROOT / "README.md").read_bytes())
     assert size <= README_LIMIT, f"README.md is {size} bytes; move detail into docs/ (limit {README_LIMIT})"
+
+
+@pytest.mark.model
+def test_readme_example_output_is_what_score_prints(capsys):
+    """The worked example's output in the README is real: the command prints it today. When the
+    scoring layout changes, rerun `palimpsest score --input docs/example.jsonl` and paste."""
+    import json
+
+    from studio.cli.main import main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ palimpsest score --input docs/example.jsonl", 1)[1].split("```", 1)[0]
+    shown = [json.loads(line) for line in block.splitlines() if line.startswith("{")]
+    assert [row["id"] for row in shown] == ["note-plain", "note-thought"]
+    assert main(["score", "--input", str(ROOT / "docs" / "example.jsonl")]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["id"] for r in printed] == [r["id"] for r in shown]
+    for got, want in zip(printed, shown):
+        assert got["n_tokens"] == want["n_tokens"]
+        for key in ("mean_logprob", "ppl", "score"):
+            assert got[key] == pytest.approx(want[key], rel=1e-3), (got["id"], key)
