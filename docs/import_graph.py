@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ CORE = ROOT / "core"
 PAGE = ROOT / "docs" / "import-graph.md"
 COMMAND = "python docs/import_graph.py"
 ENGINES = ("core.reer", "core.r2")  # drawn side by side; the page says whether they import each other
+COUNTERPARTS = {"search": "loop"}  # modules of different names that play the same part (the engine's generator)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,20 @@ def _label(unit: str, core: Path) -> str:
     return path + "/" if (core.parent / path).is_dir() else path + ".py"
 
 
+def _modules_of(unit: str, core: Path) -> list[str]:
+    folder = core.parent / unit.replace(".", "/")
+    return sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+
+
+def _mirror_rows(left: list[str], right: list[str]) -> list[tuple[str, str]]:
+    """Modules both sides have, on one row each, then COUNTERPARTS; then each side's own."""
+    rows = [(m, m) for m in left if m in right]
+    rows += [(a, b) for a, b in COUNTERPARTS.items() if a in left and b in right]
+    paired = {m for row in rows for m in row}
+    own_left, own_right = [m for m in left if m not in paired], [m for m in right if m not in paired]
+    return rows + list(itertools.zip_longest(own_left, own_right, fillvalue=""))
+
+
 def render(edges: dict[str, set[str]], core: Path = CORE) -> str:
     """The Markdown page: the command, the engines' mutual imports, a text list, a Mermaid graph."""
     edges = {u: t for u, t in edges.items() if u != "core" or t}  # core/__init__.py only if it imports
@@ -153,7 +169,10 @@ def render(edges: dict[str, set[str]], core: Path = CORE) -> str:
     for unit in sorted(edges):
         targets = ", ".join(_label(t, core) for t in sorted(edges[unit])) or "(nothing in core)"
         lines.append(f"{_label(unit, core):<{width}}  imports  {targets}")
-    lines += ["```", "", "## As a diagram", "", "```mermaid", "flowchart TB"]
+    lines += ["```", "", "## The engines' modules, side by side", "", f"| {_label(a, core)} | {_label(b, core)} |", "|---|---|"]
+    for row in _mirror_rows(*(_modules_of(u, core) for u in ENGINES)):
+        lines.append("| " + " | ".join(f"`{m}.py`" if m else "" for m in row) + " |")
+    lines += ["", "## As a diagram", "", "```mermaid", "flowchart TB"]
     lines += ["  subgraph engines [the two engines, side by side]", "    direction LR"]
     lines += [f'    {_node(u)}["{_label(u, core)}"]' for u in ENGINES if u in edges]
     lines += ["  end"]

@@ -84,7 +84,9 @@ def test_scanner_resolves_relative_and_lazy_imports(tmp_path):
     assert edges["core.reer"] == {"core.r2"}
     assert edges["core.r2"] == {"core.store"}
     assert ig.third_party(core, tmp_path)["gradio"] == {"core.r2.loop"}
-    assert "core/reer/ imports core/r2/." in ig.render(edges, core).split("## As text")[0]  # the verdict
+    page = ig.render(edges, core)
+    assert "core/reer/ imports core/r2/." in page.split("## As text")[0]  # the verdict
+    assert "| `search.py` | `loop.py` |" in page  # each engine's generator on one row
 
 
 # --- the docs -------------------------------------------------------------------------------
