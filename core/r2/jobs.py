@@ -50,7 +50,7 @@ def r2_job(store: Store, writer_lm: LM, judge_lm: LM | None, prompt_id: str, cfg
     prompt's own (e.g. HelloBench checklists) or the default one (core.r2.judge.rubric_for)."""
     prompt = store.get_prompt(prompt_id)
     if run_id is None:
-        model = models_name(getattr(writer_lm, "name", "?"), getattr(judge_lm, "name", "") if judge_lm else "")
+        model = models_name(writer_lm.name, judge_lm.name if judge_lm else "")
         run_id, history = open_run_for(store, prompt_id, cfg, model)
     else:
         history = store.events(run_id)

@@ -108,7 +108,7 @@ def reer_job(store: Store, lm: LM, prompt_id: str, cfg: ReerConfig = ReerConfig(
     Holds the run's lease while it runs (module docstring): raises RunBusy before any event when
     another live owner drives the run. `owner` defaults to a fresh `lease_owner()`."""
     prompt = store.get_prompt(prompt_id)
-    model = getattr(lm, "name", "?")
+    model = lm.name
     owner = owner or lease_owner()
     if run_id is None:
         run_id, _ = open_run_for(store, prompt_id, cfg, model)

@@ -27,10 +27,13 @@ class CLIError(Exception):
 
 
 def _load(spec: str, dtype: str = "float32"):
-    from core.models.lm import load_lm
+    """The model for `spec` from the process's shelf (core.models.shelf): loaded once."""
+    from core.models.shelf import default_shelf
 
-    print(f"loading model {spec} ({dtype})...", file=sys.stderr)
-    return load_lm(spec, dtype=dtype)
+    shelf = default_shelf()
+    if spec.strip() not in shelf.loaded():
+        print(f"loading model {spec} ({dtype})...", file=sys.stderr)
+    return shelf.get(spec, dtype=dtype)
 
 
 # ---- app -------------------------------------------------------------------------------------
@@ -143,12 +146,9 @@ def cmd_reer(args) -> int:
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.models.lm.load_lm)
-    loaded = []
 
     def get_lm():
-        if not loaded:
-            loaded.append(_load(model))
-        return loaded[0]
+        return _load(model)  # loaded on first use, once (the shelf keeps it)
 
     show = sys.stderr.isatty() or args.progress
     bar = tqdm(total=len(items), desc="reer", unit="item", file=sys.stderr, disable=not show)

@@ -17,10 +17,10 @@ from core.models.lm import DEFAULT_MODEL
 
 
 def load_model(spec: str):
-    from core.models.lm import load_lm
+    """The model for `spec` from the process's shelf: writer and judge of one spec load once."""
+    from studio.cli.main import _load
 
-    print(f"loading model {spec}...", file=sys.stderr)
-    return load_lm(spec)
+    return _load(spec)
 
 
 def _config(args):
@@ -61,13 +61,9 @@ def cmd_r2(args) -> int:
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     writer, judge = (args.writer or DEFAULT_MODEL).strip(), (args.judge or DEFAULT_MODEL).strip()
-    loaded: dict = {}
 
     def get_lms():
-        if not loaded:
-            loaded["w"] = load_model(writer)
-            loaded["j"] = loaded["w"] if judge == writer else load_model(judge)
-        return loaded["w"], loaded["j"]
+        return load_model(writer), load_model(judge)  # the shelf loads each spec once
 
     show = sys.stderr.isatty() or args.progress
     bar = tqdm(total=len(items), desc="r2", unit="item", file=sys.stderr, disable=not show)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from core import events as ev
-from core.models.lm import LM, load_lm
+from core.models.lm import LM
+from core.models.shelf import default_shelf
 from core.r2.config import R2Config
 from core.r2.jobs import (
     models_name,
@@ -38,7 +39,7 @@ class R2Runner(ThreadedRuns):
     store: Store  # where runs and events live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model: the writer, and the judge unless another spec is given
     model_name: str = ""  # the app's model spec (what an empty judge spec means)
-    load: Callable[[str], LM] = load_lm  # loads a judge spec other than the app's model
+    load: Callable[[str], LM] = field(default_factory=lambda: default_shelf().get)  # loads a judge spec other than the app's model
     _judges: dict = field(default_factory=dict)  # judge spec -> loaded LM (loaded on first use)
 
     # ---- models ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from core.reer.config import ReerConfig
 from core.reer.jobs import RunBusy, lease_owner, open_run_for, reer_job
 from core.reer.search import Controls
 from core.store import Store
-from studio.models import ModelShelf
+from core.models.shelf import ModelChoice
 from studio.runners.threads import ThreadedRuns
 
 
@@ -33,7 +33,7 @@ class RunnerError(Exception):
 class JobRunner(ThreadedRuns):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model, loaded on first use
-    models: ModelShelf | None = None  # other models by spec (a run's recorded model); None: get_lm only
+    models: ModelChoice | None = None  # other models by spec (a run's recorded model); None: get_lm only
 
     # ---- commands ----------------------------------------------------------------------------
     def start(self, prompt_id: str, cfg: ReerConfig, model: str, steps: int | None = None) -> str:
