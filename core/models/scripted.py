@@ -9,10 +9,13 @@ Spec: `scripted:` followed by comma-separated options (`load_lm("scripted:judge=
 - `delay=S`: sleep S seconds before each generation (tests of pausing a slow run).
 - `max_length=N`: the window in tokens (default 8192).
 - `script=PATH` (or a bare PATH ending in .json): canned replies, a JSON object
-  `{"rules": [{"when": [regex, ...], "reply": text | [text, ...], "judge": X, "critique": text}],
-  "seed": N, "judge": X, "delay": S}`. The first rule whose every regex matches the
-  conversation (all message contents, joined) answers: a text each time, a list one item per
-  reply in order (the last repeats), or a judgment with score X. Options after the path win.
+  `{"rules": [{"when": [regex, ...], "reply": text | [text, ...], "judge": X, "critique": text,
+  "name": text, "last": bool}], "seed": N, "judge": X, "delay": S}`. The first rule whose every
+  regex matches the conversation (all message contents, joined; the last message alone with
+  `"last": true`) answers: a text each time, a list one item per
+  reply in order (the last repeats), or a judgment with score X. A canned reply is what the
+  script says: stop strings cut it, the token budget and the n-gram ban do not (finish "stop").
+  Options after the path win.
   Paths may not contain commas.
 Python code may also build `ScriptedLM(rules=[Rule(...)])` with callable replies.
 
@@ -25,8 +28,8 @@ What it does, as the LM protocol (core.models.lm) asks:
   (`<rewrite>`) is closed after the text, and a tag pair the last message asks for
   (`inside <rewrite></rewrite>`) wraps it. Stop strings cut the reply (finish "stop");
   `max_new_tokens` cuts it (finish "length"); `no_repeat_ngram=n` keeps any n-gram of the
-  generated tokens from repeating (sentences that would repeat one are skipped; canned replies
-  are returned as written).
+  generated tokens from repeating (sentences that would repeat one are skipped). Canned replies
+  are returned as written (see `script`).
 - `loglikelihood`: per-token log-probs that depend on the text: a word already in the context
   is likely (about -0.2 to -0.6, likelier the more often it appeared), a word seen earlier in the
   continuation less so (-1.2), an unseen word unlikely (-3 to -4, fixed per word), whitespace
@@ -122,8 +125,10 @@ class Rule:
     judge: float | None = None  # reply as a judge giving this score (when `reply` is None)
     critique: str | None = None  # the judge's critique (default: a short one naming a word of the prompt)
     name: str = ""  # recorded in `calls` (e.g. "draft", "judge")
+    last: bool = False  # match the last message only (a retry that quotes an earlier prompt stays apart)
 
-    def matches(self, text: str) -> bool:
+    def matches(self, messages: Sequence[dict]) -> bool:
+        text = str(messages[-1].get("content", "")) if self.last and messages else _conversation(messages)
         return all(re.search(p, text, re.S) for p in self.when)
 
 
@@ -210,7 +215,7 @@ class ScriptedLM:
             time.sleep(self.delay)
         messages = list(messages)
         convo = _conversation(messages)
-        index = next((i for i, r in enumerate(self.rules) if r.matches(convo)), None)
+        index = next((i for i, r in enumerate(self.rules) if r.matches(messages)), None)
         rule = self.rules[index] if index is not None else None
         with self._lock:
             self.calls.append(Call(rule.name if rule else "", messages, prefix))
@@ -230,7 +235,7 @@ class ScriptedLM:
                 text, canned = self._prose(convo, last, config, prefix, j), False
             if canned and prefix and text.startswith(prefix):
                 text = text[len(prefix):]
-            out.append(self._cut(text, config))
+            out.append(self._cut(text, config, budget=not canned))
         return out
 
     def loglikelihood(
@@ -335,10 +340,10 @@ class ScriptedLM:
         grams.update(new)
         return True
 
-    def _cut(self, text: str, config: GenerationConfig) -> Generation:
-        """The reply cut at the first stop string or at the token budget, with its reason."""
+    def _cut(self, text: str, config: GenerationConfig, budget: bool = True) -> Generation:
+        """The reply cut at the first stop string or (`budget`) at max_new_tokens, with its reason."""
         toks = tokenize(text)
-        within = "".join(toks[:config.max_new_tokens])
+        within = "".join(toks[:config.max_new_tokens]) if budget else text
         hits = [i for i in (text.find(s) for s in config.stop if s) if 0 <= i <= len(within)]
         if hits:
             return Generation(text[:min(hits)], FINISH_STOP)
@@ -384,9 +389,9 @@ def _read_script(path: str, spec: str) -> dict:
         raise ModelNotFound(f"model '{spec}': {p}: unknown field(s) {sorted(unknown)}")
     rules = []
     for i, r in enumerate(data.get("rules", [])):
-        if not isinstance(r, dict) or set(r) - {"when", "reply", "judge", "critique", "name"}:
+        if not isinstance(r, dict) or set(r) - {"when", "reply", "judge", "critique", "name", "last"}:
             raise ModelNotFound(f"model '{spec}': {p}: rules[{i}] must be an object with when, reply, judge, "
-                                "critique or name")
+                                "critique, name or last")
         when = r.get("when", [])
         when = (when,) if isinstance(when, str) else tuple(when)
         reply = r.get("reply")
@@ -398,7 +403,8 @@ def _read_script(path: str, spec: str) -> dict:
             except re.error as exc:
                 raise ModelNotFound(f"model '{spec}': {p}: rules[{i}].when {pattern!r}: {exc}") from None
         rules.append(Rule(when=when, reply=tuple(reply) if isinstance(reply, list) else reply,
-                          judge=r.get("judge"), critique=r.get("critique"), name=str(r.get("name", f"rule{i}"))))
+                          judge=r.get("judge"), critique=r.get("critique"), name=str(r.get("name", f"rule{i}")),
+                          last=bool(r.get("last", False))))
     out = {k: data[k] for k in ("seed", "judge", "delay", "max_length") if k in data}
     out["rules"] = rules
     return out

@@ -61,9 +61,13 @@ def cmd_r2(args) -> int:
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     writer, judge = (args.writer or DEFAULT_MODEL).strip(), (args.judge or DEFAULT_MODEL).strip()
+    loaded: dict = {}
 
     def get_lms():
-        return load_model(writer), load_model(judge)  # the shelf loads each spec once
+        if not loaded:
+            loaded["w"] = load_model(writer)
+            loaded["j"] = loaded["w"] if judge == writer else load_model(judge)
+        return loaded["w"], loaded["j"]
 
     show = sys.stderr.isatty() or args.progress
     bar = tqdm(total=len(items), desc="r2", unit="item", file=sys.stderr, disable=not show)
