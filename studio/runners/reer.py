@@ -134,7 +134,7 @@ class JobRunner(ThreadedRuns):
             return self.models.lm(spec)
         except Exception as exc:  # noqa: BLE001  (any loader failure is the user's to read)
             raise RunnerError(f"model {spec!r} could not be loaded: {exc}; leave the model field empty to use "
-                              f"the app's model ({self.models.model_name})") from exc
+                              f"the app's model ({self.models.default})") from exc
 
     def _spawn(self, run_id: str, prompt_id: str, controls: Controls) -> None:
         owner = lease_owner("studio")
