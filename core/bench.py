@@ -202,8 +202,8 @@ class PlainLM:
     """The reference loop's model: a first version with no batching and no prefix sharing."""
 
     def __init__(self, lm):
-        self.lm = lm
-        self.name, self.max_length = lm.name, lm.max_length
+        self.lm = lm  # an HFLM: its sampling knobs and weights are used directly
+        self.name, self.max_length, self.has_fast_path = lm.name, lm.max_length, lm.has_fast_path
 
     def chat_text(self, messages, add_generation_prompt: bool = True) -> str:
         return self.lm.chat_text(messages, add_generation_prompt)
@@ -211,25 +211,21 @@ class PlainLM:
     def encode(self, text: str) -> list[int]:
         return self.lm.encode(text)
 
+    def count_tokens(self, text: str) -> int:
+        return self.lm.count_tokens(text)
+
     def generate(self, messages, config, prefix: str = "") -> list[str]:
         """K separate n=1 calls in fp32 (no bf16 sampling, no prompt cache); sample j seeded with seed + j."""
         import dataclasses
 
-        out, kept = [], getattr(self.lm, "gen_precision", None)
-        cached = getattr(self.lm, "use_prefix_cache", None)
+        out, kept, cached = [], self.lm.gen_precision, self.lm.use_prefix_cache
         try:
-            if kept is not None:
-                self.lm.gen_precision = "fp32"
-            if cached is not None:
-                self.lm.use_prefix_cache = False
+            self.lm.gen_precision, self.lm.use_prefix_cache = "fp32", False
             for j in range(config.n):
                 seed = None if config.seed is None else config.seed + j
                 out += self.lm.generate(messages, dataclasses.replace(config, n=1, seed=seed), prefix=prefix)
         finally:
-            if kept is not None:
-                self.lm.gen_precision = kept
-            if cached is not None:
-                self.lm.use_prefix_cache = cached
+            self.lm.gen_precision, self.lm.use_prefix_cache = kept, cached
         return out
 
     def loglikelihood(self, requests, precision="fp32", truncate="error") -> list[TokenLogprobs]:
@@ -254,7 +250,7 @@ class ExactLengthLM:
     def __init__(self, lm):
         self.lm = lm
         self.name, self.max_length = lm.name, lm.max_length
-        self.has_fast_path = getattr(lm, "has_fast_path", False)
+        self.has_fast_path = lm.has_fast_path
         self.seconds = {"generate": 0.0, "score": 0.0}
         self.drafts: dict[str, str] = {}  # draft prompt -> the shared draft text (see the section comment)
 
@@ -263,6 +259,9 @@ class ExactLengthLM:
 
     def encode(self, text: str) -> list[int]:
         return self.lm.encode(text)
+
+    def count_tokens(self, text: str) -> int:
+        return self.lm.count_tokens(text)
 
     def loglikelihood(self, requests, precision="fp32", truncate="error"):
         t = time.perf_counter()
@@ -274,7 +273,7 @@ class ExactLengthLM:
     def generate(self, messages, config, prefix: str = "") -> list[str]:
         import dataclasses
 
-        from core.models.lm import cut_at_stop
+        from core.models.lm import FINISH_LENGTH, Generation, cut_at_stop, stop_reason
 
         if messages[-1]["content"] in self.drafts:  # only the draft prompt is ever in there
             return [self.drafts[messages[-1]["content"]]]
@@ -284,7 +283,7 @@ class ExactLengthLM:
             texts = self.lm.generate(messages, forced, prefix=prefix)
         finally:
             self.seconds["generate"] += time.perf_counter() - t
-        return [cut_at_stop(t, config.stop) for t in texts]
+        return [Generation(cut_at_stop(t, config.stop), stop_reason(t, config.stop, FINISH_LENGTH)) for t in texts]
 
 
 def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:

@@ -1,13 +1,15 @@
 """The Palimpsest studio's Gradio app: the shell that holds the pages.
 
-`build_app()` makes one StudioContext (store, lazy model, JobRunner, samples) and one tab per
+`build_app(model)` makes one StudioContext (store, the model shelf with `model` as the app's
+model, JobRunner, samples) and one tab per
 page, each built by its module's `build(ctx)`: Library (studio.pages.library), REER
 (studio.pages.reer), R2 (studio.pages.r2), Review (studio.pages.review), Export
 (studio.pages.export), Train (studio.pages.train) and Score (studio.pages.score, the scoring
 playground). Links between
 pages (Library's "Run REER on it", menus refreshed after an import) are wired here, at the
 bottom of build_app. `serve()` launches a built app the studio's way; `launch_app()` is what
-`palimpsest app` calls.
+`palimpsest app` calls; `palimpsest app --model scripted:` is the no-model demo (the header
+says so).
 
 What it knows: the page list, the links, launching. What it does not know: any algorithm
 (core), any page's insides. No module-level mutable state: two apps in one process are apart.
@@ -19,7 +21,6 @@ import html
 import logging
 import os
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -28,11 +29,11 @@ import gradio as gr  # noqa: E402
 
 from assets import CSS_PATH  # noqa: E402
 from core.data.items import read_items  # noqa: E402
-from core.models.lm import DEFAULT_MODEL, LM  # noqa: E402
+from core.models.lm import DEFAULT_MODEL, is_scripted_spec  # noqa: E402
+from core.models.shelf import ModelChoice, ModelShelf, default_shelf  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
-from studio.models import ModelShelf  # noqa: E402
 from studio.runners.reer import JobRunner  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -67,25 +68,33 @@ def _remember_tab_js(tab_id: str) -> str:
             f"u.searchParams.set('tab', '{tab_id}'); history.replaceState(null, '', u); }}")
 
 
-def build_app(get_lm: Callable[[], LM], samples: list[dict] | None = None, model_name: str | None = None,
+def header_html(model: str) -> str:
+    """The studio's header: the model's spec, and a plain warning when it is the scripted fake."""
+    demo = (' <b class="pal-demo" id="pal-demo" style="color: #b45309; margin-left: 8px;" title="a deterministic fake model (core.models.scripted): '
+            'texts and scores are made up, not written by a language model">demo mode: scripted model, '
+            'no real language model</b>') if is_scripted_spec(model) else ""
+    return (f'<div class="pal-head"><h1>Palimpsest</h1><span>thinking trajectories for writing · model '
+            f'<code>{html.escape(model)}</code>{demo}</span></div>')
+
+
+def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, samples: list[dict] | None = None,
               store: Store | None = None, db: str | Path | None = None,
               samples_path: str | Path | None = SAMPLES_PATH) -> gr.Blocks:
-    """The studio. `get_lm()` returns the loaded model (lazy, load-once: see lazy_lm); `store` (or
-    a `db` path; neither: an in-memory store) holds prompts and runs; `samples` fill the Score
-    page's menu (default: read from `samples_path`, which the Library imports on demand)."""
+    """The studio for the app's model `model` (a spec; loaded from `shelf`, the process's shelf by
+    default, on first use: a test puts its own model on a shelf of its own). `store` (or a `db`
+    path; neither: an in-memory store) holds prompts and runs; `samples` fill the Score page's
+    menu (default: read from `samples_path`, which the Library imports on demand)."""
     from studio.pages import export as export_page
     from studio.pages import library, r2, reer, review, score, train
 
     store = store if store is not None else open_store(db)
     samples = load_samples(samples_path) if samples is None else samples
-    model_label = model_name or getattr(get_lm, "model_name", None) or "the model"
-    models = ModelShelf(get_lm, model_label)
-    ctx = StudioContext(store=store, get_lm=get_lm, model_name=model_label, runner=JobRunner(store, get_lm, models),
-                        samples_path=Path(samples_path) if samples_path else None, samples=samples, models=models)
+    models = ModelChoice(shelf if shelf is not None else default_shelf(), (model or "").strip() or DEFAULT_MODEL)
+    ctx = StudioContext(store=store, models=models, runner=JobRunner(store, models.get_lm, models),
+                        samples_path=Path(samples_path) if samples_path else None, samples=samples)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
-        gr.HTML(f'<div class="pal-head"><h1>Palimpsest</h1><span>thinking trajectories for writing · model '
-                f'<code>{html.escape(model_label)}</code></span></div>', elem_id="pal-head", padding=False)
+        gr.HTML(header_html(models.default), elem_id="pal-head", padding=False)
         with gr.Tabs(elem_id="pal-tabs") as tabs:
             with gr.Tab("Library", id="library", elem_id="tab-library") as library_tab:
                 lib = library.build(ctx)
@@ -164,36 +173,19 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
     )
 
 
-def lazy_lm(model: str = DEFAULT_MODEL) -> Callable[[], LM]:
-    """A `get_lm()` that loads `model` on first call and returns the same object afterwards."""
-    import threading
-
-    from core.models.lm import load_lm
-
-    box: list[LM] = []
-    lock = threading.Lock()
-
-    def get_lm() -> LM:
-        with lock:
-            if not box:
-                box.append(load_lm(model))
-            return box[0]
-
-    get_lm.model_name = model  # type: ignore[attr-defined]
-    return get_lm
-
-
 def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str = DEFAULT_MODEL,
                auth: tuple | None = None, prevent_thread_lock: bool = False, samples_path=None,
                db: str | Path | None = None):
-    """Open the store (importing the samples into an empty one), load the model, build the
-    studio and serve it (blocks unless prevent_thread_lock)."""
+    """Open the store (importing the samples into an empty one), load the model onto the
+    process's shelf, build the studio and serve it (blocks unless prevent_thread_lock).
+    `model="scripted:"` serves the no-model demo."""
     store = open_store(db)
     samples_path = samples_path or SAMPLES_PATH
     added = import_samples_if_empty(store, samples_path)
     if added:
         log.warning("imported %d built-in sample prompt(s) into %s", added, db or "the in-memory store")
-    get_lm = lazy_lm(model)
-    get_lm()  # load now, so the first click is fast and a bad --model fails at start
-    app = build_app(get_lm, model_name=model, store=store, samples_path=samples_path)
+    default_shelf().get(model)  # load now, so the first click is fast and a bad --model fails at start
+    if is_scripted_spec(model.strip()):
+        log.warning("demo mode: %s is a scripted fake model; its texts and scores are made up", model)
+    app = build_app(model, store=store, samples_path=samples_path)
     return serve(app, host=host, port=port, auth=auth, prevent_thread_lock=prevent_thread_lock)

@@ -1,28 +1,40 @@
 """StudioContext: what every page of the studio shares, made once per app by build_app.
 
-Knows: the store (one thread-safe handle), the model (a lazy `get_lm()`), its name, the shelf
-of other models loaded by spec, the JobRunner that drives REER runs in background threads, and
-the built-in samples. Does not know pages or Gradio. Nothing here is a module-level global:
-two apps in one process (tests) have two contexts.
+Knows: the store (one thread-safe handle), the models (a `core.models.shelf.ModelChoice`: the
+process's model shelf seen with the app's own spec as the default, so a page asks for "" or a
+spec and each is loaded once), the JobRunner that drives REER runs in background threads, and
+the built-in samples. Does not know pages or Gradio. Nothing here is a module-level global: two
+apps in one process (tests) have two contexts (they share loaded models through the shelf).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from core.models.lm import LM
+from core.models.lm import LM, is_scripted_spec
+from core.models.shelf import ModelChoice
 from core.store import Store
-from studio.models import ModelShelf
 from studio.runners.reer import JobRunner
 
 
 @dataclass(frozen=True)
 class StudioContext:
     store: Store  # prompts, runs, events, trajectories: the single source of truth
-    get_lm: Callable[[], LM]  # the model, loaded once on first use
-    model_name: str  # the model's spec, shown on the pages and recorded with each run
+    models: ModelChoice  # the shelf with the app's model as default (loaded on first use)
     runner: JobRunner  # drives REER runs in background threads (one per app)
     samples_path: Path | None = None  # the built-in sample prompts (data/samples.jsonl)
     samples: list[dict] = field(default_factory=list)  # those samples, read once (the Score page's menu)
-    models: ModelShelf | None = None  # every model the pages have loaded by spec (the app's model included)
+
+    @property
+    def model_name(self) -> str:
+        """The app's model spec, shown on the pages and recorded with each run."""
+        return self.models.default
+
+    @property
+    def demo(self) -> bool:
+        """True when the app's model is the scripted fake (no real model: `--model scripted:`)."""
+        return is_scripted_spec(self.models.default)
+
+    def get_lm(self) -> LM:
+        """The app's model, loaded on first use."""
+        return self.models.get_lm()

@@ -1,14 +1,17 @@
-"""A scripted writer-and-judge double for R2 tests: replies chosen by what each prompt asks.
+"""The R2 tests' writer and judge: the package's scripted model (core.models.scripted) with one
+rule per R2 prompt kind, answering by what each prompt asks.
 
 `FakeLM` recognises the R2 prompts (plan, draft, reflect, revise, judge, judge retry) and
-answers from per-kind handlers, so a test pins exactly what the loop sees (a score per
-version, an unparsable judge, a repeated reflection) independent of call order, which is what
-a resumed run needs. Every call is logged with its kind and prompt. No model is involved:
-the R2 loop only generates.
+answers from per-kind replies, so a test pins exactly what the loop sees (a score per version,
+an unparsable judge, a repeated reflection) independent of call order, which is what a resumed
+run needs. Every call is logged (`calls`: kind, messages, prefix). Token counts, stop strings,
+budgets, finish reasons and log-probs are the scripted model's own.
 """
 from __future__ import annotations
 
 import re
+
+from core.models.scripted import Ask, Rule, ScriptedLM
 
 DRAFT = "Draft number 0. The keeper finds a letter in the lamp room and reads it twice before the storm."
 
@@ -35,11 +38,14 @@ def round_of(seed: int, stage: int) -> int:
     return r
 
 
+KINDS = (("could not be read", "judge_retry"), ("grading a piece of writing", "judge"),
+         ("Rewrite these notes", "reflect"), ("complete improved version", "revise"),
+         ("plan it briefly", "plan"), ("Write the complete piece now", "draft"))
+
+
 def kind_of(messages) -> str:
     text = messages[-1]["content"]
-    for key, kind in (("could not be read", "judge_retry"), ("grading a piece of writing", "judge"),
-                      ("Rewrite these notes", "reflect"), ("complete improved version", "revise"),
-                      ("plan it briefly", "plan"), ("Write the complete piece now", "draft")):
+    for key, kind in KINDS:
         if key in text:
             return kind
     raise AssertionError(f"unknown prompt: {text[:200]}")
@@ -49,43 +55,36 @@ def judged_text(messages) -> str:
     return messages[0]["content"].split("<<<", 1)[1].split(">>>", 1)[0]
 
 
-class FakeLM:
+class FakeLM(ScriptedLM):
     """Writer and judge in one (tests may pass two instances). `scores`: version -> overall."""
 
     def __init__(self, scores=None, reflections=None, judge=None, name="fake", fail_on=None):
-        self.name, self.max_length = name, 8192
         self.scores = scores or {0: 4, 1: 6, 2: 8, 3: 9}
         self.reflections = reflections  # round -> reflection body (after the prefilled opening)
-        self.judge = judge  # optional callable(messages, call_no) -> full judge reply
+        self.judge_reply = judge  # optional callable(messages, call_no) -> full judge reply
         self.fail_on = fail_on  # (kind, nth call of that kind) to raise at: a crash mid-run
-        self.calls: list[tuple[str, list, str]] = []
-
-    def encode(self, text):
-        return text.split()
-
-    def chat_text(self, messages, add_generation_prompt=True):
-        return "\n".join(m["content"] for m in messages)
+        # the retry prompt also quotes the first one: match on the last message only
+        rules = [Rule(when=(re.escape(key),), reply=self._answerer(kind), name=kind, last=True) for key, kind in KINDS]
+        super().__init__(rules=rules, max_length=8192, name=name)
 
     def count(self, kind):
-        return sum(1 for k, _, _ in self.calls if k == kind)
+        return sum(1 for c in self.calls if c.rule == kind)
 
-    def generate(self, messages, config, prefix=""):
-        kind = kind_of(messages)
-        self.calls.append((kind, messages, prefix))
-        if self.fail_on == (kind, self.count(kind)):
-            raise KeyboardInterrupt("killed")
-        full = self.reply(kind, messages, config)
-        out = full[len(prefix):] if full.startswith(prefix) else full
-        return [out] * config.n
+    def _answerer(self, kind):
+        def answer(ask: Ask) -> str:
+            if self.fail_on == (kind, ask.nth + 1):
+                raise KeyboardInterrupt("killed")
+            return self.reply(kind, ask.messages, ask.config, ask.nth + 1)
+        return answer
 
-    def reply(self, kind, messages, config) -> str:
+    def reply(self, kind, messages, config, call_no) -> str:
         if kind == "plan":
             return "I will open in the lamp room, hold the letter back, and end on the boat."
         if kind == "draft":
             return DRAFT
         if kind in ("judge", "judge_retry"):
-            if self.judge is not None:
-                return self.judge(messages, self.count(kind))
+            if self.judge_reply is not None:
+                return self.judge_reply(messages, call_no)
             v = version_of(judged_text(messages if kind == "judge" else messages[:1]))
             return judge_reply(self.scores[v])
         if kind == "reflect":

@@ -71,6 +71,23 @@ def test_generation_still_works_after_scoring(tiny_lm):
     assert tiny_lm.model.config._attn_implementation != "palimpsest_cascade"
 
 
+def test_finish_reasons_and_token_counts(tiny_lm):
+    """A reply that used its whole budget says "length"; an end-of-turn token or a stop string
+    says "stop"; count_tokens is the tokenizer's own count."""
+    from core.models.lm import GenerationConfig
+
+    out = tiny_lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(max_new_tokens=6, n=2, seed=3))
+    assert [o.finish_reason for o in out] == ["length", "length"]  # a random model never ends its turn in 6
+    assert all(tiny_lm.count_tokens(o) <= 6 for o in out)
+    assert tiny_lm.count_tokens("The keeper read the letter.") == len(tiny_lm.encode("The keeper read the letter."))
+    eos = tiny_lm.tokenizer.eos_token_id
+    cfg = GenerationConfig(max_new_tokens=3, stop=("END",))
+    assert tiny_lm._finish([5, 6, 7], "abc", 3, cfg) == "length"
+    assert tiny_lm._finish([5, eos, eos], "a", 3, cfg) == "stop"  # ended by the end-of-turn token
+    assert tiny_lm._finish([5, 6, 7], "a END b", 3, cfg) == "stop"  # ended by a stop string
+    assert tiny_lm._finish([5, 6], "ab", 3, cfg) == "stop"  # stopped short of the budget
+
+
 def test_too_long_is_an_error_unless_left_truncation_is_allowed(tiny_lm):
     ctx = "word " * 1500  # the tiny model has a 1024-token window
     with pytest.raises(ContextTooLong, match="allow left-truncation"):

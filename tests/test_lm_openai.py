@@ -165,6 +165,10 @@ class Handler(BaseHTTPRequestHandler):
         })
 
     def tokenize(self, body):
+        if "prompt" in body:  # vLLM's completion form: a plain text, counted in the double's tokens
+            toks = fake_tokens(body["prompt"])
+            return self._send(200, {"count": len(toks), "max_model_len": MAX_MODEL_LEN,
+                                    "tokens": list(range(len(toks))), "token_strs": None})
         text = render_chat(body["messages"], body.get("add_generation_prompt", True))
         ids = [ord(c) for c in text]
         self._send(200, {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None})
@@ -261,6 +265,7 @@ def test_generate_returns_n_in_order_and_sends_settings(lm, double):
     cfg = GenerationConfig(max_new_tokens=33, temperature=0.7, top_p=0.9, n=3, stop=("STOP",), seed=11)
     out = lm.generate([{"role": "user", "content": "hi"}], cfg)
     assert out == [f"reply {i} seed=11\n" for i in range(3)]  # index order, cut at the stop string
+    assert [o.finish_reason for o in out] == ["stop"] * 3  # cut here at a stop string: "stop", whatever the server said
     path, body = state.bodies[-1]
     assert path == "/v1/chat/completions"
     assert body == {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 33,
@@ -272,6 +277,37 @@ def test_generate_without_seed_omits_it(lm, double):
     lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=1, extra={"top_k": 5}))
     body = state.bodies[-1][1]
     assert "seed" not in body and body["top_k"] == 5
+
+
+def test_generate_passes_the_servers_finish_reason(lm):
+    out = lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=2))
+    assert [o.finish_reason for o in out] == ["length", "length"] and out[0].startswith("reply 0")
+
+
+# ---- count_tokens -----------------------------------------------------------------------------
+
+
+def test_count_tokens_asks_the_servers_tokenizer(lm, double):
+    _, state = double
+    assert lm.count_tokens("the keeper read  the letter\n") == len(fake_tokens("the keeper read  the letter\n")) == 6
+    assert state.bodies[-1] == ("/tokenize", {"model": MODEL, "prompt": "the keeper read  the letter\n",
+                                              "add_special_tokens": False})
+    assert lm.count_tokens("") == 0
+
+
+def test_count_tokens_without_tokenize_needs_a_local_tokenizer(double):
+    from core.models.hf import builtin_model_dir
+    from transformers import AutoTokenizer
+
+    base, state = double
+    state.mode.add("no_tokenize")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    with pytest.raises(LMError, match="cannot count tokens.*no /tokenize endpoint"):
+        lm.count_tokens("some words")  # never a word count
+    local = OpenAILM.from_spec(f"{base}#{MODEL}", tokenizer=str(builtin_model_dir()))
+    text = "The keeper read the letter twice."
+    expect = len(AutoTokenizer.from_pretrained(builtin_model_dir())(text, add_special_tokens=False)["input_ids"])
+    assert local.count_tokens(text) == expect
 
 
 def test_cut_at_stop_earliest():

@@ -17,6 +17,7 @@ def banned_ngrams_respected(tokens: list[int], n: int) -> bool:
 def _generated(lm, n: int) -> list[int]:
     msgs = [{"role": "user", "content": "Write about rivers."}]
     text = lm.generate(msgs, GenerationConfig(max_new_tokens=120, temperature=0, no_repeat_ngram=n))[0]
+    assert text.finish_reason == "length"  # 120 tokens of a looping random model: the budget ended it
     return lm.encode(text)
 
 

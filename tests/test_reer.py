@@ -1,12 +1,11 @@
 """The REER search: its logic with scripted generation, and end to end on the built-in model.
 
-`ScriptedLM` is a test double for *generation only*: it returns scripted texts so a test can
-pin what the search sees (a failed parse, a worse candidate); scoring goes to a real model.
+`ScriptedLM` is the package's scripted model (core.models.scripted) answering from a script, so a
+test can pin what the search sees (a failed parse, a worse candidate); scoring goes to a real model.
 """
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from core import events as ev
 from core.data.items import Item
-from core.models.lm import GenerationConfig, cut_at_stop
+from core.models import scripted
 from core.models.scoring import score
 from core.reer.config import ReerConfig
 from core.reer.jobs import reer_items, reer_job, run_record
@@ -32,26 +31,24 @@ DRAFT = "\n\n".join(
 SMALL = ReerConfig(candidates=2, max_steps=3, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 
 
-class ScriptedLM:
-    """Generation from a script (a list of lists of replies, one list per call); scoring is real."""
+class ScriptedLM(scripted.ScriptedLM):
+    """Generation from a script (a list of lists of replies, one list per call; a call's samples
+    cycle through its list); stop strings, budgets and finish reasons are the scripted model's;
+    scoring is the real model's. `configs`: each call's GenerationConfig."""
 
     def __init__(self, real, script):
-        self.real, self.script, self.calls = real, iter(script), []
-        self.name, self.max_length = "scripted+" + real.name, real.max_length
+        self.real, self.script, self.configs = real, list(script), []
+        super().__init__(rules=[scripted.Rule(reply=self._next)], name="scripted+" + real.name,
+                         max_length=real.max_length)
 
-    def chat_text(self, messages, add_generation_prompt=True):
-        return self.real.chat_text(messages, add_generation_prompt)
-
-    def encode(self, text):
-        return self.real.encode(text)
+    def _next(self, ask: scripted.Ask) -> str:
+        if ask.sample == 0:
+            self.configs.append(ask.config)
+        replies = self.script[ask.nth]  # an IndexError: the test's script ran out
+        return replies[ask.sample % len(replies)]
 
     def loglikelihood(self, requests, precision="fp32", truncate="error"):
         return self.real.loglikelihood(requests, precision, truncate)
-
-    def generate(self, messages, config: GenerationConfig, prefix=""):
-        self.calls.append((messages, config, prefix))
-        replies = next(self.script)
-        return [cut_at_stop(r, config.stop) for r in itertools.islice(itertools.cycle(replies), config.n)]
 
 
 def rewrites(*texts):
@@ -104,7 +101,7 @@ def test_extend_mode_prefills_the_whole_segment_and_no_repeat_reaches_the_genera
     events = run_all(lm, dataclasses.replace(SMALL, keep_opening_words=-1, no_repeat_ngram=3))
     first = DRAFT.split("\n\n")[0]
     assert lm.calls[1][2] == "<rewrite>\n" + " ".join(first.split())  # the whole segment, continued
-    assert all(c[1].no_repeat_ngram == 3 for c in lm.calls)  # draft and rewrites alike
+    assert all(c.no_repeat_ngram == 3 for c in lm.configs)  # draft and rewrites alike
     texts = [e.text for e in events if isinstance(e, ev.CandidateGenerated) and e.step == 1]
     assert texts[0] == " ".join(first.split()) + " It adds a detail."
 

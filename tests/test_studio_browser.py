@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched
+from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
 
 pytestmark = [pytest.mark.ui, pytest.mark.model,
               pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
@@ -33,11 +33,11 @@ def _fill(page, elem_id, value):
 @pytest.fixture(scope="module")
 def served(builtin_lm, tmp_path_factory):
     from core.store import open_store
-    from studio.app import build_app, import_samples_if_empty
+    from studio.app import import_samples_if_empty
 
     store = open_store(tmp_path_factory.mktemp("studio") / "studio.db")
     assert import_samples_if_empty(store) > 0
-    app = build_app(get_lm=lambda: builtin_lm, model_name="smollm2-135m", store=store)
+    app = studio_app(builtin_lm, store, name="smollm2-135m")  # the real model, end to end
     with launched(app) as url:
         yield url, store
     store.close()

@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched
+from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
 
 pytestmark = [pytest.mark.ui,
               pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
@@ -21,16 +21,16 @@ def _shot(page, name):
 
 
 @pytest.fixture
-def served(tmp_path, tiny_lm):
+def served(tmp_path):
     from library_fixtures import filled_store
 
     from core.store import open_store
-    from studio.app import build_app, import_samples_if_empty
+    from studio.app import import_samples_if_empty
 
     store = open_store(tmp_path / "studio.db")
     assert import_samples_if_empty(store) > 0  # the samples carry hand-written thinking: imported trajectories
     ids = filled_store(store)
-    app = build_app(get_lm=lambda: tiny_lm, model_name="tiny-random", store=store)
+    app = studio_app("scripted:", store)
     with launched(app) as url:
         yield url, store, ids
     store.close()

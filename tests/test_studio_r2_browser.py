@@ -13,7 +13,7 @@ import time
 
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched
+from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
 
 pytestmark = [pytest.mark.ui,
               pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
@@ -45,13 +45,12 @@ def _judge(page, overall, critique, scores=()):
 @pytest.fixture
 def served(tmp_path):
     from core.store import open_store
-    from studio.app import build_app
 
     store = open_store(tmp_path / "studio.db")
     store.add_prompt("Write a short story about a lighthouse keeper who finds a letter.",
                      "The keeper read the letter twice.", id="lighthouse", category="story_writing")
     lm = FakeLM(scores={0: 4, 1: 6, 2: 8})
-    app = build_app(get_lm=lambda: lm, model_name="scripted-writer", store=store, samples_path=None)
+    app = studio_app(lm, store, name="scripted-writer", samples_path=None)
     with launched(app) as url:
         yield url, store
     store.close()

@@ -20,7 +20,7 @@ import time
 import plotly.io as pio
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import client, launched
+from ui_helpers import client, launched, studio_app
 
 from core.r2.judge import DEFAULT_RUBRIC
 from core.store import open_store
@@ -47,9 +47,7 @@ def fake():
 
 @pytest.fixture
 def api(store, fake):
-    from studio.app import build_app
-
-    app = build_app(get_lm=lambda: fake, model_name="fake", store=store, samples_path=None)
+    app = studio_app(fake, store, samples_path=None)
     with launched(app) as url:
         yield client(url)
 
@@ -225,16 +223,14 @@ def test_r2_model_mode_runs_alone_and_stop_and_errors(api, store, fake):
 def test_r2_waiting_run_survives_a_new_app(store, fake, tmp_path):
     """A run waiting for a person, judged from a second app on the same store file (what another
     process or a restarted studio sees): the judgment is taken and the run goes on there."""
-    from studio.app import build_app
-
     pid = _prompt(store)
-    app1 = build_app(get_lm=lambda: fake, model_name="fake", store=store, samples_path=None)
+    app1 = studio_app(fake, store, samples_path=None)
     with launched(app1) as url:
         out = client(url).predict(*_settings(pid, "human"), api_name="/r2_run")
         run_id = _run_id(out[1])
         _wait(client(url), run_id, lambda s: _state(s) == "waiting")
     store2 = open_store(store.path)
-    app2 = build_app(get_lm=lambda: fake, model_name="fake", store=store2, samples_path=None)
+    app2 = studio_app(fake, store2, samples_path=None)
     try:
         with launched(app2) as url:
             api = client(url)

@@ -12,7 +12,7 @@ from pathlib import Path
 import plotly.io as pio
 import pytest
 from library_fixtures import add_reer, filled_store
-from ui_helpers import client, launched
+from ui_helpers import client, launched, studio_app
 
 from core.data import curation
 from core.data.imports import import_files
@@ -54,10 +54,8 @@ def store(tmp_path):
 
 
 @pytest.fixture
-def api_url(store, tiny_lm):
-    from studio.app import build_app
-
-    app = build_app(get_lm=lambda: tiny_lm, model_name="tiny-random", store=store)
+def api_url(store):
+    app = studio_app("scripted:", store)
     with launched(app) as url:
         yield url
 

@@ -1,11 +1,12 @@
 """The studio shell with its Library and REER pages, launched for real and driven through
-gradio_client (the API a script would use). Generation is scripted (a double that writes a known
-draft and known rewrites) and scoring is a real tiny random model, so the search runs in seconds
-and every assertion is about what the store and the page really hold."""
+gradio_client (the API a script would use). The model is the package's scripted one
+(core.models.scripted) with a script: a known draft and numbered rewrites; its scoring is its
+own, so the search runs in seconds and every assertion is about what the store and the page
+really hold."""
 from __future__ import annotations
 
 import html
-import itertools
+import json
 import re
 import threading
 import time
@@ -13,41 +14,30 @@ import time
 import plotly.io as pio
 import pytest
 from test_reer import DRAFT
-from ui_helpers import client, launched
+from ui_helpers import client, launched, studio_app
 
-from core.models.lm import cut_at_stop
+from core.models.scripted import Rule, ScriptedLM
 from core.store import open_store
 
 pytestmark = [pytest.mark.ui]
 
 SETTINGS = dict(k=2, steps=2, thr=0.0, draft=120, cand=60, seed=0, cues=True)  # thr 0: never stops early
+DRAFT_ASK = "Write your private thinking"  # the REER draft prompt (assets/prompts/reer_draft.txt)
+REWRITE_ASK = "inside <rewrite></rewrite>"  # the REER rewrite prompt
 
 
-class LoopLM:
-    """Writes DRAFT for every draft and numbered rewrites for every candidate; scores for real."""
+def option(i: int) -> str:
+    return f" and I weigh option {i} with <care> & detail, then settle it.</rewrite>"
 
-    def __init__(self, real, delay: float = 0.0):
-        self.real, self.delay, self.name, self.max_length = real, delay, "scripted+" + real.name, real.max_length
-        self._n = itertools.count()
-        self._lock = threading.Lock()
 
-    def chat_text(self, messages, add_generation_prompt=True):
-        return self.real.chat_text(messages, add_generation_prompt)
-
-    def encode(self, text):
-        return self.real.encode(text)
-
-    def loglikelihood(self, requests, precision="fp32", truncate="error"):
-        return self.real.loglikelihood(requests, precision, truncate)
-
-    def generate(self, messages, config, prefix=""):
-        time.sleep(self.delay)
-        if "</think>" in config.stop:
-            return [DRAFT] * config.n
-        with self._lock:
-            n = [next(self._n) for _ in range(config.n)]
-        return [cut_at_stop(f" and I weigh option {i} with <care> & detail, then settle it.</rewrite>", config.stop)
-                for i in n]
+def loop_script(tmp_path, n: int = 64) -> str:
+    """A `scripted:` spec that writes DRAFT for every draft and numbered rewrites (option 0, 1, ...)
+    for every candidate, slowed to 0.3 s a call so a test can act while a run is going."""
+    path = tmp_path / "loop.json"
+    path.write_text(json.dumps({"rules": [{"when": DRAFT_ASK, "reply": DRAFT, "name": "draft"},
+                                          {"when": REWRITE_ASK, "reply": [option(i) for i in range(n)],
+                                           "name": "rewrite"}]}))
+    return f"scripted:script={path},delay=0.3"
 
 
 @pytest.fixture
@@ -58,11 +48,8 @@ def store(tmp_path):
 
 
 @pytest.fixture
-def api_url(store, tiny_lm):
-    from studio.app import build_app
-
-    lm = LoopLM(tiny_lm, delay=0.3)
-    app = build_app(get_lm=lambda: lm, model_name="scripted+tiny-random", store=store)
+def api_url(store, tmp_path):
+    app = studio_app(loop_script(tmp_path), store)
     with launched(app) as url:
         yield url
 
@@ -199,24 +186,23 @@ def test_reer_step_pause_edit_and_stop(api_url, store):
     assert store.run_lease(run_id) is None  # the driver let go
 
 
-class GateLM(LoopLM):
-    """LoopLM whose candidate generation waits until the test opens the gate."""
+def gated_lm() -> ScriptedLM:
+    """The scripted model whose rewrites wait until the test opens `lm.gate`."""
+    gate = threading.Event()
 
-    def __init__(self, real):
-        super().__init__(real)
-        self.gate = threading.Event()
+    def rewrite(ask):
+        assert gate.wait(60), "the test never opened the gate"
+        return option(ask.nth * ask.config.n + ask.sample)
 
-    def generate(self, messages, config, prefix=""):
-        if "</think>" not in config.stop:
-            assert self.gate.wait(60), "the test never opened the gate"
-        return super().generate(messages, config, prefix)
+    lm = ScriptedLM(rules=[Rule(when=(DRAFT_ASK,), reply=DRAFT, name="draft"),
+                           Rule(when=(REWRITE_ASK,), reply=rewrite, name="rewrite")], name="scripted:gated")
+    lm.gate = gate  # type: ignore[attr-defined]
+    return lm
 
 
-def test_reer_pause_holds_candidates_then_force_and_skip(store, tiny_lm):
-    from studio.app import build_app
-
-    lm = GateLM(tiny_lm)
-    with launched(build_app(get_lm=lambda: lm, model_name="scripted+tiny-random", store=store)) as url:
+def test_reer_pause_holds_candidates_then_force_and_skip(store):
+    lm = gated_lm()
+    with launched(studio_app(lm, store)) as url:
         api = client(url)
         pid = _prompt(store)
         st = api.predict(1, api_name="/reer_force")
@@ -290,13 +276,13 @@ def test_app_command_rejects_a_bad_auth_before_loading_anything():
         assert res.returncode == 2 and "--auth must look like USER:PASSWORD" in res.stderr, res.stderr
 
 
-def test_auth_turns_on_login(store, tiny_lm):
+def test_auth_turns_on_login(store):
     from gradio_client import Client
     from ui_helpers import free_port
 
-    from studio.app import build_app, serve
+    from studio.app import serve
 
-    app = build_app(get_lm=lambda: tiny_lm, model_name="tiny", store=store)
+    app = studio_app("scripted:", store)
     _, url, _ = serve(app, port=free_port(), auth=("ada", "s3cret"), prevent_thread_lock=True, quiet=True)
     try:
         with pytest.raises(Exception):
@@ -310,11 +296,12 @@ def test_auth_turns_on_login(store, tiny_lm):
 
 # ---- the runner: one driver per run, even across runners (two app processes) -----------------------
 
-def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tiny_lm):
+def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tmp_path):
+    from core.models.lm import load_lm
     from core.reer.config import ReerConfig
     from studio.runners.reer import JobRunner
 
-    lm = LoopLM(tiny_lm, delay=0.4)
+    lm = load_lm(loop_script(tmp_path).replace("delay=0.3", "delay=0.4"))
     first, second = JobRunner(store, lambda: lm), JobRunner(store, lambda: lm)
     cfg = ReerConfig(candidates=2, max_steps=2, threshold=0.0, draft_max_new_tokens=120, candidate_max_new_tokens=60)
     run_id = first.start(_prompt(store), cfg, "scripted+tiny-random")
@@ -330,3 +317,36 @@ def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_fin
     assert first.error(run_id) is None
     kinds = [e.kind for e in store.events(run_id)]
     assert kinds.count("run_started") == 1 and kinds[-1] == "run_finished"  # the refused driver wrote nothing
+
+
+# ---- the no-model demo ---------------------------------------------------------------------------
+
+def test_demo_mode_serves_the_scripted_model_and_says_so(tmp_path):
+    """`palimpsest app --model scripted:` starts without a model, and the header says it is a demo."""
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from ui_helpers import free_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "app", "--model", "scripted:", "--port", str(port),
+                             "--db", str(tmp_path / "demo.db")], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        t0, config = time.time(), None
+        while config is None:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() - t0 < 300, "the demo app never answered"
+            try:
+                config = opener.open(f"http://127.0.0.1:{port}/config", timeout=5).read().decode()
+            except OSError:
+                time.sleep(1)
+        assert "demo mode: scripted model, no real language model" in config
+        assert "<code>scripted:</code>" in config
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -1,6 +1,8 @@
-"""The scoring playground, launched for real with the built-in model and driven two ways:
-through gradio_client (the API a script would use) and through a headless Chromium at 1280x800
-(what a person sees; the screenshot lands in tests/artifacts/playground.png)."""
+"""The scoring playground, launched for real and driven two ways: through gradio_client (the API
+a script would use) and through a headless Chromium at 1280x800 (what a person sees; the
+screenshot lands in tests/artifacts/playground.png). The page's own behaviour (escaping, the
+template and skip options, errors, the browser) is checked on the scripted model; two tests
+check the real built-in model end to end (a real sample, a scrambled reference)."""
 from __future__ import annotations
 
 import math
@@ -9,9 +11,9 @@ import re
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, client, has_chromium, launched
+from ui_helpers import ARTIFACTS, browser_page, client, has_chromium, launched, studio_app
 
-pytestmark = [pytest.mark.ui, pytest.mark.model]
+pytestmark = [pytest.mark.ui]
 
 
 def _ppl(stats: str) -> float:
@@ -38,17 +40,22 @@ def samples():
 
 
 @pytest.fixture(scope="module")
-def url(builtin_lm, samples):
-    from studio.app import build_app
-
-    app = build_app(get_lm=lambda: builtin_lm, samples=samples, model_name="smollm2-135m")
-    with launched(app) as u:
+def url(samples):
+    """The studio on the scripted model: the page's behaviour, no model to load."""
+    with launched(studio_app("scripted:", samples=samples)) as u:
         yield u
 
 
 @pytest.fixture(scope="module")
 def api(url):
     return client(url)
+
+
+@pytest.fixture(scope="module")
+def real_api(builtin_lm, samples):
+    """The studio on the real built-in model."""
+    with launched(studio_app(builtin_lm, samples=samples, name="smollm2-135m")) as u:
+        yield client(u)
 
 
 def _score(api, q, z, y, template="chat", skip=False, compare=True):
@@ -88,10 +95,11 @@ def test_split_characters_are_shown_whole():
 # ---- the launched app, through its API -----------------------------------------------------------
 
 
-def test_score_real_sample(api, samples):
+@pytest.mark.model
+def test_score_real_sample(real_api, samples):
     s = samples[0]
     t0 = time.perf_counter()
-    stats, heat = _score(api, s["query"], s["thinking"], s["reference"])
+    stats, heat = _score(real_api, s["query"], s["thinking"], s["reference"])
     print(f"score + compare over the API: {time.perf_counter() - t0:.2f} s")
     ppl = _ppl(stats)
     assert math.isfinite(ppl) and ppl > 1
@@ -101,11 +109,12 @@ def test_score_real_sample(api, samples):
     assert "Compare." in stats  # the compare checkbox is on by default
 
 
-def test_scrambled_reference_is_much_less_expected(api, samples):
+@pytest.mark.model
+def test_scrambled_reference_is_much_less_expected(real_api, samples):
     s = samples[0]
-    real, _ = _score(api, s["query"], s["thinking"], s["reference"], compare=False)
+    real, _ = _score(real_api, s["query"], s["thinking"], s["reference"], compare=False)
     scrambled = " ".join(reversed(s["reference"].split()))
-    bad, _ = _score(api, s["query"], s["thinking"], scrambled, compare=False)
+    bad, _ = _score(real_api, s["query"], s["thinking"], scrambled, compare=False)
     assert _ppl(bad) > 5 * _ppl(real)
 
 

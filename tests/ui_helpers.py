@@ -1,4 +1,6 @@
-"""Helpers for tests that launch the studio for real: a free port, a launched app, a browser.
+"""Helpers for tests that launch the studio for real: a free port, a launched app, a browser, and
+the studio built on a model shelf of the test's own (`studio_app`): a `scripted:` spec (the
+package's fake model: UI tests need no real model) or a model object the test made.
 
 Nothing here downloads: the browser is Debian's /usr/bin/chromium (apt-get install -y chromium),
 driven by Python playwright, with host resolution pinned so it only reaches 127.0.0.1.
@@ -16,6 +18,21 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 VIEWPORT = {"width": 1280, "height": 800}
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
+
+
+def studio_app(model, store=None, name: str | None = None, **kw):
+    """build_app on a private shelf (nothing shared with other tests): `model` is a spec such as
+    "scripted:delay=0.3", or an LM object put on the shelf under `name` (default: its own name)."""
+    from core.models.shelf import ModelShelf
+    from studio.app import build_app
+
+    shelf = ModelShelf()
+    if isinstance(model, str):
+        spec = model
+    else:
+        spec = name or model.name
+        shelf.put(spec, model)
+    return build_app(spec, shelf=shelf, store=store, **kw)
 
 
 def free_port() -> int:

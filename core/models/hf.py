@@ -19,7 +19,10 @@ import torch
 from core.models.gencache import PrefixCache
 from core.models.lm import (
     BUILTIN_ALIAS,
+    FINISH_LENGTH,
+    FINISH_STOP,
     ContextTooLong,
+    Generation,
     GenerationConfig,
     LMError,
     ModelNotFound,
@@ -28,6 +31,7 @@ from core.models.lm import (
     TokenLogprobs,
     cache_dir,
     cut_at_stop,
+    stop_reason,
 )
 from core.models.norepeat import NoRepeatNGram
 
@@ -152,6 +156,9 @@ class HFLM:
         """Token ids of a piece, with no special tokens added."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
     def twin(self, precision: Precision) -> torch.nn.Module:
         """The model in the asked precision (the bf16 copy is made once and kept)."""
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -198,7 +205,7 @@ class HFLM:
         flat = [t for p in pieces for t in p][over:]
         return [flat], cont, over
 
-    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
         prompt = self.chat_text(messages, add_generation_prompt=True) + prefix
         ids = torch.tensor([self.encode(prompt)], device=self.device)
         room = self.max_length - ids.shape[1]
@@ -235,5 +242,18 @@ class HFLM:
                 out = model.generate(batch, attention_mask=torch.ones_like(batch), past_key_values=cache, **kwargs)
             else:
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        texts = self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-        return [cut_at_stop(t, config.stop) for t in texts]
+        new = out[:, ids.shape[1]:]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [Generation(cut_at_stop(t, config.stop), self._finish(row.tolist(), t, kwargs["max_new_tokens"], config))
+                for row, t in zip(new, texts)]
+
+    def _finish(self, row: list[int], text: str, budget: int, config: GenerationConfig) -> str:
+        """Why one sampled row ended: an end-of-turn token or a stop string is "stop"; a row that
+        used its whole budget without either is "length" (rows shorter than the batch are padded
+        with pad/eos ids, which count as an end)."""
+        ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
+        extra = getattr(self.model.generation_config, "eos_token_id", None)  # the model's own end ids
+        ends |= set(extra if isinstance(extra, list) else [extra]) - {None}
+        if any(t in ends for t in row):
+            return FINISH_STOP
+        return stop_reason(text, config.stop, FINISH_LENGTH if len(row) >= budget else FINISH_STOP)

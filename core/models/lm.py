@@ -16,7 +16,18 @@ Edge cases, pinned once (as lm-evaluation-harness does):
 - Contexts longer than the model allows are left-truncated only if the caller says so
   (`truncate="left"`), and the number of dropped tokens is reported; a continuation that does
   not fit is always an error, never silently cut.
-- `generate` takes chat messages; the backend applies its chat template.
+- `generate` takes chat messages; the backend applies its chat template. Each reply is a
+  `Generation`: the text (a `str`, so callers that only want text use it as one) and its
+  `finish_reason`: "stop" (the model ended its turn or hit a stop string), "length" (the token
+  budget ran out) or a server's own word ("content_filter", ...). Read the reason before
+  transforming the text: `str` methods return plain strings.
+- `count_tokens(text)` counts the model's own tokens of a piece (no special tokens added), the
+  same count `generate` measures `max_new_tokens` in. A backend that cannot count raises
+  LMError; nobody estimates from words.
+
+Specs `load_lm` knows: the built-in alias, a local folder or hub id (`core.models.hf`), a server
+URL (`core.models.server`), and `scripted:[options]`, a deterministic fake model for tests and
+demos (`core.models.scripted`). Loading each spec once per process is `core.models.shelf`'s job.
 
 What this module does not know: templates for REER (see `core.models.scoring`), prompts, storage.
 """
@@ -59,6 +70,25 @@ class TokenLogprobs:
     truncated: int = 0  # context tokens dropped on the left to fit; 0 when nothing was cut
 
 
+FINISH_STOP = "stop"  # the model ended its turn, or a stop string was reached
+FINISH_LENGTH = "length"  # max_new_tokens (or the model's window) ran out first
+
+
+class Generation(str):
+    """One generated reply: the text itself (a str) plus why generation ended (`finish_reason`:
+    FINISH_STOP, FINISH_LENGTH, or a server's own reason such as "content_filter")."""
+
+    finish_reason: str
+
+    def __new__(cls, text: str = "", finish_reason: str = FINISH_STOP) -> "Generation":
+        self = super().__new__(cls, text)
+        self.finish_reason = finish_reason
+        return self
+
+    def __getnewargs__(self):  # copy / pickle keep the reason (it lives in __dict__)
+        return (str(self), self.finish_reason)
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     max_new_tokens: int = 256  # upper bound on generated tokens per sample
@@ -77,6 +107,7 @@ class LM(Protocol):
 
     name: str  # the spec it was loaded from, for records
     max_length: int  # tokens the model can attend to at once
+    has_fast_path: bool  # a bf16 scoring pass is worth trying (ScoringConfig.precision "auto")
 
     def chat_text(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         """Render chat messages with the model's own chat template, as text."""
@@ -91,8 +122,13 @@ class LM(Protocol):
         """Per-token log-probs of each request's continuation, in request order."""
         ...
 
-    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
-        """`config.n` sampled assistant replies to a chat, cut before the first stop string.
+    def count_tokens(self, text: str) -> int:
+        """The model's tokens in `text`, no special tokens added; LMError when it cannot tell."""
+        ...
+
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
+        """`config.n` sampled assistant replies to a chat, cut before the first stop string,
+        each with its finish reason.
 
         `prefix` starts the assistant's reply (a prefill); the returned texts continue it and do
         not repeat it.
@@ -112,17 +148,33 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def stop_reason(text: str, stop: Sequence[str], default: str) -> str:
+    """FINISH_STOP when `text` contains a stop string (generation ended there), else `default`."""
+    return FINISH_STOP if any(s and s in text for s in stop) else default
+
+
 def is_server_spec(spec: str) -> bool:
     """Specs that name an OpenAI-compatible server: http(s)://host[:port]/v1[#model]."""
     return spec.startswith(("http://", "https://", "openai:"))
 
 
+def is_scripted_spec(spec: str) -> bool:
+    """Specs that name the scripted fake model: `scripted:` plus options."""
+    return spec.startswith("scripted:") or spec == "scripted"
+
+
 def load_lm(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None) -> LM:
-    """Load a model by spec: the built-in alias, a local path, a hub id, or a server URL.
+    """Load a model by spec: the built-in alias, a local path, a hub id, a server URL, or
+    `scripted:[options]` (the deterministic fake, core.models.scripted). Every call loads anew:
+    core.models.shelf keeps one copy per spec.
 
     Raises ModelNotFound with a message naming the spec and what to do.
     """
     spec = (spec or DEFAULT_MODEL).strip()
+    if is_scripted_spec(spec):
+        from core.models.scripted import ScriptedLM
+
+        return ScriptedLM.from_spec(spec)
     if is_server_spec(spec):
         from core.models.server import OpenAILM
 

@@ -203,7 +203,7 @@ def score_candidates(
     for cand in candidates:
         segs = list(segments[:index]) + [cand] + list(segments[index + 1:])
         reqs.append(build_request(lm, query, segs, reference, cfg))
-    if cfg.precision != "auto" or not getattr(lm, "has_fast_path", False):
+    if cfg.precision != "auto" or not lm.has_fast_path:
         precision = "fp32" if cfg.precision == "auto" else cfg.precision
         out = lm.loglikelihood(reqs, precision=precision, truncate=cfg.truncate)
         return [summarize(tl, cfg.clip_min, precision, False) for tl in out]

@@ -25,10 +25,15 @@ Knows:
 - `chat_text`: vLLM's POST {root}/tokenize (messages -> template token ids) and {root}/detokenize
   (ids -> text), at the server root, not under /v1; results are cached per messages.
 - `max_length`: the /models entry's `max_model_len` (vLLM reports it), else 4096.
+- `count_tokens`: vLLM's POST {root}/tokenize with a plain prompt (no special tokens); a server
+  without that endpoint falls back to a local tokenizer when one is known (the `tokenizer`
+  argument, else the served model's name when it is a local folder or a hub id in the local
+  cache), and otherwise raises LMError saying what to do. Never a word count.
+- `generate`'s finish reasons come from each choice's `finish_reason` ("stop", "length", ...).
 
 Does not know: tokenizing context pieces one by one (servers tokenize the joined text, so shared
 prefixes are cached by the server's own prefix cache, not by us), local models, REER templates.
-Standard library only (urllib + json).
+Standard library only (urllib + json); `transformers` only for the local-tokenizer fallback.
 """
 from __future__ import annotations
 
@@ -47,7 +52,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 from core.models.lm import (
+    FINISH_STOP,
     ContextTooLong,
+    Generation,
     GenerationConfig,
     LMError,
     ModelNotFound,
@@ -55,6 +62,7 @@ from core.models.lm import (
     ScoreRequest,
     TokenLogprobs,
     cut_at_stop,
+    stop_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -302,7 +310,12 @@ class OpenAILM:
         max_length: int = DEFAULT_MAX_LENGTH,
         timeout: float = DEFAULT_TIMEOUT_S,
         api_key: str | None = None,
+        tokenizer: str | None = None,
     ):
+        self.has_fast_path = False  # the server computes in its own dtype: no bf16 twin here
+        self.tokenizer_name = tokenizer or model  # where count_tokens looks when /tokenize is missing
+        self._tokenize_missing = False  # the server answered /tokenize with 404/405 once
+        self._local_tokenizer = None  # loaded on first need (count_tokens fallback)
         self.base = spec.base
         self.root = spec.root
         self.model = model
@@ -314,8 +327,10 @@ class OpenAILM:
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def from_spec(cls, spec: str, timeout: float | None = None) -> "OpenAILM":
-        """Connect to the server named by `spec`, pick the model and read its window size."""
+    def from_spec(cls, spec: str, timeout: float | None = None, tokenizer: str | None = None) -> "OpenAILM":
+        """Connect to the server named by `spec`, pick the model and read its window size.
+        `tokenizer`: a local tokenizer folder or cached hub id for counting tokens when the
+        server has no /tokenize (default: the served model's name)."""
         parsed = parse_spec(spec)
         timeout = timeout or timeout_from_env()
         key = api_key_from_env()
@@ -324,14 +339,15 @@ class OpenAILM:
         model = parsed.model or entry["id"]
         max_len = entry.get("max_model_len") if entry else None
         max_length = int(max_len) if isinstance(max_len, int) and max_len > 0 else DEFAULT_MAX_LENGTH
-        return cls(parsed, model, name=spec.strip(), max_length=max_length, timeout=timeout, api_key=key)
+        return cls(parsed, model, name=spec.strip(), max_length=max_length, timeout=timeout, api_key=key,
+                   tokenizer=tokenizer)
 
     def _post(self, url: str, body: dict) -> Any:
         return request_json(url, body, timeout=self.timeout, api_key=self.api_key)
 
     # ---- protocol -----------------------------------------------------------------------------
 
-    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[str]:
+    def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
         """`config.n` replies from {base}/chat/completions, in choice order, cut at stop strings.
 
         A `prefix` is sent as a final assistant message with vLLM's `continue_final_message`
@@ -361,7 +377,46 @@ class OpenAILM:
             raise BadServerReply(f"the server at {url} sent {len(choices) if isinstance(choices, list) else 0} "
                                  f"choices for n={config.n}")
         ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-        return [cut_at_stop(_field(c, url, "message", "content") or "", config.stop) for c in ordered]
+        out = []
+        for c in ordered:
+            text = _field(c, url, "message", "content") or ""
+            reason = c.get("finish_reason") if isinstance(c, dict) else None
+            out.append(Generation(cut_at_stop(text, config.stop),
+                                  stop_reason(text, config.stop, str(reason) if reason else FINISH_STOP)))
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by the server's /tokenize (vLLM), else by a local tokenizer (see the
+        module docstring); LMError when neither is there."""
+        if not text:
+            return 0
+        if not self._tokenize_missing:
+            url = f"{self.root}/tokenize"
+            try:
+                reply = self._post(url, {"model": self.model, "prompt": text, "add_special_tokens": False})
+            except BadServerReply as exc:
+                if exc.status not in (404, 405):
+                    raise
+                self._tokenize_missing = True
+            else:
+                count = reply.get("count") if isinstance(reply, dict) else None
+                return int(count) if isinstance(count, int) else len(_field(reply, url, "tokens"))
+        return len(self._tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+    def _tokenizer(self):
+        """The local tokenizer named by `tokenizer_name` (local files only), loaded once."""
+        if self._local_tokenizer is None:
+            try:
+                from transformers import AutoTokenizer
+
+                self._local_tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name, local_files_only=True)
+            except (ImportError, OSError, ValueError) as exc:
+                raise LMError(
+                    f"cannot count tokens for {self.name}: the server at {self.root} has no /tokenize endpoint "
+                    f"and no local tokenizer named {self.tokenizer_name!r} was found ({str(exc).splitlines()[0][:120]}). "
+                    "Use a vLLM server, or pass a local tokenizer folder (OpenAILM.from_spec(spec, tokenizer=DIR))."
+                ) from None
+        return self._local_tokenizer
 
     def chat_text(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         """The server's chat-template rendering, via vLLM's /tokenize then /detokenize (cached)."""

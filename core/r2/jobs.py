@@ -54,7 +54,7 @@ def r2_job(store: Store, writer_lm: LM, judge_lm: LM | None, prompt_id: str, cfg
     owner drives the run; `owner` defaults to a fresh lease owner."""
     prompt = store.get_prompt(prompt_id)
     if run_id is None:
-        model = models_name(getattr(writer_lm, "name", "?"), getattr(judge_lm, "name", "") if judge_lm else "")
+        model = models_name(writer_lm.name, judge_lm.name if judge_lm else "")
         run_id, _ = open_run_for(store, R2.kind, prompt_id, cfg.as_dict(), model)
     else:
         cfg = R2Config.from_dict(store.get_run(run_id)["settings"])

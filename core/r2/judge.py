@@ -301,7 +301,7 @@ def model_judge(lm: LM, query: str, text: str, rubric: Sequence[str], cfg: Judge
                             parsed=True, raw="\n\n-----\n\n".join(raws), scale=(cfg.low, cfg.high),
                             attempts=len(raws))
     raw = "\n\n-----\n\n".join(raws)
-    if cfg.method == "auto" and callable(getattr(lm, "loglikelihood", None)):
+    if cfg.method == "auto":
         j = logprob_judge(lm, query, text, rubric, cfg, seed)
         return Judgment(**{**j.__dict__, "raw": raw, "attempts": len(raws),
                            "error": f"replies unreadable ({why}); scored by log-probs instead"})

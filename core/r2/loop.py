@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.format import assistant_turn
-from core.models.lm import LM, GenerationConfig, LMError
+from core.models.lm import FINISH_LENGTH, LM, GenerationConfig, LMError
 from core.prompts import render
 from core.r2.config import R2Config
 from core.r2.judge import Judgment, model_judge, rubric_for
@@ -85,10 +85,6 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def n_tokens(lm: LM, text: str) -> int:
-    return len(lm.encode(text)) if hasattr(lm, "encode") else len(text.split())
-
-
 def write_draft(lm: LM, query: str, cfg: R2Config) -> tuple[str, str, str]:
     """(plan, draft, raw) for the task; the plan is "" when planning is off."""
     plan, raws = "", []
@@ -120,7 +116,7 @@ def reflect(lm: LM, query: str, draft: str, critique: str, cfg: R2Config, round_
                       _gen(cfg, cfg.reflection_max_new_tokens, step_seed(cfg.seed, round_, 3)),
                       prefix=REFLECTION_OPENING)[0]
     body = _clean(raw)
-    if n_tokens(lm, raw) >= cfg.reflection_max_new_tokens - 1:  # cut by the budget: end at a full sentence
+    if raw.finish_reason == FINISH_LENGTH:  # cut by the budget: end at a full sentence
         ends = [m.end() for m in re.finditer(r"[.!?][\"')\]]?(\s|$)", body)]
         body = body[:ends[-1]] if ends else body
     text, dropped = own_voice(f"{REFLECTION_OPENING} {body.strip()}")
@@ -156,8 +152,8 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
     try:
         if state.started is None:
             yield emit(ev.R2Started(run_id, item_id=item_id, query=query, rubric=rubric, settings=cfg.as_dict(),
-                                    writer=getattr(writer, "name", "?"),
-                                    judge=getattr(judge, "name", "?") if judge is not None else ""))
+                                    writer=writer.name,
+                                    judge=judge.name if judge is not None else ""))
         if state.drafted is None:
             plan, draft, raw = write_draft(writer, query, cfg)
             yield emit(ev.R2Drafted(run_id, plan=plan, draft=draft, raw=raw))
@@ -233,7 +229,7 @@ def _close_round(state: R2State, writer: LM, run_id: str, r: int, cfg: R2Config)
     addressed = [state.reflections[k].text for k in sorted(state.rounds) if k < r and state.rounds[k].kept]
     text = state.reflections[r].text
     scale = (cfg.judge.low, cfg.judge.high)
-    reward = process_reward(text, n_tokens(writer, text), before, after, earlier, addressed, scale, cfg.reward)
+    reward = process_reward(text, writer.count_tokens(text), before, after, earlier, addressed, scale, cfg.reward)
     return ev.RoundFinished(run_id, round=r, before=before, after=after, kept=kept, reward=reward)
 
 

@@ -41,7 +41,7 @@ def reer_job(store: Store, lm: LM, prompt_id: str, cfg: ReerConfig = ReerConfig(
     drives the run; `owner` defaults to a fresh lease owner."""
     prompt = store.get_prompt(prompt_id)
     if run_id is None:
-        run_id, _ = open_run_for(store, REER.kind, prompt_id, cfg.as_dict(), getattr(lm, "name", "?"))
+        run_id, _ = open_run_for(store, REER.kind, prompt_id, cfg.as_dict(), lm.name)
     else:
         cfg = ReerConfig.from_dict(store.get_run(run_id)["settings"])
 

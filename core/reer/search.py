@@ -22,7 +22,7 @@ import re
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
-from core.models.lm import LM, GenerationConfig, LMError
+from core.models.lm import FINISH_LENGTH, LM, GenerationConfig, LMError
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
 from core.quality import check, single_segment, too_short
@@ -141,18 +141,12 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
     raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
     out = []
     for raw in raws:
-        stopped = _hit_stop(lm, raw, cfg)
+        stopped = raw.finish_reason != FINISH_LENGTH  # ended by itself, not by the token budget
         text, err = parse_rewrite(raw, prefix, stopped)
         if text is not None and text.strip() == segments[i].strip():
             text, err = None, "the rewrite repeats the segment unchanged"
         out.append((prefix + raw, text, err))
     return out
-
-
-def _hit_stop(lm: LM, raw: str, cfg: ReerConfig) -> bool:
-    """Whether a generation ended by itself (stop string / end of turn) rather than by budget."""
-    n = len(lm.encode(raw)) if hasattr(lm, "encode") else len(raw.split())
-    return n < cfg.candidate_max_new_tokens - 1
 
 
 def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
@@ -168,7 +162,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
-                                settings=cfg.as_dict(), model=getattr(lm, "name", "?"))
+                                settings=cfg.as_dict(), model=lm.name)
         if state.segments is None:
             text, raw = draft_thinking(lm, query, answer, cfg)
             segs = split_segments(text, cfg.min_segment_chars)

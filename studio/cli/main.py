@@ -41,10 +41,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def _load(spec: str, dtype: str = "float32"):
-    from core.models.lm import load_lm
+    """The model for `spec` from the process's shelf (core.models.shelf): loaded once."""
+    from core.models.shelf import default_shelf
 
-    print(f"loading model {spec} ({dtype})...", file=sys.stderr)
-    return load_lm(spec, dtype=dtype)
+    shelf = default_shelf()
+    if spec.strip() not in shelf.loaded():
+        print(f"loading model {spec} ({dtype})...", file=sys.stderr)
+    return shelf.get(spec, dtype=dtype)
 
 
 # ---- app -------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from studio.cli.batch import INPUT_HELP
 
 
 def load_model(spec: str):
-    from core.models.lm import load_lm
+    """The model for `spec` from the process's shelf: writer and judge of one spec load once."""
+    from studio.cli.main import _load
 
-    print(f"loading model {spec}...", file=sys.stderr)
-    return load_lm(spec)
+    return _load(spec)
 
 
 def cmd_r2(args) -> int:

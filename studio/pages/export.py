@@ -169,7 +169,10 @@ def build(ctx: StudioContext) -> ExportPage:
         tok = None
         if check_ and fmt_ not in ("prm", "dpo"):
             try:
-                tok = getattr(ctx.get_lm(), "tokenizer", None)  # the studio's model; None: the built-in one
+                from core.models.hf import HFLM
+
+                lm = ctx.get_lm()  # the studio's model when it has a local tokenizer, else the built-in one's
+                tok = lm.tokenizer if isinstance(lm, HFLM) else None
             except Exception:  # a remote model without a tokenizer here: check with the built-in one
                 tok = None
         try:

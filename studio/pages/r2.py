@@ -88,8 +88,7 @@ def judgment_from_form(state: R2State, version: int, scores: list, overall, crit
 def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
     store = ctx.store
-    runner = runner or (R2Runner(store, ctx.get_lm, ctx.model_name, load=ctx.models.lm) if ctx.models
-                        else R2Runner(store, ctx.get_lm, ctx.model_name))
+    runner = runner or R2Runner(store, ctx.get_lm, ctx.model_name, load=ctx.models.lm)
     run_state = gr.State(None)
     seen = gr.State("")
     form_for = gr.State("")  # "run:version" the form was filled for ("" when hidden)

@@ -212,7 +212,7 @@ def build(ctx: StudioContext) -> ReerPage:
                     runner.resume(run_id, steps_n)  # continue the run on screen
                     return {run_state: run_id, seen: "", **show(run_id)}
             cfg = _cfg(*settings)
-            spec = ctx.models.spec(model_spec) if ctx.models else ctx.model_name
+            spec = ctx.models.spec(model_spec)
             new_id = runner.start(prompt_id, cfg, spec, steps_n)
         except SettingError as e:
             return _err(forms.error_text(e, ReerConfig))

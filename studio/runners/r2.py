@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator
 
 from core import events as ev
-from core.models.lm import LM, load_lm
+from core.models.lm import LM
+from core.models.shelf import default_shelf
 from core.r2.config import R2Config
 from core.r2.jobs import models_name, r2_job, submit_judgment, submit_reflection
 from core.r2.judge import Judgment
@@ -33,7 +34,7 @@ class R2Runner(EngineRunner):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model: the writer, and the judge unless another spec is given
     model_name: str = ""  # the app's model spec (what an empty judge spec means)
-    load: Callable[[str], LM] = load_lm  # loads a judge spec other than the app's model
+    load: Callable[[str], LM] = field(default_factory=lambda: default_shelf().get)  # loads a judge spec other than the app's model
     _judges: dict = field(default_factory=dict)  # judge spec -> loaded LM (loaded on first use)
 
     kind: ClassVar[str] = "r2"

@@ -23,7 +23,7 @@ from core.reer.config import ReerConfig
 from core.reer.jobs import reer_job
 from core.reer.search import Controls
 from core.store import Store
-from studio.models import ModelShelf
+from core.models.shelf import ModelChoice
 from studio.runners.base import EngineRunner
 
 
@@ -35,7 +35,7 @@ class RunnerError(Exception):
 class JobRunner(EngineRunner):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model, loaded on first use
-    models: ModelShelf | None = None  # other models by spec (a run's recorded model); None: get_lm only
+    models: ModelChoice | None = None  # other models by spec (a run's recorded model); None: get_lm only
 
     kind: ClassVar[str] = "reer"
     controls_type: ClassVar[type] = Controls
@@ -93,7 +93,7 @@ class JobRunner(EngineRunner):
             return self.models.lm(spec)
         except Exception as exc:  # noqa: BLE001  (any loader failure is the user's to read)
             raise RunnerError(f"model {spec!r} could not be loaded: {exc}; leave the model field empty to use "
-                              f"the app's model ({self.models.model_name})") from exc
+                              f"the app's model ({self.models.default})") from exc
 
     def _events(self, run: dict, controls: Controls, owner: str) -> Iterator[ev.Event]:
         return reer_job(self.store, self.lm_for(run.get("model")), run["prompt_id"], controls=controls,

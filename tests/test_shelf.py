@@ -1,0 +1,94 @@
+"""The model shelf (core.models.shelf): lazy, one load per spec even under threads, bounded
+with least-recently-used eviction, a failed load not kept; ModelChoice's default spec."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core.models.lm import DEFAULT_MODEL, ModelNotFound
+from core.models.scripted import ScriptedLM
+from core.models.shelf import BadShelfSetting, ModelChoice, ModelShelf, default_shelf, max_models_from_env
+
+
+class CountingLoader:
+    """Builds scripted models and counts loads per spec (slowly, so threads overlap)."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay, self.calls, self._lock = delay, [], threading.Lock()
+
+    def __call__(self, spec, dtype="float32", device=None):
+        with self._lock:
+            self.calls.append((spec, dtype, device))
+        time.sleep(self.delay)
+        if spec == "missing":
+            raise ModelNotFound("model 'missing': no such thing")
+        return ScriptedLM(name=spec)
+
+
+def test_lazy_and_loaded_once_per_spec_and_dtype():
+    load = CountingLoader()
+    shelf = ModelShelf(capacity=3, load=load)
+    assert load.calls == [] and shelf.loaded() == []
+    a = shelf.get("scripted:a")
+    assert shelf.get(" scripted:a ") is a and load.calls == [("scripted:a", "float32", None)]
+    b = shelf.get("scripted:a", dtype="bfloat16")
+    assert b is not a and len(load.calls) == 2 and shelf.loads == 2
+    assert shelf.get("").name == DEFAULT_MODEL  # empty means the built-in default spec
+
+
+def test_threads_asking_at_once_share_one_load():
+    load = CountingLoader(delay=0.2)
+    shelf = ModelShelf(load=load)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(shelf.get("scripted:x"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(load.calls) == 1 and len({id(lm) for lm in got}) == 1 and len(got) == 6
+
+
+def test_least_recently_used_is_evicted():
+    load = CountingLoader()
+    shelf = ModelShelf(capacity=2, load=load)
+    a = shelf.get("a")
+    shelf.get("b")
+    assert shelf.get("a") is a  # a is now the most recent
+    shelf.get("c")  # evicts b, the least recently used
+    assert shelf.loaded() == ["a", "c"]
+    shelf.get("b")  # loaded again; now a is the least recently used
+    assert [c[0] for c in load.calls] == ["a", "b", "c", "b"] and shelf.loaded() == ["c", "b"]
+    assert shelf.drop("c") == 1 and shelf.loaded() == ["b"]
+
+
+def test_a_failed_load_is_not_kept_and_put_registers_a_model():
+    load = CountingLoader()
+    shelf = ModelShelf(load=load)
+    for _ in range(2):
+        with pytest.raises(ModelNotFound):
+            shelf.get("missing")
+    assert len(load.calls) == 2 and shelf.loaded() == []
+    mine = ScriptedLM(name="mine")
+    assert shelf.put("mine", mine) is mine and shelf.get("mine") is mine and len(load.calls) == 2
+
+
+def test_the_bound_is_a_setting(monkeypatch):
+    assert default_shelf() is default_shelf()  # one per process
+    monkeypatch.setenv("PALIMPSEST_MAX_MODELS", "5")
+    assert max_models_from_env() == 5 and ModelShelf().capacity == 5
+    for bad in ("0", "two"):
+        monkeypatch.setenv("PALIMPSEST_MAX_MODELS", bad)
+        with pytest.raises(BadShelfSetting, match="PALIMPSEST_MAX_MODELS"):
+            max_models_from_env()
+    with pytest.raises(BadShelfSetting):
+        ModelShelf(capacity=0)
+
+
+def test_model_choice_defaults_the_empty_spec():
+    load = CountingLoader()
+    choice = ModelChoice(ModelShelf(load=load), "scripted:app")
+    assert choice.spec("") == choice.spec(None) == "scripted:app" and choice.spec(" other ") == "other"
+    assert choice.lm("") is choice.get_lm() is choice.lm("scripted:app")
+    assert choice.lm("scripted:judge").name == "scripted:judge" and len(load.calls) == 2
