@@ -36,8 +36,16 @@ from core.store import NotFound, StoreError
 from studio import forms
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
-from studio.pages.runs import attach_target
+from studio.pages.runs import (
+    attach_view,
+    error_block,
+    menus,
+    review_badge,
+    run_key,
+    status_moved,
+)
 from studio.pages.runs import runs_menu as _runs_menu
+from studio.pages.runs import set_review as set_run_review
 from studio.runners.r2 import R2Runner, R2RunnerError
 from studio.views import r2 as r2_render
 
@@ -94,10 +102,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     form_for = gr.State("")  # "run:version" the form was filled for ("" when hidden)
 
     with gr.Row(equal_height=True, elem_id="r2-top"):
-        prompt = gr.Dropdown(choices=prompt_choices(store), value=None, label="Prompt", elem_id="r2-prompt",
-                             scale=5, min_width=300, interactive=True, allow_custom_value=True)
-        runs = gr.Dropdown(choices=[], value=None, label="Run of this prompt", elem_id="r2-runs", scale=3,
-                           min_width=200, interactive=True, allow_custom_value=True)
+        prompt, runs = menus(store, "r2", prompt_choices(store))
         with gr.Column(scale=2, min_width=200):
             with gr.Row(elem_id="r2-buttons"):
                 run_btn = gr.Button("Run", variant="primary", elem_id="r2-run", min_width=60)
@@ -165,11 +170,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
 
     # ---- views from the store ----------------------------------------------------------------
     def _review_html(run_id) -> str:
-        t = store.trajectory_for_run(run_id) if run_id else None
-        if t is None:
-            return ""
-        return (f'<div class="reer-review {t["status"]}" data-status="{t["status"]}">Trajectory #{t["id"]}: '
-                f'<b>{t["status"]}</b></div>')
+        return review_badge(store, run_id)
 
     def hidden_form() -> dict:
         return {form: gr.Column(visible=False), refl_form: gr.Column(visible=False), form_for: ""}
@@ -221,22 +222,12 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         return {status: r2_render.status_html(run, evs, runner.is_driving(run_id), runner.error(run_id)),
                 plot: r2_render.r2_figure(evs), rounds_view: r2_render.rounds_html(evs), review: _review_html(run_id)}
 
-    def key(run_id) -> str:
-        if not run_id:
-            return "none"
-        try:
-            run = store.get_run(run_id)
-        except NotFound:
-            return "gone"
-        return (f"{run_id}:{store.last_seq(run_id)}:{run['status']}:{runner.is_driving(run_id)}:"
-                f"{runner.error(run_id)}:{_review_html(run_id)}")
-
     def tick(run_id, seen_key, filled):
-        k_ = key(run_id)
+        k_ = run_key(store, runner, run_id)
         if k_ == seen_key:
             return {seen: seen_key}
         out = {**show(run_id), seen: k_}
-        if run_id and k_.split(":")[2:3] != seen_key.split(":")[2:3]:  # the run's status moved: relabel the menu
+        if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
             out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
         if run_id and k_ not in ("none", "gone"):
             f = fill_form(run_id, store.events(run_id))
@@ -251,10 +242,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
 
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest R2 run; with none, the newest live (or waiting) R2 run."""
-        choices = prompt_choices(store)
-        prompt_id, run_id = attach_target(store, "r2", prompt_id, ("paused", "running"), choices)
-        return {prompt: gr.Dropdown(choices=choices, value=prompt_id), run_state: run_id, seen: "", form_for: "x",
-                runs: runs_menu(prompt_id, run_id)}
+        menu, run_id, run_menu = attach_view(store, "r2", prompt_id, ("paused", "running"), prompt_choices(store))
+        return {prompt: menu, run_state: run_id, seen: "", form_for: "x", runs: run_menu}
 
     attach_outputs = [prompt, run_state, seen, form_for, runs]
 
@@ -270,8 +259,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
 
     def _err(message: str) -> dict:
         gr.Warning(message)
-        return {status: r2_render.status_html(None, [], False) + f'<div class="reer-error" role="alert">'
-                                                                f"{html.escape(message)}</div>", seen: ""}
+        return {status: r2_render.status_html(None, [], False) + error_block(message), seen: ""}
 
     def do_run(prompt_id, run_id, judge_, *settings):
         if not prompt_id:
@@ -348,13 +336,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         return {run_state: run_id, seen: "", form_for: "x"}
 
     def set_review(run_id, verdict):
-        if not run_id:
-            return _err("No run on screen.")
-        t = store.trajectory_for_run(run_id)
-        if t is None:
-            return _err("The run has not finished: let it finish or Stop it, then accept or reject its trajectory.")
-        store.set_status(t["id"], verdict)
-        return {review: _review_html(run_id), seen: ""}
+        why = set_run_review(store, run_id, verdict)
+        return _err(why) if why else {review: _review_html(run_id), seen: ""}
 
     # ---- listeners -----------------------------------------------------------------------------
     settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t, edit_refl, judge_t]

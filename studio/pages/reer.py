@@ -13,7 +13,6 @@ or other pages (the app links them through `ReerPage`).
 """
 from __future__ import annotations
 
-import html
 import logging
 from dataclasses import dataclass
 
@@ -27,8 +26,16 @@ from core.store import NotFound, StoreError
 from studio import forms
 from studio.context import StudioContext
 from studio.pages.library import prompt_choices
-from studio.pages.runs import attach_target
+from studio.pages.runs import (
+    attach_view,
+    error_block,
+    menus,
+    review_badge,
+    run_key,
+    status_moved,
+)
 from studio.pages.runs import runs_menu as _runs_menu
+from studio.pages.runs import set_review as set_run_review
 from studio.runners.reer import RunnerError
 from studio.views import heatmap as render
 from studio.views import plots
@@ -71,10 +78,7 @@ def build(ctx: StudioContext) -> ReerPage:
     seen = gr.State("")
 
     with gr.Row(equal_height=True, elem_id="reer-top"):
-        prompt = gr.Dropdown(choices=prompt_choices(store), value=None, label="Prompt", elem_id="reer-prompt",
-                             scale=5, min_width=300, interactive=True, allow_custom_value=True)
-        runs = gr.Dropdown(choices=[], value=None, label="Run of this prompt", elem_id="reer-runs", scale=3,
-                           min_width=200, interactive=True, allow_custom_value=True)
+        prompt, runs = menus(store, "reer", prompt_choices(store))
         with gr.Column(scale=3, min_width=300):
             with gr.Row(elem_id="reer-buttons"):
                 run_btn = gr.Button("Run", variant="primary", elem_id="reer-run", min_width=60)
@@ -140,11 +144,7 @@ def build(ctx: StudioContext) -> ReerPage:
         return run, evs, fold(evs)
 
     def _review_html(run_id) -> str:
-        t = store.trajectory_for_run(run_id) if run_id else None
-        if t is None:
-            return ""
-        return (f'<div class="reer-review {t["status"]}" data-status="{t["status"]}">Trajectory #{t["id"]}: '
-                f'<b>{t["status"]}</b></div>')
+        return review_badge(store, run_id)
 
     def show(run_id, metric_value="score") -> dict:
         """Everything the page draws of a run, from the store."""
@@ -161,22 +161,12 @@ def build(ctx: StudioContext) -> ReerPage:
             traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
         }
 
-    def key(run_id, metric_value) -> str:
-        if not run_id:
-            return "none"
-        try:
-            run = store.get_run(run_id)
-        except NotFound:
-            return "gone"
-        return (f"{run_id}:{store.last_seq(run_id)}:{run['status']}:{runner.is_driving(run_id)}:"
-                f"{runner.error(run_id)}:{metric_value}:{_review_html(run_id)}")
-
     def tick(run_id, seen_key, metric_value):
-        k_ = key(run_id, metric_value)
+        k_ = run_key(store, runner, run_id, metric_value)
         if k_ == seen_key:
             return {seen: seen_key}  # no news: nothing redrawn
         out = {**show(run_id, metric_value), seen: k_}
-        if run_id and k_.split(":")[2] != (seen_key.split(":") + ["", "", ""])[2]:  # the run's status moved
+        if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
             out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
         return out
 
@@ -185,10 +175,8 @@ def build(ctx: StudioContext) -> ReerPage:
 
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest run; with none, reattach to the newest live REER run."""
-        choices = prompt_choices(store)
-        prompt_id, run_id = attach_target(store, "reer", prompt_id, ("running", "paused"), choices)
-        return {prompt: gr.Dropdown(choices=choices, value=prompt_id), run_state: run_id, seen: "",
-                runs: runs_menu(prompt_id, run_id)}
+        menu, run_id, run_menu = attach_view(store, "reer", prompt_id, ("running", "paused"), prompt_choices(store))
+        return {prompt: menu, run_state: run_id, seen: "", runs: run_menu}
 
     attach_outputs = [prompt, run_state, seen, runs]
 
@@ -199,8 +187,7 @@ def build(ctx: StudioContext) -> ReerPage:
 
     def _err(message: str) -> dict:
         gr.Warning(message)
-        return {status: status_html(None, None, False) + f'<div class="reer-error" role="alert">'
-                                                         f"{html.escape(message)}</div>", seen: ""}
+        return {status: status_html(None, None, False) + error_block(message), seen: ""}
 
     def start(prompt_id, run_id, steps_n, model_spec, *settings):
         if not prompt_id:
@@ -320,13 +307,8 @@ def build(ctx: StudioContext) -> ReerPage:
             return {heat_a: "", heat_b: render.error_html(str(e))}
 
     def set_review(run_id, verdict):
-        if not run_id:
-            return _err("No run on screen.")
-        t = store.trajectory_for_run(run_id)
-        if t is None:
-            return _err("The run has not finished: let it finish or Stop it, then accept or reject its trajectory.")
-        store.set_status(t["id"], verdict)
-        return {review: _review_html(run_id), seen: ""}
+        why = set_run_review(store, run_id, verdict)
+        return _err(why) if why else {review: _review_html(run_id), seen: ""}
 
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues]

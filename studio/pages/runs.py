@@ -1,14 +1,17 @@
 """What the REER and R2 pages share about a prompt's runs: the run menu and which run to show.
 
-Knows: the label of a run in a menu, the menu of a prompt's runs of one kind, and which run a
-page reattaches to on load (the newest run in the first of the given statuses that has one,
-else the newest of any status). Reads the store only; does not know either algorithm.
+Knows: the label of a run in a menu, the menu of a prompt's runs of one kind, which run a page
+reattaches to on load (the newest run in the first of the given statuses that has one, else the
+newest of any status), the badge of a run's trajectory, and the key a page's timer compares to
+redraw only when the run changed. Reads the store only; does not know either algorithm.
 """
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
-from core.store import Store
+from core.store import NotFound, Store
 
 
 def run_label(run: dict) -> str:
@@ -38,3 +41,63 @@ def attach_target(store: Store, kind: str, prompt_id: str | None, live: tuple[st
     if prompt_id is None and choices:
         prompt_id = choices[0][1]
     return prompt_id, run_id
+
+
+def review_badge(store: Store, run_id: str | None) -> str:
+    """The review status of the run's trajectory as a small badge ("" while it has none)."""
+    t = store.trajectory_for_run(run_id) if run_id else None
+    if t is None:
+        return ""
+    status = html.escape(str(t["status"]))
+    return (f'<div class="reer-review {status}" data-status="{status}">Trajectory #{t["id"]}: '
+            f"<b>{status}</b></div>")
+
+
+def run_key(store: Store, runner, run_id: str | None, *extra) -> str:
+    """What a page's timer compares: it redraws only when this changes (new events, status,
+    driver, error, review, or a view setting in `extra`). "none" and "gone" for no run / a deleted one."""
+    if not run_id:
+        return "none"
+    try:
+        run = store.get_run(run_id)
+    except NotFound:
+        return "gone"
+    parts = (run_id, store.last_seq(run_id), run["status"], runner.is_driving(run_id), runner.error(run_id), *extra)
+    return ":".join(map(str, parts)) + ":" + review_badge(store, run_id)
+
+
+def status_moved(key: str, seen_key: str) -> bool:
+    """True when the run's status differs between two run_key values (its menu label is stale)."""
+    return (key.split(":") + [""] * 3)[2] != (seen_key.split(":") + [""] * 3)[2]
+
+
+def attach_view(store: Store, kind: str, prompt_id: str | None, live: tuple[str, ...],
+                choices: list) -> tuple[gr.Dropdown, str | None, gr.Dropdown]:
+    """(prompt menu, run id, run menu) a page shows on load or on a prompt picked elsewhere (attach_target)."""
+    prompt_id, run_id = attach_target(store, kind, prompt_id, live, choices)
+    return gr.Dropdown(choices=choices, value=prompt_id), run_id, runs_menu(store, kind, prompt_id, run_id)
+
+
+def error_block(message: str) -> str:
+    """A page's error line under its status (escaped: messages may quote user or model text)."""
+    return f'<div class="reer-error" role="alert">{html.escape(message)}</div>'
+
+
+def menus(store: Store, kind: str, choices: list) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The prompt menu and the run menu at the top of a run page (ids `{kind}-prompt`, `{kind}-runs`)."""
+    prompt = gr.Dropdown(choices=choices, value=None, label="Prompt", elem_id=f"{kind}-prompt", scale=5,
+                         min_width=300, interactive=True, allow_custom_value=True)
+    runs = gr.Dropdown(choices=[], value=None, label="Run of this prompt", elem_id=f"{kind}-runs", scale=3,
+                       min_width=200, interactive=True, allow_custom_value=True)
+    return prompt, runs
+
+
+def set_review(store: Store, run_id: str | None, verdict: str) -> str | None:
+    """Accept or reject the trajectory of the run on screen; the reason when it cannot be done yet."""
+    if not run_id:
+        return "No run on screen."
+    t = store.trajectory_for_run(run_id)
+    if t is None:
+        return "The run has not finished: let it finish or Stop it, then accept or reject its trajectory."
+    store.set_status(t["id"], verdict)
+    return None
