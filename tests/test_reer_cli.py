@@ -84,10 +84,9 @@ def test_run_writes_records_and_a_second_run_reuses_the_store(tmp_path):
         assert r["model"] == "smollm2-135m"
     first = out.read_text()
 
-    t = time.perf_counter()
     res = cli(*reer_args(src, out, db, *FAST))
     assert res.returncode == 0, res.stderr
-    assert time.perf_counter() - t < 30 and "loading model" not in res.stderr  # nothing to search
+    assert "loading model" not in res.stderr  # nothing to search: no model is loaded (no timing asserted)
     assert "2 already finished" in res.stderr
     assert out.read_text() == first
     with open_store(db) as store:
