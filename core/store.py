@@ -186,6 +186,26 @@ def schema_version(db: sqlite_utils.Database) -> int:
     return db["_migrations"].count if db["_migrations"].exists() else 0
 
 
+def _prepare(db: sqlite_utils.Database, memory: bool) -> None:
+    """WAL and migrations, retried while another connection opens the same new file: switching the
+    journal mode and the first schema writes can fail at once with "locked" (no busy wait), which
+    made two processes starting on one fresh store fail about half the time."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if not memory:
+                db.enable_wal()
+                db.execute("PRAGMA synchronous = NORMAL")
+            migrate(db)
+            return
+        except sqlite3.OperationalError as e:
+            if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
+                raise
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            time.sleep(0.05)
+
+
 def open_store(path: str | Path | None = None) -> "Store":
     """Open (creating dirs, file and schema as needed) the store at `path`; None or ":memory:" for
     an in-memory one. Files get WAL, a 10 s busy timeout and foreign keys."""
@@ -200,10 +220,7 @@ def open_store(path: str | Path | None = None) -> "Store":
         db = sqlite_utils.Database(conn)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys = ON")
-        if not memory:
-            db.enable_wal()
-            db.execute("PRAGMA synchronous = NORMAL")
-        migrate(db)
+        _prepare(db, memory)
     except sqlite3.OperationalError as e:
         if "locked" in str(e) or "busy" in str(e):
             raise StoreError(f"the store {path} is busy: another process (an import or a run) held its write "

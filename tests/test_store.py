@@ -395,3 +395,28 @@ def test_a_store_locked_during_its_upgrade_gives_the_right_advice(tmp_path, monk
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
+    """Two commands started together on a fresh --db (or a test opening the store a command is
+    creating) used to fail about half the time with "locked": the WAL switch and the first schema
+    writes do not wait for the busy timeout. 17 of 30 trials of 4 openers failed before the retry."""
+    for trial in range(10):
+        path = tmp_path / f"fresh{trial}.db"
+        barrier, errors = threading.Barrier(4), []
+
+        def opener():
+            barrier.wait()
+            try:
+                open_store(path).close()
+            except StoreError as e:
+                errors.append(str(e))
+
+        threads = [threading.Thread(target=opener) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"trial {trial}: {errors[0]}"
+        with open_store(path) as s:
+            assert s.db["_migrations"].count == len(MIGRATIONS)
