@@ -62,6 +62,7 @@ from core.models.lm import (
     ScoreRequest,
     TokenLogprobs,
     cut_at_stop,
+    number_from_env,
     stop_reason,
 )
 
@@ -133,16 +134,7 @@ def api_key_from_env() -> str | None:
 
 def timeout_from_env() -> float:
     """Seconds per request: $PALIMPSEST_SERVER_TIMEOUT, else DEFAULT_TIMEOUT_S."""
-    raw = os.environ.get(TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise LMError(f"{TIMEOUT_ENV}={raw!r}: give a number of seconds, e.g. 300") from None
-    if value <= 0:
-        raise LMError(f"{TIMEOUT_ENV}={raw!r}: give a positive number of seconds")
-    return value
+    return number_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, unit="seconds", example="300")
 
 
 # ---- HTTP -------------------------------------------------------------------------------------

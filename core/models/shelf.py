@@ -15,13 +15,12 @@ trained again into the same folder) is the caller's to `drop` before loading it 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from core.models.lm import DEFAULT_MODEL, LM, LMError, load_lm
+from core.models.lm import DEFAULT_MODEL, LM, LMError, load_lm, number_from_env
 
 MAX_MODELS_ENV = "PALIMPSEST_MAX_MODELS"
 DEFAULT_MAX_MODELS = 3  # models kept loaded at once per process (the app's, a judge, one more)
@@ -35,16 +34,8 @@ class BadShelfSetting(LMError):
 
 def max_models_from_env() -> int:
     """$PALIMPSEST_MAX_MODELS, else DEFAULT_MAX_MODELS; BadShelfSetting when it is not 1 or more."""
-    raw = os.environ.get(MAX_MODELS_ENV)
-    if not raw:
-        return DEFAULT_MAX_MODELS
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadShelfSetting(f"{MAX_MODELS_ENV}={raw!r}: give a whole number of models, e.g. 3") from None
-    if value < 1:
-        raise BadShelfSetting(f"{MAX_MODELS_ENV}={raw!r}: keep at least 1 model loaded")
-    return value
+    return int(number_from_env(MAX_MODELS_ENV, DEFAULT_MAX_MODELS, int, 1, unit="models", example="3",
+                               error=BadShelfSetting))
 
 
 def normal_spec(spec: str | None) -> str:
