@@ -11,15 +11,20 @@ columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
 
 Does not know: how runs are executed, scored or filtered (core.reer.search, core.r2.loop, core.quality),
 nor file formats (core.data.imports). Files use WAL (synchronous=NORMAL: a killed process loses nothing
-committed; a power cut may lose the last moments) and a busy timeout, so other processes read
-while one writes; one Store may be shared between threads (a lock serialises its connection).
+committed; a power cut may lose the last moments), so other processes read while one writes;
+one Store may be shared between threads (a lock serialises its connection). A writer waits for
+another's write lock up to the busy timeout ($PALIMPSEST_BUSY_TIMEOUT seconds, default 10),
+polling every few milliseconds so that it gets in between a long import's batches; past it the
+write raises `StoreBusy`, whose message says that another process is writing and to retry.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
+import sys
 import threading
 import time
 import unicodedata
@@ -28,14 +33,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import sqlite_utils
+
+
+def _import_sqlite_utils():
+    """sqlite_utils, without the pandas and numpy it imports when they are installed (about 3 s of a
+    read-only command's start on a busy machine; they only map pandas/numpy column types, which the
+    store never inserts). Modules another import has loaded already are used as they are."""
+    blocked = [m for m in ("pandas", "numpy") if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]  (import of it raises ImportError)
+    try:
+        import sqlite_utils
+    finally:
+        for m in blocked:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 from core.events import EVENT_TYPES, Event, from_dict
 
 RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.data.imports)
 RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
 TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_MS = 10_000  # the default wait for another process's write lock; $PALIMPSEST_BUSY_TIMEOUT (s) overrides
+BUSY_ENV = "PALIMPSEST_BUSY_TIMEOUT"
+LOCK_POLL_S = 0.005  # how often a waiting writer retries the write lock (SQLite's own wait backs off to 100 ms)
 JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details"),
                 "exports": ("skipped", "stats", "settings"), "train_runs": ("config",)}
 FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports": "see `palimpsest export`",
@@ -45,6 +70,10 @@ FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports"
 
 class StoreError(Exception):
     """The store cannot do what was asked; the message names the table, the id and the fix."""
+
+
+class StoreBusy(StoreError, sqlite3.OperationalError):
+    """Another process held the store's write lock for longer than the busy timeout."""
 
 
 class NotFound(StoreError, LookupError):
@@ -73,21 +102,78 @@ def settings_key(settings: dict) -> str:
 _settings_key = settings_key  # Store.finished_run_for's parameter shadows the name
 
 
+def busy_timeout_s() -> float:
+    """How long a writer waits for another process's write lock: $PALIMPSEST_BUSY_TIMEOUT seconds,
+    else BUSY_TIMEOUT_MS. StoreError naming the variable when it is not a positive number."""
+    raw = os.environ.get(BUSY_ENV)
+    if not raw:
+        return BUSY_TIMEOUT_MS / 1000
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise StoreError(f"{BUSY_ENV}={raw!r}: give the wait for a busy store in seconds, above 0, e.g. 30")
+    return value
+
+
+def is_locked(error: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "busy": another connection holds the write lock."""
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+
+
+def busy_message(path: Any, waited_s: float) -> str:
+    """The one line for a store whose write lock stayed taken: who, what to do, which setting."""
+    return (f"the store {path or '(in memory)'} is busy: another process (an import, a run or the studio) has "
+            f"been writing to it for over {waited_s:g} s; retry when it has finished, or wait longer with "
+            f"{BUSY_ENV}=SECONDS (now {busy_timeout_s():g})")
+
+
+def _begin_immediate(db: sqlite_utils.Database, path: Any = None) -> None:
+    """BEGIN IMMEDIATE, retried every LOCK_POLL_S until the busy timeout: SQLite's own busy wait
+    sleeps up to 100 ms between tries and so almost never lands in the short gap between two
+    batches of a long import. StoreBusy (naming the path and the setting) when the wait runs out."""
+    timeout = busy_timeout_s()
+    deadline = time.monotonic() + timeout
+    conn = db.conn
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if not is_locked(e):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(busy_message(path, timeout)) from e
+            time.sleep(LOCK_POLL_S)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+
+
 @contextlib.contextmanager
-def _immediate(db: sqlite_utils.Database) -> Iterator[None]:
+def _immediate(db: sqlite_utils.Database, path: Any = None) -> Iterator[None]:
     """A write transaction that takes the write lock up front (no deadlock on upgrade); inside
     an open transaction it simply joins it."""
     if db.conn.in_transaction:
         yield
         return
-    db.conn.execute("BEGIN IMMEDIATE")
+    _begin_immediate(db, path)
     try:
         yield
     except BaseException:
         if db.conn.in_transaction:
             db.conn.execute("ROLLBACK")
         raise
-    db.conn.execute("COMMIT")
+    try:
+        db.conn.execute("COMMIT")
+    except sqlite3.OperationalError as e:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        if is_locked(e):
+            raise StoreBusy(busy_message(path, busy_timeout_s())) from e
+        raise
 
 
 def m001_prompts_runs_events(db: sqlite_utils.Database) -> None:
@@ -190,7 +276,7 @@ def _prepare(db: sqlite_utils.Database, memory: bool) -> None:
     """WAL and migrations, retried while another connection opens the same new file: switching the
     journal mode and the first schema writes can fail at once with "locked" (no busy wait), which
     made two processes starting on one fresh store fail about half the time."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout_s()
     while True:
         try:
             if not memory:
@@ -199,7 +285,7 @@ def _prepare(db: sqlite_utils.Database, memory: bool) -> None:
             migrate(db)
             return
         except sqlite3.OperationalError as e:
-            if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
+            if not is_locked(e) or time.monotonic() > deadline:
                 raise
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
@@ -208,24 +294,25 @@ def _prepare(db: sqlite_utils.Database, memory: bool) -> None:
 
 def open_store(path: str | Path | None = None) -> "Store":
     """Open (creating dirs, file and schema as needed) the store at `path`; None or ":memory:" for
-    an in-memory one. Files get WAL, a 10 s busy timeout and foreign keys."""
+    an in-memory one. Files get WAL, the busy timeout (busy_timeout_s) and foreign keys."""
     memory = path is None or str(path) == ":memory:"
     try:
+        timeout = busy_timeout_s()
         if memory:
             conn = sqlite3.connect(":memory:", check_same_thread=False)
         else:
             path = Path(path).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         db = sqlite_utils.Database(conn)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")
         _prepare(db, memory)
+    except StoreError:
+        raise
     except sqlite3.OperationalError as e:
-        if "locked" in str(e) or "busy" in str(e):
-            raise StoreError(f"the store {path} is busy: another process (an import or a run) held its write "
-                             f"lock for over {BUSY_TIMEOUT_MS / 1000:g} s while it was upgraded; retry when "
-                             "that process has finished") from e
+        if is_locked(e):
+            raise StoreBusy(busy_message(path, timeout) + " (the store was being created or upgraded)") from e
         raise StoreError(f"cannot open the store {path}: {e}; pass --db with a writable SQLite file") from e
     except (sqlite3.Error, OSError) as e:
         raise StoreError(f"cannot open the store {path}: {e}; pass --db with a writable SQLite file") from e
@@ -265,7 +352,7 @@ class Store:
     def transaction(self) -> Iterator[None]:
         """One write transaction; store calls inside it join it (e.g. an import of many prompts:
         one commit instead of one each). Keep event appends out of it: they commit one by one."""
-        with self._lock, _immediate(self.db):
+        with self._lock, _immediate(self.db, self.path):
             yield
 
     def _decode(self, table: str, row: dict) -> dict:

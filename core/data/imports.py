@@ -13,9 +13,15 @@ prompts.query_pending = 1 until `write_query` gives it one; exports skip such pr
 Duplicates are found by content (store.content_hash of query and reference; a trajectory
 also by its thinking and answer) and counted, not stored twice. Every rejected record is a
 core.data.records.Problem naming file, line (row for CSV/Parquet/datasets, 0 for the whole file),
-field and the fix; the good records of a partly bad file are imported. One `import_files`
-call is one transaction (each record inside its own savepoint): a failure half way (or a kill)
-leaves the store as it was before the call.
+field and the fix; the good records of a partly bad file are imported.
+
+Records are read (streamed) and checked outside the write lock and written in batches: one
+transaction per batch of at most `batch_rows` records (default 500, $PALIMPSEST_IMPORT_BATCH)
+or `batch_seconds` of writing (0.2 s), each record inside its own savepoint, with a short pause
+between batches. So another process's writer (a run, a review, another import) waits at most
+about one batch, and readers never wait. A failure or a kill half way keeps the batches already
+committed and nothing of the one being written; because duplicates are found by content, running
+the same import again stores each of the remaining records once and counts the rest as duplicates.
 
 Does not know: how runs are made (core.reer.search, core.r2.loop), curation (core.data.curation) or export
 formats (core.data.export).
@@ -23,10 +29,13 @@ formats (core.data.export).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from core.data.records import (
     SCORE_COLUMNS,
@@ -40,8 +49,14 @@ from core.data.records import (
 from core.store import BadValue, Store, StoreError, content_hash, now
 
 
+BATCH_ROWS = 500  # records per write transaction (default; $PALIMPSEST_IMPORT_BATCH overrides)
+BATCH_ENV = "PALIMPSEST_IMPORT_BATCH"
+BATCH_SECONDS = 0.2  # a batch commits early once it has been writing this long
+BATCH_GAP_S = 0.02  # the least time between two batches' transactions: room for a waiting writer (core.store polls every 5 ms)
+
+
 class ImportFailed(StoreError):
-    """An import stopped half way; nothing of it was kept (the store is as it was before)."""
+    """An import stopped half way: the batches committed before stay, the one being written was rolled back."""
 
 
 @dataclass
@@ -61,6 +76,8 @@ class ImportReport:
     prompt_ids: list[str] = field(default_factory=list)  # prompts stored now
     trajectory_ids: list[int] = field(default_factory=list)  # trajectories stored now
     duplicate_ids: list[str] = field(default_factory=list)  # existing prompt ids the duplicates matched
+    commits: int = 0  # write transactions committed (batches)
+    stored: int = 0  # good records whose batch was committed
 
     def total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.files.values())
@@ -150,49 +167,108 @@ def _store_record(store: Store, rec: Record, fmt: str, report: ImportReport, cou
     report.trajectory_ids.append(tid)
 
 
-def import_files(store: Store, paths: list[str | Path] | str | Path, format: str = "auto") -> ImportReport:
-    """Import every record of `paths` (files or folders) in one transaction; returns the report.
+def batch_rows_setting() -> int:
+    """Records per import batch: $PALIMPSEST_IMPORT_BATCH when set (a whole number, 1 or more), else BATCH_ROWS."""
+    raw = os.environ.get(BATCH_ENV)
+    if not raw:
+        return BATCH_ROWS
+    try:
+        rows = int(raw)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise BadValue(f"{BATCH_ENV}={raw!r}: give the records per import batch as a whole number, 1 or more, e.g. 500")
+    return rows
 
-    Bad records and unreadable files become Problems (the rest is imported). An unexpected
-    failure raises ImportFailed after rolling the whole import back."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
+
+def _expand(paths: list[str | Path], format: str) -> list[str | Path]:
+    """A folder of data files (not a datasets, HelloBench or .txt folder) becomes its files."""
     expanded: list[str | Path] = []
-    for path in paths:  # a folder of data files (not a datasets, HelloBench or .txt folder): each file
+    for path in paths:
         p = Path(path)
         try:
             plain = format == "auto" and p.is_dir() and detect_format(p) == "folder"
         except InputError:
             plain = False
         expanded += data_files(p) if plain else [path]
-    paths = expanded
-    report = ImportReport()
-    try:
-        with store.transaction():
-            for path in paths:
-                count = report.files.setdefault(str(path), FileCount())
-                try:
-                    fmt = detect_format(Path(path)) if format == "auto" else format
-                    records = list(read_records(path, format))
-                except InputError as e:
-                    report.problems.append(Problem(str(path), 0, "", str(e).removeprefix(f"{path}: ")))
+    return expanded
+
+
+def _good_records(paths: list[str | Path], format: str, report: ImportReport) -> Iterator[tuple[Record, str, FileCount]]:
+    """(record, format, its file's count) for every good record of `paths`, read lazily; bad
+    records and unreadable files go to the report as Problems."""
+    for path in paths:
+        count = report.files.setdefault(str(path), FileCount())
+        try:
+            fmt = detect_format(Path(path)) if format == "auto" else format
+            for rec in read_records(path, format):
+                if isinstance(rec, Problem):
+                    report.problems.append(rec)
                     count.skipped += 1
                     continue
-                for rec in records:
-                    if isinstance(rec, Problem):
-                        report.problems.append(rec)
-                        count.skipped += 1
-                        continue
-                    count.read += 1
-                    store.db.execute("SAVEPOINT import_record")
-                    try:
-                        _store_record(store, rec, fmt, report, count)
-                    except BadValue as e:  # the store refused this record: skip it, keep the rest
-                        store.db.execute("ROLLBACK TO import_record")
-                        report.problems.append(Problem(rec.path, rec.line, "", str(e)))
-                        count.skipped += 1
-                    store.db.execute("RELEASE import_record")
+                count.read += 1
+                yield rec, fmt, count
+        except InputError as e:
+            report.problems.append(Problem(str(path), 0, "", str(e).removeprefix(f"{path}: ")))
+            count.skipped += 1
+
+
+def _chunks(it: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for x in it:
+        chunk.append(x)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _write_one(store: Store, rec: Record, fmt: str, report: ImportReport, count: FileCount) -> None:
+    """One record inside its own savepoint: a record the store refuses is a Problem, the rest stays."""
+    store.db.execute("SAVEPOINT import_record")
+    try:
+        _store_record(store, rec, fmt, report, count)
+    except BadValue as e:  # the store refused this record: skip it, keep the rest
+        store.db.execute("ROLLBACK TO import_record")
+        report.problems.append(Problem(rec.path, rec.line, "", str(e)))
+        count.skipped += 1
+    store.db.execute("RELEASE import_record")
+
+
+def import_files(store: Store, paths: list[str | Path] | str | Path, format: str = "auto",
+                 batch_rows: int | None = None, batch_seconds: float = BATCH_SECONDS) -> ImportReport:
+    """Import every record of `paths` (files or folders) in batches (module docstring); returns the report.
+
+    `batch_rows` records at most per transaction (None: batch_rows_setting()), which commits early
+    after `batch_seconds` of writing. Bad records and unreadable files become Problems (the rest is
+    imported). An unexpected failure rolls back the batch being written and raises ImportFailed,
+    which says how much was stored before and that rerunning the import finishes it."""
+    rows = batch_rows if batch_rows is not None else batch_rows_setting()
+    if rows < 1 or not batch_seconds > 0:
+        raise BadValue(f"import batches: batch_rows must be 1 or more and batch_seconds above 0, got {rows}, {batch_seconds}")
+    paths = _expand([paths] if isinstance(paths, (str, Path)) else list(paths), format)
+    report = ImportReport()
+    last_commit = None
+    try:
+        for chunk in _chunks(_good_records(paths, format, report), rows):  # read outside the write lock
+            i = 0
+            while i < len(chunk):
+                if last_commit is not None:  # a writer waiting for the lock gets in here
+                    time.sleep(max(0.0, BATCH_GAP_S - (time.monotonic() - last_commit)))
+                with store.transaction():
+                    started, first = time.monotonic(), i
+                    while i < len(chunk) and (i == first or time.monotonic() - started < batch_seconds):
+                        _write_one(store, *chunk[i][:2], report, chunk[i][2])
+                        i += 1
+                last_commit = time.monotonic()
+                report.commits += 1
+                report.stored += i - first
     except (sqlite3.Error, StoreError) as e:
-        raise ImportFailed(f"the import of {', '.join(map(str, paths))} failed and was rolled back, nothing of it "
-                           f"is stored: {e}") from e
+        where = ", ".join(map(str, paths))
+        if not report.stored:
+            raise ImportFailed(f"the import of {where} failed and was rolled back, nothing of it is stored: {e}") from e
+        raise ImportFailed(f"the import of {where} stopped after {report.stored} record(s) were stored "
+                           f"({report.commits} batch(es)); the batch it was writing was rolled back: {e}; run the "
+                           "same import again to store the rest (what is stored counts as duplicates)") from e
     return report

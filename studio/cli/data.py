@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,9 @@ from pathlib import Path
 def _store(path: str, error: type[Exception]):
     from core.store import StoreError, open_store
 
-    try:  # the CLI prints its own summary; datasets' per-file progress bars are noise here
-        from datasets.utils.logging import disable_progress_bar
-
-        disable_progress_bar()
-    except ImportError:
-        pass
+    # the CLI prints its own summary; datasets' per-file progress bars are noise here (set, not
+    # imported: importing datasets costs a read-only command over a second)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
     try:
         store = open_store(path)
