@@ -3,7 +3,8 @@
 A driver claims the run's lease (Store.claim_run) before its first event, renews it as events
 arrive and from a heartbeat thread while a long generation is under way, and releases it at the
 end, on error, or when the consumer drops the generator (core.runs.driver). A lease held by a
-live owner is an error (`RunBusy`, naming the run and the owner); one whose time ran out, or
+live owner is an error (`RunBusy`, naming the run and the owner: "held by PID n"; a batch
+reports such an item as held and skips it, core.runs.batch); one whose time ran out, or
 whose owner was a process on this host that no longer exists (a crash), is taken over.
 
 Knows owners ("host:pid:label-token") and the store's compare-and-set lease calls; does not
@@ -23,12 +24,27 @@ LEASE_TTL_S = 60.0  # a lease not renewed for this long is expired (the heartbea
 
 
 class RunBusy(LeaseHeld):
-    """The run is being driven by another live owner (process or thread)."""
+    """The run is being driven by another live owner (process or thread); `owner` is its lease
+    owner string and `holder` says it in words ("PID 123", "PID 123 on host h")."""
+
+    def __init__(self, message: str, owner: str = "?"):
+        super().__init__(message)
+        self.owner = owner
+        self.holder = describe_owner(owner)
 
 
 def lease_owner(label: str = "job") -> str:
     """A unique owner name: host, process id and a random token (two jobs in one process differ)."""
     return f"{socket.gethostname()}:{os.getpid()}:{label}-{uuid.uuid4().hex[:8]}"
+
+
+def describe_owner(owner: str) -> str:
+    """A lease owner in words: "PID 123" on this host, "PID 123 on host h" elsewhere, else the string."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if not pid.isdigit():
+        return owner
+    return f"PID {pid}" if host == socket.gethostname() else f"PID {pid} on host {host}"
 
 
 def owner_is_dead(owner: str) -> bool:
@@ -57,15 +73,17 @@ def claim(store: Store, run_id: str, owner: str, ttl_s: float = LEASE_TTL_S) -> 
     if owner_is_dead(holder) and store.claim_run(run_id, owner, ttl_s, takeover_from=holder):
         return
     left = max(0.0, held.get("until", 0.0) - time.time())
-    raise RunBusy(f"run {run_id} is being driven by {holder} (lease for {left:.0f} s more); wait for it to "
-                  "finish or stop it there; a crashed holder's lease expires by itself")
+    raise RunBusy(f"run {run_id} is being driven by {holder}: held by {describe_owner(holder)} (lease for "
+                  f"{left:.0f} s more); wait for it to finish or stop it there; a crashed holder's lease expires "
+                  "by itself", holder)
 
 
 def renew(store: Store, run_id: str, owner: str, ttl_s: float = LEASE_TTL_S) -> None:
     """Extend our lease, or raise RunBusy when another owner has taken the run over."""
     if not store.renew_run(run_id, owner, ttl_s):
-        raise RunBusy(f"run {run_id}: the lease was taken over by "
-                      f"{(store.run_lease(run_id) or {}).get('owner', '?')}; this driver stops")
+        holder = (store.run_lease(run_id) or {}).get("owner", "?")
+        raise RunBusy(f"run {run_id}: the lease was taken over by {describe_owner(holder)} ({holder}); "
+                      "this driver stops", holder)
 
 
 def release(store: Store, run_id: str, owner: str) -> None:

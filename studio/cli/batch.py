@@ -2,9 +2,10 @@
 with a progress bar, write one JSON line per finished item, report done/cached/failed, exit status.
 
 Knows: files, the tqdm bar, the shape of an item outcome (`status` done | cached | failed |
-paused, `item`, `record`, `error`, `run_id`: core.runs.batch.ItemOutcome), and
-the exit statuses (0 all written, 1 some item failed, 130 interrupted; user errors are CLIError,
-printed by studio.cli.main as one line with status 2). Does not know either engine: the command
+paused | held, `item`, `record`, `error`, `run_id`, `holder`: core.runs.batch.ItemOutcome), and
+the exit statuses (0 all written, or skipped only because another process holds them, 1 some
+item failed, 130 interrupted; user errors, a busy store included, are CLIError, printed by
+studio.cli.main as one line with status 2). Does not know either engine: the command
 hands it the outcomes iterator (core.reer.jobs.reer_items / core.r2.jobs.r2_items), the bar's
 postfix for an event and the line that reports an outcome.
 """
@@ -57,10 +58,14 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
               progress: bool, postfix: Callable[[object, object], dict], line: Callable[[object], str],
               statuses: Sequence[str] = ("done", "cached", "failed")) -> tuple[int, dict]:
     """Drive `start(on_event)` (the engine's outcomes, one per item) to the end: done and cached
-    records go to `out` (overwritten) one JSON line each, as they come; failed and paused items
-    are reported and not written. `line(outcome)` is the report of a written or paused item.
-    Returns (exit status, {status: count}); on Ctrl-C the status is 130 and what was saved stays."""
+    records go to `out` (overwritten) one JSON line each, as they come; failed, held and paused
+    items are reported and not written. `line(outcome)` is the report of a written or paused item.
+    Returns (exit status, {status: count}, "held" always counted); on Ctrl-C the status is 130 and
+    what was saved stays. A store that stays busy past its timeout is a CLIError."""
     from tqdm import tqdm
+
+    from core.store import StoreBusy
+    from studio.cli.main import CLIError
 
     show = sys.stderr.isatty() or progress
     bar = tqdm(total=len(items), desc=command, unit="item", file=sys.stderr, disable=not show)
@@ -69,7 +74,8 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
     def on_event(item, event) -> None:
         bar.set_postfix(postfix(item, event), refresh=True)
 
-    counts = dict.fromkeys(statuses, 0)
+    counts = dict.fromkeys([*statuses, "held"], 0)
+    holders: list[str] = []
     f = open(out, "w", encoding="utf-8")
     try:
         for o in start(on_event):
@@ -77,6 +83,10 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
             bar.update(1)
             if o.status == "failed":
                 say(f"failed {o.item.id}: {o.error}")
+                continue
+            if o.status == "held":
+                holders += [o.holder] if o.holder not in holders else []
+                say(f"held {o.item.id}: run {o.run_id} is held by {o.holder}, which is running it; skipped, not written")
                 continue
             if o.status in ("done", "cached"):
                 f.write(json.dumps(o.record, ensure_ascii=False) + "\n")
@@ -87,9 +97,14 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
         print(f"interrupted: every event so far is saved in {db} and finished items are in {out}; run the same "
               "command again to resume where it stopped", file=sys.stderr)
         return 130, counts
+    except StoreBusy as exc:
+        raise CLIError(f"{exc}; finished items are in {out}, run the same command again to go on") from None
     finally:
         bar.close()
         f.close()
+    if counts["held"]:
+        say(f"{counts['held']} item(s) held by {', '.join(holders)} were skipped: that process finishes them; "
+            f"run this command again once it has ended to write their records to {out}")
     return (1 if counts.get("failed") else 0), counts
 
 
