@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import httpx
@@ -210,14 +210,15 @@ def test_app_on_an_open_host_without_login_warns_on_start(tmp_path):
                              "--model", APP, "--allow-any-model", "--db", str(tmp_path / "s.db")],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     lines = []
+    guard = threading.Timer(120, proc.kill)  # a start that hangs ends the read below (EOF)
+    guard.start()
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            line = proc.stderr.readline()
+        for line in proc.stderr:
             lines.append(line)
             if "demo mode" in line:  # logged after the start warnings, once the model is loaded
                 break
     finally:
+        guard.cancel()
         proc.terminate()
         proc.wait(timeout=30)
     text = "".join(lines)
