@@ -7,9 +7,15 @@ page, each built by its module's `build(ctx)`: Library (studio.pages.library), R
 (studio.pages.export), Train (studio.pages.train) and Score (studio.pages.score, the scoring
 playground). Links between
 pages (Library's "Run REER on it", menus refreshed after an import) are wired here, at the
-bottom of build_app. `serve()` launches a built app the studio's way; `launch_app()` is what
-`palimpsest app` calls; `palimpsest app --model scripted:` is the no-model demo (the header
-says so).
+bottom of build_app. `serve()` launches a built app the studio's way (with an upload cap,
+Gradio's `max_file_size`); `launch_app()` is what `palimpsest app` calls, and warns on start
+when the app is open to the network without a login or takes any model spec;
+`palimpsest app --model scripted:` is the no-model demo (the header says so).
+
+Which models the pages may load is the starter's choice, a `core.models.shelf.ModelPolicy`
+(`--model`, repeatable, the first one the app's; `--allow-model PATTERN`; `--allow-any-model`):
+the pages show it as dropdowns, and every load goes through the context's ModelChoice, which
+refuses anything else, so a crafted API call gets the same answer as the page.
 
 What it knows: the page list, the links, launching. What it does not know: any algorithm
 (core), any page's insides. No module-level mutable state: two apps in one process are apart.
@@ -18,9 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import ipaddress
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -30,7 +38,7 @@ import gradio as gr  # noqa: E402
 from assets import CSS_PATH  # noqa: E402
 from core.data.items import read_items  # noqa: E402
 from core.models.lm import DEFAULT_MODEL, is_scripted_spec  # noqa: E402
-from core.models.shelf import ModelChoice, ModelShelf, default_shelf  # noqa: E402
+from core.models.shelf import ModelChoice, ModelPolicy, ModelShelf, default_shelf  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 SAMPLES_PATH = SAMPLES
 TITLE = "Palimpsest studio"
 CONCURRENCY = 4  # events served at once (the model itself scores one request at a time)
+DEFAULT_MAX_UPLOAD_MB = 50.0  # largest file a browser may upload (MB of 1,048,576 bytes); `--max-upload-mb`
 
 
 def load_samples(path: str | Path | None = None) -> list[dict]:
@@ -79,17 +88,19 @@ def header_html(model: str) -> str:
 
 def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, samples: list[dict] | None = None,
               store: Store | None = None, db: str | Path | None = None,
-              samples_path: str | Path | None = SAMPLES_PATH) -> gr.Blocks:
+              samples_path: str | Path | None = SAMPLES_PATH, policy: ModelPolicy | None = None) -> gr.Blocks:
     """The studio for the app's model `model` (a spec; loaded from `shelf`, the process's shelf by
-    default, on first use: a test puts its own model on a shelf of its own). `store` (or a `db`
-    path; neither: an in-memory store) holds prompts and runs; `samples` fill the Score page's
-    menu (default: read from `samples_path`, which the Library imports on demand)."""
+    default, on first use: a test puts its own model on a shelf of its own). `policy`: which other
+    specs the pages may load (default: `model` only). `store` (or a `db` path; neither: an
+    in-memory store) holds prompts and runs; `samples` fill the Score page's menu (default: read
+    from `samples_path`, which the Library imports on demand)."""
     from studio.pages import export as export_page
     from studio.pages import library, r2, reer, review, score, train
 
     store = store if store is not None else open_store(db)
     samples = load_samples(samples_path) if samples is None else samples
-    models = ModelChoice(shelf if shelf is not None else default_shelf(), (model or "").strip() or DEFAULT_MODEL)
+    models = ModelChoice(shelf if shelf is not None else default_shelf(), (model or "").strip() or DEFAULT_MODEL,
+                         policy)
     ctx = StudioContext(store=store, models=models, runner=JobRunner(store, models.get_lm, models),
                         samples_path=Path(samples_path) if samples_path else None, samples=samples)
 
@@ -164,28 +175,73 @@ def import_samples_if_empty(store: Store, samples_path: str | Path | None = SAMP
     return len(import_upload(store, samples_path).added)
 
 
+def max_file_size(max_upload_mb: float) -> int:
+    """Gradio's `max_file_size` in bytes for a cap in MB (1,048,576 bytes); ValueError when not above 0."""
+    if not max_upload_mb > 0:
+        raise ValueError(f"the upload cap must be above 0 MB, not {max_upload_mb}")
+    return max(1, int(max_upload_mb * 1024 * 1024))
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.x, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def start_warnings(host: str, auth: tuple | None, policy: ModelPolicy) -> list[str]:
+    """What `launch_app` warns about before serving: an open network address without a login,
+    and free-text model specs."""
+    out = []
+    if not auth and not is_loopback(host):
+        out.append(f"--host {host} serves the studio beyond this machine without a login: anyone who reaches "
+                   "it can run models, read and change the store; add --auth USER:PASSWORD (or PALIMPSEST_AUTH)")
+    if policy.allow_any:
+        out.append("--allow-any-model: studio users may load any model spec, a local folder, a hub id or any "
+                   "server URL (the server connects wherever they say); the API key still goes only to the "
+                   f"servers named at start ({', '.join(f'{h}:{p}' for h, p in sorted(policy.key_hosts)) or 'none'})")
+    return out
+
+
 def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple | None = None,
-          prevent_thread_lock: bool = False, quiet: bool = False):
-    """Launch a built app the way the studio always does (local only, no analytics, our CSS)."""
+          prevent_thread_lock: bool = False, quiet: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
+    """Launch a built app the way the studio always does (local only, no analytics, our CSS); an
+    upload over `max_upload_mb` is refused by Gradio (HTTP 413) before it is kept."""
     return app.launch(
         server_name=host, server_port=port, auth=auth, share=False, prevent_thread_lock=prevent_thread_lock,
         css=_read_css(), footer_links=["api", "settings"], quiet=quiet, show_error=False,
+        max_file_size=max_file_size(max_upload_mb),
     )
 
 
-def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str = DEFAULT_MODEL,
+def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[str] = DEFAULT_MODEL,
                auth: tuple | None = None, prevent_thread_lock: bool = False, samples_path=None,
-               db: str | Path | None = None):
-    """Open the store (importing the samples into an empty one), load the model onto the
+               db: str | Path | None = None, allow_patterns: Sequence[str] = (), allow_any: bool = False,
+               max_upload_mb: float | None = None):
+    """Open the store (importing the samples into an empty one), load the app's model onto the
     process's shelf, build the studio and serve it (blocks unless prevent_thread_lock).
-    `model="scripted:"` serves the no-model demo."""
+    `model`: a spec, or several (the first is the app's model; the pages may pick any of them);
+    `allow_patterns`/`allow_any`: what else the pages may load (ModelPolicy). Warns first about a
+    network address without `auth` and about `allow_any`. `max_upload_mb`: the upload cap (None:
+    DEFAULT_MAX_UPLOAD_MB). `model="scripted:"` serves the no-model demo."""
+    max_upload_mb = DEFAULT_MAX_UPLOAD_MB if max_upload_mb is None else max_upload_mb
+    specs = [model] if isinstance(model, str) else list(model)
+    policy = ModelPolicy(tuple(specs or [DEFAULT_MODEL]), tuple(allow_patterns), allow_any)
+    max_file_size(max_upload_mb)  # a bad cap fails before anything loads
+    for warning in start_warnings(host, auth, policy):
+        log.warning("%s", warning)
     store = open_store(db)
     samples_path = samples_path or SAMPLES_PATH
     added = import_samples_if_empty(store, samples_path)
     if added:
         log.warning("imported %d built-in sample prompt(s) into %s", added, db or "the in-memory store")
-    default_shelf().get(model)  # load now, so the first click is fast and a bad --model fails at start
-    if is_scripted_spec(model.strip()):
-        log.warning("demo mode: %s is a scripted fake model; its texts and scores are made up", model)
-    app = build_app(model, store=store, samples_path=samples_path)
-    return serve(app, host=host, port=port, auth=auth, prevent_thread_lock=prevent_thread_lock)
+    # load now, through the policy's key hosts, so the first click is fast and a bad --model fails at start
+    ModelChoice(default_shelf(), policy.default, policy).get_lm()
+    if is_scripted_spec(policy.default):
+        log.warning("demo mode: %s is a scripted fake model; its texts and scores are made up", policy.default)
+    app = build_app(policy.default, store=store, samples_path=samples_path, policy=policy)
+    return serve(app, host=host, port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
+                 max_upload_mb=max_upload_mb)

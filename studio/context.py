@@ -1,8 +1,10 @@
 """StudioContext: what every page of the studio shares, made once per app by build_app.
 
 Knows: the store (one thread-safe handle), the models (a `core.models.shelf.ModelChoice`: the
-process's model shelf seen with the app's own spec as the default, so a page asks for "" or a
-spec and each is loaded once), the JobRunner that drives REER runs in background threads, and
+process's model shelf seen with the app's own spec as the default and the starter's model policy,
+so a page asks for "" or an allowed spec, each is loaded once, and any other spec is refused; a
+page's model field is a dropdown of `model_choices()`, typed text only when `model_free_text`),
+the JobRunner that drives REER runs in background threads, and
 the built-in samples. Does not know pages or Gradio. Nothing here is a module-level global: two
 apps in one process (tests) have two contexts (they share loaded models through the shelf).
 """
@@ -38,3 +40,13 @@ class StudioContext:
     def get_lm(self) -> LM:
         """The app's model, loaded on first use."""
         return self.models.get_lm()
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """(label, value) pairs of a page's model dropdown: "" (the app's model), then the other allowed specs."""
+        return self.models.choices()
+
+    @property
+    def model_free_text(self) -> bool:
+        """True when a model field may take a typed spec (--allow-model patterns or --allow-any-model);
+        the server checks it either way."""
+        return self.models.policy.free_text

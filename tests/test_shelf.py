@@ -9,7 +9,7 @@ import pytest
 
 from core.models.lm import DEFAULT_MODEL, ModelNotFound
 from core.models.scripted import ScriptedLM
-from core.models.shelf import BadShelfSetting, ModelChoice, ModelShelf, default_shelf, max_models_from_env
+from core.models.shelf import BadShelfSetting, ModelChoice, ModelPolicy, ModelShelf, default_shelf, max_models_from_env
 
 
 class CountingLoader:
@@ -88,7 +88,7 @@ def test_the_bound_is_a_setting(monkeypatch):
 
 def test_model_choice_defaults_the_empty_spec():
     load = CountingLoader()
-    choice = ModelChoice(ModelShelf(load=load), "scripted:app")
+    choice = ModelChoice(ModelShelf(load=load), "scripted:app", ModelPolicy(("scripted:app",), ("other", "scripted:*")))
     assert choice.spec("") == choice.spec(None) == "scripted:app" and choice.spec(" other ") == "other"
     assert choice.lm("") is choice.get_lm() is choice.lm("scripted:app")
     assert choice.lm("scripted:judge").name == "scripted:judge" and len(load.calls) == 2

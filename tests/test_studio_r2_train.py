@@ -22,6 +22,7 @@ import pytest
 from r2_fakes import FakeLM
 from ui_helpers import client, launched, studio_app
 
+from core.models.shelf import ModelPolicy
 from core.r2.judge import DEFAULT_RUBRIC
 from core.store import open_store
 from studio.views.r2 import point_count
@@ -47,7 +48,8 @@ def fake():
 
 @pytest.fixture
 def api(store, fake):
-    app = studio_app(fake, store, samples_path=None)
+    # the Train page's model, and judge specs under /no/such/ (allowed, but nothing loads there)
+    app = studio_app(fake, store, samples_path=None, policy=ModelPolicy(("smollm2-135m",), ("/no/such/*",)))
     with launched(app) as url:
         yield client(url)
 

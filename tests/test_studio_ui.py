@@ -17,6 +17,7 @@ from test_reer import DRAFT
 from ui_helpers import client, launched, studio_app
 
 from core.models.scripted import Rule, ScriptedLM
+from core.models.shelf import ModelPolicy
 from core.store import open_store
 
 pytestmark = [pytest.mark.ui]
@@ -49,7 +50,9 @@ def store(tmp_path):
 
 @pytest.fixture
 def api_url(store, tmp_path):
-    app = studio_app(loop_script(tmp_path), store)
+    # specs under /nonexistent/ are allowed (the field takes typed text) but load nothing
+    spec = loop_script(tmp_path)
+    app = studio_app(spec, store, policy=ModelPolicy((spec,), ("/nonexistent/*",)))
     with launched(app) as url:
         yield url
 

@@ -34,6 +34,7 @@ What this module does not know: templates for REER (see `core.models.scoring`), 
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, Sequence, runtime_checkable
@@ -176,15 +177,35 @@ def is_server_spec(spec: str) -> bool:
     return spec.startswith(("http://", "https://", "openai:"))
 
 
+def server_host(spec: str) -> tuple[str, int] | None:
+    """(host, port) a server spec's requests go to (the port from the scheme when not given; the
+    host in lower case); None when `spec` is not a server URL or its host is unreadable. The API
+    key follows these pairs (core.models.shelf.ModelPolicy.key_hosts)."""
+    url = spec.strip()
+    if url.startswith("openai:"):
+        url = url[len("openai:"):].strip()
+    parts = urllib.parse.urlsplit(url.partition("#")[0])
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
 def is_scripted_spec(spec: str) -> bool:
     """Specs that name the scripted fake model: `scripted:` plus options."""
     return spec.startswith("scripted:") or spec == "scripted"
 
 
-def load_lm(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None) -> LM:
+def load_lm(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None, *,
+            key_hosts: frozenset | None = None) -> LM:
     """Load a model by spec: the built-in alias, a local path, a hub id, a server URL, or
     `scripted:[options]` (the deterministic fake, core.models.scripted). Every call loads anew:
-    core.models.shelf keeps one copy per spec.
+    core.models.shelf keeps one copy per spec. `key_hosts` (server URLs only): the (host, port)
+    pairs the API key may be sent to; None sends it to the spec's own server (a spec typed on
+    the command line).
 
     Raises ModelNotFound with a message naming the spec and what to do.
     """
@@ -196,7 +217,7 @@ def load_lm(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str | Non
     if is_server_spec(spec):
         from core.models.server import OpenAILM
 
-        return OpenAILM.from_spec(spec)
+        return OpenAILM.from_spec(spec, key_hosts=key_hosts)
     from core.models.hf import HFLM
 
     return HFLM.from_spec(spec, dtype=dtype, device=device)

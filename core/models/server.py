@@ -8,7 +8,11 @@ Run a model on a GPU machine with vLLM, then point Palimpsest at it:
 Spec syntax: `http(s)://host:port/v1#model-name`, optionally prefixed with `openai:`. Without
 `#model-name` the first model listed by GET {base}/models is used. A bare `http://host:port`
 gets `/v1` appended. The API key, if any, comes from $PALIMPSEST_API_KEY, else $OPENAI_API_KEY
-(sent as a Bearer header). The request timeout is $PALIMPSEST_SERVER_TIMEOUT seconds (default
+(sent as a Bearer header). It goes only where it was meant to go: `from_spec(key_hosts=...)`
+names the (host, port) pairs that may receive it (the studio passes the hosts its starter named;
+a server elsewhere is still called, without the key), and the header is never carried over a
+redirect (urllib's unredirected header), so a server cannot bounce the key to another address.
+The request timeout is $PALIMPSEST_SERVER_TIMEOUT seconds (default
 300) or the `timeout` argument; a connection reset is retried once.
 
 Knows:
@@ -63,6 +67,7 @@ from core.models.lm import (
     TokenLogprobs,
     cut_at_stop,
     number_from_env,
+    server_host,
     stop_reason,
 )
 
@@ -199,16 +204,17 @@ def _unreachable(url: str, reason: object, timeout: float) -> ServerUnreachable:
 def request_json(url: str, body: dict | None = None, *, timeout: float, api_key: str | None = None) -> Any:
     """GET (body None) or POST JSON to `url` and return the decoded JSON reply.
 
-    One retry on a connection reset; every failure becomes an LMError naming the URL.
+    One retry on a connection reset; every failure becomes an LMError naming the URL. The
+    `api_key` goes to `url` only, never to where it redirects.
     """
     data = None if body is None else json.dumps(body).encode("utf-8")
     headers = {"Accept": "application/json"}
     if data is not None:
         headers["Content-Type"] = "application/json"
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
     for attempt in (1, 2):
         req = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
+        if api_key:  # unredirected: a redirect to any address goes there without the key
+            req.add_unredirected_header("Authorization", f"Bearer {api_key}")
         try:
             with _opener(url).open(req, timeout=timeout) as resp:
                 raw = resp.read()
@@ -303,7 +309,9 @@ class OpenAILM:
         timeout: float = DEFAULT_TIMEOUT_S,
         api_key: str | None = None,
         tokenizer: str | None = None,
+        key_withheld: bool = False,
     ):
+        self.key_withheld = key_withheld  # a key is set, but this server's host may not receive it
         self.has_fast_path = False  # the server computes in its own dtype: no bf16 twin here
         self.tokenizer_name = tokenizer or model  # where count_tokens looks when /tokenize is missing
         self._tokenize_missing = False  # the server answered /tokenize with 404/405 once
@@ -319,23 +327,36 @@ class OpenAILM:
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def from_spec(cls, spec: str, timeout: float | None = None, tokenizer: str | None = None) -> "OpenAILM":
+    def from_spec(cls, spec: str, timeout: float | None = None, tokenizer: str | None = None,
+                  key_hosts: frozenset | None = None) -> "OpenAILM":
         """Connect to the server named by `spec`, pick the model and read its window size.
         `tokenizer`: a local tokenizer folder or cached hub id for counting tokens when the
-        server has no /tokenize (default: the served model's name)."""
+        server has no /tokenize (default: the served model's name). `key_hosts`: the (host, port)
+        pairs (core.models.lm.server_host) the API key may go to; a server elsewhere is called
+        without it. None: the key goes to this spec's server (its user typed the spec)."""
         parsed = parse_spec(spec)
         timeout = timeout or timeout_from_env()
         key = api_key_from_env()
-        models = list_models(parsed.base, timeout=min(timeout, METADATA_TIMEOUT_S), api_key=key)
+        withheld = bool(key) and key_hosts is not None and server_host(parsed.base) not in key_hosts
+        if withheld:
+            log.warning("not sending the API key to %s: its host was not named when the app started", parsed.base)
+            key = None
+        try:
+            models = list_models(parsed.base, timeout=min(timeout, METADATA_TIMEOUT_S), api_key=key)
+        except BadServerReply as exc:
+            raise _why_refused(exc, withheld, parsed.base) from None
         entry = choose_model(spec, parsed, models)
         model = parsed.model or entry["id"]
         max_len = entry.get("max_model_len") if entry else None
         max_length = int(max_len) if isinstance(max_len, int) and max_len > 0 else DEFAULT_MAX_LENGTH
         return cls(parsed, model, name=spec.strip(), max_length=max_length, timeout=timeout, api_key=key,
-                   tokenizer=tokenizer)
+                   tokenizer=tokenizer, key_withheld=withheld)
 
     def _post(self, url: str, body: dict) -> Any:
-        return request_json(url, body, timeout=self.timeout, api_key=self.api_key)
+        try:
+            return request_json(url, body, timeout=self.timeout, api_key=self.api_key)
+        except BadServerReply as exc:
+            raise _why_refused(exc, self.key_withheld, self.base) from None
 
     # ---- protocol -----------------------------------------------------------------------------
 
@@ -483,6 +504,16 @@ class OpenAILM:
                 f"{url} gives no log-prob for; give the request a non-empty context"
             )
         return TokenLogprobs([str(t) for t in cont], [float(v) for v in cont_lps], context_tokens=n_ctx, truncated=0)
+
+
+def _why_refused(exc: BadServerReply, withheld: bool, base: str) -> BadServerReply:
+    """A 401/403 from a server the API key was kept from says so (setting the key would not help)."""
+    if not withheld or exc.status not in (401, 403):
+        return exc
+    return BadServerReply(
+        f"the server at {base} refused the request (HTTP {exc.status}) and the API key was not sent to it: "
+        "the key goes only to servers named when the app started; start the app with this server's URL "
+        "in --model or in an --allow-model pattern with no wildcard in its host:port", exc.status)
 
 
 def list_models(base: str, *, timeout: float, api_key: str | None = None) -> list[dict]:

@@ -7,29 +7,40 @@ evicting the least recently used one (`PALIMPSEST_MAX_MODELS`, default 3; a mode
 by a running job stays alive until that job drops it, the shelf just forgets it); models built
 elsewhere put on it by hand (`put`: tests, a scripted double). `default_shelf()` is the one shelf
 of the process, which the studio and the CLI use; `ModelChoice` is a shelf seen with a default
-spec (what an empty spec field means in the studio).
+spec (what an empty spec field means in the studio) and a `ModelPolicy`: the specs a studio's
+users may load, as the person who started the app set them (literal specs, fnmatch patterns,
+or anything), and the servers the API key may go to (only hosts named literally at start).
+Every spec a page asks for passes `ModelChoice.spec`/`lm`, so the policy holds for crafted API
+calls as much as for the page's own dropdowns.
 
 Does not know: what a model is for, Gradio, runs. A folder whose weights change on disk (a model
 trained again into the same folder) is the caller's to `drop` before loading it again.
 """
 from __future__ import annotations
 
+import fnmatch
 import functools
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from core.models.lm import DEFAULT_MODEL, LM, LMError, load_lm, number_from_env
+from core.models.lm import DEFAULT_MODEL, LM, LMError, is_server_spec, load_lm, number_from_env, server_host
 
 MAX_MODELS_ENV = "PALIMPSEST_MAX_MODELS"
 DEFAULT_MAX_MODELS = 3  # models kept loaded at once per process (the app's, a judge, one more)
 
-Key = tuple  # (spec, dtype, device)
+Key = tuple  # (spec, dtype, device), plus the key hosts for a server loaded under a policy
+
+GLOB_CHARS = "*?["  # what makes an --allow-model pattern a pattern (fnmatch)
 
 
 class BadShelfSetting(LMError):
     """The shelf's size setting is not a positive whole number."""
+
+
+class ModelNotAllowed(LMError):
+    """A spec the app's model policy does not allow."""
 
 
 def max_models_from_env() -> int:
@@ -56,10 +67,14 @@ class ModelShelf:
         self._lock = threading.Lock()  # guards the two dicts above (never held while loading)
         self.loads = 0  # models loaded so far (put does not count)
 
-    def get(self, spec: str | None = None, dtype: str = "float32", device: str | None = None) -> LM:
+    def get(self, spec: str | None = None, dtype: str = "float32", device: str | None = None,
+            key_hosts: frozenset | None = None) -> LM:
         """The model for `spec`, loaded now if it is not on the shelf. A failed load is not kept:
-        the error reaches the caller and the next call tries again."""
-        key = (normal_spec(spec), dtype, device)
+        the error reaches the caller and the next call tries again. `key_hosts` (server specs):
+        where the API key may go (core.models.lm.load_lm); a server loaded under other key hosts
+        is another shelf entry, so one app's key never rides on a model another app loaded."""
+        key = (normal_spec(spec), dtype, device) + (() if key_hosts is None else (key_hosts,))
+        extra = {} if key_hosts is None else {"key_hosts": key_hosts}
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -71,7 +86,7 @@ class ModelShelf:
                     self._models.move_to_end(key)
                     return self._models[key]
             try:
-                lm = self.load(key[0], dtype=dtype, device=device)
+                lm = self.load(key[0], dtype=dtype, device=device, **extra)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -115,20 +130,102 @@ def default_shelf() -> ModelShelf:
 
 
 @dataclass(frozen=True)
+class ModelPolicy:
+    """Which model specs a studio's users may load, set by whoever started it (`palimpsest app
+    --model X --model Y --allow-model PATTERN --allow-any-model`), and where the API key may go."""
+
+    specs: tuple[str, ...]  # literal specs, the app's model first; the pages' dropdowns list them
+    patterns: tuple[str, ...] = ()  # fnmatch globs over normal specs (`*` also matches `/`)
+    allow_any: bool = False  # any spec at all, typed freely (a user can point the server anywhere)
+
+    def __post_init__(self):
+        specs = tuple(dict.fromkeys(normal_spec(s) for s in self.specs))  # stripped, no repeats, order kept
+        if not specs:
+            raise ModelNotAllowed("a model policy needs at least the app's model")
+        object.__setattr__(self, "specs", specs)
+        object.__setattr__(self, "patterns", tuple(p.strip() for p in self.patterns if p.strip()))
+
+    @property
+    def default(self) -> str:
+        """The app's model: what an empty field means."""
+        return self.specs[0]
+
+    @property
+    def free_text(self) -> bool:
+        """True when a page may take a typed spec (patterns or --allow-any-model), not only a pick."""
+        return self.allow_any or bool(self.patterns)
+
+    def allows(self, spec: str | None) -> bool:
+        """Whether `spec` (empty: the app's model) may be loaded."""
+        spec = (spec or "").strip() or self.default
+        return (self.allow_any or spec in self.specs
+                or any(fnmatch.fnmatchcase(spec, p) for p in self.patterns))
+
+    def check(self, spec: str | None) -> str:
+        """The spec as recorded (empty means the app's model); ModelNotAllowed naming the fix when
+        the policy does not allow it."""
+        spec = (spec or "").strip() or self.default
+        if not self.allows(spec):
+            listed = ", ".join(self.specs) + "".join(f", {p} (pattern)" for p in self.patterns)
+            raise ModelNotAllowed(
+                f"model {spec!r} is not allowed in this studio (allowed: {listed}); pick one of those, "
+                "or restart the app with --model SPEC or --allow-model PATTERN naming it")
+        return spec
+
+    @functools.cached_property
+    def key_hosts(self) -> frozenset:
+        """(host, port) pairs the API key may be sent to: the servers of the literal specs, and
+        of the patterns whose scheme and host:port hold no wildcard. Nothing a user types later
+        adds to this, not even under allow_any."""
+        named = list(self.specs) + [p for p in self.patterns if not _glob_before_path(p)]
+        return frozenset(h for h in map(server_host, named) if h is not None)
+
+
+def _glob_before_path(pattern: str) -> bool:
+    """True when a wildcard sits in a pattern's scheme or host:port (its server is not named)."""
+    head = pattern.strip()
+    if head.startswith("openai:"):
+        head = head[len("openai:"):]
+    scheme, sep, rest = head.partition("://")
+    netloc = rest.split("/", 1)[0].split("#", 1)[0] if sep else head
+    return any(c in scheme + netloc for c in GLOB_CHARS)
+
+
+@dataclass(frozen=True)
 class ModelChoice:
-    """A shelf seen with a default spec: an empty spec means `default` (the studio's model)."""
+    """A shelf seen with a default spec and a policy: an empty spec means `default` (the
+    studio's model); a spec the policy refuses raises ModelNotAllowed before anything loads."""
 
     shelf: ModelShelf  # where models are loaded and kept
     default: str  # the spec an empty field means, recorded with runs
+    policy: ModelPolicy | None = field(default=None)  # what may be loaded; None: the default spec only
+
+    def __post_init__(self):
+        default = normal_spec(self.default)
+        object.__setattr__(self, "default", default)
+        policy = self.policy or ModelPolicy((default,))
+        if policy.default != default:  # the app's model leads the list whatever the caller gave
+            policy = ModelPolicy((default, *policy.specs), policy.patterns, policy.allow_any)
+        object.__setattr__(self, "policy", policy)
 
     def spec(self, spec: str | None) -> str:
-        """The spec as recorded with a run: empty means the default."""
-        return (spec or "").strip() or self.default
+        """The spec as recorded with a run: empty means the default; ModelNotAllowed when the
+        policy refuses it."""
+        return self.policy.check(spec)
 
     def lm(self, spec: str | None = None) -> LM:
-        """The model for `spec` (the default when empty), loaded once."""
-        return self.shelf.get(self.spec(spec))
+        """The model for `spec` (the default when empty), loaded once; ModelNotAllowed first when
+        the policy refuses it. A server gets the API key only if its host is a key host."""
+        spec = self.spec(spec)
+        if is_server_spec(spec):
+            return self.shelf.get(spec, key_hosts=self.policy.key_hosts)
+        return self.shelf.get(spec)
 
     def get_lm(self) -> LM:
         """The default model (a `get_lm()` for code that takes one)."""
-        return self.shelf.get(self.default)
+        return self.lm(self.default)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for a page's model dropdown: "" is the app's model, then the
+        other allowed specs."""
+        return [(f"{self.default} (the app's model)", "")] + [(s, s) for s in self.policy.specs[1:]]

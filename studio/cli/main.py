@@ -63,9 +63,13 @@ def cmd_app(args) -> int:
         raise CLIError("--auth must look like USER:PASSWORD, both non-empty")
     from core.store import StoreError
 
+    if args.max_upload_mb is not None and not args.max_upload_mb > 0:
+        raise CLIError(f"--max-upload-mb must be above 0, not {args.max_upload_mb:g}")
     try:
-        launch_app(host=args.host, port=args.port, model=args.model,
-                   auth=(user, password) if auth else None, samples_path=str(SAMPLES), db=args.db)
+        launch_app(host=args.host, port=args.port, model=args.model or [DEFAULT_MODEL],
+                   auth=(user, password) if auth else None, samples_path=str(SAMPLES), db=args.db,
+                   allow_patterns=args.allow_model or (), allow_any=args.allow_any_model,
+                   max_upload_mb=args.max_upload_mb)
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     return 0
@@ -161,7 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("app", help="start the studio in the browser")
     a.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     a.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
-    a.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
+    a.add_argument("--model", action="append", default=None, metavar="SPEC",
+                   help=f"model spec (alias, folder, hub id or server URL); repeat it to offer the pages more "
+                        f"models: the first is the app's model (default {DEFAULT_MODEL}), and only these (and "
+                        "--allow-model) may be picked; the API key goes only to servers named here")
+    a.add_argument("--allow-model", action="append", default=None, metavar="PATTERN",
+                   help="let the pages also load specs matching this shell-style pattern (fnmatch: * ? [..]; "
+                        "* also matches /), e.g. 'http://gpu1:8000/v1#*'; repeatable; the API key goes to a "
+                        "matching server only when the pattern names its host:port with no wildcard")
+    a.add_argument("--allow-any-model", action="store_true",
+                   help="let studio users type any model spec (a folder, a hub id, any server URL: the server "
+                        "connects where they say); warned about on start; the API key still goes only to "
+                        "servers named by --model or --allow-model")
+    a.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",  # default: studio.app's
+                   help="largest file a browser may upload, in MB of 1,048,576 bytes (default 50); bigger "
+                        "files: `palimpsest import`")
     a.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db); the built-in "
                                                      "samples are imported into an empty one")

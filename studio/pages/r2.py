@@ -111,8 +111,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         # labels, help, bounds and real defaults [in brackets] come from R2Config
         mode = forms.widget(R2Config, "judge_mode", value="human", choices=MODE_CHOICES, show_default=False,
                             info="", elem_id="r2-judge-mode", scale=5, min_width=420)
-        judge_spec = gr.Textbox(value="", label="Judge model (empty: the app's model)", elem_id="r2-judge-model",
-                                placeholder=ctx.model_name, scale=3, min_width=200, max_lines=1)
+        judge_spec = gr.Dropdown(choices=ctx.model_choices(), value="", label="Judge model", elem_id="r2-judge-model",
+                                 allow_custom_value=ctx.model_free_text, scale=3, min_width=200)
         rounds = forms.widget(R2Config, "max_rounds", value=DEMO["max_rounds"], slider=True, maximum=6, info="",
                               elem_id="r2-rounds-n", scale=2, min_width=140)
         thr = forms.widget(R2Config, "threshold", value=DEMO["threshold"], minimum=REAL.judge.low,

@@ -87,10 +87,10 @@ def build(ctx: StudioContext) -> ReerPage:
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="reer-stop", min_width=60)
     with gr.Accordion(f"Settings — model {ctx.model_name}; small demo budgets, real defaults in brackets",
                       open=False, elem_id="reer-settings"):
-        model_box = gr.Textbox(value="", label=f"Model (empty: the app's model, {ctx.model_name})",
-                               placeholder="an alias, a local folder, a hub id or a server URL such as "
-                                           "http://localhost:8000/v1 (loaded once, on Run)",
-                               elem_id="reer-model", max_lines=1)
+        model_box = gr.Dropdown(choices=ctx.model_choices(), value="", label="Model (loaded once, on Run)",
+                                info="the models this studio was started with (palimpsest app --model, "
+                                     "--allow-model)", allow_custom_value=ctx.model_free_text,
+                                elem_id="reer-model")
         with gr.Row():  # labels, help, bounds and real defaults [in brackets] come from ReerConfig
             k = forms.widget(ReerConfig, "candidates", value=DEMO["candidates"], slider=True,
                              elem_id="reer-candidates-n")
@@ -203,7 +203,7 @@ def build(ctx: StudioContext) -> ReerPage:
             new_id = runner.start(prompt_id, cfg, spec, steps_n)
         except SettingError as e:
             return _err(forms.error_text(e, ReerConfig))
-        except (ValueError, RunnerError, StoreError) as e:
+        except (ValueError, RunnerError, StoreError, LMError) as e:  # LMError: a model the app does not allow
             return _err(str(e))
         return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id)}
 

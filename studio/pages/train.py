@@ -18,6 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.models.lm import LMError
 from core.settings import SettingError
 from core.store import StoreError
 from core.train.data import DataError
@@ -76,8 +77,10 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=60)
     with gr.Row(equal_height=True):
         # labels, help and bounds come from TrainConfig; the page trains by steps, so at least one
-        model = forms.widget(TrainConfig, "model", value=ctx.model_name, show_default=False, elem_id="train-model",
-                             scale=3, min_width=200)
+        # the models the studio was started with (a dropdown; typed only with --allow-model/--allow-any-model)
+        model = gr.Dropdown(choices=[v or ctx.model_name for _, v in ctx.model_choices()], value=ctx.model_name,
+                            label=forms.label_of(TrainConfig, "model", False), elem_id="train-model",
+                            allow_custom_value=ctx.model_free_text, scale=3, min_width=200)
         steps = forms.widget(TrainConfig, "max_steps", value=DEMO_STEPS, minimum=1, show_default=False,
                              elem_id="train-max-steps", scale=1, min_width=100)
         lr = forms.widget(TrainConfig, "lr", value=0, label="LR (0: default)", minimum=0,
@@ -134,6 +137,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     def do_start(data_, model_, steps_, lr_, lora_, frac_, out_):
         out_ = (out_ or "").strip() or str(base / "models" / f"{Path(model_ or 'model').name}-{time.strftime('%Y%m%d-%H%M%S')}")
         try:  # the config checks the settings (SettingError names the field); the runner the data and folder
+            ctx.models.spec(model_)  # ModelNotAllowed unless the studio was started with it
             cfg = forms.config(TrainConfig, {"model": model_ or "", "max_steps": steps_, "lr": lr_ or None,
                                              "lora": bool(lora_), "eval_frac": frac_})
             req = TrainRequest(data=(data_ or "").strip(), out_dir=out_, model=cfg.model, max_steps=cfg.max_steps,
@@ -143,7 +147,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
             message = forms.error_text(e, TrainConfig)
             gr.Warning(message)
             return {msg: _msg(message, "error")}
-        except (TrainRunnerError, DataError, StoreError, ValueError, TypeError) as e:
+        except (TrainRunnerError, DataError, StoreError, ValueError, TypeError, LMError) as e:
             gr.Warning(str(e))
             return {msg: _msg(str(e), "error")}
         return {out_state: key_, seen: "", msg: _msg(f"Training started in its own process; model and log go to {key_}"),
