@@ -57,10 +57,12 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
               progress: bool, postfix: Callable[[object, object], dict], line: Callable[[object], str],
               statuses: Sequence[str] = ("done", "cached", "failed")) -> tuple[int, dict]:
     """Drive `start(on_event)` (the engine's outcomes, one per item) to the end: done and cached
-    records go to `out` (overwritten) one JSON line each, as they come; failed and paused items
+    records go to `out` one JSON line each, as they come (through OUT.partial, renamed over OUT at the end); failed and paused items
     are reported and not written. `line(outcome)` is the report of a written or paused item.
     Returns (exit status, {status: count}); on Ctrl-C the status is 130 and what was saved stays."""
     from tqdm import tqdm
+
+    from core.outputs import OutputFile
 
     show = sys.stderr.isatty() or progress
     bar = tqdm(total=len(items), desc=command, unit="item", file=sys.stderr, disable=not show)
@@ -70,7 +72,7 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
         bar.set_postfix(postfix(item, event), refresh=True)
 
     counts = dict.fromkeys(statuses, 0)
-    f = open(out, "w", encoding="utf-8")
+    f = OutputFile(out)  # OUT.partial, renamed over OUT by close() (core.outputs)
     try:
         for o in start(on_event):
             counts[o.status] = counts.get(o.status, 0) + 1
