@@ -124,7 +124,7 @@ def check_folder_out(out: str | Path, inputs: Mapping[str, str | Path | None] = 
             if src and Path(src).exists() and _inside(src, p):
                 raise OutputError(f"{flag} {out}: holds {name} {src}, which replacing the folder would delete; "
                                   "move it out first or give another folder")
-    here = p
+    here = p if p.exists() and not replaces else p.parent  # replaced: made beside, renamed in (or removed, remade)
     while not here.exists():  # the nearest folder that exists: where the first one is made
         if here.parent == here:
             break

@@ -440,6 +440,10 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
     out = Path(os.path.abspath(Path(out).expanduser()))
+    try:
+        _tidy(out)  # a killed export's leftovers: its earlier export put back, its temporary folder removed
+    except OSError as exc:
+        raise ExportFailed(f"--out {out}: {oserror_line(exc)}") from None
     _check_out(out)  # before any work; again just before writing
     examples, skipped = _examples(store, status, source)
     report = ExportReport(fmt, str(out), trajectories=len(examples), skipped=dict(skipped))
@@ -463,14 +467,13 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     had = out.exists()
     tmp = None
     try:
-        _tidy(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{PARTIAL}{os.getpid()}-"))
         data = _write(fmt, tmp, rows)
         report.files = [str(out / data.name)]
         with open(tmp / "README.md", "w", encoding="utf-8") as f:
             f.write(_card(report, fmt, status, source, examples, check))
-        written = sorted(os.listdir(tmp)) + [MANIFEST]
+        written = sorted(os.listdir(tmp) + [MANIFEST])
         _write_json(tmp / MANIFEST, {"format": fmt, "files": written, "records": report.count, "written": now()})
         fsync_tree(tmp)
         _swap_in(tmp, out)
