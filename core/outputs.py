@@ -179,7 +179,8 @@ class OutputFile:
             self.file.flush()
         except OSError as exc:
             self.broken = exc
-            raise OutputError(f"{self.flag} {self.path}: {oserror_line(exc)}; {self.path} is unchanged") from None
+            kept = "" if self.direct else f"; {self.path} is unchanged"
+            raise OutputError(f"{self.flag} {self.path}: {oserror_line(exc)}{kept}") from None
 
     def flush(self) -> None:
         if self.broken is None:
@@ -190,7 +191,12 @@ class OutputFile:
         if self.file.closed:
             return
         if self.direct:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError as exc:  # the buffer a failed write left: already reported, or reported now
+                if self.broken is None:
+                    self.broken = exc
+                    raise OutputError(f"{self.flag} {self.path}: {oserror_line(exc)}") from None
             return
         failed: OSError | None = None
         try:
