@@ -44,8 +44,8 @@ import math
 import os
 import re
 import shutil
+import stat
 import statistics
-import tempfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -278,6 +278,9 @@ def _check_out(out: Path) -> None:
         raise ExportError(f"--out {out}: is a file; exports are folders (data file + README.md), give a folder path")
     if not out.is_dir():
         return
+    if os.path.ismount(out):
+        raise ExportError(f"--out {out}: is a mount point, which cannot be swapped for a new folder; give a folder "
+                          f"inside it, such as {out / 'export'}")
     try:
         names = sorted(os.listdir(out))
     except OSError as exc:
@@ -468,7 +471,10 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{PARTIAL}{os.getpid()}-"))
+        tmp = out.parent / f".{out.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()  # as a plain mkdir would make it (the umask's mode), or as the earlier export's folder was
+        if had:
+            os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))
         data = _write(fmt, tmp, rows)
         report.files = [str(out / data.name)]
         with open(tmp / "README.md", "w", encoding="utf-8") as f:
