@@ -323,8 +323,10 @@ def _tidy(out: Path) -> None:
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system
     or the file system has no such call."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
+    try:
+        fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except (OSError, TypeError):  # no C library to ask (Windows)
+        return False
     if fn is None:
         return False
     at_fdcwd, rename_exchange = -100, 2
@@ -352,7 +354,10 @@ def _swap_in(new: Path, out: Path) -> None:
             os.rename(aside, out)
             raise
         shutil.rmtree(aside, ignore_errors=True)
-    fsync_path(out.parent)
+    try:
+        fsync_path(out.parent)
+    except OSError:
+        pass  # the swap is done; a folder that cannot be fsynced (some network mounts) keeps it anyway
 
 
 def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
@@ -472,15 +477,15 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()  # as a plain mkdir would make it (the umask's mode), or as the earlier export's folder was
-        if had:
-            os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))
+        tmp.mkdir()  # as a plain mkdir would make it (the umask's mode)
         data = _write(fmt, tmp, rows)
         report.files = [str(out / data.name)]
         with open(tmp / "README.md", "w", encoding="utf-8") as f:
             f.write(_card(report, fmt, status, source, examples, check))
         written = sorted(os.listdir(tmp) + [MANIFEST])
         _write_json(tmp / MANIFEST, {"format": fmt, "files": written, "records": report.count, "written": now()})
+        if had:  # the earlier export's folder mode, once everything is written
+            os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))
         fsync_tree(tmp)
         _swap_in(tmp, out)
     except OSError as exc:
