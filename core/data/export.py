@@ -17,7 +17,18 @@ Knows the formats and their exact record shapes (also in the README's export sec
             every R2 round whose revision the judge scored higher than the draft.
 The text exported is each trajectory's current version (core.data.curation). Every export writes
 README.md (the dataset card: counts, filters, score statistics, source models, settings)
-beside the data, and a row in the store's exports table. R2 records are read from the
+beside the data, `.palimpsest-export.json` (the manifest: the names this export wrote), and a row
+in the store's exports table.
+
+How a folder is written: into a temporary folder beside it (same parent, so the rename is atomic),
+every file and folder fsynced, then swapped into place (an atomic exchange where the file system
+has one, else the old folder renamed aside, the new one renamed in, the old one removed). The
+earlier export survives any failure: a kill, a full disk, an exception. An earlier export is
+replaced only when everything in the folder is its own (the manifest's names; for exports made
+before manifests, the card's); anything else there is refused by name and never deleted. A
+symlink as the folder, a full disk, a read-only folder: one-line errors (ExportError /
+ExportFailed). Leftovers of a killed export (its temporary folder, or an old folder set aside) are
+tidied by the next export to the same folder. R2 records are read from the
 trajectory's `details`: {id, query, rounds: [{round, draft, judgment: {scores, overall,
 critique, judge, parsed}, reflection, revision, reward: {improvement, redundancy,
 circularity, length, total}}], thinking, final}.
@@ -27,16 +38,22 @@ chat templates (core.data.template_check).
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import os
+import re
 import shutil
+import stat
 import statistics
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data.curation import TrajectoryFilter, list_trajectories
 from core.format import assistant_turn
+from core.outputs import fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
 
 FORMATS = ("chat", "sharegpt", "alpaca", "parquet", "hf", "prm", "dpo")
@@ -61,8 +78,18 @@ DESCRIBE = {
 }
 
 
+MANIFEST = ".palimpsest-export.json"  # in each export folder: {"format", "files": names this export wrote, ...}
+PARTIAL = ".palimpsest-partial-"  # .NAME + this + PID-: the temporary folder an export is written into
+ASIDE = ".palimpsest-old-"  # .NAME + this + PID-: an earlier export set aside while the new one moves in
+
+
 class ExportError(BadValue):
     """An export cannot be written as asked (bad format, filter or output path)."""
+
+
+class ExportFailed(ExportError):
+    """The system refused to write an export (disk full, read-only folder, permissions): one line;
+    the earlier export in the folder is unchanged."""
 
 
 @dataclass
@@ -125,7 +152,7 @@ def _examples(store: Store, status: str, source: str) -> tuple[list[dict], Count
     flt = TrajectoryFilter(status=None if status == "any" else status)
     rows = list_trajectories(store, flt)
     skipped: Counter = Counter()
-    out, seen = [], set()
+    out, seen, runs = [], set(), {}
     for r in rows:
         if source != "all" and r["source"] != source and not (source == "import" and r["kind"] == "import"):
             continue
@@ -141,7 +168,7 @@ def _examples(store: Store, status: str, source: str) -> tuple[list[dict], Count
         if rid in seen:
             rid = f"{rid}#{r['id']}"
         seen.add(rid)
-        run = store.get_run(r["run_id"])
+        run = runs.get(r["run_id"]) or runs.setdefault(r["run_id"], store.get_run(r["run_id"]))
         out.append({
             "id": rid, "query": prompt["query"], "thinking": r["thinking"], "answer": r["answer"],
             "source": r["source"], "kind": r["kind"], "scores": scores_of(r), "model": run.get("model") or "",
@@ -209,26 +236,128 @@ def score_stats(examples: list[dict]) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def _prepare_out(out: Path, fmt: str) -> None:
+def _earlier_export(out: Path) -> set[str]:
+    """The names in folder `out` that an earlier export wrote: its manifest's, or for an export made
+    before manifests, the card's ("Files: ..." plus the card and dataset_info.json); none when no
+    export was written there."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
+            return {n for n in manifest["files"] if isinstance(n, str) and "/" not in n} | {MANIFEST}
+    except (OSError, ValueError):
+        pass
+    try:
+        card = (out / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    head = re.match(r"# Palimpsest export \((\w+)\)\n", card)
+    files = re.search(r"^Written .* by Palimpsest\. Files: (.*)\.$", card, re.M)
+    if not head or not files:
+        return set()
+    names = {"README.md", *(n.strip() for n in files.group(1).split(","))}
+    return names | ({"dataset_info.json"} if head.group(1) in ("sharegpt", "alpaca") else set())
+
+
+def _check_out(out: Path) -> None:
+    """Refuse a target that is a symlink or a file, or a folder holding anything an earlier export
+    did not write (named in the message; never deleted)."""
+    if out.is_symlink():
+        raise ExportError(f"--out {out}: is a symbolic link (to {os.readlink(out)}); give the folder it points to, "
+                          "or a new path")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: is a file; exports are folders (data file + README.md), give a folder path")
-    card = out / "README.md"
-    ours = card.is_file() and card.read_text(encoding="utf-8", errors="replace").startswith("# Palimpsest export")
-    if out.is_dir() and any(out.iterdir()) and not ours:
-        raise ExportError(f"--out {out}: a folder with other files in it; give a new or empty folder "
-                          "(an earlier export's folder is overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
-    for child in out.iterdir():  # an earlier export here: replace it whole
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if not out.is_dir():
+        return
+    if os.path.ismount(out):
+        raise ExportError(f"--out {out}: is a mount point, which cannot be swapped for a new folder; give a folder "
+                          f"inside it, such as {out / 'export'}")
+    try:
+        names = sorted(os.listdir(out))
+    except OSError as exc:
+        raise ExportFailed(f"--out {out}: cannot read the folder ({oserror_line(exc)})") from None
+    ours = _earlier_export(out)
+    foreign = [n for n in names if n not in ours or (out / n).is_symlink()]
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+        raise ExportError(f"--out {out}: a folder with other files in it, which no export wrote ({shown}); they "
+                          "are never deleted: move them elsewhere, or give a new or empty folder")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _tidy(out: Path) -> None:
+    """Leftovers of killed exports to `out`: temporary folders of dead processes are removed; an
+    earlier export set aside and not yet replaced (killed between the two renames) is put back."""
+    if not out.parent.is_dir():
+        return
+    for kind in (ASIDE, PARTIAL):
+        prefix = f".{out.name}{kind}"
+        for entry in sorted(out.parent.iterdir()):
+            pid = entry.name[len(prefix):].split("-")[0]
+            if not entry.name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)) or entry.is_symlink():
+                continue
+            if kind == ASIDE and not out.exists():
+                os.rename(entry, out)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system
+    or the file system has no such call."""
+    try:
+        fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except (OSError, TypeError):  # no C library to ask (Windows)
+        return False
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder `new` at `out` (same parent); an earlier folder there is removed
+    only once the new one is in place."""
+    if not out.exists():
+        os.rename(new, out)
+    elif _exchange(new, out):
+        shutil.rmtree(new, ignore_errors=True)  # now the earlier export
+    else:
+        aside = out.parent / f".{out.name}{ASIDE}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(out, aside)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(aside, out)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        fsync_path(out.parent)
+    except OSError:
+        pass  # the swap is done; a folder that cannot be fsynced (some network mounts) keeps it anyway
 
 
 def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
@@ -258,7 +387,7 @@ def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
 
 
 def _write(fmt: str, out: Path, rows: list[dict]) -> Path:
-    """Write the rows; returns the data file (or folder)."""
+    """Write the rows into folder `out`; returns the data file (or folder)."""
     data = out / (DATA_FILES[fmt] or "data")
     if fmt in ("chat", "prm", "dpo"):
         _write_jsonl(data, rows)
@@ -318,7 +447,12 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     records whose think block is dropped or mangled are reported (report.template_issues)."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
-    out = Path(out).expanduser()
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    try:
+        _tidy(out)  # a killed export's leftovers: its earlier export put back, its temporary folder removed
+    except OSError as exc:
+        raise ExportFailed(f"--out {out}: {oserror_line(exc)}") from None
+    _check_out(out)  # before any work; again just before writing
     examples, skipped = _examples(store, status, source)
     report = ExportReport(fmt, str(out), trajectories=len(examples), skipped=dict(skipped))
     check = None
@@ -336,12 +470,31 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
         why = "; ".join(f"{n} {k}" for k, n in report.skipped.items()) or "no trajectory matches the filters"
         raise ExportError(f"nothing to export as {fmt} (status {status}, source {source}): {why}; "
                           "try --status any or --source all, or accept some trajectories first")
-    _prepare_out(out, fmt)
-    report.files, report.count = [str(_write(fmt, out, rows))], len(rows)
-    report.stats = score_stats(examples)
-    card = out / "README.md"
-    card.write_text(_card(report, fmt, status, source, examples, check), encoding="utf-8")
-    report.card = str(card)
+    _check_out(out)
+    report.count, report.stats = len(rows), score_stats(examples)
+    had = out.exists()
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()  # as a plain mkdir would make it (the umask's mode)
+        data = _write(fmt, tmp, rows)
+        report.files = [str(out / data.name)]
+        with open(tmp / "README.md", "w", encoding="utf-8") as f:
+            f.write(_card(report, fmt, status, source, examples, check))
+        written = sorted(os.listdir(tmp) + [MANIFEST])
+        _write_json(tmp / MANIFEST, {"format": fmt, "files": written, "records": report.count, "written": now()})
+        if had:  # the earlier export's folder mode, once everything is written
+            os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))
+        fsync_tree(tmp)
+        _swap_in(tmp, out)
+    except OSError as exc:
+        raise ExportFailed(f"--out {out}: {oserror_line(exc)}; "
+                           + ("the earlier export there is unchanged" if had else "nothing was written")) from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    report.card = str(out / "README.md")
     with store.transaction():
         report.export_id = store.db["exports"].insert({
             "format": fmt, "out": str(out.resolve()), "status": status, "source": source, "count": report.count,

@@ -58,12 +58,14 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
               progress: bool, postfix: Callable[[object, object], dict], line: Callable[[object], str],
               statuses: Sequence[str] = ("done", "cached", "failed")) -> tuple[int, dict]:
     """Drive `start(on_event)` (the engine's outcomes, one per item) to the end: done and cached
-    records go to `out` (overwritten) one JSON line each, as they come; failed, held and paused
-    items are reported and not written. `line(outcome)` is the report of a written or paused item.
-    Returns (exit status, {status: count}, "held" always counted); on Ctrl-C the status is 130 and
-    what was saved stays. A store that stays busy past its timeout is a CLIError."""
+    records go to `out` one JSON line each, as they come (through OUT.partial, renamed over OUT at
+    the end); failed, held and paused items are reported and not written. `line(outcome)` is the
+    report of a written or paused item. Returns (exit status, {status: count}, "held" always
+    counted); on Ctrl-C the status is 130 and what was saved stays. A store that stays busy past its
+    timeout is a CLIError."""
     from tqdm import tqdm
 
+    from core.outputs import OutputFile
     from core.store import StoreBusy
     from studio.cli.main import CLIError
 
@@ -76,7 +78,7 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
 
     counts = dict.fromkeys([*statuses, "held"], 0)
     holders: list[str] = []
-    f = open(out, "w", encoding="utf-8")
+    f = OutputFile(out)  # OUT.partial, renamed over OUT by close() (core.outputs)
     try:
         for o in start(on_event):
             counts[o.status] = counts.get(o.status, 0) + 1

@@ -151,7 +151,12 @@ def _text(inline: str | None, path: str | None, name: str, error: type[Exception
 
 def cmd_export(args) -> int:
     from core.data.export import export
+    from core.outputs import OutputError, check_folder_out
 
+    try:  # before any work: not a file, not holding the store (an earlier export there is replaced)
+        check_folder_out(args.out, {"--db": args.db}, replaces=True)
+    except OutputError as exc:
+        raise args.error(str(exc)) from None
     tokenizer = None
     if args.check_template and args.tokenizer:
         from core.data.template_check import load_tokenizer
@@ -247,7 +252,9 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
                                    "parquet, hf (datasets save_to_disk), prm (R2 step labels), dpo (R2 revision over "
                                    "draft pairs).")
     e.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the training format (see above)")
-    e.add_argument("--out", required=True, help="output folder (created; an earlier export there is replaced)")
+    e.add_argument("--out", required=True, help="output folder (created; written beside it and renamed into place, "
+                                                "so a kill or a full disk leaves the earlier export whole; an earlier "
+                                                "export there is replaced, a folder holding other files is refused)")
     e.add_argument("--status", choices=STATUS_CHOICES, default="accepted", help="which review status (default accepted)")
     e.add_argument("--source", choices=SOURCE_CHOICES, default="all", help="which trajectories (default all)")
     e.add_argument("--check-template", action="store_true",

@@ -4,7 +4,9 @@ calls core, prints. The flags of engine settings are generated from their config
 (core.settings), so names, defaults, ranges and help are declared once, in the config.
 
 Every user error ends as one readable line on stderr and exit status 2; never a traceback. A
-setting a config refuses (core.settings.SettingError) is reported with the flag that gave it.
+setting a config refuses (core.settings.SettingError) is reported with the flag that gave it. Every
+--out is checked before any work (core.outputs), and any OSError (disk full, read-only folder, a
+folder given for a file) is one line with exit status 2 too.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from core.models.lm import DEFAULT_MODEL, LMError  # noqa: E402  (env first: nothing phones home)
+from core.outputs import OutputError, oserror_line  # noqa: E402
 from core.settings import SettingError, flag_for  # noqa: E402
 from data import SAMPLES  # noqa: E402  (the built-in sample set, package data)
 from studio.cli.batch import INPUT_HELP  # noqa: E402
@@ -87,6 +90,10 @@ def cmd_score(args) -> int:
     if args.precision is None:  # bf16 weights score in bf16; fp32 ones exactly
         args.precision = "bf16" if args.dtype == "bfloat16" else "fp32"
     cfg = from_args(ScoringConfig, args)
+    if args.out is not None:  # before any work: never the input, never a folder, somewhere writable
+        from core.outputs import check_file_out
+
+        args.out = str(check_file_out(args.out, {"--input": args.input}))
     try:
         items, problems = read_items(args.input)
     except InputError as exc:
@@ -98,7 +105,12 @@ def cmd_score(args) -> int:
     if not items:
         raise CLIError(f"{args.input}: no usable lines (each needs 'query' and 'reference')")
     lm = _load(args.model, args.dtype)
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    if args.out:  # OUT.partial, renamed over OUT at the end (also on Ctrl-C or an error): never half-written
+        from core.outputs import OutputFile
+
+        out = OutputFile(args.out)
+    else:
+        out = sys.stdout
     failed = 0
     try:
         for item in tqdm(items, desc="scoring", unit="item", file=sys.stderr, disable=not sys.stderr.isatty() and not args.progress):
@@ -190,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help=INPUT_HELP)
     s.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     s.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights as loaded")
-    s.add_argument("--out", default=None, help="output JSONL (default: stdout)")
+    s.add_argument("--out", default=None, help="output JSONL (default: stdout); written as OUT.partial, one line per "
+                                               "item as it is scored, and renamed to OUT at the end (also on Ctrl-C "
+                                               "or an error): OUT is never half-written, and after a kill the lines "
+                                               "finished are in OUT.partial")
     s.add_argument("--strict", action="store_true", help="fail on the first bad line instead of skipping it")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     scoring = s.add_argument_group("scoring settings (ScoringConfig)")
@@ -235,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as exc:  # a config refused a value: name the flag that gave it
         print(f"palimpsest {args.command}: {flag_for(getattr(args, 'setting_flags', {}), exc)}", file=sys.stderr)
         return 2
-    except (CLIError, LMError, FileNotFoundError) as exc:
+    except (CLIError, LMError, OutputError, FileNotFoundError) as exc:
         print(f"palimpsest {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, a folder where a file was meant: one line, not a traceback
+        print(f"palimpsest {args.command}: {oserror_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; everything written so far is kept", file=sys.stderr)

@@ -28,10 +28,12 @@ def load_model(spec: str):
 def cmd_r2(args) -> int:
     from core.r2.config import R2Config
     from core.r2.jobs import r2_items
+    from core.outputs import check_file_out
     from core.settings import from_args
     from studio.cli.batch import open_store, read_items, run_batch
 
     cfg = from_args(R2Config, args)
+    args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
     writer, judge = (args.writer or DEFAULT_MODEL).strip(), (args.judge or DEFAULT_MODEL).strip()
@@ -162,7 +164,10 @@ def add_r2_parser(sub, default_db: str) -> None:
                                      "written), and an interrupted item resumes where it stopped. The rubric is "
                                      "each item's 'checklists'/'rubric' when present, else a default writing rubric.")
     rr.add_argument("--input", required=True, help=INPUT_HELP + "; a 'checklists'/'rubric' field is the rubric")
-    rr.add_argument("--out", required=True, help="output JSONL, one record per item (overwritten)")
+    rr.add_argument("--out", required=True, help="output JSONL, one record per item; written as OUT.partial as items "
+                                                 "finish and renamed to OUT at the end (also on Ctrl-C or an error), "
+                                                 "so OUT is never half-written; after a kill, OUT is as it was and "
+                                                 "every finished item is in --db (rerun to write them)")
     rr.add_argument("--writer", default=DEFAULT_MODEL, help="writer model spec (alias, folder, hub id or server URL)")
     rr.add_argument("--judge", default=DEFAULT_MODEL, help="judge model spec (a larger model or a vLLM server "
                                                            "judges far better than the built-in 135M one)")

@@ -17,11 +17,13 @@ from studio.cli.batch import INPUT_HELP
 def cmd_reer(args) -> int:
     from core.reer.jobs import reer_items
     from core.reer.config import ReerConfig
+    from core.outputs import check_file_out
     from core.settings import from_args
     from studio.cli.batch import num, open_store, read_items, run_batch
     from studio.cli.main import _load
 
     cfg = from_args(ReerConfig, args)
+    args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
     model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.models.lm.load_lm)
@@ -75,7 +77,10 @@ def add_reer_parser(sub, default_db: str) -> None:
                                      "the same settings and model are not searched again (their records are "
                                      "still written), and an interrupted item resumes where it stopped.")
     rr.add_argument("--input", required=True, help=INPUT_HELP)
-    rr.add_argument("--out", required=True, help="output JSONL, one record per item (overwritten)")
+    rr.add_argument("--out", required=True, help="output JSONL, one record per item; written as OUT.partial as items "
+                                                 "finish and renamed to OUT at the end (also on Ctrl-C or an error), "
+                                                 "so OUT is never half-written; after a kill, OUT is as it was and "
+                                                 "every finished item is in --db (rerun to write them)")
     rr.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     rr.add_argument("--limit", type=int, default=None, help="only the first N items")
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "

@@ -29,7 +29,8 @@ def add_train_parser(sub, default_db: str) -> None:
                                    "lines work too). DIR receives the trained model (load it with --model DIR), "
                                    "train_config.json, metrics.json and checkpoints/.")
     t.add_argument("--data", required=True, help="chat JSONL to train on")
-    t.add_argument("--out", required=True, help="output folder DIR (must be empty unless --resume/--overwrite)")
+    t.add_argument("--out", required=True, help="output folder DIR (must be empty unless --resume/--overwrite; "
+                                                "never the --data file, nor holding it with --overwrite)")
     t.add_argument("--resume", action="store_true", help="continue DIR's run from its newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace what DIR holds")
     t.add_argument("--db", default=default_db, help="SQLite store for the live metrics")
@@ -89,12 +90,17 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
     from transformers.utils import logging as hf_logging
 
+    from core.outputs import OutputError, check_folder_out, oserror_line
     from core.store import StoreError, open_store
     from core.train.data import DataError
     from core.train.trainer import TrainError, process_state, train_job
 
     if args.resume and args.overwrite:
         return _fail("--resume and --overwrite contradict each other; pass one")
+    try:  # before any work: not a file, not the data or the store (nor holding them when replaced), writable
+        check_folder_out(args.out, {"--data": args.data, "--db": args.db}, replaces=args.overwrite)
+    except OutputError as exc:
+        return _fail(str(exc))
     hf_logging.disable_progress_bar()  # one bar: ours
     cfg = config_from_args(args)
     main = process_state().is_main_process
@@ -140,8 +146,10 @@ def cmd_train(args) -> int:
                     say(f"saved the trained model in {event.out_dir} ({event.steps} steps, {event.seconds:.0f} s); "
                         f"use it with --model {event.out_dir}; figures in {event.out_dir}/metrics.json",
                         file=sys.stderr)
-    except (DataError, TrainError) as exc:
+    except (DataError, TrainError, OutputError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # disk full while checkpointing, a read-only folder: one line
+        return _fail(oserror_line(exc))
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

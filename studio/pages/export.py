@@ -5,8 +5,9 @@ first records (core.data.export.preview), running an export into its own folder 
 data folder (`export_root`: beside the store file, or a temporary folder for an in-memory
 store), offering the data file and the card for download (copies in a temporary folder Gradio
 may serve; an `hf` folder is zipped), the card itself, the template check's findings, and the
-list of earlier exports. Errors (nothing matches, prm/dpo without R2 rounds) are shown as
-sentences with the fix, in the page's words rather than the CLI's flags.
+list of earlier exports. Errors (nothing matches, prm/dpo without R2 rounds, a full disk, a
+read-only folder: core.data.export.ExportFailed) are shown as sentences with the fix, in the page's
+words rather than the CLI's flags, never as a traceback; the earlier exports stay whole.
 
 Does not know: the record shapes (core.data.export), chat templates (core.data.template_check), or
 other pages.
@@ -26,6 +27,7 @@ from typing import Callable
 import gradio as gr
 
 from core.data import export as ex
+from core.outputs import oserror_line
 from core.store import Store, StoreError
 from studio.context import StudioContext
 
@@ -80,6 +82,21 @@ def page_words(message: str) -> str:
                           ("--out", "folder")):
         message = message.replace(flag, control)
     return message
+
+
+def run_export(store: Store, root: Path, fmt: str, status: str, source: str, check: bool = False,
+               tokenizer=None) -> tuple[ex.ExportReport | None, list[str], str]:
+    """One export from the page into a new folder under `root`: (report, download paths, "") or,
+    when it cannot be written (nothing matches, disk full, read-only), (None, [], the reason in
+    the page's words)."""
+    try:
+        report = ex.export(store, fmt, export_folder(root, fmt, status, source), status, source,
+                           check_template=check, tokenizer=tokenizer)
+        return report, downloads(report), ""
+    except StoreError as e:
+        return None, [], page_words(str(e))
+    except OSError as e:  # the download copies: the temp folder's disk
+        return None, [], f"could not prepare the download: {oserror_line(e)}"
 
 
 def _box(text: str, kind: str = "ok") -> str:
@@ -175,12 +192,9 @@ def build(ctx: StudioContext) -> ExportPage:
                 tok = lm.tokenizer if isinstance(lm, HFLM) else None
             except Exception:  # a remote model without a tokenizer here: check with the built-in one
                 tok = None
-        try:
-            report = ex.export(store, fmt_, export_folder(root, fmt_, status_, source_), status_, source_,
-                               check_template=bool(check_) and fmt_ not in ("prm", "dpo"), tokenizer=tok)
-            paths = downloads(report)
-        except (StoreError, OSError) as e:
-            message = page_words(str(e))
+        report, paths, message = run_export(store, root, fmt_, status_, source_,
+                                            bool(check_) and fmt_ not in ("prm", "dpo"), tok)
+        if report is None:
             gr.Warning(message)
             return {result: _box(message, "error"), files: None, card: "", history: history_rows(store)}
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
