@@ -43,6 +43,7 @@ from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
 from studio.runners.reer import JobRunner  # noqa: E402
+from studio.workspace import Workspace  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,14 @@ def header_html(model: str) -> str:
 
 def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, samples: list[dict] | None = None,
               store: Store | None = None, db: str | Path | None = None,
-              samples_path: str | Path | None = SAMPLES_PATH, policy: ModelPolicy | None = None) -> gr.Blocks:
+              samples_path: str | Path | None = SAMPLES_PATH, policy: ModelPolicy | None = None,
+              any_path: bool = False) -> gr.Blocks:
     """The studio for the app's model `model` (a spec; loaded from `shelf`, the process's shelf by
     default, on first use: a test puts its own model on a shelf of its own). `policy`: which other
     specs the pages may load (default: `model` only). `store` (or a `db` path; neither: an
     in-memory store) holds prompts and runs; `samples` fill the Score page's menu (default: read
-    from `samples_path`, which the Library imports on demand)."""
+    from `samples_path`, which the Library imports on demand). `any_path`: typed paths (the Train
+    page's) may point anywhere, not only inside the store's folder (studio.workspace)."""
     from studio.pages import export as export_page
     from studio.pages import library, r2, reer, review, score, train
 
@@ -102,7 +105,8 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
     models = ModelChoice(shelf if shelf is not None else default_shelf(), (model or "").strip() or DEFAULT_MODEL,
                          policy)
     ctx = StudioContext(store=store, models=models, runner=JobRunner(store, models.get_lm, models),
-                        samples_path=Path(samples_path) if samples_path else None, samples=samples)
+                        samples_path=Path(samples_path) if samples_path else None, samples=samples,
+                        workspace=Workspace.for_store(store.path, any_path))
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.HTML(header_html(models.default), elem_id="pal-head", padding=False)
@@ -220,19 +224,23 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
 def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[str] = DEFAULT_MODEL,
                auth: tuple | None = None, prevent_thread_lock: bool = False, samples_path=None,
                db: str | Path | None = None, allow_patterns: Sequence[str] = (), allow_any: bool = False,
-               max_upload_mb: float | None = None):
+               max_upload_mb: float | None = None, any_path: bool = False):
     """Open the store (importing the samples into an empty one), load the app's model onto the
     process's shelf, build the studio and serve it (blocks unless prevent_thread_lock).
     `model`: a spec, or several (the first is the app's model; the pages may pick any of them);
     `allow_patterns`/`allow_any`: what else the pages may load (ModelPolicy). Warns first about a
     network address without `auth` and about `allow_any`. `max_upload_mb`: the upload cap (None:
-    DEFAULT_MAX_UPLOAD_MB). `model="scripted:"` serves the no-model demo."""
+    DEFAULT_MAX_UPLOAD_MB). `any_path`: typed paths may leave the store's folder (warned about).
+    `model="scripted:"` serves the no-model demo."""
     max_upload_mb = DEFAULT_MAX_UPLOAD_MB if max_upload_mb is None else max_upload_mb
     specs = [model] if isinstance(model, str) else list(model)
     policy = ModelPolicy(tuple(specs or [DEFAULT_MODEL]), tuple(allow_patterns), allow_any)
     max_file_size(max_upload_mb)  # a bad cap fails before anything loads
     for warning in start_warnings(host, auth, policy):
         log.warning("%s", warning)
+    if any_path:
+        log.warning("--allow-any-path: studio users may read and write any path this process can reach "
+                    "(the Train page's data file and output folder)")
     store = open_store(db)
     samples_path = samples_path or SAMPLES_PATH
     added = import_samples_if_empty(store, samples_path)
@@ -242,6 +250,6 @@ def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[
     ModelChoice(default_shelf(), policy.default, policy).get_lm()
     if is_scripted_spec(policy.default):
         log.warning("demo mode: %s is a scripted fake model; its texts and scores are made up", policy.default)
-    app = build_app(policy.default, store=store, samples_path=samples_path, policy=policy)
+    app = build_app(policy.default, store=store, samples_path=samples_path, policy=policy, any_path=any_path)
     return serve(app, host=host, port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
                  max_upload_mb=max_upload_mb)

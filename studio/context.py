@@ -4,8 +4,8 @@ Knows: the store (one thread-safe handle), the models (a `core.models.shelf.Mode
 process's model shelf seen with the app's own spec as the default and the starter's model policy,
 so a page asks for "" or an allowed spec, each is loaded once, and any other spec is refused; a
 page's model field is a dropdown of `model_choices()`, typed text only when `model_free_text`),
-the JobRunner that drives REER runs in background threads, and
-the built-in samples. Does not know pages or Gradio. Nothing here is a module-level global: two
+the JobRunner that drives REER runs in background threads, the built-in samples, and the
+workspace (studio.workspace: where a typed path may point). Does not know pages or Gradio. Nothing here is a module-level global: two
 apps in one process (tests) have two contexts (they share loaded models through the shelf).
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from core.models.lm import LM, is_scripted_spec
 from core.models.shelf import ModelChoice
 from core.store import Store
 from studio.runners.reer import JobRunner
+from studio.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class StudioContext:
     runner: JobRunner  # drives REER runs in background threads (one per app)
     samples_path: Path | None = None  # the built-in sample prompts (data/samples.jsonl)
     samples: list[dict] = field(default_factory=list)  # those samples, read once (the Score page's menu)
+    workspace: Workspace | None = None  # where typed paths may point (None: the store's folder, studio.workspace)
 
     @property
     def model_name(self) -> str:
@@ -50,3 +52,7 @@ class StudioContext:
         """True when a model field may take a typed spec (--allow-model patterns or --allow-any-model);
         the server checks it either way."""
         return self.models.policy.free_text
+
+    def paths(self) -> Workspace:
+        """Where a page's typed paths may point (the store's folder unless the app said otherwise)."""
+        return self.workspace or Workspace.for_store(self.store.path)

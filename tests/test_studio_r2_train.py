@@ -278,6 +278,12 @@ def test_train_page_refuses_bad_input(api, store, tmp_path):
     (taken / "x").write_text("x")
     msg = api.predict(good, "smollm2-135m", 2, 0, False, 0.34, str(taken), api_name="/train_run")[0]
     assert "exists and is not empty" in msg
+    # a typed path outside the store's folder is neither read nor written (studio.workspace)
+    msg = api.predict("/etc/passwd", "smollm2-135m", 2, 0, False, 0.34, "", api_name="/train_run")[0]
+    assert "Data: /etc/passwd is outside the studio&#x27;s folder" in msg and "root:" not in msg
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    msg = api.predict(good, "smollm2-135m", 2, 0, False, 0.34, str(elsewhere), api_name="/train_run")[0]
+    assert "Output folder:" in msg and "outside the studio" in msg and not elsewhere.exists()
     msg = api.predict(api_name="/train_stop")
     assert "Nothing to stop" in msg
     assert store.list_train_runs() == []

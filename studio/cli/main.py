@@ -72,7 +72,7 @@ def cmd_app(args) -> int:
         launch_app(host=args.host, port=args.port, model=args.model or [DEFAULT_MODEL],
                    auth=(user, password) if auth else None, samples_path=str(SAMPLES), db=args.db,
                    allow_patterns=args.allow_model or (), allow_any=args.allow_any_model,
-                   max_upload_mb=args.max_upload_mb)
+                   max_upload_mb=args.max_upload_mb, any_path=args.allow_any_path)
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     return 0
@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let studio users type any model spec (a folder, a hub id, any server URL: the server "
                         "connects where they say); warned about on start; the API key still goes only to "
                         "servers named by --model or --allow-model")
+    a.add_argument("--allow-any-path", action="store_true",
+                   help="let the Train page's typed data file and output folder point anywhere this process can "
+                        "reach (default: only inside the store's folder, or an export the store recorded); warned "
+                        "about on start")
     a.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",  # default: studio.app's
                    help="largest file a browser may upload, in MB of 1,048,576 bytes (default 50); bigger "
                         "files: `palimpsest import`")

@@ -3,7 +3,8 @@
 Knows: the layout (data: an export recorded in the store, any chat JSONL path, or a fresh export
 of the accepted trajectories; model, max steps, learning rate, LoRA, eval fraction, output
 folder; Start / Stop; status line with the before/after held-out perplexity; live loss plot)
-and where things go by default (next to the app's store file). It never keeps a run's state: a
+and where things go by default (next to the app's store file); typed paths must lie in the
+studio's folder or be a recorded export (studio.workspace) unless the app allows any path. It never keeps a run's state: a
 gr.Timer polls the store's train_events, so a reload reattaches to the newest training run.
 
 Does not know: training (core.train.trainer, run by `palimpsest train` in its own process through
@@ -138,6 +139,10 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
         out_ = (out_ or "").strip() or str(base / "models" / f"{Path(model_ or 'model').name}-{time.strftime('%Y%m%d-%H%M%S')}")
         try:  # the config checks the settings (SettingError names the field); the runner the data and folder
             ctx.models.spec(model_)  # ModelNotAllowed unless the studio was started with it
+            ws = ctx.paths()  # typed paths stay inside the store's folder (or a recorded export)
+            if (data_ or "").strip():
+                data_ = str(ws.path(data_, "Data", also=[f for _, f in export_choices(store)]))
+            out_ = str(ws.path(out_, "Output folder"))
             cfg = forms.config(TrainConfig, {"model": model_ or "", "max_steps": steps_, "lr": lr_ or None,
                                              "lora": bool(lora_), "eval_frac": frac_})
             req = TrainRequest(data=(data_ or "").strip(), out_dir=out_, model=cfg.model, max_steps=cfg.max_steps,
@@ -147,7 +152,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
             message = forms.error_text(e, TrainConfig)
             gr.Warning(message)
             return {msg: _msg(message, "error")}
-        except (TrainRunnerError, DataError, StoreError, ValueError, TypeError, LMError) as e:
+        except (TrainRunnerError, DataError, StoreError, ValueError, TypeError, LMError) as e:  # PathNotAllowed too
             gr.Warning(str(e))
             return {msg: _msg(str(e), "error")}
         return {out_state: key_, seen: "", msg: _msg(f"Training started in its own process; model and log go to {key_}"),
