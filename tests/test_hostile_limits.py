@@ -71,18 +71,18 @@ def test_stop_ends_a_local_generation_within_a_token(tiny_lm):
     chat = [{"role": "user", "content": "Tell me a very long story about the sea."}]
 
     def config(streamer):  # greedy, and no end of turn before the budget: only a stop can end it early
-        return GenerationConfig(max_new_tokens=60, temperature=0, extra={"streamer": streamer, "min_new_tokens": 60})
+        return GenerationConfig(max_new_tokens=24, temperature=0, extra={"streamer": streamer, "min_new_tokens": 24})
 
-    free = _StopAfter(5, threading.Event())
+    free = _StopAfter(4, threading.Event())
     (text,) = tiny_lm.generate(chat, config(free))  # nobody watches the flag: the whole budget is used
-    assert free.tokens == 60 and free.stop.is_set()
+    assert free.tokens == 24 and free.stop.is_set()
 
     stop = threading.Event()
-    counted = _StopAfter(5, stop)
+    counted = _StopAfter(4, stop)
     with stop_when(stop.is_set), pytest.raises(GenerationStopped) as info:
         tiny_lm.generate(chat, config(counted))
     # ended at the next check: the token the stop came in on, or the one after (the criterion runs per token)
-    assert counted.tokens in (5, 6) and info.value.tokens == counted.tokens
+    assert counted.tokens in (4, 5) and info.value.tokens == counted.tokens
 
     with stop_when(lambda: True), pytest.raises(GenerationStopped) as before:
         tiny_lm.generate(chat, config(_StopAfter(5, threading.Event())))
