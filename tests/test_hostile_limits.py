@@ -241,3 +241,89 @@ def test_the_pages_show_a_queued_run_and_its_place(store, monkeypatch):
     r2_stop(c)
     for rid in (a, b, c):
         _until(lambda: store.get_run(rid)["status"] == "stopped", f"run {rid[:8]} stopped")
+
+
+# ---- the Library lists a page at a time ---------------------------------------------------------
+
+def _many_prompts(store, n: int, ref_chars: int) -> int:
+    """n prompts with references of about `ref_chars` characters each (every 700th mentions
+    "albatross", in its reference only); returns the characters of all references together."""
+    from core.store import content_hash, now
+
+    filler = "the tide came in over the grey stones and went out again "
+    rows = []
+    for i in range(n):  # as an import stores them (Store.add_prompt), in bulk: the listing is under test
+        query = f"Task number {i}: write about the harbour"
+        ref = f"Answer {i}. " + filler * (ref_chars // len(filler)) + ("An albatross. " if i % 700 == 0 else "")
+        h = content_hash(query, ref)
+        rows.append({"id": h[:16], "query": query, "reference": ref, "category": "sea" if i % 2 else "land",
+                     "source": "test", "content_hash": h, "created_at": now()})
+    with store.transaction():
+        store.db["prompts"].insert_all(rows, batch_size=500)
+    return sum(len(r["reference"]) for r in rows)
+
+
+def test_the_library_lists_one_page_of_thousands_without_reading_their_texts(store, monkeypatch):
+    import tracemalloc
+
+    from core.store import Store
+    from studio.pages import library
+
+    text_chars = _many_prompts(store, 5000, 5000)
+    assert text_chars > 20_000_000
+
+    def no_full_listing(*a, **k):
+        raise AssertionError("a listing read every prompt with its texts (Store.list_prompts)")
+
+    monkeypatch.setattr(Store, "list_prompts", no_full_listing)
+
+    def peak_of(call):
+        tracemalloc.start()
+        try:
+            return call(), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    (first, later, found, sea), peak = peak_of(lambda: (
+        library.prompt_page(store), library.prompt_page(store, page=37),
+        library.prompt_page(store, "albatross"),  # in references only: searched by SQLite
+        library.prompt_page(store, "", "sea", page=1)))
+    # what was read into Python: a page of rows with short heads, not 25 MB of references
+    assert peak < 1_000_000, f"listing a page of the Library allocated {peak:,} bytes"
+    (menu, cats), menu_peak = peak_of(lambda: (library.prompt_choices(store), library.categories(store)))
+    assert menu_peak < text_chars / 5, f"the prompt menus allocated {menu_peak:,} bytes"  # heads only
+    assert len(first.rows) == library.PAGE_SIZE and (first.total, first.pages, first.page) == (5000, 100, 0)
+    assert first.rows[0][0] == store.prompt_summaries(limit=1)[0][0]["id"]
+    assert "Prompts 1-50 of 5,000 (page 1 of 100)" in first.label()
+    assert [r[2] for r in later.rows][:1] == ["Task number 1850: write about the harbour"]
+    assert later.rows[0][3] == 2 + 12 * (5000 // 57)  # "Answer 1850." and 87 fillers of 12 words, counted by SQLite
+    assert [r[2].split(":")[0] for r in found.rows] == [f"Task number {i}" for i in range(0, 5000, 700)]
+    assert found.total == 8 and found.pages == 1
+    assert sea.total == 2500 and all(r[1] == "sea" for r in sea.rows) and sea.rows[0][2].startswith("Task number 101:")
+    assert len(menu) == 5000 and cats == ["all categories", "land", "sea"]
+    assert library.prompt_page(store, page=10_000).page == 99  # past the end: the last page
+    assert library.prompt_page(store, "50%_").total == 0  # % and _ are literal in a search
+
+
+def test_the_library_pages_through_its_handlers(store):
+    """Next and Previous through the page's own handlers (the app's library_next / library_prev)."""
+    from studio.app import build_app
+
+    _many_prompts(store, 120, 200)
+    app = build_app("scripted:", store=store, samples=[], samples_path=None)
+    nxt, prev, search = (_api_fn(app, n) for n in ("library_next", "library_prev", "library_search"))
+
+    def table_and_page(out: dict):
+        table = next(v for k, v in out.items() if getattr(k, "elem_id", "") == "library-table")
+        page = next(v for k, v in out.items() if type(k).__name__ == "State")
+        return table, page
+
+    table, page = table_and_page(nxt("", "all categories", 0))
+    assert page == 1 and "Prompts 51-100 of 120 (page 2 of 3)" in table.label
+    assert table.value["data"][0][2].startswith("Task number 50:") if isinstance(table.value, dict) else True
+    table, page = table_and_page(nxt("", "all categories", 2))
+    assert page == 2 and "Prompts 101-120 of 120" in table.label  # no page past the last
+    table, page = table_and_page(prev("", "all categories", 0))
+    assert page == 0 and "Prompts 1-50" in table.label
+    table, page = table_and_page(search("Task number 7", "all categories"))
+    assert page == 0 and "of 11 (page 1 of 1)" in table.label  # 7 and 70-79
