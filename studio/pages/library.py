@@ -83,11 +83,24 @@ class PromptPage:
     total: int
 
     def label(self) -> str:
-        if not self.total:
-            return "Prompts: none match"
-        first = self.page * PAGE_SIZE + 1
-        return (f"Prompts {first:,}-{first + len(self.rows) - 1:,} of {self.total:,} (page {self.page + 1} of "
-                f"{self.pages}): click a row to open it")
+        return page_label(self.total, self.page)
+
+
+def page_label(total: int, page: int, size: int = PAGE_SIZE) -> str:
+    """"Prompts 51-100 of 4,987 (page 2 of 100)" for page `page` (0-based) of `total` prompts."""
+    if not total:
+        return "No prompt matches."
+    pages = max(1, -(-total // size))
+    page = min(max(page, 0), pages - 1)
+    first = page * size + 1
+    return f"Prompts {first:,}-{min(first + size - 1, total):,} of {total:,} (page {page + 1} of {pages})"
+
+
+def pager_html(store: Store, search: str = "", category: str | None = None, page: int = 0) -> str:
+    """The line beside Previous / Next: which prompts the table shows (one count query)."""
+    cat = None if not category or category == ALL else category
+    total = store.prompt_summaries((search or "").strip() or None, cat, limit=0)[1]
+    return f'<div class="lib-pager" data-page="{int(page or 0) + 1}">{html.escape(page_label(total, int(page or 0)))}</div>'
 
 
 def _cut(s: str, n: int) -> str:
@@ -218,14 +231,14 @@ def build(ctx: StudioContext) -> LibraryPage:
                                          file_count="single",
                                          file_types=[".jsonl", ".json", ".csv", ".parquet", ".tsv", ".ndjson"],
                                          elem_id="library-upload")
-            first = prompt_page(store)
-            table = gr.Dataframe(value=first.rows, headers=HEADERS, interactive=False, wrap=True,
+            table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
                                  elem_id="library-table", column_widths=["14%", "15%", "47%", "9%", "6%", "9%"],
-                                 max_height=470, label=first.label())
+                                 max_height=470, label="Prompts: click a row to open it")
             page_no = gr.State(0)  # the page of the table on screen (0-based)
             with gr.Row(equal_height=True, elem_id="library-pager"):
-                prev_btn = gr.Button("← Previous page", elem_id="library-prev", size="sm")
-                next_btn = gr.Button("Next page →", elem_id="library-next", size="sm")
+                prev_btn = gr.Button("← Previous", elem_id="library-prev", size="sm", scale=1)
+                pager = gr.HTML(pager_html(store), elem_id="library-page", padding=False)
+                next_btn = gr.Button("Next →", elem_id="library-next", size="sm", scale=1)
         with gr.Column(scale=5, min_width=380):
             with gr.Group():
                 with gr.Row(equal_height=True):
@@ -244,7 +257,7 @@ def build(ctx: StudioContext) -> LibraryPage:
 
     def show_page(q, c, n=0) -> dict:
         pg = prompt_page(store, q, c, n)
-        return {table: gr.Dataframe(value=pg.rows, label=pg.label()), page_no: pg.page}
+        return {table: pg.rows, page_no: pg.page}
 
     def refresh(q, c):
         cats = categories(store)
@@ -296,18 +309,22 @@ def build(ctx: StudioContext) -> LibraryPage:
 
     # ---- listeners ---------------------------------------------------------------------------
     filt = [search, category]
-    search.submit(refresh, filt, [table, category, page_no], api_name="library_search")
-    category.input(refresh, filt, [table, category, page_no], api_visibility="private")
-    prev_btn.click(lambda q, c, n: show_page(q, c, (n or 0) - 1), [*filt, page_no], [table, page_no],
-                   api_name="library_prev")
-    next_btn.click(lambda q, c, n: show_page(q, c, (n or 0) + 1), [*filt, page_no], [table, page_no],
-                   api_name="library_next")
+    listed = [
+        search.submit(refresh, filt, [table, category, page_no], api_name="library_search"),
+        category.input(refresh, filt, [table, category, page_no], api_visibility="private"),
+        prev_btn.click(lambda q, c, n: show_page(q, c, (n or 0) - 1), [*filt, page_no], [table, page_no],
+                       api_name="library_prev"),
+        next_btn.click(lambda q, c, n: show_page(q, c, (n or 0) + 1), [*filt, page_no], [table, page_no],
+                       api_name="library_next"),
+    ]
     changed = [
         samples_btn.click(do_samples, filt, [table, category, page_no, status], api_name="library_import_samples"),
         upload.upload(do_upload, [upload, *filt], [table, category, page_no, status], api_name="library_upload"),
         save_btn.click(do_save, [pid, cat, query, reference, *filt], [table, category, page_no, selected, pid, status],
                        api_name="library_save"),
     ]
+    for dep in listed + changed:  # the line beside Previous / Next follows the table
+        dep.then(lambda q, c, n: pager_html(store, q, c, n), [*filt, page_no], pager, api_visibility="private")
     table.select(pick, None, [selected, pid, cat, query, reference, status], api_visibility="private")
     new_btn.click(do_new, None, [selected, pid, cat, query, reference, status], api_visibility="private")
     return LibraryPage(selected=selected, to_reer=to_reer, changed=changed)
