@@ -84,6 +84,12 @@ def test_stop_ends_a_local_generation_within_a_token(tiny_lm):
     # ended at the next check: the token the stop came in on, or the one after (the criterion runs per token)
     assert counted.tokens in (4, 5) and info.value.tokens == counted.tokens
 
+    # a check that never fires changes nothing (with stop strings too: their criterion runs beside it)
+    plain = GenerationConfig(max_new_tokens=12, temperature=0, stop=("</rewrite>",))
+    with stop_when(lambda: False):
+        watched = tiny_lm.generate(chat, plain)
+    assert watched == tiny_lm.generate(chat, plain)
+
     with stop_when(lambda: True), pytest.raises(GenerationStopped) as before:
         tiny_lm.generate(chat, config(_StopAfter(5, threading.Event())))
     assert before.value.tokens == 0  # a stop before the call: no generation at all
