@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
-
 def _import_sqlite_utils():
     """sqlite_utils, without the pandas and numpy it imports when they are installed (about 3 s of a
     read-only command's start on a busy machine; they only map pandas/numpy column types, which the
@@ -328,6 +327,20 @@ def _status_after(event: Event) -> tuple[str, str | None]:
     return ("paused" if event.kind == "run_paused" else "running"), None
 
 
+def _prompt_filter(search: str | None, category: str | None) -> tuple[str, list]:
+    """The WHERE clause (with its arguments) of a prompt listing (Store.prompt_summaries)."""
+    clauses, args = [], []
+    if search:
+        like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses.append("(" + " OR ".join(f"[{c}] LIKE ? ESCAPE '\\'" for c in ("id", "query", "reference", "category"))
+                       + ")")
+        args += [like] * 4
+    if category is not None:
+        clauses.append("coalesce(category, '') = ?")
+        args.append(category)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
 def _choice(table: str, field: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise BadValue(f"{table}.{field}: {value!r} is not allowed; use one of {', '.join(allowed)}")
@@ -410,6 +423,45 @@ class Store:
         """Prompts in the order they were added; `search` matches id, query, reference or category."""
         cols = ("id", "query", "reference", "category")
         return self._select("prompts", {}, "created_at, rowid", search, cols, limit)
+
+    # prompt listings that never read the texts into Python (the studio's Library table and menus)
+    def prompt_summaries(self, search: str | None = None, category: str | None = None, limit: int = 50,
+                         offset: int = 0, head_chars: int = 300) -> tuple[list[dict], int]:
+        """(one page of prompts in the order they were added, how many match). Each row holds `id`,
+        `category`, `query_head` (the query's first `head_chars` characters) and `reference_words`
+        (whitespace-separated words, counted by SQLite), never the texts. `search` is a substring
+        (SQL LIKE: case-insensitive for ASCII; % and _ match themselves) of the id, query, reference or
+        category; `category` "" matches prompts without one, None every prompt."""
+        where, args = _prompt_filter(search, category)
+        words = "reference"
+        for a, b in (("char(13)", "' '"), ("char(10)", "' '"), ("char(9)", "' '")):
+            words = f"replace({words}, {a}, {b})"
+        words = f"trim({words})"
+        for _ in range(4):  # runs of up to 16 blanks become one
+            words = f"replace({words}, '  ', ' ')"
+        sql = (f"WITH page AS (SELECT rowid AS rid FROM prompts{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?), "
+               f"shown AS (SELECT p.rowid AS rid, p.id, p.category, p.created_at, substr(p.query, 1, ?) AS query_head, "
+               f"{words} AS flat FROM page JOIN prompts p ON p.rowid = page.rid) "
+               "SELECT id, category, query_head, CASE WHEN flat = '' THEN 0 "
+               "ELSE length(flat) - length(replace(flat, ' ', '')) + 1 END AS reference_words "
+               "FROM shown ORDER BY created_at, rid")
+        with self._lock:
+            total = self.db.execute(f"SELECT count(*) FROM prompts{where}", args).fetchone()[0]
+            rows = list(self.db.query(sql, [*args, int(limit), int(offset), int(head_chars)]))
+        return rows, total
+
+    def prompt_titles(self, head_chars: int = 200) -> list[dict]:
+        """Every prompt's `id`, `category` and `query_head` (first `head_chars` characters of the
+        query), in the order they were added: what a menu of prompts shows, without the texts."""
+        sql = "SELECT id, category, substr(query, 1, ?) AS query_head FROM prompts ORDER BY created_at, rowid"
+        with self._lock:
+            return list(self.db.query(sql, [int(head_chars)]))
+
+    def prompt_categories(self) -> list[str]:
+        """The categories the prompts use, sorted (prompts without one are not counted)."""
+        sql = "SELECT DISTINCT category FROM prompts WHERE coalesce(category, '') != '' ORDER BY category"
+        with self._lock:
+            return [r["category"] for r in self.db.query(sql)]
 
     # runs and their events
     def create_run(self, kind: str, prompt_id: str, settings: dict, model: str,

@@ -296,8 +296,9 @@ def test_count_tokens_asks_the_servers_tokenizer(lm, double):
 
 
 def test_count_tokens_without_tokenize_needs_a_local_tokenizer(double):
-    from core.models.hf import builtin_model_dir
     from transformers import AutoTokenizer
+
+    from core.models.hf import builtin_model_dir
 
     base, state = double
     state.mode.add("no_tokenize")

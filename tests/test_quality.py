@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from core.format import assistant_turn
 from core.quality import (
     QualityConfig,
     broken_think_block,
@@ -16,7 +17,6 @@ from core.quality import (
     single_segment,
     too_short,
 )
-from core.format import assistant_turn
 from core.segments import split_segments
 
 ANSWER = """The Lighthouse Keeper's Daughter

@@ -9,7 +9,14 @@ import pytest
 
 from core.models.lm import DEFAULT_MODEL, ModelNotFound
 from core.models.scripted import ScriptedLM
-from core.models.shelf import BadShelfSetting, ModelChoice, ModelPolicy, ModelShelf, default_shelf, max_models_from_env
+from core.models.shelf import (
+    BadShelfSetting,
+    ModelChoice,
+    ModelPolicy,
+    ModelShelf,
+    default_shelf,
+    max_models_from_env,
+)
 
 
 class CountingLoader:

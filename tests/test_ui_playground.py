@@ -11,7 +11,14 @@ import re
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, client, has_chromium, launched, studio_app
+from ui_helpers import (
+    ARTIFACTS,
+    browser_page,
+    client,
+    has_chromium,
+    launched,
+    studio_app,
+)
 
 pytestmark = [pytest.mark.ui]
 

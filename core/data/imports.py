@@ -48,7 +48,6 @@ from core.data.records import (
 )
 from core.store import BadValue, Store, StoreError, content_hash, now
 
-
 BATCH_ROWS = 500  # records per write transaction (default; $PALIMPSEST_IMPORT_BATCH overrides)
 BATCH_ENV = "PALIMPSEST_IMPORT_BATCH"
 BATCH_SECONDS = 0.2  # a batch commits early once it has been writing this long

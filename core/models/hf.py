@@ -1,8 +1,10 @@
 """Local Hugging Face backend of the LM protocol (`core.models.lm`), including the built-in model.
 
 Knows: resolving a spec (the `smollm2-135m` alias, a local folder, a hub id), converting the
-built-in GGUF once into a cached safetensors folder, tokenizing pieces, generating, and
-scoring through `core.models.fastscore` (prefix-shared, batched). Does not know REER templates.
+built-in GGUF once into a cached safetensors folder, tokenizing pieces, generating (ended
+between tokens by a caller's stop check, `core.models.lm.stop_when`, through a stopping
+criterion), and scoring through `core.models.fastscore` (prefix-shared, batched). Does not know
+REER templates.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from core.models.lm import (
     ContextTooLong,
     Generation,
     GenerationConfig,
+    GenerationStopped,
     LMError,
     ModelNotFound,
     Precision,
@@ -31,6 +34,8 @@ from core.models.lm import (
     TokenLogprobs,
     cache_dir,
     cut_at_stop,
+    raise_if_stopped,
+    stop_check,
     stop_reason,
 )
 from core.models.norepeat import NoRepeatNGram
@@ -100,6 +105,20 @@ def resolve_spec(spec: str) -> str:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelNotFound(f"model '{spec}': no such folder. Check the path, or use '{BUILTIN_ALIAS}'")
     return spec  # a hub id: only works where the hub or its cache is reachable
+
+
+class StopOnRequest:
+    """A transformers stopping criterion: ends every row once `check()` is true, checked after
+    each generated token (core.models.lm.stop_when); `fired` says whether it did."""
+
+    def __init__(self, check):
+        self.check = check
+        self.fired = False
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        if not self.fired and self.check():
+            self.fired = True
+        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
 
 
 class HFLM:
@@ -206,6 +225,7 @@ class HFLM:
         return [flat], cont, over
 
     def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
+        raise_if_stopped()
         prompt = self.chat_text(messages, add_generation_prompt=True) + prefix
         ids = torch.tensor([self.encode(prompt)], device=self.device)
         room = self.max_length - ids.shape[1]
@@ -227,6 +247,12 @@ class HFLM:
 
             kwargs["logits_processor"] = LogitsProcessorList([NoRepeatNGram(config.no_repeat_ngram, ids.shape[1])])
         kwargs.update(config.extra)
+        stopper = None
+        if stop_check() is not None:
+            from transformers import StoppingCriteriaList
+
+            stopper = StopOnRequest(stop_check())
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*kwargs.get("stopping_criteria", []), stopper])
         with self._lock, torch.inference_mode():
             if config.seed is not None:
                 torch.manual_seed(config.seed)
@@ -243,6 +269,8 @@ class HFLM:
             else:
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out[:, ids.shape[1]:]
+        if stopper is not None and stopper.fired:
+            raise GenerationStopped(f"generation stopped on request after {new.shape[1]} token(s)", tokens=new.shape[1])
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [Generation(cut_at_stop(t, config.stop), self._finish(row.tolist(), t, kwargs["max_new_tokens"], config))
                 for row, t in zip(new, texts)]

@@ -24,6 +24,12 @@ Edge cases, pinned once (as lm-evaluation-harness does):
 - `count_tokens(text)` counts the model's own tokens of a piece (no special tokens added), the
   same count `generate` measures `max_new_tokens` in. A backend that cannot count raises
   LMError; nobody estimates from words.
+- Stopping a generation: a caller that may want to cut a generation short (a run's Stop, see
+  core.runs.controls) wraps its calls in `stop_when(check)`. Inside that block `generate` ends
+  between tokens once `check()` is true (the local backend checks every token, the server
+  backend stops waiting for its reply, the scripted one checks during its delay) and raises
+  `GenerationStopped`: nothing half-written is returned. The signature of `generate` is the same
+  for every backend; one that never looks at the check simply finishes its generation.
 
 Specs `load_lm` knows: the built-in alias, a local folder or hub id (`core.models.hf`), a server
 URL (`core.models.server`), and `scripted:[options]`, a deterministic fake model for tests and
@@ -33,11 +39,22 @@ What this module does not know: templates for REER (see `core.models.scoring`), 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import urllib.parse
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from typing import (
+    Callable,
+    Iterator,
+    Literal,
+    Protocol,
+    Sequence,
+    TypeVar,
+    runtime_checkable,
+)
 
 BUILTIN_ALIAS = "smollm2-135m"  # the default model everywhere
 DEFAULT_MODEL = BUILTIN_ALIAS
@@ -55,6 +72,14 @@ class ModelNotFound(LMError):
 
 class ContextTooLong(LMError):
     """A scoring request does not fit in the model's context window."""
+
+
+class GenerationStopped(LMError):
+    """A generation was cut short because its caller's stop check turned true (`stop_when`)."""
+
+    def __init__(self, message: str = "generation stopped on request", tokens: int = 0):
+        super().__init__(message)
+        self.tokens = tokens  # tokens generated before it stopped (0 when it never started)
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,68 @@ class LM(Protocol):
         not repeat it.
         """
         ...
+
+
+# ---- stopping a generation from another thread (module docstring) ----------------------------
+
+_STOP_CHECK: ContextVar[Callable[[], bool] | None] = ContextVar("palimpsest_stop_check", default=None)
+_T = TypeVar("_T")
+
+
+@contextlib.contextmanager
+def stop_when(check: Callable[[], bool]) -> Iterator[None]:
+    """Within this block (in this thread), generations end between tokens with GenerationStopped
+    once `check()` is true (e.g. a run's `controls.stopped`)."""
+    token = _STOP_CHECK.set(check)
+    try:
+        yield
+    finally:
+        _STOP_CHECK.reset(token)
+
+
+def stop_check() -> Callable[[], bool] | None:
+    """The check `stop_when` set for this thread, or None (nothing may stop a generation)."""
+    return _STOP_CHECK.get()
+
+
+def stop_requested() -> bool:
+    """True when a `stop_when` check is set and says stop."""
+    check = _STOP_CHECK.get()
+    return bool(check is not None and check())
+
+
+def raise_if_stopped(tokens: int = 0) -> None:
+    """Raise GenerationStopped (with the tokens made so far) when a stop was requested."""
+    if stop_requested():
+        raise GenerationStopped(tokens=tokens)
+
+
+def wait_unless_stopped(call: Callable[[], _T], poll_s: float = 0.1) -> _T:
+    """`call()`'s result; while a `stop_when` check is set, the call runs in a helper thread and a
+    stop ends the wait within `poll_s` with GenerationStopped (the call is left to finish on its
+    own and its result is dropped). With no check set it is a plain call."""
+    check = _STOP_CHECK.get()
+    if check is None:
+        return call()
+    raise_if_stopped()
+    box: dict = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001  (handed back to the waiting thread)
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, daemon=True, name="lm-call").start()
+    while not done.wait(poll_s):
+        if check():
+            raise GenerationStopped()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

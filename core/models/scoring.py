@@ -35,7 +35,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from core.format import DEFAULT_TEMPLATE, TEMPLATE_HELP, TEMPLATES, UnknownTemplate, answer_part, template
+from core.format import (
+    DEFAULT_TEMPLATE,
+    TEMPLATE_HELP,
+    TEMPLATES,
+    UnknownTemplate,
+    answer_part,
+    template,
+)
 from core.models.lm import LM, LMError, ScoreRequest, TokenLogprobs
 from core.segments import SEP, join_segments, split_segments
 from core.settings import setting, validate

@@ -6,7 +6,8 @@ Spec: `scripted:` followed by comma-separated options (`load_lm("scripted:judge=
 - `judge=X`: grading prompts (a prompt that asks for an `Overall:` line) get a readable
   judgment: X for every numbered item ("1: <score>" lines in the asked format), `Overall: X`
   and a short critique. Without it such prompts get prose, as a weak model would write.
-- `delay=S`: sleep S seconds before each generation (tests of pausing a slow run).
+- `delay=S`: sleep S seconds before each generation (tests of pausing or stopping a slow run: a
+  stop check set with core.models.lm.stop_when ends the wait with GenerationStopped).
 - `max_length=N`: the window in tokens (default 8192).
 - `script=PATH` (or a bare PATH ending in .json): canned replies, a JSON object
   `{"rules": [{"when": [regex, ...], "reply": text | [text, ...], "judge": X, "critique": text,
@@ -63,6 +64,7 @@ from core.models.lm import (
     Precision,
     ScoreRequest,
     TokenLogprobs,
+    raise_if_stopped,
 )
 
 PREFIX = "scripted:"
@@ -211,8 +213,11 @@ class ScriptedLM:
         return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
     def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
-        if self.delay:
-            time.sleep(self.delay)
+        raise_if_stopped()
+        end = time.monotonic() + self.delay
+        while (left := end - time.monotonic()) > 0:  # the delay, in slices a stop check can end
+            time.sleep(min(left, 0.02))
+            raise_if_stopped()
         messages = list(messages)
         convo = _conversation(messages)
         index = next((i for i, r in enumerate(self.rules) if r.matches(messages)), None)

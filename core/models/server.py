@@ -69,6 +69,7 @@ from core.models.lm import (
     number_from_env,
     server_host,
     stop_reason,
+    wait_unless_stopped,
 )
 
 log = logging.getLogger(__name__)
@@ -385,7 +386,8 @@ class OpenAILM:
             body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(config.extra)
         url = f"{self.base}/chat/completions"
-        choices = _field(self._post(url, body), url, "choices")
+        # a run's Stop (core.models.lm.stop_when) ends the wait for the reply, not just the next call
+        choices = _field(wait_unless_stopped(lambda: self._post(url, body)), url, "choices")
         if not isinstance(choices, list) or len(choices) != config.n:
             raise BadServerReply(f"the server at {url} sent {len(choices) if isinstance(choices, list) else 0} "
                                  f"choices for n={config.n}")

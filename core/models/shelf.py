@@ -25,7 +25,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.models.lm import DEFAULT_MODEL, LM, LMError, is_server_spec, load_lm, number_from_env, server_host
+from core.models.lm import (
+    DEFAULT_MODEL,
+    LM,
+    LMError,
+    is_server_spec,
+    load_lm,
+    number_from_env,
+    server_host,
+)
 
 MAX_MODELS_ENV = "PALIMPSEST_MAX_MODELS"
 DEFAULT_MAX_MODELS = 3  # models kept loaded at once per process (the app's, a judge, one more)

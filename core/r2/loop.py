@@ -28,7 +28,13 @@ from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.format import assistant_turn
-from core.models.lm import FINISH_LENGTH, LM, GenerationConfig, LMError
+from core.models.lm import (
+    FINISH_LENGTH,
+    LM,
+    GenerationConfig,
+    GenerationStopped,
+    LMError,
+)
 from core.prompts import render
 from core.r2.config import R2Config
 from core.r2.judge import Judgment, model_judge, rubric_for
@@ -191,6 +197,8 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
                 return
             text, raw = revise(writer, query, state.texts[cur], state.reflections[r].text, cfg, r)
             yield emit(ev.Revised(run_id, round=r, text=text, raw=raw))
+    except GenerationStopped:  # a Stop cut a generation short (core.models.lm.stop_when): nothing half-written is kept
+        yield emit(_finish(state, run_id, "stopped", cfg))
     except LMError as exc:
         yield emit(ev.RunError(run_id, message=str(exc), where="model"))
 

@@ -22,7 +22,13 @@ import re
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
-from core.models.lm import FINISH_LENGTH, LM, GenerationConfig, LMError
+from core.models.lm import (
+    FINISH_LENGTH,
+    LM,
+    GenerationConfig,
+    GenerationStopped,
+    LMError,
+)
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
 from core.quality import check, single_segment, too_short
@@ -178,6 +184,8 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
                 yield _finish(state, run_id, "dropped", segs, s, answer, cfg, early)
                 return
         yield from _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state)
+    except GenerationStopped:  # a Stop cut a generation short (core.models.lm.stop_when): nothing half-written is kept
+        yield _finish(state, run_id, "stopped", state.segments or [], state.score or {}, answer, cfg)
     except LMError as exc:
         yield ev.RunError(run_id, message=str(exc), where="model")
 

@@ -4,6 +4,9 @@
 the command); the engine reads them between events. REER's Controls (core.reer.search) adds
 pause, step, edit, force and skip; R2's (core.r2.loop) adds judgments and a hold at the next
 judgment point. Thread-safe: the studio's page threads write, the run's thread reads.
+The stop flag also reaches inside a generation: the studio's runners drive an engine within
+`core.models.lm.stop_when(controls.stopped)`, so a Stop ends a model call between tokens and the
+engine finishes the run as "stopped" at once instead of after its current step.
 """
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ import json
 import sys
 from typing import Callable, Iterator, Sequence
 
-
 INPUT_HELP = ("any file `import` reads: JSONL/JSON/CSV/Parquet with query/reference or an alias (q/ref, "
               "instruction/output, prompt/completion, ...), optional thinking; a HelloBench task file or folder")
 

@@ -26,9 +26,9 @@ def load_model(spec: str):
 
 
 def cmd_r2(args) -> int:
+    from core.outputs import check_file_out
     from core.r2.config import R2Config
     from core.r2.jobs import r2_items
-    from core.outputs import check_file_out
     from core.settings import from_args
     from studio.cli.batch import open_store, read_items, run_batch
 

@@ -15,9 +15,9 @@ from studio.cli.batch import INPUT_HELP
 
 
 def cmd_reer(args) -> int:
-    from core.reer.jobs import reer_items
-    from core.reer.config import ReerConfig
     from core.outputs import check_file_out
+    from core.reer.config import ReerConfig
+    from core.reer.jobs import reer_items
     from core.settings import from_args
     from studio.cli.batch import num, open_store, read_items, run_batch
     from studio.cli.main import _load

@@ -1,6 +1,9 @@
 """The Library page: the stored prompts, how they get in, and which one to run.
 
-Knows: a table of prompts with a search box and a category filter; importing the built-in
+Knows: a table of prompts with a search box and a category filter, one page at a time
+(PAGE_SIZE rows, Previous / Next; the search, the filter and the count are done by SQLite through
+core.store.Store.prompt_summaries, so no listing reads the query or reference texts of every
+prompt: a store of thousands of long references lists as fast as a small one); importing the built-in
 samples and an uploaded file (`import_upload`, the one function the importer goes through:
 core.data.imports.import_files, which also brings finished trajectories to the Review page);
 adding or editing a prompt by hand with validation messages naming the field and the fix; and
@@ -24,6 +27,7 @@ from studio.context import StudioContext
 
 HEADERS = ["id", "category", "query", "answer words", "runs", "best ppl"]
 ALL = "all categories"
+PAGE_SIZE = 50  # prompts per page of the table
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,80}$")
 
 
@@ -68,41 +72,86 @@ def import_upload(store: Store, path: str | Path) -> ImportReport:
     return report
 
 
-def prompt_rows(store: Store, search: str = "", category: str | None = None) -> list[list]:
-    """Table rows (HEADERS) of the stored prompts matching `search` and `category`."""
-    prompts = store.list_prompts(search=(search or "").strip() or None)
-    if category and category != ALL:
-        prompts = [p for p in prompts if (p.get("category") or "") == category]
+@dataclass(frozen=True)
+class PromptPage:
+    """One page of the Library's table: its rows (HEADERS), which page (0-based) of how many, and
+    how many prompts match the search and filter in all."""
+
+    rows: list[list]
+    page: int
+    pages: int
+    total: int
+
+    def label(self) -> str:
+        return page_label(self.total, self.page)
+
+
+def page_label(total: int, page: int, size: int = PAGE_SIZE) -> str:
+    """"Prompts 51-100 of 4,987 (page 2 of 100)" for page `page` (0-based) of `total` prompts."""
+    if not total:
+        return "No prompt matches."
+    pages = max(1, -(-total // size))
+    page = min(max(page, 0), pages - 1)
+    first = page * size + 1
+    return f"Prompts {first:,}-{min(first + size - 1, total):,} of {total:,} (page {page + 1} of {pages})"
+
+
+def pager_html(store: Store, search: str = "", category: str | None = None, page: int = 0) -> str:
+    """The line beside Previous / Next: which prompts the table shows (one count query)."""
+    cat = None if not category or category == ALL else category
+    total = store.prompt_summaries((search or "").strip() or None, cat, limit=0)[1]
+    return f'<div class="lib-pager" data-page="{int(page or 0) + 1}">{html.escape(page_label(total, int(page or 0)))}</div>'
+
+
+def _cut(s: str, n: int) -> str:
+    s = " ".join((s or "").split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def prompt_page(store: Store, search: str = "", category: str | None = None, page: int = 0,
+                size: int = PAGE_SIZE) -> PromptPage:
+    """Page `page` (0-based; clamped to the last) of the prompts matching `search` and `category`,
+    with each row's run count and best perplexity; reads only that page's rows, never the texts."""
+    cat = None if not category or category == ALL else category
+    search = (search or "").strip() or None
+    page = max(int(page or 0), 0)
+    found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=120)
+    pages = max(1, -(-total // size))
+    if page >= pages:  # past the end (the list shrank, or a hand-made request): show the last page
+        page = pages - 1
+        found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=120)
+    ids = [p["id"] for p in found]
     stats: dict[str, list] = {}
-    for r in store.db.query("SELECT r.prompt_id, count(*) n, min(t.final_ppl) best FROM runs r "
-                            "LEFT JOIN trajectories t ON t.run_id = r.id WHERE r.kind != 'import' GROUP BY r.prompt_id"):
-        stats[r["prompt_id"]] = [r["n"], r["best"]]
-
-    def cut(s: str, n: int) -> str:
-        s = " ".join((s or "").split())
-        return s if len(s) <= n else s[: n - 1] + "…"
-
+    if ids:
+        marks = ",".join("?" * len(ids))
+        for r in store.db.query("SELECT r.prompt_id, count(*) n, min(t.final_ppl) best FROM runs r LEFT JOIN "
+                                "trajectories t ON t.run_id = r.id WHERE r.kind != 'import' AND r.prompt_id IN "
+                                f"({marks}) GROUP BY r.prompt_id", ids):
+            stats[r["prompt_id"]] = [r["n"], r["best"]]
     rows = []
-    for p in prompts:
+    for p in found:
         n, best = stats.get(p["id"], [0, None])
-        rows.append([p["id"], (p.get("category") or "").replace("_", " "), cut(p["query"], 90),
-                     len(p["reference"].split()), n, "" if best is None else f"{best:.2f}"])
-    return rows
+        rows.append([p["id"], (p.get("category") or "").replace("_", " "), _cut(p["query_head"], 90),
+                     p["reference_words"], n, "" if best is None else f"{best:.2f}"])
+    return PromptPage(rows, page, pages, total)
+
+
+def prompt_rows(store: Store, search: str = "", category: str | None = None, page: int = 0) -> list[list]:
+    """Table rows (HEADERS) of one page of the stored prompts matching `search` and `category`."""
+    return prompt_page(store, search, category, page).rows
 
 
 def categories(store: Store) -> list[str]:
-    cats = sorted({p.get("category") or "" for p in store.list_prompts()} - {""})
-    return [ALL] + cats
+    return [ALL] + store.prompt_categories()
 
 
 def prompt_choices(store: Store) -> list[tuple[str, str]]:
-    """(label, id) pairs for prompt menus elsewhere (the REER page)."""
+    """(label, id) pairs for prompt menus elsewhere (the REER page); reads the first characters
+    of each query only."""
     out = []
-    for p in store.list_prompts():
+    for p in store.prompt_titles(head_chars=120):
         cat = (p.get("category") or "").replace("_", " ")
-        q = " ".join(p["query"].split())
-        q = q if len(q) <= 70 else q[:69] + "…"
-        out.append((f"{p['id']} · {cat + ' · ' if cat else ''}{q}", p["id"]))
+        out.append((f"{p['id']} · {cat + ' · ' if cat else ''}{_cut(p['query_head'], 70)}", p["id"]))
     return out
 
 
@@ -185,6 +234,11 @@ def build(ctx: StudioContext) -> LibraryPage:
             table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
                                  elem_id="library-table", column_widths=["14%", "15%", "47%", "9%", "6%", "9%"],
                                  max_height=470, label="Prompts: click a row to open it")
+            page_no = gr.State(0)  # the page of the table on screen (0-based)
+            with gr.Row(equal_height=True, elem_id="library-pager"):
+                prev_btn = gr.Button("← Previous", elem_id="library-prev", size="sm", scale=1)
+                pager = gr.HTML(pager_html(store), elem_id="library-page", padding=False)
+                next_btn = gr.Button("Next →", elem_id="library-next", size="sm", scale=1)
         with gr.Column(scale=5, min_width=380):
             with gr.Group():
                 with gr.Row(equal_height=True):
@@ -201,9 +255,13 @@ def build(ctx: StudioContext) -> LibraryPage:
                 to_reer = gr.Button("Run REER on it →", variant="primary", elem_id="library-to-reer", size="sm")
             status = gr.HTML(_msg(f"{store.db['prompts'].count} prompt(s) in the library."), elem_id="library-status")
 
+    def show_page(q, c, n=0) -> dict:
+        pg = prompt_page(store, q, c, n)
+        return {table: pg.rows, page_no: pg.page}
+
     def refresh(q, c):
         cats = categories(store)
-        return {table: prompt_rows(store, q, c), category: gr.Dropdown(choices=cats, value=c if c in cats else ALL)}
+        return {**show_page(q, c), category: gr.Dropdown(choices=cats, value=c if c in cats else ALL)}
 
     def do_samples(q, c):
         if ctx.samples_path is None or not Path(ctx.samples_path).is_file():
@@ -251,14 +309,22 @@ def build(ctx: StudioContext) -> LibraryPage:
 
     # ---- listeners ---------------------------------------------------------------------------
     filt = [search, category]
-    search.submit(refresh, filt, [table, category], api_name="library_search")
-    category.input(refresh, filt, [table, category], api_visibility="private")
+    listed = [
+        search.submit(refresh, filt, [table, category, page_no], api_name="library_search"),
+        category.input(refresh, filt, [table, category, page_no], api_visibility="private"),
+        prev_btn.click(lambda q, c, n: show_page(q, c, (n or 0) - 1), [*filt, page_no], [table, page_no],
+                       api_name="library_prev"),
+        next_btn.click(lambda q, c, n: show_page(q, c, (n or 0) + 1), [*filt, page_no], [table, page_no],
+                       api_name="library_next"),
+    ]
     changed = [
-        samples_btn.click(do_samples, filt, [table, category, status], api_name="library_import_samples"),
-        upload.upload(do_upload, [upload, *filt], [table, category, status], api_name="library_upload"),
-        save_btn.click(do_save, [pid, cat, query, reference, *filt], [table, category, selected, pid, status],
+        samples_btn.click(do_samples, filt, [table, category, page_no, status], api_name="library_import_samples"),
+        upload.upload(do_upload, [upload, *filt], [table, category, page_no, status], api_name="library_upload"),
+        save_btn.click(do_save, [pid, cat, query, reference, *filt], [table, category, page_no, selected, pid, status],
                        api_name="library_save"),
     ]
+    for dep in listed + changed:  # the line beside Previous / Next follows the table
+        dep.then(lambda q, c, n: pager_html(store, q, c, n), [*filt, page_no], pager, api_visibility="private")
     table.select(pick, None, [selected, pid, cat, query, reference, status], api_visibility="private")
     new_btn.click(do_new, None, [selected, pid, cat, query, reference, status], api_visibility="private")
     return LibraryPage(selected=selected, to_reer=to_reer, changed=changed)

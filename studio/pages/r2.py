@@ -40,6 +40,7 @@ from studio.pages.runs import (
     attach_view,
     error_block,
     menus,
+    queued_html,
     review_badge,
     run_key,
     status_moved,
@@ -96,7 +97,8 @@ def judgment_from_form(state: R2State, version: int, scores: list, overall, crit
 def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
     store = ctx.store
-    runner = runner or R2Runner(store, ctx.get_lm, ctx.model_name, load=ctx.models.lm)
+    runner = runner or R2Runner(store, ctx.get_lm, ctx.model_name, load=ctx.models.lm,
+                                slots=ctx.runner.slots)  # one cap on runs for the whole app
     run_state = gr.State(None)
     seen = gr.State("")
     form_for = gr.State("")  # "run:version" the form was filled for ("" when hidden)
@@ -219,7 +221,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             run, evs = store.get_run(run_id), store.events(run_id)
         except NotFound:
             return {status: r2_render.status_html(None, [], False)}
-        return {status: r2_render.status_html(run, evs, runner.is_driving(run_id), runner.error(run_id)),
+        return {status: queued_html(runner, run_id)
+                or r2_render.status_html(run, evs, runner.is_driving(run_id), runner.error(run_id)),
                 plot: r2_render.r2_figure(evs), rounds_view: r2_render.rounds_html(evs), review: _review_html(run_id)}
 
     def tick(run_id, seen_key, filled):

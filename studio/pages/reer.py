@@ -30,6 +30,7 @@ from studio.pages.runs import (
     attach_view,
     error_block,
     menus,
+    queued_html,
     review_badge,
     run_key,
     status_moved,
@@ -156,7 +157,8 @@ def build(ctx: StudioContext) -> ReerPage:
         except NotFound:
             return {status: status_html(None, None, False)}
         return {
-            status: status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or ""),
+            status: queued_html(runner, run_id)
+            or status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or ""),
             plot: plots.reer_figure(evs, metric_value) if evs else plots.empty_figure("Writing the initial draft…"),
             traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
         }

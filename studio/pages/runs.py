@@ -2,8 +2,9 @@
 
 Knows: the label of a run in a menu, the menu of a prompt's runs of one kind, which run a page
 reattaches to on load (the newest run in the first of the given statuses that has one, else the
-newest of any status), the badge of a run's trajectory, and the key a page's timer compares to
-redraw only when the run changed. Reads the store only; does not know either algorithm.
+newest of any status), the badge of a run's trajectory, the status line of a run waiting in the
+app's line for a slot (`queued_html`), and the key a page's timer compares to redraw only when
+the run changed (its place in line included). Reads the store only; does not know either algorithm.
 """
 from __future__ import annotations
 
@@ -62,8 +63,34 @@ def run_key(store: Store, runner, run_id: str | None, *extra) -> str:
         run = store.get_run(run_id)
     except NotFound:
         return "gone"
-    parts = (run_id, store.last_seq(run_id), run["status"], runner.is_driving(run_id), runner.error(run_id), *extra)
+    parts = (run_id, store.last_seq(run_id), run["status"], runner.is_driving(run_id), runner.error(run_id),
+             runner.queue_place(run_id), *extra)
     return ":".join(map(str, parts)) + ":" + review_badge(store, run_id)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def queue_text(place: tuple[int, list[str]]) -> str:
+    """"queued: 2nd in line, waiting for run ab12cd34" from a runner's `queue_place`."""
+    n, driven = place
+    who = ("run " if len(driven) == 1 else "runs ") + ", ".join(r[:8] for r in driven) if driven else "a free slot"
+    return f"queued: {_ordinal(n)} in line, waiting for {who}"
+
+
+def queued_html(runner, run_id: str | None) -> str | None:
+    """The status line of a run waiting in the app's line for a slot (None when it is not): its
+    place, the runs it waits for, the cap, and that Stop takes it out of the line."""
+    place = runner.queue_place(run_id) if run_id else None
+    if place is None:
+        return None
+    limit = runner.slots.limit
+    return (f'<div class="reer-status queued" data-state="queued" data-run="{html.escape(run_id)}" '
+            f'data-place="{place[0]}"><span class="rid" title="run id">run {html.escape(run_id[:8])}</span> · '
+            f'<span class="state">{html.escape(queue_text(place))}</span> · <span>it starts by itself when a '
+            f'slot frees (this studio drives {limit} run{"s" if limit != 1 else ""} at a time); Stop takes it '
+            "out of the line</span></div>")
 
 
 def status_moved(key: str, seen_key: str) -> bool:

@@ -8,6 +8,12 @@ finished by a short thread), and drive every run under its lease as a "studio" o
 by another live driver is refused quietly: the refusal is the run's `error`, the store untouched).
 A fatal `RunError` the engine reports is kept as the run's `error` too. Each runner says which
 engine it drives, its Controls and error class, and how to get its events (`_events`).
+
+Runs wait in line when the app drives its cap already (studio.runners.threads.RunSlots): every
+thread that drives a run takes a slot, except the short one that finishes a stopped run. Stop on
+a run in line takes it out and finishes it as "stopped" (as for a paused run). Each run is driven
+within `core.models.lm.stop_when(controls.stopped)`, so Stop also ends a generation between
+tokens and the run reads "stopped" within a moment.
 Knows no algorithm, Gradio or rendering.
 """
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar, Iterator
 
 from core import events as ev
+from core.models.lm import stop_when
 from core.runs.driver import LIVE, open_run_for
 from core.runs.lease import RunBusy, is_orphan, lease_owner
 from studio.runners.threads import ThreadedRuns
@@ -44,10 +51,14 @@ class EngineRunner(ThreadedRuns):
         return act is not None
 
     def stop(self, run_id: str) -> bool:
-        """Stop the run for good (it finishes with reason "stopped"; what was written is kept). A
-        paused run, or one whose driver is gone, is finished by a short thread. False when there is
+        """Stop the run for good (it finishes with reason "stopped"; what was written is kept; a
+        generation under way ends between tokens). A run waiting in line leaves it; it, a paused
+        run, or one whose driver is gone is finished by a short thread. False when there is
         nothing to stop here (a finished run, or one another live driver holds)."""
         with self._lock:
+            if self._unqueue(run_id):
+                self._again(self.store.get_run(run_id), "stop", lambda c: c.stop(), capped=False)
+                return True
             act = self._live(run_id)
             if act is not None:
                 act.controls.stop()
@@ -55,7 +66,7 @@ class EngineRunner(ThreadedRuns):
             run = self.store.get_run(run_id)
             if run["status"] != "paused" and not (run["status"] == "running" and is_orphan(self.store, run_id)):
                 return False
-            self._again(run, "stop", lambda c: c.stop())
+            self._again(run, "stop", lambda c: c.stop(), capped=False)
             return True
 
     # ---- inside ----------------------------------------------------------------------------------
@@ -66,17 +77,20 @@ class EngineRunner(ThreadedRuns):
             raise self.error_type(f"run {run_id[:8]} has {run['status']}: {what}")
         return run
 
-    def _again(self, run: dict, what: str, prepare: Callable[[Any], None] = lambda c: None, **how) -> None:
-        """Drive a stored run in a new thread with fresh controls that `prepare` sets up."""
+    def _again(self, run: dict, what: str, prepare: Callable[[Any], None] = lambda c: None, capped: bool = True,
+               **how) -> None:
+        """Drive a stored run in a new thread with fresh controls that `prepare` sets up; a `capped`
+        one waits in line while the app drives its cap of runs."""
         controls = self.controls_type()
         prepare(controls)
         owner = lease_owner("studio")
         run_id = run["id"]
 
         def drive() -> None:
-            for event in self._events(run, controls, owner, **how):
-                if isinstance(event, ev.RunError) and event.fatal:
-                    self._errors[run_id] = f"{event.where or 'model'} error: {event.message}"
+            with stop_when(controls.stopped):  # a Stop also ends a generation under way
+                for event in self._events(run, controls, owner, **how):
+                    if isinstance(event, ev.RunError) and event.fatal:
+                        self._errors[run_id] = f"{event.where or 'model'} error: {event.message}"
 
         self._launch(run_id, f"{self.kind}-{what}-{run_id[:8]}", drive, controls, owner, quiet=(RunBusy,),
-                     readable=(self.error_type,))
+                     readable=(self.error_type,), capped=capped)

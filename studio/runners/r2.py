@@ -23,6 +23,7 @@ from core.r2.judge import Judgment
 from core.r2.loop import Controls
 from core.store import Store
 from studio.runners.base import EngineRunner
+from studio.runners.threads import RunSlots
 
 
 class R2RunnerError(Exception):
@@ -36,6 +37,7 @@ class R2Runner(EngineRunner):
     model_name: str = ""  # the app's model spec (what an empty judge spec means)
     load: Callable[[str], LM] = field(default_factory=lambda: default_shelf().get)  # loads a judge spec other than the app's model
     _judges: dict = field(default_factory=dict)  # judge spec -> loaded LM (loaded on first use)
+    slots: RunSlots | None = None  # the app's cap on runs driven at once (the REER runner's; None: a new one)
 
     kind: ClassVar[str] = "r2"
     controls_type: ClassVar[type] = Controls

@@ -19,12 +19,13 @@ from typing import Callable, ClassVar, Iterator
 
 from core import events as ev
 from core.models.lm import LM
+from core.models.shelf import ModelChoice
 from core.reer.config import ReerConfig
 from core.reer.jobs import reer_job
 from core.reer.search import Controls
 from core.store import Store
-from core.models.shelf import ModelChoice
 from studio.runners.base import EngineRunner
+from studio.runners.threads import RunSlots
 
 
 class RunnerError(Exception):
@@ -36,6 +37,7 @@ class JobRunner(EngineRunner):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model, loaded on first use
     models: ModelChoice | None = None  # other models by spec (a run's recorded model); None: get_lm only
+    slots: RunSlots | None = None  # the app's cap on runs driven at once, shared with its R2 runner (None: a new one)
 
     kind: ClassVar[str] = "reer"
     controls_type: ClassVar[type] = Controls
