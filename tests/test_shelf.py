@@ -99,3 +99,19 @@ def test_model_choice_defaults_the_empty_spec():
     assert choice.spec("") == choice.spec(None) == "scripted:app" and choice.spec(" other ") == "other"
     assert choice.lm("") is choice.get_lm() is choice.lm("scripted:app")
     assert choice.lm("scripted:judge").name == "scripted:judge" and len(load.calls) == 2
+
+
+def test_the_r2_runner_keeps_no_judges_of_its_own_beyond_the_shelf(tmp_path):
+    """R2Runner used to keep every judge it loaded for the life of the app, past the shelf's bound."""
+    from core.store import open_store
+    from studio.runners.r2 import R2Runner
+
+    loader = CountingLoader()
+    shelf = ModelShelf(capacity=1, load=loader)
+    runner = R2Runner(open_store(tmp_path / "s.db"), lambda: ScriptedLM(name="app"), "app", load=shelf.get)
+    a = runner.judge_lm("judge-a")
+    assert runner.judge_lm("judge-a") is a  # cached, by the shelf
+    runner.judge_lm("judge-b")  # the shelf holds one model: judge-a goes
+    runner.judge_lm("judge-a")
+    assert [c[0] for c in loader.calls] == ["judge-a", "judge-b", "judge-a"]
+    assert runner.judge_lm("").name == "app" and len(loader.calls) == 3

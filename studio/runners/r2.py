@@ -36,7 +36,6 @@ class R2Runner(EngineRunner):
     get_lm: Callable[[], LM]  # the app's model: the writer, and the judge unless another spec is given
     model_name: str = ""  # the app's model spec (what an empty judge spec means)
     load: Callable[[str], LM] = field(default_factory=lambda: default_shelf().get)  # loads a judge spec other than the app's model
-    _judges: dict = field(default_factory=dict)  # judge spec -> loaded LM (loaded on first use)
     slots: RunSlots | None = None  # the app's cap on runs driven at once (the REER runner's; None: a new one)
 
     kind: ClassVar[str] = "r2"
@@ -50,19 +49,16 @@ class R2Runner(EngineRunner):
         return spec or self.model_name
 
     def judge_lm(self, spec: str | None) -> LM:
-        """The judge model for `spec` (the app's model when empty or equal to it), loaded once.
+        """The judge model for `spec` (the app's model when empty or equal to it), from the model shelf.
         Raises R2RunnerError with a readable message when it cannot be loaded."""
         spec = self.judge_spec(spec)
         if spec == self.model_name:
             return self.get_lm()
-        with self._lock:
-            if spec not in self._judges:
-                try:
-                    self._judges[spec] = self.load(spec)
-                except Exception as exc:  # noqa: BLE001  (any loader failure is the user's to read)
-                    raise R2RunnerError(f"judge model {spec!r} could not be loaded: {type(exc).__name__}: {exc}; "
-                                        "leave the judge field empty to use the app's model") from exc
-            return self._judges[spec]
+        try:  # the shelf keeps it (one load per spec, bounded by PALIMPSEST_MAX_MODELS), not this runner
+            return self.load(spec)
+        except Exception as exc:  # noqa: BLE001  (any loader failure is the user's to read)
+            raise R2RunnerError(f"judge model {spec!r} could not be loaded: {type(exc).__name__}: {exc}; "
+                                "leave the judge field empty to use the app's model") from exc
 
     # ---- commands --------------------------------------------------------------------------------
     def start(self, prompt_id: str, cfg: R2Config, judge: str | None = None) -> str:
