@@ -77,7 +77,7 @@ class Limits:
                               error=InputError)
         fil = number_from_env(FILE_LIMIT_ENV, cls.file_bytes / MB, float, unit="MB", example="4096",
                               error=InputError)
-        return cls(max(1, int(rec * MB)), max(1, int(fil * MB)))
+        return cls(max(1, round(rec * MB)), max(1, round(fil * MB)))
 
 
 def _mb(n: int) -> str:
@@ -207,11 +207,11 @@ class _Text:
         self._mark = pos
         return self._mark_line
 
-    def fill(self, size: int = CHUNK) -> None:
-        """Read about `size` more bytes (eof when there are none), dropping the text before pos."""
+    def fill(self, size: int = 0) -> None:
+        """Read about `size` (default CHUNK) more bytes (eof when there are none), dropping the text before pos."""
         if self.eof:
             return
-        raw = self.f.read(size)
+        raw = self.f.read(size or CHUNK)
         pending = len(self._dec.getstate()[0])
         try:
             text = self._dec.decode(raw, final=not raw)
@@ -253,13 +253,18 @@ def _maybe_cut(exc: json.JSONDecodeError, text: _Text) -> bool:
 
 def _next_value(text: _Text, lim: Limits, path: Path) -> tuple[int, Any]:
     """(line, value) of the JSON value at text.pos, reading more of the file as it needs (at most
-    the record limit); _BadValue carries the Problem when it is not valid JSON or is too big."""
+    the record limit); a value over the limit that could be read to its end is a Problem in its
+    place. _BadValue carries the Problem when the value is not valid JSON, or is too big to find
+    its end: the rest of the file cannot be trusted."""
     line = text.line_at(text.pos)
     while True:
         try:
             value, end = _DECODER.raw_decode(text.buf, text.pos)
-            if end < len(text.buf) or text.eof:  # (a value ending the buffer may be a cut number)
-                text.pos = end
+            if text.eof or end < len(text.buf) - 8:  # (a value near the buffer's end may be a cut number)
+                size, text.pos = end - text.pos, end
+                if size > lim.record_bytes:
+                    return line, Problem(str(path), line, "", "the JSON value starting here "
+                                         + _record_limit(lim, f"{size:,} characters"))
                 return line, value
         except json.JSONDecodeError as exc:
             if text.eof or not _maybe_cut(exc, text):
