@@ -83,6 +83,7 @@ def test_a_long_line_is_a_problem_and_the_next_lines_are_read(tmp_path, monkeypa
     assert [r.line for r in recs] == [1, 3]
     assert [(p.line, p.field) for p in probs] == [(2, "")]
     assert "over the limit of 0.01 MB a record (PALIMPSEST_MAX_RECORD_MB)" in probs[0].message
+    assert [r.line for r in got(f, limits=Limits(record_bytes=30_000))[0]] == [1, 2, 3]  # a caller's own limits
 
 
 def test_a_huge_value_in_a_json_array_is_bounded_and_named(tmp_path, monkeypatch):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import os
 import re
 import stat
 from dataclasses import dataclass, field, replace
