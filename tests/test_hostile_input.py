@@ -224,12 +224,18 @@ def test_an_empty_file_is_an_error_not_zero_imported(tmp_path, capsys):
 def test_a_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path):
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
-    for args in (["import", str(fifo), "--db", str(tmp_path / "x.db")], ["score", "--input", str(fifo)],
-                 ["train", "--data", str(fifo), "--out", str(tmp_path / "t")]):
-        res = subprocess.run([sys.executable, "-m", "studio.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120)  # opening the FIFO would block until the timeout
-        assert res.returncode == 2 and "not a regular file but a FIFO" in res.stderr, (args, res.stderr)
-        assert "Traceback" not in res.stderr
+    runs = [["import", str(fifo), "--db", str(tmp_path / "x.db")], ["score", "--input", str(fifo)],
+            ["train", "--data", str(fifo), "--out", str(tmp_path / "t")]]
+    procs = [subprocess.Popen([sys.executable, "-m", "studio.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args in runs]  # side by side: one start-up's wait
+    try:
+        errs = [p.communicate(timeout=180)[1] for p in procs]  # opening the FIFO would block until the timeout
+    finally:
+        for p in procs:
+            p.kill()
+    for args, p, err in zip(runs, procs, errs):
+        assert p.returncode == 2 and "not a regular file but a FIFO" in err, (args, err)
+        assert "Traceback" not in err
 
 
 def test_train_reads_parquet_through_the_one_reader(tmp_path):
