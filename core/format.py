@@ -6,7 +6,8 @@ filters and in R2's records:
     <think>\\n{z}\\n</think>\\n{y}          (z and y stripped; no thinking gives an empty block)
 
 `assistant_turn` writes it, `split_assistant_turn` reads it back, `answer_part` keeps what
-follows the think block.
+follows the think block. `reserved_tag` finds what z, y (and x) may not hold: a think tag or a
+chat-template special token (`RESERVED_RE`); import refuses such text and training does too.
 
 Knows the scoring templates, i.e. how query x, thinking z and answer y are laid out as one text
 for core.models.scoring (only y's tokens are scored):
@@ -22,11 +23,22 @@ thinking is cut into segments (core.segments).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ANSWER_OPEN = "<answer>"
+# Text no query, thinking or answer may hold: the think tags (a second one would end or open the
+# block inside the turn) and chat-template special tokens written as text (<|im_start|>,
+# <|im_end|>, <|endoftext|>, <|eot_id|>, ...: tokenizers turn them into the real control token).
+RESERVED_RE = re.compile(r"</?think>|<\|[^\s<>|]{1,64}\|>")
+
+
+def reserved_tag(text: str) -> str | None:
+    """The first think tag or chat-template special token in `text`, or None when it has none."""
+    m = RESERVED_RE.search(text)
+    return m.group(0) if m else None
 
 
 def turn_head(thinking: str) -> str:

@@ -1,6 +1,7 @@
 """Reading files of every supported shape into Records (or Problems), one record at a time: the
 one input reader behind every command (`import` and the Library page read Records; `score`,
-`reer run`, `r2 run`, training and the studio's samples read them as core.data.items.Item).
+`reer run`, `r2 run`, training and the studio's samples read them as core.data.items.Item;
+training reads the raw rows through `read_raw`).
 
 Knows the shapes users arrive with: JSONL / JSON / CSV / Parquet records with `query` and
 `reference` or an alias (instruction/response, prompt/completion, question/solution, x/y,
@@ -13,16 +14,29 @@ objects with q, ref, uid, alist[...]) and DeepWriting-style parquet (chat-list `
 record is a Problem naming file, line (row for CSV/Parquet/datasets, 0 for the whole file),
 field and the fix; a file that cannot be read at all raises InputError.
 
+Knows the input limits (`Limits`, from $PALIMPSEST_MAX_RECORD_MB and $PALIMPSEST_MAX_FILE_MB):
+files are streamed, never read whole. A file over the file limit is refused before it is
+opened; a record over the record limit (a JSONL line, a CSV row, a JSON value, a .txt file, a
+Parquet or datasets row) is a Problem, and only a bounded piece of it is ever held in memory.
+Text is strict UTF-8: a bad byte is an InputError naming the line and byte offset, never a
+U+FFFD scored or trained in its place. Think tags and chat-template special tokens in a query,
+thinking or reference are refused (core.format.reserved_tag): the assistant turn could not be
+read back, and training would refuse or silently learn them.
+
 Does not know: the store (core.data.imports writes Records into it), runs, curation or export.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
+
+from core.format import reserved_tag
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "hf", "text", "hellobench", "reer-release", "deepwriting")
 QUERY_KEYS = ("query", "instruction", "prompt", "question", "x", "q")
@@ -35,10 +49,44 @@ STATUSES = ("pending", "accepted", "rejected")
 SCORE_COLUMNS = ("initial_score", "final_score", "initial_ppl", "final_ppl")
 THINK_RE = re.compile(r"^\s*<think>\n?(.*?)\n?</think>\s*(.*)$", re.S)
 ANSWER_RE = re.compile(r"^\s*<answer>\n?(.*?)\n?</answer>\s*$", re.S)
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")  # a lone surrogate (a JSON \\udcff escape): not text
+MB = 1 << 20
+RECORD_LIMIT_ENV = "PALIMPSEST_MAX_RECORD_MB"
+FILE_LIMIT_ENV = "PALIMPSEST_MAX_FILE_MB"
+CHUNK = 1 << 20  # bytes read at a time where a record may be longer than a line
 
 
 class InputError(Exception):
-    """An input file cannot be read at all (missing, unknown type, not UTF-8, not a data folder)."""
+    """An input file cannot be read at all (missing, not a regular file, too big, unknown type, not UTF-8)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one input may hold. Defaults: 8 MB a record, 2048 MB a file (docs/formats.md)."""
+    record_bytes: int = 8 * MB  # one record: a JSONL line, a CSV row, a JSON value, a .txt file, a Parquet row
+    file_bytes: int = 2048 * MB  # one input file (in a folder: each file)
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        """The limits $PALIMPSEST_MAX_RECORD_MB and $PALIMPSEST_MAX_FILE_MB set (MB = 2**20 bytes; a
+        fraction is allowed), else the defaults; InputError names a variable that is not a number."""
+        from core.models.lm import number_from_env
+
+        rec = number_from_env(RECORD_LIMIT_ENV, cls.record_bytes / MB, float, unit="MB", example="64",
+                              error=InputError)
+        fil = number_from_env(FILE_LIMIT_ENV, cls.file_bytes / MB, float, unit="MB", example="4096",
+                              error=InputError)
+        return cls(max(1, round(rec * MB)), max(1, round(fil * MB)))
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:.3g} MB"
+
+
+def _record_limit(lim: Limits, size: str) -> str:
+    """The end of a too-big-record message: the size seen, the limit, the setting and the fix."""
+    return (f"is {size}, over the limit of {_mb(lim.record_bytes)} a record ({RECORD_LIMIT_ENV}); "
+            f"split or shorten it, or raise {RECORD_LIMIT_ENV}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +117,358 @@ class Record:
     extra: dict = field(default_factory=dict)  # scores, status, rating, tags, notes, source, model, history
 
 
-# ---- reading files into raw records ---------------------------------------------------------
+# ---- files: what may be opened, and how much of it is read ----------------------------------
+
+def check_file(path: Path, lim: Limits) -> None:
+    """InputError unless `path` is a regular file within the file limit (checked before opening:
+    a FIFO would block, a huge file would be read for nothing)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or folder; check the path") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); check the path and its permissions") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) \
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file"
+        raise InputError(f"{path}: not a regular file but {kind}; save the data to a file and give its path")
+    if st.st_size > lim.file_bytes:
+        raise InputError(f"{path}: the file is {_mb(st.st_size)}, over the limit of {_mb(lim.file_bytes)} a file "
+                         f"({FILE_LIMIT_ENV}); split it, or raise {FILE_LIMIT_ENV}")
+
+
+def _open(path: Path, lim: Limits) -> BinaryIO:
+    """The file opened for binary reading, after `check_file`; OSError becomes InputError."""
+    check_file(path, lim)
+    try:
+        return path.open("rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); check its permissions") from None
+
+
+def _not_utf8(path: Path, line: int, e: UnicodeDecodeError, offset: int) -> InputError:
+    return InputError(f"{path}: line {line}: not UTF-8 text ({e.reason} at byte {offset}); save it as UTF-8")
+
+
+@dataclass(frozen=True)
+class _TooLong:
+    """A line over the record limit, skipped unread: its size and its first bytes."""
+    size: int  # bytes, newline included
+    head: bytes  # its first bytes (to tell what it was meant to be)
+
+
+def _lines(path: Path, lim: Limits) -> Iterator[tuple[int, str | _TooLong]]:
+    """(1-based line, text) of each line of a file, decoded as strict UTF-8 (a BOM is dropped); a
+    line over the record limit is a _TooLong, skipped a chunk at a time and never held whole.
+    Bad UTF-8 raises InputError naming the line and the byte offset in the file."""
+    with _open(path, lim) as f:
+        offset = n = 0
+        while True:
+            raw = f.readline(lim.record_bytes + 1)
+            if not raw:
+                return
+            n += 1
+            if len(raw) > lim.record_bytes and not raw.endswith(b"\n"):
+                size, head = len(raw), raw[:64]
+                del raw
+                while True:  # the rest of the long line, a chunk at a time
+                    more = f.readline(CHUNK)
+                    size += len(more)
+                    if not more or more.endswith(b"\n"):
+                        break
+                offset += size
+                yield n, _TooLong(size, head)
+                continue
+            try:
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, n, e, offset + e.start) from None
+            offset += len(raw)
+            yield n, text
+
+
+class _Text:
+    """A UTF-8 file as a sliding text buffer for the JSON document reader: the text from `pos`
+    is what is left to read; `fill` reads more and drops what was read. Never holds more than
+    the value being read plus a chunk."""
+
+    def __init__(self, f: BinaryIO, path: Path):
+        self.f, self.path = f, path
+        self.buf, self.pos = "", 0
+        self.eof = False
+        self._dec = codecs.getincrementaldecoder("utf-8")("strict")
+        self._read = self._newlines = 0  # bytes read, and the newlines among them (for error reports)
+        self._mark, self._mark_line = 0, 1  # buf[_mark] is on line _mark_line
+
+    def line_at(self, pos: int) -> int:
+        """The 1-based line of buf[pos] (pos at or after the last position asked about)."""
+        self._mark_line += self.buf.count("\n", self._mark, pos)
+        self._mark = pos
+        return self._mark_line
+
+    def fill(self, size: int = 0) -> None:
+        """Read about `size` (default CHUNK) more bytes (eof when there are none), dropping the text before pos."""
+        if self.eof:
+            return
+        raw = self.f.read(size or CHUNK)
+        pending = len(self._dec.getstate()[0])
+        try:
+            text = self._dec.decode(raw, final=not raw)
+        except UnicodeDecodeError as e:
+            at = e.start - pending  # e.start counts the bytes held from the last chunk too
+            line = self._newlines + raw[:max(at, 0)].count(b"\n") + 1
+            raise _not_utf8(self.path, line, e, self._read + at) from None
+        if self._read == 0 and text.startswith("\ufeff"):
+            text = text[1:]
+        self._read += len(raw)
+        self._newlines += raw.count(b"\n")
+        self.eof = not raw
+        self.line_at(self.pos)
+        self.buf, self._mark, self.pos = self.buf[self.pos:] + text, 0, 0
+
+    def skip(self, chars: str) -> bool:
+        """Move pos past any of `chars`; False when the file ends first."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in chars:
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return True
+            if self.eof:
+                return False
+            self.fill()
+
+
+_DECODER = json.JSONDecoder()
+
+
+class _BadValue(Exception):
+    """The value at the reader's position is not valid JSON or is over the record limit (a Problem)."""
+
+
+def _maybe_cut(exc: json.JSONDecodeError, text: _Text) -> bool:
+    """Whether a decode error may only mean the value goes on past the buffer (read more, retry)."""
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(text.buf) - 8
+
+
+def _next_value(text: _Text, lim: Limits, path: Path) -> tuple[int, Any]:
+    """(line, value) of the JSON value at text.pos, reading more of the file as it needs (at most
+    the record limit); a value over the limit that could be read to its end is a Problem in its
+    place. _BadValue carries the Problem when the value is not valid JSON, or is too big to find
+    its end: the rest of the file cannot be trusted."""
+    line = text.line_at(text.pos)
+    while True:
+        try:
+            value, end = _DECODER.raw_decode(text.buf, text.pos)
+            if text.eof or end < len(text.buf) - 8:  # (a value near the buffer's end may be a cut number)
+                size, text.pos = end - text.pos, end
+                if size > lim.record_bytes:
+                    return line, Problem(str(path), line, "", "the JSON value starting here "
+                                         + _record_limit(lim, f"{size:,} characters"))
+                return line, value
+        except json.JSONDecodeError as exc:
+            if text.eof or not _maybe_cut(exc, text):
+                where = text.line_at(max(exc.pos, text.pos))
+                raise _BadValue(Problem(str(path), where, "", f"not valid JSON ({exc.msg}); the rest of the "
+                                        f"file from line {line} is skipped")) from None
+        held = len(text.buf) - text.pos
+        if held > lim.record_bytes:
+            raise _BadValue(Problem(str(path), line, "", "the JSON value starting here "
+                                    + _record_limit(lim, f"over {held:,} characters") + "; the rest of the file "
+                                    "is skipped"))
+        text.fill(max(CHUNK, held))  # doubles what is held: decoding a long value stays linear
+
+
+def _json_documents(path: Path, lim: Limits) -> Iterator[tuple[int, Any]]:
+    """(line, value) of a JSON array, concatenated (pretty-printed) JSON values, or both in turn,
+    streamed: each value of an array is read on its own, so no more than one record is held."""
+    with _open(path, lim) as f:
+        text = _Text(f, path)
+        text.fill()
+        opened = 0  # the line of the array being read (0: not inside an array)
+        while True:
+            if not text.skip(" \t\r\n,"):
+                if opened:
+                    yield opened, Problem(str(path), opened, "", "a JSON array that is never closed; add the final ]")
+                return
+            ch = text.buf[text.pos]
+            if ch == "[" and not opened:
+                opened = text.line_at(text.pos)
+                text.pos += 1
+                continue
+            if ch == "]" and opened:
+                opened = 0
+                text.pos += 1
+                continue
+            try:
+                yield _next_value(text, lim, path)
+            except _BadValue as bad:
+                yield bad.args[0].line, bad.args[0]
+                return
+
+
+def _is_object(line: str) -> bool:
+    """Whether one line holds a whole JSON object (JSONL) rather than part of a pretty-printed one."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _is_jsonl(path: Path, lim: Limits) -> bool:
+    """Whether a JSON file is JSON Lines: it does not open with "[" and one of its first five
+    non-blank lines is a whole object (a line too long to read counts when it opens with "{")."""
+    seen = 0
+    for _, line in _lines(path, lim):
+        if isinstance(line, _TooLong):
+            head = line.head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+            if seen == 0 and head.startswith("["):
+                return False
+            if head.startswith("{"):
+                return True
+        elif line.strip():
+            if seen == 0 and line.lstrip().startswith("["):
+                return False
+            if _is_object(line):
+                return True
+        else:
+            continue
+        seen += 1
+        if seen == 5:
+            return False
+    return False
+
+
+def _json_values(path: Path, lim: Limits) -> Iterator[tuple[int, Any]]:
+    """(line, value or Problem) of a JSONL file, a JSON array, or concatenated (pretty-printed) JSON objects."""
+    if not _is_jsonl(path, lim):
+        yield from _json_documents(path, lim)
+        return
+    for n, raw in _lines(path, lim):
+        if isinstance(raw, _TooLong):
+            yield n, Problem(str(path), n, "", "the line " + _record_limit(lim, f"{raw.size:,} bytes"))
+        elif raw.strip():
+            try:
+                yield n, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield n, Problem(str(path), n, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                                   "fix or remove the line")
+
+
+class _RowTooBig(Exception):
+    """A CSV row (or one of its lines) over the record limit."""
+
+
+def _csv_rows(path: Path, lim: Limits) -> Iterator[tuple[int, Any]]:
+    """(line where the row starts, row or Problem) of a CSV/TSV file; empty cells are absent (but
+    for query and reference columns, so an empty one is reported as empty, not missing). A row
+    over the record limit, or a line the csv module cannot parse, ends the file with a Problem."""
+    held = [0]  # characters of the row being read
+
+    def lines() -> Iterator[str]:
+        for n, text in _lines(path, lim):
+            if isinstance(text, _TooLong):
+                raise _RowTooBig(f"line {n} " + _record_limit(lim, f"{text.size:,} bytes"))
+            held[0] += len(text)
+            if held[0] > lim.record_bytes:
+                raise _RowTooBig("the row " + _record_limit(lim, f"over {held[0]:,} characters"))
+            yield text
+
+    csv.field_size_limit(max(csv.field_size_limit(), lim.record_bytes + 1))  # the row limit is the bound
+    reader = csv.DictReader(lines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    start = 2
+    try:
+        for row in reader:
+            if None in row:
+                yield start, Problem(str(path), start, "", f"{len(row[None])} more value(s) than the header has "
+                                                           "columns; fix the row")
+            else:
+                yield start, {k: v for k, v in row.items() if v != "" or k in QUERY_KEYS + REFERENCE_KEYS}
+            start, held[0] = reader.line_num + 1, 0
+    except _RowTooBig as e:
+        yield start, Problem(str(path), start, "", f"{e}; the rest of the file is skipped")
+    except csv.Error as e:
+        yield start, Problem(str(path), start, "", f"not valid CSV ({e}); fix the file (the rest of it is skipped)")
+
+
+def _size(value: Any) -> int:
+    """Characters of the text in a decoded row (strings, and those inside lists and dicts)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _size(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_size(v) for v in value)
+    return 8
+
+
+def _bounded(path: Path, n: int, row: Any, lim: Limits) -> Any:
+    """The row, or the Problem when its text is over the record limit."""
+    size = _size(row)
+    if size > lim.record_bytes:
+        return Problem(str(path), n, "", "the row " + _record_limit(lim, f"{size:,} characters"))
+    return row
+
+
+def _parquet_rows(path: Path, lim: Limits) -> Iterator[tuple[int, Any]]:
+    """(row, value or Problem) of a Parquet file, read a few rows at a time."""
+    import pyarrow.parquet as pq
+
+    check_file(path, lim)
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=64)
+        n = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                n += 1
+                yield n, _bounded(path, n, row, lim)
+    except OSError as e:
+        if isinstance(e, PermissionError):
+            raise InputError(f"{path}: cannot read it ({e.strerror}); check its permissions") from None
+        raise InputError(f"{path}: not a readable Parquet file ({e}); check it was written completely") from e
+    except Exception as e:  # pyarrow raises several types for a bad file
+        raise InputError(f"{path}: not a readable Parquet file ({e}); check it was written completely") from e
+
+
+def _hf_rows(path: Path, lim: Limits) -> Iterator[tuple[int, Any]]:
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(str(_hf_folder(path) or path))
+    except Exception as e:
+        raise InputError(f"{path}: not a datasets folder made by save_to_disk ({e})") from e
+    splits = ds.values() if isinstance(ds, DatasetDict) else [ds]
+    n = 0
+    for split in splits:
+        assert isinstance(split, Dataset)
+        for row in split:
+            n += 1
+            yield n, _bounded(path, n, row, lim)
+
+
+def _text_records(path: Path, lim: Limits) -> Iterator[Record | Problem]:
+    files = sorted(f for f in path.glob("*.txt") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        try:
+            size = f.stat().st_size
+        except OSError:
+            size = 0
+        if size > lim.record_bytes:
+            yield Problem(str(f), 0, "reference", "the file " + _record_limit(lim, f"{size:,} bytes"))
+            continue
+        with _open(f, lim) as fh:
+            raw = fh.read(lim.record_bytes + 1)
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            yield Problem(str(f), raw[:e.start].count(b"\n") + 1, "", f"not UTF-8 text ({e.reason} at byte "
+                                                                       f"{e.start}); save it as UTF-8")
+            continue
+        if not text.strip():
+            yield Problem(str(f), 0, "reference", "the file is empty; remove it or write the reference in it")
+            continue
+        yield _checked(Record(str(f), 0, "", text.strip("\n"), id=f.stem, query_pending=True,
+                              extra={"source": "text"}))
+
 
 def detect_format(path: Path) -> str:
     """The format `auto` picks for a path (by folder content or file suffix)."""
@@ -85,7 +484,7 @@ def detect_format(path: Path) -> str:
         raise InputError(f"{path}: a folder with no .txt files, no data files (.jsonl/.json/.csv/.parquet), no "
                          "datasets save_to_disk files and no HelloBench files; give a data file or such a folder")
     if not path.is_file():
-        raise InputError(f"{path}: no such file or folder; check the path")
+        check_file(path, Limits())  # names what it is: missing, a FIFO, a device...
     if path.name in (HELLOBENCH_TASKS, HELLOBENCH_RESPONSES):
         return "hellobench"
     suffix = path.suffix.lower()
@@ -114,144 +513,7 @@ def data_files(folder: Path) -> list[Path]:
                   and not p.name.startswith(".") and p.name != "dataset_info.json")
 
 
-def _json_values(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
-    """(line, value) of a JSONL file, a JSON array, or concatenated (pretty-printed) JSON objects."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
-    lines = text.splitlines()
-    first = next((l for l in lines if l.strip()), "")
-    if not first.lstrip().startswith("[") and any(_is_object(l) for l in [l for l in lines if l.strip()][:5]):
-        for n, raw in enumerate(lines, 1):
-            if raw.strip():
-                try:
-                    yield n, json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    problems.append(Problem(str(path), n, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                                              "fix or remove the line"))
-        return
-    pos = 0
-    while True:
-        pos = _skip(text, pos)
-        if pos >= len(text):
-            return
-        if text[pos] == "[":
-            pos = yield from _json_array(text, pos, path, problems)
-            if pos is None:
-                return
-            continue
-        line, value, pos = _decode(text, pos, path, problems)
-        if pos is None:
-            return
-        yield line, value
-
-
-def _skip(text: str, pos: int) -> int:
-    """The position of the next value: past whitespace and the commas between values."""
-    while pos < len(text) and text[pos] in " \t\r\n,":
-        pos += 1
-    return pos
-
-
-def _decode(text: str, pos: int, path: Path, problems: list[Problem]) -> tuple[int, Any, int | None]:
-    """(line, value, position after it) of the JSON value at `pos`; on bad JSON a Problem is
-    recorded and the position is None (the rest of the file cannot be trusted)."""
-    line = text.count("\n", 0, pos) + 1
-    try:
-        value, end = json.JSONDecoder().raw_decode(text, pos)
-    except json.JSONDecodeError as exc:
-        problems.append(Problem(str(path), exc.lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                                          f"the rest of the file from line {line} is skipped"))
-        return line, None, None
-    return line, value, end
-
-
-def _json_array(text: str, start: int, path: Path, problems: list[Problem]):
-    """(line, element) of the JSON array opening at text[start] ("["); returns the position after
-    its "]" (None when the file ends or breaks inside it)."""
-    pos = start + 1
-    while True:
-        pos = _skip(text, pos)
-        if pos >= len(text):
-            problems.append(Problem(str(path), text.count("\n", 0, start) + 1, "", "a JSON array that is never "
-                                    "closed; add the final ]"))
-            return None
-        if text[pos] == "]":
-            return pos + 1
-        line, value, pos = _decode(text, pos, path, problems)
-        if pos is None:
-            return None
-        yield line, value
-
-
-def _is_object(line: str) -> bool:
-    """Whether one line holds a whole JSON object (JSONL) rather than part of a pretty-printed one."""
-    try:
-        return isinstance(json.loads(line), dict)
-    except json.JSONDecodeError:
-        return False
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line where the row starts, row) of a CSV/TSV file; empty cells are absent (but for query
-    and reference columns, so an empty one is reported as empty, not missing)."""
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        start = 2
-        try:
-            for row in reader:
-                if None in row:
-                    yield start, ValueError(f"{len(row[None])} more value(s) than the header has columns")
-                else:
-                    yield start, {k: v for k, v in row.items() if v != "" or k in QUERY_KEYS + REFERENCE_KEYS}
-                start = reader.line_num + 1
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path}: not UTF-8 text ({e.reason} near line {start}); save it as UTF-8") from e
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises several types for a bad file
-        raise InputError(f"{path}: not a readable Parquet file ({e}); check it was written completely") from e
-    for i, row in enumerate(table.to_pylist(), 1):
-        yield i, row
-
-
-def _hf_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    try:
-        ds = load_from_disk(str(_hf_folder(path) or path))
-    except Exception as e:
-        raise InputError(f"{path}: not a datasets folder made by save_to_disk ({e})") from e
-    splits = ds.values() if isinstance(ds, DatasetDict) else [ds]
-    n = 0
-    for split in splits:
-        assert isinstance(split, Dataset)
-        for row in split:
-            n += 1
-            yield n, row
-
-
-def _text_records(path: Path) -> Iterator[Record | Problem]:
-    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
-    for f in files:
-        try:
-            text = f.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            yield Problem(str(f), 0, "", f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8")
-            continue
-        if not text.strip():
-            yield Problem(str(f), 0, "reference", "the file is empty; remove it or write the reference in it")
-            continue
-        yield Record(str(f), 0, "", text.strip("\n"), id=f.stem, query_pending=True, extra={"source": "text"})
-
-
-def _hellobench_records(path: Path) -> Iterator[Record | Problem]:
+def _hellobench_records(path: Path, lim: Limits) -> Iterator[Record | Problem]:
     """HelloBench's records: it ships tasks (`heuristic_text_generation.jsonl`: id, category,
     instruction, checklists) and answers (`..._claude35_responses.jsonl`: id, instruction,
     response) as two files. Given the task file or the folder, tasks are joined with the
@@ -274,14 +536,14 @@ def _hellobench_records(path: Path) -> Iterator[Record | Problem]:
     extra = {"source": "hellobench"}
     problems: list[Problem] = []
     if not tasks.is_file():  # answers alone: an ordinary data file
-        rows = list(_json_values(responses, problems))
-        got = [normalise(raw, str(responses), n) for n, raw in rows]
-        yield from sorted(problems + [g for g in got if isinstance(g, Problem)], key=lambda p: p.line)
+        got = [raw if isinstance(raw, Problem) else normalise(raw, str(responses), n)
+               for n, raw in _json_values(responses, lim)]
+        yield from sorted([g for g in got if isinstance(g, Problem)], key=lambda p: p.line)
         for g in got:
             if isinstance(g, Record):
                 yield replace(g, extra={**extra, **g.extra})
         return
-    task_rows, resp_rows = _by_id(tasks, problems), _by_id(responses, problems)
+    task_rows, resp_rows = _by_id(tasks, problems, lim), _by_id(responses, problems, lim)
     out: list[Record | Problem] = []
     if lead == "tasks":
         for rid, (n, task) in task_rows.items():
@@ -310,11 +572,13 @@ def _hellobench_records(path: Path) -> Iterator[Record | Problem]:
             yield replace(g, extra={**extra, **g.extra})
 
 
-def _by_id(path: Path, problems: list[Problem]) -> dict[str, tuple[int, dict]]:
+def _by_id(path: Path, problems: list[Problem], lim: Limits) -> dict[str, tuple[int, dict]]:
     """The objects of a HelloBench file by id (with their lines); lines without a usable id are Problems."""
     rows: dict[str, tuple[int, dict]] = {}
-    for n, record in _json_values(path, problems):
-        if not isinstance(record, dict):
+    for n, record in _json_values(path, lim):
+        if isinstance(record, Problem):
+            problems.append(record)
+        elif not isinstance(record, dict):
             problems.append(Problem(str(path), n, "", "expected a JSON object"))
         elif record.get("id") is None:
             problems.append(Problem(str(path), n, "id", "missing; HelloBench files are joined on id"))
@@ -325,45 +589,66 @@ def _by_id(path: Path, problems: list[Problem]) -> dict[str, tuple[int, dict]]:
     return rows
 
 
-def read_records(path: str | Path, format: str = "auto") -> Iterator[Record | Problem]:
-    """Each record of one file or folder, normalised, or a Problem for each bad one.
+def _empty(path: Path) -> Problem:
+    return Problem(str(path), 0, "", "the file is empty: it holds no records; add records, or leave the file out")
 
-    Raises InputError when the file cannot be read at all (missing, unknown type, not UTF-8)."""
+
+def _format_of(path: str | Path, format: str, lim: Limits) -> tuple[Path, str]:
     p = Path(path)
     if format not in FORMATS:
         raise InputError(f"{path}: unknown format {format!r}; use one of {', '.join(FORMATS)}")
     fmt = detect_format(p) if format == "auto" else format
-    if not p.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
+    if not p.is_dir():
+        check_file(p, lim)  # missing, not a regular file, or over the file limit: before anything is read
+    return p, fmt
+
+
+def read_raw(path: str | Path, format: str = "auto", limits: Limits | None = None) -> Iterator[tuple[int, Any]]:
+    """(line, decoded value) of each record of a JSONL/JSON/CSV/Parquet file or a datasets folder,
+    before any field is read (training reads chat records this way), with a Problem in place of
+    each value that could not be decoded or is over the record limit. A file without a record
+    gives one Problem saying it is empty. Raises InputError when the file cannot be read at all."""
+    lim = limits or Limits.from_env()
+    p, fmt = _format_of(path, format, lim)
+    if fmt in ("jsonl", "json", "reer-release"):
+        rows = _json_values(p, lim)
+    elif fmt == "csv":
+        rows = _csv_rows(p, lim)
+    elif fmt in ("parquet", "deepwriting"):
+        rows = _parquet_rows(p, lim)
+    elif fmt == "hf":
+        rows = _hf_rows(p, lim)
+    else:
+        raise InputError(f"{path}: a {fmt} input holds no records of its own; give a JSONL, JSON, CSV or Parquet "
+                         "file or a datasets folder")
+    seen = False
+    for line, raw in rows:
+        seen = True
+        yield line, raw
+    if not seen:
+        yield 0, _empty(p)
+
+
+def read_records(path: str | Path, format: str = "auto", limits: Limits | None = None) -> Iterator[Record | Problem]:
+    """Each record of one file or folder, normalised, or a Problem for each bad one (a file that
+    holds no record is one Problem saying so).
+
+    Raises InputError when the file cannot be read at all (missing, not a regular file, over the
+    file limit, unknown type, not UTF-8)."""
+    lim = limits or Limits.from_env()
+    p, fmt = _format_of(path, format, lim)
     if fmt == "folder":
         for f in data_files(p):
-            yield from read_records(f)
+            yield from read_records(f, limits=lim)
         return
     if fmt == "text":
-        yield from _text_records(p)
+        yield from _text_records(p, lim)
         return
     if fmt == "hellobench":
-        yield from _hellobench_records(p)
+        yield from _hellobench_records(p, lim)
         return
-    problems: list[Problem] = []
-    if fmt in ("jsonl", "json", "reer-release"):
-        rows = _json_values(p, problems)
-    elif fmt == "csv":
-        rows = _csv_rows(p)
-    elif fmt in ("parquet", "deepwriting"):
-        rows = _parquet_rows(p)
-    elif fmt == "hf":
-        rows = _hf_rows(p)
-    else:  # pragma: no cover - FORMATS is checked above
-        raise InputError(f"{path}: format {fmt} has no reader")
-    for line, raw in rows:
-        while problems:
-            yield problems.pop(0)
-        if isinstance(raw, Exception):
-            yield Problem(str(p), line, "", f"{raw}; fix the row")
-            continue
-        yield normalise(raw, str(p), line)
-    yield from problems
+    for line, raw in read_raw(p, fmt, lim):
+        yield raw if isinstance(raw, Problem) else normalise(raw, str(p), line)
 
 
 # ---- one raw record -> Record | Problem -------------------------------------------------------
@@ -412,7 +697,32 @@ def _first(record: dict, keys: tuple[str, ...]) -> tuple[str | None, Any]:
 
 
 def normalise(record: Any, path: str, line: int) -> Record | Problem:
-    """One raw record (dict) as a Record, or the Problem that rejects it."""
+    """One raw record (dict) as a Record, or the Problem that rejects it (reserved tags included)."""
+    got = _normalise(record, path, line)
+    return _checked(got) if isinstance(got, Record) else got
+
+
+def _checked(rec: Record) -> Record | Problem:
+    """The record, or the Problem naming a field that holds a think tag or a chat-template special
+    token (the assistant turn could not be read back, and training would refuse it or learn the
+    token), or a lone surrogate escape (not text: it would be scored as U+FFFD)."""
+    fields = (("query", rec.query), ("thinking", rec.thinking), ("reference", rec.reference),
+              ("system", rec.extra.get("system")))
+    for name, text in fields:
+        if not isinstance(text, str) or not text:
+            continue
+        tag = reserved_tag(text)
+        if tag is not None:
+            return Problem(rec.path, rec.line, name, f"contains {tag!r}, a think tag or chat-template special token "
+                                                     "that would break the assistant turn; remove or reword it")
+        bad = SURROGATE_RE.search(text)
+        if bad is not None:
+            return Problem(rec.path, rec.line, name, f"holds an unpaired surrogate \\u{ord(bad.group()):04x} at "
+                                                     f"character {bad.start()}: not text; fix the escape")
+    return rec
+
+
+def _normalise(record: Any, path: str, line: int) -> Record | Problem:
     if not isinstance(record, dict):
         return Problem(path, line, "", "expected an object like {\"query\": ..., \"reference\": ...}")
     if "alist" in record or ("q" in record and "ref" in record):

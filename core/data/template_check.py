@@ -1,4 +1,11 @@
-"""Does the think block survive a chat template? Render exported chat records and compare.
+"""What training refuses, and does the think block survive a chat template? Check chat records.
+
+Knows what `train` accepts as a chat (`chat_problem`, the one definition core.train.data uses
+to refuse a record): a list of system/user/assistant messages with string contents, the
+assistant's last; every assistant turn in core.format's layout (at most one think block, at its
+start, with an answer after it); no think tag outside an assistant turn's block and no
+chat-template special token anywhere (core.format.reserved_tag). `check_record` reports a record
+train would refuse as "refused", before rendering it.
 
 Knows: a chat record ({"id", "messages": [...]} as core.data.export writes it, each assistant
 turn in core.format's layout) rendered with a tokenizer's chat template must contain each
@@ -15,17 +22,69 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.format import THINK_CLOSE, THINK_OPEN, split_assistant_turn
+from core.format import RESERVED_RE, THINK_CLOSE, THINK_OPEN, split_assistant_turn
+
+ROLES = ("system", "user", "assistant")
 
 
 @dataclass(frozen=True)
 class TemplateIssue:
     id: str  # the record's id
-    problem: str  # "dropped" | "mangled" | "error"
+    problem: str  # "refused" (train would refuse it) | "dropped" | "mangled" | "error"
     detail: str  # what was seen
 
     def __str__(self) -> str:
+        if self.problem == "refused":
+            return f"{self.id}: train would refuse it ({self.detail})"
         return f"{self.id}: think block {self.problem} ({self.detail})"
+
+
+def _turn_problem(content: str) -> str | None:
+    """What is wrong with an assistant turn's think block and answer (core.format's layout), or None."""
+    if content.count(THINK_CLOSE) > 1 or content.count(THINK_OPEN) > 1 or \
+            (THINK_OPEN in content) != (THINK_CLOSE in content) or \
+            (THINK_OPEN in content and not content.lstrip().startswith(THINK_OPEN)):
+        return (f"broken think block: expected one '{THINK_OPEN}' ... '{THINK_CLOSE}' pair at the start, "
+                "before the answer")
+    if THINK_CLOSE in content and not split_assistant_turn(content)[1]:
+        return f"no answer after '{THINK_CLOSE}'"
+    return None
+
+
+def chat_problem(messages) -> tuple[str, str] | None:
+    """(field, what is wrong and the fix) for a chat that training refuses, or None when it trains:
+    the one definition of what `train` refuses (core.train.data.parse_chat uses it)."""
+    if not isinstance(messages, list) or len(messages) < 2:
+        return "messages", "must be a list of at least two messages (user, then assistant)"
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            return where, 'must be an object {"role": ..., "content": ...}'
+        if m.get("role") not in ROLES:
+            return f"{where}.role", f"{m.get('role')!r} is not one of {', '.join(ROLES)}"
+        if not isinstance(m.get("content"), str):
+            return f"{where}.content", f"must be a string, got {type(m.get('content')).__name__}"
+        if m["role"] == "system" and i > 0:
+            return f"{where}.role", "a system message may only come first"
+    last = len(messages) - 1
+    if messages[-1]["role"] != "assistant":
+        return f"messages[{last}].role", "the last message must be the assistant's (it is what the model learns to write)"
+    if not any(m["role"] == "user" for m in messages[:-1]):
+        return "messages", "no user message before the assistant's"
+    if not messages[-1]["content"].strip():
+        return f"messages[{last}].content", "is empty; nothing to learn"
+    for i, m in enumerate(messages):
+        content = m["content"]
+        if m["role"] == "assistant":
+            wrong = _turn_problem(content)
+            if wrong:
+                return f"messages[{i}].content", wrong
+            content = content.replace(THINK_OPEN, "", 1).replace(THINK_CLOSE, "", 1)  # its own block is allowed
+        tag = RESERVED_RE.search(content)
+        if tag is not None:
+            return (f"messages[{i}].content", f"contains {tag.group()!r}, a think tag or chat-template special "
+                    "token that would break the turn; remove or reword it")
+    return None
 
 
 def load_tokenizer(model_dir: str | None = None):
@@ -46,9 +105,12 @@ def _thinking(content: str) -> str | None:
 
 
 def check_record(record: dict, tokenizer) -> TemplateIssue | None:
-    """The issue of one chat record under `tokenizer`'s template, or None when every assistant
-    turn (think block included) survives rendering and tokenization."""
+    """The issue of one chat record under `tokenizer`'s template, or None when train accepts it and
+    every assistant turn (think block included) survives rendering and tokenization."""
     rid = str(record.get("id"))
+    refused = chat_problem(record.get("messages"))
+    if refused is not None:
+        return TemplateIssue(rid, "refused", f"field '{refused[0]}': {refused[1]}")
     try:
         rendered = tokenizer.apply_chat_template(record["messages"], tokenize=False)
     except Exception as e:  # templates raise jinja errors of many types
@@ -75,6 +137,7 @@ def check_record(record: dict, tokenizer) -> TemplateIssue | None:
 
 
 def check_records(records: list[dict], tokenizer=None) -> list[TemplateIssue]:
-    """Issues of every record whose think block is dropped or mangled (tokenizer: built-in by default)."""
+    """Issues of every record train would refuse or whose think block is dropped or mangled
+    (tokenizer: built-in by default)."""
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     return [i for i in (check_record(r, tok) for r in records) if i is not None]

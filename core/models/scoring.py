@@ -19,6 +19,8 @@ core.format, the one module that spells the think block:
   trailing blank lines included; a list of segments is joined with "\n\n"; nothing else is
   added), tokenized as one text; continuation = y, tokenized separately and appended
   (lm-evaluation-harness).
+Before anything is tokenized, `check_length` refuses a text that cannot fit the model's window
+whatever the tokenizer does (more than MAX_CHARS_PER_TOKEN characters a token).
 Option `skip_first_segment`: y's first segment moves into the context and is not scored (the
 "\n\n" after it is scored with the rest).
 
@@ -49,7 +51,31 @@ from core.settings import setting, validate
 
 
 class ScoringError(LMError):
-    """The inputs cannot be scored as given (empty reference, unknown template...)."""
+    """The inputs cannot be scored as given (empty reference, unknown template, far too long...)."""
+
+
+# No tokenizer in use has a token longer than this (SmolLM2's longest is 81 characters), so a text
+# of more than window * MAX_CHARS_PER_TOKEN characters cannot fit the window: it is refused before
+# any of it is tokenized (tokenizing a 200 MB text first took over 8 GB).
+MAX_CHARS_PER_TOKEN = 128
+
+
+def check_length(lm: LM, query: str, thinking: str | Sequence[str], reference: str, cfg: ScoringConfig) -> None:
+    """ScoringError when the text cannot fit `lm`'s window whatever its tokenizer does: the reference
+    alone (it is never cut), or, unless cfg.truncate is "left", query + thinking + reference."""
+    window = int(lm.max_length)
+    most = window * MAX_CHARS_PER_TOKEN
+    fix = "shorten it or use a model with a longer window"
+    if len(reference) > most:
+        raise ScoringError(f"the reference is {len(reference):,} characters: more than {lm.name}'s {window}-token "
+                           f"window can hold (at most {most:,} characters, {MAX_CHARS_PER_TOKEN} a token); {fix}")
+    if cfg.truncate != "left":
+        z = len(thinking) if isinstance(thinking, str) else sum(len(s) + len(SEP) for s in thinking)
+        total = len(query) + z + len(reference)
+        if total > most:
+            raise ScoringError(f"query, thinking and reference are {total:,} characters: more than {lm.name}'s "
+                               f"{window}-token window can hold (at most {most:,} characters, {MAX_CHARS_PER_TOKEN} "
+                               f"a token); {fix}, or let the context be cut on the left (truncate left)")
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,7 @@ def build_request(lm: LM, query: str, thinking: str | Sequence[str], reference: 
     `thinking` is a text or its segments. Under the chat layouts a text is cut into segments
     (the pieces candidates share); under `none` a text is used exactly as given."""
     layout = _layout(cfg)
+    check_length(lm, query, thinking, reference, cfg)  # before anything is tokenized or rendered
     unscored, reference = split_reference(reference, cfg)
     if not reference.strip():
         raise ScoringError("the reference is empty: nothing to score")

@@ -6,8 +6,11 @@ Knows the chat JSONL contract the export writes, one object per line:
 (the assistant turn as core.format writes and reads it; an optional leading system message and
 earlier turns are allowed; only the LAST message, which must be the assistant's, is trained on).
 Lines holding query/reference (+ thinking) instead, as in data/samples.jsonl, are turned into
-that shape (`chat_record`), so a sample file trains as it is. Every bad line is a
-`core.data.items.Problem` naming file, line and field.
+that shape (`chat_record`), so a sample file trains as it is. The file is read through
+core.data.records (`read_raw`: strict UTF-8, the size limits, JSON/CSV/Parquet too) and what a
+chat may hold is core.data.template_check.chat_problem's to say, the same check
+`export --check-template` runs. Every bad line is a `core.data.items.Problem` naming file, line
+and field.
 
 Knows the loss mask: the labels are the token ids of the last assistant turn's content plus
 the end-of-turn token (`<|im_end|>` for SmolLM2) and -100 everywhere else (system, user,
@@ -26,9 +29,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from core.data.items import InputError, Item, Problem, parse_record
-from core.format import THINK_CLOSE, THINK_OPEN, assistant_turn, split_assistant_turn
-
-ROLES = ("system", "user", "assistant")
+from core.data.records import read_raw
+from core.data.template_check import chat_problem
+from core.format import assistant_turn, split_assistant_turn
 IGNORE = -100  # label of tokens that carry no loss
 
 
@@ -99,35 +102,13 @@ def parse_chat(record, path: str, line: int) -> ChatRecord | Problem:
             return got
         if not got.query.strip():
             return Problem(path, line, "query", "is empty; give the task the answer responds to")
-        return chat_record(got.id, got.query, got.thinking, got.reference, line)
+        rec = chat_record(got.id, got.query, got.thinking, got.reference, line)
+        refused = chat_problem(list(rec.messages))
+        return rec if refused is None else Problem(path, line, *refused)
     msgs = record["messages"]
-    if not isinstance(msgs, list) or len(msgs) < 2:
-        return Problem(path, line, "messages", "must be a list of at least two messages (user, then assistant)")
-    for i, m in enumerate(msgs):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            return Problem(path, line, where, 'must be an object {"role": ..., "content": ...}')
-        if m.get("role") not in ROLES:
-            return Problem(path, line, f"{where}.role", f"{m.get('role')!r} is not one of {', '.join(ROLES)}")
-        if not isinstance(m.get("content"), str):
-            return Problem(path, line, f"{where}.content", f"must be a string, got {type(m.get('content')).__name__}")
-        if m["role"] == "system" and i > 0:
-            return Problem(path, line, f"{where}.role", "a system message may only come first")
-    last = len(msgs) - 1
-    if msgs[-1]["role"] != "assistant":
-        return Problem(path, line, f"messages[{last}].role", "the last message must be the assistant's (it is "
-                       "what the model learns to write)")
-    if not any(m["role"] == "user" for m in msgs[:-1]):
-        return Problem(path, line, "messages", "no user message before the assistant's")
-    content = msgs[-1]["content"]
-    if not content.strip():
-        return Problem(path, line, f"messages[{last}].content", "is empty; nothing to learn")
-    if content.count(THINK_CLOSE) > 1 or content.count(THINK_OPEN) > 1 or \
-            (THINK_OPEN in content) != (THINK_CLOSE in content):
-        return Problem(path, line, f"messages[{last}].content", f"broken think block: expected one "
-                       f"'{THINK_OPEN}' ... '{THINK_CLOSE}' pair before the answer")
-    if THINK_CLOSE in content and not split_assistant_turn(content)[1]:
-        return Problem(path, line, f"messages[{last}].content", f"no answer after '{THINK_CLOSE}'")
+    refused = chat_problem(msgs)
+    if refused is not None:
+        return Problem(path, line, *refused)
     rid = record.get("id")
     rid = str(rid) if rid is not None else f"{Path(path).name}:{line}"
     clean = tuple({"role": m["role"], "content": m["content"]} for m in msgs)
@@ -135,23 +116,25 @@ def parse_chat(record, path: str, line: int) -> ChatRecord | Problem:
 
 
 def read_chat_jsonl(path: str | Path) -> list[ChatRecord]:
-    """Every record of a chat JSONL file; any bad line (or none at all) raises DataError."""
+    """Every record of a chat file (JSONL as the export writes it, or any JSON/CSV/Parquet/datasets
+    input core.data.records reads, strict UTF-8, within its size limits); any bad record (or none
+    at all) raises DataError."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"{path}: no such file; give the chat JSONL written by the export "
                         "(one {\"messages\": [...]} object per line)")
     records, problems = [], []
-    with p.open(encoding="utf-8", errors="replace") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                decoded = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(str(path), n, "", f"not valid JSON ({exc.msg} at column {exc.colno})"))
+    try:
+        for n, decoded in read_raw(p):
+            if isinstance(decoded, Problem):
+                if decoded.line == 0 and "holds no records" in decoded.message:
+                    break  # reported below, with the fix for training
+                problems.append(decoded)
                 continue
             got = parse_chat(decoded, str(path), n)
             (records if isinstance(got, ChatRecord) else problems).append(got)
+    except InputError as exc:
+        raise DataError(f"{exc}; training reads nothing from it") from None
     if problems:
         more = f" (and {len(problems) - 1} more bad line(s))" if len(problems) > 1 else ""
         raise DataError(f"{problems[0]}{more}; fix or remove the line(s) before training")
