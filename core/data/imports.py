@@ -65,6 +65,7 @@ class FileCount:
     trajectories: int = 0  # new trajectories stored
     duplicates: int = 0  # records already in the store (same content)
     skipped: int = 0  # bad records (each has a Problem)
+    stopped: bool = False  # a file-level problem (bad encoding, over the size limit) ended reading it early
 
 
 @dataclass
@@ -207,9 +208,10 @@ def _good_records(paths: list[str | Path], format: str, report: ImportReport) ->
                     continue
                 count.read += 1
                 yield rec, fmt, count
-        except InputError as e:
+        except InputError as e:  # the rest of the file is not read; what came before is stored
             report.problems.append(Problem(str(path), 0, "", str(e).removeprefix(f"{path}: ")))
             count.skipped += 1
+            count.stopped = True
 
 
 def _chunks(it: Iterator, size: int) -> Iterator[list]:

@@ -50,6 +50,10 @@ def cmd_import(args) -> int:
     print(report.summary() + f" into {args.db}")
     if report.total("read") == 0 and report.problems:
         raise args.error(f"nothing imported: every record or file was rejected ({len(report.problems)} problem(s) above)")
+    stopped = [path for path, c in report.files.items() if c.stopped]
+    if stopped:  # the good records before the problem are stored; a rerun counts them as duplicates
+        raise args.error(f"{', '.join(stopped)}: reading stopped at the problem above, so the rest of the file is "
+                         "not imported; fix the file and import it again (what is stored counts as duplicates)")
     return 0
 
 
