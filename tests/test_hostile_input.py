@@ -296,3 +296,16 @@ def test_train_and_check_template_refuse_the_same_records():
         assert ([x.problem for x in issues] == ["refused"]) != trains, (i, issues)
         if not trains:
             assert str(issues[0]).startswith(f"{i}: train would refuse it (field 'messages[")
+
+
+def test_the_library_says_when_an_upload_stopped_part_way(tmp_path):
+    """With batched imports the records before a bad-encoding line are stored; the page must say the rest was not."""
+    from core.store import open_store
+    from studio.pages.library import import_upload
+
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("query,reference\nq,fine\nq,caf\xe9\nq3,never read\n".encode("latin-1"))
+    rep = import_upload(open_store(tmp_path / "s.db"), bad)
+    assert len(rep.added) == 1
+    assert any("line 3: not UTF-8 text" in p for p in rep.problems)
+    assert any("rest of the file is not imported" in p for p in rep.problems)

@@ -56,7 +56,8 @@ def import_upload(store: Store, path: str | Path) -> ImportReport:
     reference or their aliases, chat messages, HelloBench files, Palimpsest exports; records with a
     think block become trajectories). Problems name the file as the person knows it (an upload lives
     in a temporary folder), its line, field and the fix. Raises InputError for a missing file and
-    core.data.imports.ImportFailed (a StoreError) when the store refused the import (nothing of it is kept)."""
+    core.data.imports.ImportFailed (a StoreError) when the store refused a batch (the batches before it
+    are kept; importing the file again finishes it)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p.name}: no such file; upload a .jsonl, .json, .csv or .parquet file")
@@ -69,6 +70,9 @@ def import_upload(store: Store, path: str | Path) -> ImportReport:
                           trajectories=list(rep.trajectory_ids))
     if not rep.total("read") and not rep.problems:
         report.problems.append(f"{p.name}: the file holds no records")
+    if any(c.stopped for c in rep.files.values()):
+        report.problems.append(f"{p.name}: reading stopped at the problem above, so the rest of the file is not "
+                               "imported; fix the file and upload it again (what is stored counts as duplicates)")
     return report
 
 
