@@ -44,9 +44,18 @@ class QualityConfig:
         validate(self)
 
 
+TOKENS_PER_WORD = 1.3  # the tokenizer-free estimate's tokens per whitespace word
+
+
 def approx_tokens(text: str) -> int:
-    """A tokenizer-free token estimate: whitespace words * 1.3, rounded."""
-    return round(len(text.split()) * 1.3)
+    """A tokenizer-free token estimate: whitespace words * TOKENS_PER_WORD, rounded."""
+    return round(len(text.split()) * TOKENS_PER_WORD)
+
+
+def shortest_passing_budget(min_tokens: int) -> int:
+    """The fewest generated tokens whose text `too_short` (estimating) can count as `min_tokens`:
+    each word takes at least one token, so a budget of T tokens holds at most T words."""
+    return next(t for t in range(min_tokens + 1) if round(t * TOKENS_PER_WORD) >= min_tokens)
 
 
 def too_short(thinking: str, min_tokens: int = 100, count_tokens: Callable[[str], int] | None = None) -> list[str]:

@@ -18,8 +18,9 @@ KEEP_DRAFTS = ("full", "excerpt", "none")
 
 @dataclass(frozen=True)
 class R2Config:
-    max_rounds: int = setting(2, min=0, flag="--rounds", label="Rounds",
-                              help="reflect-and-revise rounds at most")
+    max_rounds: int = setting(2, min=1, flag="--rounds", label="Rounds",
+                              help="reflect-and-revise rounds at most (at least 1: with none there is nothing to "
+                                   "reflect on)")
     threshold: float = setting(9.0, help="stop once the current draft's overall score reaches this (on the judge's "
                                          "scale, judge.low to judge.high)")
     stop_when_no_improvement: bool = setting(True, flag="--keep-going",

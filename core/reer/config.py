@@ -9,22 +9,24 @@ from dataclasses import dataclass
 
 from core.format import DEFAULT_TEMPLATE, TEMPLATE_HELP, TEMPLATES
 from core.models.scoring import ScoringConfig
-from core.quality import QualityConfig
-from core.settings import loading, setting, validate
+from core.quality import QualityConfig, shortest_passing_budget
+from core.settings import checking, invalid, loading, setting, validate
 
 
 @dataclass(frozen=True)
 class ReerConfig:
     candidates: int = setting(2, min=1, max=64, label="Candidates per segment",
                               help="K rewrites sampled per segment")
-    max_steps: int = setting(10, min=0, help="segment expansions at most (over all passes)")
+    max_steps: int = setting(10, min=0, help="segment expansions at most (over all passes); the search also ends "
+                                             "once it has visited every segment `passes` times")
     threshold: float = setting(0.25, min=0, max=2, label="Stop threshold (score)",
                                help="stop once the clipped score falls below this (0.25 is about PPL 1.28)")
     passes: int = setting(1, min=1, help="how many times to sweep the segments left to right")
     temperature: float = setting(0.8, min=0, max=5, help="sampling temperature for the draft and the candidates")
     top_p: float = setting(0.85, above=0, max=1, help="nucleus sampling mass")
     draft_max_new_tokens: int = setting(1024, min=1, label="Draft tokens",
-                                        help="token budget of the initial thinking z0")
+                                        help="token budget of the initial thinking z0 (at least what the too-short "
+                                             "filter asks for: a shorter draft is always dropped)")
     candidate_max_new_tokens: int = setting(192, min=1, label="Candidate tokens",
                                             flag=("--candidate-max-new-tokens", "--max-new-tokens"),
                                             help="token budget of each rewrite (a paragraph; 384 mostly bought "
@@ -51,6 +53,11 @@ class ReerConfig:
 
     def __post_init__(self):
         validate(self)
+        least = shortest_passing_budget(self.quality.min_tokens)
+        if checking() and self.draft_max_new_tokens < least:
+            invalid("draft_max_new_tokens", self.draft_max_new_tokens,
+                    f"must be at least {least}: a shorter draft can never reach the too-short filter's "
+                    f"{self.quality.min_tokens} tokens (quality.min_tokens), so every run would end dropped", self)
 
     def as_dict(self) -> dict:
         """JSON-shaped (tuples become lists), so a stored copy compares equal to a fresh one."""
