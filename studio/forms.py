@@ -2,11 +2,17 @@
 and choices are the config's own, and the config validates what a person typed.
 
 `widget(cls, "candidates", elem_id=...)` makes the gradio component of one field (Checkbox for a
-flag, Radio for choices, Slider or Number with the field's bounds for numbers, Textbox for text),
+flag, Radio for choices, Slider with the field's bounds or Number for numbers, Textbox for text),
 its label from the field's label (with the real default in brackets) and its info from the
 field's help. `config(cls, {path: value})` builds the config from the widgets' values (numbers
 made whole where the field is), raising core.settings.SettingError; `error_text(exc, cls)` is
-that error as the page shows it, naming the field by its label and by its setting name.
+that error as the page shows it, naming the field by its label and by its setting name;
+`problem(cls, values)` is that text or "" (a page's inline check under its settings, redrawn as
+the person types, so a setting that cannot work is refused before Run).
+
+The config is the one checker: a Number gets no gradio bounds from the field (gradio would refuse
+an out-of-range value before the page's handler with "Value 0 is less than minimum value 1",
+naming no field); a page may still pass `minimum`/`maximum` of its own.
 
 Knows: gradio components and the settings metadata. Does not know any page or any config.
 """
@@ -64,10 +70,10 @@ def widget(cls, path: str, *, value: Any = MISSING, elem_id: str | None = None, 
             raise ValueError(f"{path}: choices {values} are not all among the config's {list(s.choices)}")
         return gr.Radio(picks, value=value, **common, **kw)
     if s.type in (int, float):
-        low, high = _bounds(s)
-        kw.setdefault("minimum", low)
-        kw.setdefault("maximum", high)
-        if slider:
+        if slider:  # a slider needs its ends; it cannot be dragged past them
+            low, high = _bounds(s)
+            kw.setdefault("minimum", low)
+            kw.setdefault("maximum", high)
             return gr.Slider(value=value, step=1 if s.type is int else kw.pop("step", 0.01), **common, **kw)
         if s.type is int:
             kw.setdefault("precision", 0)
@@ -112,6 +118,15 @@ def error_text(exc: SettingError, cls) -> str:
         label = exc.path
     shown = "empty" if exc.value is None else repr(exc.value)
     return f"{label}: {shown} — {exc.allowed} (setting {exc.path})"
+
+
+def problem(cls, values: dict[str, Any], base=None) -> str:
+    """Why the config refuses these widget values, as `error_text` says it ("" when it takes them)."""
+    try:
+        config(cls, values, base)
+    except SettingError as exc:
+        return error_text(exc, cls)
+    return ""
 
 
 def range_text(cls, path: str) -> str:

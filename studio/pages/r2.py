@@ -72,19 +72,48 @@ class R2Page:
     attach_outputs: list
 
 
+def judge_model_props(mode: str) -> dict:
+    """The judge model menu's state for a judge mode: a person judging alone needs no model, so the
+    menu is not editable then (and says why)."""
+    human = mode == "human"
+    return dict(interactive=not human, info="not used: you judge" if human else "empty: the writer's model judges")
+
+
+def judge_model_field(mode: str) -> gr.Dropdown:
+    """The update of the judge model menu when the judge mode changes (judge_model_props)."""
+    return gr.Dropdown(**judge_model_props(mode))
+
+
+def box_label(criterion: str, n: int, jcfg: JudgeConfig) -> str:
+    """A criterion's score box label: its number, its own words and the scale."""
+    return f"{n}. {criterion} ({jcfg.low:g}-{jcfg.high:g}, optional)"
+
+
+def _score(value, field: str, jcfg: JudgeConfig):
+    """A box's value as a judgment wants it (whole numbers as int); BadJudgment naming `field` and
+    the scale when it is not a number on it."""
+    try:
+        x = None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if x is not None and not jcfg.low <= x <= jcfg.high:  # NaN fails too
+        raise BadJudgment(f"{field}: {value!r} is off the scale; give a score from {jcfg.low:g} to {jcfg.high:g}")
+    return int(x) if x is not None and x.is_integer() else x
+
+
 def judgment_from_form(state: R2State, version: int, scores: list, overall, critique: str) -> Judgment:
     """The Judgment a person's form gives for `version` of the run in `state`: an override of
     the model's proposal when there is a readable one (unchanged: the proposal itself, still the
-    model's), else a person's judgment. Raises BadJudgment naming the field and the fix."""
+    model's), else a person's judgment. Raises BadJudgment naming the field (a criterion by its
+    own words) and the fix."""
     if state.started is None:
         raise BadJudgment("the run has not started")
     rubric = tuple(state.started.rubric)
     jcfg = JudgeConfig(**state.started.settings.get("judge", {}))
     if overall is None:
         raise BadJudgment(f"Overall: give a score from {jcfg.low:g} to {jcfg.high:g}")
-    given = {c: (None if s is None else float(s)) for c, s in zip(rubric, scores)}
-    given = {c: (int(s) if s is not None and s.is_integer() else s) for c, s in given.items()}
-    overall = int(overall) if float(overall).is_integer() else float(overall)
+    given = {c: _score(s, f"Criterion {i + 1} “{c[:80]}”", jcfg) for i, (c, s) in enumerate(zip(rubric, scores))}
+    overall = _score(overall, "Overall", jcfg)
     req = state.requests.get(version)
     proposed = req.proposed if req is not None else None
     if proposed and proposed.get("parsed"):
@@ -114,11 +143,12 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         mode = forms.widget(R2Config, "judge_mode", value="human", choices=MODE_CHOICES, show_default=False,
                             info="", elem_id="r2-judge-mode", scale=5, min_width=420)
         judge_spec = gr.Dropdown(choices=ctx.model_choices(), value="", label="Judge model", elem_id="r2-judge-model",
-                                 allow_custom_value=ctx.model_free_text, scale=3, min_width=200)
-        rounds = forms.widget(R2Config, "max_rounds", value=DEMO["max_rounds"], slider=True, maximum=6, info="",
-                              elem_id="r2-rounds-n", scale=2, min_width=140)
-        thr = forms.widget(R2Config, "threshold", value=DEMO["threshold"], minimum=REAL.judge.low,
-                           maximum=REAL.judge.high, step=0.5, info="", elem_id="r2-threshold", scale=1, min_width=110)
+                                 allow_custom_value=ctx.model_free_text, scale=3, min_width=200,
+                                 **judge_model_props("human"))
+        rounds = forms.widget(R2Config, "max_rounds", value=DEMO["max_rounds"], info="",  # the config checks it
+                              elem_id="r2-rounds-n", scale=1, min_width=110)
+        thr = forms.widget(R2Config, "threshold", value=DEMO["threshold"], step=0.5, info="", elem_id="r2-threshold",
+                           scale=1, min_width=110)
         seed = forms.widget(R2Config, "seed", value=DEMO["seed"], show_default=False, info="", elem_id="r2-seed",
                             scale=1, min_width=90)
     with gr.Accordion(f"Writer {ctx.model_name}: token budgets (small demo budgets, real defaults in brackets)",
@@ -135,21 +165,21 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                                  elem_id="r2-revision-tokens")
             judge_t = forms.widget(R2Config, "judge.max_new_tokens", value=DEMO["judge_max_new_tokens"],
                                    elem_id="r2-judge-tokens")
+    check = gr.HTML("", elem_id="r2-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=460):
             with gr.Column(visible=False, elem_id="r2-judge-form", elem_classes=["r2-form"]) as form:
                 form_head = gr.HTML("", elem_id="r2-judge-text", padding=False)
-                boxes = []
-                for row_start in range(0, MAX_CRITERIA, 4):
+                boxes = []  # labelled with their criteria when a request fills the form; judgment_from_form
+                for row_start in range(0, MAX_CRITERIA, 2):  # checks the scale (naming the criterion)
                     with gr.Row(equal_height=True):
-                        for i in range(row_start, row_start + 4):
-                            boxes.append(gr.Number(value=None, label=f"Criterion {i + 1}", minimum=1, maximum=10,
-                                                   step=1, elem_id=f"r2-judge-score-{i + 1}", visible=False,
-                                                   min_width=80))
+                        for i in range(row_start, row_start + 2):
+                            boxes.append(gr.Number(value=None, label=f"Criterion {i + 1}", step=1,
+                                                   elem_id=f"r2-judge-score-{i + 1}", visible=False, min_width=200))
                 with gr.Row(equal_height=True):
-                    overall = gr.Number(value=None, label="Overall (1-10)", minimum=1, maximum=10, step=0.5,
-                                        elem_id="r2-judge-overall", scale=1, min_width=110)
+                    overall = gr.Number(value=None, label=f"Overall ({REAL.judge.low:g}-{REAL.judge.high:g})",
+                                        step=0.5, elem_id="r2-judge-overall", scale=1, min_width=110)
                     critique = gr.Textbox(label="Critique: what should change (the writer reflects on it)", lines=3,
                                           max_lines=8, elem_id="r2-judge-critique", scale=5)
                 with gr.Row():
@@ -194,21 +224,23 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         if req is None:
             return hidden_form()
         rubric = list(s.started.rubric)[:MAX_CRITERIA]
+        jcfg = JudgeConfig(**s.started.settings.get("judge", {}))
         prop = req.proposed if req.proposed and req.proposed.get("parsed") else None
         pscores = (prop or {}).get("scores") or {}
         what = "the first draft" if req.version == 0 else f"revision {req.version}"
-        crit_list = "".join(f"<li>{html.escape(c)}</li>" for c in rubric)
         note = ("The model's judgment is filled in: change what you disagree with, or submit it as it is."
-                if prop else "Score each criterion (optional), give an overall score and a critique.")
+                if prop else f"Score each criterion below (optional, {jcfg.low:g} to {jcfg.high:g}), give an overall "
+                             "score and a critique.")
         head = (f'<div class="r2-ask" data-version="{req.version}"><b>Your judgment of {what}</b> · '
-                f'<span class="hint">{html.escape(note)}</span><ol class="crits">{crit_list}</ol>'
+                f'<span class="hint">{html.escape(note)}</span>'
                 f'<details open><summary>The text to judge</summary><div class="t">{html.escape(req.text)}</div>'
                 f"</details></div>")
         out = {form: gr.Column(visible=True), refl_form: gr.Column(visible=False), form_head: head, form_for: f"{run_id}:{req.version}",
-               overall: (prop or {}).get("overall"), critique: (prop or {}).get("critique") or ""}
+               overall: gr.Number(value=(prop or {}).get("overall"), label=f"Overall ({jcfg.low:g}-{jcfg.high:g})"),
+               critique: (prop or {}).get("critique") or ""}
         for i, box in enumerate(boxes):
             if i < len(rubric):
-                out[box] = gr.Number(value=pscores.get(rubric[i]), visible=True, label=f"Criterion {i + 1}")
+                out[box] = gr.Number(value=pscores.get(rubric[i]), visible=True, label=box_label(rubric[i], i + 1, jcfg))
             else:
                 out[box] = gr.Number(value=None, visible=False)
         return out
@@ -251,14 +283,22 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     attach_outputs = [prompt, run_state, seen, form_for, runs]
 
     # ---- commands ----------------------------------------------------------------------------
-    def _cfg(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> R2Config:
-        """The run's settings from the form; the config checks them (SettingError names the field).
-        Editing reflections applies to the human modes only."""
+    def _values(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> dict:
+        """The form's settings by field path. Editing reflections applies to the human modes only."""
         values = dict(zip(SETTINGS, (mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_)))
         values["review_reflections"] = bool(edit_refl_) and mode_ != "model"
         if judge_t_ is not None:
             values["judge.max_new_tokens"] = judge_t_
-        return forms.config(R2Config, values)
+        return values
+
+    def _cfg(*settings) -> R2Config:
+        """The run's settings from the form; the config checks them (SettingError names the field)."""
+        return forms.config(R2Config, _values(*settings))
+
+    def check_settings(*settings) -> dict:
+        """The inline check under the settings: the config's refusal, before any Run."""
+        text = forms.problem(R2Config, _values(*settings))
+        return {check: error_block(text) if text else ""}
 
     def _err(message: str) -> dict:
         gr.Warning(message)
@@ -279,10 +319,12 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 runner.judge_lm(judge_)  # load it now, so a bad spec is reported here
             new_id = runner.start(prompt_id, cfg, judge_)
         except SettingError as e:
-            return _err(forms.error_text(e, R2Config))
+            text = forms.error_text(e, R2Config)
+            return {**_err(text), check: error_block(text)}
         except (ValueError, R2RunnerError, StoreError) as e:
             return _err(str(e))
-        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id), **hidden_form()}
+        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id),
+                **hidden_form()}
 
     def do_stop(run_id):
         try:
@@ -347,8 +389,11 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     shown = [status, plot, rounds_view, review]
     form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
     quick = dict(concurrency_limit=None, show_progress="hidden")
-    run_btn.click(do_run, [prompt, run_state, judge_spec, *settings], [run_state, seen, runs, *shown, *form_out],
-                  api_name="r2_run", concurrency_limit=2, show_progress="hidden")
+    run_btn.click(do_run, [prompt, run_state, judge_spec, *settings],
+                  [run_state, seen, runs, *shown, *form_out, check], api_name="r2_run", concurrency_limit=2,
+                  show_progress="hidden")
+    gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)
+    mode.change(judge_model_field, mode, judge_spec, api_visibility="private", **quick)
     stop_btn.click(do_stop, run_state, [status, seen, *form_out], api_name="r2_stop", **quick)
     submit.click(do_judge, [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
                  api_name="r2_judge", **quick)

@@ -104,6 +104,7 @@ def build(ctx: StudioContext) -> ReerPage:
                                   elem_id="reer-candidate-tokens")
             seed = forms.widget(ReerConfig, "seed", value=DEMO["seed"], elem_id="reer-seed")
             cues = forms.widget(ReerConfig, "reflection_cues", elem_id="reer-cues", show_default=False)
+    check = gr.HTML("", elem_id="reer-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=6, min_width=480):
@@ -187,6 +188,11 @@ def build(ctx: StudioContext) -> ReerPage:
         """The run's settings from the form; the config checks them (SettingError names the field)."""
         return forms.config(ReerConfig, dict(zip(SETTINGS, values)))
 
+    def check_settings(*values) -> dict:
+        """The inline check under the settings: the config's refusal, before any Run."""
+        text = forms.problem(ReerConfig, dict(zip(SETTINGS, values)))
+        return {check: error_block(text) if text else ""}
+
     def _err(message: str) -> dict:
         gr.Warning(message)
         return {status: status_html(None, None, False) + error_block(message), seen: ""}
@@ -204,10 +210,11 @@ def build(ctx: StudioContext) -> ReerPage:
             spec = ctx.models.spec(model_spec)
             new_id = runner.start(prompt_id, cfg, spec, steps_n)
         except SettingError as e:
-            return _err(forms.error_text(e, ReerConfig))
+            text = forms.error_text(e, ReerConfig)
+            return {**_err(text), check: error_block(text)}
         except (ValueError, RunnerError, StoreError, LMError) as e:  # LMError: a model the app does not allow
             return _err(str(e))
-        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), **show(new_id)}
+        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id)}
 
     def do_run(prompt_id, run_id, model_spec, *settings):
         return start(prompt_id, run_id, None, model_spec, *settings)
@@ -315,10 +322,11 @@ def build(ctx: StudioContext) -> ReerPage:
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues]
     shown = [status, plot, traj, cands, review]
-    cmd_out = [run_state, seen, runs, *shown]
+    cmd_out = [run_state, seen, runs, *shown, check]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)
     step_btn.click(do_step, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_step", **quick)
+    gr.on([w.change for w in settings], check_settings, settings, [check], api_name="reer_check", **quick)
     pause_btn.click(do_pause, run_state, [status, seen], api_name="reer_pause", **quick)
     stop_btn.click(do_stop, run_state, [status, seen], api_name="reer_stop", **quick)
     prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)

@@ -1,6 +1,6 @@
 """What the REER and R2 pages share about a prompt's runs: the run menu and which run to show.
 
-Knows: the label of a run in a menu, the menu of a prompt's runs of one kind, which run a page
+Knows: the label of a run in a menu (its finish reason in words, `finish_words`), the menu of a prompt's runs of one kind, which run a page
 reattaches to on load (the newest run in the first of the given statuses that has one, else the
 newest of any status), the badge of a run's trajectory, the status line of a run waiting in the
 app's line for a slot (`queued_html`), and the key a page's timer compares to redraw only when
@@ -13,10 +13,23 @@ import html
 import gradio as gr
 
 from core.store import NotFound, Store
+from studio.views.r2 import REASONS as R2_REASONS
+from studio.views.reer import REASONS as REER_REASONS
+
+
+FINISH_WORDS = {"reer": REER_REASONS, "r2": R2_REASONS}  # each engine's finish reasons, in words
+
+
+def finish_words(kind: str, reason: str | None) -> str:
+    """A run's finish reason as a person reads it ("all rounds done", not `max_rounds`); "" for none."""
+    if not reason:
+        return ""
+    return FINISH_WORDS.get(kind, {}).get(reason) or reason.replace("_", " ")
 
 
 def run_label(run: dict) -> str:
-    reason = f" ({run['finish_reason']})" if run.get("finish_reason") else ""
+    words = finish_words(run.get("kind") or "", run.get("finish_reason"))
+    reason = f" ({words})" if words else ""
     return f"{run['id'][:8]} · {run['status']}{reason} · {str(run.get('created_at', ''))[:19].replace('T', ' ')}"
 
 

@@ -16,8 +16,10 @@ from core import events as ev
 from core.r2.state import R2State, record_from_events
 from studio.views.plots import message_figure
 
+# a run's finish_reason in words (menus, the status line, the last card); never the raw code
 REASONS = {"threshold": "the score reached the threshold", "max_rounds": "all rounds done",
-           "no_improvement": "a revision did not improve", "stopped": "stopped", "dropped": "the first draft was empty"}
+           "no_improvement": "a revision did not improve", "stopped": "stopped by you",
+           "dropped": "dropped: the first draft was empty"}
 REWARD_PARTS = ("improvement", "redundancy", "circularity", "length")
 _E = html.escape
 
@@ -43,8 +45,12 @@ def status_html(run: dict | None, events: Sequence[ev.Event], driving: bool, err
         who = "accept or override the model's judgment" if pending.proposed else "judge it"
         txt = f"waiting for you: {who} ({'first draft' if pending.version == 0 else f'revision {pending.version}'})"
         state = "waiting"
-    elif driving and s.drafted is None:
-        txt = "writing the plan and first draft…"
+    elif driving and s.drafted is None:  # the plan only when the run's settings ask for one
+        if s.started is None:
+            txt = "starting…"
+        else:
+            txt = "writing the plan and first draft…" if s.started.settings.get("plan", True) else \
+                "writing the first draft…"
     elif driving:
         r = s.rounds_done + 1
         txt = f"round {r}: judging, reflecting and revising…" if s.judgments else "judging the first draft…"

@@ -14,9 +14,10 @@ from typing import Sequence
 
 from core import events as ev
 
-REASONS = {"threshold": "reached the stop threshold", "max_steps": "used its steps",
-           "segments_done": "visited every segment", "stopped": "stopped by you",
-           "dropped": "dropped (the draft was too short or one segment)"}
+# a run's finish_reason in words (menus, the status line); never the raw code
+REASONS = {"threshold": "reached the stop threshold", "max_steps": "used all its steps",
+           "segments_done": "every segment was visited", "stopped": "stopped by you",
+           "dropped": "dropped: the draft was too short or one segment"}
 
 
 @dataclass
@@ -85,6 +86,34 @@ def _ppl(x) -> str:
     return f"{x:,.2f}" if x < 1000 else f"{x:,.0f}"
 
 
+def _steps(n: int) -> str:
+    return f"{n} step{'' if n == 1 else 's'}"
+
+
+def end_text(reason: str, v: ReerView | None) -> str:
+    """Why a run ended, in words, with the steps it took ("ended after 3 of 6 steps: every segment
+    was visited (3 segments, 1 pass)"), so a run that stops short of its step budget says why."""
+    if v is None:
+        return f"finished: {REASONS.get(reason, reason)}"
+    n, budget = v.steps_done, v.settings.get("max_steps")
+    of = f"{n} of {budget} steps" if isinstance(budget, int) and n < budget else _steps(n)
+    if reason == "segments_done":
+        passes = v.settings.get("passes", 1)
+        segs = len(v.segments)
+        return (f"ended after {of}: every segment was visited ({segs} segment{'' if segs == 1 else 's'}, "
+                f"{passes} pass{'' if passes == 1 else 'es'}; each step works on one segment)")
+    if reason == "max_steps":
+        return f"ended after {_steps(n)}: the step budget (Max steps) was used"
+    if reason == "threshold":
+        return f"ended after {of}: the score fell below the stop threshold"
+    if reason == "stopped":
+        return f"stopped by you after {_steps(n)}"
+    if reason == "dropped":
+        why = "; ".join(((v.finished.filters or {}).get("reasons") or [])[:2]) if v.finished else ""
+        return "dropped before any step: " + (why or "the draft was too short or one segment")
+    return f"finished: {REASONS.get(reason, reason)}"
+
+
 def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str | None = None,
                 model: str = "") -> str:
     """One line: run id, state, step, current vs initial perplexity, and any error."""
@@ -105,7 +134,7 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
     elif state == "paused":
         state_txt = "paused: Run to continue, Step for one expansion, or edit a segment"
     elif state in ("finished", "stopped"):
-        state_txt = f"finished: {REASONS.get(run.get('finish_reason') or '', run.get('finish_reason') or '')}"
+        state_txt = end_text(run.get("finish_reason") or "", v)
     else:
         state_txt = state
     parts = [f'<span class="rid" title="run id">run {html.escape(run["id"][:8])}</span>',
