@@ -99,8 +99,9 @@ def test_r2_human_judges_through_the_page(api, store, fake):
     status, plot, rounds, review, *form = view
     assert _pending(status) == "0" and "waiting for you" in status
     assert "Draft number 0" in rounds  # the first draft is on the page
-    head = form[0]
-    assert "Your judgment of the first draft" in head and all(c[:30] in head for c in DEFAULT_RUBRIC)
+    head, labels = form[0], [b.get("label", "") for b in form[3:11] if isinstance(b, dict)]
+    assert "Your judgment of the first draft" in head  # each criterion's words label its own box
+    assert all(any(c in lab for lab in labels) for c in DEFAULT_RUBRIC)
     assert fake.count("judge") == 0  # human mode: the model never judged
 
     # a bad form is refused with the field and the fix; nothing is stored

@@ -148,7 +148,7 @@ def test_reer_run_plots_every_candidate_then_accept(api_url, store):
     run_id = _run_id(status)
     view = _wait(api, run_id, lambda s: _state(s) == "finished")
     status, plot, traj, cands, review = view
-    assert "used its steps" in status  # finished by max_steps (threshold 0 never reached)
+    assert "the step budget (Max steps) was used" in status  # finished by max_steps (threshold 0 never reached)
     # the plot: initial point + one per decided step on the path, plus every scored candidate
     n_decided = sum(e.kind == "segment_decided" for e in store.events(run_id))
     n_scored = sum(e.kind == "candidate_scored" for e in store.events(run_id))

@@ -1,8 +1,10 @@
 """The R2 page: run the writer-judge loop on one stored prompt, and judge it as a person.
 
-Knows: the layout (prompt picker, judge mode and judge model, rounds / threshold / seed, Run and
-Stop, status line, plot of judged scores by round with the reward components, the judgment form
-with one score box per rubric criterion plus overall and critique, the rounds as cards,
+Knows: the layout (prompt picker, judge mode and judge model (locked while a person judges
+alone), rounds / threshold / seed, Run and Stop, an inline check of the settings (R2Config's own
+refusal, redrawn as they change), status line, plot of judged scores by round with the reward
+components, the judgment form with one score box per rubric criterion (labelled with the
+criterion's words and the scale) plus overall and critique, the rounds as cards,
 accept / reject) and how to turn a person's form into a `core.r2.judge.Judgment` (a fresh human
 judgment, or an override of the model's proposal that keeps the original). It never keeps a
 run's state itself: a gr.Timer polls the STORE and redraws on news, so a reload or a second tab
