@@ -135,19 +135,26 @@ def versions_html(t: dict) -> str:
     return f'<div class="rv-versions"><div class="rv-title">Versions</div><ol>{items}</ol></div>'
 
 
+SCALE_AXES = {"reer_score": (0.0, 2.0, 0.05), "judge_score": (1.0, 10.0, 0.5)}  # usual range and bin width
+
+
 def _histograms(fig: go.Figure, rows: list[dict], key: str, col: int, colour: dict, shown: set) -> bool:
-    """One histogram per source of `key` (reer_score or judge_score) in panel `col`; False when none."""
-    any_score = False
+    """One histogram per source of `key` (reer_score or judge_score) in panel `col`, over the
+    scale's usual range (wider when a score falls outside it); False when there is none."""
+    lo, hi, width = SCALE_AXES[key]
+    every = [r[key] for r in rows if _num(r.get(key))]
+    if every:
+        fig.update_xaxes(range=[min(lo, min(every)) - width, max(hi, max(every)) + width], row=1, col=col)
     for s in colour:
         xs = [r[key] for r in rows if r["source"] == s and _num(r.get(key))]
         if xs:
-            any_score = True
-            fig.add_trace(go.Histogram(x=xs, name=s, marker_color=colour[s], opacity=0.75, nbinsx=20,
+            fig.add_trace(go.Histogram(x=xs, name=s, marker_color=colour[s], opacity=0.75,
+                                       xbins={"size": width},
                                        legendgroup=s, showlegend=s not in shown, meta={"scale": key},
                                        hovertemplate=f"{html.escape(s)}: %{{y}} in %{{x}}<extra></extra>"),
                           row=1, col=col)
             shown.add(s)
-    return any_score
+    return bool(every)
 
 
 def summary_figure(rows: list[dict], title_n: int | None = None) -> go.Figure:
