@@ -113,10 +113,10 @@ def test_every_format_loads_with_datasets_and_has_a_card(filled, tmp_path):
     assert json.loads((tmp_path / "sharegpt" / "dataset_info.json").read_text())["palimpsest"]["formatting"] == "sharegpt"
     assert set(loaded["parquet"].column_names) >= {"id", "query", "thinking", "answer", "messages", "status", "scores"}
     assert loaded["hf"]["query"] == loaded["parquet"]["query"]
-    assert "| final_score | 2 | 0.3 | 0.35 | 0.4 |" in (tmp_path / "chat" / "README.md").read_text()
+    assert "| final_score | 2 | 0.3 | 0.35 | 0.4 |" in (tmp_path / "chat" / "README.md").read_text()  # REER's only
     rows = list_exports(store)
     assert [r["format"] for r in rows] == list(reversed(FORMATS))
-    assert rows[-1]["count"] == 3 and rows[-1]["stats"]["final_score"]["n"] == 2
+    assert rows[-1]["count"] == 3 and rows[-1]["stats"]["reer"]["final_score"]["n"] == 2
 
 
 def test_prm_labels_and_dpo_pairs_come_from_r2_rounds(filled, tmp_path):

@@ -62,7 +62,7 @@ def test_blocks_escape_every_text_from_models_files_and_people(store):
     assert 'data-version="1"' in view.header_html(t) and "filters</em> failed" in view.header_html(t)
     assert view.versions_html(t).count("<li") == 2 and 'class="current" data-version="1"' in view.versions_html(t)
     cells = view.row_cells(curation.list_trajectories(store)[0], t["prompt"]["query"])
-    assert cells[0] == tid and cells[-1] == 1 and cells[8] == "tag<s>"  # plain cells: Gradio escapes them
+    assert cells[0] == tid and cells[-1] == 1 and cells[view.HEADERS.index("tags")] == "tag<s>"  # plain cells: Gradio escapes them
 
 
 def test_summary_figure_counts_what_it_is_given(store):
@@ -72,12 +72,15 @@ def test_summary_figure_counts_what_it_is_given(store):
     fig = view.summary_figure(rows)
     bar = [t for t in fig.data if t.type == "bar"][0]
     assert dict(zip(bar.x, bar.y)) == {"pending": 0, "accepted": 3, "rejected": 1}
-    assert sorted(x for t in fig.data if t.type == "histogram" for x in t.x) == \
-        sorted(r["final_score"] for r in rows if r["final_score"] is not None)
+    hist = {key: sorted(x for t in fig.data if t.type == "histogram" and t.meta["scale"] == key for x in t.x)
+            for key in ("reer_score", "judge_score")}
+    assert hist["reer_score"] == sorted(r["final_score"] for r in rows if r["kind"] == "reer")
+    assert hist["judge_score"] == [6.0]  # the R2 row's answer (round 1's revision) was judged 6 in round 2
     pts = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
     assert sum(len(t.x) for t in pts) == sum(r["initial_ppl"] is not None for r in rows) == 3
     empty = view.summary_figure([])
-    assert {a.text for a in empty.layout.annotations} >= {"no scores yet", "no perplexities yet"}
+    assert {a.text for a in empty.layout.annotations} >= {"no REER scores yet", "no judge scores yet",
+                                                          "no perplexities yet"}
 
 
 def test_source_menu_and_export_folders(store, tmp_path):

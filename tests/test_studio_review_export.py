@@ -20,11 +20,12 @@ from core.store import open_store
 
 pytestmark = [pytest.mark.ui]
 
-ANY = ["any", "all", "", "", "", "", "any", "", ""]  # the Review filters, all open
+ANY = ["any", "all", "", "", "", "", "any", "", "", "", ""]  # the Review filters, all open
 
 
 def filters(**kw) -> list:
-    names = ["status", "source", "min_score", "max_score", "min_chars", "max_chars", "flags", "tags", "search"]
+    names = ["status", "source", "min_score", "max_score", "min_chars", "max_chars", "flags", "tags", "search",
+             "min_judge", "max_judge"]
     return [kw.get(n, v) for n, v in zip(names, ANY)]
 
 
@@ -74,7 +75,8 @@ def test_review_filters_select_what_the_store_holds(api_url, store):
     bars = [t for t in fig.data if t.type == "bar"][0]
     assert dict(zip(bars.x, bars.y)) == {s: len(store.list_trajectories(status=s)) for s in bars.x}
     hist_n = sum(len(t.x) for t in fig.data if t.type == "histogram")
-    assert hist_n == sum(t["final_score"] is not None for t in store.list_trajectories())
+    listed = curation.list_trajectories(store)
+    assert hist_n == sum(t["reer_score"] is not None for t in listed) + sum(t["judge_score"] is not None for t in listed)
     # the source menu offers the imported file's source
     assert "import: handmade" in [c[0] for c in source["choices"]]
 
@@ -87,13 +89,13 @@ def test_review_filters_select_what_the_store_holds(api_url, store):
     assert ids(flags="failed") == [store.ids["failed"]]
     assert ids(flags="passed") == [t["id"] for t in store.list_trajectories() if (t["filters"] or {}).get("passed")]
     assert ids(flags="not run") == [store.ids["r2"], *store.ids["imported"]]
-    scored = [t for t in store.list_trajectories() if t["final_score"] is not None]
+    scored = [t for t in store.list_trajectories() if t["final_score"] is not None and t["kind"] == "reer"]
     assert ids(min_score="0.35", max_score=" 0.95 ") == [t["id"] for t in scored if 0.35 <= t["final_score"] <= 0.95]
     assert ids(max_chars="40") == [t["id"] for t in curation.list_trajectories(store) if len(t["thinking"]) <= 40]
     assert ids(search="kettle") == [store.ids["imported"][1]]
     # a bad filter is refused with the control's name and the fix
     _, count, *_ = api.predict(*filters(min_score="0.9", max_score="0.1"), api_name="/review_list")
-    assert "score from 0.9 is above score to 0.1; swap them" in count
+    assert "REER score from 0.9 is above REER score to 0.1; swap them" in count
     _, count, *_ = api.predict(*filters(max_chars="ten"), api_name="/review_list")
     assert "thinking length to must be a number" in html.unescape(count)
 

@@ -6,6 +6,12 @@ the trajectory row itself is the original (version 0) and is never overwritten b
 the highest version is the current one, which listings and exports use. Small typed
 functions shared by the CLI (`palimpsest review`) and the studio.
 
+Two score scales, never mixed: a trajectory's `final_score` column holds REER's score (clipped
+log-perplexity of the reference, 0..2, lower is better) for REER runs, but the judge's overall
+score (1..10 by default, higher is better) for R2 runs. `score_scale` says which a row carries;
+`reer_score` / `judge_score` read each (None when the row is on the other scale), and listings
+carry both as `reer_score` and `judge_score`. Filters bound each scale separately.
+
 Does not know: how trajectories are made (core.reer.search, core.r2.loop, core.data.imports) nor export formats
 (core.data.export). Bad values raise core.store.BadValue naming the field and the fix; a missing
 trajectory raises core.store.NotFound.
@@ -13,6 +19,7 @@ trajectory raises core.store.NotFound.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,8 +33,10 @@ class TrajectoryFilter:
     status: str | None = None  # pending / accepted / rejected; None: any
     kind: str | None = None  # run kind: reer / r2 / import; None: any
     source: str | None = None  # where it came from (see source_of): reer / r2 / an imported file's source
-    min_score: float | None = None  # final_score at least this (REER clipped log-PPL; lower is better)
-    max_score: float | None = None  # final_score at most this
+    min_score: float | None = None  # REER score at least this (clipped log-PPL, lower is better); keeps only REER-scale rows
+    max_score: float | None = None  # REER score at most this; keeps only REER-scale rows
+    min_judge: float | None = None  # judge score at least this (R2 overall, higher is better); keeps only judged rows
+    max_judge: float | None = None  # judge score at most this; keeps only judged rows
     min_chars: int | None = None  # current thinking at least this many characters
     max_chars: int | None = None  # current thinking at most this many characters
     passed_filters: bool | None = None  # True: only those whose quality filters passed; False: only failed
@@ -42,6 +51,73 @@ def source_of(row: dict) -> str:
         details = row.get("details") or {}
         return str(details.get("source") or "import")
     return str(row.get("kind"))
+
+
+SCALES = {"reer": "REER score (clipped log-perplexity of the reference, 0 to 2; lower is better)",
+          "judge": "Judge score (R2 judge's overall score, 1 to 10 by default; higher is better)"}
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _imported_scores(row: dict) -> dict:
+    scores = (row.get("details") or {}).get("scores") if row.get("kind") == "import" else None
+    return scores if isinstance(scores, dict) else {}
+
+
+def score_scale(row: dict) -> str:
+    """"judge" for an R2 trajectory (or an import exported from one: source r2, or judge scores
+    carried as `final_overall`), else "reer"."""
+    if row.get("kind") == "r2":
+        return "judge"
+    if row.get("kind") == "import" and (source_of(row) == "r2" or _num(_imported_scores(row).get("final_overall"))):
+        return "judge"
+    return "reer"
+
+
+def reer_score(row: dict, which: str = "final") -> float | None:
+    """The REER score (`which`: initial or final) of a REER-scale row; None for judged rows."""
+    v = row.get(f"{which}_score")
+    return v if score_scale(row) == "reer" and _num(v) else None
+
+
+def judge_score(row: dict, which: str = "final") -> float | None:
+    """The judge's overall score (`which`: initial = the first draft's, final = the answer's) of a
+    judged row; None for REER-scale rows. An R2 row keeps it in its score columns (and its record,
+    the row's details, as `{which}_overall`); an import of an export in `scores.{which}_overall`
+    (or, from exports older than the split, its score column)."""
+    if score_scale(row) != "judge":
+        return None
+    v = row.get(f"{which}_score")
+    if _num(v):
+        return v
+    if row.get("kind") == "r2":
+        return _judged(row.get("details") or {}, which)
+    v = _imported_scores(row).get(f"{which}_overall")
+    return v if _num(v) else None
+
+
+def _overall(j) -> float | None:
+    return j.get("overall") if isinstance(j, dict) and _num(j.get("overall")) else None
+
+
+def _judged(details: dict, which: str) -> float | None:
+    """The judge's overall score of the first draft (`initial`) or of the answer (`final`) in an R2
+    record: its own `{which}_overall`, else the judgment of the text that is the answer (a
+    revision's `revision_judgment`, or a round draft's `judgment`), never merely the last round's."""
+    if _num(details.get(f"{which}_overall")):
+        return details[f"{which}_overall"]
+    rounds = [r for r in details.get("rounds") or [] if isinstance(r, dict)]
+    if which == "initial":
+        return _overall(details.get("first_judgment") or (rounds[0].get("judgment") if rounds else None))
+    final = details.get("final")
+    for r in reversed(rounds):
+        if final is not None and r.get("revision") == final and _overall(r.get("revision_judgment")) is not None:
+            return _overall(r["revision_judgment"])
+        if final is not None and r.get("draft") == final and _overall(r.get("judgment")) is not None:
+            return _overall(r["judgment"])
+    return None
 
 
 def versions(store: Store, traj_id: int) -> list[dict]:
@@ -63,12 +139,21 @@ def _with_current(store: Store, row: dict) -> dict:
     cur = current(store, row["id"], row)
     return {**row, "original_thinking": row["thinking"], "original_answer": row["answer"],
             "thinking": cur["thinking"], "answer": cur["answer"], "version": cur["version"],
-            "source": source_of(row), "tags": row.get("tags") or []}
+            "source": source_of(row), "tags": row.get("tags") or [], "scale": score_scale(row),
+            "reer_score": reer_score(row), "judge_score": judge_score(row)}
+
+
+def _outside(x: float | None, lo: float | None, hi: float | None) -> bool:
+    """A bound on a scale leaves out rows with no score on it."""
+    if lo is None and hi is None:
+        return False
+    return x is None or (lo is not None and x < lo) or (hi is not None and x > hi)
 
 
 def list_trajectories(store: Store, flt: TrajectoryFilter = TrajectoryFilter()) -> list[dict]:
     """Trajectories matching `flt`, in id order, each with its current version applied (`thinking`,
-    `answer`, `version`; the original text stays in `original_thinking` / `original_answer`)."""
+    `answer`, `version`; the original text stays in `original_thinking` / `original_answer`) and its
+    scores by scale (`scale`, `reer_score`, `judge_score`)."""
     if flt.status is not None and flt.status not in TRAJECTORY_STATUSES:
         raise BadValue(f"status: {flt.status!r} is not allowed; use one of {', '.join(TRAJECTORY_STATUSES)}")
     out = []
@@ -76,10 +161,8 @@ def list_trajectories(store: Store, flt: TrajectoryFilter = TrajectoryFilter()) 
         r = _with_current(store, row)
         if flt.source is not None and flt.source != "all" and r["source"] != flt.source:
             continue
-        s = r.get("final_score")
-        if flt.min_score is not None and (s is None or s < flt.min_score):
-            continue
-        if flt.max_score is not None and (s is None or s > flt.max_score):
+        if _outside(r["reer_score"], flt.min_score, flt.max_score) or \
+                _outside(r["judge_score"], flt.min_judge, flt.max_judge):
             continue
         n = len(r["thinking"])
         if (flt.min_chars is not None and n < flt.min_chars) or (flt.max_chars is not None and n > flt.max_chars):

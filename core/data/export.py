@@ -16,7 +16,8 @@ Knows the formats and their exact record shapes (also in the README's export sec
 - dpo       train.jsonl: {"id", "prompt", "chosen": revision, "rejected": its earlier draft, "margin"} for
             every R2 round whose revision the judge scored higher than the draft.
 The text exported is each trajectory's current version (core.data.curation). Every export writes
-README.md (the dataset card: counts, filters, score statistics, source models, settings)
+README.md (the dataset card: counts, filters, score statistics per scale (REER's and the
+judge's apart, never averaged together), source models, settings)
 beside the data, `.palimpsest-export.json` (the manifest: the names this export wrote), and a row
 in the store's exports table.
 
@@ -51,7 +52,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.curation import TrajectoryFilter, list_trajectories
+from core.data.curation import SCALES, TrajectoryFilter, judge_score, list_trajectories, score_scale
 from core.format import assistant_turn
 from core.outputs import fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
@@ -101,7 +102,7 @@ class ExportReport:
     count: int = 0  # records written
     trajectories: int = 0  # trajectories they came from
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> trajectories left out
-    stats: dict = field(default_factory=dict)  # score statistics (see score_stats)
+    stats: dict = field(default_factory=dict)  # score statistics per scale (see score_stats)
     card: str = ""  # the dataset card's path
     export_id: int | None = None  # its row in the exports table
     template_issues: list = field(default_factory=list)  # core.data.template_check.TemplateIssue, when checked
@@ -120,22 +121,31 @@ def _rounds(row: dict) -> list[dict]:
     return [r for r in rounds if isinstance(r, dict)] if isinstance(rounds, list) else []
 
 
+REER_FIELDS = ("initial_score", "final_score", "initial_ppl", "final_ppl")  # REER's scale: lower is better
+JUDGE_FIELDS = ("initial_overall", "final_overall", "reward_total", "rounds")  # the R2 judge's: higher is better
+
+
 def scores_of(row: dict) -> dict:
-    """The numbers worth carrying with a record: REER scores/PPLs, R2 overall judgments and rewards,
+    """The numbers worth carrying with a record, each name with one meaning: REER's scores and
+    perplexities as `initial_score`/`final_score`/`*_ppl` (REER trajectories only); the judge's
+    overall score of the first draft and of the answer as `initial_overall`/`final_overall` (the
+    same numbers the trajectory row and the Review page show), R2's reward total and rounds;
     and for an import the scores it arrived with."""
     details = row.get("details") or {}
     out = {}
     if row.get("kind") == "import" and isinstance(details.get("scores"), dict):
         out.update({k: v for k, v in details["scores"].items() if _num(v)})
-    for k in ("initial_score", "final_score", "initial_ppl", "final_ppl"):
-        if _num(row.get(k)):
-            out[k] = row[k]
+    if score_scale(row) == "reer":
+        out.update({k: row[k] for k in REER_FIELDS if _num(row.get(k))})
+        return out
+    for k in ("initial_score", "final_score"):  # an export older than the split put judge scores here
+        out.pop(k, None)
+    for which in ("initial", "final"):
+        v = judge_score(row, which)
+        if v is not None:
+            out[f"{which}_overall"] = v
     rounds = _rounds(row)
     if rounds and row.get("kind") != "import":
-        overall = [r.get("judgment", {}).get("overall") for r in rounds if isinstance(r.get("judgment"), dict)]
-        overall = [o for o in overall if _num(o)]
-        if overall:
-            out["initial_overall"], out["final_overall"] = overall[0], overall[-1]
         totals = [r.get("reward", {}).get("total") for r in rounds if isinstance(r.get("reward"), dict)]
         totals = [t for t in totals if _num(t)]
         if totals:
@@ -171,7 +181,8 @@ def _examples(store: Store, status: str, source: str) -> tuple[list[dict], Count
         run = runs.get(r["run_id"]) or runs.setdefault(r["run_id"], store.get_run(r["run_id"]))
         out.append({
             "id": rid, "query": prompt["query"], "thinking": r["thinking"], "answer": r["answer"],
-            "source": r["source"], "kind": r["kind"], "scores": scores_of(r), "model": run.get("model") or "",
+            "source": r["source"], "kind": r["kind"], "scale": r["scale"], "scores": scores_of(r),
+            "model": run.get("model") or "",
             "category": prompt.get("category") or "", "rubric": prompt.get("rubric") or [],
             "status": r["status"], "rating": r.get("rating"), "tags": r["tags"], "notes": r.get("notes") or "",
             "version": r["version"], "trajectory_id": r["id"], "rounds": _rounds(r), "settings": run.get("settings"),
@@ -226,13 +237,55 @@ def dpo_records(ex: dict) -> list[dict]:
     return out
 
 
+STAT_GROUPS = ("reer", "judge", "imported")  # score_stats' groups, in the card's order
+
+
 def score_stats(examples: list[dict]) -> dict:
-    """{score name: {n, min, mean, max}} over the exported records."""
-    values: dict[str, list[float]] = {}
+    """{scale: {score name: {n, min, mean, max}}} over the exported records, one group per scale,
+    never a statistic across scales: "reer" (REER_FIELDS of REER-scale records), "judge"
+    (JUDGE_FIELDS of judged records: R2, and imports of R2 exports) and "imported" (any other
+    score an imported record arrived with)."""
+    values: dict[str, dict[str, list[float]]] = {}
     for ex in examples:
+        scale = ex.get("scale") or "reer"
         for k, v in ex["scores"].items():
-            values.setdefault(k, []).append(float(v))
-    return {k: {"n": len(v), "min": min(v), "mean": statistics.fmean(v), "max": max(v)} for k, v in sorted(values.items())}
+            group = scale if k in (REER_FIELDS if scale == "reer" else JUDGE_FIELDS) else "imported"
+            values.setdefault(group, {}).setdefault(k, []).append(float(v))
+    order = {k: i for i, k in enumerate(REER_FIELDS + JUDGE_FIELDS)}
+    return {g: {k: {"n": len(v), "min": min(v), "mean": statistics.fmean(v), "max": max(v)}
+                for k, v in sorted(values[g].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))}
+            for g in STAT_GROUPS if g in values}
+
+
+STAT_TITLES = {"reer": SCALES["reer"], "judge": SCALES["judge"] + ", with R2's reward total and rounds",
+               "imported": "other scores, as imported (their meaning is the source's)"}
+
+
+def _judge_scales(examples: list[dict]) -> str:
+    """The judge scales the R2 runs were judged on ("1 to 10"), from their settings."""
+    seen = []
+    for ex in examples:
+        j = (ex.get("settings") or {}).get("judge") if isinstance(ex.get("settings"), dict) else None
+        if ex.get("kind") == "r2" and isinstance(j, dict) and _num(j.get("low")) and _num(j.get("high")):
+            text = f"{j['low']:g} to {j['high']:g}"
+            if text not in seen:
+                seen.append(text)
+    return ", ".join(seen)
+
+
+def _stats_lines(stats: dict, examples: list[dict]) -> list[str]:
+    """The card's score statistics: one table per scale, each titled with its direction."""
+    if not stats:
+        return ["No scores recorded."]
+    lines = []
+    for group, table in stats.items():
+        lines += [f"### {STAT_TITLES.get(group, group)}", ""]
+        if group == "judge" and _judge_scales(examples):
+            lines += [f"Judged on a scale of {_judge_scales(examples)}.", ""]
+        lines += ["| score | n | min | mean | max |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {s['n']} | {s['min']:.4g} | {s['mean']:.4g} | {s['max']:.4g} |" for k, s in table.items()]
+        lines.append("")
+    return lines[:-1]
 
 
 def _write_json(path: Path, obj) -> None:
@@ -425,12 +478,7 @@ def _card(report: ExportReport, fmt: str, status: str, source: str, examples: li
              "## Counts", f"- records: {report.count}", f"- trajectories: {report.trajectories}"]
     lines += [f"- from {k}: {v}" for k, v in sorted(by_source.items())]
     lines += [f"- skipped {why}: {n}" for why, n in report.skipped.items()]
-    lines += ["", "## Score statistics", ""]
-    if report.stats:
-        lines += ["| score | n | min | mean | max |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {s['n']} | {s['min']:.4g} | {s['mean']:.4g} | {s['max']:.4g} |" for k, s in report.stats.items()]
-    else:
-        lines.append("No scores recorded.")
+    lines += ["", "## Score statistics", ""] + _stats_lines(report.stats, examples)
     lines += ["", "## Source models"] + ([f"- {m or 'unknown'}: {n}" for m, n in models.most_common()] or ["- none"])
     lines += ["", "## Settings", f"{len(settings)} distinct run setting(s)."]
     lines += [f"- `{json.dumps(s, sort_keys=True)}`" for s in list(settings.values())[:10]]

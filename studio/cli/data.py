@@ -71,20 +71,24 @@ def cmd_review(args) -> int:
         a = args.action
         if a == "list":
             flt = cur.TrajectoryFilter(status=args.status, kind=args.kind, source=args.source, min_score=args.min_score,
-                                       max_score=args.max_score, min_chars=args.min_chars, max_chars=args.max_chars,
+                                       max_score=args.max_score, min_judge=args.min_judge, max_judge=args.max_judge,
+                                       min_chars=args.min_chars, max_chars=args.max_chars,
                                        passed_filters=args.passed, tags=tuple(args.tag or ()), search=args.search,
                                        limit=args.limit)
             rows = cur.list_trajectories(store, flt)
             if args.json:
                 for r in rows:
                     print(json.dumps({k: r.get(k) for k in ("id", "prompt_id", "kind", "source", "status", "rating",
-                                                            "tags", "final_score", "final_ppl", "version")}))
+                                                            "tags", "scale", "reer_score", "judge_score", "final_score",
+                                                            "final_ppl", "version")}))
                 return 0
-            print(f"{'id':>5} {'status':9} {'source':8} {'score':>7} {'rating':>6} {'v':>2}  {'chars':>6}  tags / query")
+            print(f"{'id':>5} {'status':9} {'source':8} {'REER↓':>7} {'judge↑':>6} {'rating':>6} {'v':>2}  {'chars':>6}  "
+                  "tags / query")
             for r in rows:
                 q = store.get_prompt(r["prompt_id"])["query"] if r.get("prompt_id") else ""
-                score = f"{r['final_score']:.4f}" if r.get("final_score") is not None else "-"
-                print(f"{r['id']:>5} {r['status']:9} {r['source'][:8]:8} {score:>7} {r.get('rating') or '-':>6} "
+                reer = f"{r['reer_score']:.4f}" if r.get("reer_score") is not None else "-"
+                judge = f"{r['judge_score']:g}" if r.get("judge_score") is not None else "-"
+                print(f"{r['id']:>5} {r['status']:9} {r['source'][:8]:8} {reer:>7} {judge:>6} {r.get('rating') or '-':>6} "
                       f"{r['version']:>2}  {len(r['thinking']):>6}  {','.join(r['tags'])} {_short(q)}")
             print(f"{len(rows)} trajectory(ies)", file=sys.stderr)
         elif a == "show":
@@ -97,9 +101,14 @@ def cmd_review(args) -> int:
             print(f"trajectory {r['id']} ({r['source']}, run {r['run_id']}, model {r['run'].get('model')})")
             print(f"status {r['status']}, rating {r.get('rating') or '-'}, tags {', '.join(r['tags']) or '-'}, "
                   f"version {r['version']} of {len(r['versions'])} edit(s)")
-            scores = {k: r.get(k) for k in ("initial_score", "final_score", "initial_ppl", "final_ppl") if r.get(k) is not None}
-            if scores:
-                print("scores " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            judged = r["scale"] == "judge"  # REER's score (lower is better) or the judge's (higher is better)
+            get = cur.judge_score if judged else cur.reer_score
+            path = " -> ".join(f"{v:.4g}" for v in (get(r, "initial"), get(r)) if v is not None)
+            ppl = " -> ".join(f"{r[k]:.4f}" for k in ("initial_ppl", "final_ppl") if r.get(k) is not None)
+            if path or ppl:
+                print("; ".join(x for x in ((("judge score (higher is better) " if judged else
+                                              "REER score (lower is better) ") + path) if path else "",
+                                            f"ppl {ppl}" if ppl else "") if x))
             if r.get("notes"):
                 print(f"notes: {r['notes']}")
             print(f"\n--- query ---\n{p.get('query', '')}\n\n--- thinking ---\n{r['thinking']}\n\n--- answer ---\n{r['answer']}")
@@ -208,8 +217,10 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     ls.add_argument("--status", choices=["pending", "accepted", "rejected"], help="review status")
     ls.add_argument("--kind", choices=["reer", "r2", "import"], help="how the trajectory was made")
     ls.add_argument("--source", help="reer, r2, or an import's source")
-    ls.add_argument("--min-score", type=float, help="final score at least this")
-    ls.add_argument("--max-score", type=float, help="final score at most this")
+    ls.add_argument("--min-score", type=float, help="REER score (lower is better) at least this; REER trajectories only")
+    ls.add_argument("--max-score", type=float, help="REER score (lower is better) at most this; REER trajectories only")
+    ls.add_argument("--min-judge", type=float, help="judge score (higher is better) at least this; judged (R2) ones only")
+    ls.add_argument("--max-judge", type=float, help="judge score (higher is better) at most this; judged (R2) ones only")
     ls.add_argument("--min-chars", type=int, help="thinking at least this many characters")
     ls.add_argument("--max-chars", type=int, help="thinking at most this many characters")
     ls.add_argument("--passed", action="store_true", default=None, help="only those whose quality filters passed")

@@ -1,6 +1,7 @@
 """The Review page: the queue of trajectories (REER, R2 and imported) and the curation of each.
 
-Knows: the layout (filters, the queue table, the selected trajectory's query/reference, thinking
+Knows: the layout (filters, with a score range per scale: REER's score, lower is better, and the
+judge's, higher is better; the queue table with a column for each, the selected trajectory's query/reference, thinking
 and answer side by side, its scores, filter flags, tags, notes and versions, the review actions
 and a summary figure of the trajectories in the table) and how each control maps onto
 core.data.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert; and
@@ -56,17 +57,27 @@ def _bound(name: str, v, whole: bool = False) -> float | int | None:
     return x
 
 
+def _range(name: str, lo, hi) -> tuple[float | None, float | None]:
+    """A score range typed in two boxes; BadValue when from is above to."""
+    lo, hi = _bound(f"{name} from", lo), _bound(f"{name} to", hi)
+    if lo is not None and hi is not None and lo > hi:
+        raise BadValue(f"Filters: {name} from {lo:g} is above {name} to {hi:g}; swap them")
+    return lo, hi
+
+
 def make_filter(status: str | None, source: str | None, min_score, max_score, min_chars, max_chars,
-                flags: str | None, tags: str | None, search: str | None) -> TrajectoryFilter:
-    """The core filter for the page's controls; BadValue names the control and the fix."""
+                flags: str | None, tags: str | None, search: str | None, min_judge=None,
+                max_judge=None) -> TrajectoryFilter:
+    """The core filter for the page's controls; BadValue names the control and the fix. The REER
+    score boxes (min/max_score) keep REER trajectories only, the judge score boxes R2 ones (each
+    scale has its own direction: core.data.curation.SCALES)."""
     status = status or "any"
     if status not in STATUSES:
         raise BadValue(f"Filters: status {status!r} is not one of {', '.join(STATUSES)}")
     if flags not in (None, *FLAGS):
         raise BadValue(f"Filters: filter flags {flags!r} is not one of {', '.join(FLAGS)}")
-    min_score, max_score = _bound("score from", min_score), _bound("score to", max_score)
-    if min_score is not None and max_score is not None and min_score > max_score:
-        raise BadValue(f"Filters: score from {min_score:g} is above score to {max_score:g}; swap them")
+    min_score, max_score = _range("REER score", min_score, max_score)
+    min_judge, max_judge = _range("judge score", min_judge, max_judge)
     lo, hi = _bound("thinking length from", min_chars, True), _bound("thinking length to", max_chars, True)
     if lo is not None and hi is not None and lo > hi:
         raise BadValue(f"Filters: thinking length from {lo} is above length to {hi}; swap them")
@@ -83,7 +94,7 @@ def make_filter(status: str | None, source: str | None, min_score, max_score, mi
     tag_list = tuple(t.strip() for t in (tags or "").split(",") if t.strip())
     return TrajectoryFilter(
         status=None if status == "any" else status, kind=kind, source=src,
-        min_score=min_score, max_score=max_score, min_chars=lo, max_chars=hi,
+        min_score=min_score, max_score=max_score, min_judge=min_judge, max_judge=max_judge, min_chars=lo, max_chars=hi,
         passed_filters=True if flags == "passed" else None, tags=tag_list,
         search=(search or "").strip() or None)
 
@@ -123,8 +134,12 @@ def build(ctx: StudioContext) -> ReviewPage:
         source = gr.Dropdown(source_choices(store), value=ALL_SOURCES, label="Source", elem_id="review-source",
                              min_width=140, scale=2, allow_custom_value=True)
         box = dict(max_lines=1, min_width=80, scale=1, placeholder="any")
-        min_s = gr.Textbox(label="Min score", elem_id="review-score-min", **box)
-        max_s = gr.Textbox(label="Max score", elem_id="review-score-max", **box)
+        # one pair of boxes per scale: REER's score (lower is better) and the judge's (higher is better)
+        reer_box, judge_box = {**box, "placeholder": "0–2"}, {**box, "placeholder": "1–10"}
+        min_s = gr.Textbox(label="REER ↓ from", elem_id="review-score-min", **reer_box)
+        max_s = gr.Textbox(label="REER ↓ to", elem_id="review-score-max", **reer_box)
+        min_j = gr.Textbox(label="Judge ↑ from", elem_id="review-judge-min", **judge_box)
+        max_j = gr.Textbox(label="Judge ↑ to", elem_id="review-judge-max", **judge_box)
         min_c = gr.Textbox(label="Min chars", elem_id="review-len-min", **box)
         max_c = gr.Textbox(label="Max chars", elem_id="review-len-max", **box)
         flags = gr.Dropdown(list(FLAGS), value="any", label="Filter flags", elem_id="review-flags", min_width=100, scale=1)
@@ -177,17 +192,17 @@ def build(ctx: StudioContext) -> ReviewPage:
     gr.HTML('<div class="sub">The trajectories in the table</div>', padding=False)
     plot = gr.Plot(value=view.summary_figure([]), elem_id="review-plots", show_label=False)
 
-    filters = [status, source, min_s, max_s, min_c, max_c, flags, tagf, search]
+    filters = [status, source, min_s, max_s, min_c, max_c, flags, tagf, search, min_j, max_j]
     list_out = [table, count, plot, source]
     detail_out = [tid, header, ref, thinking, answer, versions, rating, rev_n]
 
     # ---- views from the store --------------------------------------------------------------------
-    def refresh(st, src, a, b, c, d, fl, tg, q) -> dict:
+    def refresh(st, src, a, b, c, d, fl, tg, q, ja=None, jb=None) -> dict:
         """The queue and the summary for the filters."""
         choices = source_choices(store)
         src_out = gr.Dropdown(choices=choices, value=src if src in choices else ALL_SOURCES)
         try:
-            rows = [r for r in curation.list_trajectories(store, make_filter(st, src, a, b, c, d, fl, tg, q))
+            rows = [r for r in curation.list_trajectories(store, make_filter(st, src, a, b, c, d, fl, tg, q, ja, jb))
                     if flags_match(r, fl)]
         except (StoreError, ValueError, TypeError) as e:
             return {count: _msg(str(e), "error"), source: src_out}
@@ -350,7 +365,7 @@ def build(ctx: StudioContext) -> ReviewPage:
     quick = dict(concurrency_limit=None, show_progress="minimal")
     every = [*list_out, *detail_out, msg]
     apply.click(refresh, filters, list_out, api_name="review_list", **quick)
-    for tb in (tagf, search, min_s, max_s, min_c, max_c):
+    for tb in (tagf, search, min_s, max_s, min_j, max_j, min_c, max_c):
         tb.submit(refresh, filters, list_out, api_visibility="private", **quick)
     for dd in (status, source, flags):
         dd.input(refresh, filters, list_out, api_visibility="private", **quick)
