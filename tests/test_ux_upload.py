@@ -205,3 +205,19 @@ def test_write_with_r2_opens_the_r2_tab_on_the_picked_prompt(studio):
     got = _call(app, "library_to_r2", ["p-harbour"])
     assert got["r2-prompt"].value == "p-harbour"
     assert any(v.selected == "r2" for k, v in got.items() if k not in ("r2-prompt",) and hasattr(v, "selected"))
+
+
+@pytest.mark.ui
+def test_a_hellobench_pair_uploads_together_through_gradio_client(tmp_path):
+    """The multi-file button's endpoint takes a list of files from a client (each lands in its own folder)."""
+    from gradio_client import handle_file
+    from ui_helpers import client, launched
+
+    store = open_store(tmp_path / "gc.db")
+    pair = _uploaded(tmp_path, _tiny_pair("client"))
+    with launched(studio_app("scripted:", store=store)) as url:
+        _, _, msg = client(url).predict([handle_file(p) for p in pair], "", ALL, api_name="/library_upload")
+    assert "2 new prompt(s)" in msg and f"{HELLOBENCH_RESPONSES}:3 field &#x27;response&#x27;" in msg
+    refs = [r["reference"] for r in store.db.query("SELECT reference FROM prompts")]
+    assert len(refs) == 2 and all(r.strip() for r in refs)
+    store.close()
