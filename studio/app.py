@@ -9,7 +9,8 @@ playground). Links between
 pages (Library's "Run REER on it" and "Write with R2", menus refreshed after an import) are wired
 here, at the bottom of build_app, and so is the state one tab shows of another's writes, read again
 from the store when a tab is selected: the Library's run counts, the Train page's exports, the
-REER and R2 pages opening on the prompt last picked in the Library. `serve()` launches a built app the studio's way (with an upload cap,
+REER and R2 pages opening on the prompt last picked in the Library. `serve()` launches a built app
+the studio's way (with an upload cap,
 Gradio's `max_file_size`); `launch_app()` is what `palimpsest app` calls, and warns on start
 when the app is open to the network without a login or takes any model spec;
 `palimpsest app --model scripted:` is the no-model demo (the header says so).
@@ -169,9 +170,10 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
             """A run page's tab select: the Library's new pick (attached with its newest run), else the
             prompt menu refreshed from the store."""
             def select(picked, took_, prompt_id):
-                if picked and picked != took_:
+                if picked and picked != took_ and picked != prompt_id:
                     return {took: picked, **page.attach(picked)}
-                return {menu: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}
+                return {took: picked or took_,
+                        menu: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}
             return select
 
         lib.to_reer.click(to_reer, lib.selected, [tabs, *rp.attach_outputs], api_name="library_to_reer").then(
