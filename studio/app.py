@@ -6,8 +6,11 @@ page, each built by its module's `build(ctx)`: Library (studio.pages.library), R
 (studio.pages.reer), R2 (studio.pages.r2), Review (studio.pages.review), Export
 (studio.pages.export), Train (studio.pages.train) and Score (studio.pages.score, the scoring
 playground). Links between
-pages (Library's "Run REER on it", menus refreshed after an import) are wired here, at the
-bottom of build_app. `serve()` launches a built app the studio's way (with an upload cap,
+pages (Library's "Run REER on it" and "Write with R2", menus refreshed after an import) are wired
+here, at the bottom of build_app, and so is the state one tab shows of another's writes, read again
+from the store when a tab is selected: the Library's run counts, the Train page's exports, the
+REER and R2 pages opening on the prompt last picked in the Library. `serve()` launches a built app
+the studio's way (with an upload cap,
 Gradio's `max_file_size`); `launch_app()` is what `palimpsest app` calls, and warns on start
 when the app is open to the network without a login or takes any model spec;
 `palimpsest app --model scripted:` is the no-model demo (the header says so).
@@ -153,18 +156,47 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
         def refresh_menu(prompt_id):
             return {rp.prompt: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}
 
-        lib.to_reer.click(to_reer, lib.selected, [tabs, *rp.attach_outputs], api_name="library_to_reer")
+        # the Library's pick a run page has shown already (per session): a pick opens on the REER or R2
+        # tab once, so a prompt chosen there afterwards stays
+        reer_took, r2_took = gr.State(None), gr.State(None)
+
+        def to_r2(prompt_id):
+            if not prompt_id:
+                gr.Warning("Click a prompt in the table first (or Save a new one).")
+                return {tabs: gr.Tabs(selected="library")}
+            return {tabs: gr.Tabs(selected="r2"), r2_took: prompt_id, **r2p.attach(prompt_id)}
+
+        def open_pick(page, took, menu):
+            """A run page's tab select: the Library's new pick (attached with its newest run), else the
+            prompt menu refreshed from the store."""
+            def select(picked, took_, prompt_id):
+                if picked and picked != took_ and picked != prompt_id:
+                    return {took: picked, **page.attach(picked)}
+                return {took: picked or took_,
+                        menu: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}
+            return select
+
+        lib.to_reer.click(to_reer, lib.selected, [tabs, *rp.attach_outputs], api_name="library_to_reer").then(
+            lambda p: p, lib.selected, reer_took, api_visibility="private")
+        lib.to_r2.click(None, None, None, js=_remember_tab_js("r2"), api_visibility="private")
+        lib.to_r2.click(to_r2, lib.selected, [tabs, r2_took, *r2p.attach_outputs], api_name="library_to_r2")
         for dep in lib.changed:
             dep.then(refresh_menu, rp.prompt, rp.prompt, api_visibility="private")
-        reer_tab.select(refresh_menu, rp.prompt, rp.prompt, api_visibility="private")
+        reer_tab.select(open_pick(rp, reer_took, rp.prompt), [lib.selected, reer_took, rp.prompt],
+                        [reer_took, *rp.attach_outputs], api_visibility="private")
         app.load(lambda: rp.attach(None), None, rp.attach_outputs, api_visibility="private")
         review_tab.select(rv.refresh, rv.inputs, rv.outputs, api_visibility="private")
         export_tab.select(xp.refresh, xp.inputs, xp.outputs, api_visibility="private")
         # the R2 and Train pages reattach to the newest live run from the store on every page load
         app.load(lambda: r2p.attach(None), None, r2p.attach_outputs, api_visibility="private")
         app.load(tp.attach, None, tp.attach_outputs, api_visibility="private")
-        r2_tab.select(lambda: {r2p.prompt: gr.Dropdown(choices=library.prompt_choices(store))}, None, r2p.prompt,
-                      api_visibility="private")
+        r2_tab.select(open_pick(r2p, r2_took, r2p.prompt), [lib.selected, r2_took, r2p.prompt],
+                      [r2_took, *r2p.attach_outputs], api_visibility="private")
+        # state other tabs change, read again from the store when shown: the Library's run counts (runs
+        # are made on the REER and R2 tabs) and the Train page's menu of exports (made on the Export tab)
+        library_tab.select(lib.reload, lib.reload_inputs, lib.reload_outputs, api_visibility="private")
+        app.load(lib.reload, lib.reload_inputs, lib.reload_outputs, api_visibility="private")
+        train_tab.select(tp.refresh_data, tp.data, tp.data, api_visibility="private")
 
     app.queue(default_concurrency_limit=CONCURRENCY)
     return app

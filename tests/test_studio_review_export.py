@@ -247,7 +247,7 @@ def test_library_upload_goes_through_core_io_and_feeds_review(api_url, store, tm
                  + "\n{not json\n" + json.dumps({"query": "No answer"}) + "\n"
                  + json.dumps(IMPORTED[0]) + "\n")  # the last one is already stored
     before = len(store.list_trajectories())
-    _, _, msg = api.predict(handle_file(str(f)), "", "all categories", api_name="/library_upload")
+    _, _, msg = api.predict([handle_file(str(f))], "", "all categories", api_name="/library_upload")
     msg = html.unescape(msg)
     assert "more.jsonl: 1 new prompt(s), 1 already in the library, 1 trajectory(ies) added for review" in msg
     assert "2 line(s) skipped" in msg and "<li>more.jsonl:2" in msg and "<li>more.jsonl:3" in msg

@@ -126,7 +126,7 @@ def test_library_imports_searches_filters_and_saves(api_url, store, tmp_path):
                         '"No answer here",,poem\n')
     from gradio_client import handle_file
 
-    table, _, msg = api.predict(handle_file(str(csv_path)), "", "all categories", api_name="/library_upload")
+    table, _, msg = api.predict([handle_file(str(csv_path))], "", "all categories", api_name="/library_upload")
     msg = html.unescape(msg)
     assert "1 new prompt(s)" in msg and "1 line(s) skipped:" in msg
     assert "<li>mine.csv:3 field 'reference': has no answer text" in msg  # every problem: file, line, field

@@ -38,6 +38,8 @@ class TrainPage:
     out_state: gr.State  # the session's training output folder (the key of its run)
     attach: object
     attach_outputs: list
+    data: gr.Dropdown  # train-data: the menu of recorded chat exports (or a typed path)
+    refresh_data: object  # refresh_data(value) -> {data: the menu read again from the store, value kept}
 
 
 def export_choices(store) -> list[tuple[str, str]]:
@@ -131,6 +133,11 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
 
     attach_outputs = [out_state, seen, data]
 
+    def refresh_data(value=None) -> dict:
+        """The exports menu read again from the store (an export made on the Export page since), keeping
+        what is chosen or typed."""
+        return {data: gr.Dropdown(choices=export_choices(store), value=value, allow_custom_value=True)}
+
     # ---- commands ------------------------------------------------------------------------------
     def _msg(text: str, kind: str = "") -> str:
         return f'<div class="lib-msg {kind}" role="status">{html.escape(text)}</div>'
@@ -188,4 +195,5 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     timer.tick(tick, [out_state, seen], [status, plot, seen], api_visibility="private", **quick)
     out_box = gr.Textbox(visible=False)
     out_box.submit(show, out_box, [status, plot], api_name="train_show", **quick)
-    return TrainPage(out_state=out_state, attach=attach, attach_outputs=attach_outputs)
+    return TrainPage(out_state=out_state, attach=attach, attach_outputs=attach_outputs, data=data,
+                     refresh_data=refresh_data)
