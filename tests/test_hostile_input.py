@@ -18,9 +18,21 @@ import pytest
 
 from core.data import records
 from core.data.items import read_items
-from core.data.records import InputError, Limits, Problem, Record, read_raw, read_records
+from core.data.records import (
+    InputError,
+    Limits,
+    Problem,
+    Record,
+    read_raw,
+    read_records,
+)
 from core.data.template_check import chat_problem, check_records, load_tokenizer
-from core.models.scoring import MAX_CHARS_PER_TOKEN, ScoringConfig, ScoringError, build_request
+from core.models.scoring import (
+    MAX_CHARS_PER_TOKEN,
+    ScoringConfig,
+    ScoringError,
+    build_request,
+)
 from core.models.scripted import ScriptedLM
 from core.train.data import DataError, parse_chat, read_chat_jsonl
 from studio.cli.main import main

@@ -52,7 +52,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.curation import SCALES, TrajectoryFilter, judge_score, list_trajectories, score_scale
+from core.data.curation import (
+    SCALES,
+    TrajectoryFilter,
+    judge_score,
+    list_trajectories,
+    score_scale,
+)
 from core.format import assistant_turn
 from core.outputs import fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now

@@ -32,6 +32,7 @@ from core.data.items import InputError, Item, Problem, parse_record
 from core.data.records import read_raw
 from core.data.template_check import chat_problem
 from core.format import assistant_turn, split_assistant_turn
+
 IGNORE = -100  # label of tokens that carry no loss
 
 

@@ -16,7 +16,6 @@ from core.store import NotFound, Store
 from studio.views.r2 import REASONS as R2_REASONS
 from studio.views.reer import REASONS as REER_REASONS
 
-
 FINISH_WORDS = {"reer": REER_REASONS, "r2": R2_REASONS}  # each engine's finish reasons, in words
 
 
