@@ -353,7 +353,10 @@ class Store:
         self.db, self.path, self._lock = db, path, threading.RLock()
 
     def close(self) -> None:
-        self.db.close()
+        """Close the connection once no store call is running: closing it under a query of another
+        thread crashed the process (a segfault in sqlite3), e.g. a run thread outliving its app."""
+        with self._lock:
+            self.db.close()
 
     def __enter__(self) -> "Store":
         return self

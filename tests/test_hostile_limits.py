@@ -202,6 +202,7 @@ def test_a_run_left_in_line_by_a_dead_app_is_resumed_by_the_next(store):
     assert second.wait(b, 60) and store.get_run(b)["status"] == "finished"
     first.stop(a)
     assert first.wait(a, 60)
+    assert first.wait(b, 60)  # the dead app's line moves on to b, which is finished already
 
 
 def test_the_cap_comes_from_the_environment(monkeypatch):

@@ -271,3 +271,31 @@ def test_two_batch_processes_on_one_store_both_exit_0_and_run_each_item_once(tmp
     written = [line for out in outs for line in out.read_text().splitlines()]
     held_items = sum(line.startswith("held ") for e in errs for line in e.splitlines())
     assert len(written) + held_items == 2 * len(ITEMS)  # every item is written or reported held, by each process
+
+
+def test_closing_a_store_under_another_threads_query_does_not_crash_the_process(tmp_path):
+    """A run thread outliving its app queried a store being closed: sqlite3 segfaulted (rc -11, the
+    whole test session died). close() now waits for the call in progress."""
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import sys, threading, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from core.store import open_store\n"
+        "for trial in range(20):\n"
+        "    s, stop = open_store(None), []\n"
+        "    def loop():\n"
+        "        while not stop:\n"
+        "            try:\n"
+        "                s.get_run('nope')\n"
+        "            except Exception:\n"
+        "                pass\n"
+        "    ts = [threading.Thread(target=loop) for _ in range(2)]\n"
+        "    [t.start() for t in ts]\n"
+        "    time.sleep(0.01)\n"
+        "    s.close()\n"
+        "    time.sleep(0.005)\n"
+        "    stop.append(1)\n"
+        "    [t.join() for t in ts]\n"
+        "print('survived')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "survived" in done.stdout, (done.returncode, done.stderr[-500:])
