@@ -218,6 +218,7 @@ def test_real_human_edit_is_rescored_and_recorded(builtin_lm):
     cfg = ReerConfig(candidates=2, max_steps=1, draft_max_new_tokens=200, candidate_max_new_tokens=60,
                     min_segment_chars=60)
     lm = ScriptedLM(builtin_lm, [[DRAFT]])  # an IndexError if anything but the draft were generated
+    lm.chat_text = builtin_lm.chat_text  # scores laid out in the real chat template, as `exact` below
     first = list(reer_job(store, lm, pid, cfg, controls=controls))
     assert first[-1].kind == "run_paused"
     run_id = first[0].run_id
