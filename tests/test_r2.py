@@ -421,30 +421,28 @@ SMALL = R2Config(max_rounds=2, threshold=10, stop_when_no_improvement=False, pla
 
 
 @pytest.mark.model
-def test_two_rounds_on_the_builtin_model(builtin_lm, tmp_path):
+def test_two_rounds_on_the_builtin_model_act_on_a_human_judgment(builtin_lm, tmp_path):
+    """One run pays for both real-model paths: a person judges the first draft (the loop acts on
+    it), the model judges the rest (its replies are kept, scored only when read)."""
     store, pid = store_with_prompt(tmp_path / "m.db")
-    events = list(r2_job(store, builtin_lm, builtin_lm, pid, SMALL))
+    controls = Controls()
+    controls.supply_judgment(human_judgment(RUBRIC, 2, "The story needs a storm and a boat."))
+    events = list(r2_job(store, builtin_lm, builtin_lm, pid, SMALL, controls=controls))
     assert events[-1].kind == "r2_finished" and events[-1].reason == "max_rounds"
     rec = run_record(store, events[0].run_id)
     assert len(rec["rounds"]) == 2 and rec["final"]
-    for r in rec["rounds"]:
-        j = r["judgment"]
+    first = rec["rounds"][0]["judgment"]
+    assert first["judge"] == "human" and first["overall"] == 2
+    # improvement from the person's 2 to the model's score of the revision: known iff that was read
+    assert (rec["rounds"][0]["reward"]["improvement"] is None) != rec["rounds"][0]["revision_judgment"]["parsed"]
+    model_judged = [rec["rounds"][1]["judgment"]] + [r["revision_judgment"] for r in rec["rounds"]]
+    for j in model_judged:
         assert j["judge"] == "model" and j["raw"]
         assert (j["overall"] is not None) == j["parsed"]  # a score only when the reply was read
+    for r in rec["rounds"]:
         assert r["reflection"].startswith("Rereading my draft,") and "judge" not in r["reflection"].lower()
         assert set(r["reward"]) >= {"improvement", "redundancy", "circularity", "length", "total"}
     assert store.trajectory_for_run(events[0].run_id)["details"] == rec
-
-
-@pytest.mark.model
-def test_human_judgment_on_the_builtin_model_is_acted_on(builtin_lm):
-    controls = Controls()
-    controls.supply_judgment(human_judgment(RUBRIC, 2, "The story needs a storm and a boat."))
-    cfg = R2Config(**{**SMALL.__dict__, "max_rounds": 1})
-    events = list(r2_loop(builtin_lm, builtin_lm, "run", "item", QUERY, RUBRIC, cfg, controls=controls))
-    rec = record_from_events(events)
-    assert rec["rounds"][0]["judgment"]["judge"] == "human" and rec["rounds"][0]["judgment"]["overall"] == 2
-    assert rec["rounds"][0]["revision_judgment"]["judge"] == "model"
 
 
 class _LogprobOnlyJudge:

@@ -209,19 +209,23 @@ def test_real_search_same_seed_same_trajectory_and_never_worse(builtin_lm):
 
 @pytest.mark.model
 def test_real_human_edit_is_rescored_and_recorded(builtin_lm):
+    """The built-in model scores the draft and the edit; the draft is scripted (the generation
+    path is the test above's), so no 200-token draft is sampled just to be edited away."""
     store = open_store(None)
     pid, _ = store.add_prompt(S["query"], S["reference"], id=S["id"])
     controls = Controls()
     controls.step(0)  # pause right after the draft
     cfg = ReerConfig(candidates=2, max_steps=1, draft_max_new_tokens=200, candidate_max_new_tokens=60,
                     min_segment_chars=60)
-    first = list(reer_job(store, builtin_lm, pid, cfg, controls=controls))
+    lm = ScriptedLM(builtin_lm, [[DRAFT]])  # an IndexError if anything but the draft were generated
+    lm.chat_text = builtin_lm.chat_text  # scores laid out in the real chat template, as `exact` below
+    first = list(reer_job(store, lm, pid, cfg, controls=controls))
     assert first[-1].kind == "run_paused"
     run_id = first[0].run_id
     controls.resume()
     controls.edit(0, S["thinking"].split("\n\n")[0])
     controls.stop()
-    list(reer_job(store, builtin_lm, pid, cfg, controls=controls, run_id=run_id))
+    list(reer_job(store, lm, pid, cfg, controls=controls, run_id=run_id))
     history = store.events(run_id)
     edit = next(e for e in history if isinstance(e, ev.SegmentDecided) and e.action == "edit")
     assert edit.by == "human"

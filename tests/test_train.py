@@ -17,6 +17,7 @@ import torch
 
 from core.models.hf import builtin_model_dir
 from core.models.lm import GenerationConfig, load_lm
+from core.models.scoring import score
 from core.store import open_store
 from core.train.data import (
     IGNORE,
@@ -273,12 +274,9 @@ def test_cli_trains_the_builtin_model_into_a_folder_that_loads_generates_and_sco
     with open_store(db) as store:
         run = store.list_train_runs()[0]
         assert run["status"] == "finished" and [s for s, _ in store.train_loss(run["id"])] == [1, 2]
-    items = tmp_path / "score.jsonl"
-    items.write_text(json.dumps({"id": "x", "query": "Where does the otter live?",
-                                 "reference": "The otter lives by the river."}) + "\n")
-    res = cli("score", "--input", str(items), "--model", str(out))
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["ppl"] > 1
+    # scored here (`palimpsest score --model FOLDER` is tests/test_reader.py's, on a tiny model folder)
+    got = score(lm, "Where does the otter live?", "", "The otter lives by the river.")
+    assert got.n_tokens > 0 and got.ppl > 1
 
     # bad input: one line, exit 2, before any model is loaded
     bad = tmp_path / "bad.jsonl"
@@ -291,11 +289,13 @@ def test_cli_trains_the_builtin_model_into_a_folder_that_loads_generates_and_sco
 
 
 @pytest.mark.model
-def test_held_out_answer_perplexity_drops_after_a_few_dozen_steps(tmp_path):
+def test_held_out_answer_perplexity_drops_after_a_dozen_steps(tmp_path):
+    # 12 steps at 1e-4 (was 24 at 5e-5: each step costs seconds on a shared CPU); measured here:
+    # held-out ppl 4.4 -> 1.0, without thinking 22 -> 3.3, train loss (4 steps) 7.9 -> 0.3
     src = write_chat(tmp_path / "d.jsonl", animal_records(16))
-    m = run_training(src, tmp_path / "out", TrainConfig(max_steps=24, batch_size=2, lr=5e-5, eval_frac=0.25,
+    m = run_training(src, tmp_path / "out", TrainConfig(max_steps=12, batch_size=2, lr=1e-4, eval_frac=0.25,
                                                         save_steps=0, threads=1, seed=0))
-    assert m["steps"] == 24 and m["n_eval"] == 4
+    assert m["steps"] == 12 and m["n_eval"] == 4
     assert m["eval_ppl_after"] < m["eval_ppl_before"]
     assert m["eval_ppl_after_no_thinking"] < m["eval_ppl_before_no_thinking"]
     assert sum(m["train_loss"][-4:]) < sum(m["train_loss"][:4])
