@@ -81,6 +81,11 @@ def test_summary_figure_counts_what_it_is_given(store):
     empty = view.summary_figure([])
     assert {a.text for a in empty.layout.annotations} >= {"no REER scores yet", "no judge scores yet",
                                                           "no perplexities yet"}
+    # each message sits over its own panel (axis-domain refs drew all three inside the status panel)
+    where = {a.text: a for a in empty.layout.annotations}
+    for text, axis in (("no REER scores yet", "xaxis"), ("no judge scores yet", "xaxis2"), ("no perplexities yet", "xaxis4")):
+        x0, x1 = empty.layout[axis].domain
+        assert where[text].xref == "paper" and x0 < where[text].x < x1
 
 
 def test_source_menu_and_export_folders(store, tmp_path):

@@ -195,8 +195,9 @@ def summary_figure(rows: list[dict], title_n: int | None = None) -> go.Figure:
     for col, ok, msg in ((1, any_reer, "no REER scores yet"), (2, any_judge, "no judge scores yet"),
                          (4, bool(pts), "no perplexities yet")):
         if not ok:
-            fig.add_annotation(text=msg, showarrow=False, x=0.5, y=0.5, xref=f"x{col if col > 1 else ''} domain",
-                               yref=f"y{col if col > 1 else ''} domain", font={"size": 12, "color": "#6b7280"})
+            x0, x1 = fig.layout[f"xaxis{col if col > 1 else ''}"].domain  # paper coordinates: the browser
+            fig.add_annotation(text=msg, showarrow=False, x=(x0 + x1) / 2, y=0.5, xref="paper", yref="paper",
+                               font={"size": 12, "color": "#6b7280"})  # drew axis-domain refs in panel 3
     n = len(rows) if title_n is None else title_n
     fig.update_layout(height=270, margin={"l": 44, "r": 12, "t": 30, "b": 36}, template="plotly_white",
                       barmode="overlay", bargap=0.05, font={"size": 11},
