@@ -172,8 +172,9 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
             def select(picked, took_, prompt_id):
                 if picked and picked != took_ and picked != prompt_id:
                     return {took: picked, **page.attach(picked)}
+                choices = library.prompt_choices(store)  # an empty menu (a select racing the load) gets the first
                 return {took: picked or took_,
-                        menu: gr.Dropdown(choices=library.prompt_choices(store), value=prompt_id)}
+                        menu: gr.Dropdown(choices=choices, value=prompt_id or (choices[0][1] if choices else None))}
             return select
 
         lib.to_reer.click(to_reer, lib.selected, [tabs, *rp.attach_outputs], api_name="library_to_reer").then(

@@ -221,3 +221,12 @@ def test_a_hellobench_pair_uploads_together_through_gradio_client(tmp_path):
     refs = [r["reference"] for r in store.db.query("SELECT reference FROM prompts")]
     assert len(refs) == 2 and all(r.strip() for r in refs)
     store.close()
+
+
+@pytest.mark.parametrize("tab", ["r2", "reer"])
+def test_a_run_tab_selected_before_its_menu_is_filled_opens_on_a_prompt_not_an_empty_menu(studio, tab):
+    """Opening ?tab=r2 fired the tab's select with an empty menu (racing the page load): R2 showed no prompt."""
+    app, _ = studio
+    prompt_menu = _component(app, f"{tab}-prompt")
+    got = fire(_fn(app, tab=f"tab-{tab}"), {prompt_menu: None})
+    assert got[f"{tab}-prompt"].value, got[f"{tab}-prompt"]

@@ -153,7 +153,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                            scale=1, min_width=110)
         seed = forms.widget(R2Config, "seed", value=DEMO["seed"], show_default=False, info="", elem_id="r2-seed",
                             scale=1, min_width=90)
-    with gr.Accordion(f"Writer {ctx.model_name}: token budgets (small demo budgets, real defaults in brackets)",
+    with gr.Accordion(f"Writer token budgets · model {ctx.model_name} (small demo budgets, real defaults in brackets)",
                       open=False, elem_id="r2-settings"):
         with gr.Row():
             edit_refl = forms.widget(R2Config, "review_reflections", value=True, show_default=False,
