@@ -77,6 +77,7 @@ def build(ctx: StudioContext) -> ReerPage:
     store, runner = ctx.store, ctx.runner
     run_state = gr.State(None)
     seen = gr.State("")
+    loaded = gr.State("")  # the segment text last put in the edit box: other text there is the person's typing
 
     with gr.Row(equal_height=True, elem_id="reer-top"):
         prompt, runs = menus(store, "reer", prompt_choices(store))
@@ -243,14 +244,20 @@ def build(ctx: StudioContext) -> ReerPage:
     def pick_run(run_id):
         return {run_state: run_id, seen: ""}
 
-    def load_segment(run_id, n):
-        if not run_id:
-            return {edit_text: ""}
-        v: ReerView = fold(store.events(run_id))
+    def load_segment(run_id, n, typed="", last_loaded=""):
+        """Put segment `n`'s text in the edit box, unless the box holds typing not yet rescored (text that
+        is neither empty, nor what was last loaded, nor already a segment of the run): that is kept, and
+        the person told how to load the segment instead."""
+        v: ReerView | None = fold(store.events(run_id)) if run_id else None
+        segments = v.segments if v else []
+        typed = typed or ""
+        if typed.strip() and typed != (last_loaded or "") and typed.strip() not in {s.strip() for s in segments}:
+            gr.Info(f"Kept your text in the box: it will replace segment {n} when you press Rescore my edit. "
+                    f"To load segment {n}'s own text instead, clear the box and pick the segment again.")
+            return {edit_text: gr.skip(), loaded: last_loaded}
         i = int(n or 1) - 1
-        if not (0 <= i < len(v.segments)):
-            return {edit_text: ""}
-        return {edit_text: v.segments[i]}
+        text = segments[i] if 0 <= i < len(segments) else ""
+        return {edit_text: text, loaded: text}
 
     def do_edit(run_id, n, text):
         if not run_id:
@@ -261,6 +268,9 @@ def build(ctx: StudioContext) -> ReerPage:
         i = int(n or 0) - 1
         if not (0 <= i < len(v.segments)):
             return _err(f"Segment {n} does not exist: the trajectory has {len(v.segments)} segment(s).")
+        if text.strip() == v.segments[i].strip():  # nothing changed: recording it would be a false human decision
+            return _err(f"Your text is the same as segment {n}'s; change it, or use Accept / Skip for the "
+                        "candidates instead.")
         try:
             runner.edit(run_id, i, text)
         except (RunnerError, StoreError) as e:
@@ -332,7 +342,9 @@ def build(ctx: StudioContext) -> ReerPage:
     prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)
     runs.input(pick_run, runs, [run_state, seen], api_visibility="private", **quick)
     metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
-    seg_no.change(load_segment, [run_state, seg_no], [edit_text], api_visibility="private", **quick)
+    # only a person's change of the number loads a segment (.input, not .change), and never over typing
+    seg_no.input(load_segment, [run_state, seg_no, edit_text, loaded], [edit_text, loaded],
+                 api_name="reer_load_segment", api_visibility="private", **quick)
     edit_btn.click(do_edit, [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
     force_btn.click(do_force, [run_state, force_no], [status, seen], api_name="reer_force", **quick)
     skip_btn.click(do_skip, run_state, [status, seen], api_name="reer_skip", **quick)
