@@ -93,3 +93,58 @@ def test_rescoring_an_unchanged_segment_is_refused_and_records_nothing(store, pa
     assert "is the same as segment 1" in _by_id(out, "reer-status")
     assert not [e for e in store.events(run_id) if isinstance(e, ev.SegmentDecided) and e.action == "edit"]
     assert len(store.events(run_id)) == before and store.get_run(run_id)["status"] == "paused"
+
+
+# ---- point 9: the plot's axes mean something; a perplexity rise on an accepted step says why ----------
+
+def _run_events(max_steps: int, steps: list[tuple[float, float, float, float]]) -> list:
+    """A REER run's events: the initial draft at (score 1.10, ppl 8.09), then per step two candidates
+    with (score, ppl) each, the first accepted by the search."""
+    rid = "r" * 32
+    out: list = [ev.RunStarted(rid, item_id="p", query=QUERY, reference=REFERENCE, model=SCRIPTED,
+                               settings={"max_steps": max_steps, "threshold": 0.25}),
+                 ev.InitialDraft(rid, thinking="a\n\nb", segments=("a", "b"), score={"score": 1.10, "ppl": 8.09})]
+    for step, (s0, p0, s1, p1) in enumerate(steps, start=1):
+        out.append(ev.SegmentStarted(rid, step=step, segment=0, text="a"))
+        for k, (sc, pp) in enumerate(((s0, p0), (s1, p1))):
+            out.append(ev.CandidateGenerated(rid, step=step, segment=0, index=k, raw=f"c{k}", text=f"cand {k}"))
+            out.append(ev.CandidateScored(rid, step=step, segment=0, index=k, score={"score": sc, "ppl": pp}))
+        out.append(ev.SegmentDecided(rid, step=step, segment=0, action="accept", by="search", chosen=0,
+                                     text="cand 0", segments=("cand 0", "b"), score={"score": s0, "ppl": p0}))
+    return out
+
+
+def test_the_score_axis_fits_the_points_and_the_step_axis_the_budget():
+    from studio.views.plots import empty_figure, reer_figure
+
+    events = _run_events(12, [(1.05, 8.10, 1.20, 9.0)])
+    fig = reer_figure(events, "score")
+    lo, hi = fig.layout.yaxis.range  # points 1.05..1.20 fill the view; the far threshold is named instead
+    assert 0.9 < lo < 1.05 and 1.20 < hi < 1.35, (lo, hi)
+    assert any("stop threshold 0.25 (below this view)" in (a.text or "") for a in fig.layout.annotations)
+    near = reer_figure(_run_events(12, [(0.30, 1.4, 0.40, 1.5)]), "score").layout.yaxis.range
+    assert 0 < near[0] < 0.25 and 1.10 < near[1] < 1.3, near  # a threshold near the points is in view
+    low = reer_figure(_run_events(12, [(0.05, 1.05, 0.40, 1.5)]), "score").layout.yaxis.range
+    assert low[0] == 0.0, low  # the margin never takes a score (0..2) below 0
+    assert tuple(fig.layout.xaxis.range) == (-0.4, 12.4)  # the budget of 12 steps, from step 1
+    assert fig.layout.xaxis.dtick == 2  # about ten ticks, not twelve crowded ones
+    assert tuple(reer_figure(_run_events(2, [(1.05, 8.10, 1.2, 9.0)]), "score").layout.xaxis.range) == (-0.4, 2.4)
+    plo, phi = reer_figure(events, "ppl").layout.yaxis.range
+    assert 7.5 < plo < 8.09 and 9.0 < phi < 9.6, (plo, phi)  # perplexity: fitted too, no threshold line
+    elo, ehi = empty_figure().layout.yaxis.range  # before any point: the score's own scale
+    assert (elo, ehi) == (0.0, 2.0)
+
+
+def test_an_accepted_step_whose_perplexity_rose_says_it_was_accepted_on_score():
+    from studio.views.plots import reer_figure
+
+    events = _run_events(4, [(1.05, 8.10, 1.20, 8.00), (1.00, 8.05, 1.30, 9.0)])
+    fig = reer_figure(events, "ppl")
+    notes = [a for a in fig.layout.annotations if "accepted on score" in (a.text or "")]
+    assert len(notes) == 1 and notes[0].x == 1, [a.text for a in fig.layout.annotations]
+    why = notes[0].hovertext
+    assert "clipped score fell 1.1000 → 1.0500" in why and "perplexity rose 8.09 → 8.10" in why
+    assert "lowest clipped score" in why  # the engine's rule, in words
+    accepted = next(t for t in fig.data if t.name == "accepted candidate")
+    assert "accepted on score" in accepted.text[0] and "accepted on score" not in accepted.text[1]
+    assert not [a for a in reer_figure(events, "score").layout.annotations if "accepted on" in (a.text or "")]
