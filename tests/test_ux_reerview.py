@@ -148,3 +148,29 @@ def test_an_accepted_step_whose_perplexity_rose_says_it_was_accepted_on_score():
     accepted = next(t for t in fig.data if t.name == "accepted candidate")
     assert "accepted on score" in accepted.text[0] and "accepted on score" not in accepted.text[1]
     assert not [a for a in reer_figure(events, "score").layout.annotations if "accepted on" in (a.text or "")]
+
+
+# ---- point 6: the heat maps belong to the run on screen ---------------------------------------------
+
+def test_heat_maps_of_an_earlier_run_are_cleared_when_another_run_is_on_screen(store, paused_run):
+    from studio.pages.reer import DEMO, SETTINGS
+
+    app, first = paused_run
+    pid = store.add_prompt(QUERY + " (another)", REFERENCE)[0]
+    second = _state(_api_fn(app, "reer_step")(pid, None, "", *[DEMO.get(k, True) for k in SETTINGS]))
+    _until(lambda: store.get_run(second)["status"] in ("paused", "finished"), "the second run's step ended")
+
+    heat = _api_fn(app, "reer_heatmap")(first)
+    drawn = _by_id(heat, "reer-heat-current")
+    assert f'data-run="{first}"' in drawn and "perplexity" in drawn  # the title names the run it scored
+    heat_of = next(v for k, v in heat.items() if type(k).__name__ == "State")
+    assert heat_of == first
+
+    tick = _api_fn(app, "reer_tick")
+    same = tick(first, "", "score", heat_of)  # the same run on screen: the maps stay
+    assert not any((getattr(k, "elem_id", None) or "").startswith("reer-heat") for k in same)
+    for seen in ("", "unchanged"):  # another run on screen, with news or without: the maps go
+        out = tick(second, seen, "score", heat_of)
+        assert _by_id(out, "reer-heat-initial") == ""
+        assert first not in _by_id(out, "reer-heat-current") and "Press Heat map" in _by_id(out, "reer-heat-current")
+        assert next(v for k, v in out.items() if type(k).__name__ == "State" and v is None) is None
