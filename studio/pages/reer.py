@@ -13,6 +13,7 @@ or other pages (the app links them through `ReerPage`).
 """
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass
 
@@ -77,6 +78,8 @@ def build(ctx: StudioContext) -> ReerPage:
     store, runner = ctx.store, ctx.runner
     run_state = gr.State(None)
     seen = gr.State("")
+    loaded = gr.State("")  # the segment text last put in the edit box: other text there is the person's typing
+    heat_of = gr.State(None)  # the run the heat maps on screen were drawn for (None: none drawn)
 
     with gr.Row(equal_height=True, elem_id="reer-top"):
         prompt, runs = menus(store, "reer", prompt_choices(store))
@@ -164,11 +167,17 @@ def build(ctx: StudioContext) -> ReerPage:
             traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
         }
 
-    def tick(run_id, seen_key, metric_value):
+    def heat_cleared(run_id) -> dict:
+        """The heat maps emptied: they were drawn for another run than `run_id` (now on screen)."""
+        msg = "Press Heat map to draw this run's initial and current trajectories." if run_id else ""
+        return {heat_a: "", heat_b: render.placeholder_html(msg) if msg else "", heat_of: None}
+
+    def tick(run_id, seen_key, metric_value, heat_run=None):
         k_ = run_key(store, runner, run_id, metric_value)
+        stale = heat_cleared(run_id) if heat_run and heat_run != run_id else {}  # another run's numbers
         if k_ == seen_key:
-            return {seen: seen_key}  # no news: nothing redrawn
-        out = {**show(run_id, metric_value), seen: k_}
+            return {seen: seen_key, **stale}  # no news: nothing redrawn
+        out = {**show(run_id, metric_value), seen: k_, **stale}
         if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
             out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
         return out
@@ -243,14 +252,20 @@ def build(ctx: StudioContext) -> ReerPage:
     def pick_run(run_id):
         return {run_state: run_id, seen: ""}
 
-    def load_segment(run_id, n):
-        if not run_id:
-            return {edit_text: ""}
-        v: ReerView = fold(store.events(run_id))
+    def load_segment(run_id, n, typed="", last_loaded=""):
+        """Put segment `n`'s text in the edit box, unless the box holds typing not yet rescored (text that
+        is neither empty, nor what was last loaded, nor already a segment of the run): that is kept, and
+        the person told how to load the segment instead."""
+        v: ReerView | None = fold(store.events(run_id)) if run_id else None
+        segments = v.segments if v else []
+        typed = typed or ""
+        if typed.strip() and typed != (last_loaded or "") and typed.strip() not in {s.strip() for s in segments}:
+            gr.Info(f"Kept your text in the box: it will replace segment {n} when you press Rescore my edit. "
+                    f"To load segment {n}'s own text instead, clear the box and pick the segment again.")
+            return {edit_text: gr.skip(), loaded: last_loaded}
         i = int(n or 1) - 1
-        if not (0 <= i < len(v.segments)):
-            return {edit_text: ""}
-        return {edit_text: v.segments[i]}
+        text = segments[i] if 0 <= i < len(segments) else ""
+        return {edit_text: text, loaded: text}
 
     def do_edit(run_id, n, text):
         if not run_id:
@@ -261,6 +276,9 @@ def build(ctx: StudioContext) -> ReerPage:
         i = int(n or 0) - 1
         if not (0 <= i < len(v.segments)):
             return _err(f"Segment {n} does not exist: the trajectory has {len(v.segments)} segment(s).")
+        if text.strip() == v.segments[i].strip():  # nothing changed: recording it would be a false human decision
+            return _err(f"Your text is the same as segment {n}'s; change it, or use Accept / Skip for the "
+                        "candidates instead.")
         try:
             runner.edit(run_id, i, text)
         except (RunnerError, StoreError) as e:
@@ -296,24 +314,27 @@ def build(ctx: StudioContext) -> ReerPage:
 
     def do_heat(run_id):
         if not run_id:
-            return {heat_a: "", heat_b: render.placeholder_html("No run on screen.")}
+            return {heat_a: "", heat_b: render.placeholder_html("No run on screen."), heat_of: None}
         v = fold(store.events(run_id))
         if not v.initial:
-            return {heat_a: "", heat_b: render.placeholder_html("No initial draft yet: wait for the first point.")}
+            return {heat_a: "", heat_b: render.placeholder_html("No initial draft yet: wait for the first point."),
+                    heat_of: None}
         cfg = ReerConfig.from_dict(v.settings).scoring()
         try:
             lm = runner.lm_for(store.get_run(run_id).get("model"))
-            out = {}
+            out = {heat_of: run_id}
             for comp, segs, title in ((heat_a, v.initial, "initial trajectory"), (heat_b, v.segments, "current")):
                 s = score(lm, v.query, segs, v.reference, cfg, keep_tokens=True)
                 prefix, scored = split_reference(v.reference, cfg)
-                out[comp] = (f'<div class="heat-title">Reference under the {title}: perplexity {s.ppl:,.2f} · '
+                out[comp] = (f'<div class="heat-title" data-run="{html.escape(run_id)}">Run '
+                             f'{html.escape(run_id[:8])}: reference under the '
+                             f'{title}: perplexity {s.ppl:,.2f} · '
                              f"score {s.score:.4f}</div>" +
                              render.heatmap_html(s.tokens or [], s.logprobs or [], cfg.clip_min, text=scored,
                                                  unscored_prefix=prefix))
             return out
         except (LMError, StoreError, RunnerError) as e:
-            return {heat_a: "", heat_b: render.error_html(str(e))}
+            return {heat_a: "", heat_b: render.error_html(str(e)), heat_of: None}
 
     def set_review(run_id, verdict):
         why = set_run_review(store, run_id, verdict)
@@ -332,16 +353,21 @@ def build(ctx: StudioContext) -> ReerPage:
     prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)
     runs.input(pick_run, runs, [run_state, seen], api_visibility="private", **quick)
     metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
-    seg_no.change(load_segment, [run_state, seg_no], [edit_text], api_visibility="private", **quick)
+    # only a person's change of the number loads a segment (.input, not .change), and never over typing
+    seg_no.input(load_segment, [run_state, seg_no, edit_text, loaded], [edit_text, loaded],
+                 api_name="reer_load_segment", api_visibility="private", **quick)
     edit_btn.click(do_edit, [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
     force_btn.click(do_force, [run_state, force_no], [status, seen], api_name="reer_force", **quick)
     skip_btn.click(do_skip, run_state, [status, seen], api_name="reer_skip", **quick)
-    heat_btn.click(do_heat, run_state, [heat_a, heat_b], api_name="reer_heatmap", concurrency_limit=2)
+    heat_btn.click(do_heat, run_state, [heat_a, heat_b, heat_of], api_name="reer_heatmap", concurrency_limit=2)
     accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="reer_accept",
                      **quick)
     reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="reer_reject",
                      **quick)
-    timer.tick(tick, [run_state, seen, metric], [*shown, seen, runs], api_visibility="private", **quick)
+    # the tick also empties heat maps drawn for another run than the one now on screen (a run picked,
+    # started, or attached from another page): never one run's numbers under another
+    timer.tick(tick, [run_state, seen, metric, heat_of], [*shown, seen, runs, heat_a, heat_b, heat_of],
+               api_name="reer_tick", api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
     run_id_box.submit(show, [run_id_box, metric], shown, api_name="reer_show", **quick)

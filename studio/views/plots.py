@@ -2,9 +2,14 @@
 
 What it knows: how to draw a REER run's history as score (or perplexity) by step: the current
 trajectory's path, every scored candidate (accepted ones filled green, rejected ones hollow
-grey), a person's edits, and the stop threshold. What it does not know: the store, Gradio or how
-scores are computed; it reads `core.events` only. Hover texts carry model output, so they are
-HTML-escaped (plotly renders a subset of HTML in hovers).
+grey), a person's edits, and the stop threshold. The y axis fits the points (never below the
+metric's floor: a clipped score is at least 0, a perplexity at least 1); the x axis spans the
+run's step budget (`max_steps`) from the start, so a point's place says how far the run is. The
+search accepts on the clipped score alone (core.reer.search: the lowest-scoring candidate, if
+below the current score), so an accepted step whose perplexity rose is labelled as such.
+What it does not know: the store, Gradio or how scores are computed; it reads `core.events`
+only. Hover texts carry model output, so they are HTML-escaped (plotly renders a subset of HTML
+in hovers).
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from core import events as ev
 
 METRICS = {"score": "score (clipped −mean log-prob, lower is better)", "ppl": "perplexity (lower is better)"}
 ACCEPTED, REJECTED, PATH, EDIT = "#2e7d32", "#9aa4ae", "#3b5bdb", "#8e44ad"
+FLOOR = {"score": 0.0, "ppl": 1.0}  # the least value each metric can take: the y axis never goes below it
+SCORE_FULL = (0.0, 2.0)  # the clipped score's scale at the default clip (-2): the empty plot's y range
 
 
 def _short(text: str | None, n: int = 90) -> str:
@@ -40,13 +47,49 @@ def message_figure(message: str, height: int = 330) -> go.Figure:
     return fig
 
 
-def empty_figure(message: str = "Pick a prompt and press Run: every candidate will appear here.") -> go.Figure:
+def empty_figure(message: str = "Pick a prompt and press Run: every candidate will appear here.",
+                 max_steps: int | None = None) -> go.Figure:
+    """The plot before any point: the score's own scale (0..2) and, when known, the step budget."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                        font={"size": 13, "color": "#6b7280"})
     _layout(fig, "score")
-    fig.update_xaxes(range=[-0.3, 3.3])
+    fig.update_xaxes(**x_axis(max_steps or 3, 0))
+    fig.update_yaxes(range=list(SCORE_FULL))
     return fig
+
+
+def x_axis(max_steps: int | None, last: int) -> dict:
+    """The x axis: from the initial draft (0) to the step budget, or further when the points go
+    further (a run resumed with more steps); about ten ticks however long the budget."""
+    end = max(int(max_steps or 0), last, 1)
+    return {"range": [-0.4, end + 0.4], "dtick": max(1, math.ceil(end / 10))}
+
+
+def y_range(values: Sequence[float | None], metric: str) -> list[float] | None:
+    """The y axis fitted to `values` with a small margin, never below the metric's floor. None when
+    there is nothing to fit."""
+    ys = [float(y) for y in values if y is not None and math.isfinite(y)]
+    if not ys:
+        return None
+    lo, hi = min(ys), max(ys)
+    pad = max((hi - lo) * 0.12, abs(hi) * 0.02, 0.02)
+    return [max(FLOOR[metric], lo - pad), hi + pad]
+
+
+def rise_note(before: dict | None, after: dict | None, by: str) -> str:
+    """Why an accepted step whose perplexity rose was still accepted ("" when perplexity did not rise)."""
+    b_ppl, a_ppl = _val(before or {}, "ppl"), _val(after or {}, "ppl")
+    b_s, a_s = _val(before or {}, "score"), _val(after or {}, "score")
+    if None in (b_ppl, a_ppl, b_s, a_s) or a_ppl <= b_ppl:
+        return ""
+    if by == "human":
+        return (f"accepted by you: perplexity rose {b_ppl:,.2f} → {a_ppl:,.2f} "
+                f"(clipped score {b_s:.4f} → {a_s:.4f})")
+    return (f"accepted on score: the clipped score fell {b_s:.4f} → {a_s:.4f} while perplexity rose "
+            f"{b_ppl:,.2f} → {a_ppl:,.2f}. The search keeps the candidate with the lowest clipped score "
+            "when it is below the current one; perplexity is unclipped, so one very unlikely token "
+            "can raise it while most tokens got likelier")
 
 
 def _layout(fig: go.Figure, metric: str) -> None:
@@ -70,11 +113,17 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
     texts: dict[tuple[int, int], str | None] = {}
     scored: dict[tuple[int, int], dict] = {}
     k_of: dict[int, int] = {}
+    max_steps = None
+    current: dict | None = None  # the trajectory's score before the event at hand
+    rises: list[tuple[float, float | None, str]] = []  # (x, y, note) of accepted steps whose perplexity rose
     for e in events:
-        if isinstance(e, ev.RunStarted) and threshold is None:
-            threshold = (e.settings or {}).get("threshold")
+        if isinstance(e, ev.RunStarted):
+            max_steps = (e.settings or {}).get("max_steps")
+            if threshold is None:
+                threshold = (e.settings or {}).get("threshold")
         elif isinstance(e, ev.InitialDraft):
             path_x, path_y, path_t = [0], [_val(e.score, metric)], ["initial draft"]
+            current = e.score
         elif isinstance(e, ev.SegmentStarted):
             for key in [k for k in scored if k[0] == e.step]:  # a redone step replaces its candidates
                 scored.pop(key)
@@ -85,6 +134,8 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
             scored[(e.step, e.index)] = e.score
         elif isinstance(e, ev.SegmentDecided):
             y = _val(e.score, metric)
+            note = rise_note(current, e.score, e.by) if e.action in ("accept", "force") else ""
+            current = e.score
             if e.action == "edit":
                 edits["x"].append(e.step - 0.5)
                 edits["y"].append(y)
@@ -97,12 +148,16 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
                 box = acc if (e.chosen == idx and e.action in ("accept", "force")) else rej
                 box["x"].append(x)
                 box["y"].append(_val(s, metric))
+                why = f"<br><i>{html.escape(note)}</i>" if note and box is acc else ""
                 box["t"].append(f"step {step} · segment {e.segment + 1} · candidate {idx + 1}<br>"
                                 f"ppl {s.get('ppl', float('nan')):.3f} · score {s.get('score', float('nan')):.4f}"
-                                f"<br>{_short(texts.get((step, idx)))}")
+                                f"{why}<br>{_short(texts.get((step, idx)))}")
             path_x.append(e.step - 0.5 if e.action == "edit" else e.step)
             path_y.append(y)
-            path_t.append(f"after step {e.step}: {e.action} ({e.by})")
+            path_t.append(f"after step {e.step}: {e.action} ({e.by})" + (f"<br><i>{html.escape(note)}</i>"
+                                                                           if note else ""))
+            if note:
+                rises.append((e.step, y, note))
     # candidates of a step still awaiting its decision
     decided = {e.step for e in events if isinstance(e, ev.SegmentDecided) and e.action != "edit"}
     pending = {"x": [], "y": [], "t": []}
@@ -144,8 +199,18 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
         fig.add_hline(y=threshold, line={"dash": "dot", "color": "#c92a2a", "width": 1},
                       annotation_text=f"stop threshold {threshold:g}", annotation_position="bottom right",
                       annotation_font={"size": 10, "color": "#c92a2a"})
-    last = max([0] + [int(math.ceil(x)) for x in path_x + rej["x"] + acc["x"] + pending["x"]])
-    fig.update_xaxes(range=[-0.4, max(3, last) + 0.4])
+    if metric == "ppl":  # in the perplexity view a rise on an accepted step looks like a bug: say why
+        for x, y, note in rises:
+            if y is not None:
+                fig.add_annotation(x=x, y=y, text="accepted on score" if note.startswith("accepted on") else
+                                   "accepted by you", hovertext=html.escape(note), showarrow=True, arrowhead=0,
+                                   ax=0, ay=-22, font={"size": 10, "color": "#8a5a00"})
+    last = max([0] + [int(math.ceil(x)) for x in path_x + rej["x"] + acc["x"] + pending["x"] + edits["x"]])
+    fig.update_xaxes(**x_axis(max_steps, last))
+    shown = ys + ([threshold] if threshold is not None and metric == "score" and not far else [])
+    fit = y_range(shown, metric)
+    if fit:
+        fig.update_yaxes(range=fit)
     return fig
 
 
