@@ -100,3 +100,43 @@ def test_the_samples_source_reads_sample(tmp_path):
         assert page.source_choices(store)[-1] == "import: sample"
     finally:
         store.close()
+
+
+SPLIT_WORDS = """() => { const out = []; for (const th of document.querySelectorAll('th')) {
+  const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT); let n;
+  while ((n = walker.nextNode())) { const t = n.textContent; let i = 0;
+    for (const w of t.split(/(\\s+)/)) { if (w.trim().length > 1) { const r = document.createRange();
+      r.setStart(n, i); r.setEnd(n, i + w.length);
+      if (new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1) out.push(w); }
+      i += w.length; } } } return out; }"""  # header words whose letters sit on more than one line
+
+
+@pytest.mark.ui
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (apt-get install -y chromium)")
+def test_headers_wrap_between_words_and_the_queue_is_tall(tmp_path):
+    """In Chromium at 1280 px: no table header splits a word ("answe r words" in the Library), and
+    the Review queue holding 12 trajectories is taller than the old 4-row box (260 px)."""
+    from playwright.sync_api import sync_playwright
+    from studio.app import import_samples_if_empty
+    from ui_helpers import CHROMIUM, CHROMIUM_ARGS, launched
+
+    store = open_store(tmp_path / "s.db")
+    try:
+        import_samples_if_empty(store)
+        filled_store(store)
+        with launched(studio_app("scripted:", store=store)) as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(url, wait_until="domcontentloaded")
+                page.wait_for_selector("#library-table th", timeout=60000)
+                page.wait_for_function("() => document.querySelector('#library-table tbody td') !== null")
+                assert page.evaluate(SPLIT_WORDS) == []
+                page.get_by_role("tab", name="Review").click()
+                page.wait_for_selector("#review-count .rv-count", timeout=30000)
+                assert page.evaluate(SPLIT_WORDS) == []
+                assert page.locator("#review-table").bounding_box()["height"] > 450
+            finally:
+                browser.close()
+    finally:
+        store.close()

@@ -160,7 +160,7 @@ def build(ctx: StudioContext) -> ReviewPage:
                                   elem_id="review-bulk-action", min_width=220, scale=0)
         bulk_btn = gr.Button("Apply to every match", elem_id="review-bulk", size="sm", min_width=150, scale=0)
     table = gr.Dataframe(headers=list(view.HEADERS), interactive=False, wrap=True, elem_id="review-table",
-                         column_widths=list(view.COLUMN_WIDTHS), max_height=260, label="Queue: click a row to open it")
+                         column_widths=list(view.COLUMN_WIDTHS), max_height=560, label="Queue: click a row to open it")
     header = gr.HTML(view.header_html({}), elem_id="review-header")
     with gr.Row(equal_height=False, elem_id="review-side"):
         with gr.Column(scale=4, min_width=300):
