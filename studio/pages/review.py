@@ -5,7 +5,9 @@ judge's, higher is better; the queue table with a column for each, the selected 
 and answer side by side, its scores, filter flags, tags, notes and versions, the review actions
 and a summary figure of the trajectories in the table) and how each control maps onto
 core.data.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert; and
-one action on every trajectory the filters match).
+one action on every trajectory the filters match: its menu starts on a no-op choice, and accept skips
+trajectories whose quality filters failed, saying which and why). Pending trajectories whose filters
+failed read "failed filters" in the queue and the default status choice hides them, with a count.
 Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
 Textboxes (plain text) or through studio.views.review (HTML-escaped).
 
