@@ -81,7 +81,7 @@ def test_bad_values_are_named(store):
 def test_bulk_changes_all_or_none(store):
     ids = filled_store(store)
     reer = ids["reer"]
-    assert cur.bulk(store, [*reer, reer[0]], "tag", tags=["batch"]) == len(reer)  # each id once
+    assert cur.bulk(store, [*reer, reer[0]], "tag", tags=["batch"]).changed == len(reer)  # each id once
     assert all(store.get_trajectory(t)["tags"][-1:] == ["batch"] for t in reer)
     before = {t: store.get_trajectory(t)["status"] for t in reer}
     with pytest.raises(NotFound):  # the last id does not exist: the earlier rejections are rolled back

@@ -40,6 +40,8 @@ class TrajectoryFilter:
     min_chars: int | None = None  # current thinking at least this many characters
     max_chars: int | None = None  # current thinking at most this many characters
     passed_filters: bool | None = None  # True: only those whose quality filters passed; False: only failed
+    failed_pending: bool | None = None  # False: leave out pending ones whose quality filters failed (the queue's
+    #                                     default view; see queue_status); True: only those; None: both
     tags: tuple[str, ...] = ()  # carries every one of these tags
     search: str | None = None  # substring of the query, thinking or answer
     limit: int | None = None  # at most this many (in id order)
@@ -120,6 +122,32 @@ def _judged(details: dict, which: str) -> float | None:
     return None
 
 
+FAILED = "failed filters"  # the queue status of a pending trajectory whose quality filters failed
+
+
+def failed_filters(row: dict) -> bool:
+    """Did the quality filters run on this trajectory and fail it? (A dropped REER run always has;
+    R2 and most imports record none, so they never count as failed.)"""
+    f = row.get("filters")
+    return isinstance(f, dict) and not f.get("passed")
+
+
+def queue_status(row: dict) -> str:
+    """The status the review queue shows: the stored one, except that a pending trajectory whose
+    filters failed reads "failed filters" (it is not work waiting for a decision; a person may still
+    open it and accept or reject it one at a time)."""
+    return FAILED if row.get("status") == "pending" and failed_filters(row) else str(row.get("status"))
+
+
+def failed_reason(row: dict) -> str:
+    """Why a trajectory failed its filters, in a few words: a dropped run, else the filters' reasons."""
+    f = row.get("filters") if isinstance(row.get("filters"), dict) else {}
+    reasons = [str(x) for x in f.get("reasons") or []]
+    stop = (row.get("details") or {}).get("finish_reason") if isinstance(row.get("details"), dict) else None
+    head = "dropped run" if stop == "dropped" else "failed the quality filters"
+    return head + (f" ({'; '.join(reasons[:2])})" if reasons else "")
+
+
 def versions(store: Store, traj_id: int) -> list[dict]:
     """The human edits of a trajectory, oldest first (version 1, 2, ...)."""
     store.get_trajectory(traj_id)
@@ -168,6 +196,8 @@ def list_trajectories(store: Store, flt: TrajectoryFilter = TrajectoryFilter()) 
         if (flt.min_chars is not None and n < flt.min_chars) or (flt.max_chars is not None and n > flt.max_chars):
             continue
         if flt.passed_filters is not None and bool((r.get("filters") or {}).get("passed")) != flt.passed_filters:
+            continue
+        if flt.failed_pending is not None and (queue_status(r) == FAILED) != flt.failed_pending:
             continue
         if any(t not in r["tags"] for t in flt.tags):
             continue
@@ -291,9 +321,29 @@ def revert(store: Store, traj_id: int, version: int, author: str = "human") -> i
 BULK_ACTIONS = ("accept", "reject", "reset", "tag", "untag")  # what `bulk` can do to many at once
 
 
-def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = (), reason: str | None = None) -> int:
+@dataclass(frozen=True)
+class BulkResult:
+    changed: int  # how many trajectories the action changed
+    skipped: tuple[tuple[int, str], ...] = ()  # (id, why) of those left as they were (bulk accept skips failed filters)
+
+    def skipped_text(self) -> str:
+        """"2 skipped: failed the quality filters (#4, #7)" or "" when none was skipped."""
+        if not self.skipped:
+            return ""
+        by: dict[str, list[int]] = {}
+        for t, why in self.skipped:
+            by.setdefault(why, []).append(t)
+        parts = [f"{why} ({', '.join(f'#{t}' for t in ids[:8])}{', …' if len(ids) > 8 else ''})"
+                 for why, ids in by.items()]
+        return f"{len(self.skipped)} skipped: " + "; ".join(parts)
+
+
+def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = (), reason: str | None = None,
+         include_failed: bool = False) -> BulkResult:
     """One review action on many trajectories in one transaction: all of them or, on any error,
-    none. `tags` for tag/untag, `reason` for reject. Returns how many were changed."""
+    none. `tags` for tag/untag, `reason` for reject. Accept skips trajectories whose quality
+    filters failed (a dropped run among them) unless `include_failed`: accepting one of those
+    must be a deliberate, one-at-a-time choice. Returns how many were changed and which were skipped, and why."""
     if action not in BULK_ACTIONS:
         raise BadValue(f"bulk action {action!r}: use one of {', '.join(BULK_ACTIONS)}")
     if action in ("tag", "untag"):
@@ -306,10 +356,17 @@ def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = ()
     one = {"accept": lambda t: accept(store, t), "reject": lambda t: reject(store, t, reason),
            "reset": lambda t: reset(store, t), "tag": lambda t: tag(store, t, *tags),
            "untag": lambda t: untag(store, t, *tags)}[action]
+    skipped, changed = [], 0
     with store.transaction():
         for t in ids:
+            if action == "accept" and not include_failed:
+                row = store.get_trajectory(t)
+                if failed_filters(row):
+                    skipped.append((t, failed_reason(row)))
+                    continue
             one(t)
-    return len(ids)
+            changed += 1
+    return BulkResult(changed, tuple(skipped))
 
 
 def current_original(store: Store, traj_id: int) -> dict:

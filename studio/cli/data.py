@@ -113,12 +113,14 @@ def cmd_review(args) -> int:
                 print(f"notes: {r['notes']}")
             print(f"\n--- query ---\n{p.get('query', '')}\n\n--- thinking ---\n{r['thinking']}\n\n--- answer ---\n{r['answer']}")
         elif a in ("accept", "reject", "reset"):
-            for tid in args.ids:
-                if a == "reject":
-                    cur.reject(store, tid, args.reason)
-                else:
-                    getattr(cur, a)(store, tid)
-            print(f"{a}{'ed' if a != 'reset' else ''}: {', '.join(map(str, args.ids))}")
+            # one transaction, the studio's bulk rule: accept skips failed-filter ones unless --include-failed
+            res = cur.bulk(store, args.ids, a, reason=getattr(args, "reason", None),
+                           include_failed=getattr(args, "include_failed", False))
+            skipped = {t for t, _ in res.skipped}
+            done = [t for t in dict.fromkeys(args.ids) if t not in skipped]
+            print(f"{a}{'ed' if a != 'reset' else ''}: {', '.join(map(str, done)) or '(none)'}")
+            if res.skipped:
+                print(f"{res.skipped_text()}; give --include-failed to accept them anyway", file=sys.stderr)
         elif a in ("tag", "untag"):
             tags = getattr(cur, a)(store, args.id, *args.tags)
             print(f"trajectory {args.id} tags: {', '.join(tags) or '(none)'}")
@@ -237,6 +239,10 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
         x.add_argument("ids", type=int, nargs="+", help="trajectory ids")
         if name == "reject":
             x.add_argument("--reason", help="appended to the notes")
+        if name == "accept":
+            x.add_argument("--include-failed", action="store_true",
+                           help="accept trajectories whose quality filters failed too (a dropped run); "
+                                "without it they are skipped and listed")
     for name in ("tag", "untag"):
         x = rs.add_parser(name, parents=[common], help=f"{name} a trajectory")
         x.add_argument("id", type=int, help="trajectory id")

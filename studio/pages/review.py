@@ -5,7 +5,9 @@ judge's, higher is better; the queue table with a column for each, the selected 
 and answer side by side, its scores, filter flags, tags, notes and versions, the review actions
 and a summary figure of the trajectories in the table) and how each control maps onto
 core.data.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new version, revert; and
-one action on every trajectory the filters match).
+one action on every trajectory the filters match: its menu starts on a no-op choice, and accept skips
+trajectories whose quality filters failed, saying which and why). Pending trajectories whose filters
+failed read "failed filters" in the queue and the default status choice hides them, with a count.
 Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
 Textboxes (plain text) or through studio.views.review (HTML-escaped).
 
@@ -14,6 +16,7 @@ page when its tab is selected, through `ReviewPage`).
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from typing import Callable
@@ -26,13 +29,16 @@ from core.store import BadValue, NotFound, StoreError
 from studio.context import StudioContext
 from studio.views import review as view
 
-STATUSES = ("any", "pending", "accepted", "rejected")
+ALL_STATUSES = "any, failed filters too"
+STATUSES = ("any", "pending", "accepted", "rejected", curation.FAILED, ALL_STATUSES)  # "any" and "pending" hide
+#   pending trajectories whose quality filters failed (a dropped run): not work waiting for a decision
 FLAGS = ("any", "passed", "failed", "not run")  # quality filters (core.quality); "not run": R2, most imports
 ALL_SOURCES = "all"
 IMPORT_ANY = "import (any file)"
 MAX_ROWS = 500  # the table shows at most this many (the count says how many match)
 RATINGS = ("none", "1", "2", "3", "4", "5")
-BULK = {"accept all": "accept", "reject all (note = reason)": "reject", "all back to pending": "reset",
+CHOOSE = "choose an action…"  # the bulk menu's first entry: nothing happens until a person picks an action
+BULK = {CHOOSE: None, "accept every match (skips failed filters)": "accept", "reject all (note = reason)": "reject", "all back to pending": "reset",
         "add the tags below to all": "tag", "remove the tags below from all": "untag"}  # menu -> curation.bulk
 
 
@@ -92,8 +98,10 @@ def make_filter(status: str | None, source: str | None, min_score, max_score, mi
     elif source != ALL_SOURCES:
         raise BadValue(f"Filters: source {source!r} is not known; pick one from the menu")
     tag_list = tuple(t.strip() for t in (tags or "").split(",") if t.strip())
+    failed_pending = {"any": False, "pending": False, curation.FAILED: True}.get(status)
+    stored = {"any": None, ALL_STATUSES: None, curation.FAILED: "pending"}.get(status, status)
     return TrajectoryFilter(
-        status=None if status == "any" else status, kind=kind, source=src,
+        status=stored, failed_pending=failed_pending, kind=kind, source=src,
         min_score=min_score, max_score=max_score, min_judge=min_judge, max_judge=max_judge, min_chars=lo, max_chars=hi,
         passed_filters=True if flags == "passed" else None, tags=tag_list,
         search=(search or "").strip() or None)
@@ -150,11 +158,11 @@ def build(ctx: StudioContext) -> ReviewPage:
         apply = gr.Button("Apply", elem_id="review-apply", size="sm", min_width=70, scale=1)
     with gr.Row(equal_height=True, elem_id="review-bulk-row"):
         count = gr.HTML("", elem_id="review-count", padding=False)
-        bulk_action = gr.Dropdown(list(BULK), value=next(iter(BULK)), show_label=False, container=False,
+        bulk_action = gr.Dropdown(list(BULK), value=CHOOSE, show_label=False, container=False,
                                   elem_id="review-bulk-action", min_width=220, scale=0)
         bulk_btn = gr.Button("Apply to every match", elem_id="review-bulk", size="sm", min_width=150, scale=0)
     table = gr.Dataframe(headers=list(view.HEADERS), interactive=False, wrap=True, elem_id="review-table",
-                         column_widths=list(view.COLUMN_WIDTHS), max_height=260, label="Queue: click a row to open it")
+                         column_widths=list(view.COLUMN_WIDTHS), max_height=560, label="Queue: click a row to open it")
     header = gr.HTML(view.header_html({}), elem_id="review-header")
     with gr.Row(equal_height=False, elem_id="review-side"):
         with gr.Column(scale=4, min_width=300):
@@ -202,18 +210,33 @@ def build(ctx: StudioContext) -> ReviewPage:
         choices = source_choices(store)
         src_out = gr.Dropdown(choices=choices, value=src if src in choices else ALL_SOURCES)
         try:
-            rows = [r for r in curation.list_trajectories(store, make_filter(st, src, a, b, c, d, fl, tg, q, ja, jb))
-                    if flags_match(r, fl)]
+            rows, hidden = queue_rows(st, src, a, b, c, d, fl, tg, q, ja, jb)
         except (StoreError, ValueError, TypeError) as e:
             return {count: _msg(str(e), "error"), source: src_out}
         queries = {p["id"]: p["query"] for p in store.list_prompts()}
-        cells = [view.row_cells(r, queries.get(r.get("prompt_id"), "")) for r in rows[:MAX_ROWS]]
-        by = {s: sum(r["status"] == s for r in rows) for s in ("pending", "accepted", "rejected")}
+        cells = [view.row_cells({**r, "status": curation.queue_status(r)}, queries.get(r.get("prompt_id"), ""))
+                 for r in rows[:MAX_ROWS]]
+        by = {s: sum(curation.queue_status(r) == s for r in rows)
+              for s in ("pending", "accepted", "rejected", curation.FAILED)}
         shown = f" (showing the first {MAX_ROWS})" if len(rows) > MAX_ROWS else ""
         text = (f"{len(rows)} trajectory(ies) match{shown}: {by['pending']} pending, {by['accepted']} accepted, "
-                f"{by['rejected']} rejected.")
-        return {table: cells, count: f'<div class="rv-count" data-n="{len(rows)}">{html.escape(text)}</div>',
+                f"{by['rejected']} rejected" + (f", {by[curation.FAILED]} failed filters" if by[curation.FAILED] else "")
+                + ".")
+        note_ = (f'<span class="rv-hidden" data-hidden="{hidden}">{hidden} hidden: failed filters (Status → '
+                 f'"{curation.FAILED}" lists them).</span>' if hidden else "")
+        return {table: cells, count: f'<div class="rv-count" data-n="{len(rows)}">{html.escape(text)} {note_}</div>',
                 plot: view.summary_figure(rows), source: src_out}
+
+    def queue_rows(*filters_) -> tuple[list[dict], int]:
+        """The trajectories the filters match, and how many more the status choice hides because their
+        quality filters failed (pending ones only; "failed filters" lists them)."""
+        flt = make_filter(*filters_)
+        rows = [r for r in curation.list_trajectories(store, flt) if flags_match(r, filters_[6])]
+        hidden = 0
+        if flt.failed_pending is False:
+            other = dataclasses.replace(flt, status="pending", failed_pending=True, limit=None)
+            hidden = sum(flags_match(r, filters_[6]) for r in curation.list_trajectories(store, other))
+        return rows, hidden
 
     def detail(traj_id) -> dict:
         """The selected trajectory's blocks; an empty view when none is selected."""
@@ -267,8 +290,7 @@ def build(ctx: StudioContext) -> ReviewPage:
     def next_id(traj_id, *filters_) -> int:
         """The queue's next trajectory after `traj_id` (in id order, wrapping round; the first when none)."""
         try:
-            ids = [r["id"] for r in curation.list_trajectories(store, make_filter(*filters_))
-                   if flags_match(r, filters_[6])]
+            ids = [r["id"] for r in queue_rows(*filters_)[0]]
         except (StoreError, ValueError, TypeError) as e:
             raise BadValue(str(e)) from e
         if not ids:
@@ -333,18 +355,22 @@ def build(ctx: StudioContext) -> ReviewPage:
     def do_bulk(choice, traj_id, tag_text, reason, *filters_):
         """One action on every trajectory the filters match (the count line says how many)."""
         try:
+            if choice in (None, "", CHOOSE):
+                raise BadValue("Bulk: choose an action from the menu beside the button first; nothing was changed.")
             action = BULK.get(choice)
             if action is None:
                 raise BadValue(f"Bulk action {choice!r} is not known; pick one from the menu")
-            ids = [r["id"] for r in curation.list_trajectories(store, make_filter(*filters_))
-                   if flags_match(r, filters_[6])]
+            ids = [r["id"] for r in queue_rows(*filters_)[0]]
             words = [w.strip() for w in (tag_text or "").split(",") if w.strip()]
             if action in ("tag", "untag") and not words:
                 raise BadValue("Bulk tags: write the tags in the Tags box below (comma separated) first.")
-            n = curation.bulk(store, ids, action, tags=words, reason=(reason or "").strip() or None)
+            res = curation.bulk(store, ids, action, tags=words, reason=(reason or "").strip() or None)
             done = {"accept": "accepted", "reject": "rejected", "reset": "back to pending",
                     "tag": f"tagged {', '.join(words)}", "untag": f"untagged {', '.join(words)}"}[action]
-            message, kind = f"{n} trajectory(ies) {done}.", "ok"
+            message, kind = f"{res.changed} trajectory(ies) {done}.", "ok"
+            if res.skipped:  # never accepted in bulk: open one and Accept it to take it deliberately
+                message += f" {res.skipped_text()}; open one and press Accept to take it anyway."
+                kind = "warn"
         except (StoreError, ValueError, TypeError) as e:
             message, kind = str(e), "error"
             gr.Warning(message)
