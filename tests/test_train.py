@@ -18,6 +18,7 @@ import torch
 from core.models.hf import builtin_model_dir
 from core.models.lm import GenerationConfig, load_lm
 from core.models.scoring import score
+from core.settings import SettingError
 from core.store import open_store
 from core.train.data import (
     IGNORE,
@@ -27,7 +28,6 @@ from core.train.data import (
     read_chat_jsonl,
     split_records,
 )
-from core.settings import SettingError
 from core.train.trainer import (
     METRICS_FILE,
     TrainConfig,

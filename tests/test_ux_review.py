@@ -117,8 +117,9 @@ def test_headers_wrap_between_words_and_the_queue_is_tall(tmp_path):
     """In Chromium at 1280 px: no table header splits a word ("answe r words" in the Library), and
     the Review queue holding 12 trajectories is taller than the old 4-row box (260 px)."""
     from playwright.sync_api import sync_playwright
-    from studio.app import import_samples_if_empty
     from ui_helpers import CHROMIUM, CHROMIUM_ARGS, launched
+
+    from studio.app import import_samples_if_empty
 
     store = open_store(tmp_path / "s.db")
     try:
