@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.data import records
+from core.data import streams
 from core.data.items import read_items
 from core.data.records import (
     InputError,
@@ -100,14 +100,14 @@ def test_a_long_line_is_a_problem_and_the_next_lines_are_read(tmp_path, monkeypa
 
 def test_a_huge_value_in_a_json_array_is_bounded_and_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PALIMPSEST_MAX_RECORD_MB", "0.01")
-    monkeypatch.setattr(records, "CHUNK", 4096)
+    monkeypatch.setattr(streams, "CHUNK", 4096)
     f = tmp_path / "in.json"
     f.write_text(json.dumps([GOOD, {"query": "q", "reference": "y" * 100_000}, GOOD], indent=1), encoding="utf-8")
     recs, probs = got(f)
     assert [r.line for r in recs] == [2]
     assert len(probs) == 1 and probs[0].line == 6 and "PALIMPSEST_MAX_RECORD_MB" in probs[0].message
     assert "the rest of the file is skipped" in probs[0].message  # its end was not looked for
-    monkeypatch.setattr(records, "CHUNK", 1 << 20)  # read whole at once: it is skipped, the rest is read
+    monkeypatch.setattr(streams, "CHUNK", 1 << 20)  # read whole at once: it is skipped, the rest is read
     recs, probs = got(f)
     assert [r.line for r in recs] == [2, 10] and [p.line for p in probs] == [6]
     assert "100,0" in probs[0].message and "skipped" not in probs[0].message
@@ -120,7 +120,7 @@ def test_json_documents_read_the_same_however_the_file_is_cut(tmp_path, monkeypa
     arr.write_text(json.dumps(rows[:3], indent=2, ensure_ascii=False) + "\n" +
                    "\n".join(json.dumps(r, indent=1, ensure_ascii=False) for r in rows[3:]) + "\n", encoding="utf-8")
     want = [(r.line, r.query, r.extra["scores"]) for r in got(arr)[0]]
-    monkeypatch.setattr(records, "CHUNK", chunk)
+    monkeypatch.setattr(streams, "CHUNK", chunk)
     assert [(r.line, r.query, r.extra["scores"]) for r in got(arr)[0]] == want
     assert [w[1] for w in want] == [r["query"] for r in rows]
     lines = arr.read_text(encoding="utf-8").splitlines()
