@@ -30,6 +30,11 @@ Edge cases, pinned once (as lm-evaluation-harness does):
   backend stops waiting for its reply, the scripted one checks during its delay) and raises
   `GenerationStopped`: nothing half-written is returned. The signature of `generate` is the same
   for every backend; one that never looks at the check simply finishes its generation.
+- Watching a generation: a caller that shows progress wraps its calls in `on_tokens(sink)`.
+  Inside that block a backend that can see tokens as they come calls `sink(TokenProgress)` with
+  the partial texts so far (one per sequence of the call) and the tokens generated, as often
+  as it likes (the sink throttles); a backend that cannot calls it once with the finished texts.
+  Partial texts are for display only: nothing stores them.
 
 Specs `load_lm` knows: the built-in alias, a local folder or hub id (`core.models.hf`), a server
 URL (`core.models.server`), and `scripted:[options]`, a deterministic fake model for tests and
@@ -222,6 +227,36 @@ def wait_unless_stopped(call: Callable[[], _T], poll_s: float = 0.1) -> _T:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+# ---- watching a generation as it goes (module docstring) -----------------------------------
+
+
+@dataclass(frozen=True)
+class TokenProgress:
+    texts: tuple[str, ...]  # partial text of each sequence of the call so far (decoded, stop strings cut)
+    tokens: int  # new tokens generated so far in the longest sequence of the call
+    budget: int  # max_new_tokens of the call (the most `tokens` can reach)
+    done: bool = False  # True on the last report of a call (the texts are final)
+
+
+TokenSink = Callable[[TokenProgress], None]
+_TOKEN_SINK: ContextVar[TokenSink | None] = ContextVar("palimpsest_token_sink", default=None)
+
+
+@contextlib.contextmanager
+def on_tokens(sink: TokenSink) -> Iterator[None]:
+    """Within this block (in this thread), generations report their partial texts to `sink`."""
+    token = _TOKEN_SINK.set(sink)
+    try:
+        yield
+    finally:
+        _TOKEN_SINK.reset(token)
+
+
+def token_sink() -> TokenSink | None:
+    """The sink `on_tokens` set for this thread, or None (nobody is watching)."""
+    return _TOKEN_SINK.get()
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
