@@ -121,12 +121,15 @@ def accept_proposed(store: Store, run_id: str) -> int:
 
 def r2_items(store: Store, items: Sequence[Item], cfg: R2Config, writer: str, judge: str,
              get_lms: Callable[[], tuple[LM, LM | None]], source: str | None = None,
-             on_event: Callable[[Item, ev.Event], None] | None = None) -> Iterator[ItemOutcome]:
-    """One outcome per item, in order (core.runs.batch; "paused" when the run waits for a person).
+             on_event: Callable[[Item, ev.Event], None] | None = None,
+             concurrency: int = 1) -> Iterator[ItemOutcome]:
+    """One outcome per item (core.runs.batch: in order with `concurrency` 1, else as items finish,
+    each with its `index`; "paused" when the run waits for a person).
     `writer`/`judge` are the specs the loaded models carry; `get_lms` is called only when some item
     needs running."""
     def get_job():
         writer_lm, judge_lm = get_lms()
         return lambda prompt_id, run_id: r2_job(store, writer_lm, judge_lm, prompt_id, cfg, run_id=run_id)
 
-    return run_items(store, items, R2, cfg.as_dict(), models_name(writer, judge), get_job, source, on_event)
+    return run_items(store, items, R2, cfg.as_dict(), models_name(writer, judge), get_job, source, on_event,
+                     concurrency=concurrency)

@@ -67,11 +67,14 @@ def under_item_id(rec: dict, item: Item) -> dict:
 
 def reer_items(store: Store, items: Sequence[Item], cfg: ReerConfig, model: str, get_lm: Callable[[], LM],
                source: str | None = None,
-               on_event: Callable[[Item, ev.Event], None] | None = None) -> Iterator[ItemOutcome]:
-    """One outcome per item, in order (core.runs.batch). `model` is the name the loaded LM will
-    carry (its spec); `get_lm` is called only when some item needs a search."""
+               on_event: Callable[[Item, ev.Event], None] | None = None,
+               concurrency: int = 1) -> Iterator[ItemOutcome]:
+    """One outcome per item (core.runs.batch: in order with `concurrency` 1, else as items finish,
+    each with its `index`). `model` is the name the loaded LM will carry (its spec); `get_lm` is
+    called only when some item needs a search."""
     def get_job():
         lm = get_lm()
         return lambda prompt_id, run_id: reer_job(store, lm, prompt_id, cfg, run_id=run_id)
 
-    return run_items(store, items, REER, cfg.as_dict(), model, get_job, source, on_event, under_item_id)
+    return run_items(store, items, REER, cfg.as_dict(), model, get_job, source, on_event, under_item_id,
+                     concurrency=concurrency)

@@ -15,7 +15,7 @@ import json
 import sys
 
 from core.models.lm import DEFAULT_MODEL
-from studio.cli.batch import INPUT_HELP
+from studio.cli.batch import CONCURRENCY_HELP, INPUT_HELP
 
 
 def load_model(spec: str):
@@ -30,13 +30,14 @@ def cmd_r2(args) -> int:
     from core.r2.config import R2Config
     from core.r2.jobs import r2_items
     from core.settings import from_args
-    from studio.cli.batch import open_store, read_items, run_batch
+    from studio.cli.batch import concurrency_for, open_store, read_items, run_batch
 
     cfg = from_args(R2Config, args)
     args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
     writer, judge = (args.writer or DEFAULT_MODEL).strip(), (args.judge or DEFAULT_MODEL).strip()
+    concurrency = concurrency_for(args.concurrency, [writer, judge])
     loaded: dict = {}
 
     def get_lms():
@@ -66,9 +67,9 @@ def cmd_r2(args) -> int:
         status, counts = run_batch(
             "r2", items,
             lambda on_event: r2_items(store, items, cfg, writer, judge, get_lms, source=str(args.input),
-                                      on_event=on_event),
+                                      on_event=on_event, concurrency=concurrency),
             out=args.out, db=args.db, progress=args.progress, postfix=postfix, line=line,
-            statuses=("done", "cached", "paused", "failed"))
+            statuses=("done", "cached", "paused", "failed"), concurrency=concurrency)
     finally:
         store.close()
     if status != 130:
@@ -175,6 +176,7 @@ def add_r2_parser(sub, default_db: str) -> None:
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")
     rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    rr.add_argument("--concurrency", type=int, default=None, metavar="N", help=CONCURRENCY_HELP)
     loop = rr.add_argument_group("loop settings (R2Config)")
     # review_reflections pauses for a person's edit, which only the studio offers
     flags = add_arguments(loop, R2Config, skip=("review_reflections",),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from core.models.lm import DEFAULT_MODEL
-from studio.cli.batch import INPUT_HELP
+from studio.cli.batch import CONCURRENCY_HELP, INPUT_HELP
 
 
 def cmd_reer(args) -> int:
@@ -19,7 +19,7 @@ def cmd_reer(args) -> int:
     from core.reer.config import ReerConfig
     from core.reer.jobs import reer_items
     from core.settings import from_args
-    from studio.cli.batch import num, open_store, read_items, run_batch
+    from studio.cli.batch import concurrency_for, num, open_store, read_items, run_batch
     from studio.cli.main import _load
 
     cfg = from_args(ReerConfig, args)
@@ -27,6 +27,7 @@ def cmd_reer(args) -> int:
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
     model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.models.lm.load_lm)
+    concurrency = concurrency_for(args.concurrency, [model])
     loaded = []
 
     def get_lm():
@@ -54,8 +55,10 @@ def cmd_reer(args) -> int:
     try:
         status, counts = run_batch(
             "reer", items,
-            lambda on_event: reer_items(store, items, cfg, model, get_lm, source=str(args.input), on_event=on_event),
-            out=args.out, db=store.path or args.db, progress=args.progress, postfix=postfix, line=line)
+            lambda on_event: reer_items(store, items, cfg, model, get_lm, source=str(args.input), on_event=on_event,
+                                        concurrency=concurrency),
+            out=args.out, db=store.path or args.db, progress=args.progress, postfix=postfix, line=line,
+            concurrency=concurrency)
     finally:
         store.close()
     if status != 130:
@@ -86,6 +89,7 @@ def add_reer_parser(sub, default_db: str) -> None:
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")
     rr.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    rr.add_argument("--concurrency", type=int, default=None, metavar="N", help=CONCURRENCY_HELP)
     search = rr.add_argument_group("search settings (ReerConfig)")
     flags = add_arguments(search, ReerConfig, nested={"quality": {"prefix": "quality-"}})
     rr.set_defaults(func=cmd_reer, setting_flags=flags)
