@@ -13,7 +13,8 @@ shapes and test modes), made a module so the batch tests and `palimpsest bench s
   run whole items through it;
 - vLLM's `prompt_logprobs` beside `echo` + `logprobs` in /v1/completions, and a raw-prompt
   /v1/completions without echo (generation from a client-rendered ChatML prompt);
-- counters at GET /standin/stats: requests per route and the most requests in flight at once.
+- counters at GET /standin/stats: requests per route, the most requests in flight at once, and
+  the server process's CPU seconds so far.
 
 Routes: GET /v1/models (with `max_model_len`), POST /v1/chat/completions (`n` choices,
 `continue_final_message` continues the last assistant message), POST /v1/completions, POST
@@ -116,7 +117,7 @@ class State:
         with self.lock:
             return {"requests": dict(self.requests), "total": sum(self.requests.values()),
                     "in_flight": self.in_flight, "max_in_flight": self.max_in_flight, "delay": self.delay,
-                    "brain": self.brain, "model": self.model}
+                    "brain": self.brain, "model": self.model, "cpu_s": time.process_time()}
 
     def scripted(self):
         with self.lock:

@@ -140,6 +140,9 @@ def cmd_score(args) -> int:
 def cmd_bench(args) -> int:
     from core.bench import bench_reer, bench_scoring
 
+    if args.what == "serve":
+        return cmd_bench_serve(args)
+    args.items = 2 if args.items is None else args.items
     if args.what == "reer" and args.items < 1:
         raise CLIError("--items must be at least 1")
     lm = _load(args.model)
@@ -163,6 +166,38 @@ def cmd_bench(args) -> int:
               f"{result['matmul_peak_gflops_fp32']:.0f} (fp32) / {result['matmul_peak_gflops_bf16']:.0f} (bf16) GFLOP/s")
     print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
     return 0
+
+
+def cmd_bench_serve(args) -> int:
+    """`bench serve`: core.bench_serve's curve; human lines on stderr with --json, the JSON line last."""
+    from core.bench_serve import DELAY_S, ITEMS, LEVELS, bench_serve
+
+    try:
+        levels = [int(x) for x in args.levels.split(",")] if args.levels else list(LEVELS)
+    except ValueError:
+        raise CLIError(f"--levels {args.levels!r}: write concurrency levels as numbers, e.g. 1,4,16,64") from None
+    items, delay = ITEMS if args.items is None else args.items, DELAY_S if args.delay is None else args.delay
+    if items < 1 or delay < 0 or any(c < 1 for c in levels):
+        raise CLIError("bench serve: --items must be at least 1, --delay 0 or more, --levels positive numbers")
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    result = bench_serve(delay=delay, items=items, levels=levels, url=args.url, log=log)
+    sb = result["standin"]
+    if not args.json and sb["speedup_16_vs_1"] is not None:
+        print(f"stand-in: items/hour at 16 in flight = {sb['speedup_16_vs_1']:.1f}x at 1 (target "
+              f"{sb['target_16_vs_1']:g}x: {'met' if sb['target_met'] else 'NOT met'}); load {result['load_after']}")
+    print(json.dumps(_rounded(result)))
+    return 0
+
+
+def _rounded(x):
+    """Floats to 4 significant digits, all the way down (for the JSON line)."""
+    if isinstance(x, float):
+        return float(f"{x:.4g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
 
 
 # ---- wiring ----------------------------------------------------------------------------------
@@ -229,12 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_r2_parser(sub, default_db())
 
     b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
-    b.add_argument("what", choices=["scoring", "reer"], help="which benchmark")
+    b.add_argument("what", choices=["scoring", "reer", "serve"],
+                   help="which benchmark (serve: items/hour at 1, 4, 16, 64 items in flight against a latency "
+                        "stand-in server, and a real one with --url; core/bench_serve.py)")
     b.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
     b.add_argument("--rounds", type=int, default=3, help="scoring: timed rounds")
     b.add_argument("--k", type=int, default=4, help="scoring: candidates per step")
     b.add_argument("--segment", type=int, default=5, help="scoring: segment whose candidates are timed")
-    b.add_argument("--items", type=int, default=2, help="reer: HelloBench items run by each path")
+    b.add_argument("--items", type=int, default=None, help="reer: HelloBench items run by each path (default 2); "
+                                                           "serve: items at concurrency 1, each level runs at "
+                                                           "least 2 per item in flight (default 4)")
+    b.add_argument("--url", default=None, help="serve: also measure this server (model spec, e.g. "
+                                               "http://localhost:8000/v1#org/name)")
+    b.add_argument("--delay", type=float, default=None, help="serve: the stand-in's seconds per completion "
+                                                             "request (default 1.0)")
+    b.add_argument("--levels", default=None, help="serve: concurrency levels, comma-separated (default 1,4,16,64)")
     b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     b.set_defaults(func=cmd_bench)
 
