@@ -416,8 +416,9 @@ def next_pending(rows: Sequence[dict], current: int | None) -> int | None:
 
 
 def step_in_queue(rows: Sequence[dict], current: int | None, step: int) -> int | None:
-    """The row `step` places from `current` (+1 next, -1 previous), wrapping round; the first row when
-    `current` is not in the queue; None for an empty queue."""
+    """The row `step` places from `current` (+1 next, -1 previous), wrapping round. When `current` is
+    not in the queue (decided, it left a "pending" filter): the nearest row after (+) or before (-)
+    its id. None for an empty queue."""
     ids = [int(r["id"]) for r in rows]
     if not ids:
         return None

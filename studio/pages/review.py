@@ -8,7 +8,9 @@ core.data.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new
 one action on every trajectory the filters match: its menu starts on a no-op choice, and accept skips
 trajectories whose quality filters failed, saying which and why). Pending trajectories whose filters
 failed read "failed filters" in the queue and the default status choice hides them, with a count.
-Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
+Focus mode (studio.pages.focus) replaces the filters and the table with one trajectory at a time,
+keyboard shortcuts and the queue's progress, on the queue the filters give; Back to table opens its
+record in the table. Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
 Textboxes (plain text) or through studio.views.review (HTML-escaped).
 
 Does not know: how trajectories are made or exported, or other pages (the app refreshes this
@@ -433,10 +435,9 @@ def build(ctx: StudioContext) -> ReviewPage:
         tb.submit(refresh, filters, list_out, api_visibility="private", **quick)
     for dd in (status, source, flags):
         dd.input(refresh, filters, list_out, api_visibility="private", **quick)
-    to_focus.click(enter_focus, [tid, *filters], [head, filter_row, table_col, focus_col, *fm.outputs], api_name="focus_open",
-                   **quick)
-    fm.back.click(leave_focus, [fm.current, *filters], [head, filter_row, table_col, focus_col, *every], api_name="focus_back",
-                  **quick)
+    shown = [head, filter_row, table_col, focus_col]  # which of the two modes is on screen
+    to_focus.click(enter_focus, [tid, *filters], [*shown, *fm.outputs], api_name="focus_open", **quick)
+    fm.back.click(leave_focus, [fm.current, *filters], [*shown, *every], api_name="focus_back", **quick)
     table.select(pick, None, [*detail_out, msg], api_visibility="private", **quick)
     tid.submit(open_one, [tid, *filters], every, api_name="review_open", **quick)
     accept.click(status_action("accepted", lambda t: curation.accept(store, t)), [tid, *filters], every,

@@ -32,10 +32,12 @@ class Shortcut:
 FOCUS_KEYS = (
     Shortcut(("a",), "accept, then the next pending one", "click", "#focus-accept"),
     Shortcut(("r",), "reject (the note is the reason), then the next pending one", "click", "#focus-reject"),
-    Shortcut(("1", "2", "3", "4", "5"), "rate 1 (poor) … 5 (excellent)", "click", '#focus-rating input[value="{key}"]'),
+    Shortcut(("1", "2", "3", "4", "5"), "rate 1 (poor) … 5 (excellent)", "click",
+             '#focus-rating input[value="{key}"]'),
     Shortcut(("j", "ArrowRight"), "next in the queue", "click", "#focus-next"),
     Shortcut(("k", "ArrowLeft"), "previous in the queue", "click", "#focus-prev"),
-    Shortcut(("n",), "write a note (Enter saves it; Esc leaves the box)", "focus", "#focus-note textarea, #focus-note input"),
+    Shortcut(("n",), "write a note (Enter saves it; Esc leaves the box)", "focus",
+             "#focus-note textarea, #focus-note input"),
     Shortcut(("Escape",), "back to the table", "click", "#focus-back"),
 )
 STAMP_SELECTOR = "#focus-progress [data-pk-stamp]"  # changes on every redraw: keys wait for it after a click
@@ -55,12 +57,16 @@ def _kbd(k: str) -> str:
     return f"<kbd>{html.escape(KEY_NAMES.get(k, k))}</kbd>"
 
 
+def _keys_html(keys: tuple[str, ...]) -> str:
+    """"1 2 3 4 5" reads as a range (1–5); other keys side by side (j →)."""
+    digits = len(keys) > 2 and all(k.isdigit() for k in keys)
+    return "–".join(_kbd(k) for k in (keys[0], keys[-1])) if digits else " ".join(_kbd(k) for k in keys)
+
+
 def legend_html(keys: tuple[Shortcut, ...] = FOCUS_KEYS, stamp: str = STAMP_SELECTOR) -> str:
     """The visible list of shortcuts; its `data-pk-keys` attribute is the keymap keys.js binds while
     the legend is on screen. Shortcuts never fire while the caret is in a text box."""
-    rows = "".join(
-        f'<li><span class="pk-keys">{"–".join(_kbd(k) for k in (s.keys[0], s.keys[-1])) if s.keys[0] == "1" else " ".join(_kbd(k) for k in s.keys)}'
-        f'</span> {html.escape(s.label)}</li>' for s in keys)
+    rows = "".join(f'<li><span class="pk-keys">{_keys_html(s.keys)}</span> {html.escape(s.label)}</li>' for s in keys)
     data = html.escape(json.dumps(keymap(keys, stamp)), quote=True)
     return (f'<div class="pk-legend" data-pk-keys="{data}" aria-label="keyboard shortcuts">'
             f'<div class="rv-title">Keyboard</div><ul>{rows}</ul>'
