@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from assets import CSS_PATH  # noqa: E402
+from assets import CSS_PATH, HEAD_CSS_PATH, KEYS_JS_PATH  # noqa: E402
 from core.data.items import read_items  # noqa: E402
 from core.models.lm import DEFAULT_MODEL, is_scripted_spec  # noqa: E402
 from core.models.shelf import ModelChoice, ModelPolicy, ModelShelf, default_shelf  # noqa: E402
@@ -73,6 +73,14 @@ def load_samples(path: str | Path | None = None) -> list[dict]:
 
 def _read_css() -> str:
     return CSS_PATH.read_text(encoding="utf-8") if CSS_PATH.is_file() else ""
+
+
+def _head() -> str:
+    """The page head: page-level CSS (assets/head.css) and the keyboard shortcuts of Review's focus
+    mode (assets/keys.js)."""
+    css = HEAD_CSS_PATH.read_text(encoding="utf-8") if HEAD_CSS_PATH.is_file() else ""
+    js = KEYS_JS_PATH.read_text(encoding="utf-8") if KEYS_JS_PATH.is_file() else ""
+    return f"<style>{css}</style><script>{js}</script>"
 
 
 def _remember_tab_js(tab_id: str) -> str:
@@ -249,7 +257,7 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
     upload over `max_upload_mb` is refused by Gradio (HTTP 413) before it is kept."""
     return app.launch(
         server_name=host, server_port=port, auth=auth, share=False, prevent_thread_lock=prevent_thread_lock,
-        css=_read_css(), footer_links=["api", "settings"], quiet=quiet, show_error=False,
+        css=_read_css(), head=_head(), footer_links=["api", "settings"], quiet=quiet, show_error=False,
         max_file_size=max_file_size(max_upload_mb),
     )
 

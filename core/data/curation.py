@@ -372,3 +372,59 @@ def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = ()
 def current_original(store: Store, traj_id: int) -> dict:
     row = store.get_trajectory(traj_id)
     return {"version": 0, "thinking": row["thinking"] or "", "answer": row["answer"] or ""}
+
+
+# ---- walking a queue one record at a time (the studio's focus mode; a judging queue can reuse it) ----
+
+@dataclass(frozen=True)
+class QueueProgress:
+    position: int  # 1-based place of the current record in the queue; 0 when it is not in it
+    total: int  # records in the queue
+    accepted: int  # of them, accepted
+    rejected: int  # of them, rejected
+    to_go: int  # of them, still pending (a pending one whose filters failed counts: it is undecided)
+
+    def text(self) -> str:
+        """"12 of 40 · 9 accepted · 2 rejected · 29 to go" ("– of 40" when the record left the queue)."""
+        where = f"{self.position:,}" if self.position else "–"
+        return (f"{where} of {self.total:,} · {self.accepted:,} accepted · {self.rejected:,} rejected · "
+                f"{self.to_go:,} to go")
+
+
+def queue_progress(rows: Sequence[dict], current: int | None) -> QueueProgress:
+    """Where `current` (a trajectory id) stands in `rows` (a listing, in queue order) and how many of
+    the rows are decided."""
+    ids = [int(r["id"]) for r in rows]
+    status = [str(r.get("status")) for r in rows]
+    pos = ids.index(int(current)) + 1 if current is not None and int(current) in ids else 0
+    return QueueProgress(pos, len(ids), status.count("accepted"), status.count("rejected"), status.count("pending"))
+
+
+def next_pending(rows: Sequence[dict], current: int | None) -> int | None:
+    """The first pending row after `current` in queue order, wrapping round to the start (never
+    `current` itself); None when no other row is pending. With `current` None (or not in the queue:
+    it was decided and left a "pending" filter), the first pending row after its id."""
+    cur = int(current) if current is not None else 0
+    pend = [int(r["id"]) for r in rows if r.get("status") == "pending" and int(r["id"]) != cur]
+    if not pend:
+        return None
+    ids = [int(r["id"]) for r in rows]
+    if cur in ids:  # queue order, from the record after `current`
+        after = ids[ids.index(cur) + 1:] + ids[:ids.index(cur)]
+        return next(i for i in after if i in pend)
+    return next((i for i in pend if i > cur), pend[0])
+
+
+def step_in_queue(rows: Sequence[dict], current: int | None, step: int) -> int | None:
+    """The row `step` places from `current` (+1 next, -1 previous), wrapping round. When `current` is
+    not in the queue (decided, it left a "pending" filter): the nearest row after (+) or before (-)
+    its id. None for an empty queue."""
+    ids = [int(r["id"]) for r in rows]
+    if not ids:
+        return None
+    if current is not None and int(current) in ids:
+        return ids[(ids.index(int(current)) + step) % len(ids)]
+    cur = int(current) if current is not None else None
+    if step >= 0:
+        return next((i for i in ids if cur is not None and i > cur), ids[0])
+    return next((i for i in reversed(ids) if cur is not None and i < cur), ids[-1])

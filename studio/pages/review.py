@@ -8,7 +8,9 @@ core.data.curation (accept, reject, reset, rate, tag, untag, note, edit -> a new
 one action on every trajectory the filters match: its menu starts on a no-op choice, and accept skips
 trajectories whose quality filters failed, saying which and why). Pending trajectories whose filters
 failed read "failed filters" in the queue and the default status choice hides them, with a count.
-Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
+Focus mode (studio.pages.focus) replaces the filters and the table with one trajectory at a time,
+keyboard shortcuts and the queue's progress, on the queue the filters give; Back to table opens its
+record in the table. Every action re-reads the store, so what the page shows is what is stored. Texts are shown in
 Textboxes (plain text) or through studio.views.review (HTML-escaped).
 
 Does not know: how trajectories are made or exported, or other pages (the app refreshes this
@@ -27,6 +29,7 @@ from core.data import curation
 from core.data.curation import TrajectoryFilter
 from core.store import BadValue, NotFound, StoreError
 from studio.context import StudioContext
+from studio.pages import focus
 from studio.views import review as view
 
 ALL_STATUSES = "any, failed filters too"
@@ -118,6 +121,22 @@ def flags_match(row: dict, flags: str | None) -> bool:
     return True
 
 
+def describe_filters(status, source, min_s, max_s, min_c, max_c, flags, tags, search, min_j=None, max_j=None) -> str:
+    """The filters in words, for focus mode's first line: "status any, source all, search 'tide'"."""
+    parts = [f"status {status or 'any'}", f"source {source or ALL_SOURCES}"]
+    for name, lo, hi in (("REER score", min_s, max_s), ("judge score", min_j, max_j), ("thinking chars", min_c, max_c)):
+        lo, hi = (str(x).strip() if x not in (None, "") else "" for x in (lo, hi))
+        if lo or hi:
+            parts.append(f"{name} {lo or '…'}–{hi or '…'}")
+    if flags not in (None, "", "any"):
+        parts.append(f"filter flags {flags}")
+    if (tags or "").strip():
+        parts.append(f"tags {tags.strip()}")
+    if (search or "").strip():
+        parts.append(f"search {search.strip()!r}")
+    return ", ".join(parts)
+
+
 def _msg(text: str, kind: str = "ok") -> str:
     return f'<div class="lib-msg {kind}" role="{"alert" if kind == "error" else "status"}">{html.escape(text)}</div>'
 
@@ -134,10 +153,10 @@ class ReviewPage:
 def build(ctx: StudioContext) -> ReviewPage:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
     store = ctx.store
-    gr.HTML('<div class="page-head"><h2>Review</h2><p>Every trajectory made by REER, R2 or imported. Filter the '
+    head = gr.HTML('<div class="page-head"><h2>Review</h2><p>Every trajectory made by REER, R2 or imported. Filter the '
             'queue, open one, read it beside its reference, then accept, reject, rate, tag, note or edit it '
             '(an edit is kept as a new version; the original is never overwritten).</p></div>')
-    with gr.Row(equal_height=True, elem_id="review-filters"):
+    with gr.Row(equal_height=True, elem_id="review-filters") as filter_row:
         status = gr.Dropdown(list(STATUSES), value="any", label="Status", elem_id="review-status", min_width=110, scale=2)
         source = gr.Dropdown(source_choices(store), value=ALL_SOURCES, label="Source", elem_id="review-source",
                              min_width=140, scale=2, allow_custom_value=True)
@@ -156,51 +175,56 @@ def build(ctx: StudioContext) -> ReviewPage:
         search = gr.Textbox(label="Search", placeholder="words in query, thinking or answer", elem_id="review-search",
                             max_lines=1, min_width=140, scale=3)
         apply = gr.Button("Apply", elem_id="review-apply", size="sm", min_width=70, scale=1)
-    with gr.Row(equal_height=True, elem_id="review-bulk-row"):
-        count = gr.HTML("", elem_id="review-count", padding=False)
-        bulk_action = gr.Dropdown(list(BULK), value=CHOOSE, show_label=False, container=False,
-                                  elem_id="review-bulk-action", min_width=220, scale=0)
-        bulk_btn = gr.Button("Apply to every match", elem_id="review-bulk", size="sm", min_width=150, scale=0)
-    table = gr.Dataframe(headers=list(view.HEADERS), interactive=False, wrap=True, elem_id="review-table",
-                         column_widths=list(view.COLUMN_WIDTHS), max_height=560, label="Queue: click a row to open it")
-    header = gr.HTML(view.header_html({}), elem_id="review-header")
-    with gr.Row(equal_height=False, elem_id="review-side"):
-        with gr.Column(scale=4, min_width=300):
-            ref = gr.HTML("", elem_id="review-reference")
-        with gr.Column(scale=5, min_width=320):
-            thinking = gr.Textbox(label="Thinking (trajectory): edit and Save as a new version", lines=14,
-                                  max_lines=22, elem_id="review-thinking", interactive=True)
-        with gr.Column(scale=4, min_width=280):
-            answer = gr.Textbox(label="Answer", lines=12, max_lines=20, elem_id="review-answer", interactive=True)
-            save = gr.Button("Save thinking and answer as a new version", elem_id="review-save", size="sm")
-    with gr.Row(equal_height=True, elem_id="review-actions"):
-        tid = gr.Number(None, label="Trajectory id", precision=0, elem_id="review-id", min_width=90, scale=1)
-        accept = gr.Button("Accept", variant="primary", elem_id="review-accept", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
-        reject = gr.Button("Reject", variant="stop", elem_id="review-reject", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
-        reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", elem_classes=["rv-btn"], min_width=90, scale=1)
-        nxt = gr.Button("Next in queue →", elem_id="review-next", size="sm", elem_classes=["rv-btn"], min_width=90,
-                        scale=1)
-        rating = gr.Radio(list(RATINGS), value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
-                          min_width=380, scale=5)
-    with gr.Row(equal_height=True, elem_id="review-notes-row"):
-        tags = gr.Textbox(label="Tags (comma separated)", placeholder="gold, needs-work", elem_id="review-tags",
-                          max_lines=1, scale=3, min_width=160)
-        tag_add = gr.Button("Add tags", elem_id="review-tag-add", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
-        tag_del = gr.Button("Remove tags", elem_id="review-tag-remove", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
-        note = gr.Textbox(label="Note (also the reason when you Reject)", elem_id="review-note", max_lines=2,
-                          scale=4, min_width=200)
-        note_add = gr.Button("Add note", elem_id="review-note-add", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
-    msg = gr.HTML("", elem_id="review-msg")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3, min_width=300):
-            versions = gr.HTML("", elem_id="review-versions")
-        with gr.Column(scale=1, min_width=180):
-            rev_n = gr.Number(0, label="Version to restore", precision=0, minimum=0, elem_id="review-revert-version")
-            revert = gr.Button("Restore it (as a new version)", elem_id="review-revert", size="sm")
-    gr.HTML('<div class="sub">The trajectories in the table</div>', padding=False)
-    plot = gr.Plot(value=view.summary_figure([]), elem_id="review-plots", show_label=False)
-
     filters = [status, source, min_s, max_s, min_c, max_c, flags, tagf, search, min_j, max_j]
+    with gr.Column(elem_id="review-table-mode") as table_col:  # focus mode replaces all of this
+        with gr.Row(equal_height=True, elem_id="review-bulk-row"):
+            count = gr.HTML("", elem_id="review-count", padding=False)
+            to_focus = gr.Button("Focus mode: one at a time, with keys", elem_id="review-focus", size="sm",
+                                 min_width=150, scale=0)
+            bulk_action = gr.Dropdown(list(BULK), value=CHOOSE, show_label=False, container=False,
+                                      elem_id="review-bulk-action", min_width=220, scale=0)
+            bulk_btn = gr.Button("Apply to every match", elem_id="review-bulk", size="sm", min_width=150, scale=0)
+        table = gr.Dataframe(headers=list(view.HEADERS), interactive=False, wrap=True, elem_id="review-table",
+                             column_widths=list(view.COLUMN_WIDTHS), max_height=560, label="Queue: click a row to open it")
+        header = gr.HTML(view.header_html({}), elem_id="review-header")
+        with gr.Row(equal_height=False, elem_id="review-side"):
+            with gr.Column(scale=4, min_width=300):
+                ref = gr.HTML("", elem_id="review-reference")
+            with gr.Column(scale=5, min_width=320):
+                thinking = gr.Textbox(label="Thinking (trajectory): edit and Save as a new version", lines=14,
+                                      max_lines=22, elem_id="review-thinking", interactive=True)
+            with gr.Column(scale=4, min_width=280):
+                answer = gr.Textbox(label="Answer", lines=12, max_lines=20, elem_id="review-answer", interactive=True)
+                save = gr.Button("Save thinking and answer as a new version", elem_id="review-save", size="sm")
+        with gr.Row(equal_height=True, elem_id="review-actions"):
+            tid = gr.Number(None, label="Trajectory id", precision=0, elem_id="review-id", min_width=90, scale=1)
+            accept = gr.Button("Accept", variant="primary", elem_id="review-accept", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+            reject = gr.Button("Reject", variant="stop", elem_id="review-reject", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+            reset = gr.Button("Back to pending", elem_id="review-reset", size="sm", elem_classes=["rv-btn"], min_width=90, scale=1)
+            nxt = gr.Button("Next in queue →", elem_id="review-next", size="sm", elem_classes=["rv-btn"], min_width=90,
+                            scale=1)
+            rating = gr.Radio(list(RATINGS), value="none", label="Rating (1 poor … 5 excellent)", elem_id="review-rating",
+                              min_width=380, scale=5)
+        with gr.Row(equal_height=True, elem_id="review-notes-row"):
+            tags = gr.Textbox(label="Tags (comma separated)", placeholder="gold, needs-work", elem_id="review-tags",
+                              max_lines=1, scale=3, min_width=160)
+            tag_add = gr.Button("Add tags", elem_id="review-tag-add", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+            tag_del = gr.Button("Remove tags", elem_id="review-tag-remove", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+            note = gr.Textbox(label="Note (also the reason when you Reject)", elem_id="review-note", max_lines=2,
+                              scale=4, min_width=200)
+            note_add = gr.Button("Add note", elem_id="review-note-add", size="sm", elem_classes=["rv-btn"], min_width=80, scale=1)
+        msg = gr.HTML("", elem_id="review-msg")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                versions = gr.HTML("", elem_id="review-versions")
+            with gr.Column(scale=1, min_width=180):
+                rev_n = gr.Number(0, label="Version to restore", precision=0, minimum=0, elem_id="review-revert-version")
+                revert = gr.Button("Restore it (as a new version)", elem_id="review-revert", size="sm")
+        gr.HTML('<div class="sub">The trajectories in the table</div>', padding=False)
+        plot = gr.Plot(value=view.summary_figure([]), elem_id="review-plots", show_label=False)
+    with gr.Column(visible=False, elem_id="review-focus-mode") as focus_col:
+        fm = focus.build(ctx, lambda *f: queue_rows(*f)[0], filters)
+
     list_out = [table, count, plot, source]
     detail_out = [tid, header, ref, thinking, answer, versions, rating, rev_n]
 
@@ -390,11 +414,30 @@ def build(ctx: StudioContext) -> ReviewPage:
     # ---- listeners -------------------------------------------------------------------------------
     quick = dict(concurrency_limit=None, show_progress="minimal")
     every = [*list_out, *detail_out, msg]
+    def enter_focus(traj_id, *filters_):
+        """Table -> focus mode, on the record open in the table when it is in the queue."""
+        out = fm.open(traj_id, *filters_, about=describe_filters(*filters_))
+        return {head: gr.HTML(visible=False), filter_row: gr.Row(visible=False), table_col: gr.Column(visible=False),
+                focus_col: gr.Column(visible=True), **out}
+
+    def leave_focus(cur, *filters_):
+        """Focus mode -> table, redrawn from the store, with focus mode's record open."""
+        out = {head: gr.HTML(visible=True), filter_row: gr.Row(visible=True), table_col: gr.Column(visible=True),
+               focus_col: gr.Column(visible=False), **refresh(*filters_)}
+        try:
+            out.update(detail(cur))
+        except (NotFound, ValueError, TypeError):
+            out.update(detail(None))
+        return {**out, msg: ""}
+
     apply.click(refresh, filters, list_out, api_name="review_list", **quick)
     for tb in (tagf, search, min_s, max_s, min_j, max_j, min_c, max_c):
         tb.submit(refresh, filters, list_out, api_visibility="private", **quick)
     for dd in (status, source, flags):
         dd.input(refresh, filters, list_out, api_visibility="private", **quick)
+    shown = [head, filter_row, table_col, focus_col]  # which of the two modes is on screen
+    to_focus.click(enter_focus, [tid, *filters], [*shown, *fm.outputs], api_name="focus_open", **quick)
+    fm.back.click(leave_focus, [fm.current, *filters], [*shown, *every], api_name="focus_back", **quick)
     table.select(pick, None, [*detail_out, msg], api_visibility="private", **quick)
     tid.submit(open_one, [tid, *filters], every, api_name="review_open", **quick)
     accept.click(status_action("accepted", lambda t: curation.accept(store, t)), [tid, *filters], every,
