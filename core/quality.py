@@ -189,10 +189,12 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*•+–]|\d{1,3}[.)]|[a-z][.)])\s+\S")
 _HEADING = re.compile(r"^\s*#{1,6}\s+\S")
 
 
-def _shown(text: str) -> str:
-    """A snippet as one escaped line in quotes (newlines as \\n, quotes escaped), cut to SNIPPET_CHARS."""
-    cut = text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
-    return json.dumps(cut, ensure_ascii=False)
+def _shown(text: str, tail: bool = False) -> str:
+    """A snippet as one escaped line in quotes (newlines as \\n, quotes escaped), cut to
+    SNIPPET_CHARS: its start, or with `tail` its end."""
+    if len(text) > SNIPPET_CHARS:
+        text = "…" + text[-SNIPPET_CHARS:].lstrip() if tail else text[:SNIPPET_CHARS] + "…"
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _around(text: str, start: int) -> str:
@@ -298,7 +300,7 @@ def cut_ending(text: str, finish_reason: str | None = None, min_words: int = 6) 
                        or _verse(lines)):
         return []
     why = "the token budget ran out mid-sentence" if budget else "the last sentence has no ending"
-    return [f"cut ending: {why}: {_shown('…' + body[-SNIPPET_CHARS:].lstrip())}"]
+    return [f"cut ending: {why}: {_shown(body, tail=True)}"]
 
 
 def leftovers(text: str, disabled: Sequence[str] = (), finish_reason: str | None = None,
