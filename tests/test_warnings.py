@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from core.models.gencache import PrefixCache, cache_kw
+from core.models.gencache import PrefixCache
 from core.models.lm import GenerationConfig
 from core.quality import QualityConfig
 from core.reer.config import ReerConfig
@@ -27,26 +27,23 @@ def _future(caught) -> list[str]:
     return [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, FutureWarning)]
 
 
-def test_the_cache_keyword_is_the_one_the_installed_transformers_takes(tiny_lm):
-    model = tiny_lm.model
-    with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
-        warnings.simplefilter("always")
-        cache = PrefixCache().prefill(model, list(range(1, 40)), "cpu")
-        ids = torch.tensor([list(range(1, 41))])
-        model.generate(ids, attention_mask=torch.ones_like(ids), **{cache_kw(model): cache}, max_new_tokens=2,
-                       do_sample=False)
-    assert cache.get_seq_length() >= 39
-    assert _future(caught) == []
-
-
-def test_a_short_reer_run_and_a_cached_generation_emit_no_future_warning(tiny_lm):
-    cfg = ReerConfig(candidates=2, max_steps=1, draft_max_new_tokens=40, candidate_max_new_tokens=16,
-                     min_segment_chars=0, quality=QualityConfig(min_tokens=0, min_segments=1))
+def test_a_prompt_prefill_and_a_cached_generation_emit_no_future_warning(tiny_lm):
     assert tiny_lm.use_prefix_cache  # the generation path that warned
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        with torch.inference_mode():
+            cache = PrefixCache().prefill(tiny_lm.model, list(range(1, 40)), "cpu")
+        out = tiny_lm.generate([{"role": "user", "content": QUERY}], GenerationConfig(max_new_tokens=4, seed=1))
+    assert cache.get_seq_length() >= 39 and len(out) == 1
+    assert _future(caught) == []
+
+
+def test_a_short_reer_run_emits_no_future_warning(tiny_lm):
+    cfg = ReerConfig(candidates=2, max_steps=1, draft_max_new_tokens=40, candidate_max_new_tokens=16,
+                     min_segment_chars=0, quality=QualityConfig(min_tokens=0, min_segments=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         rec = run_reer(tiny_lm, "w1", "rain", QUERY, REFERENCE, cfg)
-        tiny_lm.generate([{"role": "user", "content": QUERY}], GenerationConfig(max_new_tokens=4, seed=1))
     assert rec["finish_reason"] in {"max_steps", "segments_done", "threshold", "dropped"}
     assert tiny_lm.prefix_cache.computed_tokens > 0  # the prompt cache really ran
     assert _future(caught) == []
