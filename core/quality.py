@@ -270,7 +270,7 @@ def leaked_instructions(text: str, openings: bool = True) -> list[str]:
     if openings:
         for m in _SENTENCE.finditer(text):
             sentence = m.group(0).strip()
-            if sentence and not _FIRST_PERSON.search(sentence):
+            if sentence and sentence[0] not in "\"“‘'" and not _FIRST_PERSON.search(sentence):  # not dialogue
                 source = opens.get(_opening(_words(sentence)))
                 if source:
                     return [f"leaked instruction: {_shown(sentence)} opens as the prompt's {_shown(source)}"]
@@ -296,8 +296,9 @@ def cut_ending(text: str, finish_reason: str | None = None, min_words: int = 6) 
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     last = lines[-1]
     budget = finish_reason == "length"
-    if not budget and (_LIST_ITEM.match(last) or _HEADING.match(last) or len(last.split()) < min_words
-                       or _verse(lines)):
+    prose = re.search(r"[.!?…][\"'”’)\]]*\s+\S", last)  # a sentence ended earlier on this line: prose, cut
+    if not budget and not prose and (_LIST_ITEM.match(last) or _HEADING.match(last) or len(last.split()) < min_words
+                                     or _verse(lines)):
         return []
     why = "the token budget ran out mid-sentence" if budget else "the last sentence has no ending"
     return [f"cut ending: {why}: {_shown(body, tail=True)}"]

@@ -35,6 +35,7 @@ def test_clean_texts_pass_every_leftover_filter():
         assert leftovers(text) == [], text
     assert leftovers(HOWTO, openings=False) == []  # an answer may instruct its reader
     assert leftovers("I should open with the rain. Then I will name the roof.") == []
+    assert leftovers('"Think about it," Jake said. The rain kept on.') == []  # dialogue, not an instruction
 
 
 def test_an_r2_answer_that_opens_with_the_delimiter_and_is_cut_fails_naming_both():
@@ -45,6 +46,8 @@ def test_an_r2_answer_that_opens_with_the_delimiter_and_is_cut_fails_naming_both
     assert all("\n" not in r for r in reasons)  # one line whatever the text holds
     assert "students who work late need a" in reasons[1]
     assert cut_ending("A short essay. It ends", finish_reason="length")  # the budget ran out: certain
+    assert cut_ending("Dogs are welcome on patios. Some")  # a sentence ended on the line: what follows is cut
+    assert cut_ending("Dogs are welcome on patios.\n\nSome") == []  # a short line alone may be a label
     assert cut_ending("A short essay. It ends well.", finish_reason="length") == []
 
 
