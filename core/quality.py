@@ -170,7 +170,7 @@ SNIPPET_CHARS = 60  # how much of the offending text a reason quotes
 _GENERIC_MARKERS = re.compile(
     r"\[/?(?:answer|final answer|draft|revision|revised draft|rewrite|response|plan|reflection)\]"  # [ANSWER]
     r"|^[ \t]*#{1,6}[ \t]*(?:draft|revised draft|revision|rewrite|answer|final answer|response|critique|reflection)"
-    r"\b[^\n]*$"  # ### Draft
+    r"(?:[ \t]*\d+)?[ \t]*:?[ \t]*$"  # "### Draft", "## Revised draft 2" (not "## Response to critics")
     r"|<\|[a-z_]{1,30}\|>"  # a chat template's special token: <|im_end|>
     r"|^[ \t]*(?:<{3,}|>{3,})",  # a delimiter line of our prompts' kind, whatever its length
     re.IGNORECASE | re.MULTILINE)
