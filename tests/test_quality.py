@@ -19,6 +19,11 @@ from core.quality import (
 )
 from core.segments import split_segments
 
+
+def WORDS(text: str) -> int:
+    """A stand-in for a model's count_tokens: one token per whitespace word."""
+    return len(text.split())
+
 ANSWER = """The Lighthouse Keeper's Daughter
 
 Every evening at six, Mara climbed the ninety-one steps with a thermos of tea and a paperback
@@ -53,20 +58,19 @@ on her rather than on the lighthouse."""
 def test_a_good_trajectory_passes_every_filter():
     segments = split_segments(GOOD)
     assert len(segments) == 4
-    assert too_short(GOOD) == []
+    assert too_short(GOOD, 100, WORDS) == []
     assert single_segment(segments) == []
     assert repetitive(GOOD) == [] and repeat_ratio(GOOD) < 0.05
     assert copies_answer(GOOD, ANSWER) == []
     assert broken_think_block(assistant_turn(GOOD, ANSWER)) == []
-    assert check(GOOD, segments, ANSWER) == {"passed": True, "reasons": []}
+    assert check(GOOD, segments, ANSWER, count_tokens=WORDS) == {"passed": True, "reasons": []}
 
 
-def test_too_short_counts_tokens_approximately_or_with_a_tokenizer():
-    assert too_short("I will write a poem about rain.") == ["too short: 9 tokens < 100"]  # 7 words * 1.3
-    assert too_short(" ".join(["word"] * 77)) == []  # 100 tokens
-    assert too_short(" ".join(["word"] * 76)) == ["too short: 99 tokens < 100"]
+def test_too_short_counts_the_models_tokens():
     assert too_short("abc", min_tokens=5, count_tokens=lambda s: 3 * len(s)) == []
-    assert too_short(GOOD, count_tokens=lambda s: 12) == ["too short: 12 tokens < 100"]
+    assert too_short(GOOD, 100, count_tokens=lambda s: 12) == ["too short: 12 tokens < 100"]
+    with pytest.raises(TypeError):  # no estimate from words: the caller must pass the model's count
+        too_short(GOOD, 100)
 
 
 def test_single_segment():
@@ -143,18 +147,18 @@ def test_think_block_ok_shapes():
 
 def test_think_tags_inside_the_thinking_break_the_block():
     bad = GOOD.replace("Structure:", "</think>\nStructure:")
-    out = check(bad, split_segments(bad), ANSWER)
+    out = check(bad, split_segments(bad), ANSWER, count_tokens=WORDS)
     assert not out["passed"] and any("think block" in r for r in out["reasons"])
     bad = GOOD.replace("Structure:", "<think> Structure:")
-    assert any("nested" in r for r in check(bad, split_segments(bad), ANSWER)["reasons"])
+    assert any("nested" in r for r in check(bad, split_segments(bad), ANSWER, count_tokens=WORDS)["reasons"])
 
 
 def test_check_collects_readable_reasons_and_honours_config():
     z = "I should write it."
-    out = check(z, [z], ANSWER)
-    assert out == {"passed": False, "reasons": ["too short: 5 tokens < 100", "single segment: 1 segment < 2"]}
+    out = check(z, [z], ANSWER, count_tokens=WORDS)
+    assert out == {"passed": False, "reasons": ["too short: 4 tokens < 100", "single segment: 1 segment < 2"]}
     relaxed = QualityConfig(min_tokens=3, disabled=("single_segment",))
-    assert check(z, [z], ANSWER, relaxed) == {"passed": True, "reasons": []}
+    assert check(z, [z], ANSWER, relaxed, count_tokens=WORDS) == {"passed": True, "reasons": []}
     assert check(z, [z], ANSWER, count_tokens=lambda s: 500)["reasons"] == ["single segment: 1 segment < 2"]
     with pytest.raises(ValueError, match="unknown filter.*too_long"):
-        check(z, [z], ANSWER, QualityConfig(disabled=("too_long",)))
+        check(z, [z], ANSWER, QualityConfig(disabled=("too_long",)), count_tokens=WORDS)

@@ -28,9 +28,10 @@ def test_reer_refuses_a_draft_budget_the_too_short_filter_always_drops():
     from core.quality import shortest_passing_budget
 
     least = shortest_passing_budget(QualityConfig().min_tokens)
-    # the bound is the filter's own: `least` one-token words can pass it, one word fewer cannot
-    assert not too_short(" ".join(["word"] * least), QualityConfig().min_tokens)
-    assert too_short(" ".join(["word"] * (least - 1)), QualityConfig().min_tokens)
+    # the bound is the filter's own: `least` tokens can pass it, one fewer cannot
+    one_per_word = lambda s: len(s.split())  # noqa: E731 (a tokenizer whose tokens are words)
+    assert not too_short(" ".join(["word"] * least), QualityConfig().min_tokens, one_per_word)
+    assert too_short(" ".join(["word"] * (least - 1)), QualityConfig().min_tokens, one_per_word)
     with pytest.raises(SettingError) as err:
         ReerConfig(draft_max_new_tokens=16)  # the 16-token draft: always "dropped"
     assert err.value.path == "draft_max_new_tokens" and f"at least {least}" in str(err.value)

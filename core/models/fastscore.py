@@ -26,6 +26,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from core.models.gencache import cache_kw
+
 ATTN_NAME = "palimpsest_cascade"
 MIN_SHARED = 32  # tokens two requests must share before a prefix cache is worth it
 BATCH_TOKENS = 6144  # padded suffix tokens per forward (memory bound, not speed bound)
@@ -139,7 +141,7 @@ def _prefix_kv(base, ids: list[int], device) -> list[tuple[torch.Tensor, torch.T
 
     cache = DynamicCache()
     x = torch.tensor([ids], device=device)
-    base(input_ids=x, past_key_values=cache, use_cache=True)
+    base(input_ids=x, **{cache_kw(base): cache}, use_cache=True)
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 

@@ -10,10 +10,24 @@ the same samples for the same seed, as a cold one. Does not know sampling or sto
 from __future__ import annotations
 
 import copy
+import inspect
+from functools import lru_cache
 
 import torch
 
 BLOCK = 256  # prefill chunk and reuse granularity, in tokens
+
+
+@lru_cache(maxsize=None)
+def _cache_kw(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def cache_kw(model: torch.nn.Module) -> str:
+    """The keyword a transformers model's forward (and so its generate) takes a KV cache under:
+    `cache` where transformers renamed it (there `past_key_values` warns a FutureWarning on every
+    call), `past_key_values` in the transformers 5 releases before the rename."""
+    return _cache_kw(type(model))
 
 
 class PrefixCache:
@@ -45,7 +59,7 @@ class PrefixCache:
         pos = reuse
         while pos < len(ids):
             end = min((pos // BLOCK + 1) * BLOCK, len(ids))
-            model(input_ids=t[:, pos:end], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(input_ids=t[:, pos:end], **{cache_kw(model): cache}, use_cache=True, logits_to_keep=1)
             pos = end
         self.reused_tokens += reuse
         self.computed_tokens += len(ids) - reuse

@@ -18,7 +18,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from core.models.gencache import PrefixCache
+from core.models.gencache import PrefixCache, cache_kw
 from core.models.lm import (
     BUILTIN_ALIAS,
     FINISH_LENGTH,
@@ -265,7 +265,7 @@ class HFLM:
                     cache.batch_repeat_interleave(config.n)
                 batch = ids.repeat(config.n, 1)
                 kwargs["num_return_sequences"] = 1
-                out = model.generate(batch, attention_mask=torch.ones_like(batch), past_key_values=cache, **kwargs)
+                out = model.generate(batch, attention_mask=torch.ones_like(batch), **{cache_kw(model): cache}, **kwargs)
             else:
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out[:, ids.shape[1]:]

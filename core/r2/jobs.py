@@ -102,9 +102,10 @@ def submit_reflection(store: Store, run_id: str, text: str) -> int:
     if refl is None:
         raise NoPendingJudgment(f"run {run_id!r} is not waiting for a reflection to be edited")
     text = (text or "").strip()
-    if len(text.split()) < 3:
-        raise BadJudgment("reflection: too short; write (or keep) the writer's first-person thought, "
-                          "a sentence or more")
+    words = len(text.split())  # words, not tokens: a person's sentence, whatever the model's tokenizer
+    if words < 3:
+        raise BadJudgment(f"reflection: too short ({words} words, at least 3); write (or keep) the writer's "
+                          "first-person thought, a sentence or more")
     return store.append_event(ev.Reflected(run_id, round=refl.round, text=text, raw=refl.raw, dropped=refl.dropped,
                                            by="human"))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from core import events as ev
+from core.quality import leftovers
 from core.runs.engine import Replayed
 
 SET_ASIDE = "Rereading it, this version is weaker than the one before, so I keep the earlier one."
@@ -152,11 +153,13 @@ def record_from_events(events: Sequence[ev.Event]) -> dict:
 
 
 def trajectory_filters(rec: dict) -> dict:
-    """{"passed", "reasons"} of an R2 record: it needs a final draft and at least one reflection
-    (a first draft already at the threshold teaches little: DESIGN.md's difficulty filter)."""
+    """{"passed", "reasons"} of an R2 record: it needs a clean final draft (core.quality.leftovers:
+    no template marker, leaked instruction or cut ending) and at least one reflection (a first
+    draft already at the threshold teaches little: DESIGN.md's difficulty filter)."""
     reasons = []
     if not rec["final"]:
         reasons.append("no final draft")
+    reasons += leftovers(rec["final"], openings=False) if rec["final"] else []
     if not rec["rounds"]:
         reasons.append("no reflection: the first draft already met the threshold" if
                        rec["finish_reason"] == "threshold" else "no reflection")

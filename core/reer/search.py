@@ -31,7 +31,7 @@ from core.models.lm import (
 )
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
-from core.quality import check, single_segment, too_short
+from core.quality import check, leftovers, single_segment, too_short
 from core.reer.config import ReerConfig
 from core.reer.state import ReerState, record_from_events
 from core.runs.controls import ControlsBase
@@ -151,6 +151,8 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
         text, err = parse_rewrite(raw, prefix, stopped)
         if text is not None and text.strip() == segments[i].strip():
             text, err = None, "the rewrite repeats the segment unchanged"
+        if text is not None and (bad := leftovers(text, cfg.quality.disabled, raw.finish_reason)):
+            text, err = None, bad[0]  # core.quality: a marker, a leaked instruction or a cut ending
         out.append((prefix + raw, text, err))
     return out
 
@@ -173,19 +175,19 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
             text, raw = draft_thinking(lm, query, answer, cfg)
             segs = split_segments(text, cfg.min_segment_chars)
             if not segs:
-                yield _finish(state, run_id, "dropped", [], {}, answer, cfg, ["the draft is empty"])
+                yield _finish(lm, state, run_id, "dropped", [], {}, answer, cfg, ["the draft is empty"])
                 return
             s = score(lm, query, segs, answer, scfg).as_dict()
             event = ev.InitialDraft(run_id, thinking=join_segments(segs), segments=tuple(segs), score=s, raw=raw)
             state.apply(event)
             yield event
-            early = too_short(join_segments(segs), cfg.quality.min_tokens) + single_segment(segs)
+            early = too_short(join_segments(segs), cfg.quality.min_tokens, lm.count_tokens) + single_segment(segs)
             if early:  # DESIGN step 2: such drafts are dropped, not searched
-                yield _finish(state, run_id, "dropped", segs, s, answer, cfg, early)
+                yield _finish(lm, state, run_id, "dropped", segs, s, answer, cfg, early)
                 return
         yield from _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state)
     except GenerationStopped:  # a Stop cut a generation short (core.models.lm.stop_when): nothing half-written is kept
-        yield _finish(state, run_id, "stopped", state.segments or [], state.score or {}, answer, cfg)
+        yield _finish(lm, state, run_id, "stopped", state.segments or [], state.score or {}, answer, cfg)
     except LMError as exc:
         yield ev.RunError(run_id, message=str(exc), where="model")
 
@@ -196,16 +198,16 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state):
         for event in _human_edits(lm, run_id, query, answer, scfg, controls, state):
             yield event
         if controls.stopped():
-            yield _finish(state, run_id, "stopped", state.segments, state.score, answer, cfg)
+            yield _finish(lm, state, run_id, "stopped", state.segments, state.score, answer, cfg)
             return
         if state.score["score"] < cfg.threshold:
-            yield _finish(state, run_id, "threshold", state.segments, state.score, answer, cfg)
+            yield _finish(lm, state, run_id, "threshold", state.segments, state.score, answer, cfg)
             return
         if state.steps_done >= cfg.max_steps:
-            yield _finish(state, run_id, "max_steps", state.segments, state.score, answer, cfg)
+            yield _finish(lm, state, run_id, "max_steps", state.segments, state.score, answer, cfg)
             return
         if state.steps_done >= n_segments * cfg.passes:
-            yield _finish(state, run_id, "segments_done", state.segments, state.score, answer, cfg)
+            yield _finish(lm, state, run_id, "segments_done", state.segments, state.score, answer, cfg)
             return
         if controls.should_pause():
             yield ev.RunPaused(run_id, by="human")
@@ -285,9 +287,10 @@ def _decide(state, run_id, step, i, action, by, chosen, text, s) -> ev.SegmentDe
     return event
 
 
-def _finish(state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.RunFinished:
+def _finish(lm, state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.RunFinished:
     thinking = join_segments(list(segs))
-    filters = check(thinking, list(segs), answer, cfg.quality) if segs else {"passed": False, "reasons": []}
+    filters = (check(thinking, list(segs), answer, cfg.quality, count_tokens=lm.count_tokens) if segs
+               else {"passed": False, "reasons": []})
     reasons = list(extra_reasons) + [r for r in filters["reasons"] if r not in extra_reasons]
     event = ev.RunFinished(run_id, reason=reason, thinking=thinking, segments=tuple(segs), score=s,
                            filters={"passed": filters["passed"] and not extra_reasons, "reasons": reasons},
