@@ -428,7 +428,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, judge_spec, *settings],
-                  [run_state, seen, runs, *shown, *form_out, check, live, writing], api_name="r2_run",
+                  [run_state, seen, runs, *shown, *form_out, live, writing, check], api_name="r2_run",
                   concurrency_limit=2,
                   show_progress="hidden")
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)
