@@ -170,3 +170,23 @@ def test_r2_reports_its_phases_in_order_and_no_planning_when_the_plan_is_off():
         assert phases[-4:] == ["judging the first draft", "reflecting (round 1/1)", "revising (round 1/1)",
                                "judging revision 1"]
         assert any(p.texts and p.texts[0] and not p.done for p in seen if p.stage == "revising")
+
+
+def test_train_status_says_elapsed_and_a_measured_estimate_and_its_phases():
+    from studio.views.train import status_html
+
+    run = {"id": "t" * 32, "status": "running", "model": "smollm2-135m"}
+    started = ev.TrainStarted("r", config={}, out_dir="/x", n_train=8, n_eval=2, train_tokens=900, trained_tokens=400,
+                              total_steps=20, t=1000.0)
+    before = ev.TrainEvaluated("r", stage="before", ppl_with_thinking=9.0, ppl_without_thinking=9.5, n_items=2,
+                               n_tokens=80, seconds=20.0, t=1020.0)
+    step5 = ev.TrainProgress("r", step=5, total_steps=20, loss=2.0, lr=1e-4, epoch=0.5, seconds_per_step=2.0, t=1030.0)
+    first = status_html(run, [started], "running", now=1012.0)
+    assert "evaluating the base model on 2 held-out record(s)…" in first and "12 s elapsed · estimating…" in first
+    going = status_html(run, [started, before, step5], "running", now=1040.0)
+    assert "training…" in going and "step 5/20" in going
+    assert "40 s elapsed · about 50 s left" in going  # 15 steps x 2 s measured + the 20 s evaluation after
+    done = ev.TrainProgress("r", step=20, total_steps=20, loss=1.0, lr=1e-4, epoch=2, seconds_per_step=2.0, t=1100.0)
+    last = status_html(run, [started, before, step5, done], "running", now=1105.0)
+    assert "evaluating the trained model" in last and "about 15 s left" in last
+    assert "stopping…" in status_html(run, [started, before, step5], "running", now=1040.0, stopping=True)
