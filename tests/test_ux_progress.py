@@ -29,8 +29,9 @@ def _state(status: str) -> str:
 
 def _show(api, run_id):
     """(status, progress line, writing box) of the REER page's own view of the run."""
-    view = api.predict(run_id, "score", api_name="/reer_show")
-    return view[0], view[5], view[6]
+    status = api.predict(run_id, "score", api_name="/reer_show")[0]
+    line, box = api.predict(run_id, api_name="/reer_progress")
+    return status, line, box
 
 
 def _until(api, run_id, cond, timeout=60):

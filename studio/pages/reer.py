@@ -414,6 +414,17 @@ def build(ctx: StudioContext) -> ReerPage:
                api_name="reer_tick", api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
-    run_id_box.submit(show, [run_id_box, metric], shown, api_name="reer_show", **quick)
+
+    def show_stored(run_id, metric_value="score") -> dict:
+        out = show(run_id, metric_value)
+        return {k: out[k] for k in shown[:5] if k in out}
+
+    def show_live(run_id) -> dict:  # the live parts alone: the progress line and the writing box
+        parts = live_parts(run_id)[1] if run_id else {live: "", writing: ""}
+        return {live: parts[live], writing: parts[writing]}
+
+    run_id_box.submit(show_stored, [run_id_box, metric], shown[:5], api_name="reer_show", **quick)
+    live_box = gr.Textbox(visible=False)
+    live_box.submit(show_live, live_box, [live, writing], api_name="reer_progress", **quick)
     return ReerPage(prompt=prompt, run_state=run_state, seen=seen, runs=runs, status=status, attach=attach,
                     attach_outputs=attach_outputs)
