@@ -79,12 +79,16 @@ def test_meter_says_estimating_until_a_rate_is_measured_then_estimates_from_budg
     meter = ProgressMeter("r", got.append, offset_s=30.0, clock=lambda: now[0])
     with meter.generating("drafting", "draft", budget=100, later_tokens=200, later_scorings=0):
         assert got[-1].left_s is None and got[-1].tokens_per_s is None  # no token yet: "estimating…"
+        now[0] += 60.0  # a slow first token (the model warms up): no rate from it alone
+        meter.on_tokens(ev_tp(1))
+        assert got[-1].left_s is None
         now[0] += 5.0
-        meter.on_tokens(ev_tp(50))
-    p = got[-1]
-    assert p.tokens_per_s == pytest.approx(10.0)  # 50 tokens in 5 s, measured
-    assert p.left_s == pytest.approx((100 - 50 + 200) / 10.0)  # the call's rest and later budgets at that rate
-    assert p.elapsed_s == pytest.approx(35.0) and p.phase_s == pytest.approx(5.0)  # earlier sessions counted
+        meter.on_tokens(ev_tp(51))
+        p = got[-1]
+        assert p.tokens_per_s == pytest.approx(10.0)  # 50 tokens in 5 s since the first, measured
+        assert p.left_s == pytest.approx((100 - 51 + 200) / 10.0)  # the call's rest and later budgets at that rate
+        assert p.elapsed_s == pytest.approx(95.0) and p.phase_s == pytest.approx(65.0)  # earlier sessions counted
+    assert meter.rate() == pytest.approx(10.0)  # the finished generation counts from its first report
     meter.phase("scoring", "scoring", later_tokens=100, later_scorings=1)
     now[0] += 2.0
     meter.phase("scoring again", "scoring", later_tokens=100, later_scorings=1)

@@ -7,8 +7,9 @@ TRANSIENT `core.events.Progress` events handed to `publish` (a run's Controls ke
 the page; nothing stores them).
 
 The estimate of time left is measured, never guessed: the generation rate is the tokens written
-in this run divided by the seconds spent writing them (until a first report carries tokens there
-is no rate, and `left_s` stays None: "estimating…"). Time left = the tokens still allowed in the
+by this run's generations after their first report divided by the seconds since those reports
+(the wait for a first token holds a model's one-time warm-up, and a rate of it would be absurd;
+a generation with a single report counts whole). Until there is such a rate `left_s` stays None: "estimating…". Time left = the tokens still allowed in the
 call under way plus the budgets of the phases still to come (the engine says how many tokens
 those may write and how many scoring passes they need), at that rate, plus the scoring passes
 at their measured mean duration. Budgets are upper bounds, so the estimate errs long.
@@ -43,6 +44,7 @@ class ProgressMeter:
         self._other: dict[str, list[float]] = {}  # stage -> durations of finished non-writing phases
         self._phase = ("", "", 0.0)  # (words, stage, start) of the phase under way
         self._writing: tuple[float, int] | None = None  # (start, tokens so far) of the generation under way
+        self._first: tuple[float, int] | None = None  # (time, tokens) of its first report that carried tokens
         self._budget = 0
         self._later_tokens = 0  # token budgets of the phases still to come
         self._later_scorings = 0  # scoring passes still to come
@@ -59,7 +61,7 @@ class ProgressMeter:
         """A phase that writes up to `budget` tokens: the generations inside report to this meter."""
         self._begin(words, stage, budget, later_tokens, later_scorings)
         with self._lock:
-            self._writing = (self.clock(), 0)
+            self._writing, self._first = (self.clock(), 0), None
         self._emit(tokens=0)
         try:
             with on_tokens(self.on_tokens):
@@ -68,6 +70,8 @@ class ProgressMeter:
             with self._lock:
                 if self._writing is not None:
                     start, tokens = self._writing
+                    if self._first is not None and tokens > self._first[1]:  # from the first report on
+                        start, tokens = self._first[0], tokens - self._first[1]
                     self._gen_tokens += tokens
                     self._gen_seconds += max(0.0, self.clock() - start)
                     self._writing = None
@@ -77,6 +81,8 @@ class ProgressMeter:
         with self._lock:
             if self._writing is not None:
                 self._writing = (self._writing[0], max(self._writing[1], p.tokens))
+                if self._first is None and p.tokens > 0:
+                    self._first = (self.clock(), p.tokens)
         self._emit(tokens=p.tokens, texts=tuple(p.texts), budget=p.budget or self._budget, done=p.done)
 
     def finish_phase(self) -> None:
@@ -88,9 +94,9 @@ class ProgressMeter:
         """Tokens per second written in this run so far (None before any token was reported)."""
         with self._lock:
             tokens, seconds = self._gen_tokens, self._gen_seconds
-            if self._writing is not None:
-                tokens += self._writing[1]
-                seconds += max(0.0, self.clock() - self._writing[0])
+            if self._writing is not None and self._first is not None:
+                tokens += self._writing[1] - self._first[1]
+                seconds += self.clock() - self._first[0]
         return tokens / seconds if tokens > 0 and seconds > 0 else None
 
     def left(self, tokens: int = 0) -> float | None:
