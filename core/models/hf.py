@@ -4,8 +4,8 @@ Knows: resolving a spec (the `smollm2-135m` alias, a local folder, a hub id), co
 built-in GGUF once into a cached safetensors folder, tokenizing pieces, generating (ended
 between tokens by a caller's stop check, `core.models.lm.stop_when`, through a stopping
 criterion; watched by a caller's token sink, `core.models.lm.on_tokens`, through another that
-decodes the partial rows about every STREAM_EVERY_S seconds), and scoring through `core.models.fastscore` (prefix-shared, batched). Does not know
-REER templates.
+decodes the partial rows about every STREAM_EVERY_S seconds), and scoring through
+`core.models.fastscore` (prefix-shared, batched). Does not know REER templates.
 """
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ the page; nothing stores them).
 The estimate of time left is measured, never guessed: the generation rate is the tokens written
 by this run's generations after their first report divided by the seconds since those reports
 (the wait for a first token holds a model's one-time warm-up, and a rate of it would be absurd;
-a generation with a single report counts whole). Until there is such a rate `left_s` stays None: "estimating…". Time left = the tokens still allowed in the
-call under way plus the budgets of the phases still to come (the engine says how many tokens
-those may write and how many scoring passes they need), at that rate, plus the scoring passes
-at their measured mean duration. Budgets are upper bounds, so the estimate errs long.
+a generation with a single report counts whole). Until there is such a rate `left_s` stays None:
+"estimating…". Time left = the tokens still allowed in the call under way plus the budgets of
+the phases still to come (the engine says how many tokens those may write and how many scoring
+passes they need), at that rate, plus the scoring passes at their measured mean duration.
+Budgets are upper bounds, so the estimate errs long.
 
 Knows the event and the token hook; knows no engine, store or page.
 """
