@@ -7,6 +7,12 @@ or a second browser tab replays the same history. Scores are plain dicts of
 
 Human steering is recorded with the same events as the search's own work: a person's edit or
 forced choice is a `SegmentDecided` with `by="human"`.
+
+One event is TRANSIENT and never stored: `Progress` (what a job is doing right now: its phase,
+the tokens written so far, the partial text, elapsed time and a rough estimate). It is not
+registered, so `from_dict` cannot rebuild it and the store refuses it; engines hand it to their
+Controls (`core.runs.controls.ControlsBase.report`) for a page to read, and the run machinery
+(core.runs.driver) passes it on without saving it. The store keeps only finished texts.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ class Event:
     run_id: str  # the run this event belongs to
     t: float = field(default_factory=time.time, kw_only=True)  # wall-clock time it happened
     kind: ClassVar[str] = "event"
+    transient: ClassVar[bool] = False  # True: for display only, never stored (`Progress`)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -111,6 +118,25 @@ class SegmentDecided(Event):
     text: str  # the segment's text after the decision
     segments: tuple[str, ...]  # the whole trajectory after the decision
     score: dict  # Score.as_dict() of the trajectory after the decision
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """TRANSIENT: never stored, never registered (module docstring). The latest one per run is shown."""
+
+    kind: ClassVar[str] = "progress"
+    transient: ClassVar[bool] = True
+    phase: str  # what is happening, in words ("drafting", "candidates 1-2 of segment 3 (step 2/4)", "judging")
+    stage: str = ""  # a short code of the phase: loading, draft, candidates, scoring, plan, judging, reflecting,
+    #                  revising, training, evaluating
+    tokens: int = 0  # tokens written so far in the generation under way (0 for a phase that writes none)
+    budget: int = 0  # its token budget (max_new_tokens; 0 for a phase that writes none)
+    elapsed_s: float = 0.0  # seconds this run has worked (earlier sessions included)
+    phase_s: float = 0.0  # seconds spent in this phase so far
+    texts: tuple[str, ...] = ()  # partial text of each sequence being written (display only)
+    tokens_per_s: float | None = None  # generation rate measured in this run so far (None: no rate yet)
+    left_s: float | None = None  # rough time left from the measured rate and the budgets (None: estimating)
+    done: bool = False  # the generation of this phase has finished (its texts are final)
 
 
 @_register

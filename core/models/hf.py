@@ -3,8 +3,9 @@
 Knows: resolving a spec (the `smollm2-135m` alias, a local folder, a hub id), converting the
 built-in GGUF once into a cached safetensors folder, tokenizing pieces, generating (ended
 between tokens by a caller's stop check, `core.models.lm.stop_when`, through a stopping
-criterion), and scoring through `core.models.fastscore` (prefix-shared, batched). Does not know
-REER templates.
+criterion; watched by a caller's token sink, `core.models.lm.on_tokens`, through another that
+decodes the partial rows about every STREAM_EVERY_S seconds), and scoring through
+`core.models.fastscore` (prefix-shared, batched). Does not know REER templates.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -32,11 +34,13 @@ from core.models.lm import (
     Precision,
     ScoreRequest,
     TokenLogprobs,
+    TokenProgress,
     cache_dir,
     cut_at_stop,
     raise_if_stopped,
     stop_check,
     stop_reason,
+    token_sink,
 )
 from core.models.norepeat import NoRepeatNGram
 
@@ -119,6 +123,34 @@ class StopOnRequest:
         if not self.fired and self.check():
             self.fired = True
         return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
+
+
+STREAM_EVERY_S = 0.2  # how often a watched generation decodes its partial rows for the sink
+
+
+class StreamTokens:
+    """A transformers stopping criterion that never stops anything: it reports the partial rows of
+    a watched generation to a token sink (core.models.lm.on_tokens), decoded and cut at the stop
+    strings, at most every `every_s` seconds (decoding costs time; the sink wants a glance)."""
+
+    def __init__(self, sink, tokenizer, prompt_len: int, budget: int, stop: Sequence[str],
+                 every_s: float = STREAM_EVERY_S):
+        self.sink, self.tokenizer, self.prompt_len = sink, tokenizer, prompt_len
+        self.budget, self.stop, self.every_s = budget, tuple(stop), every_s
+        self._next = time.monotonic() + every_s * 0.5  # a first glance soon after the first tokens
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.every_s
+            new = input_ids[:, self.prompt_len:]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            try:
+                self.sink(TokenProgress(tuple(cut_at_stop(t, self.stop) for t in texts), int(new.shape[1]),
+                                        self.budget))
+            except Exception:  # noqa: BLE001  (a display that fails must not end the generation)
+                log.exception("token sink failed; the generation goes on")
+        return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
 
 
 class HFLM:
@@ -253,6 +285,12 @@ class HFLM:
 
             stopper = StopOnRequest(stop_check())
             kwargs["stopping_criteria"] = StoppingCriteriaList([*kwargs.get("stopping_criteria", []), stopper])
+        sink = token_sink()
+        if sink is not None:
+            from transformers import StoppingCriteriaList
+
+            watcher = StreamTokens(sink, self.tokenizer, ids.shape[1], kwargs["max_new_tokens"], config.stop)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*kwargs.get("stopping_criteria", []), watcher])
         with self._lock, torch.inference_mode():
             if config.seed is not None:
                 torch.manual_seed(config.seed)
@@ -272,8 +310,11 @@ class HFLM:
         if stopper is not None and stopper.fired:
             raise GenerationStopped(f"generation stopped on request after {new.shape[1]} token(s)", tokens=new.shape[1])
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return [Generation(cut_at_stop(t, config.stop), self._finish(row.tolist(), t, kwargs["max_new_tokens"], config))
-                for row, t in zip(new, texts)]
+        out = [Generation(cut_at_stop(t, config.stop), self._finish(row.tolist(), t, kwargs["max_new_tokens"], config))
+               for row, t in zip(new, texts)]
+        if sink is not None:
+            sink(TokenProgress(tuple(str(g) for g in out), int(new.shape[1]), kwargs["max_new_tokens"], done=True))
+        return out
 
     def _finish(self, row: list[int], text: str, budget: int, config: GenerationConfig) -> str:
         """Why one sampled row ended: an end-of-turn token or a stop string is "stop"; a row that

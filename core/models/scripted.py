@@ -6,8 +6,11 @@ Spec: `scripted:` followed by comma-separated options (`load_lm("scripted:judge=
 - `judge=X`: grading prompts (a prompt that asks for an `Overall:` line) get a readable
   judgment: X for every numbered item ("1: <score>" lines in the asked format), `Overall: X`
   and a short critique. Without it such prompts get prose, as a weak model would write.
-- `delay=S`: sleep S seconds before each generation (tests of pausing or stopping a slow run: a
-  stop check set with core.models.lm.stop_when ends the wait with GenerationStopped).
+- `delay=S`: each generation takes S seconds (tests of pausing, stopping or watching a slow run:
+  a stop check set with core.models.lm.stop_when ends the wait with GenerationStopped; a token
+  sink set with core.models.lm.on_tokens sees the replies grow token by token during it, about
+  every STREAM_EVERY_S seconds, then a last report with done=True. The replies are chosen, and
+  the call logged, before the wait).
 - `max_length=N`: the window in tokens (default 8192).
 - `script=PATH` (or a bare PATH ending in .json): canned replies, a JSON object
   `{"rules": [{"when": [regex, ...], "reply": text | [text, ...], "judge": X, "critique": text,
@@ -64,10 +67,13 @@ from core.models.lm import (
     Precision,
     ScoreRequest,
     TokenLogprobs,
+    TokenProgress,
     raise_if_stopped,
+    token_sink,
 )
 
 PREFIX = "scripted:"
+STREAM_EVERY_S = 0.1  # how often a watched, delayed generation reports its growing replies
 DEFAULT_MAX_LENGTH = 8192
 
 _TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])|\s+")
@@ -162,7 +168,7 @@ class ScriptedLM:
         self.has_fast_path = False  # nothing to gain from a bf16 pass
         self.seed = seed  # base of every sampled text
         self.judge = judge  # score of the built-in judge reply (None: grading prompts get prose)
-        self.delay = delay  # seconds slept before each generation
+        self.delay = delay  # seconds each generation takes (its replies stream to a watching sink meanwhile)
         self.rules = tuple(rules)  # canned replies, first match wins
         self.calls: list[Call] = []  # every generate call, in order
         self._answered = [0] * len(self.rules)  # calls answered per rule
@@ -214,11 +220,31 @@ class ScriptedLM:
 
     def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
         raise_if_stopped()
-        end = time.monotonic() + self.delay
-        while (left := end - time.monotonic()) > 0:  # the delay, in slices a stop check can end
+        out = self._replies(list(messages), config, prefix)
+        sink = token_sink()
+        self._wait(out, config, sink)
+        if sink is not None:
+            longest = max((len(tokenize(g)) for g in out), default=0)
+            sink(TokenProgress(tuple(str(g) for g in out), longest, config.max_new_tokens, done=True))
+        return out
+
+    def _wait(self, out: list[Generation], config: GenerationConfig, sink) -> None:
+        """The delay, in slices a stop check can end; a sink sees the replies grow during it."""
+        start = time.monotonic()
+        end, shown = start + self.delay, start
+        toks = [tokenize(g) for g in out]
+        while (left := end - time.monotonic()) > 0:
             time.sleep(min(left, 0.02))
             raise_if_stopped()
-        messages = list(messages)
+            now = time.monotonic()
+            if sink is not None and now - shown >= STREAM_EVERY_S and now < end:
+                shown = now
+                frac = (now - start) / self.delay
+                part = [t[:int(len(t) * frac)] for t in toks]
+                sink(TokenProgress(tuple("".join(p) for p in part), max((len(p) for p in part), default=0),
+                                   config.max_new_tokens))
+
+    def _replies(self, messages: list, config: GenerationConfig, prefix: str) -> list[Generation]:
         convo = _conversation(messages)
         index = next((i for i, r in enumerate(self.rules) if r.matches(messages)), None)
         rule = self.rules[index] if index is not None else None

@@ -18,13 +18,19 @@ generator can instead queue a judgment on `Controls` (used at the next judgment 
 Every model call has a seed fixed by (seed, round, stage) (core.runs.seeds.step_seed): a
 resumed run redoes a half-done step exactly.
 
+While it works the loop reports TRANSIENT progress (core.runs.progress.ProgressMeter, to
+`controls.report`): the phase ("planning", "drafting", "judging the first draft", "reflecting
+(round 1/2)", "revising (round 1/2)"), the text as it is written, elapsed time and a measured
+estimate. Nothing of it is yielded or stored.
+
 `run_r2` is the non-streaming twin. Knows nothing of storage (core.r2.jobs saves each event)
 or of Gradio. REER's search module is its mirror.
 """
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Callable, Iterator, Sequence
+from typing import Callable, ContextManager, Iterator, Sequence
 
 from core import events as ev
 from core.format import assistant_turn
@@ -42,6 +48,7 @@ from core.r2.reward import process_reward
 from core.r2.state import R2State, assemble_thinking, record_from_events
 from core.runs.controls import ControlsBase
 from core.runs.engine import consume
+from core.runs.progress import ProgressMeter
 from core.runs.seeds import step_seed
 
 REFLECTION_OPENING = "Rereading my draft,"
@@ -70,6 +77,10 @@ class Controls(ControlsBase):
 
     hold = pause
 
+    def pause_asked(self) -> bool:
+        with self._lock:
+            return self._hold
+
     # ---- read by the loop ----
     def take_judgment(self) -> Judgment | None:
         cmd = self.take(("judgment",))
@@ -91,17 +102,35 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def write_draft(lm: LM, query: str, cfg: R2Config) -> tuple[str, str, str]:
-    """(plan, draft, raw) for the task; the plan is "" when planning is off."""
+def _round_tokens(cfg: R2Config) -> int:
+    """Token budgets of one whole round: reflection, revision and (a model's) judgment of it."""
+    return cfg.reflection_max_new_tokens + cfg.revision_max_new_tokens + _judge_tokens(cfg)
+
+
+def _judge_tokens(cfg: R2Config) -> int:
+    """The judge's token budget when a model judges (a person writes no tokens)."""
+    return cfg.judge.max_new_tokens if cfg.judge_mode != "human" else 0
+
+
+def _watch(meter: ProgressMeter | None, words: str, stage: str, budget: int, later_tokens: int) -> ContextManager:
+    """The meter watching one generation (nothing when there is no meter)."""
+    return meter.generating(words, stage, budget, later_tokens=later_tokens) if meter else contextlib.nullcontext()
+
+
+def write_draft(lm: LM, query: str, cfg: R2Config, meter: ProgressMeter | None = None) -> tuple[str, str, str]:
+    """(plan, draft, raw) for the task; the plan is "" when planning is off. `meter`: reports progress."""
     plan, raws = "", []
+    rest = _judge_tokens(cfg) + cfg.max_rounds * _round_tokens(cfg)  # what comes after the draft, at most
     if cfg.plan:
-        raw = lm.generate([{"role": "user", "content": render("r2_plan", task=query.strip())}],
-                          _gen(cfg, cfg.plan_max_new_tokens, step_seed(cfg.seed, 0, 1)))[0]
+        with _watch(meter, "planning", "plan", cfg.plan_max_new_tokens, cfg.draft_max_new_tokens + rest):
+            raw = lm.generate([{"role": "user", "content": render("r2_plan", task=query.strip())}],
+                              _gen(cfg, cfg.plan_max_new_tokens, step_seed(cfg.seed, 0, 1)))[0]
         raws.append(raw)
         plan = _clean(raw)
     block = f"My plan:\n{plan}\n\n" if plan else ""
-    raw = lm.generate([{"role": "user", "content": render("r2_draft", task=query.strip(), plan_block=block)}],
-                      _gen(cfg, cfg.draft_max_new_tokens, step_seed(cfg.seed, 0, 2)))[0]
+    with _watch(meter, "drafting", "draft", cfg.draft_max_new_tokens, rest):
+        raw = lm.generate([{"role": "user", "content": render("r2_draft", task=query.strip(), plan_block=block)}],
+                          _gen(cfg, cfg.draft_max_new_tokens, step_seed(cfg.seed, 0, 2)))[0]
     raws.append(raw)
     return plan, _clean(raw), "\n\n-----\n\n".join(raws)
 
@@ -150,6 +179,8 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
     if judge is None and cfg.judge_mode != "human":
         raise ValueError(f"judge_mode {cfg.judge_mode!r} needs a judge model; pass one or use judge_mode='human'")
     rubric = tuple(state.started.rubric) if state.started else rubric_for(rubric, cfg.judge)
+    meter = ProgressMeter(run_id, controls.report, offset_s=state.active_seconds())
+    R = cfg.max_rounds
 
     def emit(event):
         state.apply(event)
@@ -161,7 +192,7 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
                                     writer=writer.name,
                                     judge=judge.name if judge is not None else ""))
         if state.drafted is None:
-            plan, draft, raw = write_draft(writer, query, cfg)
+            plan, draft, raw = write_draft(writer, query, cfg, meter)
             yield emit(ev.R2Drafted(run_id, plan=plan, draft=draft, raw=raw))
             if not draft:
                 yield emit(_finish(state, run_id, "dropped", cfg))
@@ -172,13 +203,13 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
                 return
             cur = state.current
             if cur not in state.judgments:
-                if not (yield from _judge(state, emit, judge, run_id, query, rubric, cfg, controls, cur)):
+                if not (yield from _judge(state, emit, judge, run_id, query, rubric, cfg, controls, cur, meter)):
                     return
                 continue
             r = state.rounds_done + 1
             if r in state.texts:  # the revision of round r is written: judge it, then close the round
                 if r not in state.judgments:
-                    if not (yield from _judge(state, emit, judge, run_id, query, rubric, cfg, controls, r)):
+                    if not (yield from _judge(state, emit, judge, run_id, query, rubric, cfg, controls, r, meter)):
                         return
                     continue
                 yield emit(_close_round(state, writer, run_id, r, cfg))
@@ -189,13 +220,18 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
                 return
             if r not in state.reflections:
                 critique = state.judgments[cur].get("critique") or ""
-                text, raw, dropped = reflect(writer, query, state.texts[cur], critique, cfg, r)
+                with meter.generating(f"reflecting (round {r}/{R})", "reflecting", cfg.reflection_max_new_tokens,
+                                      later_tokens=cfg.revision_max_new_tokens + _judge_tokens(cfg)
+                                      + (R - r) * _round_tokens(cfg)):
+                    text, raw, dropped = reflect(writer, query, state.texts[cur], critique, cfg, r)
                 yield emit(ev.Reflected(run_id, round=r, text=text, raw=raw, dropped=dropped))
             if cfg.review_reflections and state.reflections[r].by != "human":  # a person edits or approves it first
                 if not isinstance(state.last, ev.RunPaused):
                     yield emit(ev.RunPaused(run_id, by="human"))
                 return
-            text, raw = revise(writer, query, state.texts[cur], state.reflections[r].text, cfg, r)
+            with meter.generating(f"revising (round {r}/{R})", "revising", cfg.revision_max_new_tokens,
+                                  later_tokens=_judge_tokens(cfg) + (R - r) * _round_tokens(cfg)):
+                text, raw = revise(writer, query, state.texts[cur], state.reflections[r].text, cfg, r)
             yield emit(ev.Revised(run_id, round=r, text=text, raw=raw))
     except GenerationStopped:  # a Stop cut a generation short (core.models.lm.stop_when): nothing half-written is kept
         yield emit(_finish(state, run_id, "stopped", cfg))
@@ -203,8 +239,12 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
         yield emit(ev.RunError(run_id, message=str(exc), where="model"))
 
 
-def _judge(state: R2State, emit, judge, run_id, query, rubric, cfg: R2Config, controls: Controls, version: int):
+def _judge(state: R2State, emit, judge, run_id, query, rubric, cfg: R2Config, controls: Controls, version: int,
+           meter: ProgressMeter | None = None):
     """Judge `version`; returns True when a judgment was recorded, False when the run now waits for one."""
+    what = "the first draft" if version == 0 else f"revision {version}"
+    watch = _watch(meter, f"judging {what}", "judging", cfg.judge.max_new_tokens,
+                   (cfg.max_rounds - version) * _round_tokens(cfg))
     given = controls.take_judgment()
     if given is not None:
         yield emit(ev.JudgmentGiven(run_id, version=version, judgment=given.to_dict()))
@@ -216,13 +256,15 @@ def _judge(state: R2State, emit, judge, run_id, query, rubric, cfg: R2Config, co
     text = state.texts[version]
     held = controls.take_hold()
     if cfg.judge_mode == "model" and not held:
-        j = model_judge(judge, query, text, rubric, cfg.judge, seed=step_seed(cfg.seed, version, 5))
+        with watch:
+            j = model_judge(judge, query, text, rubric, cfg.judge, seed=step_seed(cfg.seed, version, 5))
         yield emit(ev.JudgmentGiven(run_id, version=version, judgment=j.to_dict()))
         return True
     proposed = None
     if cfg.judge_mode != "human" and judge is not None:
-        proposed = model_judge(judge, query, text, rubric, cfg.judge,
-                               seed=step_seed(cfg.seed, version, 5)).to_dict()
+        with watch:
+            proposed = model_judge(judge, query, text, rubric, cfg.judge,
+                                   seed=step_seed(cfg.seed, version, 5)).to_dict()
     yield emit(ev.JudgmentRequested(run_id, version=version, text=text, proposed=proposed))
     yield emit(ev.RunPaused(run_id, by="human"))
     return False

@@ -13,6 +13,11 @@ after a crash: the state is rebuilt from the events (`core.reer.state`), a half-
 redone with the same seed (core.runs.seeds.step_seed), and a step whose candidates were all
 scored is decided without regenerating.
 
+While it works the search reports TRANSIENT progress (core.runs.progress.ProgressMeter, to
+`controls.report`): the phase ("drafting", "candidates 1-2 of segment 3 (step 2/4)", "scoring"),
+the draft and candidates as they are written, elapsed time and a measured estimate. Nothing of it
+is yielded or stored; the events and the record are the same with or without a watcher.
+
 `run_reer` is the non-streaming twin: it consumes the events and returns the record.
 Knows nothing of storage (core.reer.jobs saves each event) or of Gradio. R2's loop module is its mirror.
 """
@@ -36,6 +41,7 @@ from core.reer.config import ReerConfig
 from core.reer.state import ReerState, record_from_events
 from core.runs.controls import ControlsBase
 from core.runs.engine import consume
+from core.runs.progress import ProgressMeter
 from core.runs.seeds import step_seed
 from core.segments import answer_part, join_segments, split_segments
 
@@ -76,6 +82,10 @@ class Controls(ControlsBase):
     def skip(self) -> None:
         """Leave the current (or next) segment as it is and move on."""
         self._queue("skip")
+
+    def pause_asked(self) -> bool:
+        with self._lock:
+            return self._pause
 
     # ---- read by the search ----
     def should_pause(self) -> bool:
@@ -167,16 +177,23 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     if state.finished:
         return
     scfg = cfg.scoring()
+    meter = ProgressMeter(run_id, controls.report, offset_s=state.active_seconds())
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
                                 settings=cfg.as_dict(), model=lm.name)
         if state.segments is None:
-            text, raw = draft_thinking(lm, query, answer, cfg)
+            steps = cfg.max_steps
+            with meter.generating("drafting the first thinking", "draft", cfg.draft_max_new_tokens,
+                                  later_tokens=steps * cfg.candidate_max_new_tokens, later_scorings=steps):
+                text, raw = draft_thinking(lm, query, answer, cfg)
             segs = split_segments(text, cfg.min_segment_chars)
             if not segs:
                 yield _finish(lm, state, run_id, "dropped", [], {}, answer, cfg, ["the draft is empty"])
                 return
+            steps = _steps_left(state, cfg, len(segs))
+            meter.phase("scoring the draft", "scoring", later_tokens=steps * cfg.candidate_max_new_tokens,
+                        later_scorings=steps)
             s = score(lm, query, segs, answer, scfg).as_dict()
             event = ev.InitialDraft(run_id, thinking=join_segments(segs), segments=tuple(segs), score=s, raw=raw)
             state.apply(event)
@@ -185,14 +202,19 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
             if early:  # DESIGN step 2: such drafts are dropped, not searched
                 yield _finish(lm, state, run_id, "dropped", segs, s, answer, cfg, early)
                 return
-        yield from _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state)
+        yield from _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter)
     except GenerationStopped:  # a Stop cut a generation short (core.models.lm.stop_when): nothing half-written is kept
         yield _finish(lm, state, run_id, "stopped", state.segments or [], state.score or {}, answer, cfg)
     except LMError as exc:
         yield ev.RunError(run_id, message=str(exc), where="model")
 
 
-def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state):
+def _steps_left(state: ReerState, cfg: ReerConfig, n_segments: int) -> int:
+    """Expansion steps the run may still take (its step budget, or one per segment and pass)."""
+    return max(0, min(cfg.max_steps, n_segments * cfg.passes) - state.steps_done)
+
+
+def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
     n_segments = len(state.segments)
     while True:
         for event in _human_edits(lm, run_id, query, answer, scfg, controls, state):
@@ -212,11 +234,11 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state):
         if controls.should_pause():
             yield ev.RunPaused(run_id, by="human")
             return
-        yield from _one_step(lm, run_id, query, answer, cfg, scfg, controls, state)
+        yield from _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter)
         controls.expanded()
 
 
-def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state):
+def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
     step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
     if controls.take(("skip",)):
         yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score)
@@ -227,12 +249,23 @@ def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state):
         state.apply(event)
         yield event
         texts = []
-        for k, (raw, text, err) in enumerate(expand_candidates(lm, query, answer, state.segments, i, cfg, step)):
+        later = _steps_left(state, cfg, len(state.segments)) - 1  # steps after this one
+        total = min(cfg.max_steps, len(state.segments) * cfg.passes)
+        k_ = cfg.candidates
+        which = "candidate 1" if k_ == 1 else f"candidates 1–{k_}"
+        with meter.generating(f"{which} of segment {i + 1} (step {step}/{total})", "candidates",
+                              cfg.candidate_max_new_tokens, later_tokens=later * cfg.candidate_max_new_tokens,
+                              later_scorings=later + 1):
+            made = expand_candidates(lm, query, answer, state.segments, i, cfg, step)
+        for k, (raw, text, err) in enumerate(made):
             event = ev.CandidateGenerated(run_id, step=step, segment=i, index=k, raw=raw, text=text, error=err)
             state.apply(event)
             yield event
             texts.append(text)
         good = [k for k, t in enumerate(texts) if t is not None]
+        if good:
+            meter.phase(f"scoring {len(good)} candidate{'s' if len(good) != 1 else ''} of segment {i + 1}",
+                        "scoring", later_tokens=later * cfg.candidate_max_new_tokens, later_scorings=later)
         scores = score_candidates(lm, query, state.segments, i, [texts[k] for k in good], answer, scfg,
                                   baseline=state.score["score"]) if good else []
         pending = {}

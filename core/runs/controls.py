@@ -7,12 +7,19 @@ judgment point. Thread-safe: the studio's page threads write, the run's thread r
 The stop flag also reaches inside a generation: the studio's runners drive an engine within
 `core.models.lm.stop_when(controls.stopped)`, so a Stop ends a model call between tokens and the
 engine finishes the run as "stopped" at once instead of after its current step.
+
+The other way, while it works the engine `report`s its latest TRANSIENT `core.events.Progress`
+(held here in memory, never stored) for the page to read (`progress`), and `asked` tells a page
+what a person has asked that the engine has not yet done ("stopping", "pausing"), so Pause and
+Stop are acknowledged at once.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
 from typing import Sequence
+
+from core import events as ev
 
 
 class ControlsBase:
@@ -22,6 +29,7 @@ class ControlsBase:
         self._lock = threading.Lock()
         self._commands: deque[tuple] = deque()
         self._stop = False
+        self._progress: ev.Progress | None = None  # the engine's latest report (display only)
 
     def stop(self) -> None:
         """End the run at its next step (reason "stopped"); what was done is kept."""
@@ -31,6 +39,26 @@ class ControlsBase:
     def pause(self) -> None:
         """Pause at the next point where a person may act (each engine says where)."""
         raise NotImplementedError
+
+    def pause_asked(self) -> bool:
+        """True while a pause is asked and not yet reached (each engine says what that is)."""
+        return False
+
+    def asked(self) -> str | None:
+        """"stopping" or "pausing" while a Stop or a Pause is asked and the run still goes; else None."""
+        if self.stopped():
+            return "stopping"
+        return "pausing" if self.pause_asked() else None
+
+    def report(self, progress: ev.Progress) -> None:
+        """The engine's latest progress (core.runs.progress.ProgressMeter publishes here)."""
+        with self._lock:
+            self._progress = progress
+
+    def progress(self) -> ev.Progress | None:
+        """The latest progress the engine reported (None before any)."""
+        with self._lock:
+            return self._progress
 
     def _queue(self, *command) -> None:
         with self._lock:

@@ -7,7 +7,9 @@ run. `drive` runs an engine's event generator on a stored run: it claims the run
 now), passes it to the engine, renews the lease on every event, appends each event to the store
 before passing it on, saves the trajectory when the engine's finish event is stored, and releases
 the lease at the end, on error, or when the consumer drops the generator. A kill at any point
-leaves the store consistent; driving the run again continues it.
+leaves the store consistent; driving the run again continues it. A TRANSIENT event
+(`core.events.Event.transient`, e.g. `Progress`) is passed on unsaved: the store keeps only
+finished work.
 Knows the store, the lease and `Engine`; knows nothing of a search, a loop or a model.
 """
 from __future__ import annotations
@@ -45,6 +47,9 @@ def drive(store: Store, engine: Engine, run_id: str, events: Callable[[Sequence[
     try:
         for event in events(store.events(run_id)):
             renew(store, run_id, owner, lease_ttl_s)
+            if event.transient:  # display only: never stored
+                yield event
+                continue
             store.append_event(event)
             if isinstance(event, engine.finish):
                 engine.save_trajectory(store, run_id)

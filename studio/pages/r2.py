@@ -1,7 +1,7 @@
 """The R2 page: run the writer-judge loop on one stored prompt, and judge it as a person.
 
 Knows: the layout (prompt picker, judge mode and judge model (locked while a person judges
-alone), rounds / threshold / seed, Run and Stop, an inline check of the settings (R2Config's own
+alone), rounds / threshold / seed, Run, Pause and Stop, an inline check of the settings (R2Config's own
 refusal, redrawn as they change), status line, plot of judged scores by round with the reward
 components, the judgment form with one score box per rubric criterion (labelled with the
 criterion's words and the scale) plus overall and critique, the rounds as cards,
@@ -9,6 +9,11 @@ accept / reject) and how to turn a person's form into a `core.r2.judge.Judgment`
 judgment, or an override of the model's proposal that keeps the original). It never keeps a
 run's state itself: a gr.Timer polls the STORE and redraws on news, so a reload or a second tab
 reattaches, including to a run that waits for a judgment. The session's run id lives in gr.State.
+A run driven by this process also shows its TRANSIENT progress (never stored: the progress line
+under the status, the text being written in a "writing now" box under the plot) and what a
+person asked and the loop has not yet reached ("pausing at the next judgment…", "stopping…",
+the buttons relabelled and disabled until the run confirms), redrawn on each tick when they
+change (studio.views.progress).
 
 Does not know: the loop (core.r2.loop), how runs are driven (studio.runners.r2.R2Runner), drawing
 details (studio.views.r2). With "Let me edit each reflection" (human modes), the run pauses
@@ -50,6 +55,7 @@ from studio.pages.runs import (
 from studio.pages.runs import runs_menu as _runs_menu
 from studio.pages.runs import set_review as set_run_review
 from studio.runners.r2 import R2Runner, R2RunnerError
+from studio.views import progress as live_view
 from studio.views import r2 as r2_render
 
 REAL = R2Config()
@@ -62,6 +68,7 @@ MODE_CHOICES = [("model", "model"), ("human: you judge", "human"), ("model + you
 SETTINGS = ("judge_mode", "max_rounds", "threshold", "seed", "plan", "draft_max_new_tokens",
             "reflection_max_new_tokens", "revision_max_new_tokens")
 POLL_S = 1.0
+PAUSE_POINT = "at the next judgment (you can then accept or override it)"  # where R2 pauses (core.r2.loop)
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         with gr.Column(scale=2, min_width=200):
             with gr.Row(elem_id="r2-buttons"):
                 run_btn = gr.Button("Run", variant="primary", elem_id="r2-run", min_width=60)
+                pause_btn = gr.Button("Pause", elem_id="r2-pause", min_width=60)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="r2-stop", min_width=60)
     with gr.Row(equal_height=True, elem_id="r2-settings-row"):
         # labels, help, bounds and real defaults [in brackets] come from R2Config
@@ -169,6 +177,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                                    elem_id="r2-judge-tokens")
     check = gr.HTML("", elem_id="r2-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
+    live = gr.HTML("", elem_id="r2-progress", padding=False)  # the progress line (transient, this process)
+    live_seen = gr.State("")  # what the live parts last showed (studio.views.progress.live_key)
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=460):
             with gr.Column(visible=False, elem_id="r2-judge-form", elem_classes=["r2-form"]) as form:
@@ -193,6 +203,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 refl_btn = gr.Button("Use this reflection", variant="primary", elem_id="r2-reflection-submit")
             gr.HTML('<div class="sub">Judged score by version, and each round\'s reward</div>', padding=False)
             plot = gr.Plot(value=r2_render.empty_figure(), elem_id="r2-plot", show_label=False)
+            writing = gr.HTML("", elem_id="r2-writing", padding=False)  # the plan / draft / judgment being written
             with gr.Row(equal_height=True, elem_id="r2-review-row"):
                 accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="r2-accept", size="sm")
                 reject_btn = gr.Button("Reject", variant="stop", elem_id="r2-reject", size="sm")
@@ -205,6 +216,23 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     # ---- views from the store ----------------------------------------------------------------
     def _review_html(run_id) -> str:
         return review_badge(store, run_id)
+
+    def live_parts(run_id) -> tuple[str, dict]:
+        """(key, {live line, writing box, buttons}) of the run's transient progress in this process."""
+        p = runner.progress(run_id) if run_id else None
+        asked = runner.asked(run_id) if run_id else None
+        driving = bool(run_id) and runner.is_driving(run_id)
+        labels = live_view.button_labels(asked)
+        return live_view.live_key(p, asked, driving), {
+            live: live_view.progress_html(p, asked, PAUSE_POINT), writing: live_view.writing_html(p),
+            pause_btn: gr.Button(value=labels["pause"][0], interactive=labels["pause"][1]),
+            stop_btn: gr.Button(value=labels["stop"][0], interactive=labels["stop"][1]),
+        }
+
+    def acknowledged(run_id) -> dict:
+        """The page right after a Pause or Stop: the acknowledgement and the relabelled buttons, at once."""
+        lk, parts = live_parts(run_id)
+        return {seen: "", live_seen: lk, **parts}
 
     def hidden_form() -> dict:
         return {form: gr.Column(visible=False), refl_form: gr.Column(visible=False), form_for: ""}
@@ -259,11 +287,13 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 or r2_render.status_html(run, evs, runner.is_driving(run_id), runner.error(run_id)),
                 plot: r2_render.r2_figure(evs), rounds_view: r2_render.rounds_html(evs), review: _review_html(run_id)}
 
-    def tick(run_id, seen_key, filled):
+    def tick(run_id, seen_key, filled, live_key=""):
         k_ = run_key(store, runner, run_id)
+        lk, parts = live_parts(run_id)
+        fresh = {**parts, live_seen: lk} if lk != live_key else {}  # the live parts, when they moved
         if k_ == seen_key:
-            return {seen: seen_key}
-        out = {**show(run_id), seen: k_}
+            return {seen: seen_key, **fresh}
+        out = {**show(run_id), seen: k_, **fresh}
         if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
             out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
         if run_id and k_ not in ("none", "gone"):
@@ -325,8 +355,14 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             return {**_err(text), check: error_block(text)}
         except (ValueError, R2RunnerError, StoreError) as e:
             return _err(str(e))
+        parts = live_parts(new_id)[1]  # "starting: loading the model" at once
         return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id),
-                **hidden_form()}
+                **hidden_form(), live: parts[live], writing: parts[writing]}
+
+    def do_pause(run_id):
+        if not run_id or not runner.pause(run_id):
+            return _err("Nothing to pause: no run of this page is being driven now.")
+        return acknowledged(run_id)
 
     def do_stop(run_id):
         try:
@@ -334,7 +370,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 return _err("Nothing to stop: the run has finished or was never started.")
         except (R2RunnerError, StoreError) as e:
             return _err(str(e))
-        return {seen: "", **hidden_form()}
+        return {**acknowledged(run_id), **hidden_form()}
 
     def do_judge(run_id, filled, ov, crit, *scores):
         if not run_id:
@@ -392,11 +428,14 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, judge_spec, *settings],
-                  [run_state, seen, runs, *shown, *form_out, check], api_name="r2_run", concurrency_limit=2,
+                  [run_state, seen, runs, *shown, *form_out, live, writing, check], api_name="r2_run",
+                  concurrency_limit=2,
                   show_progress="hidden")
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)
     mode.change(judge_model_field, mode, judge_spec, api_visibility="private", **quick)
-    stop_btn.click(do_stop, run_state, [status, seen, *form_out], api_name="r2_stop", **quick)
+    ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
+    pause_btn.click(do_pause, run_state, ack_out, api_name="r2_pause", **quick)
+    stop_btn.click(do_stop, run_state, [*ack_out, *form_out], api_name="r2_stop", **quick)
     submit.click(do_judge, [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
                  api_name="r2_judge", **quick)
     refl_btn.click(do_reflect, [run_state, form_for, refl_text], [seen, *shown, *form_out], api_name="r2_reflect",
@@ -407,11 +446,16 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                      **quick)
     reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="r2_reject",
                      **quick)
-    timer.tick(tick, [run_state, seen, form_for], [*shown, seen, runs, *form_out], api_visibility="private", **quick)
+    timer.tick(tick, [run_state, seen, form_for, live_seen],
+               [*shown, seen, runs, *form_out, live, writing, pause_btn, stop_btn, live_seen],
+               api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
     def show_by_id(r):  # shows the run in this session too (a script attaches to a run by its id)
-        return {**show(r), **(fill_form(r, store.events(r)) if r else hidden_form()), run_state: r or None, seen: ""}
+        parts = live_parts(r)[1] if r else {live: "", writing: ""}
+        return {**show(r), **(fill_form(r, store.events(r)) if r else hidden_form()), run_state: r or None, seen: "",
+                live: parts[live], writing: parts[writing]}
 
-    run_id_box.submit(show_by_id, run_id_box, [*shown, *form_out, run_state, seen], api_name="r2_show", **quick)
+    run_id_box.submit(show_by_id, run_id_box, [*shown, *form_out, run_state, seen, live, writing], api_name="r2_show",
+                      **quick)
     return R2Page(prompt=prompt, run_state=run_state, attach=attach, attach_outputs=attach_outputs)

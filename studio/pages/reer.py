@@ -6,7 +6,12 @@ candidate or skip a segment, heat maps before/after, hand edits, accept/reject) 
 stored events into those views (studio.views.plots, studio.views.reer). It never keeps a run's
 state itself: a gr.Timer polls the STORE about once a second and redraws only when the run has
 news, so a reload, a second tab or a run driven by another process shows the same thing. The
-session's run id lives in gr.State.
+session's run id lives in gr.State. The live parts are the exception: a run driven by this
+process also shows its TRANSIENT progress (the runner's, never stored: the progress line under
+the status, the draft and candidates token by token in a "writing now" box under the plot) and
+what a person asked and the engine has not yet reached ("pausing…", "stopping…", with the
+Pause / Stop buttons relabelled and disabled until the run confirms), redrawn on each tick
+when they change (studio.views.progress).
 
 Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.JobRunner via ctx),
 or other pages (the app links them through `ReerPage`).
@@ -41,6 +46,7 @@ from studio.pages.runs import set_review as set_run_review
 from studio.runners.reer import RunnerError
 from studio.views import heatmap as render
 from studio.views import plots
+from studio.views import progress as live_view
 from studio.views.reer import (
     ReerView,
     candidates_html,
@@ -71,6 +77,17 @@ class ReerPage:
     status: gr.HTML
     attach: object  # attach(prompt_id | None) -> {component: value}: show a prompt and its newest run
     attach_outputs: list
+
+
+def pause_point(p) -> str:
+    """Where a REER Pause takes effect, in words, for what the run is doing now (core.reer.search:
+    before the next expansion, or before the decision of the step under way)."""
+    stage = p.stage if p is not None else ""
+    if stage == "candidates" or (stage == "scoring" and "candidate" in p.phase):
+        return "after these candidates are written and scored (they then wait for your decision)"
+    if stage in ("loading", "draft") or (stage == "scoring" and "draft" in p.phase):
+        return "once the draft is written and scored, before the first step"
+    return "before the next step"
 
 
 def build(ctx: StudioContext) -> ReerPage:
@@ -109,6 +126,8 @@ def build(ctx: StudioContext) -> ReerPage:
             cues = forms.widget(ReerConfig, "reflection_cues", elem_id="reer-cues", show_default=False)
     check = gr.HTML("", elem_id="reer-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
+    live = gr.HTML("", elem_id="reer-progress", padding=False)  # the progress line (transient, this process)
+    live_seen = gr.State("")  # what the live parts last showed (studio.views.progress.live_key)
     with gr.Row(equal_height=False):
         with gr.Column(scale=6, min_width=480):
             with gr.Row(equal_height=True):
@@ -116,6 +135,7 @@ def build(ctx: StudioContext) -> ReerPage:
                 metric = gr.Radio([("score", "score"), ("perplexity", "ppl")], value="score", show_label=False,
                                   elem_id="reer-metric", container=False, min_width=200)
             plot = gr.Plot(value=plots.empty_figure(), elem_id="reer-plot", show_label=False)
+            writing = gr.HTML("", elem_id="reer-writing", padding=False)  # the draft / candidates being written
             cands = gr.HTML(candidates_html(None), elem_id="reer-candidates")
             with gr.Row(equal_height=True, elem_id="reer-decide"):
                 force_no = gr.Number(value=1, precision=0, minimum=1, label="Candidate #", show_label=False,
@@ -151,16 +171,31 @@ def build(ctx: StudioContext) -> ReerPage:
     def _review_html(run_id) -> str:
         return review_badge(store, run_id)
 
+    def live_parts(run_id) -> tuple[str, dict]:
+        """(key, {live line, writing box, buttons}) of the run's transient progress in this process."""
+        p = runner.progress(run_id) if run_id else None
+        asked = runner.asked(run_id) if run_id else None
+        driving = bool(run_id) and runner.is_driving(run_id)
+        labels = live_view.button_labels(asked)
+        return live_view.live_key(p, asked, driving), {
+            live: live_view.progress_html(p, asked, pause_point(p)),
+            writing: live_view.writing_html(p),
+            pause_btn: gr.Button(value=labels["pause"][0], interactive=labels["pause"][1]),
+            stop_btn: gr.Button(value=labels["stop"][0], interactive=labels["stop"][1]),
+        }
+
     def show(run_id, metric_value="score") -> dict:
         """Everything the page draws of a run, from the store."""
         if not run_id:
             return {status: status_html(None, None, False), plot: plots.empty_figure(), traj: trajectory_html(None),
-                    cands: candidates_html(None), review: ""}
+                    cands: candidates_html(None), review: "", live: "", writing: ""}
         try:
             run, evs, v = _view(run_id)
         except NotFound:
             return {status: status_html(None, None, False)}
+        _, parts = live_parts(run_id)
         return {
+            live: parts[live], writing: parts[writing],
             status: queued_html(runner, run_id)
             or status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or ""),
             plot: plots.reer_figure(evs, metric_value) if evs else plots.empty_figure("Writing the initial draft…"),
@@ -172,12 +207,14 @@ def build(ctx: StudioContext) -> ReerPage:
         msg = "Press Heat map to draw this run's initial and current trajectories." if run_id else ""
         return {heat_a: "", heat_b: render.placeholder_html(msg) if msg else "", heat_of: None}
 
-    def tick(run_id, seen_key, metric_value, heat_run=None):
+    def tick(run_id, seen_key, metric_value, heat_run=None, live_key=""):
         k_ = run_key(store, runner, run_id, metric_value)
         stale = heat_cleared(run_id) if heat_run and heat_run != run_id else {}  # another run's numbers
+        lk, parts = live_parts(run_id)
+        fresh = {**parts, live_seen: lk} if lk != live_key else {}  # the live parts, when they moved
         if k_ == seen_key:
-            return {seen: seen_key, **stale}  # no news: nothing redrawn
-        out = {**show(run_id, metric_value), seen: k_, **stale}
+            return {seen: seen_key, **stale, **fresh}  # no stored news: only the live parts redrawn
+        out = {**show(run_id, metric_value), seen: k_, **stale, **fresh}
         if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
             out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
         return out
@@ -231,10 +268,15 @@ def build(ctx: StudioContext) -> ReerPage:
     def do_step(prompt_id, run_id, model_spec, *settings):
         return start(prompt_id, run_id, 1, model_spec, *settings)
 
+    def acknowledged(run_id) -> dict:
+        """The page right after a Pause or Stop: the acknowledgement and the relabelled buttons, at once."""
+        lk, parts = live_parts(run_id)
+        return {seen: "", live_seen: lk, **parts}
+
     def do_pause(run_id):
         if not run_id or not runner.pause(run_id):
             return _err("Nothing to pause: no run of this page is being driven now.")
-        return {seen: ""}
+        return acknowledged(run_id)
 
     def do_stop(run_id):
         try:
@@ -242,7 +284,7 @@ def build(ctx: StudioContext) -> ReerPage:
                 return _err("Nothing to stop: the run has finished or was never started.")
         except (RunnerError, StoreError) as e:
             return _err(str(e))
-        return {seen: ""}
+        return acknowledged(run_id)
 
     def pick_prompt(prompt_id):
         rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
@@ -342,14 +384,15 @@ def build(ctx: StudioContext) -> ReerPage:
 
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues]
-    shown = [status, plot, traj, cands, review]
-    cmd_out = [run_state, seen, runs, *shown, check]
+    shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
+    cmd_out = [run_state, seen, runs, *shown[:5], live, writing, check]  # check last: scripts read it there
+    ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)
     step_btn.click(do_step, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_step", **quick)
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="reer_check", **quick)
-    pause_btn.click(do_pause, run_state, [status, seen], api_name="reer_pause", **quick)
-    stop_btn.click(do_stop, run_state, [status, seen], api_name="reer_stop", **quick)
+    pause_btn.click(do_pause, run_state, ack_out, api_name="reer_pause", **quick)
+    stop_btn.click(do_stop, run_state, ack_out, api_name="reer_stop", **quick)
     prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)
     runs.input(pick_run, runs, [run_state, seen], api_visibility="private", **quick)
     metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
@@ -366,10 +409,22 @@ def build(ctx: StudioContext) -> ReerPage:
                      **quick)
     # the tick also empties heat maps drawn for another run than the one now on screen (a run picked,
     # started, or attached from another page): never one run's numbers under another
-    timer.tick(tick, [run_state, seen, metric, heat_of], [*shown, seen, runs, heat_a, heat_b, heat_of],
+    timer.tick(tick, [run_state, seen, metric, heat_of, live_seen],
+               [*shown, seen, runs, heat_a, heat_b, heat_of, pause_btn, stop_btn, live_seen],
                api_name="reer_tick", api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
-    run_id_box.submit(show, [run_id_box, metric], shown, api_name="reer_show", **quick)
+
+    def show_stored(run_id, metric_value="score") -> dict:
+        out = show(run_id, metric_value)
+        return {k: out[k] for k in shown[:5] if k in out}
+
+    def show_live(run_id) -> dict:  # the live parts alone: the progress line and the writing box
+        parts = live_parts(run_id)[1] if run_id else {live: "", writing: ""}
+        return {live: parts[live], writing: parts[writing]}
+
+    run_id_box.submit(show_stored, [run_id_box, metric], shown[:5], api_name="reer_show", **quick)
+    live_box = gr.Textbox(visible=False)
+    live_box.submit(show_live, live_box, [live, writing], api_name="reer_progress", **quick)
     return ReerPage(prompt=prompt, run_state=run_state, seen=seen, runs=runs, status=status, attach=attach,
                     attach_outputs=attach_outputs)

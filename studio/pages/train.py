@@ -110,20 +110,34 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
             return {status: train_render.status_html(None, [], process, tail), plot: train_render.empty_figure()}
         evs = store.train_events(run["id"])
         total = next((e.total_steps for e in evs if e.kind == "train_started"), None)
-        return {status: train_render.status_html(run, evs, process, tail),
-                plot: train_render.loss_figure(store.train_loss(run["id"]), total)}
+        return {status: train_render.status_html(run, evs, process, tail, stopping=runner.stopping(out)),
+                plot: train_render.loss_figure(store.train_loss(run["id"]), total), **stop_button(out)}
+
+    def stop_button(out) -> dict:
+        """Stop relabelled "Stopping…" and disabled from the click until the process has ended."""
+        busy = bool(out) and runner.stopping(out)
+        return {stop_btn: gr.Button(value="Stopping…" if busy else "Stop", interactive=not busy)}
+
+    def live_status(out) -> dict:
+        """The status line alone, redrawn every tick while the process runs (elapsed and estimate move)."""
+        run = runner.run_for(out) if out else None
+        if run is None or not runner.running(out):
+            return {}
+        return {status: train_render.status_html(run, store.train_events(run["id"]), "running",
+                                                 stopping=runner.stopping(out))}
 
     def key(out) -> str:
         if not out:
             return "none"
         run = runner.run_for(out)
         n = len(store.train_events(run["id"])) if run else -1
-        return f"{out}:{n}:{run['status'] if run else ''}:{runner.returncode(out)}:{runner.running(out)}"
+        return (f"{out}:{n}:{run['status'] if run else ''}:{runner.returncode(out)}:{runner.running(out)}:"
+                f"{runner.stopping(out)}")
 
     def tick(out, seen_key):
         k_ = key(out)
         if k_ == seen_key:
-            return {seen: seen_key}
+            return {seen: seen_key, **live_status(out)}
         return {**show(out), seen: k_}
 
     def attach() -> dict:
@@ -170,8 +184,8 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
             m = "Nothing to stop: no training process of this studio is running."
             gr.Warning(m)
             return {msg: _msg(m, "warn")}
-        return {seen: "", msg: _msg("Stop sent (SIGINT): the step in progress finishes and is checkpointed; "
-                                    "run `palimpsest train ... --resume` to continue.")}
+        return {seen: "", msg: _msg("Stopping… Stop sent (SIGINT): the step in progress finishes and is checkpointed; "
+                                    "run `palimpsest train ... --resume` to continue."), **stop_button(out)}
 
     def do_build():
         try:
@@ -188,12 +202,13 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
                 msg: _msg(f"Exported {rep.count} accepted trajectory record(s) to {rep.files[0]}")}
 
     quick = dict(concurrency_limit=None, show_progress="hidden")
-    start_btn.click(do_start, [data, model, steps, lr, lora, eval_frac, out_dir], [out_state, seen, msg, status, plot],
+    start_btn.click(do_start, [data, model, steps, lr, lora, eval_frac, out_dir],
+                    [out_state, seen, msg, status, plot, stop_btn],
                     api_name="train_run", **quick)
-    stop_btn.click(do_stop, out_state, [seen, msg], api_name="train_stop", **quick)
+    stop_btn.click(do_stop, out_state, [seen, msg, stop_btn], api_name="train_stop", **quick)
     build_btn.click(do_build, None, [data, msg], api_name="train_build_export", concurrency_limit=1)
-    timer.tick(tick, [out_state, seen], [status, plot, seen], api_visibility="private", **quick)
+    timer.tick(tick, [out_state, seen], [status, plot, seen, stop_btn], api_visibility="private", **quick)
     out_box = gr.Textbox(visible=False)
-    out_box.submit(show, out_box, [status, plot], api_name="train_show", **quick)
+    out_box.submit(show, out_box, [status, plot, stop_btn], api_name="train_show", **quick)
     return TrainPage(out_state=out_state, attach=attach, attach_outputs=attach_outputs, data=data,
                      refresh_data=refresh_data)

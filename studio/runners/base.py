@@ -14,6 +14,12 @@ thread that drives a run takes a slot, except the short one that finishes a stop
 a run in line takes it out and finishes it as "stopped" (as for a paused run). Each run is driven
 within `core.models.lm.stop_when(controls.stopped)`, so Stop also ends a generation between
 tokens and the run reads "stopped" within a moment.
+While a run is driven here its engine reports TRANSIENT progress to its controls
+(core.runs.progress); `progress(run_id)` is the latest report (None when the run is not driven
+here: progress lives in this process's memory only, never in the store), and `asked(run_id)`
+says whether a Pause or a Stop was asked and not yet reached ("pausing", "stopping"), so a page
+acknowledges the click at once. A run about to be driven reports "starting" before its model
+loads.
 Knows no algorithm, Gradio or rendering.
 """
 from __future__ import annotations
@@ -69,6 +75,16 @@ class EngineRunner(ThreadedRuns):
             self._again(run, "stop", lambda c: c.stop(), capped=False)
             return True
 
+    def progress(self, run_id: str) -> ev.Progress | None:
+        """The latest transient progress of a run driven (or waiting) here; None otherwise."""
+        act = self._live(run_id)
+        return act.controls.progress() if act is not None and not act.queued else None
+
+    def asked(self, run_id: str) -> str | None:
+        """"stopping" / "pausing" while a Stop / Pause asked here is not yet reached; else None."""
+        act = self._live(run_id)
+        return act.controls.asked() if act is not None and not act.queued else None
+
     # ---- inside ----------------------------------------------------------------------------------
     def _stored(self, run_id: str, what: str, statuses: tuple[str, ...] = LIVE) -> dict:
         """The stored run, or the runner's error when its status does not allow `what`."""
@@ -85,6 +101,9 @@ class EngineRunner(ThreadedRuns):
         prepare(controls)
         owner = lease_owner("studio")
         run_id = run["id"]
+
+        controls.report(ev.Progress(run_id, phase=f"starting: loading the model {run.get('model') or ''}".strip(),
+                                    stage="loading"))  # seen at once, before the thread runs
 
         def drive() -> None:
             with stop_when(controls.stopped):  # a Stop also ends a generation under way

@@ -75,6 +75,7 @@ class _Proc:
     popen: subprocess.Popen
     log: Path
     started: float
+    stop_sent: float | None = None  # when Stop was sent (the page says "stopping…" until the process ends)
 
 
 @dataclass
@@ -112,6 +113,11 @@ class TrainRunner:
         p = self._procs.get(out)
         return p is not None and p.popen.poll() is None
 
+    def stopping(self, out: str) -> bool:
+        """True while a Stop was sent and the process has not ended yet."""
+        p = self._procs.get(out)
+        return p is not None and p.stop_sent is not None and p.popen.poll() is None
+
     def returncode(self, out: str) -> int | None:
         p = self._procs.get(out)
         return None if p is None else p.popen.poll()
@@ -129,6 +135,7 @@ class TrainRunner:
         if p is None or p.popen.poll() is not None:
             return False
         p.popen.send_signal(signal.SIGINT)
+        p.stop_sent = time.time()
 
         def watch():
             try:

@@ -7,11 +7,13 @@ a process or a file is HTML-escaped. Knows nothing of Gradio or of how training 
 from __future__ import annotations
 
 import html
+import time
 from typing import Sequence
 
 import plotly.graph_objects as go
 
 from core import events as ev
+from core.runs.progress import duration_words
 from studio.views.plots import message_figure
 
 _E = html.escape
@@ -21,8 +23,34 @@ def _ppl(x) -> str:
     return "n/a" if x is None else f"{x:,.2f}"
 
 
-def status_html(run: dict | None, events: Sequence[ev.Event], process: str = "", log_tail: str = "") -> str:
-    """`process`: "running", "exited N" or "" (not started by this app)."""
+def timing_text(events: Sequence[ev.Event], now: float) -> str:
+    """"38 s elapsed · about 2 min left" of a training run that goes on, from its events: elapsed since
+    its (latest) start; time left = steps left x the measured seconds per step, plus the final
+    evaluation at the measured length of the first ("estimating…" until a step was measured)."""
+    started = next((e for e in reversed(events) if isinstance(e, ev.TrainStarted)), None)
+    if started is None:
+        return ""
+    mine = [e for e in events if e.t >= started.t]
+    progress = [e for e in mine if isinstance(e, ev.TrainProgress)]
+    before = next((e for e in events if isinstance(e, ev.TrainEvaluated) and e.stage == "before"), None)
+    elapsed = f"{duration_words(now - started.t)} elapsed"
+    per = next((e.seconds_per_step for e in reversed(progress) if e.seconds_per_step), None)
+    if per is None:
+        return elapsed + " · estimating…"
+    last = progress[-1]
+    eval_s = before.seconds if before is not None else 0.0
+    left = max(0, last.total_steps - last.step) * per + eval_s
+    if last.step >= last.total_steps:  # evaluating after training: the evaluation before took this long
+        left = max(0.0, eval_s - (now - last.t))
+    return f"{elapsed} · about {duration_words(left)} left"
+
+
+def status_html(run: dict | None, events: Sequence[ev.Event], process: str = "", log_tail: str = "",
+                now: float | None = None, stopping: bool = False) -> str:
+    """`process`: "running", "exited N" or "" (not started by this app); `now`: the time (default:
+    time.time()) elapsed time and the estimate are measured to; `stopping`: a Stop was sent and
+    the process has not ended yet."""
+    now = time.time() if now is None else now
     if run is None and not process:
         return ('<div class="reer-status train-status idle" data-state="idle">No training run yet: pick a chat export '
                 "(or build one from the accepted trajectories), check the settings and press <b>Start</b>.</div>")
@@ -46,17 +74,22 @@ def status_html(run: dict | None, events: Sequence[ev.Event], process: str = "",
         txt, state = "failed", "failed"
     elif process.startswith("exited"):
         txt, state = f"the process ended without finishing ({process})", "failed"
+    elif stopping:
+        txt = "stopping… the step under way finishes and is checkpointed"
     elif started is not None and not progress and "before" not in evals:
-        txt = "evaluating the base model…"
+        txt = f"evaluating the base model on {started.n_eval} held-out record(s)…"
     elif started is not None and progress and progress[-1].step >= progress[-1].total_steps:
         txt = "evaluating the trained model and saving…"
     else:
         txt = "training…" if started is not None else "preparing…"
+    going = finished is None and not errors and not process.startswith("exited")
     parts = [f'<span class="rid" title="training run id">run {_E(run["id"][:8])}</span>',
              f'<span class="state">{_E(txt)}</span>', f'<span class="model">{_E(run.get("model") or "")}</span>']
     if started is not None:
         step = progress[-1].step if progress else started.start_step
         parts.append(f"<span>step {step}/{started.total_steps}</span>")
+        if going:
+            parts.append(f'<span class="timing">{_E(timing_text(events, now))}</span>')
         parts.append(f"<span>{started.n_train} train / {started.n_eval} held out</span>")
     if progress:
         parts.append(f"<span>loss {progress[-1].loss:.4f}</span>")
