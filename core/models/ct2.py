@@ -111,7 +111,8 @@ def engines_of(lm) -> dict:
     gen = getattr(lm, "engine", None)
     if gen is None:
         precision = getattr(lm, "gen_precision", None)
-        gen = {"bf16": "hf-bf16", "fp32": "hf"}.get(precision, type(lm).__name__)
+        other = {"ScriptedLM": "scripted", "OpenAILM": "server"}.get(type(lm).__name__, type(lm).__name__)
+        gen = {"bf16": "hf-bf16", "fp32": "hf"}.get(precision, other)
     return {"generate": gen, "score": getattr(lm, "score_engine", "hf" if hasattr(lm, "gen_precision") else gen)}
 
 
