@@ -332,7 +332,8 @@ def step_regrets(lm, events, scfg) -> list[dict]:
                 fp32 = {k: s.score for k, s in zip(ks, ref)}
                 chosen = min(ks, key=lambda k: (fast[k][0], k))
                 best = min(ks, key=lambda k: (fp32[k], k))
-                rows.append({"step": e.step, "segment": at, "candidates": len(ks),
+                rows.append({"step": e.step, "segment": at, "candidates": len(ks), "chosen": chosen,
+                             "fp32": [fp32[k] for k in ks],
                              "regret": fp32[chosen] - fp32[best], "identical": chosen == best,
                              "rechecked": sum(p == "fp32" for _, p in fast.values()),
                              "fast_error": max(abs(fast[k][0] - fp32[k]) for k in ks),
@@ -427,7 +428,8 @@ def bench_reer(lm, items: int = 2, precision: str = "auto", engine: str | None =
         "engines": engines_of(fast_lm), "precision": precision, "plain": {"generate": "hf", "score": "hf fp32 naive"},
         "same_steps": all(r["engine_steps"] == r["plain_steps"] for r in rows),
         "items": len(rows), **REER_BENCH, "exact_lengths": True, "store": "memory",
-        "per_step": [{k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in r.items()} for r in regrets],
+        "per_step": [{k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in r.items() if k != "fp32"}
+                     for r in regrets],
         "per_item": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
         "model": hf.name, "threads": torch.get_num_threads(),
     }
