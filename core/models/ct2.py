@@ -237,8 +237,6 @@ class CT2LM:
         return self.hf.loglikelihood(requests, precision, truncate)
 
     def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
-        import ctranslate2
-
         raise_if_stopped()
         tok = self.hf.tokenizer
         ids = self.hf.encode(self.hf.chat_text(messages, add_generation_prompt=True) + prefix)
