@@ -36,6 +36,7 @@ from core.models.scoring import (
 )
 
 HELLOBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hellobench"
+HELLOBENCH_ENV = "PALIMPSEST_HELLOBENCH"  # another folder holding the HelloBench data (a worktree's bench)
 
 _OPENERS = [
     "Let me think about what this piece has to do before I write a word.",
@@ -51,8 +52,12 @@ _OPENERS = [
 ]
 
 
-def hellobench_items(root: Path = HELLOBENCH) -> list[Item]:
-    """HelloBench tasks joined with their reference answers (core.data.items.read_items)."""
+def hellobench_items(root: Path | None = None) -> list[Item]:
+    """HelloBench tasks joined with their reference answers (core.data.items.read_items), from
+    `root`, else $PALIMPSEST_HELLOBENCH, else shared/data/hellobench beside the repo."""
+    import os
+
+    root = Path(root or os.environ.get(HELLOBENCH_ENV) or HELLOBENCH)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: HelloBench data not found; put it in shared/data/hellobench beside the repo")
     return read_items(root)[0]
@@ -286,7 +291,7 @@ class ExactLengthLM:
         return [Generation(cut_at_stop(t, config.stop), stop_reason(t, config.stop, FINISH_LENGTH)) for t in texts]
 
 
-def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:
+def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict, list]:
     from core.reer.jobs import reer_job, run_record
     from core.store import open_store
 
@@ -299,59 +304,208 @@ def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict]:
     store.close()
     if rec["finish_reason"] is None:
         raise RuntimeError(f"{item.id}: the search failed: {getattr(events[-1], 'message', events[-1].kind)}")
-    return seconds, rec
+    return seconds, rec, events
 
 
-def bench_reer(lm, items: int = 2, log=print) -> dict:
-    """Run the REER benchmark (section comment above); returns the result dict."""
+def step_regrets(lm, events, scfg) -> list[dict]:
+    """For every step of a finished search that scored 2+ candidates: the fp32 score of the
+    candidate the run chose (lowest score as the run computed it) minus the best fp32 score
+    among them (0 = the choice fp32 makes), re-scored here with `lm` in fp32 (untimed)."""
+    import dataclasses
+
+    exact = dataclasses.replace(scfg, precision="fp32")
+    start = next(e for e in events if e.kind == "run_started")
+    segs, rows, texts, fast, at = None, [], {}, {}, 0
+    for e in events:
+        if e.kind == "initial_draft":
+            segs = list(e.segments)
+        elif e.kind == "segment_started":
+            texts, fast, at = {}, {}, e.segment
+        elif e.kind == "candidate_generated" and e.text is not None:
+            texts[e.index] = e.text
+        elif e.kind == "candidate_scored" and e.index >= 0:
+            fast[e.index] = (e.score["score"], e.score.get("precision", "fp32"))
+        elif e.kind == "segment_decided":
+            if len(fast) >= 2 and segs is not None:
+                ks = sorted(fast)
+                ref = score_candidates(lm, start.query, segs, at, [texts[k] for k in ks], start.reference, exact)
+                fp32 = {k: s.score for k, s in zip(ks, ref)}
+                chosen = min(ks, key=lambda k: (fast[k][0], k))
+                best = min(ks, key=lambda k: (fp32[k], k))
+                rows.append({"step": e.step, "segment": at, "candidates": len(ks), "chosen": chosen,
+                             "fp32": [fp32[k] for k in ks],
+                             "regret": fp32[chosen] - fp32[best], "identical": chosen == best,
+                             "rechecked": sum(p == "fp32" for _, p in fast.values()),
+                             "fast_error": max(abs(fast[k][0] - fp32[k]) for k in ks),
+                             "gap": min(abs(fp32[a] - fp32[b]) for a in ks for b in ks if a < b)})
+            segs = list(e.segments)
+    return rows
+
+
+def bench_reer(lm, items: int = 2, precision: str = "auto", engine: str | None = None, log=print) -> dict:
+    """Run the REER benchmark (section comment above); returns the result dict.
+
+    The fast side generates with `engine` (default: the setting, core.models.ct2) and scores with
+    `precision`; the plain side is the unchanged fp32 loop (PlainLM). Phases: draft (each side
+    writes its own forced-length draft, timed; both searches then refine the plain side's draft),
+    candidate generation, scoring; regret per step (step_regrets)."""
+    import dataclasses
+
+    from core.models.ct2 import engine_from_env, engines_of, with_engine
     from core.models.lm import GenerationConfig
     from core.prompts import render
     from core.reer.config import ReerConfig
     from core.reer.search import draft_config
     from core.segments import answer_part
 
-    cfg = ReerConfig(**REER_BENCH)
+    hf = base_hf(lm)
+    if engine:
+        fast_lm = with_engine(hf, engine)
+    else:
+        fast_lm = lm if lm is not hf else with_engine(hf, engine_from_env())
+    plain_cfg = ReerConfig(**REER_BENCH)
+    fast_cfg = dataclasses.replace(plain_cfg, precision=precision)
     pairs = hellobench_items()[:items]
-    engine, plain = ExactLengthLM(lm), ExactLengthLM(PlainLM(lm))
-    log(f"warming up {lm.name} (not timed)...")
-    for m in (engine, plain):  # first calls pay one-off costs (kernels, stop-string tables)
+    fast, plain = ExactLengthLM(fast_lm), ExactLengthLM(PlainLM(hf))
+    log(f"warming up {hf.name} (not timed)...")
+    for m, c in ((fast, fast_cfg), (plain, plain_cfg)):  # first calls pay one-off costs
         m.generate([{"role": "user", "content": "Hi"}], GenerationConfig(max_new_tokens=4, n=2, seed=0))
-        m.loglikelihood([build_request(lm, "Hi", ["A plan."], "An answer.", cfg.scoring())])
+        m.loglikelihood([build_request(hf, "Hi", ["A plan."], "An answer.", c.scoring())],
+                        precision="bf16" if c.precision != "fp32" else "fp32")
         m.seconds = {"generate": 0.0, "score": 0.0}
-    rows = []
+    rows, regrets = [], []
     for n, item in enumerate(pairs):
-        draft_prompt = render("reer_draft", task=item.query, answer=answer_part(item.reference)[:cfg.max_answer_chars])
-        kept = dict(plain.seconds)
-        text = plain.generate([{"role": "user", "content": draft_prompt}], draft_config(cfg))[0]
-        plain.seconds = kept  # written once, untimed, for both sides
-        engine.drafts = plain.drafts = {draft_prompt: text}
-        order = [("engine", engine), ("plain", plain)]
+        prompt = render("reer_draft", task=item.query, answer=answer_part(item.reference)[:plain_cfg.max_answer_chars])
+        order = [("engine", fast, fast_cfg), ("plain", plain, plain_cfg)]
         if n % 2:
             order.reverse()
-        row = {"id": item.id, "reference_tokens": len(lm.encode(item.reference))}
-        for label, m in order:
+        row = {"id": item.id, "reference_tokens": len(hf.encode(item.reference))}
+        drafts = {}
+        for label, m, c in order:  # the draft phase, timed on each side
+            m.drafts = {}
+            kept = dict(m.seconds)
+            t = time.perf_counter()
+            drafts[label] = m.generate([{"role": "user", "content": prompt}], draft_config(c))[0]
+            row[f"{label}_draft_s"] = time.perf_counter() - t
+            m.seconds = kept
+        fast.drafts = plain.drafts = {prompt: drafts["plain"]}  # both refine the same z0
+        for label, m, c in order:
             before = dict(m.seconds)
-            seconds, rec = _timed_reer(m, item, cfg)
-            row[f"{label}_s"] = seconds
+            seconds, rec, events = _timed_reer(m, item, c)
+            row[f"{label}_search_s"] = seconds
             for part in ("generate", "score"):
                 row[f"{label}_{part}_s"] = m.seconds[part] - before[part]
             row[f"{label}_steps"] = len(rec["steps"])
-            row[f"{label}_finish"] = rec["finish_reason"]
+            if label == "engine":
+                steps = step_regrets(hf, events, c.scoring())
+                regrets += steps
+                row["max_regret"] = max((r["regret"] for r in steps), default=0.0)
+            row[f"{label}_s"] = row[f"{label}_draft_s"] + seconds
         rows.append(row)
         log(f"item {n + 1}/{len(pairs)} {item.id} ({row['reference_tokens']} reference tokens): "
-            + "  ".join(f"{p} {row[p + '_s']:.1f}s (generate {row[p + '_generate_s']:.1f}s, score "
-                        f"{row[p + '_score_s']:.1f}s, {row[p + '_steps']} steps)" for p in ("engine", "plain"))
-            + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x")
-    engine_s, plain_s = sum(r["engine_s"] for r in rows), sum(r["plain_s"] for r in rows)
+            + "  ".join(f"{p} {row[p + '_s']:.1f}s (draft {row[p + '_draft_s']:.1f}s, generate "
+                        f"{row[p + '_generate_s']:.1f}s, score {row[p + '_score_s']:.1f}s, {row[p + '_steps']} steps)"
+                        for p in ("engine", "plain"))
+            + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x  max regret {row['max_regret']:.1e}")
+
+    def total(key: str) -> float:
+        return sum(r[key] for r in rows)
+
+    phases = {}
+    for phase, key in (("draft", "draft"), ("candidates", "generate"), ("scoring", "score"), ("search", "search")):
+        phases[f"{phase}_engine_s"] = total(f"engine_{key}_s")
+        phases[f"{phase}_plain_s"] = total(f"plain_{key}_s")
+        phases[f"{phase}_speedup"] = total(f"plain_{key}_s") / max(total(f"engine_{key}_s"), 1e-9)
     return {
-        "speedup": plain_s / engine_s,
-        "engine_items_per_hour": 3600 * len(rows) / engine_s,
-        "plain_items_per_hour": 3600 * len(rows) / plain_s,
-        "engine_s": engine_s, "plain_s": plain_s,
-        "generate_speedup": sum(r["plain_generate_s"] for r in rows) / sum(r["engine_generate_s"] for r in rows),
-        "score_speedup": sum(r["plain_score_s"] for r in rows) / sum(r["engine_score_s"] for r in rows),
+        "speedup": total("plain_s") / total("engine_s"),
+        "max_regret": max((r["regret"] for r in regrets), default=0.0),
+        "identical_choices": sum(r["identical"] for r in regrets), "regret_steps": len(regrets),
+        "regret_target_met": all(r["regret"] <= 1e-3 for r in regrets),
+        **phases,
+        "engine_items_per_hour": 3600 * len(rows) / total("engine_s"),
+        "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),
+        "engine_s": total("engine_s"), "plain_s": total("plain_s"),
+        "engines": engines_of(fast_lm), "precision": precision, "plain": {"generate": "hf", "score": "hf fp32 naive"},
         "same_steps": all(r["engine_steps"] == r["plain_steps"] for r in rows),
         "items": len(rows), **REER_BENCH, "exact_lengths": True, "store": "memory",
+        "per_step": [{k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in r.items() if k != "fp32"}
+                     for r in regrets],
         "per_item": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-        "model": lm.name, "threads": torch.get_num_threads(),
+        "model": hf.name, "threads": torch.get_num_threads(),
     }
+
+
+# ---- generation engines ------------------------------------------------------------------------------
+#
+# `bench_generate`: new tokens per second of each available generation engine (core.models.ct2) on
+# a REER draft prompt (HelloBench item 0, ~1k prompt tokens), at batch 1 and 2, every generation
+# forced to exactly `tokens` new tokens (same work everywhere), round by round in one run with the
+# engines interleaved, so they share the machine's noise. Time includes the prompt's prefill (no
+# prompt cache: each engine computes it every call, as a first REER call does).
+
+
+def base_hf(lm):
+    """The HFLM under an engine wrapper (a CT2LM's `.hf`), or `lm` itself."""
+    return getattr(lm, "hf", lm)
+
+
+class EngineView:
+    """One HFLM generating as engine `hf` or `hf-bf16`, without its prompt cache (bench only)."""
+
+    def __init__(self, hf, precision: str):
+        self.hf, self.precision = hf, precision
+        self.engine = "hf" if precision == "fp32" else "hf-bf16"
+
+    def generate(self, messages, config, prefix: str = ""):
+        kept = (self.hf.gen_precision, self.hf.use_prefix_cache)
+        try:
+            self.hf.gen_precision, self.hf.use_prefix_cache = self.precision, False
+            return self.hf.generate(messages, config, prefix=prefix)
+        finally:
+            self.hf.gen_precision, self.hf.use_prefix_cache = kept
+
+
+def generation_engines(lm, names=None) -> dict:
+    """engine name -> something with `generate`, for every engine this install can run."""
+    from core.models.ct2 import ENGINES, CT2LM, ct2_available
+
+    hf = base_hf(lm)
+    out = {}
+    for name in names or ENGINES:
+        if name in ("hf", "hf-bf16"):
+            out[name] = EngineView(hf, "fp32" if name == "hf" else "bf16")
+        elif ct2_available():
+            out[name] = CT2LM(hf, compute_type=name.split("-", 1)[1].replace("fp32", "float32"))
+    return out
+
+
+def bench_generate(lm, tokens: int = 96, rounds: int = 1, batches=(1, 2), engines=None, log=print) -> dict:
+    """Run the generation benchmark (section comment above); returns the result dict."""
+    from core.models.lm import GenerationConfig
+    from core.prompts import render
+    from core.segments import answer_part
+
+    item = hellobench_items()[0]
+    msg = [{"role": "user", "content": render("reer_draft", task=item.query, answer=answer_part(item.reference)[:6000])}]
+    hf = base_hf(lm)
+    prompt_tokens = len(hf.encode(hf.chat_text(msg)))
+    log(f"preparing engines for {hf.name} (conversions are cached; not timed)...")
+    views = generation_engines(lm, engines)
+    for view in views.values():  # warm-up: first calls pay one-off costs
+        view.generate([{"role": "user", "content": "Hi"}], GenerationConfig(max_new_tokens=4, n=2, seed=0))
+    seconds = {(e, b): [] for e in views for b in batches}
+    for r in range(rounds):
+        order = list(views) if r % 2 == 0 else list(views)[::-1]
+        for b in batches:
+            for name in order:
+                cfg = GenerationConfig(max_new_tokens=tokens, n=b, seed=r, temperature=0.8, top_p=0.85,
+                                       no_repeat_ngram=4, extra={"min_new_tokens": tokens})
+                t = time.perf_counter()
+                views[name].generate(msg, cfg)
+                seconds[(name, b)].append(time.perf_counter() - t)
+                log(f"round {r + 1}/{rounds} batch {b} {name}: {b * tokens / seconds[(name, b)][-1]:.1f} new tokens/s")
+    rate = {f"{e}_b{b}_tokens_per_s": b * tokens / statistics.median(s) for (e, b), s in seconds.items()}
+    ref = {b: statistics.median(seconds[("hf", b)]) for b in batches if ("hf", b) in seconds}
+    ratio = {f"{e}_b{b}_vs_hf": ref[b] / statistics.median(s) for (e, b), s in seconds.items() if b in ref}
+    return {"engines": list(views), "tokens": tokens, "prompt_tokens": prompt_tokens, "rounds": rounds,
+            "batches": list(batches), **rate, **ratio, "model": hf.name, "threads": torch.get_num_threads()}

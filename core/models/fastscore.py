@@ -187,12 +187,21 @@ def score_token_requests(model, encoded, device="cpu") -> list[list[float]]:
     return out  # type: ignore[return-value]
 
 
+def _one_by_one(base) -> bool:
+    """fp32 on a CPU: suffixes run one at a time over the shared prefix. A padded fp32 batch is
+    slower than batch 1 there (padding waste, no bf16 matmul units to fill; docs/speed.md), which
+    is why the batched fp32 path read 0.70-0.91x of the plain loop in `bench reer`."""
+    p = next(base.parameters())
+    return p.dtype == torch.float32 and p.device.type == "cpu"
+
+
 def _score_suffixes(base, head, seqs, members, p, device, out) -> None:
     members = sorted(members, key=lambda i: -len(seqs[i][0]))
     start = 0
     while start < len(members):
         longest = len(seqs[members[start]][0]) - p
-        n = max(1, min(len(members) - start, BATCH_TOKENS // max(longest, 1)))
+        rows = 1 if _one_by_one(base) else BATCH_TOKENS // max(longest, 1)
+        n = max(1, min(len(members) - start, rows))
         chunk = members[start:start + n]
         start += n
         pad = 0

@@ -130,11 +130,24 @@ class ModelShelf:
             self._models.popitem(last=False)
 
 
+def load_with_engine(spec: str, dtype: str = "float32", device: str | None = None, **kw) -> LM:
+    """`load_lm`, then a local model set up to generate with the `engine` setting
+    ($PALIMPSEST_ENGINE, core.models.ct2; scoring stays the local model's own)."""
+    from core.models.ct2 import engine_from_env, with_engine
+
+    engine = engine_from_env()  # a bad setting fails before the slow load
+    lm = load_lm(spec, dtype=dtype, device=device, **kw)
+    if type(lm).__name__ == "HFLM" and (device or "cpu") == "cpu" and getattr(lm, "device", "cpu") == "cpu":
+        return with_engine(lm, engine)
+    return lm
+
+
 @functools.cache
 def default_shelf() -> ModelShelf:
     """The process's shelf (made on first use, sized by $PALIMPSEST_MAX_MODELS): the studio's
-    pages and the CLI's commands all load through it, so a spec is loaded once per process."""
-    return ModelShelf()
+    pages and the CLI's commands all load through it, so a spec is loaded once per process;
+    local models generate with the engine setting (load_with_engine)."""
+    return ModelShelf(load=load_with_engine)
 
 
 @dataclass(frozen=True)

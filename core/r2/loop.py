@@ -34,6 +34,7 @@ from typing import Callable, ContextManager, Iterator, Sequence
 
 from core import events as ev
 from core.format import assistant_turn
+from core.models.ct2 import engines_of  # which engine generated and which scored, for the record
 from core.models.lm import (
     FINISH_LENGTH,
     LM,
@@ -188,7 +189,9 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
 
     try:
         if state.started is None:
-            yield emit(ev.R2Started(run_id, item_id=item_id, query=query, rubric=rubric, settings=cfg.as_dict(),
+            engines = {"writer": engines_of(writer), "judge": engines_of(judge) if judge is not None else None}
+            yield emit(ev.R2Started(run_id, item_id=item_id, query=query, rubric=rubric,
+                                    settings={**cfg.as_dict(), "engines": engines},
                                     writer=writer.name,
                                     judge=judge.name if judge is not None else ""))
         if state.drafted is None:

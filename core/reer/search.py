@@ -34,6 +34,7 @@ from core.models.lm import (
     GenerationStopped,
     LMError,
 )
+from core.models.ct2 import engines_of  # which engine generated and which scored, for the record
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
 from core.quality import check, leftovers, single_segment, too_short
@@ -181,7 +182,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
-                                settings=cfg.as_dict(), model=lm.name)
+                                settings={**cfg.as_dict(), "engines": engines_of(lm)}, model=lm.name)
         if state.segments is None:
             steps = cfg.max_steps
             with meter.generating("drafting the first thinking", "draft", cfg.draft_max_new_tokens,

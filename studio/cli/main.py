@@ -138,23 +138,38 @@ def cmd_score(args) -> int:
 # ---- bench -----------------------------------------------------------------------------------
 
 def cmd_bench(args) -> int:
-    from core.bench import bench_reer, bench_scoring
+    from core.bench import bench_generate, bench_reer, bench_scoring
 
     if args.what == "serve":
         return cmd_bench_serve(args)
     args.items = 2 if args.items is None else args.items
     if args.what == "reer" and args.items < 1:
         raise CLIError("--items must be at least 1")
+    if args.tokens < 1 or (args.rounds is not None and args.rounds < 1):
+        raise CLIError("--tokens and --rounds must be at least 1")
+    if args.engine:
+        from core.models.ct2 import UnknownEngine, check_engine
+
+        try:
+            check_engine(args.engine, where=f"--engine {args.engine}")
+        except UnknownEngine as exc:
+            raise CLIError(str(exc)) from None
     lm = _load(args.model)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    if args.what == "reer":
-        result = bench_reer(lm, items=args.items, log=log)
+    if args.what in ("reer", "generate"):
+        if args.what == "reer":
+            result = bench_reer(lm, items=args.items, precision=args.precision, engine=args.engine, log=log)
+            summary = (f"REER search: engine {result['engine_items_per_hour']:.1f} items/h, plain loop "
+                       f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x; max regret "
+                       f"{result['max_regret']:.1e} ({result['identical_choices']}/{result['regret_steps']} identical)")
+        else:
+            result = bench_generate(lm, tokens=args.tokens, rounds=args.rounds or 1, log=log)
+            summary = "  ".join(f"{k}: {v:.1f}" for k, v in result.items() if k.endswith("tokens_per_s"))
         if not args.json:
-            print(f"REER search: engine {result['engine_items_per_hour']:.1f} items/h, plain loop "
-                  f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x")
+            print(summary)
         print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
         return 0
-    result = bench_scoring(lm, rounds=args.rounds, k=args.k, segment=args.segment, log=log)
+    result = bench_scoring(lm, rounds=args.rounds or 3, k=args.k, segment=args.segment, log=log)
     if not args.json:
         print(f"engine default ({result['default_precision']}: shared prefix + cascade attention): "
               f"{result['speedup']:.2f}x naive fp32; decisions match: {result['decisions_match']}; "
@@ -264,11 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_r2_parser(sub, default_db())
 
     b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
-    b.add_argument("what", choices=["scoring", "reer", "serve"],
-                   help="which benchmark (serve: items/hour at 1, 4, 16, 64 items in flight against a latency "
-                        "stand-in server, and a real one with --url; core/bench_serve.py)")
+    b.add_argument("what", choices=["scoring", "reer", "generate", "serve"],
+                   help="which benchmark (generate: tokens/s of each engine; serve: items/hour at 1, 4, 16, 64 items "
+                        "in flight against a latency stand-in server, and a real one with --url; core/bench_serve.py)")
     b.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
-    b.add_argument("--rounds", type=int, default=3, help="scoring: timed rounds")
+    b.add_argument("--rounds", type=int, default=None, help="scoring, generate: timed rounds (default 3 for "
+                   "scoring, 1 for generate)")
     b.add_argument("--k", type=int, default=4, help="scoring: candidates per step")
     b.add_argument("--segment", type=int, default=5, help="scoring: segment whose candidates are timed")
     b.add_argument("--items", type=int, default=None, help="reer: HelloBench items run by each path (default 2); "
@@ -279,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--delay", type=float, default=None, help="serve: the stand-in's seconds per completion "
                                                              "request (default 1.0)")
     b.add_argument("--levels", default=None, help="serve: concurrency levels, comma-separated (default 1,4,16,64)")
+    b.add_argument("--engine", default=None, help="reer: the fast side's generation engine (default: the engine "
+                   "setting, $PALIMPSEST_ENGINE; see docs/speed.md)")
+    b.add_argument("--precision", default="auto", choices=["fp32", "auto", "bf16"],
+                   help="reer: the fast side's scoring precision")
+    b.add_argument("--tokens", type=int, default=64, help="generate: new tokens per generation")
     b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     b.set_defaults(func=cmd_bench)
 

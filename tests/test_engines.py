@@ -1,0 +1,150 @@
+"""Generation engines (core.models.ct2) on a tiny random Llama saved to a folder: CTranslate2's
+generate keeps the protocol's promises (seeds, the no-repeat ban, stop strings, lengths, finish
+reasons, Stop, the token sink), scoring stays the wrapped HFLM's, the engine setting is checked.
+Plus the bench's regret replay (core.bench.step_regrets) on the scripted model."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from core.models.lm import GenerationConfig, GenerationStopped, ScoreRequest, on_tokens, stop_when
+
+ct2 = pytest.importorskip("ctranslate2")
+
+MSG = [{"role": "user", "content": "Write a few words about the sea."}]
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    """(HFLM fp32, CT2LM fp32, CT2LM int8) of one tiny random Llama; conversions cached in a temp dir."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from core.models.ct2 import CT2LM
+    from core.models.hf import HFLM, builtin_model_dir
+
+    root = tmp_path_factory.mktemp("engines")
+    tok = AutoTokenizer.from_pretrained(builtin_model_dir())  # before the cache moves (else: a GGUF conversion)
+    kept = os.environ.get("PALIMPSEST_CACHE")
+    os.environ["PALIMPSEST_CACHE"] = str(root / "cache")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id)
+    model = LlamaForCausalLM(cfg).eval()
+    folder = root / "tiny"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    hf = HFLM(model, tok, name=str(folder), device="cpu")
+    hf.gen_precision = "fp32"
+    try:
+        yield hf, CT2LM(hf, "float32"), CT2LM(hf, "int8")
+    finally:
+        if kept is None:
+            os.environ.pop("PALIMPSEST_CACHE", None)
+        else:
+            os.environ["PALIMPSEST_CACHE"] = kept
+
+
+SAMPLE = GenerationConfig(max_new_tokens=12, temperature=0.9, top_p=0.9, n=2, seed=7)
+
+
+def test_same_seed_same_texts_other_seed_other_texts(engines):
+    _, fp32, int8 = engines
+    for lm in (fp32, int8):
+        a = lm.generate(MSG, SAMPLE)
+        b = lm.generate(MSG, SAMPLE)
+        c = lm.generate(MSG, dataclasses.replace(SAMPLE, seed=8))
+        assert len(a) == 2 and a == b  # n rows, reproducible (a fresh sampler per seeded call)
+        assert a != c
+
+
+def test_greedy_with_the_ban_equals_hf(engines):
+    """fp32 greedy decoding with the no-repeat ban picks the same tokens as HF's processor
+    (which bans only n-grams of the generated text, never the prompt's)."""
+    hf, fp32, _ = engines
+    for n in (0, 2, 3):
+        cfg = GenerationConfig(max_new_tokens=24, temperature=0, no_repeat_ngram=n)
+        assert fp32.generate(MSG, cfg) == hf.generate(MSG, cfg), n
+
+
+def test_ban_leaves_no_repeated_ngram(engines):
+    _, _, int8 = engines
+    cfg = dataclasses.replace(SAMPLE, max_new_tokens=60, no_repeat_ngram=2, extra={"min_new_tokens": 60})
+    int8.generate(MSG, cfg)
+    assert len(int8.last_ids) == 2
+    for ids in int8.last_ids:
+        pairs = list(zip(ids, ids[1:]))
+        assert len(ids) == 60 and len(pairs) == len(set(pairs))
+
+
+def test_stop_string_length_and_finish_reasons(engines):
+    _, fp32, _ = engines
+    forced = dataclasses.replace(SAMPLE, n=1, max_new_tokens=20)  # (min_new_tokens would change the samples)
+    full = fp32.generate(MSG, forced)[0]
+    assert full.finish_reason == "length" and len(fp32.last_ids[0]) == 20
+    stop = full.strip()[len(full.strip()) // 2:][:3]
+    assert len(stop.strip()) == 3, "the random model wrote too little text"
+    cut = fp32.generate(MSG, dataclasses.replace(forced, stop=(stop,)))[0]  # same seed: same tokens
+    assert str(cut) == full[:full.find(stop)] and cut.finish_reason == "stop"
+    assert len(fp32.last_ids[0]) < 20  # the row ended at the stop string, not at the budget
+
+
+def test_window_caps_the_budget(engines):
+    _, fp32, _ = engines
+    long_msg = [{"role": "user", "content": "sea " * 480}]
+    room = fp32.max_length - len(fp32.encode(fp32.chat_text(long_msg)))
+    assert 0 < room < 40
+    out = fp32.generate(long_msg, GenerationConfig(max_new_tokens=200, temperature=0,
+                                                   extra={"min_new_tokens": 200}))[0]
+    assert out.finish_reason == "length" and len(fp32.last_ids[0]) == room
+
+
+def test_stop_request_and_token_sink(engines):
+    _, _, int8 = engines
+    with stop_when(lambda: True), pytest.raises(GenerationStopped):
+        int8.generate(MSG, SAMPLE)
+    seen = []
+    with on_tokens(seen.append):
+        out = int8.generate(MSG, dataclasses.replace(SAMPLE, extra={"min_new_tokens": 12}))
+    assert seen and seen[-1].done and list(seen[-1].texts) == [str(t) for t in out]
+    assert all(not p.done for p in seen[:-1]) and len(seen) > 1
+
+
+def test_scoring_delegates_to_hf(engines):
+    hf, fp32, int8 = engines
+    req = [ScoreRequest(("A question. ",), "An answer that is scored.")]
+    assert int8.loglikelihood(req)[0].logprobs == hf.loglikelihood(req)[0].logprobs
+    assert int8.count_tokens("some text") == hf.count_tokens("some text")
+
+
+def test_conversion_is_cached(engines):
+    from core.models.ct2 import converted_dir
+    from core.models.hf import resolve_spec
+
+    hf, _, _ = engines
+    first = converted_dir(resolve_spec(hf.name), "int8")
+    stamp = (first / "model.bin").stat().st_mtime_ns
+    assert converted_dir(resolve_spec(hf.name), "int8") == first
+    assert (first / "model.bin").stat().st_mtime_ns == stamp
+    assert not [p for p in first.parent.iterdir() if ".tmp" in p.name]
+
+
+def test_engine_setting(monkeypatch, engines):
+    from core.models.ct2 import UnknownEngine, engine_from_env, engines_of, resolve_engine, with_engine
+
+    monkeypatch.setenv("PALIMPSEST_ENGINE", "turbo")
+    with pytest.raises(UnknownEngine, match="PALIMPSEST_ENGINE='turbo'.*ct2-int8"):
+        engine_from_env()
+    monkeypatch.setenv("PALIMPSEST_ENGINE", "hf")
+    assert engine_from_env() == "hf"
+    assert resolve_engine("auto") == "ct2-int8"  # ctranslate2 is installed (importorskip above)
+    hf, _, int8 = engines
+    assert engines_of(int8) == {"generate": "ct2-int8", "score": "hf"}
+    try:
+        assert with_engine(hf, "hf-bf16") is hf and engines_of(hf)["generate"] == "hf-bf16"
+        assert engines_of(with_engine(hf, "hf")) == {"generate": "hf", "score": "hf"}
+    finally:
+        hf.gen_precision = "fp32"
