@@ -467,7 +467,7 @@ class EngineView:
 
 def generation_engines(lm, names=None) -> dict:
     """engine name -> something with `generate`, for every engine this install can run."""
-    from core.models.ct2 import ENGINES, CT2LM, ct2_available
+    from core.models.ct2 import CT2LM, ENGINES, ct2_available
 
     hf = base_hf(lm)
     out = {}

@@ -10,7 +10,13 @@ import os
 import pytest
 import torch
 
-from core.models.lm import GenerationConfig, GenerationStopped, ScoreRequest, on_tokens, stop_when
+from core.models.lm import (
+    GenerationConfig,
+    GenerationStopped,
+    ScoreRequest,
+    on_tokens,
+    stop_when,
+)
 
 ct2 = pytest.importorskip("ctranslate2")
 
@@ -133,7 +139,13 @@ def test_conversion_is_cached(engines):
 
 
 def test_engine_setting(monkeypatch, engines):
-    from core.models.ct2 import UnknownEngine, engine_from_env, engines_of, resolve_engine, with_engine
+    from core.models.ct2 import (
+        UnknownEngine,
+        engine_from_env,
+        engines_of,
+        resolve_engine,
+        with_engine,
+    )
 
     monkeypatch.setenv("PALIMPSEST_ENGINE", "turbo")
     with pytest.raises(UnknownEngine, match="PALIMPSEST_ENGINE='turbo'.*ct2-int8"):

@@ -12,7 +12,14 @@ import pytest
 from core.data.curation import FAILED, queue_status
 from core.models.scripted import Rule, ScriptedLM
 from core.prompts import instruction_sentences, names, section_labels, template
-from core.quality import QualityConfig, check, cut_ending, leaked_instructions, leftovers, template_markers
+from core.quality import (
+    QualityConfig,
+    check,
+    cut_ending,
+    leaked_instructions,
+    leftovers,
+    template_markers,
+)
 from core.r2.config import R2Config
 from core.r2.jobs import r2_job
 from core.r2.loop import _clean

@@ -34,7 +34,9 @@ from typing import Callable, ContextManager, Iterator, Sequence
 
 from core import events as ev
 from core.format import assistant_turn
-from core.models.ct2 import engines_of  # which engine generated and which scored, for the record
+from core.models.ct2 import (
+    engines_of,  # which engine generated and which scored, for the record
+)
 from core.models.lm import (
     FINISH_LENGTH,
     LM,

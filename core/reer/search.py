@@ -27,6 +27,9 @@ import re
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
+from core.models.ct2 import (
+    engines_of,  # which engine generated and which scored, for the record
+)
 from core.models.lm import (
     FINISH_LENGTH,
     LM,
@@ -34,7 +37,6 @@ from core.models.lm import (
     GenerationStopped,
     LMError,
 )
-from core.models.ct2 import engines_of  # which engine generated and which scored, for the record
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
 from core.quality import check, leftovers, single_segment, too_short
