@@ -73,3 +73,27 @@ def test_browser_progress_line_and_streamed_text_while_a_run_goes(served):
                                " return b && b.textContent.trim() === 'Pause' && !b.disabled; }", timeout=10_000)
         print(f"\nscripted (2 s per generation), Chromium: Run -> first progress line {t_line:.2f} s, "
               f"-> first streamed text {t_text:.2f} s, -> first plotted point {t_point:.2f} s")
+
+
+def test_browser_r2_progress_line_clears_when_the_run_waits_for_a_person(tmp_path):
+    """The R2 page drew "starting: loading the model…" at Run and kept it under a run that was
+    already waiting for the person's judgment (the page's memory of what it last drew was not
+    updated by Run, so the timer thought nothing had changed)."""
+    from core.store import open_store
+
+    store = open_store(tmp_path / "studio.db")
+    store.add_prompt("Write a haiku about rain on a tin roof.", "Rain on the tin roof.", id="p-rain")
+    try:
+        with launched(studio_app("scripted:delay=0.05", store, samples_path=None)) as url, browser_page(url) as page:
+            page.wait_for_selector("#tab-library", timeout=60_000)
+            page.get_by_role("tab", name="R2").click(timeout=30_000)
+            page.wait_for_function("() => (document.querySelector('#r2-prompt input') || {}).value?.startsWith('p-rain')",
+                                   timeout=60_000)
+            time.sleep(2.5)  # the page's 1 s timer draws the idle page a few times first, as it does for a person
+            page.click("#r2-run")
+            page.wait_for_selector("#r2-judge-form .r2-ask", timeout=60_000)
+            page.wait_for_function("() => !(document.querySelector('#r2-progress') || {}).textContent?.trim()",
+                                   timeout=15_000)
+            assert "waiting for you" in page.inner_text("#r2-status")
+    finally:
+        store.close()

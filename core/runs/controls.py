@@ -55,6 +55,12 @@ class ControlsBase:
         with self._lock:
             self._progress = progress
 
+    def clear_progress(self) -> None:
+        """Forget the last report: the run now waits for a person (a pause, a judgment), so no
+        progress line is shown until the engine reports again."""
+        with self._lock:
+            self._progress = None
+
     def progress(self) -> ev.Progress | None:
         """The latest progress the engine reported (None before any)."""
         with self._lock:

@@ -356,8 +356,9 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
         except (ValueError, R2RunnerError, StoreError) as e:
             return _err(str(e))
         parts = live_parts(new_id)[1]  # "starting: loading the model" at once
+        # live_seen "" makes the next tick redraw the live parts (the run may pause before it comes)
         return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id),
-                **hidden_form(), live: parts[live], writing: parts[writing]}
+                **hidden_form(), live: parts[live], writing: parts[writing], live_seen: ""}
 
     def do_pause(run_id):
         if not run_id or not runner.pause(run_id):
@@ -428,7 +429,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, judge_spec, *settings],
-                  [run_state, seen, runs, *shown, *form_out, live, writing, check], api_name="r2_run",
+                  [run_state, seen, runs, *shown, *form_out, live, writing, check, live_seen], api_name="r2_run",
                   concurrency_limit=2,
                   show_progress="hidden")
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)

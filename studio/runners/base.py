@@ -32,6 +32,8 @@ from core.runs.driver import LIVE, open_run_for
 from core.runs.lease import RunBusy, is_orphan, lease_owner
 from studio.runners.threads import ThreadedRuns
 
+WAITS = (ev.RunPaused, ev.JudgmentRequested)  # events after which a run waits for a person
+
 
 class EngineRunner(ThreadedRuns):
     """Base of the engine runners (dataclasses with a `store` field)."""
@@ -108,6 +110,8 @@ class EngineRunner(ThreadedRuns):
         def drive() -> None:
             with stop_when(controls.stopped):  # a Stop also ends a generation under way
                 for event in self._events(run, controls, owner, **how):
+                    if isinstance(event, WAITS):  # waiting for a person: the last progress line is stale
+                        controls.clear_progress()
                     if isinstance(event, ev.RunError) and event.fatal:
                         self._errors[run_id] = f"{event.where or 'model'} error: {event.message}"
 
