@@ -28,7 +28,8 @@ from core.models.lm import (
     cut_at_stop,
     load_lm,
 )
-from core.models.server import VLLM_COMMAND, OpenAILM, parse_spec, pick_continuation
+from core.models.dialect import MisalignedServer
+from core.models.server import VLLM_COMMAND, BadServerReply, OpenAILM, parse_spec, pick_continuation
 
 MODEL = "fake/Model-1B"
 OTHER = "fake/Other"
@@ -42,7 +43,15 @@ def fake_tokens(text: str) -> list[str]:
     return toks + ([rest] if rest else [])
 
 
+NUMBER_WORDS = set(("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                    "sixteen seventeen eighteen nineteen twenty").split())
+
+
 def fake_logprob(token: str) -> float:
+    """Derived from the characters; number words are near-certain, as for any working model
+    (the alignment check at load counts to twenty)."""
+    if token.strip(" ,.") in NUMBER_WORDS:
+        return -0.05
     return -round((sum(ord(c) for c in token) % 97) / 10 + 0.1, 4)
 
 
@@ -102,8 +111,9 @@ class Handler(BaseHTTPRequestHandler):
         if self._intercept():
             return
         if self.path == "/v1/models" and "no_models" not in self.state.mode:
+            window = {} if "llama" in self.state.mode else {"max_model_len": MAX_MODEL_LEN}
             self._send(200, {"object": "list", "data": [
-                {"id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, "max_model_len": MAX_MODEL_LEN},
+                {"id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, **window},
                 {"id": OTHER, "object": "model", "owned_by": "vllm", "root": OTHER},
             ]})
         else:
@@ -123,8 +133,11 @@ class Handler(BaseHTTPRequestHandler):
             "/v1/completions": self.completions,
             "/tokenize": self.tokenize,
             "/detokenize": self.detokenize,
+            "/extras/tokenize": self.extras_tokenize,
         }.get(self.path)
-        if route is None or (self.path in ("/tokenize", "/detokenize") and "no_tokenize" in self.state.mode):
+        vllm_only = ("/tokenize", "/detokenize")
+        if route is None or (self.path in vllm_only and self.state.mode & {"no_tokenize", "llama"}) or (
+                self.path == "/extras/tokenize" and "llama" not in self.state.mode):
             return self._error(404, "Not Found", "NotFoundError")
         route(body)
 
@@ -143,8 +156,13 @@ class Handler(BaseHTTPRequestHandler):
         text = body["prompt"]
         toks = fake_tokens(text)
         lps: list = [None] + [fake_logprob(t) for t in toks[1:]]
+        if "shifted" in self.state.mode:  # each token gets its neighbour's log-prob (the llama-cpp-python bug)
+            lps = [None] + lps[2:] + [-9.0]
         if "bos" in self.state.mode:
             toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
+        counted = len(toks)
+        if "llama" in self.state.mode:  # like llama-cpp-python: counts a BOS it does not list, ignores n
+            counted += 1
         if len(toks) + body.get("max_tokens", 16) > MAX_MODEL_LEN:
             return self._error(400, (
                 f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, you requested "
@@ -156,12 +174,15 @@ class Handler(BaseHTTPRequestHandler):
         for t in all_toks:
             offsets.append(pos)
             pos += len(t)
+        n = 1 if "llama" in self.state.mode else body.get("n", 1)
+        echo = body.get("echo")
+        logprobs = {"tokens": all_toks, "token_logprobs": all_lps, "text_offset": offsets,
+                    "top_logprobs": [None] + [{} for _ in all_toks[1:]]} if echo else None
         self._send(200, {
             "id": "cmpl-1", "object": "text_completion", "model": body["model"],
-            "choices": [{"index": 0, "text": text + gen, "finish_reason": "length",
-                         "logprobs": {"tokens": all_toks, "token_logprobs": all_lps, "text_offset": offsets,
-                                      "top_logprobs": [None] + [{} for _ in all_toks[1:]]}}],
-            "usage": {"prompt_tokens": len(toks), "completion_tokens": 1, "total_tokens": len(toks) + 1},
+            "choices": [{"index": i, "text": (text if echo else "") + gen + (f" seed={body.get('seed')}" if not echo else ""),
+                         "finish_reason": "length", "logprobs": logprobs} for i in range(n)],
+            "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1},
         })
 
     def tokenize(self, body):
@@ -172,6 +193,9 @@ class Handler(BaseHTTPRequestHandler):
         text = render_chat(body["messages"], body.get("add_generation_prompt", True))
         ids = [ord(c) for c in text]
         self._send(200, {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None})
+
+    def extras_tokenize(self, body):  # llama-cpp-python's, with the BOS its override adds
+        self._send(200, {"tokens": [1] + list(range(len(fake_tokens(body["input"]))))})
 
     def detokenize(self, body):
         self._send(200, {"prompt": "".join(chr(i) for i in body["tokens"])})
@@ -198,13 +222,16 @@ def double(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("PALIMPSEST_API_KEY", raising=False)
     monkeypatch.delenv("PALIMPSEST_SERVER_TIMEOUT", raising=False)
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "0")  # tests of retries set their own
     return f"http://127.0.0.1:{srv.server_address[1]}/v1", state
 
 
 @pytest.fixture
 def lm(double) -> OpenAILM:
-    base, _ = double
-    return OpenAILM.from_spec(f"{base}#{MODEL}")
+    base, state = double
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    state.bodies.clear()  # the probes at load are tested on their own
+    return lm
 
 
 # ---- spec -------------------------------------------------------------------------------------
@@ -303,7 +330,7 @@ def test_count_tokens_without_tokenize_needs_a_local_tokenizer(double):
     base, state = double
     state.mode.add("no_tokenize")
     lm = OpenAILM.from_spec(f"{base}#{MODEL}")
-    with pytest.raises(LMError, match="cannot count tokens.*no /tokenize endpoint"):
+    with pytest.raises(LMError, match="cannot count tokens.*no tokenize endpoint.*#tokenizer="):
         lm.count_tokens("some words")  # never a word count
     local = OpenAILM.from_spec(f"{base}#{MODEL}", tokenizer=str(builtin_model_dir()))
     text = "The keeper read the letter twice."
@@ -354,10 +381,12 @@ def test_loglikelihood_with_bos_text_keeps_boundary(lm, double):
     assert out[0].logprobs == [fake_logprob(" world")]
 
 
-def test_pick_continuation_without_usage_uses_offsets():
-    toks, lps, offs = ["Hi", " there", " zzz"], [None, -1.0, -0.5], [0, 2, 8]
-    assert pick_continuation(toks, lps, offs, context_len=3, text_len=8) == ([" there"], [-1.0], 1)
-    assert pick_continuation(toks, lps, offs, context_len=2, text_len=8) == ([" there"], [-1.0], 1)
+def test_pick_continuation_right_aligns_and_checks_the_counts():
+    toks, lps = ["Hi", " there"], [None, -1.0]
+    assert pick_continuation(toks, lps, context_len=3, text_len=8, listed=2) == ([" there"], [-1.0], 1)
+    assert pick_continuation(toks, lps, 3, 8, 2, prompt_tokens=3) == ([" there"], [-1.0], 1)  # an unlisted BOS
+    with pytest.raises(BadServerReply, match="lists 2 prompt tokens but counts 5"):
+        pick_continuation(toks, lps, 3, 8, 2, prompt_tokens=5)
 
 
 def test_continuation_at_first_token_is_an_error(lm):
@@ -422,9 +451,18 @@ def test_one_reset_is_retried_two_are_not(lm, double):
     _, state = double
     state.resets_left = 1
     assert lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(seed=1)) == ["reply 0 seed=1\nSTOP tail"]
-    state.resets_left = 2
+    state.resets_left = 2  # with PALIMPSEST_SERVER_RETRIES=0 the pool does not try again
     with pytest.raises(LMError, match="/chat/completions"):
         lm.generate([{"role": "user", "content": "hi"}], GenerationConfig())
+
+
+def test_the_pool_retries_what_a_reset_left(double, monkeypatch):
+    base, state = double
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "2")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    lm.pool.backoff_s = 0.01
+    state.resets_left = 3  # the first try resets twice (its own retry too), the pool's retry gets through
+    assert lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(seed=1)) == ["reply 0 seed=1\nSTOP tail"]
 
 
 def test_timeout_is_an_lmerror(double, monkeypatch):
