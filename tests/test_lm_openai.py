@@ -142,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
         route(body)
 
     def chat(self, body):
-        n = body.get("n", 1)
+        n = 1 if "llama" in self.state.mode else body.get("n", 1)
         # like some servers, this double ignores `stop`: the client must cut
         choices = [
             {"index": i, "message": {"role": "assistant", "content": f"reply {i} seed={body.get('seed')}\nSTOP tail"},
@@ -156,8 +156,9 @@ class Handler(BaseHTTPRequestHandler):
         text = body["prompt"]
         toks = fake_tokens(text)
         lps: list = [None] + [fake_logprob(t) for t in toks[1:]]
-        if "shifted" in self.state.mode:  # each token gets its neighbour's log-prob (the llama-cpp-python bug)
-            lps = [None] + lps[2:] + [-9.0]
+        if "shifted" in self.state.mode:  # like llama-cpp-python's off-by-one: each token is scored as if it
+            lps = [None] + [-9.0 if t.strip(" ,.") in NUMBER_WORDS else v for t, v in zip(toks[1:], lps[1:])]
+            # came again after itself, which no model expects of "thirteen, fourteen, ..."
         if "bos" in self.state.mode:
             toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
         counted = len(toks)
@@ -479,3 +480,119 @@ def test_vllm_command_is_documented():
     import core.models.server as mod
 
     assert VLLM_COMMAND.startswith("vllm serve ") and VLLM_COMMAND in mod.__doc__
+
+
+# ---- dialects (core.models.dialect): what a server supports, probed at load ---------------------
+
+
+def test_spec_takes_replicas_and_options():
+    spec = parse_spec("openai:http://a:8000/v1, http://b:8001#org/M#tokenizer=smollm2-135m#max_length=8192")
+    assert [u for u, _ in spec.urls] == ["http://a:8000/v1", "http://b:8001/v1"] and spec.model == "org/M"
+    assert spec.tokenizer == "smollm2-135m" and spec.max_length == 8192 and spec.base == "http://a:8000/v1"
+    assert parse_spec("http://a:8000/v1##max_length=10").model is None
+    with pytest.raises(ModelNotFound, match="unknown option 'colour=red'"):
+        parse_spec("http://a:8000/v1#m#colour=red")
+    with pytest.raises(ModelNotFound, match="max_length='big'.*#max_length=8192"):
+        parse_spec("http://a:8000/v1#m#max_length=big")
+    with pytest.raises(ModelNotFound, match="'ftp://b' is not a server URL"):
+        parse_spec("http://a:8000/v1,ftp://b#m")
+
+
+def test_vllm_dialect_is_recorded(lm):
+    d = lm.describe()
+    ep = d["endpoints"][lm.base]
+    assert ep["kind"] == "vllm" and ep["tokenize"] == "/tokenize" and ep["chat_tokenize"] and ep["n_honoured"]
+    assert ep["logprobs"] == "echo" and d["max_length"] == MAX_MODEL_LEN
+    assert d["max_length_source"] == "/v1/models max_model_len" and ep["alignment"]["tail_mean_logprob"] > -1
+
+
+def test_llama_cpp_dialect_detected_and_its_gaps_said_at_load(double, caplog):
+    base, state = double
+    state.mode.add("llama")
+    with caplog.at_level("WARNING"):
+        lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    d = lm.describe()["endpoints"][base]
+    assert d["kind"] == "llama-cpp-python" and d["tokenize"] == "/extras/tokenize" and d["n_honoured"] is False
+    said = caplog.text
+    assert "assuming 4096 tokens" in said and "#max_length=N" in said  # never a silent 4096
+    assert "cannot do chat-template scoring" in said and "#tokenizer=" in said
+    assert lm.count_tokens("one two three") == 3  # the BOS its tokenize endpoint adds is taken off
+    assert OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64").max_length == 64
+
+
+def test_the_bos_the_server_counts_is_not_a_scored_token(double):
+    """llama-cpp-python counts a BOS in usage.prompt_tokens that it does not list: trusting usage
+    scored the generated token as part of the reference (811 tokens instead of 810)."""
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    out = lm.loglikelihood([ScoreRequest(("The keeper",), " read the letter")])[0]
+    assert out.tokens == [" read", " the", " letter"] and " zzz" not in out.tokens
+
+
+def test_ignored_n_becomes_separate_requests(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    state.bodies.clear()
+    out = lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=3, seed=11, stop=("STOP",)))
+    assert out == [f"reply 0 seed={s}\n" for s in (11, 12, 13)]
+    assert [b["n"] for p, b in state.bodies] == [1, 1, 1]
+
+
+def test_a_prefill_without_tokenizer_is_refused_before_any_generation(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    state.bodies.clear()
+    with pytest.raises(LMError, match="cannot do continuing a prefill.*#tokenizer="):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(), prefix="<rewrite>")
+    with pytest.raises(LMError, match="REER.*cannot do chat-template scoring"):
+        lm.require({"chat_template", "prefix"}, "REER")
+    assert state.bodies == []
+
+
+def test_shifted_logprobs_are_refused_naming_the_bos_fix(double):
+    base, state = double
+    state.mode |= {"llama", "shifted"}
+    with pytest.raises(MisalignedServer, match="refusing.*perplexity.*add_bos_token=bool:true"):
+        OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    state.mode.discard("llama")  # another server: a neutral cause
+    with pytest.raises(MisalignedServer, match="shifted by one position or belong to another model"):
+        OpenAILM.from_spec(f"{base}#{MODEL}")
+
+
+def test_the_window_is_learned_from_an_overflow_reply(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    assert lm.max_length == 4096
+    with pytest.raises(ContextTooLong):
+        lm.loglikelihood([ScoreRequest(("word " * 70,), "end")])
+    assert lm.max_length == MAX_MODEL_LEN
+
+
+def test_client_tokenizer_renders_chats_and_prefills_here(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#tokenizer=smollm2-135m#max_length=64")
+    msgs = [{"role": "user", "content": "hi"}]
+    tok = lm.client_tokenizer
+    assert lm.chat_text(msgs) == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert lm.missing({"chat_template", "prefix", "count_tokens", "score"}) == ""
+    state.bodies.clear()
+    out = lm.generate(msgs, GenerationConfig(n=2, seed=5, max_new_tokens=8), prefix="<rewrite>\nThe")
+    path, body = state.bodies[-1]
+    assert path == "/v1/completions" and body["prompt"] == lm.chat_text(msgs) + "<rewrite>\nThe"
+    assert len(out) == 2 and all(o.finish_reason == "length" for o in out)
+    assert lm.count_tokens("Hello world") == len(tok("Hello world", add_special_tokens=False)["input_ids"])
+
+
+def test_the_token_sink_hears_once_when_done(lm):
+    from core.models.lm import on_tokens
+
+    heard = []
+    with on_tokens(heard.append):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=2, max_new_tokens=9, stop=("STOP",)))
+    assert len(heard) == 1 and heard[0].done and heard[0].budget == 9
+    assert heard[0].texts == ("reply 0 seed=None\n", "reply 1 seed=None\n") and heard[0].tokens == 4

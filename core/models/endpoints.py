@@ -303,6 +303,15 @@ class EndpointPool:
                             "it gets a trial request again in %g s", ep.base, ep.failures, ep.last_error,
                             others, self.revive_s)
 
+    def drop(self, ep: Endpoint, reason: str) -> None:
+        """Drop `ep` now (it failed its probe at load); AllEndpointsDown when none is left."""
+        with self._lock:
+            ep.dropped_at, ep.last_error = time.monotonic(), reason.split(". ")[0][:160]
+            left = sum(1 for e in self.endpoints if e.dropped_at is None)
+        if not left:
+            raise self._all_down()
+        log.warning("dropping endpoint %s at load (%s); %d other(s) carry on", ep.base, ep.last_error, left)
+
     def _backoff(self, attempt: int) -> float:
         with self._lock:
             return self._rng.uniform(0, min(self.backoff_cap_s, self.backoff_s * 2 ** attempt))

@@ -285,16 +285,30 @@ class OpenAILM:
         if tokenizer and not parsed.tokenizer:
             parsed = replace(parsed, tokenizer=tokenizer)
         pool = pool_for(list(parsed.urls), timeout=timeout or timeout_from_env(), key_hosts=key_hosts)
-        first = pool.endpoints[0]
-        try:
-            models = list_models(first.base, timeout=pool.timeout, api_key=first.api_key)
-        except BadServerReply as exc:
-            raise _why_refused(exc, first.key_withheld, first.base) from None
-        entry = choose_model(spec, parsed, models)
+        models, first = None, pool.endpoints[0]
+        for ep in pool.endpoints:  # the first replica that answers lists the models
+            try:
+                models = list_models(ep.base, timeout=pool.timeout, api_key=ep.api_key)
+                first = ep
+                break
+            except BadServerReply as exc:
+                raise _why_refused(exc, ep.key_withheld, ep.base) from None
+            except ServerUnreachable as exc:
+                if len(pool.endpoints) == 1:
+                    raise
+                pool.drop(ep, str(exc))
+        entry = choose_model(spec, parsed, models or [])
         model = parsed.model or entry["id"]
         client_tok = load_tokenizer(parsed.tokenizer, spec) if parsed.tokenizer else None
         for ep in pool.endpoints:
-            ep.dialect = probe(ep, model, entry, timeout=pool.timeout)
+            if ep.dropped_at is not None:
+                continue
+            try:
+                ep.dialect = probe(ep, model, entry, timeout=pool.timeout)
+            except ServerUnreachable as exc:
+                if len(pool.endpoints) == 1:
+                    raise
+                pool.drop(ep, str(exc))
         dialect = first.dialect
         max_length = parsed.max_length or dialect.context_window
         if max_length is None:
@@ -307,7 +321,7 @@ class OpenAILM:
         if lacking:
             log.warning("%s: %s", spec.strip(), lacking)
         if check and dialect.logprobs:
-            for ep in pool.endpoints:
+            for ep in pool.live:
                 ep.dialect.alignment = check_alignment(lm._probe_scorer(ep), ep.base, ep.dialect.kind)
         return lm
 
