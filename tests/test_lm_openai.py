@@ -596,3 +596,24 @@ def test_the_token_sink_hears_once_when_done(lm):
         lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=2, max_new_tokens=9, stop=("STOP",)))
     assert len(heard) == 1 and heard[0].done and heard[0].budget == 9
     assert heard[0].texts == ("reply 0 seed=None\n", "reply 1 seed=None\n") and heard[0].tokens == 4
+
+
+def test_reer_and_r2_refuse_a_server_that_cannot_before_any_run(double, tmp_path):
+    from core.r2.jobs import r2_job
+    from core.reer.config import ReerConfig
+    from core.reer.jobs import reer_job
+    from core.store import open_store
+
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    store = open_store(None)
+    pid, _ = store.add_prompt("Write a note.", "A short note.")
+    state.bodies.clear()
+    with pytest.raises(LMError, match="^REER: .*cannot do chat-template scoring.*#tokenizer="):
+        next(reer_job(store, lm, pid, ReerConfig()))
+    with pytest.raises(LMError, match="^REER: .*cannot do continuing a prefill"):
+        next(reer_job(store, lm, pid, ReerConfig(template="none")))
+    with pytest.raises(LMError, match="^the R2 writer: .*continuing a prefill"):
+        next(r2_job(store, lm, None, pid))
+    assert state.bodies == [] and store.list_runs() == []  # nothing generated, no run opened

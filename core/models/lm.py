@@ -327,6 +327,16 @@ def server_hosts(spec: str) -> list[tuple[str, int]]:
     return [h for h in (server_host(u) for u in head.split(",") if u.strip()) if h is not None]
 
 
+def require(lm: "LM", needs: set[str], what: str) -> None:
+    """LMError before any work when `lm` cannot do a capability `what` needs ("chat_template",
+    "prefix", "count_tokens", "score"). Only backends that can lack one (a server without a
+    client tokenizer, core.models.server.OpenAILM.missing) say so; the others can do all."""
+    missing = getattr(lm, "missing", None)
+    lacking = missing(set(needs)) if callable(missing) else ""
+    if lacking:
+        raise LMError(f"{what}: {lacking}")
+
+
 def is_scripted_spec(spec: str) -> bool:
     """Specs that name the scripted fake model: `scripted:` plus options."""
     return spec.startswith("scripted:") or spec == "scripted"
