@@ -617,3 +617,26 @@ def test_reer_and_r2_refuse_a_server_that_cannot_before_any_run(double, tmp_path
     with pytest.raises(LMError, match="^the R2 writer: .*continuing a prefill"):
         next(r2_job(store, lm, None, pid))
     assert state.bodies == [] and store.list_runs() == []  # nothing generated, no run opened
+
+
+def test_models_listing_waits_as_long_as_any_request(double, monkeypatch):
+    """/v1/models was capped at 30 s while the message said to raise PALIMPSEST_SERVER_TIMEOUT."""
+    import core.models.server as server
+
+    base, _ = double
+    seen = []
+    real = server.request_json
+    monkeypatch.setattr(server, "request_json", lambda url, *a, **kw: seen.append((url, kw["timeout"])) or real(url, *a, **kw))
+    monkeypatch.setenv("PALIMPSEST_SERVER_TIMEOUT", "45")
+    OpenAILM.from_spec(f"{base}#{MODEL}")
+    assert (f"{base}/models", 45.0) in seen
+
+
+def test_the_cli_says_connecting_not_float32_for_a_server(double, capsys):
+    from studio.cli.main import _load
+
+    base, _ = double
+    _load(f"{base}#{MODEL}#max_length=60")
+    err = capsys.readouterr().err
+    assert "connecting to" in err and "(float32)" not in err
+    assert "vllm server, 1 endpoint(s), window 60 tokens (spec), tokenizer the server" in err
