@@ -640,3 +640,14 @@ def test_the_cli_says_connecting_not_float32_for_a_server(double, capsys):
     err = capsys.readouterr().err
     assert "connecting to" in err and "(float32)" not in err
     assert "vllm server, 1 endpoint(s), window 60 tokens (spec), tokenizer the server" in err
+
+
+def test_a_run_records_what_the_server_supports(double):
+    from core.reer.config import ReerConfig
+    from core.reer.search import reer_search
+
+    base, _ = double
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    first = next(reer_search(lm, "run1", "p1", "Write a note.", "A short note.", ReerConfig(template="none")))
+    assert first.kind == "run_started" and first.server["endpoints"][base]["kind"] == "vllm"
+    assert first.server["max_length"] == MAX_MODEL_LEN and first.to_dict()["server"]["model"] == MODEL

@@ -337,6 +337,13 @@ def require(lm: "LM", needs: set[str], what: str) -> None:
         raise LMError(f"{what}: {lacking}")
 
 
+def details(lm: "LM") -> dict:
+    """What a backend detected about its model, for the run's record (a server's dialect,
+    window and tokenizer: core.models.server.OpenAILM.describe); {} for the others."""
+    describe = getattr(lm, "describe", None)
+    return describe() if callable(describe) else {}
+
+
 def is_scripted_spec(spec: str) -> bool:
     """Specs that name the scripted fake model: `scripted:` plus options."""
     return spec.startswith("scripted:") or spec == "scripted"

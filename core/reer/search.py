@@ -28,6 +28,7 @@ from core.models.lm import (
     GenerationConfig,
     GenerationStopped,
     LMError,
+    details,
 )
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
@@ -168,7 +169,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
-                                settings=cfg.as_dict(), model=lm.name)
+                                settings=cfg.as_dict(), model=lm.name, server=details(lm))
         if state.segments is None:
             text, raw = draft_thinking(lm, query, answer, cfg)
             segs = split_segments(text, cfg.min_segment_chars)
