@@ -188,3 +188,16 @@ def test_each_replica_gets_its_own_key_and_only_named_hosts_get_one(replicas, mo
     assert ("127.0.0.1", a.port) in named_only_a and ("127.0.0.1", b.port) in named_only_a
     OpenAILM.from_spec(f"{a.url},{c.url}#{MODEL}", key_hosts=named_only_a)
     assert c.auth == {None}
+
+
+def test_one_model_serves_many_threads_with_a_client_tokenizer(replicas, monkeypatch):
+    """The batch commands call one OpenAILM from N threads: chats rendered and tokens counted
+    here at the same time must neither fail nor mix."""
+    r = replicas()
+    lm = OpenAILM.from_spec(f"{r.url}#{MODEL}#tokenizer=smollm2-135m")
+    texts = [f"item {i}: " + "word " * (i % 7) for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        counts = list(pool.map(lm.count_tokens, texts))
+        chats = list(pool.map(lambda t: lm.chat_text([{"role": "user", "content": t}]), texts))
+    assert counts == [lm.count_tokens(t) for t in texts]
+    assert all(t in c for t, c in zip(texts, chats))

@@ -268,7 +268,8 @@ class OpenAILM:
         self.client_tokenizer = client_tokenizer  # the spec's tokenizer= (renders chats and prefills here)
         self._local_tokenizer = client_tokenizer
         self._chat_cache: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the chat cache and loading the local tokenizer
+        self._tok_lock = threading.Lock()  # calls into the local tokenizer
 
     # compatibility with code and tests that knew one server
     base = property(lambda self: self.spec.base)
@@ -455,7 +456,8 @@ class OpenAILM:
         tok = self.client_tokenizer
         bos = getattr(tok, "bos_token", None) if tok is not None else None
         if bos and text.startswith(bos):
-            ids = tok("a", add_special_tokens=True)["input_ids"]
+            with self._tok_lock:
+                ids = tok("a", add_special_tokens=True)["input_ids"]
             if ids and ids[0] == tok.bos_token_id:
                 return text[len(bos):]
         return text
@@ -473,7 +475,9 @@ class OpenAILM:
         if self.client_tokenizer is None and self.dialect.tokenize == "/extras/tokenize":
             reply = self._call("/extras/tokenize", {"model": self.model, "input": text}, at_root=True)
             return max(0, len(_field(reply, "/extras/tokenize", "tokens")) - self.dialect.specials_in_count)
-        return len(self._tokenizer()(text, add_special_tokens=False)["input_ids"])
+        tok = self._tokenizer()
+        with self._tok_lock:  # a fast tokenizer's encode is not safe from many threads at once ("Already borrowed")
+            return len(tok(text, add_special_tokens=False)["input_ids"])
 
     def _tokenizer(self):
         """The client tokenizer, else a local one named like the served model (loaded once)."""
@@ -495,8 +499,9 @@ class OpenAILM:
         """The chat template's rendering: the client tokenizer's, else vLLM's /tokenize then
         /detokenize (cached)."""
         if self.client_tokenizer is not None:
-            return self.client_tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                                             add_generation_prompt=add_generation_prompt)
+            with self._tok_lock:
+                return self.client_tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                                 add_generation_prompt=add_generation_prompt)
         key = json.dumps([list(messages), add_generation_prompt], sort_keys=True, ensure_ascii=False)
         with self._lock:
             if key in self._chat_cache:
