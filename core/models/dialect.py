@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 PROBE_COUNTING = "Count with me: one, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, "
 PROBE_TAIL = "thirteen, fourteen, fifteen, sixteen, seventeen, eighteen, nineteen, twenty."
-PERPLEXITY_LIMIT = 1000.0  # a working model is far below this on the probe; shifted ones are far above
-TAIL_LIMIT = -2.5  # mean log-prob per token of the counting tail; working models sit near 0
+PERPLEXITY_LIMIT = 1000.0  # on the whole probe: the built-in 135M model 4.0, its one-position shift 33,346
+TAIL_LIMIT = -2.5  # mean log-prob per token of the counting tail: the built-in 135M model -1.36, shifted -10.2
 BOS_FIX = "--kv_overrides tokenizer.ggml.add_bos_token=bool:true"
 
 
@@ -171,5 +171,5 @@ def check_alignment(score: Callable[[str, str], list[float]], where: str, kind: 
         raise MisalignedServer(
             f"refusing the server at {where}: its log-probs on a known text are implausible (perplexity "
             f"{numbers['perplexity']:g}, counting tail {numbers['tail_mean_logprob']:g} per token; a working "
-            f"model is near 0). Likely cause: {cause}.")
+            f"model is above {TAIL_LIMIT:g}, the built-in 135M one at -1.4). Likely cause: {cause}.")
     return numbers
