@@ -85,7 +85,7 @@ def test_score_counts_exactly_the_reference_tokens(fixed, items, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(float32)" not in done.stderr and "llama-cpp-python server" in done.stderr
     rec = json.loads(out.read_text().splitlines()[0])
-    assert rec["n_tokens"] > 20 and -6 < rec["score"] < 0
+    assert rec["n_tokens"] > 20 and 0 < rec["score"] < 6  # REER's score: minus the clipped mean log-prob
     lm = OpenAILM.from_spec(fixed.spec(), check=False)
     got = lm.loglikelihood([ScoreRequest((QUERY + "\n",), REFERENCE)])[0]
     # not one more: usage counts a BOS the echo does not list, which once made the generated token "scored"

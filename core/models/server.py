@@ -188,29 +188,24 @@ def _field(reply: Any, url: str, *keys: str | int) -> Any:
 
 
 def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any) -> int:
-    """How many of the echoed `tokens` at the end were generated, not prompt: usage's
-    `completion_tokens` when the echoed text agrees with it, else the count the echoed text
-    implies (the tokens after the prompt). BadServerReply when nothing agrees."""
+    """How many of the echoed `tokens` at the end were generated, not prompt: the smallest count
+    (usage's `completion_tokens` tried first) whose remaining tokens end with the prompt's own end
+    and whose generated ones begin the text the reply added after the prompt. Servers differ:
+    vLLM and a BOS-fixed llama-cpp-python list the generated token, a stock llama-cpp-python
+    leaves it out. BadServerReply when no count fits."""
     gen_text = echoed[len(prompt):] if isinstance(echoed, str) and echoed.startswith(prompt) else None
-    candidates = []
-    if isinstance(completion_tokens, int) and 0 <= completion_tokens <= len(tokens):
-        candidates.append(completion_tokens)
-    if gen_text is not None:
-        size = 0
-        for m in range(0, min(len(tokens), 64) + 1):
-            if m:
-                size += len(tokens[-m])
-            if size == len(gen_text) and "".join(tokens[len(tokens) - m:]) == gen_text:
-                candidates.append(m)
-                break
-            if size > len(gen_text):
-                break
-    for m in candidates:
-        if gen_text is None or "".join(tokens[len(tokens) - m:]) == gen_text:
+    tail = prompt[-24:]
+    order = ([completion_tokens] if isinstance(completion_tokens, int) else []) + list(range(0, 4))
+    for m in order:
+        if not 0 <= m <= len(tokens):
+            continue
+        head, gen = "".join(tokens[:len(tokens) - m]), "".join(tokens[len(tokens) - m:])
+        if head.endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
             return m
     raise BadServerReply(
-        f"the echoed tokens do not agree with the echoed text (usage says {completion_tokens} generated, "
-        f"the text after the prompt is {gen_text!r}); cannot tell where the prompt ends")
+        f"the echoed tokens do not agree with the echoed text (usage says {completion_tokens} generated, the "
+        f"text after the prompt is {gen_text!r}, the tokens end {list(tokens[-3:])}); cannot tell where the "
+        "prompt ends")
 
 
 def pick_continuation(
