@@ -95,7 +95,7 @@ def test_score_counts_exactly_the_reference_tokens(fixed, items, tmp_path):
 def test_reer_run_end_to_end_and_refused_without_a_tokenizer(fixed, items, tmp_path):
     db, out = tmp_path / "p.db", tmp_path / "reer.jsonl"
     small = ["--max-steps", "1", "--candidates", "1", "--candidate-max-new-tokens", "12",
-             "--draft-max-new-tokens", "24", "--template", "none", "--seed", "1"]
+             "--draft-max-new-tokens", "24", "--quality-min-tokens", "10", "--template", "none", "--seed", "1"]
     refused = cli("reer", "run", "--input", str(items), "--out", str(out), "--db", str(db),
                   "--model", fixed.spec(tokenizer=False), *small)
     assert refused.returncode != 0 and "continuing a prefill" in refused.stderr and "#tokenizer=" in refused.stderr
@@ -131,7 +131,7 @@ def test_the_studio_reer_page_runs_against_the_server(fixed, tmp_path):
     spec = fixed.spec()
     with launched(studio_app(spec, store)) as url:
         api = client(url)
-        settings = ["", 1, 1, 0.0, 24, 12, 1, False]  # model, k, steps, threshold, draft, candidate, seed, cues
+        settings = ["", 1, 1, 0.0, 80, 12, 1, False]  # a draft under 77 tokens cannot pass the too-short filter  # model, k, steps, threshold, draft, candidate, seed, cues
         _, status, *_ = api.predict(pid, *settings, api_name="/reer_run")
         run_id = _run_id(status)
         view = _wait(api, run_id, lambda s: _state(s) in ("finished", "failed"), timeout=300)
