@@ -131,7 +131,7 @@ def test_the_studio_reer_page_runs_against_the_server(fixed, tmp_path):
     spec = fixed.spec()
     with launched(studio_app(spec, store)) as url:
         api = client(url)
-        settings = ["", 1, 1, 0.0, 80, 12, 1, False]  # a draft under 77 tokens cannot pass the too-short filter  # model, k, steps, threshold, draft, candidate, seed, cues
+        settings = ["", 1, 1, 0.0, 80, 12, 1, False]  # model, k, steps, threshold, draft (77+: the too-short filter), candidate, seed, cues
         _, status, *_ = api.predict(pid, *settings, api_name="/reer_run")
         run_id = _run_id(status)
         view = _wait(api, run_id, lambda s: _state(s) in ("finished", "failed"), timeout=300)
