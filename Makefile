@@ -6,7 +6,7 @@ TORCH   := torch==2.13.0
 PORT    ?= 7860
 ARGS    ?=
 
-.PHONY: run test test-fast bench setup browser clean
+.PHONY: run test test-fast test-server bench setup browser server-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,11 +30,22 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "browser tests need Debian chromium: sudo apt-get install -y chromium"; fi; }
 
-test: setup browser
+# llama-cpp-python's OpenAI-compatible server for the real-server tests (tests/test_server_real.py):
+# built from source once (about 20 CPU-minutes), then pip's wheel cache makes it seconds
+$(VENV)/.server-installed: | $(VENV)/.installed
+	$(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+server-deps: $(VENV)/.server-installed
+
+test: setup browser server-deps
 	$(BIN)/python -m pytest -q --durations=10 $(ARGS)
 
+test-server: setup server-deps
+	$(BIN)/python -m pytest -q -m server $(ARGS)
+
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not model and not ui" $(ARGS)
+	$(BIN)/python -m pytest -q -m "not model and not ui and not server" $(ARGS)
 
 bench: setup
 	$(BIN)/palimpsest bench scoring $(ARGS)

@@ -63,6 +63,7 @@ class RunStarted(Event):
     reference: str  # y (answer part only)
     settings: dict  # the run's settings, as a dict of the settings dataclass
     model: str  # generator/scorer model spec
+    server: dict = field(default_factory=dict)  # what a server model supports, probed at load (core.models.lm.details)
 
 
 @_register
@@ -181,6 +182,7 @@ class R2Started(Event):
     settings: dict  # R2Config.as_dict()
     writer: str  # writer model spec
     judge: str  # judge model spec ("" when only people judge)
+    servers: dict = field(default_factory=dict)  # "writer"/"judge": what a server model supports (core.models.lm.details)
 
 
 @_register

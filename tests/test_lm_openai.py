@@ -28,7 +28,8 @@ from core.models.lm import (
     cut_at_stop,
     load_lm,
 )
-from core.models.server import VLLM_COMMAND, OpenAILM, parse_spec, pick_continuation
+from core.models.dialect import MisalignedServer
+from core.models.server import VLLM_COMMAND, BadServerReply, OpenAILM, parse_spec, pick_continuation
 
 MODEL = "fake/Model-1B"
 OTHER = "fake/Other"
@@ -42,7 +43,15 @@ def fake_tokens(text: str) -> list[str]:
     return toks + ([rest] if rest else [])
 
 
+NUMBER_WORDS = set(("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                    "sixteen seventeen eighteen nineteen twenty").split())
+
+
 def fake_logprob(token: str) -> float:
+    """Derived from the characters; number words are near-certain, as for any working model
+    (the alignment check at load counts to twenty)."""
+    if token.strip(" ,.") in NUMBER_WORDS:
+        return -0.05
     return -round((sum(ord(c) for c in token) % 97) / 10 + 0.1, 4)
 
 
@@ -102,8 +111,9 @@ class Handler(BaseHTTPRequestHandler):
         if self._intercept():
             return
         if self.path == "/v1/models" and "no_models" not in self.state.mode:
+            window = {} if "llama" in self.state.mode else {"max_model_len": MAX_MODEL_LEN}
             self._send(200, {"object": "list", "data": [
-                {"id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, "max_model_len": MAX_MODEL_LEN},
+                {"id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, **window},
                 {"id": OTHER, "object": "model", "owned_by": "vllm", "root": OTHER},
             ]})
         else:
@@ -123,13 +133,16 @@ class Handler(BaseHTTPRequestHandler):
             "/v1/completions": self.completions,
             "/tokenize": self.tokenize,
             "/detokenize": self.detokenize,
+            "/extras/tokenize": self.extras_tokenize,
         }.get(self.path)
-        if route is None or (self.path in ("/tokenize", "/detokenize") and "no_tokenize" in self.state.mode):
+        vllm_only = ("/tokenize", "/detokenize")
+        if route is None or (self.path in vllm_only and self.state.mode & {"no_tokenize", "llama"}) or (
+                self.path == "/extras/tokenize" and "llama" not in self.state.mode):
             return self._error(404, "Not Found", "NotFoundError")
         route(body)
 
     def chat(self, body):
-        n = body.get("n", 1)
+        n = 1 if "llama" in self.state.mode else body.get("n", 1)
         # like some servers, this double ignores `stop`: the client must cut
         choices = [
             {"index": i, "message": {"role": "assistant", "content": f"reply {i} seed={body.get('seed')}\nSTOP tail"},
@@ -143,8 +156,14 @@ class Handler(BaseHTTPRequestHandler):
         text = body["prompt"]
         toks = fake_tokens(text)
         lps: list = [None] + [fake_logprob(t) for t in toks[1:]]
+        if "shifted" in self.state.mode:  # like llama-cpp-python's off-by-one: each token is scored as if it
+            lps = [None] + [-9.0 if t.strip(" ,.") in NUMBER_WORDS else v for t, v in zip(toks[1:], lps[1:])]
+            # came again after itself, which no model expects of "thirteen, fourteen, ..."
         if "bos" in self.state.mode:
             toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
+        counted = len(toks)
+        if "llama" in self.state.mode:  # like llama-cpp-python: counts a BOS it does not list, ignores n
+            counted += 1
         if len(toks) + body.get("max_tokens", 16) > MAX_MODEL_LEN:
             return self._error(400, (
                 f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, you requested "
@@ -156,12 +175,15 @@ class Handler(BaseHTTPRequestHandler):
         for t in all_toks:
             offsets.append(pos)
             pos += len(t)
+        n = 1 if "llama" in self.state.mode else body.get("n", 1)
+        echo = body.get("echo")
+        logprobs = {"tokens": all_toks, "token_logprobs": all_lps, "text_offset": offsets,
+                    "top_logprobs": [None] + [{} for _ in all_toks[1:]]} if echo else None
         self._send(200, {
             "id": "cmpl-1", "object": "text_completion", "model": body["model"],
-            "choices": [{"index": 0, "text": text + gen, "finish_reason": "length",
-                         "logprobs": {"tokens": all_toks, "token_logprobs": all_lps, "text_offset": offsets,
-                                      "top_logprobs": [None] + [{} for _ in all_toks[1:]]}}],
-            "usage": {"prompt_tokens": len(toks), "completion_tokens": 1, "total_tokens": len(toks) + 1},
+            "choices": [{"index": i, "text": (text if echo else "") + gen + (f" seed={body.get('seed')}" if not echo else ""),
+                         "finish_reason": "length", "logprobs": logprobs} for i in range(n)],
+            "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1},
         })
 
     def tokenize(self, body):
@@ -172,6 +194,9 @@ class Handler(BaseHTTPRequestHandler):
         text = render_chat(body["messages"], body.get("add_generation_prompt", True))
         ids = [ord(c) for c in text]
         self._send(200, {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None})
+
+    def extras_tokenize(self, body):  # llama-cpp-python's, with the BOS its override adds
+        self._send(200, {"tokens": [1] + list(range(len(fake_tokens(body["input"]))))})
 
     def detokenize(self, body):
         self._send(200, {"prompt": "".join(chr(i) for i in body["tokens"])})
@@ -198,13 +223,16 @@ def double(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("PALIMPSEST_API_KEY", raising=False)
     monkeypatch.delenv("PALIMPSEST_SERVER_TIMEOUT", raising=False)
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "0")  # tests of retries set their own
     return f"http://127.0.0.1:{srv.server_address[1]}/v1", state
 
 
 @pytest.fixture
 def lm(double) -> OpenAILM:
-    base, _ = double
-    return OpenAILM.from_spec(f"{base}#{MODEL}")
+    base, state = double
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    state.bodies.clear()  # the probes at load are tested on their own
+    return lm
 
 
 # ---- spec -------------------------------------------------------------------------------------
@@ -303,7 +331,7 @@ def test_count_tokens_without_tokenize_needs_a_local_tokenizer(double):
     base, state = double
     state.mode.add("no_tokenize")
     lm = OpenAILM.from_spec(f"{base}#{MODEL}")
-    with pytest.raises(LMError, match="cannot count tokens.*no /tokenize endpoint"):
+    with pytest.raises(LMError, match="cannot count tokens.*no tokenize endpoint.*#tokenizer="):
         lm.count_tokens("some words")  # never a word count
     local = OpenAILM.from_spec(f"{base}#{MODEL}", tokenizer=str(builtin_model_dir()))
     text = "The keeper read the letter twice."
@@ -354,10 +382,12 @@ def test_loglikelihood_with_bos_text_keeps_boundary(lm, double):
     assert out[0].logprobs == [fake_logprob(" world")]
 
 
-def test_pick_continuation_without_usage_uses_offsets():
-    toks, lps, offs = ["Hi", " there", " zzz"], [None, -1.0, -0.5], [0, 2, 8]
-    assert pick_continuation(toks, lps, offs, context_len=3, text_len=8) == ([" there"], [-1.0], 1)
-    assert pick_continuation(toks, lps, offs, context_len=2, text_len=8) == ([" there"], [-1.0], 1)
+def test_pick_continuation_right_aligns_and_checks_the_counts():
+    toks, lps = ["Hi", " there"], [None, -1.0]
+    assert pick_continuation(toks, lps, context_len=3, text_len=8, listed=2) == ([" there"], [-1.0], 1)
+    assert pick_continuation(toks, lps, 3, 8, 2, prompt_tokens=3) == ([" there"], [-1.0], 1)  # an unlisted BOS
+    with pytest.raises(BadServerReply, match="lists 2 prompt tokens but counts 5"):
+        pick_continuation(toks, lps, 3, 8, 2, prompt_tokens=5)
 
 
 def test_continuation_at_first_token_is_an_error(lm):
@@ -422,9 +452,18 @@ def test_one_reset_is_retried_two_are_not(lm, double):
     _, state = double
     state.resets_left = 1
     assert lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(seed=1)) == ["reply 0 seed=1\nSTOP tail"]
-    state.resets_left = 2
+    state.resets_left = 2  # with PALIMPSEST_SERVER_RETRIES=0 the pool does not try again
     with pytest.raises(LMError, match="/chat/completions"):
         lm.generate([{"role": "user", "content": "hi"}], GenerationConfig())
+
+
+def test_the_pool_retries_what_a_reset_left(double, monkeypatch):
+    base, state = double
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "2")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    lm.pool.backoff_s = 0.01
+    state.resets_left = 3  # the first try resets twice (its own retry too), the pool's retry gets through
+    assert lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(seed=1)) == ["reply 0 seed=1\nSTOP tail"]
 
 
 def test_timeout_is_an_lmerror(double, monkeypatch):
@@ -441,3 +480,174 @@ def test_vllm_command_is_documented():
     import core.models.server as mod
 
     assert VLLM_COMMAND.startswith("vllm serve ") and VLLM_COMMAND in mod.__doc__
+
+
+# ---- dialects (core.models.dialect): what a server supports, probed at load ---------------------
+
+
+def test_spec_takes_replicas_and_options():
+    spec = parse_spec("openai:http://a:8000/v1, http://b:8001#org/M#tokenizer=smollm2-135m#max_length=8192")
+    assert [u for u, _ in spec.urls] == ["http://a:8000/v1", "http://b:8001/v1"] and spec.model == "org/M"
+    assert spec.tokenizer == "smollm2-135m" and spec.max_length == 8192 and spec.base == "http://a:8000/v1"
+    assert parse_spec("http://a:8000/v1##max_length=10").model is None
+    with pytest.raises(ModelNotFound, match="unknown option 'colour=red'"):
+        parse_spec("http://a:8000/v1#m#colour=red")
+    with pytest.raises(ModelNotFound, match="max_length='big'.*#max_length=8192"):
+        parse_spec("http://a:8000/v1#m#max_length=big")
+    with pytest.raises(ModelNotFound, match="'ftp://b' is not a server URL"):
+        parse_spec("http://a:8000/v1,ftp://b#m")
+
+
+def test_vllm_dialect_is_recorded(lm):
+    d = lm.describe()
+    ep = d["endpoints"][lm.base]
+    assert ep["kind"] == "vllm" and ep["tokenize"] == "/tokenize" and ep["chat_tokenize"] and ep["n_honoured"]
+    assert ep["logprobs"] == "echo" and d["max_length"] == MAX_MODEL_LEN
+    assert d["max_length_source"] == "/v1/models max_model_len" and ep["alignment"]["tail_mean_logprob"] > -1
+
+
+def test_llama_cpp_dialect_detected_and_its_gaps_said_at_load(double, caplog):
+    base, state = double
+    state.mode.add("llama")
+    with caplog.at_level("WARNING"):
+        lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    d = lm.describe()["endpoints"][base]
+    assert d["kind"] == "llama-cpp-python" and d["tokenize"] == "/extras/tokenize" and d["n_honoured"] is False
+    said = caplog.text
+    assert "assuming 4096 tokens" in said and "#max_length=N" in said  # never a silent 4096
+    assert "cannot do chat-template scoring" in said and "#tokenizer=" in said
+    assert lm.count_tokens("one two three") == 3  # the BOS its tokenize endpoint adds is taken off
+    assert OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64").max_length == 64
+
+
+def test_the_bos_the_server_counts_is_not_a_scored_token(double):
+    """llama-cpp-python counts a BOS in usage.prompt_tokens that it does not list: trusting usage
+    scored the generated token as part of the reference (811 tokens instead of 810)."""
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    out = lm.loglikelihood([ScoreRequest(("The keeper",), " read the letter")])[0]
+    assert out.tokens == [" read", " the", " letter"] and " zzz" not in out.tokens
+
+
+def test_ignored_n_becomes_separate_requests(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    state.bodies.clear()
+    out = lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=3, seed=11, stop=("STOP",)))
+    assert out == [f"reply 0 seed={s}\n" for s in (11, 12, 13)]
+    assert [b["n"] for p, b in state.bodies] == [1, 1, 1]
+
+
+def test_a_prefill_without_tokenizer_is_refused_before_any_generation(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    state.bodies.clear()
+    with pytest.raises(LMError, match="cannot do continuing a prefill.*#tokenizer="):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(), prefix="<rewrite>")
+    with pytest.raises(LMError, match="REER.*cannot do chat-template scoring"):
+        lm.require({"chat_template", "prefix"}, "REER")
+    assert state.bodies == []
+
+
+def test_shifted_logprobs_are_refused_naming_the_bos_fix(double):
+    base, state = double
+    state.mode |= {"llama", "shifted"}
+    with pytest.raises(MisalignedServer, match="refusing.*perplexity.*add_bos_token=bool:true"):
+        OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    state.mode.discard("llama")  # another server: a neutral cause
+    with pytest.raises(MisalignedServer, match="shifted by one position or belong to another model"):
+        OpenAILM.from_spec(f"{base}#{MODEL}")
+
+
+def test_the_window_is_learned_from_an_overflow_reply(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    assert lm.max_length == 4096
+    with pytest.raises(ContextTooLong):
+        lm.loglikelihood([ScoreRequest(("word " * 70,), "end")])
+    assert lm.max_length == MAX_MODEL_LEN
+
+
+def test_client_tokenizer_renders_chats_and_prefills_here(double):
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#tokenizer=smollm2-135m#max_length=64")
+    msgs = [{"role": "user", "content": "hi"}]
+    tok = lm.client_tokenizer
+    assert lm.chat_text(msgs) == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert lm.missing({"chat_template", "prefix", "count_tokens", "score"}) == ""
+    state.bodies.clear()
+    out = lm.generate(msgs, GenerationConfig(n=2, seed=5, max_new_tokens=8), prefix="<rewrite>\nThe")
+    path, body = state.bodies[-1]
+    assert path == "/v1/completions" and body["prompt"] == lm.chat_text(msgs) + "<rewrite>\nThe"
+    assert len(out) == 2 and all(o.finish_reason == "length" for o in out)
+    assert lm.count_tokens("Hello world") == len(tok("Hello world", add_special_tokens=False)["input_ids"])
+
+
+def test_the_token_sink_hears_once_when_done(lm):
+    from core.models.lm import on_tokens
+
+    heard = []
+    with on_tokens(heard.append):
+        lm.generate([{"role": "user", "content": "hi"}], GenerationConfig(n=2, max_new_tokens=9, stop=("STOP",)))
+    assert len(heard) == 1 and heard[0].done and heard[0].budget == 9
+    assert heard[0].texts == ("reply 0 seed=None\n", "reply 1 seed=None\n") and heard[0].tokens == 4
+
+
+def test_reer_and_r2_refuse_a_server_that_cannot_before_any_run(double, tmp_path):
+    from core.r2.jobs import r2_job
+    from core.reer.config import ReerConfig
+    from core.reer.jobs import reer_job
+    from core.store import open_store
+
+    base, state = double
+    state.mode.add("llama")
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}#max_length=64")
+    store = open_store(None)
+    pid, _ = store.add_prompt("Write a note.", "A short note.")
+    state.bodies.clear()
+    with pytest.raises(LMError, match="^REER: .*cannot do chat-template scoring.*#tokenizer="):
+        next(reer_job(store, lm, pid, ReerConfig()))
+    with pytest.raises(LMError, match="^REER: .*cannot do continuing a prefill"):
+        next(reer_job(store, lm, pid, ReerConfig(template="none")))
+    with pytest.raises(LMError, match="^the R2 writer: .*continuing a prefill"):
+        next(r2_job(store, lm, None, pid))
+    assert state.bodies == [] and store.list_runs() == []  # nothing generated, no run opened
+
+
+def test_models_listing_waits_as_long_as_any_request(double, monkeypatch):
+    """/v1/models was capped at 30 s while the message said to raise PALIMPSEST_SERVER_TIMEOUT."""
+    import core.models.server as server
+
+    base, _ = double
+    seen = []
+    real = server.request_json
+    monkeypatch.setattr(server, "request_json", lambda url, *a, **kw: seen.append((url, kw["timeout"])) or real(url, *a, **kw))
+    monkeypatch.setenv("PALIMPSEST_SERVER_TIMEOUT", "45")
+    OpenAILM.from_spec(f"{base}#{MODEL}")
+    assert (f"{base}/models", 45.0) in seen
+
+
+def test_the_cli_says_connecting_not_float32_for_a_server(double, capsys):
+    from studio.cli.main import _load
+
+    base, _ = double
+    _load(f"{base}#{MODEL}#max_length=60")
+    err = capsys.readouterr().err
+    assert "connecting to" in err and "(float32)" not in err
+    assert "vllm server, 1 endpoint(s), window 60 tokens (spec), tokenizer the server" in err
+
+
+def test_a_run_records_what_the_server_supports(double):
+    from core.reer.config import ReerConfig
+    from core.reer.search import reer_search
+
+    base, _ = double
+    lm = OpenAILM.from_spec(f"{base}#{MODEL}")
+    first = next(reer_search(lm, "run1", "p1", "Write a note.", "A short note.", ReerConfig(template="none")))
+    assert first.kind == "run_started" and first.server["endpoints"][base]["kind"] == "vllm"
+    assert first.server["max_length"] == MAX_MODEL_LEN and first.to_dict()["server"]["model"] == MODEL

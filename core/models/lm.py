@@ -301,12 +301,13 @@ def is_server_spec(spec: str) -> bool:
 
 def server_host(spec: str) -> tuple[str, int] | None:
     """(host, port) a server spec's requests go to (the port from the scheme when not given; the
-    host in lower case); None when `spec` is not a server URL or its host is unreadable. The API
-    key follows these pairs (core.models.shelf.ModelPolicy.key_hosts)."""
+    host in lower case) of its first URL; None when `spec` is not a server URL or its host is
+    unreadable. The API key follows these pairs (core.models.shelf.ModelPolicy.key_hosts, which
+    takes every replica's: `server_hosts`)."""
     url = spec.strip()
     if url.startswith("openai:"):
         url = url[len("openai:"):].strip()
-    parts = urllib.parse.urlsplit(url.partition("#")[0])
+    parts = urllib.parse.urlsplit(url.partition("#")[0].split(",")[0])
     try:
         port = parts.port
     except ValueError:
@@ -314,6 +315,33 @@ def server_host(spec: str) -> tuple[str, int] | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def server_hosts(spec: str) -> list[tuple[str, int]]:
+    """(host, port) of every URL in a server spec (several replicas: a comma list before '#');
+    unreadable ones are left out."""
+    head = spec.strip()
+    if head.startswith("openai:"):
+        head = head[len("openai:"):].strip()
+    head = head.partition("#")[0]
+    return [h for h in (server_host(u) for u in head.split(",") if u.strip()) if h is not None]
+
+
+def require(lm: "LM", needs: set[str], what: str) -> None:
+    """LMError before any work when `lm` cannot do a capability `what` needs ("chat_template",
+    "prefix", "count_tokens", "score"). Only backends that can lack one (a server without a
+    client tokenizer, core.models.server.OpenAILM.missing) say so; the others can do all."""
+    missing = getattr(lm, "missing", None)
+    lacking = missing(set(needs)) if callable(missing) else ""
+    if lacking:
+        raise LMError(f"{what}: {lacking}")
+
+
+def details(lm: "LM") -> dict:
+    """What a backend detected about its model, for the run's record (a server's dialect,
+    window and tokenizer: core.models.server.OpenAILM.describe); {} for the others."""
+    describe = getattr(lm, "describe", None)
+    return describe() if callable(describe) else {}
 
 
 def is_scripted_spec(spec: str) -> bool:

@@ -1,61 +1,86 @@
-"""OpenAI-compatible server backend of the LM protocol (`core.models.lm`): vLLM and friends.
+"""OpenAI-compatible server backend of the LM protocol (`core.models.lm`): vLLM, SGLang, llama.cpp.
 
 Run a model on a GPU machine with vLLM, then point Palimpsest at it:
 
     vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000 --max-model-len 16384
     palimpsest ... --model http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct
 
-Spec syntax: `http(s)://host:port/v1#model-name`, optionally prefixed with `openai:`. Without
-`#model-name` the first model listed by GET {base}/models is used. A bare `http://host:port`
-gets `/v1` appended. The API key, if any, comes from $PALIMPSEST_API_KEY, else $OPENAI_API_KEY
-(sent as a Bearer header). It goes only where it was meant to go: `from_spec(key_hosts=...)`
-names the (host, port) pairs that may receive it (the studio passes the hosts its starter named;
-a server elsewhere is still called, without the key), and the header is never carried over a
-redirect (urllib's unredirected header), so a server cannot bounce the key to another address.
-The request timeout is $PALIMPSEST_SERVER_TIMEOUT seconds (default
-300) or the `timeout` argument; a connection reset is retried once.
+Spec syntax (docs/serving.md):
+
+    [openai:]URL[,URL...][#MODEL][#tokenizer=TOK][#max_length=N]
+
+- URL: http(s)://host:port/v1; a bare http://host:port gets /v1 appended. Several URLs, joined by
+  commas, are replicas serving the same model: requests are spread over them and retried
+  elsewhere (core.models.endpoints: least in-flight, backoff, dropping a dead one).
+- MODEL: the served model's id; without it the first model GET {base}/models lists is used.
+- tokenizer=TOK: the served model's tokenizer on this machine (a local folder with
+  tokenizer files, a hub id in the local cache, or the built-in alias smollm2-135m). With it,
+  chat templates and prefills are rendered here and sent as raw prompts to /v1/completions, so
+  prefix continuation, chat-template scoring and token counts work on any OpenAI-compatible
+  server. Without it the server's own endpoints are used (chat templates and prefills need vLLM:
+  /tokenize, /detokenize, continue_final_message); what the server lacks is said at load.
+- max_length=N: the context window in tokens when the server does not report one (vLLM does;
+  llama-cpp-python does not). Without either, 4096 is assumed with a warning at load, and the
+  first overflow reply that names the real window corrects it.
+The API keys, timeouts and retries: core.models.endpoints.
 
 Knows:
-- `generate`: POST {base}/chat/completions; the server applies the chat template and sampling.
-- `loglikelihood`: POST {base}/completions with `echo`, `logprobs=0`, `max_tokens=1` on the
-  joined text (context pieces + continuation); the server tokenizes the whole text, so the
-  continuation's tokens are picked by character offset. A token that straddles the
-  context/continuation boundary counts as continuation (its span overlaps the continuation).
-  Offsets are right-aligned to the echoed text first, so a BOS token that the server lists with
-  text (vLLM lists e.g. "<s>" and counts its characters) does not shift the boundary.
-  `precision` is ignored: the server computes in whatever dtype it was started with.
-  Nothing is left-truncated here: a text that does not fit raises ContextTooLong whatever
-  `truncate` says (`truncated` is always 0); restart the server with a larger --max-model-len.
-- `chat_text`: vLLM's POST {root}/tokenize (messages -> template token ids) and {root}/detokenize
-  (ids -> text), at the server root, not under /v1; results are cached per messages.
-- `max_length`: the /models entry's `max_model_len` (vLLM reports it), else 4096.
-- `count_tokens`: vLLM's POST {root}/tokenize with a plain prompt (no special tokens); a server
-  without that endpoint falls back to a local tokenizer when one is known (the `tokenizer`
-  argument, else the served model's name when it is a local folder or a hub id in the local
-  cache), and otherwise raises LMError saying what to do. Never a word count.
-- `generate`'s finish reasons come from each choice's `finish_reason` ("stop", "length", ...).
+- At load: GET /models (within the request timeout, no separate cap), then each endpoint is probed
+  once (core.models.dialect: tokenize endpoint, `n` honoured, echo or prompt_logprobs, context
+  window), and the alignment check scores a short known text: a server whose log-probs are
+  shifted or implausible is refused (MisalignedServer) naming the likely cause. `describe()`
+  returns what was detected, for records.
+- `generate`: with a client tokenizer, POST /completions with the rendered prompt + prefix;
+  else POST /chat/completions (a prefix via vLLM's continue_final_message). `n` not honoured ->
+  separate requests (seed + i). Finish reasons come from each choice's `finish_reason`.
+  The token sink (core.models.lm.on_tokens) is called once with the finished texts (done=True).
+- `loglikelihood`: POST /completions with `echo` + `logprobs=0` + `max_tokens=1` (or vLLM's
+  `prompt_logprobs`) on the joined text; the continuation's tokens are located by character
+  positions right-aligned to the prompt's end, after taking the generated token(s) off the end
+  (their count from `usage.completion_tokens` checked against the echoed text), and the listed
+  prompt tokens are checked against `usage.prompt_tokens` (equal, or one more for a BOS the server
+  counts but does not list); a disagreement is an error, never a guess. A token that straddles the
+  context/continuation boundary counts as continuation. `precision` is ignored; nothing is
+  left-truncated (a text that does not fit raises ContextTooLong).
+- `chat_text`, `count_tokens`: the client tokenizer, else the server's tokenize endpoint (vLLM's
+  /tokenize, llama-cpp-python's /extras/tokenize minus the specials it adds), else LMError
+  saying what to add. Never a word count.
+- `missing(needs)`: which of "chat_template", "prefix", "count_tokens", "score" this model cannot
+  do, as one line; `require(needs, what)` raises it before any work starts.
 
-Does not know: tokenizing context pieces one by one (servers tokenize the joined text, so shared
-prefixes are cached by the server's own prefix cache, not by us), local models, REER templates.
-Standard library only (urllib + json); `transformers` only for the local-tokenizer fallback.
+Does not know: tokenizing context pieces one by one (servers tokenize the joined text), local
+models, REER templates. Standard library only, plus `transformers` for a client tokenizer.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import os
 import re
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Sequence
 
+from core.models.dialect import Dialect, check_alignment, probe
+from core.models.endpoints import (  # noqa: F401  (re-exported: older imports name them here)
+    API_KEY_ENVS,
+    DEFAULT_TIMEOUT_S,
+    TIMEOUT_ENV,
+    VLLM_COMMAND,
+    AllEndpointsDown,
+    BadServerReply,
+    EndpointPool,
+    ServerUnreachable,
+    api_key_from_env,
+    error_text,
+    pool_for,
+    request_json,
+    timeout_from_env,
+)
 from core.models.lm import (
+    BUILTIN_ALIAS,
     FINISH_STOP,
     ContextTooLong,
     Generation,
@@ -65,185 +90,89 @@ from core.models.lm import (
     Precision,
     ScoreRequest,
     TokenLogprobs,
+    TokenProgress,
     cut_at_stop,
-    number_from_env,
-    server_host,
     stop_reason,
+    token_sink,
     wait_unless_stopped,
 )
 
 log = logging.getLogger(__name__)
 
-VLLM_COMMAND = "vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000 --max-model-len 16384"
 VLLM_SPEC = "http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct"  # the spec matching VLLM_COMMAND
-
-DEFAULT_MAX_LENGTH = 4096  # when /models does not say
-DEFAULT_TIMEOUT_S = 300.0  # one request; long generations and long texts take a while
-METADATA_TIMEOUT_S = 30.0  # upper bound for /models at load time
-TIMEOUT_ENV = "PALIMPSEST_SERVER_TIMEOUT"
-API_KEY_ENVS = ("PALIMPSEST_API_KEY", "OPENAI_API_KEY")  # first one set wins
+DEFAULT_MAX_LENGTH = 4096  # assumed, with a warning, when neither the server nor the spec says
 SCORE_WORKERS = 8  # concurrent /completions requests while scoring
 CHAT_CACHE_SIZE = 1024  # rendered chats kept per model
-
-_RESET_ERRORS = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
-_CONTEXT_RE = re.compile(r"maximum context length|maximum model length|longer than the maximum", re.I)
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-class ServerUnreachable(LMError):
-    """The server could not be reached, or did not answer in time."""
-
-
-class BadServerReply(LMError):
-    """The server answered, but with an HTTP error or something that is not the expected JSON."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
+SPEC_OPTIONS = ("tokenizer", "max_length")
+NEEDS = {  # capability -> what uses it, for the one-line message
+    "chat_template": "chat-template scoring (REER, score --template chat/train, the log-prob judge)",
+    "prefix": "continuing a prefill (REER rewrites, R2 judge lines)",
+    "count_tokens": "token counts (R2 rewards, quality filters)",
+    "score": "scoring (log-probs of a text)",
+}
+_WINDOW_RE = re.compile(r"(?:context window of|maximum context length is)\s+(\d+)", re.I)
 
 
-# ---- spec and settings ------------------------------------------------------------------------
+# ---- spec -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ServerSpec:
-    base: str  # the OpenAI API base, e.g. http://localhost:8000/v1
-    root: str  # the server root (base without /v1), where vLLM's /tokenize lives
+    urls: tuple[tuple[str, str], ...]  # (base, root) per replica: base is the /v1 API, root the server root
     model: str | None  # the model id after '#', None to take the first one /models lists
+    tokenizer: str | None = None  # `tokenizer=` option: render chats and prefills on the client
+    max_length: int | None = None  # `max_length=` option: the window when the server does not say
+
+    @property
+    def base(self) -> str:  # the first replica's API base
+        return self.urls[0][0]
+
+    @property
+    def root(self) -> str:  # the first replica's server root (vLLM's /tokenize lives there)
+        return self.urls[0][1]
 
 
-def parse_spec(spec: str) -> ServerSpec:
-    """Split `[openai:]http(s)://host:port/v1[#model]` into base URL, server root and model."""
-    url = spec.strip()
-    if url.startswith("openai:"):
-        url = url[len("openai:"):].strip()
-    url, _, model = url.partition("#")
-    parts = urllib.parse.urlsplit(url)
+def _split_url(spec: str, url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ModelNotFound(
-            f"model '{spec}': not a server URL. Use http://host:port/v1#model-name, e.g. {VLLM_SPEC}"
-        )
+            f"model '{spec}': {url.strip()!r} is not a server URL. Use http://host:port/v1#model-name "
+            f"(several replicas: http://a:8000/v1,http://b:8000/v1#model-name), e.g. {VLLM_SPEC}")
     path = parts.path.rstrip("/") or "/v1"
     base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
     root_path = path[: -len("/v1")] if path.endswith("/v1") else path
-    root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, root_path, "", ""))
-    return ServerSpec(base=base, root=root, model=model.strip() or None)
+    return base, urllib.parse.urlunsplit((parts.scheme, parts.netloc, root_path, "", ""))
 
 
-def api_key_from_env() -> str | None:
-    """The API key: $PALIMPSEST_API_KEY, else $OPENAI_API_KEY, else None."""
-    for name in API_KEY_ENVS:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+def parse_spec(spec: str) -> ServerSpec:
+    """Split `[openai:]URL[,URL...][#model][#tokenizer=T][#max_length=N]` (module docstring)."""
+    text = spec.strip()
+    if text.startswith("openai:"):
+        text = text[len("openai:"):].strip()
+    head, *tail = text.split("#")
+    urls = tuple(dict.fromkeys(_split_url(spec, u) for u in head.split(",") if u.strip()))
+    if not urls:
+        raise ModelNotFound(f"model '{spec}': no server URL before '#'; use http://host:port/v1#model-name")
+    model, options = None, {}
+    for i, piece in enumerate(tail):
+        key, eq, value = piece.partition("=")
+        if eq and key.strip() in SPEC_OPTIONS:
+            options[key.strip()] = value.strip()
+        elif i == 0:
+            model = piece.strip() or None
+        else:
+            raise ModelNotFound(f"model '{spec}': unknown option {piece!r} after '#'; options are "
+                                + ", ".join(f"#{o}=..." for o in SPEC_OPTIONS))
+    max_length = None
+    if options.get("max_length"):
+        if not options["max_length"].isdigit() or int(options["max_length"]) <= 0:
+            raise ModelNotFound(f"model '{spec}': max_length={options['max_length']!r}: give a whole number of "
+                                "tokens above 0, e.g. #max_length=8192")
+        max_length = int(options["max_length"])
+    return ServerSpec(urls=urls, model=model, tokenizer=options.get("tokenizer") or None, max_length=max_length)
 
 
-def timeout_from_env() -> float:
-    """Seconds per request: $PALIMPSEST_SERVER_TIMEOUT, else DEFAULT_TIMEOUT_S."""
-    return number_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, unit="seconds", example="300")
-
-
-# ---- HTTP -------------------------------------------------------------------------------------
-
-
-def _opener(url: str) -> urllib.request.OpenerDirector:
-    """Loopback servers are reached directly, never through an environment proxy."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host in _LOOPBACK or host.startswith("127."):
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener()
-
-
-def error_text(body: bytes) -> str:
-    """The human message inside an error reply (vLLM: {"message"} or {"error": {"message"}})."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:300]
-    if isinstance(data, dict):
-        inner = data.get("error")
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-        if data.get("message"):
-            return str(data["message"])
-        if data.get("detail"):
-            return str(data["detail"])
-    return text[:300]
-
-
-def _http_error(url: str, status: int, message: str) -> LMError:
-    """Turn an HTTP error reply into the LMError a user can act on."""
-    if _CONTEXT_RE.search(message):
-        return ContextTooLong(
-            f"the server at {url} says the text does not fit its context window: {message} "
-            "Shorten the input, or restart the server with a larger --max-model-len."
-        )
-    if status in (401, 403):
-        return BadServerReply(
-            f"the server at {url} refused the request (HTTP {status}: {message}); "
-            f"set {API_KEY_ENVS[0]} or {API_KEY_ENVS[1]} to its API key",
-            status,
-        )
-    return BadServerReply(f"the server at {url} answered HTTP {status}: {message}", status)
-
-
-def _unreachable(url: str, reason: object, timeout: float) -> ServerUnreachable:
-    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-        return ServerUnreachable(
-            f"no answer from the server at {url} within {timeout:g} s; it may be busy or the request "
-            f"too large. Raise the limit with {TIMEOUT_ENV}=<seconds>."
-        )
-    return ServerUnreachable(
-        f"cannot reach the model server at {url} ({reason}). Is the server running? "
-        f"Start it with, e.g.: {VLLM_COMMAND}"
-    )
-
-
-def request_json(url: str, body: dict | None = None, *, timeout: float, api_key: str | None = None) -> Any:
-    """GET (body None) or POST JSON to `url` and return the decoded JSON reply.
-
-    One retry on a connection reset; every failure becomes an LMError naming the URL. The
-    `api_key` goes to `url` only, never to where it redirects.
-    """
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    headers = {"Accept": "application/json"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    for attempt in (1, 2):
-        req = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
-        if api_key:  # unredirected: a redirect to any address goes there without the key
-            req.add_unredirected_header("Authorization", f"Bearer {api_key}")
-        try:
-            with _opener(url).open(req, timeout=timeout) as resp:
-                raw = resp.read()
-            break
-        except urllib.error.HTTPError as exc:
-            raise _http_error(url, exc.code, error_text(exc.read() or b"")) from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, _RESET_ERRORS) and attempt == 1:
-                log.info("connection to %s was reset; retrying once", url)
-                continue
-            raise _unreachable(url, exc.reason, timeout) from None
-        except _RESET_ERRORS as exc:
-            if attempt == 1:
-                log.info("connection to %s was reset; retrying once", url)
-                continue
-            raise _unreachable(url, exc, timeout) from None
-        except (TimeoutError, OSError) as exc:
-            raise _unreachable(url, exc, timeout) from None
-        except http.client.HTTPException as exc:
-            raise BadServerReply(f"the server at {url} broke the HTTP exchange ({exc!r}); is it an HTTP server?") from None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        snippet = raw[:200].decode("utf-8", "replace")
-        raise BadServerReply(
-            f"the server at {url} sent a reply that is not JSON ({snippet!r}); is it an "
-            "OpenAI-compatible server, and does the spec's URL end in /v1?"
-        ) from None
+# ---- helpers ----------------------------------------------------------------------------------
 
 
 def _field(reply: Any, url: str, *keys: str | int) -> Any:
@@ -258,207 +187,342 @@ def _field(reply: Any, url: str, *keys: str | int) -> Any:
     return node
 
 
-# ---- pure helpers -----------------------------------------------------------------------------
+def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any) -> int:
+    """How many of the echoed `tokens` at the end were generated, not prompt: the smallest count
+    (usage's `completion_tokens` tried first) whose remaining tokens end with the prompt's own end
+    and whose generated ones begin the text the reply added after the prompt. Servers differ:
+    vLLM and a BOS-fixed llama-cpp-python list the generated token, a stock llama-cpp-python
+    leaves it out. BadServerReply when no count fits."""
+    gen_text = echoed[len(prompt):] if isinstance(echoed, str) and echoed.startswith(prompt) else None
+    tail = prompt[-24:]
+    order = ([completion_tokens] if isinstance(completion_tokens, int) else []) + list(range(0, 4))
+    for m in order:
+        if not 0 <= m <= len(tokens):
+            continue
+        head, gen = "".join(tokens[:len(tokens) - m]), "".join(tokens[len(tokens) - m:])
+        if head.endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
+            return m
+    raise BadServerReply(
+        f"the echoed tokens do not agree with the echoed text (usage says {completion_tokens} generated, the "
+        f"text after the prompt is {gen_text!r}, the tokens end {list(tokens[-3:])}); cannot tell where the "
+        "prompt ends")
 
 
 def pick_continuation(
     tokens: Sequence[str],
     logprobs: Sequence[float | None],
-    offsets: Sequence[int],
     context_len: int,
     text_len: int,
+    listed: int,
     prompt_tokens: int | None = None,
 ) -> tuple[list[str], list[float | None], int]:
-    """The continuation's tokens and log-probs, and the number of prompt tokens before it.
+    """The continuation's tokens and log-probs, and the number of listed prompt tokens before it.
 
-    `tokens`/`logprobs`/`offsets` are the echoed prompt plus generated token(s). The prompt is
-    the first `prompt_tokens` entries (from the reply's usage) or else the entries whose offset
-    is below `text_len`. Offsets are shifted so the prompt ends exactly at `text_len` (undoing a
-    BOS token's text); then a prompt token belongs to the continuation when its span ends past
-    `context_len`, so a token straddling the boundary is continuation.
+    The first `listed` entries of `tokens` are the prompt's (the generated ones are already
+    excluded, `generated_count`). Their character spans are right-aligned so the last ends at
+    `text_len` (a BOS listed with text, or a first token the server left out, then moves only
+    the head); a token belongs to the continuation when its span ends past `context_len`.
+    `prompt_tokens` (usage) must be `listed` or `listed + 1` (a BOS counted, not listed).
     """
-    if prompt_tokens is None or not 0 < prompt_tokens <= len(tokens):
-        prompt_tokens = sum(1 for off in offsets if off < text_len)
-    if prompt_tokens == 0:
-        return [], [], 0
-    if prompt_tokens < len(tokens):
-        end = offsets[prompt_tokens]
-    else:
-        end = offsets[prompt_tokens - 1] + len(tokens[prompt_tokens - 1])
-    shift = end - text_len
-    first = prompt_tokens
-    for i in range(prompt_tokens):
-        if offsets[i] - shift + len(tokens[i]) > context_len:
-            first = i
+    if isinstance(prompt_tokens, int) and prompt_tokens not in (listed, listed + 1):
+        raise BadServerReply(f"the server lists {listed} prompt tokens but counts {prompt_tokens} in its usage; "
+                             "cannot tell which tokens are the continuation")
+    end = text_len
+    first = listed
+    for i in range(listed - 1, -1, -1):
+        if end <= context_len:
             break
-    return list(tokens[first:prompt_tokens]), list(logprobs[first:prompt_tokens]), first
+        first = i
+        end -= len(tokens[i])
+    if first == listed:
+        return [], [], listed
+    if end > context_len:  # the listed tokens do not reach back to the continuation's start
+        raise BadServerReply("the server's echoed tokens do not cover the continuation's start "
+                             "(it leaves the first token out); give the request a non-empty context")
+    return list(tokens[first:listed]), list(logprobs[first:listed]), first
 
 
 # ---- the backend ------------------------------------------------------------------------------
 
 
 class OpenAILM:
-    """A model behind an OpenAI-compatible server; one instance per spec."""
+    """A model behind one or more OpenAI-compatible servers; one instance per spec, safe to call
+    from many threads at once."""
 
-    def __init__(
-        self,
-        spec: ServerSpec,
-        model: str,
-        *,
-        name: str,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        api_key: str | None = None,
-        tokenizer: str | None = None,
-        key_withheld: bool = False,
-    ):
-        self.key_withheld = key_withheld  # a key is set, but this server's host may not receive it
+    def __init__(self, spec: ServerSpec, model: str, *, name: str, pool: EndpointPool,
+                 max_length: int = DEFAULT_MAX_LENGTH, dialect: Dialect | None = None,
+                 tokenizer: str | None = None, client_tokenizer: Any = None):
         self.has_fast_path = False  # the server computes in its own dtype: no bf16 twin here
-        self.tokenizer_name = tokenizer or model  # where count_tokens looks when /tokenize is missing
-        self._tokenize_missing = False  # the server answered /tokenize with 404/405 once
-        self._local_tokenizer = None  # loaded on first need (count_tokens fallback)
-        self.base = spec.base
-        self.root = spec.root
+        self.spec = spec
         self.model = model
         self.name = name
+        self.pool = pool
         self.max_length = max_length
-        self.timeout = timeout
-        self.api_key = api_key
+        self.dialect = dialect or Dialect()
+        self.tokenizer_name = tokenizer or model  # count_tokens' last resort: a local tokenizer of that name
+        self.client_tokenizer = client_tokenizer  # the spec's tokenizer= (renders chats and prefills here)
+        self._local_tokenizer = client_tokenizer
         self._chat_cache: OrderedDict[str, str] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._lock = threading.Lock()  # the chat cache and loading the local tokenizer
+        self._tok_lock = threading.Lock()  # calls into the local tokenizer
+
+    # compatibility with code and tests that knew one server
+    base = property(lambda self: self.spec.base)
+    root = property(lambda self: self.spec.root)
+    timeout = property(lambda self: self.pool.timeout)
 
     @classmethod
     def from_spec(cls, spec: str, timeout: float | None = None, tokenizer: str | None = None,
-                  key_hosts: frozenset | None = None) -> "OpenAILM":
-        """Connect to the server named by `spec`, pick the model and read its window size.
-        `tokenizer`: a local tokenizer folder or cached hub id for counting tokens when the
-        server has no /tokenize (default: the served model's name). `key_hosts`: the (host, port)
-        pairs (core.models.lm.server_host) the API key may go to; a server elsewhere is called
-        without it. None: the key goes to this spec's server (its user typed the spec)."""
+                  key_hosts: frozenset | None = None, check: bool = True) -> "OpenAILM":
+        """Connect to the servers named by `spec`, pick the model, probe each endpoint and run the
+        alignment check (`check`). `tokenizer`: like the spec's `tokenizer=` option. `key_hosts`:
+        the (host, port) pairs the API key may go to (core.models.endpoints)."""
         parsed = parse_spec(spec)
-        timeout = timeout or timeout_from_env()
-        key = api_key_from_env()
-        withheld = bool(key) and key_hosts is not None and server_host(parsed.base) not in key_hosts
-        if withheld:
-            log.warning("not sending the API key to %s: its host was not named when the app started", parsed.base)
-            key = None
-        try:
-            models = list_models(parsed.base, timeout=min(timeout, METADATA_TIMEOUT_S), api_key=key)
-        except BadServerReply as exc:
-            raise _why_refused(exc, withheld, parsed.base) from None
-        entry = choose_model(spec, parsed, models)
+        if tokenizer and not parsed.tokenizer:
+            parsed = replace(parsed, tokenizer=tokenizer)
+        pool = pool_for(list(parsed.urls), timeout=timeout or timeout_from_env(), key_hosts=key_hosts)
+        models, first = None, pool.endpoints[0]
+        for ep in pool.endpoints:  # the first replica that answers lists the models
+            try:
+                models = list_models(ep.base, timeout=pool.timeout, api_key=ep.api_key)
+                first = ep
+                break
+            except BadServerReply as exc:
+                raise _why_refused(exc, ep.key_withheld, ep.base) from None
+            except ServerUnreachable as exc:
+                if len(pool.endpoints) == 1:
+                    raise
+                pool.drop(ep, str(exc))
+        entry = choose_model(spec, parsed, models or [])
         model = parsed.model or entry["id"]
-        max_len = entry.get("max_model_len") if entry else None
-        max_length = int(max_len) if isinstance(max_len, int) and max_len > 0 else DEFAULT_MAX_LENGTH
-        return cls(parsed, model, name=spec.strip(), max_length=max_length, timeout=timeout, api_key=key,
-                   tokenizer=tokenizer, key_withheld=withheld)
+        client_tok = load_tokenizer(parsed.tokenizer, spec) if parsed.tokenizer else None
+        for ep in pool.endpoints:
+            if ep.dropped_at is not None:
+                continue
+            try:
+                ep.dialect = probe(ep, model, entry, timeout=pool.timeout)
+            except ServerUnreachable as exc:
+                if len(pool.endpoints) == 1:
+                    raise
+                pool.drop(ep, str(exc))
+        dialect = first.dialect
+        max_length = parsed.max_length or dialect.context_window
+        if max_length is None:
+            log.warning("%s: the server does not report its context window; assuming %d tokens. Give the real one "
+                        "with #max_length=N in the spec", spec.strip(), DEFAULT_MAX_LENGTH)
+            max_length = DEFAULT_MAX_LENGTH
+        lm = cls(parsed, model, name=spec.strip(), pool=pool, max_length=max_length, dialect=dialect,
+                 tokenizer=parsed.tokenizer, client_tokenizer=client_tok)
+        lacking = lm.missing(set(NEEDS))
+        if lacking:
+            log.warning("%s: %s", spec.strip(), lacking)
+        if check and dialect.logprobs:
+            for ep in pool.live:
+                ep.dialect.alignment = check_alignment(lm._probe_scorer(ep), ep.base, ep.dialect.kind)
+        return lm
 
-    def _post(self, url: str, body: dict) -> Any:
+    def describe(self) -> dict:
+        """What was detected, for records: per endpoint its dialect, plus the window and tokenizer."""
+        return {"model": self.model, "max_length": self.max_length,
+                "max_length_source": "spec" if self.spec.max_length else (self.dialect.context_source or "assumed"),
+                "tokenizer": self.spec.tokenizer,
+                "endpoints": {ep.base: ep.dialect.as_dict() if ep.dialect else None for ep in self.pool.endpoints}}
+
+    def _call(self, path: str, body: dict | None, *, at_root: bool = False) -> Any:
         try:
-            return request_json(url, body, timeout=self.timeout, api_key=self.api_key)
+            return self.pool.call(path, body, at_root=at_root)
+        except ContextTooLong as exc:
+            self._learn_window(str(exc))
+            raise
         except BadServerReply as exc:
-            raise _why_refused(exc, self.key_withheld, self.base) from None
+            first = self.pool.endpoints[0]
+            raise _why_refused(exc, first.key_withheld, first.base) from None
+
+    def _learn_window(self, message: str) -> None:
+        m = _WINDOW_RE.search(message)
+        if m and not self.spec.max_length and int(m.group(1)) != self.max_length:
+            log.warning("%s: the server says its context window is %s tokens; using that", self.name, m.group(1))
+            self.max_length = int(m.group(1))
+
+    # ---- what this model can do -----------------------------------------------------------
+
+    def missing(self, needs: set[str]) -> str:
+        """'' when this model can do every capability in `needs` (NEEDS' keys); else one line
+        saying what it cannot and how to fix it."""
+        d, tok = self.dialect, self.client_tokenizer is not None
+        cannot = []
+        if "chat_template" in needs and not tok and not d.chat_tokenize:
+            cannot.append("chat_template")
+        if "prefix" in needs and not tok and d.kind != "vllm":
+            cannot.append("prefix")
+        if "count_tokens" in needs and not tok and not d.tokenize:
+            cannot.append("count_tokens")
+        if "score" in needs and not d.logprobs:
+            cannot.append("score")
+        if not cannot:
+            return ""
+        what = "; ".join(NEEDS[c] for c in cannot)
+        fix = ("this server returns no prompt log-probs (echo or prompt_logprobs)" if cannot == ["score"] else
+               f"add the served model's tokenizer to the spec: {self.name.split('#')[0]}#{self.model}"
+               f"#tokenizer=<local folder or {BUILTIN_ALIAS}>"
+               + ("" if d.kind == "vllm" else " (or serve it with vLLM, whose /tokenize does this)"))
+        return f"the {d.kind} server for {self.model} cannot do {what}: {fix}"
+
+    def require(self, needs: set[str], what: str) -> None:
+        """LMError before any work when `what` needs a capability this model lacks."""
+        lacking = self.missing(needs)
+        if lacking:
+            raise LMError(f"{what}: {lacking}")
 
     # ---- protocol -----------------------------------------------------------------------------
 
     def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
-        """`config.n` replies from {base}/chat/completions, in choice order, cut at stop strings.
+        """`config.n` replies in order, cut at stop strings (module docstring)."""
+        if self.client_tokenizer is not None:
+            path, body, read = self._completion_body(messages, config, prefix)
+        else:
+            if prefix and self.dialect.kind != "vllm":
+                self.require({"prefix"}, "generate with a prefill")
+            path, body, read = self._chat_body(messages, config, prefix)
+        if config.n == 1 or self.dialect.n_honoured is False:
+            bodies = [dict(body, n=1, **({"seed": config.seed + i} if config.seed is not None else {}))
+                      for i in range(config.n)]
+        else:
+            bodies = [dict(body, n=config.n)]
+        choices: list = []
+        for b in bodies:
+            got = _field(wait_unless_stopped(lambda b=b: self._call(path, b)), path, "choices")
+            if not isinstance(got, list):
+                raise BadServerReply(f"the server at {path} sent choices that are not a list")
+            choices += sorted(got, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+        if len(choices) < config.n and len(bodies) == 1:  # n ignored: ask for the rest one by one
+            self.dialect.n_honoured = False
+            for i in range(len(choices), config.n):
+                seed = {"seed": config.seed + i} if config.seed is not None else {}
+                choices += _field(wait_unless_stopped(lambda: self._call(path, dict(body, n=1, **seed))),
+                                  path, "choices")[:1]
+        if len(choices) != config.n:
+            raise BadServerReply(f"the server at {path} sent {len(choices)} choices for n={config.n}")
+        out = []
+        for c in choices:
+            text = read(c) or ""
+            reason = c.get("finish_reason") if isinstance(c, dict) else None
+            out.append(Generation(cut_at_stop(text, config.stop),
+                                  stop_reason(text, config.stop, str(reason) if reason else FINISH_STOP)))
+        sink = token_sink()
+        if sink is not None:
+            made = max((self._count_or_zero(g) for g in out), default=0)
+            sink(TokenProgress(tuple(str(g) for g in out), made, config.max_new_tokens, done=True))
+        return out
 
-        A `prefix` is sent as a final assistant message with vLLM's `continue_final_message`
-        (and `add_generation_prompt: false`), so the reply continues it.
-        """
-        messages = list(messages)
-        if prefix:
-            messages.append({"role": "assistant", "content": prefix})
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": config.max_new_tokens,
-            "temperature": config.temperature,
-            "top_p": config.top_p,
-            "n": config.n,
-        }
+    def _count_or_zero(self, text: str) -> int:
+        try:
+            return self.count_tokens(text)
+        except LMError:
+            return 0
+
+    def _sampling(self, config: GenerationConfig) -> dict:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": config.max_new_tokens,
+                                "temperature": config.temperature, "top_p": config.top_p}
         if config.stop:
             body["stop"] = list(config.stop)
         if config.seed is not None:
             body["seed"] = config.seed
-        if prefix:
-            body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(config.extra)
-        url = f"{self.base}/chat/completions"
-        # a run's Stop (core.models.lm.stop_when) ends the wait for the reply, not just the next call
-        choices = _field(wait_unless_stopped(lambda: self._post(url, body)), url, "choices")
-        if not isinstance(choices, list) or len(choices) != config.n:
-            raise BadServerReply(f"the server at {url} sent {len(choices) if isinstance(choices, list) else 0} "
-                                 f"choices for n={config.n}")
-        ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-        out = []
-        for c in ordered:
-            text = _field(c, url, "message", "content") or ""
-            reason = c.get("finish_reason") if isinstance(c, dict) else None
-            out.append(Generation(cut_at_stop(text, config.stop),
-                                  stop_reason(text, config.stop, str(reason) if reason else FINISH_STOP)))
-        return out
+        return body
+
+    def _chat_body(self, messages, config, prefix):
+        messages = list(messages)
+        body = self._sampling(config)
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        body["messages"] = messages
+        return "/chat/completions", body, lambda c: _field(c, "/chat/completions", "message", "content")
+
+    def _completion_body(self, messages, config, prefix):
+        body = self._sampling(config)
+        body["prompt"] = self._raw_prompt(self.chat_text(messages, add_generation_prompt=True) + prefix)
+        return "/completions", body, lambda c: _field(c, "/completions", "text")
+
+    def _raw_prompt(self, text: str) -> str:
+        """`text` as a raw prompt: without a leading BOS text when the tokenizer adds a BOS itself
+        (the server adds its own, as the model asks)."""
+        tok = self.client_tokenizer
+        bos = getattr(tok, "bos_token", None) if tok is not None else None
+        if bos and text.startswith(bos):
+            with self._tok_lock:
+                ids = tok("a", add_special_tokens=True)["input_ids"]
+            if ids and ids[0] == tok.bos_token_id:
+                return text[len(bos):]
+        return text
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of `text` by the server's /tokenize (vLLM), else by a local tokenizer (see the
-        module docstring); LMError when neither is there."""
+        """Tokens of `text`: the client tokenizer, else the server's tokenize endpoint, else a
+        local tokenizer named like the served model; LMError when none is there."""
         if not text:
             return 0
-        if not self._tokenize_missing:
-            url = f"{self.root}/tokenize"
-            try:
-                reply = self._post(url, {"model": self.model, "prompt": text, "add_special_tokens": False})
-            except BadServerReply as exc:
-                if exc.status not in (404, 405):
-                    raise
-                self._tokenize_missing = True
-            else:
-                count = reply.get("count") if isinstance(reply, dict) else None
-                return int(count) if isinstance(count, int) else len(_field(reply, url, "tokens"))
-        return len(self._tokenizer()(text, add_special_tokens=False)["input_ids"])
+        if self.client_tokenizer is None and self.dialect.tokenize == "/tokenize":
+            reply = self._call("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False},
+                               at_root=True)
+            count = reply.get("count") if isinstance(reply, dict) else None
+            return int(count) if isinstance(count, int) else len(_field(reply, "/tokenize", "tokens"))
+        if self.client_tokenizer is None and self.dialect.tokenize == "/extras/tokenize":
+            reply = self._call("/extras/tokenize", {"model": self.model, "input": text}, at_root=True)
+            return max(0, len(_field(reply, "/extras/tokenize", "tokens")) - self.dialect.specials_in_count)
+        tok = self._tokenizer()
+        with self._tok_lock:  # a fast tokenizer's encode is not safe from many threads at once ("Already borrowed")
+            return len(tok(text, add_special_tokens=False)["input_ids"])
 
     def _tokenizer(self):
-        """The local tokenizer named by `tokenizer_name` (local files only), loaded once."""
-        if self._local_tokenizer is None:
-            try:
-                from transformers import AutoTokenizer
+        """The client tokenizer, else a local one named like the served model (loaded once)."""
+        with self._lock:
+            if self._local_tokenizer is None:
+                try:
+                    from transformers import AutoTokenizer
 
-                self._local_tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name, local_files_only=True)
-            except (ImportError, OSError, ValueError) as exc:
-                raise LMError(
-                    f"cannot count tokens for {self.name}: the server at {self.root} has no /tokenize endpoint "
-                    f"and no local tokenizer named {self.tokenizer_name!r} was found ({str(exc).splitlines()[0][:120]}). "
-                    "Use a vLLM server, or pass a local tokenizer folder (OpenAILM.from_spec(spec, tokenizer=DIR))."
-                ) from None
-        return self._local_tokenizer
+                    self._local_tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name, local_files_only=True)
+                except (ImportError, OSError, ValueError) as exc:
+                    raise LMError(
+                        f"cannot count tokens for {self.name}: the server has no tokenize endpoint and no local "
+                        f"tokenizer named {self.tokenizer_name!r} was found ({str(exc).splitlines()[0][:120]}). "
+                        f"Add #tokenizer=<local folder or {BUILTIN_ALIAS}> to the spec, or use a vLLM server."
+                    ) from None
+            return self._local_tokenizer
 
     def chat_text(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
-        """The server's chat-template rendering, via vLLM's /tokenize then /detokenize (cached)."""
+        """The chat template's rendering: the client tokenizer's, else vLLM's /tokenize then
+        /detokenize (cached)."""
+        if self.client_tokenizer is not None:
+            with self._tok_lock:
+                return self.client_tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                                 add_generation_prompt=add_generation_prompt)
         key = json.dumps([list(messages), add_generation_prompt], sort_keys=True, ensure_ascii=False)
-        with self._cache_lock:
+        with self._lock:
             if key in self._chat_cache:
                 self._chat_cache.move_to_end(key)
                 return self._chat_cache[key]
         text = self._render_chat(list(messages), add_generation_prompt)
-        with self._cache_lock:
+        with self._lock:
             self._chat_cache[key] = text
             while len(self._chat_cache) > CHAT_CACHE_SIZE:
                 self._chat_cache.popitem(last=False)
         return text
 
     def _render_chat(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        tok_url, detok_url = f"{self.root}/tokenize", f"{self.root}/detokenize"
+        if not self.dialect.chat_tokenize and self.dialect.kind != "openai-compatible":
+            self.require({"chat_template"}, "render the chat template")
         try:
             body = {"model": self.model, "messages": messages, "add_generation_prompt": add_generation_prompt}
-            ids = _field(self._post(tok_url, body), tok_url, "tokens")
-            return str(_field(self._post(detok_url, {"model": self.model, "tokens": ids}), detok_url, "prompt"))
+            ids = _field(self._call("/tokenize", body, at_root=True), "/tokenize", "tokens")
+            return str(_field(self._call("/detokenize", {"model": self.model, "tokens": ids}, at_root=True),
+                              "/detokenize", "prompt"))
         except BadServerReply as exc:
             if exc.status in (404, 405):
                 raise LMError(
-                    f"scoring with the chat template against {self.root} needs vLLM's /tokenize and "
-                    f"/detokenize endpoints, which this server does not have ({exc}). Use a vLLM server, "
-                    "or score with template 'none'."
+                    f"scoring with the chat template against {self.root} needs vLLM's /tokenize and /detokenize "
+                    f"endpoints, which this server does not have ({exc}). Add #tokenizer=<local folder or "
+                    f"{BUILTIN_ALIAS}> to the spec, or score with template 'none' (--template none)."
                 ) from None
             raise
 
@@ -468,11 +532,12 @@ class OpenAILM:
         precision: Precision = "fp32",
         truncate: Literal["error", "left"] = "error",
     ) -> list[TokenLogprobs]:
-        """Continuation log-probs from {base}/completions (echo), up to 8 requests at a time.
+        """Continuation log-probs from {base}/completions, up to 8 requests at a time.
 
         `precision` is ignored (the server's dtype rules) and nothing is truncated: a text too
         long for the server raises ContextTooLong whatever `truncate` says.
         """
+        self.require({"score"}, "scoring")
         for req in requests:
             if not req.continuation:
                 raise LMError("scoring request with an empty continuation: nothing to score")
@@ -481,31 +546,80 @@ class OpenAILM:
         with ThreadPoolExecutor(max_workers=min(SCORE_WORKERS, len(requests))) as pool:
             return list(pool.map(self._score_one, requests))
 
-    def _score_one(self, req: ScoreRequest) -> TokenLogprobs:
-        context = "".join(req.context)
+    def _score_one(self, req: ScoreRequest, call=None) -> TokenLogprobs:
+        context = self._raw_prompt("".join(req.context)) if req.context else ""
         text = context + req.continuation
-        url = f"{self.base}/completions"
-        body = {"model": self.model, "prompt": text, "max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0}
-        reply = self._post(url, body)
-        lp = _field(reply, url, "choices", 0, "logprobs")
-        tokens = _field(lp, url, "tokens")
-        logprobs = _field(lp, url, "token_logprobs")
-        offsets = _field(lp, url, "text_offset")
-        if not (isinstance(tokens, list) and len(tokens) == len(logprobs) == len(offsets)):
-            raise BadServerReply(f"the server at {url} sent logprobs lists of different lengths")
+        body: dict[str, Any] = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0}
+        if self.dialect.logprobs == "prompt_logprobs":
+            body["prompt_logprobs"] = 0
+        else:
+            body.update(echo=True, logprobs=0)
+        reply = (call or self._call)("/completions", body)
+        choice = _field(reply, "/completions", "choices", 0)
         usage = reply.get("usage") if isinstance(reply, dict) else None
-        n_prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-        cont, cont_lps, n_ctx = pick_continuation(
-            tokens, logprobs, offsets, len(context), len(text), n_prompt if isinstance(n_prompt, int) else None
-        )
+        usage = usage if isinstance(usage, dict) else {}
+        if self.dialect.logprobs == "prompt_logprobs":
+            tokens, logprobs = _from_prompt_logprobs(_field(choice, "/completions", "prompt_logprobs"))
+            listed = len(tokens)
+        else:
+            lp = _field(choice, "/completions", "logprobs")
+            tokens, logprobs = _field(lp, "/completions", "tokens"), _field(lp, "/completions", "token_logprobs")
+            if not (isinstance(tokens, list) and isinstance(logprobs, list) and len(tokens) == len(logprobs)):
+                raise BadServerReply("the server sent logprobs lists of different lengths")
+            tokens = [str(t) for t in tokens]
+            listed = len(tokens) - generated_count(tokens, text, choice.get("text"), usage.get("completion_tokens"))
+        cont, cont_lps, n_ctx = pick_continuation(tokens, logprobs, len(context), len(text), listed,
+                                                  usage.get("prompt_tokens"))
         if not cont:
-            raise BadServerReply(f"the server at {url} echoed no tokens for the continuation {req.continuation[:40]!r}")
+            raise BadServerReply(f"the server echoed no tokens for the continuation {req.continuation[:40]!r}")
         if any(v is None for v in cont_lps):
             raise LMError(
-                f"the continuation {req.continuation[:40]!r} starts at the first token, which the server at "
-                f"{url} gives no log-prob for; give the request a non-empty context"
-            )
-        return TokenLogprobs([str(t) for t in cont], [float(v) for v in cont_lps], context_tokens=n_ctx, truncated=0)
+                f"the continuation {req.continuation[:40]!r} starts at the first token, which the server gives "
+                "no log-prob for; give the request a non-empty context")
+        return TokenLogprobs(cont, [float(v) for v in cont_lps], context_tokens=n_ctx, truncated=0)
+
+    def _probe_scorer(self, ep):
+        """score(context, continuation) -> log-probs, sent to endpoint `ep` only (the alignment check)."""
+        def call(path, body):
+            return request_json(ep.base + path, body, timeout=self.pool.timeout, api_key=ep.api_key)
+
+        def score(context: str, continuation: str) -> list[float]:
+            return self._score_one(ScoreRequest((context,) if context else (), continuation), call).logprobs
+        return score
+
+
+def _from_prompt_logprobs(entries: Any) -> tuple[list[str], list[float | None]]:
+    """vLLM's prompt_logprobs ([None, {id: {logprob, decoded_token}}, ...]) as tokens and log-probs."""
+    if not isinstance(entries, list):
+        raise BadServerReply("the server's prompt_logprobs is not a list")
+    tokens, lps = [], []
+    for entry in entries:
+        if not entry:
+            tokens.append("")  # the first token (no log-prob); its text is unknown, it is never scored
+            lps.append(None)
+            continue
+        info = next(iter(entry.values())) if isinstance(entry, dict) else None
+        if not isinstance(info, dict):
+            raise BadServerReply(f"the server's prompt_logprobs entry is not understood: {str(entry)[:100]}")
+        tokens.append(str(info.get("decoded_token") or ""))
+        lps.append(info.get("logprob"))
+    return tokens, lps
+
+
+def load_tokenizer(name: str, spec: str):
+    """The client tokenizer: the built-in alias (its cached folder) or a local folder / cached hub id."""
+    try:
+        from transformers import AutoTokenizer
+
+        if name == BUILTIN_ALIAS:
+            from core.models.hf import builtin_model_dir
+
+            return AutoTokenizer.from_pretrained(builtin_model_dir())
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (ImportError, OSError, ValueError) as exc:
+        raise ModelNotFound(
+            f"model '{spec}': tokenizer={name!r} could not be loaded ({str(exc).splitlines()[0][:120]}); give a "
+            f"local folder with tokenizer files, a hub id in the local cache, or {BUILTIN_ALIAS}") from None
 
 
 def _why_refused(exc: BadServerReply, withheld: bool, base: str) -> BadServerReply:

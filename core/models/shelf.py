@@ -32,7 +32,7 @@ from core.models.lm import (
     is_server_spec,
     load_lm,
     number_from_env,
-    server_host,
+    server_hosts,
 )
 
 MAX_MODELS_ENV = "PALIMPSEST_MAX_MODELS"
@@ -198,8 +198,16 @@ class ModelPolicy:
         """(host, port) pairs the API key may be sent to: the servers of the literal specs, and
         of the patterns whose scheme and host:port hold no wildcard. Nothing a user types later
         adds to this, not even under allow_any."""
-        named = list(self.specs) + [p for p in self.patterns if not _glob_before_path(p)]
-        return frozenset(h for h in map(server_host, named) if h is not None)
+        named = list(self.specs) + [u for p in self.patterns for u in _replica_urls(p) if not _glob_before_path(u)]
+        return frozenset(h for spec in named for h in server_hosts(spec))
+
+
+def _replica_urls(pattern: str) -> list[str]:
+    """A spec or pattern's URLs, one per replica (a comma list before '#')."""
+    head = pattern.strip()
+    if head.startswith("openai:"):
+        head = head[len("openai:"):]
+    return [u for u in head.partition("#")[0].split(",") if u.strip()]
 
 
 def _glob_before_path(pattern: str) -> bool:

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.data.items import Item
-from core.models.lm import LM
+from core.models.lm import LM, require
 from core.r2.config import R2Config
 from core.r2.judge import BadJudgment, Judgment
 from core.r2.loop import Controls, r2_loop
@@ -53,11 +53,15 @@ def r2_job(store: Store, writer_lm: LM, judge_lm: LM | None, prompt_id: str, cfg
     drive that run with its own stored settings. Raises RunBusy before any event when another live
     owner drives the run; `owner` defaults to a fresh lease owner."""
     prompt = store.get_prompt(prompt_id)
+    if run_id is not None:
+        cfg = R2Config.from_dict(store.get_run(run_id)["settings"])
+    require(writer_lm, {"prefix", "count_tokens"}, "the R2 writer")  # before any work (core.models.lm.require)
+    if cfg.judge_mode != "human":  # no judge model: the writer judges
+        logprob = {"chat_template", "score"} if cfg.judge.method != "generate" else set()
+        require(judge_lm or writer_lm, {"prefix"} | logprob, "the R2 judge")
     if run_id is None:
         model = models_name(writer_lm.name, judge_lm.name if judge_lm else "")
         run_id, _ = open_run_for(store, R2.kind, prompt_id, cfg.as_dict(), model)
-    else:
-        cfg = R2Config.from_dict(store.get_run(run_id)["settings"])
 
     def loop(history: Sequence[ev.Event]) -> Iterator[ev.Event]:
         return r2_loop(writer_lm, judge_lm, run_id, prompt_id, prompt["query"], prompt.get("rubric"), cfg,

@@ -43,6 +43,7 @@ from core.models.lm import (
     GenerationConfig,
     GenerationStopped,
     LMError,
+    details,
 )
 from core.prompts import render
 from core.r2.config import R2Config
@@ -195,7 +196,9 @@ def r2_loop(writer: LM, judge: LM | None, run_id: str, item_id: str, query: str,
             yield emit(ev.R2Started(run_id, item_id=item_id, query=query, rubric=rubric,
                                     settings={**cfg.as_dict(), "engines": engines},
                                     writer=writer.name,
-                                    judge=judge.name if judge is not None else ""))
+                                    judge=judge.name if judge is not None else "",
+                                    servers={k: d for k, d in (("writer", details(writer)),
+                                                               ("judge", details(judge) if judge else {})) if d}))
         if state.drafted is None:
             plan, draft, raw = write_draft(writer, query, cfg, meter)
             yield emit(ev.R2Drafted(run_id, plan=plan, draft=draft, raw=raw))

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.data.items import Item
-from core.models.lm import LM
+from core.models.lm import LM, require
 from core.reer.config import ReerConfig
 from core.reer.search import Controls, reer_search
 from core.reer.state import record_from_events, trajectory_fields
@@ -40,10 +40,12 @@ def reer_job(store: Store, lm: LM, prompt_id: str, cfg: ReerConfig = ReerConfig(
     that run with its own stored settings. Raises RunBusy before any event when another live owner
     drives the run; `owner` defaults to a fresh lease owner."""
     prompt = store.get_prompt(prompt_id)
+    if run_id is not None:
+        cfg = ReerConfig.from_dict(store.get_run(run_id)["settings"])
+    needs = {"prefix", "score", "count_tokens"} | ({"chat_template"} if cfg.template != "none" else set())
+    require(lm, needs, "REER")  # a server that cannot is refused before the draft, not after
     if run_id is None:
         run_id, _ = open_run_for(store, REER.kind, prompt_id, cfg.as_dict(), lm.name)
-    else:
-        cfg = ReerConfig.from_dict(store.get_run(run_id)["settings"])
 
     def search(history: Sequence[ev.Event]) -> Iterator[ev.Event]:
         return reer_search(lm, run_id, prompt_id, prompt["query"], prompt["reference"], cfg,

@@ -36,6 +36,7 @@ from core.models.lm import (
     GenerationConfig,
     GenerationStopped,
     LMError,
+    details,
 )
 from core.models.scoring import score, score_candidates
 from core.prompts import render, template
@@ -184,7 +185,8 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
-                                settings={**cfg.as_dict(), "engines": engines_of(lm)}, model=lm.name)
+                                settings={**cfg.as_dict(), "engines": engines_of(lm)}, model=lm.name,
+                                server=details(lm))
         if state.segments is None:
             steps = cfg.max_steps
             with meter.generating("drafting the first thinking", "draft", cfg.draft_max_new_tokens,

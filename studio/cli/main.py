@@ -47,10 +47,20 @@ def _load(spec: str, dtype: str = "float32"):
     """The model for `spec` from the process's shelf (core.models.shelf): loaded once."""
     from core.models.shelf import default_shelf
 
+    from core.models.lm import is_server_spec
+
     shelf = default_shelf()
-    if spec.strip() not in shelf.loaded():
-        print(f"loading model {spec} ({dtype})...", file=sys.stderr)
-    return shelf.get(spec, dtype=dtype)
+    fresh = spec.strip() not in shelf.loaded()
+    if fresh:  # a server computes in its own dtype: no "(float32)" for it
+        print(f"connecting to {spec}..." if is_server_spec(spec) else f"loading model {spec} ({dtype})...",
+              file=sys.stderr)
+    lm = shelf.get(spec, dtype=dtype)
+    if fresh and hasattr(lm, "describe"):  # what the server supports, probed once (core.models.dialect)
+        d = lm.describe()
+        kinds = sorted({e["kind"] for e in d["endpoints"].values() if e})
+        print(f"  {', '.join(kinds)} server, {len(d['endpoints'])} endpoint(s), window {d['max_length']} tokens "
+              f"({d['max_length_source']}), tokenizer {d['tokenizer'] or 'the server'}", file=sys.stderr)
+    return lm
 
 
 # ---- app -------------------------------------------------------------------------------------

@@ -1,0 +1,203 @@
+"""Hostile conditions for the server backend's replica pool (core.models.endpoints): dead
+replicas, overloaded ones (429/503), slow ones, replicas that die mid-run, and API keys per
+endpoint. Each replica is a tiny http.server on 127.0.0.1 that answers a vLLM-shaped chat
+reply ("from <port>") after an optional delay, or with the statuses queued in `fail`.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from core.models.endpoints import AllEndpointsDown, Endpoint, EndpointPool, key_env_name
+from core.models.lm import GenerationConfig, LMError
+from core.models.server import OpenAILM
+from core.models.shelf import ModelPolicy
+
+MODEL = "m"
+HI = [{"role": "user", "content": "hi"}]
+
+
+class Replica:
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.fail: list[int] = []  # statuses to answer with, first first, before answering normally
+        self.chats = 0
+        self.auth: set = set()
+        self.open = 0  # requests being answered now
+        self.most_open = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                outer.auth.add(self.headers.get("Authorization"))
+                if self.path == "/v1/models":
+                    return self._send(200, {"data": [{"id": MODEL, "max_model_len": 4096}]})
+                self._send(404, {"message": "Not Found"})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.auth.add(self.headers.get("Authorization"))
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"message": "Not Found"})
+                with lock:
+                    status = outer.fail.pop(0) if outer.fail else 200
+                    outer.open += 1
+                    outer.most_open = max(outer.most_open, outer.open)
+                try:
+                    if status != 200:
+                        return self._send(status, {"message": f"HTTP {status} on purpose"})
+                    time.sleep(outer.delay)
+                    with lock:
+                        outer.chats += 1
+                    self._send(200, {"choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"content": f"from {outer.port}"}}]})
+                finally:
+                    with lock:
+                        outer.open -= 1
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def replicas(monkeypatch):
+    for name in ("PALIMPSEST_API_KEY", "OPENAI_API_KEY", "PALIMPSEST_SERVER_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    made = []
+
+    def make(delay: float = 0.0) -> Replica:
+        made.append(Replica(delay))
+        return made[-1]
+    yield make
+    for r in made:
+        r.stop()
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def fast(lm: OpenAILM) -> OpenAILM:
+    lm.pool.backoff_s, lm.pool.backoff_cap_s = 0.01, 0.02
+    return lm
+
+
+def test_requests_spread_over_replicas_least_in_flight(replicas):
+    a, b = replicas(delay=0.2), replicas(delay=0.2)
+    lm = OpenAILM.from_spec(f"{a.url},{b.url}#{MODEL}")
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(lambda _: lm.generate(HI, GenerationConfig())[0], range(8)))
+    assert a.chats == 4 and b.chats == 4  # least in-flight: 8 at once split evenly
+    assert {str(o) for o in out} == {f"from {a.port}", f"from {b.port}"}
+
+
+def test_a_dead_replica_is_dropped_at_load_and_the_others_carry_on(replicas, caplog):
+    live = replicas()
+    dead = dead_url()
+    with caplog.at_level("WARNING"):
+        lm = OpenAILM.from_spec(f"{dead},{live.url}#{MODEL}")
+    assert f"dropping endpoint {dead}" in caplog.text
+    assert [lm.generate(HI, GenerationConfig())[0] for _ in range(3)] == [f"from {live.port}"] * 3
+
+
+def test_a_replica_killed_mid_run_is_retried_elsewhere_then_dropped(replicas, monkeypatch, caplog):
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "3")
+    a, b = replicas(), replicas()
+    lm = fast(OpenAILM.from_spec(f"{a.url},{b.url}#{MODEL}"))
+    a.stop()
+    with caplog.at_level("WARNING"):
+        out = [lm.generate(HI, GenerationConfig())[0] for _ in range(6)]
+    assert out == [f"from {b.port}"] * 6  # nothing lost
+    assert f"dropping endpoint {a.url} after 3 failures" in caplog.text
+    assert [e.base for e in lm.pool.live] == [b.url]
+
+
+def test_overload_is_retried_and_a_bad_request_is_not(replicas, monkeypatch):
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "2")
+    r = replicas()
+    lm = fast(OpenAILM.from_spec(f"{r.url}#{MODEL}"))
+    r.fail = [429, 503]
+    assert lm.generate(HI, GenerationConfig())[0] == f"from {r.port}"
+    r.fail = [400]
+    with pytest.raises(LMError, match="HTTP 400"):
+        lm.generate(HI, GenerationConfig())
+    assert r.fail == []  # asked once
+
+
+def test_every_replica_down_is_one_line_naming_each(replicas, monkeypatch):
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "6")
+    a, b = replicas(), replicas()
+    lm = fast(OpenAILM.from_spec(f"{a.url},{b.url}#{MODEL}"))
+    a.stop()
+    b.stop()
+    with pytest.raises(AllEndpointsDown) as err:
+        lm.generate(HI, GenerationConfig())
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("every endpoint is down") and a.url in text and b.url in text
+
+
+def test_a_dropped_replica_gets_a_trial_after_its_revive_time():
+    pool = EndpointPool([Endpoint("http://a/v1", "http://a"), Endpoint("http://b/v1", "http://b")],
+                        timeout=1, revive_s=0.05)
+    a, b = pool.endpoints
+    a.dropped_at = time.monotonic()
+    assert pool._pick(set()) is b
+    pool._done(b, None)
+    time.sleep(0.06)
+    b.in_flight = 5  # busy: the revived one is the least in-flight
+    assert pool._pick(set()) is a
+
+
+def test_each_replica_gets_its_own_key_and_only_named_hosts_get_one(replicas, monkeypatch):
+    a, b = replicas(), replicas()
+    monkeypatch.setenv(key_env_name(a.url), "key-a")
+    monkeypatch.setenv("PALIMPSEST_API_KEY", "key-all")
+    assert key_env_name("http://gpu-1.lan:8000/v1") == "PALIMPSEST_API_KEY_GPU_1_LAN_8000"
+    OpenAILM.from_spec(f"{a.url},{b.url}#{MODEL}")
+    assert a.auth == {"Bearer key-a"} and b.auth == {"Bearer key-all"}
+    c = replicas()
+    named_only_a = ModelPolicy((f"{a.url},{b.url}#{MODEL}",), allow_any=True).key_hosts
+    assert ("127.0.0.1", a.port) in named_only_a and ("127.0.0.1", b.port) in named_only_a
+    OpenAILM.from_spec(f"{a.url},{c.url}#{MODEL}", key_hosts=named_only_a)
+    assert c.auth == {None}
+
+
+def test_one_model_serves_many_threads_with_a_client_tokenizer(replicas, monkeypatch):
+    """The batch commands call one OpenAILM from N threads: chats rendered and tokens counted
+    here at the same time must neither fail nor mix."""
+    r = replicas()
+    lm = OpenAILM.from_spec(f"{r.url}#{MODEL}#tokenizer=smollm2-135m")
+    texts = [f"item {i}: " + "word " * (i % 7) for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        counts = list(pool.map(lm.count_tokens, texts))
+        chats = list(pool.map(lambda t: lm.chat_text([{"role": "user", "content": t}]), texts))
+    assert counts == [lm.count_tokens(t) for t in texts]
+    assert all(t in c for t, c in zip(texts, chats))
