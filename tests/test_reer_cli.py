@@ -72,10 +72,13 @@ def check_shape(rec: dict, candidates: int = 2) -> None:
 # ---- with the built-in model ------------------------------------------------------------------
 
 @pytest.mark.model
-def test_builtin_model_run_end_to_end(tmp_path):
+def test_builtin_model_run_end_to_end(tmp_path, monkeypatch):
     """The one `reer run` on the built-in model: load, draft, a search step, scores, a record."""
     src = write_items(tmp_path / "in.jsonl", SAMPLES[:1])
     out, db = tmp_path / "out.jsonl", tmp_path / "p.db"
+    # the HF reference engine: its seed-4 draft has several segments, so the run takes a step (the
+    # faster CT2 engine writes another draft for this seed; tests/test_engines.py covers that engine)
+    monkeypatch.setenv("PALIMPSEST_ENGINE", "hf")
     res = cli(*reer_args(src, out, db, *FAST, "--max-steps", "1"))  # the last --max-steps wins
     assert res.returncode == 0, res.stderr
     assert "loading model smollm2-135m" in res.stderr and "Traceback" not in res.stderr

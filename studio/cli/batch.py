@@ -169,3 +169,28 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
 def num(x, digits: int = 4) -> str:
     """A score for a report line ("?" when missing)."""
     return "?" if x is None else f"{x:.{digits}f}"
+
+
+def join_specs(specs: list[str] | None, flag: str) -> str:
+    """One model spec from a repeatable model flag: the built-in model when not given, the spec
+    itself when given once, and server replicas joined into one comma list
+    (`URL,URL#model`, core.models.server) when given several times. Several values that are not all
+    server URLs cannot be replicas of one model: CLIError naming the flag."""
+    from core.models.lm import DEFAULT_MODEL, is_server_spec
+    from studio.cli.main import CLIError
+
+    values = [s.strip() for s in (specs or []) if s and s.strip()]
+    if not values:
+        return DEFAULT_MODEL
+    if len(values) == 1:
+        return values[0]
+    if not all(is_server_spec(v) for v in values):
+        raise CLIError(f"{flag} given {len(values)} times: only server URLs (replicas of one model) may be repeated; "
+                       f"got {', '.join(repr(v) for v in values)}")
+    models = {v.partition("#")[2] for v in values} - {""}
+    if len(models) > 1:
+        raise CLIError(f"{flag}: the replicas name different models ({', '.join(sorted(models))}); give replicas "
+                       "of one model, with its name after '#' once or on every URL alike")
+    urls = [v.partition("#")[0] for v in values]
+    tail = next((v.partition("#")[2] for v in values if "#" in v), "")
+    return ",".join(urls) + (f"#{tail}" if tail else "")

@@ -45,9 +45,8 @@ class Parser(argparse.ArgumentParser):
 
 def _load(spec: str, dtype: str = "float32"):
     """The model for `spec` from the process's shelf (core.models.shelf): loaded once."""
-    from core.models.shelf import default_shelf
-
     from core.models.lm import is_server_spec
+    from core.models.shelf import default_shelf
 
     shelf = default_shelf()
     fresh = spec.strip() not in shelf.loaded()

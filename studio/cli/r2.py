@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 
-from core.models.lm import DEFAULT_MODEL
 from studio.cli.batch import CONCURRENCY_HELP, INPUT_HELP
 
 
@@ -30,13 +29,19 @@ def cmd_r2(args) -> int:
     from core.r2.config import R2Config
     from core.r2.jobs import r2_items
     from core.settings import from_args
-    from studio.cli.batch import concurrency_for, open_store, read_items, run_batch
+    from studio.cli.batch import (
+        concurrency_for,
+        join_specs,
+        open_store,
+        read_items,
+        run_batch,
+    )
 
     cfg = from_args(R2Config, args)
     args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
-    writer, judge = (args.writer or DEFAULT_MODEL).strip(), (args.judge or DEFAULT_MODEL).strip()
+    writer, judge = join_specs(args.writer, "--writer"), join_specs(args.judge, "--judge")
     concurrency = concurrency_for(args.concurrency, [writer, judge])
     loaded: dict = {}
 
@@ -169,9 +174,12 @@ def add_r2_parser(sub, default_db: str) -> None:
                                                  "finish and renamed to OUT at the end (also on Ctrl-C or an error), "
                                                  "so OUT is never half-written; after a kill, OUT is as it was and "
                                                  "every finished item is in --db (rerun to write them)")
-    rr.add_argument("--writer", default=DEFAULT_MODEL, help="writer model spec (alias, folder, hub id or server URL)")
-    rr.add_argument("--judge", default=DEFAULT_MODEL, help="judge model spec (a larger model or a vLLM server "
-                                                           "judges far better than the built-in 135M one)")
+    rr.add_argument("--writer", action="append", default=None,
+                    help="writer model spec (alias, folder, hub id or server URL; default smollm2-135m); repeat it "
+                         "with server URLs of replicas serving one model to spread the requests over them")
+    rr.add_argument("--judge", action="append", default=None,
+                    help="judge model spec (default smollm2-135m; a larger model or a vLLM server judges far better "
+                         "than the built-in 135M one); repeatable like --writer")
     rr.add_argument("--limit", type=int, default=None, help="only the first N items")
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")

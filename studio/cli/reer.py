@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 
-from core.models.lm import DEFAULT_MODEL
 from studio.cli.batch import CONCURRENCY_HELP, INPUT_HELP
 
 
@@ -19,14 +18,21 @@ def cmd_reer(args) -> int:
     from core.reer.config import ReerConfig
     from core.reer.jobs import reer_items
     from core.settings import from_args
-    from studio.cli.batch import concurrency_for, num, open_store, read_items, run_batch
+    from studio.cli.batch import (
+        concurrency_for,
+        join_specs,
+        num,
+        open_store,
+        read_items,
+        run_batch,
+    )
     from studio.cli.main import _load
 
     cfg = from_args(ReerConfig, args)
     args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
-    model = (args.model or DEFAULT_MODEL).strip()  # the name a loaded LM carries (core.models.lm.load_lm)
+    model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.lm.load_lm)
     concurrency = concurrency_for(args.concurrency, [model])
     loaded = []
 
@@ -84,7 +90,10 @@ def add_reer_parser(sub, default_db: str) -> None:
                                                  "finish and renamed to OUT at the end (also on Ctrl-C or an error), "
                                                  "so OUT is never half-written; after a kill, OUT is as it was and "
                                                  "every finished item is in --db (rerun to write them)")
-    rr.add_argument("--model", default=DEFAULT_MODEL, help="model spec (alias, folder, hub id or server URL)")
+    rr.add_argument("--model", action="append", default=None,
+                    help="model spec (alias, folder, hub id or server URL; default smollm2-135m); repeat it with "
+                         "server URLs of replicas serving one model to spread the items over them (the same as one "
+                         "spec listing the URLs with commas, docs/serving.md)")
     rr.add_argument("--limit", type=int, default=None, help="only the first N items")
     rr.add_argument("--db", default=default_db, help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db)")
