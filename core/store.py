@@ -737,3 +737,10 @@ def m007_run_lease(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m007_run_lease)
+
+
+from core.judging.tables import JSON_COLUMNS as _JUDGING_JSON  # noqa: E402  (annotators and judging, issue 18)
+from core.judging.tables import MIGRATIONS as _JUDGING_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_JUDGING_MIGRATIONS)
+JSON_COLUMNS.update(_JUDGING_JSON)
