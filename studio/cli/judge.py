@@ -4,7 +4,8 @@
 null} when nothing is left), `judge submit` (scores as flags or one JSON object on stdin / in a
 file), `judge skip`, `judge show` (an item's judgments, once you have submitted yours),
 `judge agreement` (alpha and pairwise agreement; --disagreements lists the widest spreads),
-`judge resolve`, `judge calibrate` (a model judge on a sample of drafts, queued for people). Every
+`judge resolve`, `judge feed` (the people's judgment of a waiting R2 text back to its run),
+`judge calibrate` (a model judge on a sample of drafts, queued for people). Every
 command that records a human act takes --annotator NAME (default: the OS user).
 
 Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
@@ -95,8 +96,13 @@ def cmd_queue(args) -> int:
             refs = list(args.refs or [])
             if args.sample:
                 refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
+            if args.r2_waiting:
+                from core.judging.r2 import waiting_refs
+
+                refs += waiting_refs(store)
             if not refs:
-                raise args.error("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION) or give --sample N")
+                raise args.error("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION), give --sample N, or "
+                                 "--r2-waiting (none waits now)")
             new, dup = jq.add_items(store, args.name, refs, added_by=_annotator(args))
             print(f"queue {args.name}: {len(new)} item(s) added, {dup} already there")
         else:  # status
@@ -231,6 +237,15 @@ def cmd_resolve(args) -> int:
     return 0
 
 
+def cmd_feed(args) -> int:
+    from core.judging.r2 import feed
+
+    with _store(args) as store:
+        seq = feed(store, args.item, by=_annotator(args))
+    print(f"item {args.item}: the people's judgment went to its R2 run (event {seq}); resume the run to go on")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
     from core.judging.annotator import model_name
@@ -297,6 +312,8 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     a.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     a.add_argument("--kind", choices=["reer", "r2", "import"], help="--sample only trajectories of this kind")
     a.add_argument("--status", choices=["pending", "accepted", "rejected"], help="--sample only this review status")
+    a.add_argument("--r2-waiting", action="store_true", help="also add every R2 text a paused run waits to have judged "
+                                                             "(then `judge feed ITEM` hands the people's judgment back)")
     st = qs.add_parser("status", parents=[common], help="progress per queue and per annotator")
     st.add_argument("name", nargs="?", help="the queue (default: every queue)")
     st.add_argument("--json", action="store_true", help="one JSON object per queue")
@@ -339,6 +356,10 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     r.add_argument("--score", action="append", metavar="N=SCORE", help="the lead's score of a criterion (repeat)")
     r.add_argument("--note", help="a discussion note")
     r.set_defaults(error=error, func=cmd_resolve)
+
+    f = js.add_parser("feed", parents=[common], help="hand the people's judgment of an r2: item to its waiting run")
+    f.add_argument("item", type=int, help="the item id")
+    f.set_defaults(error=error, func=cmd_feed)
 
     from core.models.lm import DEFAULT_MODEL
 
