@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import json
 
-from test_judging_cli import cli, db  # noqa: F401  (db: the fixture)
+import pytest
+from library_fixtures import REER_ITEMS, add_reer
+from test_judging_cli import cli
 
 from core.store import open_store
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "h.db"
+    with open_store(path) as s:
+        add_reer(s, *REER_ITEMS[0])
+    return str(path)
 
 
 def test_hidden_scores_and_bad_input_are_one_line(db, capsys, tmp_path):

@@ -39,12 +39,11 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from core.judging import annotator as who
-from core.store import BadValue, NotFound, Store, StoreError, now
+from core.store import NotFound, Store, StoreError, now
 
 DEFAULT_OVERLAP = 2  # people per item unless the queue says otherwise
 DEFAULT_TIMEOUT_S = 30 * 60.0  # a handed-out task is held this long, then goes back to the queue
 MAX_OVERLAP = 50  # more people per item than this is surely a typo
-ROLES = ("person", "model")
 
 
 class JudgingError(StoreError):
