@@ -75,3 +75,13 @@ def test_review_records_the_annotator_default_os_user(db, capsys, monkeypatch):
     code, out, _ = cli(capsys, "review", "show", "1", "--json", "--db", db)
     row = json.loads(out)
     assert [(h["action"], h["annotator"]) for h in row["history"]] == [("accept", "ann"), ("rate", "osuser")]
+
+
+def test_calibrate_with_logprob_scores_a_judge_that_breaks_the_format(db, capsys):
+    # scripted: without judge=X answers grading prompts with prose (unparsable, as a weak model would)
+    code, out, _ = cli(capsys, "judge", "calibrate", "c", "1", "2", "--model", "scripted:", "--json", "--db", db)
+    assert code == 0 and json.loads(out)["unparsed"] == 2
+    code, out, _ = cli(capsys, "judge", "calibrate", "c", "1", "2", "--model", "scripted:", "--method", "logprob",
+                       "--json", "--db", db)
+    rep = json.loads(out)
+    assert code == 0 and (rep["judged_by_model"], rep["unparsed"]) == (2, 0)

@@ -257,8 +257,13 @@ def cmd_calibrate(args) -> int:
         if args.sample:
             refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
         if refs:  # none: only the report, from the judgments stored
+            from core.r2.judge import JudgeConfig
+
+            known = {q["name"]: q for q in cal.jq.list_queues(store)}
+            low, high = (known[args.queue]["low"], known[args.queue]["high"]) if args.queue in known else (1, 10)
+            cfg = JudgeConfig(low=low, high=high, method=args.method)
             lm = _load(args.model)
-            for step in cal.iter_calibrate(store, lm, args.model, args.queue, refs, overlap=args.overlap,
+            for step in cal.iter_calibrate(store, lm, args.model, args.queue, refs, cfg=cfg, overlap=args.overlap,
                                            rubric=args.criterion or None, seed=args.seed, by=by):
                 got = f"overall {step.overall:g}" if step.overall is not None else f"unparsed ({step.error})"
                 print(f"[{step.done}/{step.total}] {step.ref}: {got}", file=sys.stderr)
@@ -373,6 +378,10 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     cb.add_argument("--seed", type=int, default=0, help="seed of --sample and of the judge (default 0)")
     cb.add_argument("--kind", choices=["reer", "r2", "import"], help="--sample only trajectories of this kind")
     cb.add_argument("--status", choices=["pending", "accepted", "rejected"], help="--sample only this review status")
+    cb.add_argument("--method", choices=["generate", "logprob", "auto"], default="generate",
+                    help="how the judge's scores are read (as `r2 run --judge-method`): generate = its written scores; "
+                         "logprob = expected score from its log-probs (small judges that break the format); auto = "
+                         "generate, then logprob when nothing parses")
     cb.add_argument("--overlap", type=int, default=None, help="people per draft when the queue is new (default 2)")
     cb.add_argument("--criterion", action="append", help="the rubric when the queue is new (repeat; default: the R2 "
                                                           "judge's)")
