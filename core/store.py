@@ -8,6 +8,8 @@ every event is appended in its own committed transaction (a kill at any moment l
 already appended), numbered 1, 2, 3... per run, and moves its run's status; how to rebuild
 events (core.events.from_dict) for a resume or a second browser tab polling for news. JSON
 columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
+The tables of annotators and judging queues (migrations m008/m009) are declared in
+core.judging.tables and registered at the end of this file; core.judging reads and writes them.
 
 Does not know: how runs are executed, scored or filtered (core.reer.search, core.r2.loop, core.quality),
 nor file formats (core.data.imports). Files use WAL (synchronous=NORMAL: a killed process loses nothing
@@ -737,3 +739,10 @@ def m007_run_lease(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m007_run_lease)
+
+
+from core.judging.tables import JSON_COLUMNS as _JUDGING_JSON  # noqa: E402  (annotators and judging, issue 18)
+from core.judging.tables import MIGRATIONS as _JUDGING_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_JUDGING_MIGRATIONS)
+JSON_COLUMNS.update(_JUDGING_JSON)

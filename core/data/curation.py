@@ -12,6 +12,12 @@ score (1..10 by default, higher is better) for R2 runs. `score_scale` says which
 `reer_score` / `judge_score` read each (None when the row is on the other scale), and listings
 carry both as `reer_score` and `judge_score`. Filters bound each scale separately.
 
+Annotators (migration m008_annotators, core.judging.annotator): every act here (accept, reject, reset,
+rate, tag, untag, note, edit, revert) records who did it: the `annotator` argument, else the one set
+by `acting_as` around the call, else nobody (NULL, read "unknown"). The act is logged in
+`review_log` (`history` reads it) and the trajectory's `annotator` column holds the last one to act;
+an edit's version row holds its own. Logged in the same transaction as the act: both or neither.
+
 Does not know: how trajectories are made (core.reer.search, core.r2.loop, core.data.imports) nor export formats
 (core.data.export). Bad values raise core.store.BadValue naming the field and the fix; a missing
 trajectory raises core.store.NotFound.
@@ -23,6 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from core.judging import annotator as who
 from core.store import TRAJECTORY_STATUSES, BadValue, Store, now
 
 RATING_RANGE = (1, 5)  # ratings are 1 (poor) .. 5 (excellent)
@@ -151,8 +158,9 @@ def failed_reason(row: dict) -> str:
 def versions(store: Store, traj_id: int) -> list[dict]:
     """The human edits of a trajectory, oldest first (version 1, 2, ...)."""
     store.get_trajectory(traj_id)
-    return list(store.db.query("SELECT version, thinking, answer, author, note, created_at FROM versions "
-                               "WHERE trajectory_id = ? ORDER BY version", [traj_id]))
+    rows = store.db.query("SELECT version, thinking, answer, author, annotator, note, created_at FROM versions "
+                          "WHERE trajectory_id = ? ORDER BY version", [traj_id])
+    return [{**r, "annotator": who.label(r["annotator"])} for r in rows]
 
 
 def current(store: Store, traj_id: int, row: dict | None = None) -> dict:
@@ -212,40 +220,72 @@ def list_trajectories(store: Store, flt: TrajectoryFilter = TrajectoryFilter()) 
 
 
 def show(store: Store, traj_id: int) -> dict:
-    """One trajectory with its current version, its prompt, its run and every edit."""
+    """One trajectory with its current version, its prompt, its run, every edit and every review act
+    (`history`); `annotator` is who acted last ("unknown" when nobody was recorded)."""
     r = _with_current(store, store.get_trajectory(traj_id))
     r["prompt"] = store.get_prompt(r["prompt_id"]) if r.get("prompt_id") else None
     r["run"] = store.get_run(r["run_id"])
     r["versions"] = versions(store, traj_id)
+    r["history"] = history(store, traj_id)
+    r["annotator"] = who.label(r.get("annotator"))
     return r
 
 
-def accept(store: Store, traj_id: int) -> None:
-    store.set_status(traj_id, "accepted")
+def log_act(store: Store, traj_id: int, action: str, value=None, annotator: str | None = None) -> str | None:
+    """Record a review act in `review_log` and as the trajectory's last annotator (inside the caller's
+    transaction when there is one); returns the annotator recorded (None: unknown)."""
+    name = who.resolve(annotator)
+    with store.transaction():
+        store.db["review_log"].insert({"trajectory_id": traj_id, "action": action,
+                                       "value": json.dumps(value, ensure_ascii=False), "annotator": name,
+                                       "created_at": now()})
+        store.db.execute("UPDATE trajectories SET annotator = ? WHERE id = ?", [name, traj_id])
+    return name
 
 
-def reject(store: Store, traj_id: int, reason: str | None = None) -> None:
+def history(store: Store, traj_id: int) -> list[dict]:
+    """The review acts on a trajectory, oldest first: {action, value, annotator ("unknown" when the act
+    was saved without one), created_at}."""
+    store.get_trajectory(traj_id)
+    rows = store.db.query("SELECT action, value, annotator, created_at FROM review_log WHERE trajectory_id = ? "
+                          "ORDER BY id", [traj_id])
+    return [{**r, "value": json.loads(r["value"]) if r["value"] else None, "annotator": who.label(r["annotator"])}
+            for r in rows]
+
+
+def accept(store: Store, traj_id: int, annotator: str | None = None) -> None:
+    with store.transaction():
+        store.set_status(traj_id, "accepted")
+        log_act(store, traj_id, "accept", None, annotator)
+
+
+def reject(store: Store, traj_id: int, reason: str | None = None, annotator: str | None = None) -> None:
     """Reject a trajectory; a reason is appended to its notes."""
     with store.transaction():
         store.set_status(traj_id, "rejected")
+        log_act(store, traj_id, "reject", reason, annotator)
         if reason:
-            note(store, traj_id, f"rejected: {reason}")
+            note(store, traj_id, f"rejected: {reason}", annotator=annotator)
 
 
-def reset(store: Store, traj_id: int) -> None:
+def reset(store: Store, traj_id: int, annotator: str | None = None) -> None:
     """Back to pending."""
-    store.set_status(traj_id, "pending")
+    with store.transaction():
+        store.set_status(traj_id, "pending")
+        log_act(store, traj_id, "reset", None, annotator)
 
 
-def rate(store: Store, traj_id: int, rating: int | None) -> None:
+def rate(store: Store, traj_id: int, rating: int | None, annotator: str | None = None) -> None:
     """Rate 1..5 (None clears the rating)."""
-    if rating is not None:
-        lo, hi = RATING_RANGE
-        if isinstance(rating, bool) or not isinstance(rating, int) or not lo <= rating <= hi:
-            raise BadValue(f"trajectories.rating: must be an integer from {lo} to {hi}, got {rating!r}")
-        store.annotate(traj_id, rating=rating)
-    else:
-        store._update(traj_id, {"rating": None})
+    with store.transaction():
+        if rating is not None:
+            lo, hi = RATING_RANGE
+            if isinstance(rating, bool) or not isinstance(rating, int) or not lo <= rating <= hi:
+                raise BadValue(f"trajectories.rating: must be an integer from {lo} to {hi}, got {rating!r}")
+            store.annotate(traj_id, rating=rating)
+        else:
+            store._update(traj_id, {"rating": None})
+        log_act(store, traj_id, "rate", rating, annotator)
 
 
 def _clean_tags(tags) -> list[str]:
@@ -259,26 +299,28 @@ def _clean_tags(tags) -> list[str]:
     return out
 
 
-def tag(store: Store, traj_id: int, *tags: str) -> list[str]:
+def tag(store: Store, traj_id: int, *tags: str, annotator: str | None = None) -> list[str]:
     """Add tags (kept once each, in order added); returns the tags now."""
     new = _clean_tags(list(tags))
     with store.transaction():
         have = store.get_trajectory(traj_id).get("tags") or []
         now_tags = have + [t for i, t in enumerate(new) if t not in have and t not in new[:i]]
         store.annotate(traj_id, tags=now_tags)
+        log_act(store, traj_id, "tag", new, annotator)
     return now_tags
 
 
-def untag(store: Store, traj_id: int, *tags: str) -> list[str]:
+def untag(store: Store, traj_id: int, *tags: str, annotator: str | None = None) -> list[str]:
     """Remove tags (absent ones are ignored); returns the tags now."""
-    drop = set(_clean_tags(list(tags)))
+    drop = _clean_tags(list(tags))
     with store.transaction():
         now_tags = [t for t in store.get_trajectory(traj_id).get("tags") or [] if t not in drop]
         store._update(traj_id, {"tags": json.dumps(now_tags)})
+        log_act(store, traj_id, "untag", drop, annotator)
     return now_tags
 
 
-def note(store: Store, traj_id: int, text: str, replace: bool = False) -> str:
+def note(store: Store, traj_id: int, text: str, replace: bool = False, annotator: str | None = None) -> str:
     """Append a line to the notes (or replace them); returns the notes now."""
     if not isinstance(text, str) or not text.strip():
         raise BadValue("trajectories.notes: the note is empty; write some text")
@@ -286,13 +328,15 @@ def note(store: Store, traj_id: int, text: str, replace: bool = False) -> str:
         old = store.get_trajectory(traj_id).get("notes") or ""
         notes = text if replace or not old else f"{old}\n{text}"
         store.annotate(traj_id, notes=notes)
+        log_act(store, traj_id, "note", {"text": text, "replace": replace}, annotator)
     return notes
 
 
 def edit(store: Store, traj_id: int, thinking: str | None = None, answer: str | None = None,
-         author: str = "human", note: str | None = None) -> int:
+         author: str | None = None, note: str | None = None, annotator: str | None = None) -> int:
     """Save a human edit as a new version (None keeps that part as it is now); returns its number.
-    The original and earlier versions are kept."""
+    The original and earlier versions are kept. `annotator` (else the current one) is recorded on
+    the version; `author` (free text, kept for older callers) defaults to the annotator, else "human"."""
     for name, value in (("thinking", thinking), ("answer", answer)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise BadValue(f"versions.{name}: must be a non-empty string; to drop a trajectory reject it instead")
@@ -303,19 +347,22 @@ def edit(store: Store, traj_id: int, thinking: str | None = None, answer: str | 
         if new_thinking == cur["thinking"] and new_answer == cur["answer"]:
             raise BadValue(f"versions: the edit of trajectory {traj_id} changes nothing; change the thinking or answer")
         version = cur["version"] + 1
+        name = who.resolve(annotator)
         store.db["versions"].insert({"trajectory_id": traj_id, "version": version, "thinking": new_thinking,
-                                     "answer": new_answer, "author": author, "note": note, "created_at": now()})
+                                     "answer": new_answer, "author": author or name or "human", "note": note,
+                                     "annotator": name, "created_at": now()})
         store._update(traj_id, {})
+        log_act(store, traj_id, "edit", {"version": version, "note": note}, name)
     return version
 
 
-def revert(store: Store, traj_id: int, version: int, author: str = "human") -> int:
+def revert(store: Store, traj_id: int, version: int, author: str | None = None, annotator: str | None = None) -> int:
     """Make an earlier version (0 = the original) current again, as a new version; returns its number."""
     texts = {0: current_original(store, traj_id)} | {v["version"]: v for v in versions(store, traj_id)}
     if version not in texts:
         raise BadValue(f"versions: trajectory {traj_id} has no version {version}; see `palimpsest review show`")
     return edit(store, traj_id, texts[version]["thinking"], texts[version]["answer"], author=author,
-                note=f"revert to version {version}")
+                note=f"revert to version {version}", annotator=annotator)
 
 
 BULK_ACTIONS = ("accept", "reject", "reset", "tag", "untag")  # what `bulk` can do to many at once
@@ -339,7 +386,7 @@ class BulkResult:
 
 
 def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = (), reason: str | None = None,
-         include_failed: bool = False) -> BulkResult:
+         include_failed: bool = False, annotator: str | None = None) -> BulkResult:
     """One review action on many trajectories in one transaction: all of them or, on any error,
     none. `tags` for tag/untag, `reason` for reject. Accept skips trajectories whose quality
     filters failed (a dropped run among them) unless `include_failed`: accepting one of those
@@ -353,9 +400,10 @@ def bulk(store: Store, ids: Sequence[int], action: str, tags: Sequence[str] = ()
     ids = list(dict.fromkeys(int(i) for i in ids))
     if not ids:
         raise BadValue("bulk: no trajectories to change; loosen the filters")
-    one = {"accept": lambda t: accept(store, t), "reject": lambda t: reject(store, t, reason),
-           "reset": lambda t: reset(store, t), "tag": lambda t: tag(store, t, *tags),
-           "untag": lambda t: untag(store, t, *tags)}[action]
+    name = who.resolve(annotator)
+    one = {"accept": lambda t: accept(store, t, name), "reject": lambda t: reject(store, t, reason, name),
+           "reset": lambda t: reset(store, t, name), "tag": lambda t: tag(store, t, *tags, annotator=name),
+           "untag": lambda t: untag(store, t, *tags, annotator=name)}[action]
     skipped, changed = [], 0
     with store.transaction():
         for t in ids:

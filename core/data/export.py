@@ -11,6 +11,9 @@ Knows the formats and their exact record shapes (also in the README's export sec
 - parquet   data.parquet: one row per trajectory with every field (id, query, thinking, answer,
             messages, source, status, rating, tags, notes, category, rubric, model, scores as JSON text).
 - hf        a `datasets` save_to_disk folder with the parquet columns.
+            Both also carry, when people judged the exported drafts in a judging queue, the judgments
+            table (judgments.parquet / judgments/) and rm_pairs.jsonl (core.judging.export), and the
+            card gains their agreement figures.
 - prm       train.jsonl: {"id", "prompt", "steps": [reflection...], "labels": [bool...], "rewards": [...],
             "reward_components": [...]} from R2 rounds (label: the reflection's total reward > 0).
 - dpo       train.jsonl: {"id", "prompt", "chosen": revision, "rejected": its earlier draft, "margin"} for
@@ -60,6 +63,7 @@ from core.data.curation import (
     score_scale,
 )
 from core.format import assistant_turn
+from core.judging.export import write_tables as write_judgments
 from core.outputs import fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
 
@@ -533,9 +537,11 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
         tmp = out.parent / f".{out.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()  # as a plain mkdir would make it (the umask's mode)
         data = _write(fmt, tmp, rows)
-        report.files = [str(out / data.name)]
+        # parquet / hf: people's judgments of these drafts as their own table, reward-model pairs (core.judging.export)
+        judged, judged_card = write_judgments(store, fmt, tmp, {ex["trajectory_id"] for ex in examples})
+        report.files = [str(out / data.name)] + [str(out / p.name) for p in judged]
         with open(tmp / "README.md", "w", encoding="utf-8") as f:
-            f.write(_card(report, fmt, status, source, examples, check))
+            f.write(_card(report, fmt, status, source, examples, check) + "".join(x + "\n" for x in judged_card))
         written = sorted(os.listdir(tmp) + [MANIFEST])
         _write_json(tmp / MANIFEST, {"format": fmt, "files": written, "records": report.count, "written": now()})
         if had:  # the earlier export's folder mode, once everything is written

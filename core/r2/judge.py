@@ -87,12 +87,14 @@ class Judgment:
     changes: tuple = ()  # an override: ({"field", "before", "after"}, ...) for each edited field
     note: str = ""  # free text from a person (who, why)
     method: str = "generate"  # a model judge's scores: read from its reply, or "logprob" (expected values)
+    annotator: str | None = None  # the person who judged or overrode (core.judging.annotator); None: unknown / a model
 
     def to_dict(self) -> dict:
         return {"scores": dict(self.scores), "overall": self.overall, "critique": self.critique,
                 "judge": self.judge, "parsed": self.parsed, "raw": self.raw, "scale": list(self.scale),
                 "attempts": self.attempts, "error": self.error, "model_judgment": self.model_judgment,
-                "changes": [dict(c) for c in self.changes], "note": self.note, "method": self.method}
+                "changes": [dict(c) for c in self.changes], "note": self.note, "method": self.method,
+                "annotator": self.annotator}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Judgment":
@@ -148,8 +150,15 @@ def _num(x: float) -> float | int:
 
 # ---- people -----------------------------------------------------------------------------------
 
+def _who(annotator: str | None) -> str | None:
+    """The annotator given, else the one set by core.judging.annotator.acting_as, else None."""
+    from core.judging.annotator import resolve
+
+    return resolve(annotator)
+
+
 def human_judgment(rubric: Sequence[str], overall: float, critique: str, scores: dict | None = None,
-                   cfg: JudgeConfig = JudgeConfig(), note: str = "") -> Judgment:
+                   cfg: JudgeConfig = JudgeConfig(), note: str = "", annotator: str | None = None) -> Judgment:
     """A person's judgment. `scores` may name some criteria (others stay None); unknown criteria
     are an error. Raises BadJudgment naming the field and the fix."""
     scores = dict(scores or {})
@@ -160,13 +169,13 @@ def human_judgment(rubric: Sequence[str], overall: float, critique: str, scores:
     if not isinstance(critique, str) or not critique.strip():
         raise BadJudgment("judgment.critique: empty; say what should change (it becomes the writer's reflection)")
     j = Judgment(scores={c: scores.get(c) for c in rubric}, overall=overall, critique=critique.strip(),
-                 judge="human", parsed=True, scale=(cfg.low, cfg.high), note=note)
+                 judge="human", parsed=True, scale=(cfg.low, cfg.high), note=note, annotator=_who(annotator))
     validate(j)
     return j
 
 
 def override_judgment(model: Judgment, overall: float | None = None, critique: str | None = None,
-                      scores: dict | None = None, note: str = "") -> Judgment:
+                      scores: dict | None = None, note: str = "", annotator: str | None = None) -> Judgment:
     """A person's edit of the model's judgment: fields not given keep the model's values; the
     result is judged "human", keeps the model's judgment and lists what changed."""
     new_scores = dict(model.scores)
@@ -183,7 +192,8 @@ def override_judgment(model: Judgment, overall: float | None = None, critique: s
     if not after["critique"]:
         raise BadJudgment("judgment.critique: empty; say what should change (it becomes the writer's reflection)")
     j = Judgment(scores=new_scores, overall=after["overall"], critique=after["critique"], judge="human",
-                 parsed=True, scale=model.scale, model_judgment=model.to_dict(), changes=tuple(changes), note=note)
+                 parsed=True, scale=model.scale, model_judgment=model.to_dict(), changes=tuple(changes), note=note,
+                 annotator=_who(annotator))
     validate(j)
     return j
 

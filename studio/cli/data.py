@@ -66,8 +66,13 @@ def _short(text: str, n: int = 60) -> str:
 
 def cmd_review(args) -> int:
     from core.data import curation as cur
+    from core.judging import annotator as who
 
-    with _store(args.db, args.error) as store:
+    try:  # every act below records who did it (--annotator, default the OS user)
+        name = who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
+    except who.BadAnnotator as exc:
+        raise args.error(str(exc)) from None
+    with _store(args.db, args.error) as store, who.acting_as(name):
         a = args.action
         if a == "list":
             flt = cur.TrajectoryFilter(status=args.status, kind=args.kind, source=args.source, min_score=args.min_score,
@@ -215,6 +220,8 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     rs = r.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=default_db, help=db_help)
+    common.add_argument("--annotator", default=None, metavar="NAME",
+                        help="who is reviewing (default: the OS user); recorded with every decision, rating, tag, note and edit")
     ls = rs.add_parser("list", parents=[common], help="trajectories matching filters")
     ls.add_argument("--status", choices=["pending", "accepted", "rejected"], help="review status")
     ls.add_argument("--kind", choices=["reer", "r2", "import"], help="how the trajectory was made")

@@ -1,5 +1,5 @@
 """The `palimpsest` command: app, score, bench here; reer (studio/cli/reer.py), r2 (studio/cli/r2.py),
-train (studio/cli/train.py), import/review/export (studio/cli/data.py). Thin: parses arguments,
+train (studio/cli/train.py), import/review/export (studio/cli/data.py), judge (studio/cli/judge.py). Thin: parses arguments,
 calls core, prints. The flags of engine settings are generated from their config dataclasses
 (core.settings), so names, defaults, ranges and help are declared once, in the config.
 
@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli.data import add_commands  # import, review, export
 
     add_commands(sub, default_db(), CLIError)
+    from studio.cli.judge import add_judge_parser  # judging queues, agreement, calibration
+
+    add_judge_parser(sub, default_db(), CLIError)
     from studio.cli.train import add_train_parser
 
     add_train_parser(sub, default_db())

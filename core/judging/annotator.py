@@ -1,0 +1,87 @@
+"""Who is acting: the annotator recorded with every human judgment, override, review decision, edit,
+rating and note.
+
+Knows: the current annotator as a context value (`acting_as(name)` sets it for the code inside, in
+this thread or task only; `current()` reads it, None when nobody set it), the default name of a
+person at a shell (`os_user()`: getpass.getuser(), "unknown" when the OS cannot say), how a name is
+checked (`clean`: 1 to 80 printable characters, no line breaks; "model:" starts only a model judge's
+name, e.g. "model:scripted:judge=7") and how a missing one reads (`label(None)` is "unknown": rows
+saved before annotators were recorded).
+
+Does not know: logins or the studio's users (the studio sets `acting_as(request.username)` around
+a handler), nor where acts are stored (core.data.curation, core.judging.queue).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import getpass
+from typing import Iterator
+
+UNKNOWN = "unknown"  # how a row without an annotator reads (saved before annotators were recorded)
+MODEL_PREFIX = "model:"  # a model judge's name starts so: "model:<spec>"
+MAX_CHARS = 80  # longest annotator name
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("palimpsest_annotator", default=None)
+
+
+class BadAnnotator(ValueError):
+    """An annotator name that cannot be recorded; the message says what a name may be."""
+
+
+def clean(name: str, allow_model: bool = False, where: str = "annotator") -> str:
+    """The name, stripped; BadAnnotator naming `where` when it is empty, too long, has line breaks or
+    control characters, or (unless allow_model) starts with "model:"."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadAnnotator(f"{where}: give a name (1 to {MAX_CHARS} characters), e.g. --annotator alice")
+    name = name.strip()
+    if len(name) > MAX_CHARS or any(not c.isprintable() for c in name):
+        raise BadAnnotator(f"{where}: {name[:40]!r} is not a name; use 1 to {MAX_CHARS} printable characters "
+                           "on one line")
+    if not allow_model and name.lower().startswith(MODEL_PREFIX):
+        raise BadAnnotator(f"{where}: {name[:40]!r}: names starting with {MODEL_PREFIX!r} are kept for model "
+                           "judges; pick a person's name")
+    return name
+
+
+def is_model(name: str | None) -> bool:
+    """True for a model judge's name ("model:<spec>")."""
+    return isinstance(name, str) and name.lower().startswith(MODEL_PREFIX)
+
+
+def model_name(spec: str) -> str:
+    """The annotator name of a model judge: "model:<spec>"."""
+    return clean(MODEL_PREFIX + str(spec).strip(), allow_model=True, where="model judge")
+
+
+def os_user() -> str:
+    """The OS user running this process (the CLI's default --annotator); "unknown" when none is known."""
+    try:
+        return clean(getpass.getuser())
+    except (OSError, KeyError, ImportError, BadAnnotator):
+        return UNKNOWN
+
+
+def current() -> str | None:
+    """The annotator set by the innermost `acting_as`, or None."""
+    return _current.get()
+
+
+def resolve(name: str | None) -> str | None:
+    """An explicit name (checked) wins; else the current one; else None (stored as NULL, read "unknown")."""
+    return clean(name) if name is not None else current()
+
+
+@contextlib.contextmanager
+def acting_as(name: str | None) -> Iterator[str | None]:
+    """Record `name` (checked; None leaves nobody set) as the annotator of every act inside."""
+    token = _current.set(clean(name) if name is not None else None)
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def label(name: str | None) -> str:
+    """How an annotator reads in listings: the name, or "unknown" for rows saved without one."""
+    return name if isinstance(name, str) and name.strip() else UNKNOWN

@@ -1,0 +1,389 @@
+"""`palimpsest judge ...`: judging queues from the shell, scriptable (JSON out, JSON in).
+
+`judge queue create|add|status`, `judge next` (the annotator's next task as one JSON object; {"task":
+null} when nothing is left), `judge submit` (scores as flags or one JSON object on stdin / in a
+file), `judge skip`, `judge show` (an item's judgments, once you have submitted yours),
+`judge agreement` (alpha and pairwise agreement; --disagreements lists the widest spreads),
+`judge resolve`, `judge feed` (the people's judgment of a waiting R2 text back to its run),
+`judge calibrate` (a model judge on a sample of drafts, queued for people). Every
+command that records a human act takes --annotator NAME (default: the OS user).
+
+Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
+through `add_judge_parser`. A user error is one line on stderr, exit status 2 (the `error` class,
+studio.cli.main.CLIError).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ANNOTATOR_HELP = "who is judging (default: the OS user); recorded with every judgment, resolution and queue change"
+
+
+@contextmanager
+def _store(args):
+    from core.judging.annotator import BadAnnotator
+    from core.r2.judge import BadJudgment
+    from core.store import StoreError, open_store
+
+    try:
+        store = open_store(args.db)
+    except StoreError as exc:
+        raise args.error(str(exc)) from None
+    try:
+        yield store
+    except (StoreError, BadAnnotator, BadJudgment) as exc:
+        raise args.error(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _annotator(args) -> str:
+    from core.judging import annotator as who
+
+    try:
+        return who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
+    except who.BadAnnotator as exc:
+        raise args.error(str(exc)) from None
+
+
+def _scores(pairs: list[str] | None, error) -> dict:
+    """--score N=V (or TEXT=V) pairs as {key: number}."""
+    out = {}
+    for p in pairs or ():
+        key, sep, value = p.rpartition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            key = ""
+        if not sep or not key.strip():
+            raise error(f"--score {p!r}: write CRITERION=SCORE, the criterion by its number, e.g. --score 1=7")
+    return out
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# ---- queue ---------------------------------------------------------------------------------------
+
+def cmd_queue(args) -> int:
+    from core.judging import calibration as cal
+    from core.judging import queue as jq
+
+    with _store(args) as store:
+        if args.queue_action == "create":
+            rubric = None
+            if args.rubric_file:
+                p = Path(args.rubric_file)
+                if not p.is_file():
+                    raise args.error(f"--rubric-file {args.rubric_file}: no such file")
+                rubric = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if args.criterion:
+                rubric = (rubric or []) + args.criterion
+            q = jq.create_queue(store, args.name, rubric, overlap=args.overlap, low=args.low, high=args.high,
+                                task_timeout_s=args.timeout, created_by=_annotator(args))
+            print(f"queue {q['name']}: {len(q['rubric'])} criteria, overlap {q['overlap']}, scale "
+                  f"{q['low']:g}-{q['high']:g}")
+        elif args.queue_action == "add":
+            refs = list(args.refs or [])
+            if args.sample:
+                refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
+            if args.r2_waiting:
+                from core.judging.r2 import waiting_refs
+
+                refs += waiting_refs(store)
+            if not refs:
+                raise args.error("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION), give --sample N, or "
+                                 "--r2-waiting (none waits now)")
+            new, dup = jq.add_items(store, args.name, refs, added_by=_annotator(args))
+            print(f"queue {args.name}: {len(new)} item(s) added, {dup} already there")
+        else:  # status
+            names = [args.name] if args.name else [q["name"] for q in jq.list_queues(store)]
+            rows = [jq.progress(store, n) for n in names]
+            if args.json:
+                for r in rows:
+                    _print(r)
+                return 0
+            if not rows:
+                print("no judging queues; create one with `palimpsest judge queue create NAME`", file=sys.stderr)
+            for r in rows:
+                print(f"{r['queue']}: {r['items']} item(s), overlap {r['overlap']}: {r['judgments']}/{r['needed']} "
+                      f"judgments ({r['percent']:g}%), {r['complete']} complete, {r['open_tasks']} task(s) out")
+                for name, a in sorted(r["annotators"].items()):
+                    print(f"  {name}: {a['judged']} judged, {a['open']} open")
+                for name, n in sorted(r["models"].items()):
+                    print(f"  {name}: {n} judged (not counted towards the overlap)")
+    return 0
+
+
+# ---- judging -------------------------------------------------------------------------------------
+
+def _submission(args) -> dict:
+    """The judgment to submit: from --input (a file, or - for stdin: one JSON object with item_id,
+    scores, overall, critique, note) and/or flags (flags win)."""
+    data: dict = {}
+    if args.input:
+        text = sys.stdin.read() if args.input == "-" else None
+        if text is None:
+            p = Path(args.input)
+            if not p.is_file():
+                raise args.error(f"--input {args.input}: no such file")
+            text = p.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise args.error(f"--input {args.input}: not JSON ({exc.msg} at line {exc.lineno}); give one object "
+                             '{"item_id": N, "scores": {"1": 7}, "overall": 7, "note": "..."}') from None
+        if not isinstance(data, dict):
+            raise args.error(f"--input {args.input}: give one JSON object, not {type(data).__name__}")
+        unknown = set(data) - {"item_id", "scores", "overall", "critique", "note"}
+        if unknown:
+            raise args.error(f"--input {args.input}: unknown field(s) {sorted(unknown)}; use item_id, scores, overall, "
+                             "critique, note")
+    item = args.item if args.item is not None else data.get("item_id")
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise args.error("judge submit: give the item id (ITEM, or item_id in --input)")
+    scores = data.get("scores") or {}
+    if not isinstance(scores, dict):
+        raise args.error("judge submit: scores must be an object {criterion number or text: score}")
+    scores = {**scores, **_scores(args.score, args.error)}
+    overall = args.overall if args.overall is not None else data.get("overall")
+    return {"item": item, "scores": scores, "overall": overall, "critique": args.critique or data.get("critique") or "",
+            "note": args.note or data.get("note") or ""}
+
+
+def cmd_next(args) -> int:
+    from core.judging import queue as jq
+
+    with _store(args) as store:
+        task = jq.next_task(store, args.queue, _annotator(args))
+    _print({"task": task.as_dict() if task else None})
+    if task is None:
+        print(f"nothing left for you in queue {args.queue}", file=sys.stderr)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from core.judging import queue as jq
+
+    sub = _submission(args)
+    name = _annotator(args)
+    with _store(args) as store:
+        jid = jq.submit(store, sub["item"], name, sub["scores"], sub["overall"], critique=sub["critique"],
+                        note=sub["note"])
+        mine = next(j for j in jq.judgments(store, sub["item"], name) if j["id"] == jid)
+    _print({"judgment_id": jid, "item_id": sub["item"], "annotator": name, "scores": mine["scores"],
+            "overall": mine["overall"]})
+    return 0
+
+
+def cmd_skip(args) -> int:
+    from core.judging import queue as jq
+
+    with _store(args) as store:
+        held = jq.release(store, args.item, _annotator(args))
+    print(f"item {args.item}: " + ("given back to the queue" if held else "you held no task on it"))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from core.judging import agreement as ag
+    from core.judging import queue as jq
+
+    with _store(args) as store:
+        item = jq.get_item(store, args.item)
+        js = jq.judgments(store, args.item, _annotator(args), as_lead=args.lead)
+        res = ag.resolutions(store, args.item)
+    _print({"item": item, "judgments": js, "resolutions": res})
+    return 0
+
+
+def cmd_agreement(args) -> int:
+    from core.judging import agreement as ag
+
+    with _store(args) as store:
+        rep = ag.report(store, args.queue)
+        rows = ag.disagreements(store, args.queue, args.min_spread) if args.disagreements else None
+    if args.json:
+        _print(rep if rows is None else {**rep, "disagreements": rows})
+        return 0
+    print("\n".join(ag.card_lines(rep)))
+    for r in rep["criteria"] + [rep["overall"]]:
+        if r["alpha"] is None and r["why"]:
+            print(f"alpha of {r['criterion'][:50]!r}: n/a ({r['why']})", file=sys.stderr)
+    if rows is not None:
+        print(f"\n{len(rows)} item(s) with a spread of at least {args.min_spread if args.min_spread is not None else 'a third of the scale'}:")
+        for r in rows:
+            print(f"  item {r['item_id']} ({r['ref']}): overall spread {r['spread']:g}, widest {r['worst'][0][:40]!r} "
+                  f"{r['worst'][1]:g}; {r['scores']}{' [resolved]' if r['resolved'] else ''}")
+    return 0
+
+
+def cmd_resolve(args) -> int:
+    from core.judging import agreement as ag
+
+    with _store(args) as store:
+        rid = ag.resolve(store, args.item, _annotator(args), overall=args.overall,
+                         scores=_scores(args.score, args.error), note=args.note or "")
+    print(f"item {args.item}: resolution {rid} saved")
+    return 0
+
+
+def cmd_feed(args) -> int:
+    from core.judging.r2 import feed
+
+    with _store(args) as store:
+        seq = feed(store, args.item, by=_annotator(args))
+    print(f"item {args.item}: the people's judgment went to its R2 run (event {seq}); resume the run to go on")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from core.judging import calibration as cal
+    from core.judging.annotator import model_name
+    from studio.cli.main import _load
+
+    by = _annotator(args)
+    with _store(args) as store:
+        refs = list(args.refs or [])
+        if args.sample:
+            refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
+        if refs:  # none: only the report, from the judgments stored
+            from core.r2.judge import JudgeConfig
+
+            known = {q["name"]: q for q in cal.jq.list_queues(store)}
+            low, high = (known[args.queue]["low"], known[args.queue]["high"]) if args.queue in known else (1, 10)
+            cfg = JudgeConfig(low=low, high=high, method=args.method)
+            lm = _load(args.model)
+            for step in cal.iter_calibrate(store, lm, args.model, args.queue, refs, cfg=cfg, overlap=args.overlap,
+                                           rubric=args.criterion or None, seed=args.seed, by=by):
+                got = f"overall {step.overall:g}" if step.overall is not None else f"unparsed ({step.error})"
+                print(f"[{step.done}/{step.total}] {step.ref}: {got}", file=sys.stderr)
+        rep = cal.report(store, args.queue, model_name(args.model))
+    if args.json:
+        _print(rep)
+        return 0
+    print(f"{rep['model']} on queue {rep['queue']}: {rep['judged_by_model']} draft(s) judged, {rep['unparsed']} unparsed; "
+          f"vs the people's {rep['consensus']}:")
+    for r in rep["criteria"] + [rep["overall"]]:
+        print(f"  {r['criterion'][:60]}: n {r['n']}, Spearman {_fmt(r['spearman'])}, Kendall {_fmt(r['kendall'])}, "
+              f"bias {_fmt(r['bias'])}")
+    if rep["overall"]["n"] == 0:
+        print(f"no draft is judged by both the model and people yet: people take them with `palimpsest judge next "
+              f"{args.queue}`; then `palimpsest judge calibrate {args.queue} --model {args.model}` (no drafts) reports",
+              file=sys.stderr)
+    return 0
+
+
+# ---- wiring --------------------------------------------------------------------------------------
+
+def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
+    """Register `judge ...` on the `palimpsest` subparsers; `error` is the exception class printed as
+    one line (studio.cli.main.CLIError)."""
+    db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=default_db, help=db_help)
+    common.add_argument("--annotator", default=None, metavar="NAME", help=ANNOTATOR_HELP)
+    j = sub.add_parser("judge", help="judging queues: annotators, overlap, agreement, model judge calibration",
+                       description="Drafts (trajectories as traj:ID, R2 texts as r2:RUN_ID:VERSION) are put in a "
+                                   "queue with a rubric; each is handed to --overlap people, and nobody sees another's "
+                                   "scores before submitting their own. See docs/judging.md.")
+    js = j.add_subparsers(dest="action", required=True)
+
+    q = js.add_parser("queue", help="create a queue, add drafts to it, see its progress")
+    qs = q.add_subparsers(dest="queue_action", required=True)
+    c = qs.add_parser("create", parents=[common], help="a new queue with a rubric and an overlap")
+    c.add_argument("name", help="the queue's name")
+    c.add_argument("--criterion", action="append", help="a criterion of the rubric (repeat; default: the R2 judge's "
+                                                         "default rubric)")
+    c.add_argument("--rubric-file", help="a text file, one criterion per line")
+    c.add_argument("--overlap", type=int, default=2, help="how many people judge each item (default 2)")
+    c.add_argument("--low", type=float, default=1, help="lowest score (default 1)")
+    c.add_argument("--high", type=float, default=10, help="highest score (default 10)")
+    c.add_argument("--timeout", type=float, default=1800, help="seconds a handed-out task is held before it goes back "
+                                                               "to the queue (default 1800)")
+    a = qs.add_parser("add", parents=[common], help="put drafts in a queue")
+    a.add_argument("name", help="the queue")
+    a.add_argument("refs", nargs="*", help="drafts, right after the queue: traj:ID (or ID) or r2:RUN_ID:VERSION")
+    a.add_argument("--sample", type=int, help="also add N trajectories picked at random (seeded)")
+    a.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    a.add_argument("--kind", choices=["reer", "r2", "import"], help="--sample only trajectories of this kind")
+    a.add_argument("--status", choices=["pending", "accepted", "rejected"], help="--sample only this review status")
+    a.add_argument("--r2-waiting", action="store_true", help="also add every R2 text a paused run waits to have judged "
+                                                             "(then `judge feed ITEM` hands the people's judgment back)")
+    st = qs.add_parser("status", parents=[common], help="progress per queue and per annotator")
+    st.add_argument("name", nargs="?", help="the queue (default: every queue)")
+    st.add_argument("--json", action="store_true", help="one JSON object per queue")
+    q.set_defaults(error=error, func=cmd_queue)
+
+    n = js.add_parser("next", parents=[common], help="your next task, as one JSON object ({\"task\": null} when none)")
+    n.add_argument("queue", help="the queue")
+    n.set_defaults(error=error, func=cmd_next)
+
+    s = js.add_parser("submit", parents=[common], help="submit your judgment of an item (JSON out)")
+    s.add_argument("item", type=int, nargs="?", help="the item id (or item_id in --input)")
+    s.add_argument("--score", action="append", metavar="N=SCORE", help="a criterion's score, by its number (repeat)")
+    s.add_argument("--overall", type=float, help="the overall score (default: the mean when every criterion is scored)")
+    s.add_argument("--critique", help="what should change")
+    s.add_argument("--note", help="a note")
+    s.add_argument("--input", metavar="FILE", help="read the judgment from a JSON file (- for stdin): {\"item_id\", "
+                                                   "\"scores\", \"overall\", \"critique\", \"note\"}; flags win")
+    s.set_defaults(error=error, func=cmd_submit)
+
+    k = js.add_parser("skip", parents=[common], help="give a task back unjudged")
+    k.add_argument("item", type=int, help="the item id")
+    k.set_defaults(error=error, func=cmd_skip)
+
+    sh = js.add_parser("show", parents=[common], help="an item and its judgments (once you have submitted yours)")
+    sh.add_argument("item", type=int, help="the item id")
+    sh.add_argument("--lead", action="store_true", help="read every judgment without judging (a lead resolving it)")
+    sh.set_defaults(error=error, func=cmd_show)
+
+    g = js.add_parser("agreement", parents=[common], help="Krippendorff's alpha and pairwise agreement of a queue")
+    g.add_argument("queue", help="the queue")
+    g.add_argument("--disagreements", action="store_true", help="also list the items people disagree on most")
+    g.add_argument("--min-spread", type=float, help="spread of scores that counts as a disagreement (default: a "
+                                                    "third of the scale)")
+    g.add_argument("--json", action="store_true", help="the report as one JSON object")
+    g.set_defaults(error=error, func=cmd_agreement)
+
+    r = js.add_parser("resolve", parents=[common], help="resolve a disagreement: the lead's judgment and/or a note")
+    r.add_argument("item", type=int, help="the item id")
+    r.add_argument("--overall", type=float, help="the lead's overall score")
+    r.add_argument("--score", action="append", metavar="N=SCORE", help="the lead's score of a criterion (repeat)")
+    r.add_argument("--note", help="a discussion note")
+    r.set_defaults(error=error, func=cmd_resolve)
+
+    f = js.add_parser("feed", parents=[common], help="hand the people's judgment of an r2: item to its waiting run")
+    f.add_argument("item", type=int, help="the item id")
+    f.set_defaults(error=error, func=cmd_feed)
+
+    from core.models.lm import DEFAULT_MODEL
+
+    cb = js.add_parser("calibrate", parents=[common], help="a model judge on drafts, queued for people; its "
+                                                           "correlation with them")
+    cb.add_argument("queue", help="the queue (created when new)")
+    cb.add_argument("refs", nargs="*", help="drafts to judge, right after the queue: traj:ID (or ID) or r2:RUN_ID:VERSION; "
+                                            "none (and no --sample): only report on the judgments stored")
+    cb.add_argument("--model", default=DEFAULT_MODEL, help="the model judge's spec (stored as annotator model:SPEC)")
+    cb.add_argument("--sample", type=int, help="also judge N trajectories picked at random (seeded)")
+    cb.add_argument("--seed", type=int, default=0, help="seed of --sample and of the judge (default 0)")
+    cb.add_argument("--kind", choices=["reer", "r2", "import"], help="--sample only trajectories of this kind")
+    cb.add_argument("--status", choices=["pending", "accepted", "rejected"], help="--sample only this review status")
+    cb.add_argument("--method", choices=["generate", "logprob", "auto"], default="generate",
+                    help="how the judge's scores are read (as `r2 run --judge-method`): generate = its written scores; "
+                         "logprob = expected score from its log-probs (small judges that break the format); auto = "
+                         "generate, then logprob when nothing parses")
+    cb.add_argument("--overlap", type=int, default=None, help="people per draft when the queue is new (default 2)")
+    cb.add_argument("--criterion", action="append", help="the rubric when the queue is new (repeat; default: the R2 "
+                                                          "judge's)")
+    cb.add_argument("--json", action="store_true", help="the report as one JSON object")
+    cb.set_defaults(error=error, func=cmd_calibrate)
