@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from core.models.dialect import MisalignedServer
 from core.models.lm import (
     ContextTooLong,
     GenerationConfig,
@@ -28,8 +29,13 @@ from core.models.lm import (
     cut_at_stop,
     load_lm,
 )
-from core.models.dialect import MisalignedServer
-from core.models.server import VLLM_COMMAND, BadServerReply, OpenAILM, parse_spec, pick_continuation
+from core.models.server import (
+    VLLM_COMMAND,
+    BadServerReply,
+    OpenAILM,
+    parse_spec,
+    pick_continuation,
+)
 
 MODEL = "fake/Model-1B"
 OTHER = "fake/Other"

@@ -315,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli.data import add_commands  # import, review, export
 
     add_commands(sub, default_db(), CLIError)
-    from studio.cli.judge import add_judge_parser  # judging queues, agreement, calibration
+    from studio.cli.judge import (
+        add_judge_parser,  # judging queues, agreement, calibration
+    )
 
     add_judge_parser(sub, default_db(), CLIError)
     from studio.cli.train import add_train_parser
