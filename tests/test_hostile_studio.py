@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.ui]
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "scripted:"
-REER = [2, 1, 0.0, 80, 20, 0, True]  # candidates, steps, threshold, draft/candidate tokens, seed, cues
+REER = [2, 1, 0.0, 100, 20, 0, True]  # candidates, steps, threshold, draft/candidate tokens, seed, cues
 R2 = ["model", 1, 9, 0, False, 64, 32, 64, False, 48]  # the r2_run settings after prompt and judge
 
 

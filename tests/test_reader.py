@@ -150,7 +150,7 @@ def test_reer_run_reads_q_ref_jsonl(tmp_path, tiny_model_dir):
     out = tmp_path / "out.jsonl"
     res = cli("reer", "run", "--input", str(src), "--out", str(out), "--db", str(tmp_path / "p.db"),
               "--model", str(tiny_model_dir), "--candidates", "2", "--max-steps", "1",
-              "--draft-max-new-tokens", "80", "--max-new-tokens", "20", "--seed", "1")
+              "--draft-max-new-tokens", "100", "--max-new-tokens", "20", "--seed", "1")
     assert res.returncode == 0, res.stderr
     (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (rec["id"], rec["query"], rec["reference"]) == ("r1", Q1, A1)

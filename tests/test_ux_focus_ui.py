@@ -111,9 +111,11 @@ def test_keys_decide_in_the_page_and_the_store_agrees(seeded):
             prog = _progress(page)
             assert prog["id"] == str(pend[2]) and prog["text"] == "6 of 8 · 4 accepted · 1 rejected · 3 to go"
 
+            before_rate = _progress(page)["pkStamp"]
             page.keyboard.press("3")
             page.wait_for_function("() => document.querySelector('#focus-rating input[value=\"3\"]').checked",
                                    timeout=20000)
+            _wait_stamp(page, before_rate)  # the rating's redraw has landed (the radio ticks before the server answers)
             assert store.get_trajectory(pend[2])["rating"] == 3 and _progress(page)["id"] == str(pend[2])
 
             stamp = _progress(page)["pkStamp"]

@@ -111,7 +111,10 @@ def engines_of(lm) -> dict:
     gen = getattr(lm, "engine", None)
     if gen is None:
         precision = getattr(lm, "gen_precision", None)
-        other = {"ScriptedLM": "scripted", "OpenAILM": "server"}.get(type(lm).__name__, type(lm).__name__)
+        # the backend's own kind, not a subclass's name (a test double or wrapper of it records the same)
+        names = [c.__name__ for c in type(lm).__mro__ if c is not object]
+        known = {"ScriptedLM": "scripted", "OpenAILM": "server"}
+        other = next((known[n] for n in names if n in known), names[-1])
         gen = {"bf16": "hf-bf16", "fp32": "hf"}.get(precision, other)
     return {"generate": gen, "score": getattr(lm, "score_engine", "hf" if hasattr(lm, "gen_precision") else gen)}
 
