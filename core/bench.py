@@ -342,7 +342,7 @@ def step_regrets(lm, events, scfg) -> list[dict]:
     return rows
 
 
-def bench_reer(lm, items: int = 2, precision: str = "auto", engine: str | None = None, log=print) -> dict:
+def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None = None, log=print) -> dict:
     """Run the REER benchmark (section comment above); returns the result dict.
 
     The fast side generates with `engine` (default: the setting, core.models.ct2) and scores with

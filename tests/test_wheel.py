@@ -73,7 +73,8 @@ def test_the_wheel_holds_every_subpackage_and_data_file(wheel):
         pkgs = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / sub).rglob("__init__.py")}
         for pkg in pkgs:
             assert f"{pkg}/__init__.py" in names, f"subpackage {pkg} missing from the wheel"
-    for f in ("data/samples.jsonl", "assets/studio.css", "studio/pages/reer.py", "studio/cli/__main__.py"):
+    for f in ("data/samples.jsonl", "assets/studio.css", "assets/head.css", "assets/keys.js", "studio/pages/reer.py",
+              "studio/cli/__main__.py"):
         assert f in names, f"{f} missing from the wheel"
     prompts = {p.name for p in (ROOT / "assets" / "prompts").glob("*.txt")}
     assert prompts and all(f"assets/prompts/{p}" in names for p in prompts)
