@@ -41,12 +41,12 @@ from studio.pages.runs import (
     run_key,
     status_moved,
 )
+from studio.pages.runs import live_parts as runs_live_parts
 from studio.pages.runs import runs_menu as _runs_menu
 from studio.pages.runs import set_review as set_run_review
 from studio.runners.reer import RunnerError
 from studio.views import heatmap as render
 from studio.views import plots
-from studio.views import progress as live_view
 from studio.views.reer import (
     ReerView,
     candidates_html,
@@ -173,16 +173,7 @@ def build(ctx: StudioContext) -> ReerPage:
 
     def live_parts(run_id) -> tuple[str, dict]:
         """(key, {live line, writing box, buttons}) of the run's transient progress in this process."""
-        p = runner.progress(run_id) if run_id else None
-        asked = runner.asked(run_id) if run_id else None
-        driving = bool(run_id) and runner.is_driving(run_id)
-        labels = live_view.button_labels(asked)
-        return live_view.live_key(p, asked, driving), {
-            live: live_view.progress_html(p, asked, pause_point(p)),
-            writing: live_view.writing_html(p),
-            pause_btn: gr.Button(value=labels["pause"][0], interactive=labels["pause"][1]),
-            stop_btn: gr.Button(value=labels["stop"][0], interactive=labels["stop"][1]),
-        }
+        return runs_live_parts(runner, run_id, pause_point, live, writing, pause_btn, stop_btn)
 
     def show(run_id, metric_value="score") -> dict:
         """Everything the page draws of a run, from the store."""

@@ -140,3 +140,21 @@ def set_review(store: Store, run_id: str | None, verdict: str) -> str | None:
         return "The run has not finished: let it finish or Stop it, then accept or reject its trajectory."
     store.set_status(t["id"], verdict)
     return None
+
+
+def live_parts(runner, run_id: str | None, pause_point, live, writing, pause_btn, stop_btn) -> tuple[str, dict]:
+    """(key, {live line, writing box, Pause and Stop buttons}) of a run's transient progress in this
+    process (studio.views.progress); `pause_point(progress)` says where this engine pauses, in words.
+    A page compares the key with what it last drew, to redraw only what moved."""
+    from studio.views import progress as live_view
+
+    p = runner.progress(run_id) if run_id else None
+    asked = runner.asked(run_id) if run_id else None
+    driving = bool(run_id) and runner.is_driving(run_id)
+    labels = live_view.button_labels(asked)
+    return live_view.live_key(p, asked, driving), {
+        live: live_view.progress_html(p, asked, pause_point(p)),
+        writing: live_view.writing_html(p),
+        pause_btn: gr.Button(value=labels["pause"][0], interactive=labels["pause"][1]),
+        stop_btn: gr.Button(value=labels["stop"][0], interactive=labels["stop"][1]),
+    }
