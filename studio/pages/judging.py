@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import html
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gradio as gr
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from core.judging import calibration as cal
 from core.models.lm import GenerationStopped, stop_when

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
