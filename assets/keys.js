@@ -50,7 +50,12 @@
     if (!bind) return;
     const all = rows(bind), m = marked(map);
     if (all.length && m.at >= all.length) m.at = all.length - 1;
-    all.forEach(function (el, i) { el.classList.toggle("pk-on", i === m.at); });
+    all.forEach(function (el, i) {
+      const on = i === m.at;
+      el.classList.toggle("pk-on", on);
+      el.style.boxShadow = on ? "inset 4px 0 0 #3b5bdb" : "";  // inline: a block's overflow clips an outline
+      el.style.background = on ? "rgba(59, 91, 219, 0.07)" : "";
+    });
   }
   function onRows(key, bind, map, shift) {
     const all = rows(bind), m = marked(map);

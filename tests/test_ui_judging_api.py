@@ -149,12 +149,15 @@ def test_queue_made_judged_by_three_and_measured(judging_store, tmp_path):
 
         # resolve an item through the page: stored under the resolver's name
         item0 = done["ben"][0]
-        res = ben.predict("week-1", item0, 4, "we settled on 4", api_name="/judge_resolve")
+        res = ben.predict("week-1", item0, "4", "we settled on 4", api_name="/judge_resolve")
         assert "resolved by ben" in " ".join(str(x) for x in res)
         got = agr.resolutions(store, item0)
         assert got[-1]["resolver"] == "ben" and got[-1]["overall"] == 4 and got[-1]["note"] == "we settled on 4"
-        bad = ben.predict("week-1", item0, 9, "", api_name="/judge_resolve")
+        bad = ben.predict("week-1", item0, "9", "", api_name="/judge_resolve")
         assert "not a number from 1 to 5" in " ".join(str(x) for x in bad)
+        typo = ben.predict("week-1", item0, "four", "", api_name="/judge_resolve")
+        assert "is not a number; type one on the queue" in " ".join(str(x) for x in typo)
+        assert len(agr.resolutions(store, item0)) == 1
 
         # calibration of the scripted judge (the app's model): started from the page, read back from the store
         cat.predict("", "week-1", 6, "generate", api_name="/judge_calibrate")

@@ -55,6 +55,18 @@ def sample(store, queue: str, n, seed: int = 0) -> list[str]:
     return [r for i, r in enumerate(refs) if i in keep]
 
 
+def _score(text) -> float | None:
+    """The lead's typed score: None when empty; PageError naming the field when not a number."""
+    raw = str(text if text is not None else "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise PageError(f"Lead's overall score: {raw[:20]!r} is not a number; type one on the queue's scale, "
+                        "or leave it empty for a note only") from None
+
+
 @dataclass(frozen=True)
 class AgreementPage:
     """`menus(names, value)`: the queue dropdowns' updates; `menu_outputs`: those dropdowns."""
@@ -70,17 +82,17 @@ def build(ctx) -> AgreementPage:
         with gr.Row(equal_height=True):
             a_queue = gr.Dropdown(names, value=None, label="Queue", elem_id="agree-queue", scale=2,
                                   allow_custom_value=True)
-            a_show = gr.Button("Show agreement", variant="primary", elem_id="agree-show", scale=0, min_width=160)
+            a_show = gr.Button("Show agreement", variant="primary", elem_id="agree-show", scale=0, min_width=190)
         a_report = gr.HTML("", elem_id="agree-report")
         a_dis = gr.HTML("", elem_id="agree-disagreements")
         gr.Markdown("#### Resolve an item: a lead's judgment, a discussion note, or both")
         with gr.Row(equal_height=True):
             r_item = gr.Dropdown([], value=None, label="Item", elem_id="agree-item", scale=1,
                                  allow_custom_value=True)
-            r_overall = gr.Number(None, label="Lead's overall score (empty: a note only)", elem_id="agree-overall",
-                                  scale=1)
+            r_overall = gr.Textbox("", label="Lead's overall score", placeholder="on the queue's scale; empty: a note only",
+                                   elem_id="agree-overall", scale=1)
             r_note = gr.Textbox(label="Discussion note", elem_id="agree-note", scale=3)
-            r_btn = gr.Button("Resolve", elem_id="agree-resolve", scale=0, min_width=110)
+            r_btn = gr.Button("Resolve", variant="primary", elem_id="agree-resolve", scale=0, min_width=110)
         a_msg = gr.HTML("", elem_id="agree-msg")
     with gr.Tab("Calibration", id="judge-calibration", elem_id="tab-judge-calibration"):
         with gr.Row(equal_height=True):
@@ -94,7 +106,7 @@ def build(ctx) -> AgreementPage:
         with gr.Row():
             c_go = gr.Button("Calibrate", variant="primary", elem_id="cal-go", scale=0, min_width=130)
             c_stop = gr.Button("Stop", variant="stop", elem_id="cal-stop", scale=0, min_width=90)
-            c_show = gr.Button("Show report", elem_id="cal-show", scale=0, min_width=130)
+            c_show = gr.Button("Show report", elem_id="cal-show", scale=0, min_width=160)
         c_status = gr.HTML("", elem_id="cal-status")
         c_report = gr.HTML("", elem_id="cal-report")
         c_plot = gr.Plot(view.empty_figure("Calibrate a model judge to see its scores against people's."),
@@ -129,9 +141,8 @@ def build(ctx) -> AgreementPage:
         try:
             if item_id in (None, ""):
                 raise PageError("Item: none picked; pick the item to resolve")
-            agr.resolve(store, int(item_id), resolver=me, overall=None if overall in (None, "") else float(overall),
-                        note=note or "")
-            return {**draw_agreement(q, f"Item #{int(item_id)} resolved by {me}."), r_note: "", r_overall: None}
+            agr.resolve(store, int(item_id), resolver=me, overall=_score(overall), note=note or "")
+            return {**draw_agreement(q, f"Item #{int(item_id)} resolved by {me}."), r_note: "", r_overall: ""}
         except (StoreError, PageError, ValueError) as e:
             gr.Warning(str(e))
             return {a_msg: _msg(str(e), "error")}

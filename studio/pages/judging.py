@@ -154,7 +154,7 @@ def build(ctx) -> JudgingPage:
                                           elem_id="judge-note", lines=2, max_lines=6)
                     with gr.Row():
                         submit = gr.Button("Submit (Enter)", variant="primary", elem_id="judge-submit",
-                                           min_width=140, scale=0)
+                                           min_width=180, scale=0)
                         skip = gr.Button("Skip (s)", elem_id="judge-skip", min_width=110, scale=0)
                 with gr.Column(scale=2, min_width=300):
                     gr.HTML(view.legend(), elem_id="judge-legend", padding=False)

@@ -34,13 +34,13 @@ STYLE = """<style>
 .jd-task { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 10px; }
 .jd-task .rv-text { max-height: 420px; overflow-y: auto; }
 .jd-meta { font-size: 0.84rem; color: var(--body-text-color-subdued); margin-bottom: 6px; }
-.jd-table { border-collapse: collapse; font-size: 0.86rem; margin: 4px 0 10px; width: 100%; }
-.jd-table th, .jd-table td { border-bottom: 1px solid var(--border-color-primary); padding: 4px 8px; text-align: left;
-  vertical-align: top; }
+.jd-table { border-collapse: collapse; font-size: 0.86rem; margin: 4px 0 12px; width: auto; min-width: 60%; }
+.jd-table th, .jd-table td { border: none !important; border-bottom: 1px solid var(--border-color-primary) !important;
+  padding: 4px 12px !important; text-align: left; vertical-align: top; }
+.jd-table th { font-weight: 600; background: var(--background-fill-secondary); }
 .jd-table td.num, .jd-table th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .jd-table caption { text-align: left; font-weight: 600; font-size: 0.86rem; padding: 4px 0; }
 .jd-low { color: #8a1c14; } .jd-ok { color: #2e7d32; }
-#judge-scores .jd-crit.pk-on { outline: 2px solid #3b5bdb; outline-offset: 2px; border-radius: 6px; }
 </style>"""
 
 
@@ -127,7 +127,7 @@ def agreement_html(rep: dict, counts: dict[str, int]) -> str:
 def disagreements_html(rows: Sequence[dict]) -> str:
     if not rows:
         return STYLE + '<div class="jd-meta">No item with a wide disagreement (a third of the scale or more).</div>'
-    body = [[f"#{r['item_id']}", r["ref"], f"{r['spread']:g}", f"{_short(r['worst'][0], 40)} ({r['worst'][1]:g})",
+    body = [[f"#{r['item_id']}", r["ref"], f"{r['spread']:g}", f"{_short(r['worst'][0], 40)} (spread {r['worst'][1]:g})",
              ", ".join(f"{a} {v:g}" for a, v in sorted(r["scores"].items())),
              "; ".join((f"{x['resolver']}: {x['overall']:g}" if x["overall"] is not None else f"{x['resolver']}")
                        + (f" “{_short(x['note'], 50)}”" if x["note"] else "") for x in r["resolutions"]) or "open"]
