@@ -89,7 +89,8 @@ def build(ctx) -> AgreementPage:
         with gr.Row(equal_height=True):
             r_item = gr.Dropdown([], value=None, label="Item", elem_id="agree-item", scale=1,
                                  allow_custom_value=True)
-            r_overall = gr.Textbox("", label="Lead's overall score", placeholder="on the queue's scale; empty: a note only",
+            r_overall = gr.Textbox("", label="Lead's overall score",
+                                   placeholder="on the queue's scale; empty: a note only",
                                    elem_id="agree-overall", scale=1)
             r_note = gr.Textbox(label="Discussion note", elem_id="agree-note", scale=3)
             r_btn = gr.Button("Resolve", variant="primary", elem_id="agree-resolve", scale=0, min_width=110)

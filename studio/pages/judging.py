@@ -147,7 +147,8 @@ def build(ctx) -> JudgingPage:
                            padding=False)
             with gr.Row():
                 with gr.Column(scale=3, elem_id="judge-scores"):
-                    radios = [gr.Radio([str(v) for v in range(SCALE[0], SCALE[1] + 1)], value=None, label=f"criterion {i + 1}", visible=False,
+                    radios = [gr.Radio([str(v) for v in range(SCALE[0], SCALE[1] + 1)], value=None,
+                                       label=f"criterion {i + 1}", visible=False,
                                        elem_id=f"judge-c{i + 1}", elem_classes=["jd-crit"])
                               for i in range(MAX_CRITERIA)]
                     critique = gr.Textbox(label="Critique or note (key n): what should change; optional",
@@ -174,7 +175,8 @@ def build(ctx) -> JudgingPage:
                                 f"(scored {SCALE[0]}–{SCALE[1]})", elem_id="queue-rubric")
             gr.Markdown("Drafts: any mix of these")
             with gr.Row():
-                r2_runs = gr.Dropdown(run_choices(store, "r2"), multiselect=True, label="R2 runs: every text they wrote",
+                r2_runs = gr.Dropdown(run_choices(store, "r2"), multiselect=True,
+                                      label="R2 runs: every text they wrote",
                                       elem_id="queue-r2-runs")
                 traj_runs = gr.Dropdown(run_choices(store), multiselect=True, label="Runs: their trajectories",
                                         elem_id="queue-runs")
@@ -300,7 +302,8 @@ def build(ctx) -> JudgingPage:
     def refresh() -> dict:
         names = queue_names(store)
         return {progress: draw_progress(), queue: gr.Dropdown(choices=names),
-                r2_runs: gr.Dropdown(choices=run_choices(store, "r2")), traj_runs: gr.Dropdown(choices=run_choices(store)),
+                r2_runs: gr.Dropdown(choices=run_choices(store, "r2")),
+                traj_runs: gr.Dropdown(choices=run_choices(store)),
                 **ag.menus(names)}
 
     refresh_btn.click(lambda: {progress: draw_progress()}, None, progress, api_name="judge_progress", **quick)

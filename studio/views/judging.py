@@ -92,7 +92,8 @@ def progress_html(progs: Sequence[dict], waiting: Sequence[str]) -> str:
                          [[p["queue"], p["items"], p["overlap"], f"{p['judgments']} of {p['needed']}", p["complete"],
                            p["open_tasks"], f"{p['percent']:g}%"] for p in progs],
                          "Progress per queue", num=(1, 2, 3, 4, 5, 6))
-        rows = [[p["queue"], name, a["judged"], a["open"]] for p in progs for name, a in sorted(p["annotators"].items())]
+        rows = [[p["queue"], name, a["judged"], a["open"]]
+                for p in progs for name, a in sorted(p["annotators"].items())]
         out += (table_html(["queue", "annotator", "judged", "holding"], rows, "Progress per annotator", num=(2, 3))
                 if rows else '<div class="jd-meta">Nobody has judged yet.</div>')
     wait = (table_html(["R2 text waiting for a person's judgment"], [[w] for w in waiting],
@@ -127,7 +128,8 @@ def agreement_html(rep: dict, counts: dict[str, int]) -> str:
 def disagreements_html(rows: Sequence[dict]) -> str:
     if not rows:
         return STYLE + '<div class="jd-meta">No item with a wide disagreement (a third of the scale or more).</div>'
-    body = [[f"#{r['item_id']}", r["ref"], f"{r['spread']:g}", f"{_short(r['worst'][0], 40)} (spread {r['worst'][1]:g})",
+    body = [[f"#{r['item_id']}", r["ref"], f"{r['spread']:g}",
+             f"{_short(r['worst'][0], 40)} (spread {r['worst'][1]:g})",
              ", ".join(f"{a} {v:g}" for a, v in sorted(r["scores"].items())),
              "; ".join((f"{x['resolver']}: {x['overall']:g}" if x["overall"] is not None else f"{x['resolver']}")
                        + (f" “{_short(x['note'], 50)}”" if x["note"] else "") for x in r["resolutions"]) or "open"]
