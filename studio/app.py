@@ -109,7 +109,7 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
     from `samples_path`, which the Library imports on demand). `any_path`: typed paths (the Train
     page's) may point anywhere, not only inside the store's folder (studio.workspace)."""
     from studio.pages import export as export_page
-    from studio.pages import library, r2, reer, review, score, train
+    from studio.pages import judging, library, r2, reer, review, score, train
 
     store = store if store is not None else open_store(db)
     samples = load_samples(samples_path) if samples is None else samples
@@ -130,6 +130,8 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
                 r2p = r2.build(ctx)
             with gr.Tab("Review", id="review", elem_id="tab-review") as review_tab:
                 rv = review.build(ctx)
+            with gr.Tab("Judge", id="judge", elem_id="tab-judge") as judge_tab:
+                jp = judging.build(ctx)
             with gr.Tab("Export", id="export", elem_id="tab-export") as export_tab:
                 xp = export_page.build(ctx)
             with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
@@ -139,7 +141,7 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
 
         # ---- the open tab lives in the address (?tab=reer ...): a reload or a shared link opens it ----
         all_tabs = {"library": library_tab, "reer": reer_tab, "r2": r2_tab, "review": review_tab,
-                    "export": export_tab, "train": train_tab, "score": score_tab}
+                    "judge": judge_tab, "export": export_tab, "train": train_tab, "score": score_tab}
         for tab_id, tab in all_tabs.items():
             tab.select(None, None, None, js=_remember_tab_js(tab_id), api_visibility="private")
 
@@ -196,6 +198,7 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
         app.load(lambda: rp.attach(None), None, rp.attach_outputs, api_visibility="private")
         review_tab.select(rv.refresh, rv.inputs, rv.outputs, api_visibility="private")
         export_tab.select(xp.refresh, xp.inputs, xp.outputs, api_visibility="private")
+        judge_tab.select(jp.refresh, None, jp.outputs, api_visibility="private")
         # the R2 and Train pages reattach to the newest live run from the store on every page load
         app.load(lambda: r2p.attach(None), None, r2p.attach_outputs, api_visibility="private")
         app.load(tp.attach, None, tp.attach_outputs, api_visibility="private")

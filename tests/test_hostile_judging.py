@@ -44,3 +44,41 @@ def test_hidden_scores_and_bad_input_are_one_line(db, capsys, tmp_path):
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
     with open_store(db) as s:
         assert s.db["judging_judgments"].count == 1  # only ann's
+
+
+# ---- the Judge tab's views (studio.views.judging): every stored text is drawn as text ----------------
+
+EVIL = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+def test_judging_views_escape_drafts_queues_criteria_and_names():
+    from studio.views import judging as view
+
+    task = {"item_id": 3, "queue": "q" + EVIL, "ref": "traj:3", "query": "Task " + EVIL, "thinking": "T " + EVIL,
+            "text": "Draft " + EVIL, "low": 1, "high": 5}
+    crit = {"criterion": "Clear? " + EVIL, "alpha": 0.5, "why": "", "units": 2, "values": 4, "exact": 0.5,
+            "within1": 1.0, "pairs": [{"a": "ann" + EVIL, "b": "ben", "n": 2, "exact": 0.5, "within1": 1.0}]}
+    rep = {"queue": "q" + EVIL, "annotators": ["ann" + EVIL, "ben"], "items": 2, "criteria": [crit],
+           "overall": {**crit, "criterion": "overall"}}
+    dis = [{"item_id": 3, "ref": "traj:3", "spread": 3, "worst": ["Clear? " + EVIL, 3], "scores": {"ann" + EVIL: 1},
+            "resolved": True, "resolutions": [{"resolver": "lead" + EVIL, "overall": 2, "note": EVIL}]}]
+    prog = [{"queue": "q" + EVIL, "items": 1, "overlap": 2, "judgments": 1, "needed": 2, "complete": 0,
+             "open_tasks": 0, "percent": 50.0, "annotators": {"ann" + EVIL: {"judged": 1, "open": 0}}}]
+    for out in (view.task_html(task, 1), view.agreement_html(rep, {"ann" + EVIL: 1}), view.disagreements_html(dis),
+                view.progress_html(prog, ["r2:x" + EVIL + ":0"])):
+        assert "<img" not in out and "<script>window" not in out and "&lt;img" in out
+
+
+def test_calibration_view_escapes_model_names_and_criteria_in_the_plot():
+    from studio.views import judging as view
+
+    row = {"criterion": "Vivid? " + EVIL, "n": 2, "spearman": 1.0, "kendall": 1.0, "bias": 0.0,
+           "points": [(2.0, 3.0, 1), (4.0, 5.0, 2)]}
+    rep = {"queue": "q", "model": "model:" + EVIL, "consensus": "median", "judged_by_model": 2, "unparsed": 0,
+           "criteria": [row], "overall": {**row, "criterion": "overall"}}
+    html_out = view.calibration_html(rep)
+    assert "<img" not in html_out and "&lt;img" in html_out
+    fig = view.scatter(rep, 1, 5)
+    texts = [fig.layout.title.text] + [a.text for a in fig.layout.annotations]
+    assert all("<img" not in t for t in texts) and "&lt;img" in fig.layout.title.text
+    assert any("&lt;img" in a.text for a in fig.layout.annotations)  # the criterion's panel title

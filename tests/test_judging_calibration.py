@@ -83,3 +83,15 @@ def test_trust_low_and_ok(store, monkeypatch):
                                            for i in range(4)]), "scripted:", "t", refs)  # rerun: replaces
     low = cal.trust(store, "scripted:", ["clear"])
     assert low["level"] == "low" and low["spearman"] == pytest.approx(-1.0)
+
+
+def test_a_long_model_spec_still_names_its_judge():
+    """A script's path or a deep model folder makes a spec longer than a name may be: its judge gets a
+    name that keeps the spec's end, is stable, and differs from another long spec's (it raised before)."""
+    from core.judging.annotator import MAX_CHARS, model_name
+
+    a = "scripted:script=/tmp/" + "a" * 90 + "/judge.json"
+    b = "scripted:script=/tmp/" + "b" * 90 + "/judge.json"
+    assert len(model_name(a)) <= MAX_CHARS and model_name(a).startswith("model:")
+    assert model_name(a).endswith("/judge.json") and model_name(a) == model_name(a) != model_name(b)
+    assert model_name("scripted:judge=7") == "model:scripted:judge=7"  # short specs unchanged

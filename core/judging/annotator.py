@@ -50,8 +50,18 @@ def is_model(name: str | None) -> bool:
 
 
 def model_name(spec: str) -> str:
-    """The annotator name of a model judge: "model:<spec>"."""
-    return clean(MODEL_PREFIX + str(spec).strip(), allow_model=True, where="model judge")
+    """The annotator name of a model judge: "model:<spec>". A spec too long for a name (a deep local
+    folder, a script's path) keeps its end, after "…", and a hash of the whole spec before it, so two
+    long specs never share a name and the same spec always gets the same one."""
+    import hashlib
+
+    spec = str(spec).strip()
+    name = MODEL_PREFIX + spec
+    if len(name) > MAX_CHARS and spec and all(c.isprintable() for c in spec):
+        digest = hashlib.sha1(spec.encode("utf-8")).hexdigest()[:8]
+        keep = MAX_CHARS - len(MODEL_PREFIX) - len(digest) - 2
+        name = f"{MODEL_PREFIX}{digest}…{spec[-keep:]}"
+    return clean(name, allow_model=True, where="model judge")
 
 
 def os_user() -> str:

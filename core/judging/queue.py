@@ -227,9 +227,13 @@ def _person(annotator: str, where: str = "annotator") -> str:
     return name
 
 
-def next_task(store: Store, queue: str, annotator: str, now_s: float | None = None) -> Task | None:
-    """The annotator's next task (see the module docstring), or None when nothing is left for them."""
+def next_task(store: Store, queue: str, annotator: str, now_s: float | None = None,
+              exclude: Sequence[int] = ()) -> Task | None:
+    """The annotator's next task (see the module docstring), or None when nothing is left for them.
+    `exclude`: item ids not to hand out now (the ones this person just skipped), unless one is the
+    task they still hold."""
     name = _person(annotator)
+    skip = sorted({int(i) for i in exclude})
     t = time.time() if now_s is None else now_s
     with store.transaction():
         q = _queue_row(store, queue)
@@ -246,9 +250,10 @@ def next_task(store: Store, queue: str, annotator: str, now_s: float | None = No
             " (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) AS held "
             "FROM judging_items i WHERE i.queue = ? "
             " AND NOT EXISTS (SELECT 1 FROM judging_judgments j WHERE j.item_id = i.id AND j.annotator = ?) "
+            + (f" AND i.id NOT IN ({', '.join('?' * len(skip))}) " if skip else "") +
             " AND (SELECT count(*) FROM judging_judgments j WHERE j.item_id = i.id AND j.role = 'person') "
             "   + (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) < ? "
-            "ORDER BY done, done + held, i.id LIMIT 1", [q["name"], name, q["overlap"]]), None)
+            "ORDER BY done, done + held, i.id LIMIT 1", [q["name"], name, *skip, q["overlap"]]), None)
         if row is None:
             return None
         expires = t + q["task_timeout_s"]

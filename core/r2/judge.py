@@ -12,7 +12,9 @@ crashes. With `method="auto"` a judge whose replies still do not parse is asked 
 over "1/10".."10/10" (read by log-likelihood, so even a 135M model yields a real number), the
 overall score is their mean, and the critique is written alone from a short editor prompt;
 the judgment says so (`method="logprob"`) and keeps the unreadable replies in `raw`.
-`method="logprob"` scores that way from the start. Measured on the built-in 135M model: it
+`method="logprob"` scores that way from the start, at the cost of 1 + 2C forwards for C criteria
+(core.models.optionscore: the shared task and text once, each criterion's tail once, its options
+as one batch; the numbers are lm.loglikelihood's). Measured on the built-in 135M model: it
 gave a HelloBench reference, a degenerate "the dog the dog..." text and "ok." the same ~7.0,
 so a tiny judge's log-probs carry no signal; the default stays "generate" (unparsed is honest). A person's judgment has the same shape (`judge="human"`); an override is a human
 judgment that keeps the model's original (`model_judgment`) and lists each field it changed.
@@ -27,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from core.models.lm import LM, GenerationConfig, ScoreRequest
+from core.models.lm import LM, GenerationConfig
 from core.prompts import render, template
 from core.settings import checking, invalid, setting
 from core.settings import validate as validate_settings
@@ -324,6 +326,15 @@ def score_options(cfg: JudgeConfig) -> list[int]:
     return list(range(math.ceil(cfg.low), math.floor(cfg.high) + 1))
 
 
+def expected_score(logprobs: Sequence[float], options: Sequence[int], cfg: JudgeConfig) -> float:
+    """The probability-weighted mean of the options (their log-probs normalised over the options
+    alone), clipped to the scale and rounded to 2 decimals."""
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    expected = sum(w * o for w, o in zip(weights, options)) / sum(weights)
+    return round(min(max(expected, cfg.low), cfg.high), 2)
+
+
 def logprob_judge(lm: LM, query: str, text: str, rubric: Sequence[str], cfg: JudgeConfig = JudgeConfig(),
                   seed: int | None = 0) -> Judgment:
     """Scores read from the judge's log-probs, critique written alone (see the module docstring).
@@ -331,23 +342,20 @@ def logprob_judge(lm: LM, query: str, text: str, rubric: Sequence[str], cfg: Jud
     Each criterion is asked on its own; the reply is prefilled up to the number and every
     option "s/high" is scored as a continuation (distinct strings, so "1/10" never counts
     towards "10/10"); the score is the probability-weighted mean of the options."""
+    from core.models.optionscore import option_logprobs
+
     rubric = tuple(rubric)
     options = score_options(cfg)
     high = f"{cfg.high:g}"
-    requests = []
+    contexts = []
     for crit in rubric:
         prompt = render("r2_judge_one", task=query.strip(), text=text[:cfg.max_text_chars], criterion=crit,
                         low=f"{cfg.low:g}", high=high)
-        context = lm.chat_text([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        requests += [ScoreRequest(context=(context,), continuation=f"{o}/{high}") for o in options]
-    results = lm.loglikelihood(requests)
-    scores = {}
-    for i, crit in enumerate(rubric):
-        lps = [sum(r.logprobs) for r in results[i * len(options):(i + 1) * len(options)]]
-        top = max(lps)
-        weights = [math.exp(lp - top) for lp in lps]
-        expected = sum(w * o for w, o in zip(weights, options)) / sum(weights)
-        scores[crit] = round(min(max(expected, cfg.low), cfg.high), 2)
+        contexts.append(lm.chat_text([{"role": "user", "content": prompt}], add_generation_prompt=True))
+    # every criterion's prompt shares the task and the text: option_logprobs computes that head once,
+    # each criterion's tail once and its options as one batch (the same numbers as lm.loglikelihood)
+    table = option_logprobs(lm, contexts, [f"{o}/{high}" for o in options])
+    scores = {crit: expected_score(lps, options, cfg) for crit, lps in zip(rubric, table)}
     overall = round(sum(scores.values()) / len(scores), 2) if scores else None
     msg = [{"role": "user", "content": render("r2_critique", task=query.strip(), text=text[:cfg.max_text_chars])}]
     gen = GenerationConfig(max_new_tokens=cfg.critique_max_new_tokens, temperature=cfg.temperature,

@@ -25,8 +25,11 @@ from studio.views import review as review_view
 class Shortcut:
     keys: tuple[str, ...]  # KeyboardEvent.key values ("a", "ArrowRight", "Escape"); any one of them acts
     label: str  # what the legend says it does
-    do: str  # "click": click `target`; "focus": put the caret in `target` (a text box)
+    do: str  # "click": click `target`; "focus": put the caret in `target` (a text box); "score": in the
+    # marked one of the rows `target` lists, click the choice whose value is the key, then mark the next
+    # row; "move": mark the row `step` places on (the judging page's criteria, studio.views.judging)
     target: str  # CSS selector of the element; "{key}" in it is replaced by the key pressed ("1".."5")
+    step: int = 0  # "move": how many rows on (-1: back); Shift turns it round
 
 
 FOCUS_KEYS = (
@@ -41,7 +44,7 @@ FOCUS_KEYS = (
     Shortcut(("Escape",), "back to the table", "click", "#focus-back"),
 )
 STAMP_SELECTOR = "#focus-progress [data-pk-stamp]"  # changes on every redraw: keys wait for it after a click
-KEY_NAMES = {"ArrowRight": "→", "ArrowLeft": "←", "Escape": "Esc"}
+KEY_NAMES = {"ArrowRight": "→", "ArrowLeft": "←", "ArrowDown": "↓", "ArrowUp": "↑", "Escape": "Esc"}
 
 
 def keymap(keys: tuple[Shortcut, ...] = FOCUS_KEYS, stamp: str = STAMP_SELECTOR) -> dict:
@@ -49,7 +52,7 @@ def keymap(keys: tuple[Shortcut, ...] = FOCUS_KEYS, stamp: str = STAMP_SELECTOR)
     out: dict[str, dict] = {}
     for s in keys:
         for k in s.keys:
-            out[k] = {"do": s.do, "target": s.target.replace("{key}", k)}
+            out[k] = {"do": s.do, "target": s.target.replace("{key}", k), **({"step": s.step} if s.step else {})}
     return {"keys": out, "stamp": stamp}
 
 
