@@ -13,7 +13,10 @@ REER and R2 pages opening on the prompt last picked in the Library. `serve()` la
 the studio's way (with an upload cap,
 Gradio's `max_file_size`); `launch_app()` is what `palimpsest app` calls, and warns on start
 when the app is open to the network without a login or takes any model spec;
-`palimpsest app --model scripted:` is the no-model demo (the header says so).
+`palimpsest app --model scripted:` is the no-model demo (the header says so). The header also
+names who is using the studio (studio.identity.annotator_of the request, drawn on page load):
+"signed in as NAME" with a Log out link when logged in, else "you are NAME (no login)". Logins
+are Gradio's `auth`: studio.users.Logins (a users file, --auth pairs) or a plain pair.
 
 Which models the pages may load is the starter's choice, a `core.models.shelf.ModelPolicy`
 (`--model`, repeatable, the first one the app's; `--allow-model PATTERN`; `--allow-any-model`):
