@@ -82,3 +82,28 @@ def test_r2_human_judgment_and_reflection_record_the_person(tmp_path):
     model_refl = [e for e in stored if isinstance(e, ev.Reflected) and e.by == "model"]
     assert [e.annotator for e in human_refl] == ["bo"] and all(e.annotator is None for e in model_refl)
     store.close()
+
+
+def test_r2_judge_cli_records_annotator_defaulting_to_the_os_user(tmp_path, capsys):
+    from core.judging.annotator import os_user
+    from studio.cli.main import main
+
+    db = tmp_path / "r2.db"
+    store = open_store(db)
+    pid, _ = store.add_prompt("Write a story about a lighthouse keeper.", "a reference story", id="p1",
+                              rubric=["Is it vivid?"])
+    cfg = R2Config(max_rounds=1, threshold=9, judge_mode="human")
+    run_id = list(r2_job(store, FakeLM(), None, pid, cfg))[0].run_id
+    store.close()
+    base = ["r2", "judge", "--db", str(db), "--run", run_id, "--overall", "5", "--critique", "Slow the ending down."]
+    assert main(base + ["--annotator", "model:me"]) == 2
+    assert "kept for model judges" in capsys.readouterr().err
+    assert main(base + ["--annotator", "dee"]) == 0
+    store = open_store(db)
+    list(r2_job(store, FakeLM(), None, pid, cfg))  # revises, then waits for the revision's judgment
+    store.close()
+    assert main(base) == 0
+    store = open_store(db)
+    given = [e.judgment["annotator"] for e in store.events(run_id) if isinstance(e, ev.JudgmentGiven)]
+    store.close()
+    assert given == ["dee", os_user()]
