@@ -169,8 +169,10 @@ def build(ctx, rows_for: Callable[..., list[dict]], filters: list) -> FocusMode:
         return handler
 
     quick = dict(concurrency_limit=None, show_progress="hidden")  # acts run as the request's person (by_person)
-    accept.click(by_person(decide("accepted")), [current, note, *filters], [*outputs, note], api_name="focus_accept", **quick)
-    reject.click(by_person(decide("rejected")), [current, note, *filters], [*outputs, note], api_name="focus_reject", **quick)
+    accept.click(by_person(decide("accepted")), [current, note, *filters], [*outputs, note], api_name="focus_accept",
+                 **quick)
+    reject.click(by_person(decide("rejected")), [current, note, *filters], [*outputs, note], api_name="focus_reject",
+                 **quick)
     rating.input(by_person(do_rate), [current, rating, *filters], outputs, api_name="focus_rate", **quick)
     note.submit(by_person(do_note), [current, note, *filters], [*outputs, note], api_name="focus_note", **quick)
     nxt.click(move(1), [current, *filters], outputs, api_name="focus_next", **quick)

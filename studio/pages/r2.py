@@ -457,21 +457,22 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                   show_progress="hidden")
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)
     mode.change(judge_model_field, mode, judge_spec, api_visibility="private", **quick)
-    gr.on([mode.change, judge_spec.change, prompt.change], lambda m, j, p: judge_trust_html(store, m, j, p, ctx.model_name),
-          [mode, judge_spec, prompt], trust_line, api_name="r2_judge_trust", **quick)
+    gr.on([mode.change, judge_spec.change, prompt.change],
+          lambda m, j, p: judge_trust_html(store, m, j, p, ctx.model_name), [mode, judge_spec, prompt], trust_line,
+          api_name="r2_judge_trust", **quick)
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     pause_btn.click(do_pause, run_state, ack_out, api_name="r2_pause", **quick)
     stop_btn.click(do_stop, run_state, [*ack_out, *form_out], api_name="r2_stop", **quick)
     submit.click(by_person(do_judge), [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
                  api_name="r2_judge", **quick)
-    refl_btn.click(by_person(do_reflect), [run_state, form_for, refl_text], [seen, *shown, *form_out], api_name="r2_reflect",
-                   **quick)
+    refl_btn.click(by_person(do_reflect), [run_state, form_for, refl_text], [seen, *shown, *form_out],
+                   api_name="r2_reflect", **quick)
     prompt.input(pick_prompt, prompt, [run_state, seen, form_for, runs], api_visibility="private", **quick)
     runs.input(pick_run, runs, [run_state, seen, form_for], api_visibility="private", **quick)
-    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen], api_name="r2_accept",
-                     **quick)
-    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen], api_name="r2_reject",
-                     **quick)
+    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
+                     api_name="r2_accept", **quick)
+    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen],
+                     api_name="r2_reject", **quick)
     timer.tick(tick, [run_state, seen, form_for, live_seen],
                [*shown, seen, runs, *form_out, live, writing, pause_btn, stop_btn, live_seen],
                api_visibility="private", **quick)

@@ -397,10 +397,10 @@ def build(ctx: StudioContext) -> ReerPage:
     force_btn.click(by_person(do_force), [run_state, force_no], [status, seen], api_name="reer_force", **quick)
     skip_btn.click(by_person(do_skip), run_state, [status, seen], api_name="reer_skip", **quick)
     heat_btn.click(do_heat, run_state, [heat_a, heat_b, heat_of], api_name="reer_heatmap", concurrency_limit=2)
-    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen], api_name="reer_accept",
-                     **quick)
-    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen], api_name="reer_reject",
-                     **quick)
+    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
+                     api_name="reer_accept", **quick)
+    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen],
+                     api_name="reer_reject", **quick)
     # the tick also empties heat maps drawn for another run than the one now on screen (a run picked,
     # started, or attached from another page): never one run's numbers under another
     timer.tick(tick, [run_state, seen, metric, heat_of, live_seen],
