@@ -19,13 +19,14 @@ Knows: reading (`read_users`: a bad line is UsersFileError naming file:line and 
 (`write_users`), hashing (`hash_password`, `verify`), adding and removing (`add_user`,
 `remove_user`), and `Logins`: the names and hashes a studio accepts (a file's, plus USER:PASSWORD
 pairs given with --auth, hashed in memory at start), callable as Gradio's `auth`. Also
-`by_person(fn)`: a page handler run as the logged-in person (studio.identity.as_person).
+`by_person(fn)`: a page handler run as the person of the request Gradio serves (studio.identity.as_person).
 
 Does not know: Gradio's sessions or cookies (Gradio keeps them), nor where acts are stored.
 """
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -236,17 +237,17 @@ class Logins:
 
 def by_person(fn: Callable) -> Callable:
     """`fn` as a Gradio handler run as the request's person (studio.identity.as_person): every act it
-    records carries the logged-in name (else the OS user). The handler takes Gradio's request first,
-    then `fn`'s inputs."""
-    import gradio as gr
+    records carries the logged-in name (else the OS user). The request is the one Gradio is serving
+    in this thread (gradio.context.LocalContext.request, set around every event); `fn`'s signature
+    is kept, so Gradio passes the same inputs, and a call outside a request (a test calling the
+    handler) runs as the OS user."""
+    from gradio.context import LocalContext
 
     from studio.identity import as_person
 
-    def handler(request, *args):
-        with as_person(request):
-            return fn(*args)
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        with as_person(LocalContext.request.get(None)):
+            return fn(*args, **kwargs)
 
-    handler.__annotations__ = {"request": gr.Request}  # what Gradio reads to pass the request
-    handler.__name__ = getattr(fn, "__name__", "handler")
-    handler.__doc__ = fn.__doc__
     return handler

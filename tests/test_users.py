@@ -166,19 +166,30 @@ class FakeRequest:
         self.username = username
 
 
-def test_by_person_records_the_request_user_and_gradio_passes_the_request(tmp_path):
-    from gradio.helpers import special_args
+def test_by_person_records_the_request_user_and_keeps_the_handler_signature(tmp_path):
+    import inspect
 
+    from gradio.context import LocalContext
+
+    from core.judging.annotator import os_user
     from library_fixtures import REER_ITEMS, add_reer
 
     store = open_store(tmp_path / "s.db")
     q, thinking, answer = REER_ITEMS[0]
     tid = add_reer(store, q, thinking, answer)
-    handler = U.by_person(lambda t, value: curation.rate(store, t, value))
-    inputs, *_ = special_args(handler, [tid, 4], request=FakeRequest("ada"))
-    assert isinstance(inputs[0], FakeRequest)  # Gradio puts its request first, before the page's inputs
-    handler(*inputs)
-    handler(FakeRequest("bo"), tid, 5)
+
+    def rate(traj_id, value, *filters_):
+        curation.rate(store, traj_id, value)
+
+    handler = U.by_person(rate)
+    assert list(inspect.signature(handler).parameters) == ["traj_id", "value", "filters_"]  # Gradio sees fn's inputs
+    for who, value in (("ada", 4), ("bo", 5)):  # Gradio sets the request it serves around each event
+        token = LocalContext.request.set(FakeRequest(who))
+        try:
+            handler(tid, value, "any", "all")
+        finally:
+            LocalContext.request.reset(token)
+    handler(tid, 1)  # outside a request: the OS user
     acts = curation.history(store, tid)
-    assert [(a["action"], a["value"], a["annotator"]) for a in acts[-2:]] == [("rate", 4, "ada"), ("rate", 5, "bo")]
+    assert [(a["value"], a["annotator"]) for a in acts[-3:]] == [(4, "ada"), (5, "bo"), (1, os_user())]
     store.close()
