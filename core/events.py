@@ -6,7 +6,9 @@ or a second browser tab replays the same history. Scores are plain dicts of
 `core.models.scoring.Score.as_dict()` (n_tokens, mean_logprob, ppl, score, truncated).
 
 Human steering is recorded with the same events as the search's own work: a person's edit or
-forced choice is a `SegmentDecided` with `by="human"`.
+forced choice is a `SegmentDecided` with `by="human"` and the person's `annotator`
+(core.judging.annotator; R2's human `Reflected` and `JudgmentGiven.judgment` carry one too).
+Events stored before a field was added load with its default (None: unknown).
 
 One event is TRANSIENT and never stored: `Progress` (what a job is doing right now: its phase,
 the tokens written so far, the partial text, elapsed time and a rough estimate). It is not
@@ -119,6 +121,7 @@ class SegmentDecided(Event):
     text: str  # the segment's text after the decision
     segments: tuple[str, ...]  # the whole trajectory after the decision
     score: dict  # Score.as_dict() of the trajectory after the decision
+    annotator: str | None = None  # the person who edited, forced or skipped (by "human"); None: the search, or unknown
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ class Reflected(Event):
     raw: str = ""  # the writer's raw output
     dropped: tuple[str, ...] = ()  # sentences removed because they named a judge or critique
     by: str = "model"  # "model": the writer's; "human": a person's edit (or approval) of it, which replaces it
+    annotator: str | None = None  # the person who edited or approved it (by "human"); None: the writer, or unknown
 
 
 @_register

@@ -13,7 +13,10 @@ REER and R2 pages opening on the prompt last picked in the Library. `serve()` la
 the studio's way (with an upload cap,
 Gradio's `max_file_size`); `launch_app()` is what `palimpsest app` calls, and warns on start
 when the app is open to the network without a login or takes any model spec;
-`palimpsest app --model scripted:` is the no-model demo (the header says so).
+`palimpsest app --model scripted:` is the no-model demo (the header says so). The header also
+names who is using the studio (studio.identity.annotator_of the request, drawn on page load):
+"signed in as NAME" with a Log out link when logged in, else "you are NAME (no login)". Logins
+are Gradio's `auth`: studio.users.Logins (a users file, --auth pairs) or a plain pair.
 
 Which models the pages may load is the starter's choice, a `core.models.shelf.ModelPolicy`
 (`--model`, repeatable, the first one the app's; `--allow-model PATTERN`; `--allow-any-model`):
@@ -45,6 +48,7 @@ from core.models.shelf import ModelChoice, ModelPolicy, ModelShelf, default_shel
 from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
+from studio.identity import annotator_of  # noqa: E402
 from studio.runners.reer import JobRunner  # noqa: E402
 from studio.workspace import Workspace  # noqa: E402
 
@@ -89,13 +93,22 @@ def _remember_tab_js(tab_id: str) -> str:
             f"u.searchParams.set('tab', '{tab_id}'); history.replaceState(null, '', u); }}")
 
 
-def header_html(model: str) -> str:
-    """The studio's header: the model's spec, and a plain warning when it is the scripted fake."""
+def header_html(model: str, person: str | None = None, logged_in: bool = False) -> str:
+    """The studio's header: the model's spec, a plain warning when it is the scripted fake, and who is
+    using it (`person`: "signed in as NAME" with a Log out link to Gradio's /logout when `logged_in`,
+    else "you are NAME (no login)"; nothing when None)."""
     demo = (' <b class="pal-demo" id="pal-demo" style="color: #b45309; margin-left: 8px;" title="a deterministic fake model (core.models.scripted): '
             'texts and scores are made up, not written by a language model">demo mode: scripted model, '
             'no real language model</b>') if is_scripted_spec(model) else ""
+    who = ""
+    if person is not None:
+        name = f'<b class="pal-who-name">{html.escape(person)}</b>'
+        who = (f'<span class="pal-who" id="pal-who" style="margin-left: 12px;">signed in as {name} · '
+               f'<a href="logout" class="pal-logout" id="pal-logout">Log out</a></span>' if logged_in else
+               f'<span class="pal-who" id="pal-who" style="margin-left: 12px;" title="start the studio with '
+               f'--users FILE (or --auth) to have each person log in">you are {name} (no login)</span>')
     return (f'<div class="pal-head"><h1>Palimpsest</h1><span>thinking trajectories for writing · model '
-            f'<code>{html.escape(model)}</code>{demo}</span></div>')
+            f'<code>{html.escape(model)}</code>{demo}{who}</span></div>')
 
 
 def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, samples: list[dict] | None = None,
@@ -120,7 +133,7 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
                         workspace=Workspace.for_store(store.path, any_path))
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
-        gr.HTML(header_html(models.default), elem_id="pal-head", padding=False)
+        head = gr.HTML(header_html(models.default), elem_id="pal-head", padding=False)
         with gr.Tabs(elem_id="pal-tabs") as tabs:
             with gr.Tab("Library", id="library", elem_id="tab-library") as library_tab:
                 lib = library.build(ctx)
@@ -153,6 +166,11 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
         # start-up would overwrite it otherwise)
         app.load(open_tab, None, tabs, api_visibility="private").then(
             None, None, None, js="() => { window.palimpsestTabRead = true; }", api_visibility="private")
+
+        def whoami(request: gr.Request):  # the header names the request's person (studio.identity)
+            return header_html(models.default, annotator_of(request), bool(getattr(request, "username", None)))
+
+        app.load(whoami, None, head, api_visibility="private")
 
         # ---- links between pages -------------------------------------------------------------
         def to_reer(prompt_id):
@@ -240,13 +258,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def start_warnings(host: str, auth: tuple | None, policy: ModelPolicy) -> list[str]:
-    """What `launch_app` warns about before serving: an open network address without a login,
+def start_warnings(host: str, auth, policy: ModelPolicy) -> list[str]:
+    """What `launch_app` warns about before serving: an open network address without a login
+    (`auth`: Gradio's, a (user, password) pair or studio.users.Logins; empty or None: no login),
     and free-text model specs."""
     out = []
     if not auth and not is_loopback(host):
         out.append(f"--host {host} serves the studio beyond this machine without a login: anyone who reaches "
-                   "it can run models, read and change the store; add --auth USER:PASSWORD (or PALIMPSEST_AUTH)")
+                   "it can run models, read and change the store; add --users FILE (palimpsest users add NAME "
+                   "--file FILE) or --auth USER:PASSWORD (or PALIMPSEST_USERS / PALIMPSEST_AUTH)")
     if policy.allow_any:
         out.append("--allow-any-model: studio users may load any model spec, a local folder, a hub id or any "
                    "server URL (the server connects wherever they say); the API key still goes only to the "
@@ -254,19 +274,20 @@ def start_warnings(host: str, auth: tuple | None, policy: ModelPolicy) -> list[s
     return out
 
 
-def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple | None = None,
+def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth=None,
           prevent_thread_lock: bool = False, quiet: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
     """Launch a built app the way the studio always does (local only, no analytics, our CSS); an
-    upload over `max_upload_mb` is refused by Gradio (HTTP 413) before it is kept."""
+    upload over `max_upload_mb` is refused by Gradio (HTTP 413) before it is kept. `auth`: Gradio's
+    (a (user, password) pair, a list of them, or a callable such as studio.users.Logins); None: no login."""
     return app.launch(
-        server_name=host, server_port=port, auth=auth, share=False, prevent_thread_lock=prevent_thread_lock,
+        server_name=host, server_port=port, auth=auth or None, share=False, prevent_thread_lock=prevent_thread_lock,
         css=_read_css(), head=_head(), footer_links=["api", "settings"], quiet=quiet, show_error=False,
         max_file_size=max_file_size(max_upload_mb),
     )
 
 
 def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[str] = DEFAULT_MODEL,
-               auth: tuple | None = None, prevent_thread_lock: bool = False, samples_path=None,
+               auth=None, prevent_thread_lock: bool = False, samples_path=None,
                db: str | Path | None = None, allow_patterns: Sequence[str] = (), allow_any: bool = False,
                max_upload_mb: float | None = None, any_path: bool = False):
     """Open the store (importing the samples into an empty one), load the app's model onto the

@@ -111,7 +111,7 @@ def submit_reflection(store: Store, run_id: str, text: str) -> int:
         raise BadJudgment(f"reflection: too short ({words} words, at least 3); write (or keep) the writer's "
                           "first-person thought, a sentence or more")
     return store.append_event(ev.Reflected(run_id, round=refl.round, text=text, raw=refl.raw, dropped=refl.dropped,
-                                           by="human"))
+                                           by="human", annotator=Controls.person()))
 
 
 def accept_proposed(store: Store, run_id: str) -> int:

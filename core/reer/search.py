@@ -75,17 +75,18 @@ class Controls(ControlsBase):
         with self._lock:
             self._pause, self._steps_left = False, n
 
-    def edit(self, segment: int, text: str) -> None:
-        """Replace a segment with a person's text; it is rescored at once."""
-        self._queue("edit", segment, text)
+    def edit(self, segment: int, text: str, annotator: str | None = None) -> None:
+        """Replace a segment with a person's text; it is rescored at once. `annotator`: who (default:
+        core.judging.annotator's current person, read now, in the caller's thread)."""
+        self._queue("edit", segment, text, self.person(annotator))
 
-    def force(self, candidate: int) -> None:
+    def force(self, candidate: int, annotator: str | None = None) -> None:
         """Accept this candidate of the step awaiting its decision, whatever its score."""
-        self._queue("force", candidate)
+        self._queue("force", candidate, self.person(annotator))
 
-    def skip(self) -> None:
+    def skip(self, annotator: str | None = None) -> None:
         """Leave the current (or next) segment as it is and move on."""
-        self._queue("skip")
+        self._queue("skip", self.person(annotator))
 
     def pause_asked(self) -> bool:
         with self._lock:
@@ -245,8 +246,8 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
 
 def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
     step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
-    if controls.take(("skip",)):
-        yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score)
+    if cmd := controls.take(("skip",)):
+        yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score, cmd[-1])
         return
     pending = state.pending_step(step, i, cfg.candidates)
     if pending is None:  # nothing usable recorded for this step: (re)generate it
@@ -284,11 +285,11 @@ def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
         yield ev.RunPaused(run_id, by="human")  # held before the decision: a person may force one
         return
     if cmd and cmd[0] == "skip":
-        yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score)
+        yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score, cmd[-1])
         return
     if cmd and cmd[0] == "force" and cmd[1] in pending:
         text, s = pending[cmd[1]]
-        yield _decide(state, run_id, step, i, "force", "human", cmd[1], text, s)
+        yield _decide(state, run_id, step, i, "force", "human", cmd[1], text, s, cmd[-1])
         return
     best = min(pending, key=lambda k: (pending[k][1]["score"], k), default=None)
     if best is not None and pending[best][1]["score"] < state.score["score"]:
@@ -300,7 +301,7 @@ def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
 
 def _human_edits(lm, run_id, query, answer, scfg, controls, state):
     while (cmd := controls.take(("edit",))) is not None:
-        _, i, text = cmd
+        _, i, text, who = cmd
         text = re.sub(r"\n\s*\n+", "\n", (text or "").strip())
         if not (0 <= i < len(state.segments)) or not text:
             yield ev.RunError(run_id, message=f"edit of segment {i + 1}: give a segment number between 1 and "
@@ -313,14 +314,14 @@ def _human_edits(lm, run_id, query, answer, scfg, controls, state):
         event = ev.CandidateScored(run_id, step=step, segment=i, index=-1, score=s)
         state.apply(event)
         yield event
-        yield _decide(state, run_id, step, i, "edit", "human", None, text, s)  # edits use up no step
+        yield _decide(state, run_id, step, i, "edit", "human", None, text, s, who)  # edits use up no step
 
 
-def _decide(state, run_id, step, i, action, by, chosen, text, s) -> ev.SegmentDecided:
+def _decide(state, run_id, step, i, action, by, chosen, text, s, annotator=None) -> ev.SegmentDecided:
     segs = list(state.segments)
     segs[i] = text
     event = ev.SegmentDecided(run_id, step=step, segment=i, action=action, by=by, chosen=chosen, text=text,
-                              segments=tuple(segs), score=s)
+                              segments=tuple(segs), score=s, annotator=annotator)
     state.apply(event)
     return event
 

@@ -12,6 +12,10 @@ The other way, while it works the engine `report`s its latest TRANSIENT `core.ev
 (held here in memory, never stored) for the page to read (`progress`), and `asked` tells a page
 what a person has asked that the engine has not yet done ("stopping", "pausing"), so Pause and
 Stop are acknowledged at once.
+
+A person's command carries who asked (`person`: the annotator given, else the one the caller's
+thread acts as, core.judging.annotator), read when it is queued, since the engine's thread runs
+as nobody; the engine records it on the event the command makes.
 """
 from __future__ import annotations
 
@@ -65,6 +69,15 @@ class ControlsBase:
         """The latest progress the engine reported (None before any)."""
         with self._lock:
             return self._progress
+
+    @staticmethod
+    def person(annotator: str | None = None) -> str | None:
+        """Who asks for a command: `annotator` (checked), else core.judging.annotator's current person
+        (set by the caller's `acting_as`, read in the caller's thread: the engine's thread has none),
+        else None. The engine records it on the event the command makes."""
+        from core.judging.annotator import resolve
+
+        return resolve(annotator)
 
     def _queue(self, *command) -> None:
         with self._lock:

@@ -1,5 +1,6 @@
 """The `palimpsest` command: app, score, bench here; reer (studio/cli/reer.py), r2 (studio/cli/r2.py),
-train (studio/cli/train.py), import/review/export (studio/cli/data.py), judge (studio/cli/judge.py). Thin: parses arguments,
+train (studio/cli/train.py), import/review/export (studio/cli/data.py), judge (studio/cli/judge.py),
+users (studio/cli/users.py). Thin: parses arguments,
 calls core, prints. The flags of engine settings are generated from their config dataclasses
 (core.settings), so names, defaults, ranges and help are declared once, in the config.
 
@@ -66,20 +67,21 @@ def _load(spec: str, dtype: str = "float32"):
 
 def cmd_app(args) -> int:
     from studio.app import launch_app
+    from studio.users import Logins, UsersFileError
 
-    auth = args.auth or os.environ.get("PALIMPSEST_AUTH")
-    if auth and ":" not in auth:
-        raise CLIError("--auth must look like USER:PASSWORD")
-    user, _, password = (auth or "").partition(":")
-    if auth and not (user and password):
-        raise CLIError("--auth must look like USER:PASSWORD, both non-empty")
+    pairs = args.auth or ([os.environ["PALIMPSEST_AUTH"]] if os.environ.get("PALIMPSEST_AUTH") else [])
+    users_file = args.users or os.environ.get("PALIMPSEST_USERS") or None
+    try:  # a bad users file line or --auth fails here, naming file:line or the flag, before anything loads
+        logins = Logins.load(users_file, pairs) if (pairs or users_file) else None
+    except UsersFileError as exc:
+        raise CLIError(str(exc)) from None
     from core.store import StoreError
 
     if args.max_upload_mb is not None and not args.max_upload_mb > 0:
         raise CLIError(f"--max-upload-mb must be above 0, not {args.max_upload_mb:g}")
     try:
         launch_app(host=args.host, port=args.port, model=args.model or [DEFAULT_MODEL],
-                   auth=(user, password) if auth else None, samples_path=str(SAMPLES), db=args.db,
+                   auth=logins, samples_path=str(SAMPLES), db=args.db,
                    allow_patterns=args.allow_model or (), allow_any=args.allow_any_model,
                    max_upload_mb=args.max_upload_mb, any_path=args.allow_any_path)
     except StoreError as exc:
@@ -258,7 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--db", default=default_db(), help="SQLite store (default $PALIMPSEST_DB or "
                                                      "~/.local/share/palimpsest/palimpsest.db); the built-in "
                                                      "samples are imported into an empty one")
-    a.add_argument("--auth", default=None, help="USER:PASSWORD to require a login (or env PALIMPSEST_AUTH)")
+    a.add_argument("--auth", action="append", default=None, metavar="USER:PASSWORD",
+                   help="require a login; repeat it for several people (or env PALIMPSEST_AUTH, one pair); the "
+                        "password shows in the process list: prefer --users")
+    a.add_argument("--users", default=None, metavar="FILE",
+                   help="require a login checked against this users file of salted password hashes (or env "
+                        "PALIMPSEST_USERS; made with `palimpsest users add NAME --file FILE`); each person's acts "
+                        "are recorded under their login name")
     a.set_defaults(func=cmd_app)
 
     s = sub.add_parser("score", help="perplexity of references given query (+ thinking)")
@@ -321,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_judge_parser(sub, default_db(), CLIError)
+    from studio.cli.users import add_users_parser  # the studio's logins
+
+    add_users_parser(sub, CLIError)
     from studio.cli.train import add_train_parser
 
     add_train_parser(sub, default_db())

@@ -91,10 +91,15 @@ def cmd_r2_judge(args) -> int:
         pending_request,
         submit_judgment,
     )
+    from core.judging import annotator as who
     from core.r2.judge import BadJudgment, Judgment, human_judgment, override_judgment
     from core.store import NotFound, StoreError, open_store
     from studio.cli.main import CLIError
 
+    try:  # who judges: --annotator, else the OS user; recorded on the judgment (Judgment.annotator)
+        person = who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
+    except who.BadAnnotator as exc:
+        raise CLIError(str(exc)) from None
     try:
         store = open_store(args.db)
     except StoreError as exc:
@@ -122,11 +127,11 @@ def cmd_r2_judge(args) -> int:
             scores = {rubric[i - 1]: s for i, s in scores.items()}
             if req.proposed is not None:
                 j = override_judgment(Judgment.from_dict(req.proposed), overall=args.overall, critique=args.critique,
-                                      scores=scores, note=args.note)
+                                      scores=scores, note=args.note, annotator=person)
             elif args.overall is None or args.critique is None:
                 raise CLIError("with no model proposal to edit, give both --overall and --critique")
             else:
-                j = human_judgment(rubric, args.overall, args.critique, scores, note=args.note)
+                j = human_judgment(rubric, args.overall, args.critique, scores, note=args.note, annotator=person)
             submit_judgment(store, args.run, j)
         else:
             print(json.dumps({"run": args.run, "version": req.version, "text": req.text, "proposed": req.proposed},
@@ -198,5 +203,7 @@ def add_r2_parser(sub, default_db: str) -> None:
     rj.add_argument("--overall", type=float, default=None, help="overall score (1-10)")
     rj.add_argument("--critique", default=None, help="what should change")
     rj.add_argument("--score", action="append", default=[], help="a criterion's score as NUMBER=SCORE (repeatable)")
-    rj.add_argument("--note", default="", help="who judged, or why")
+    rj.add_argument("--note", default="", help="why (free text, kept with the judgment)")
+    rj.add_argument("--annotator", default=None, metavar="NAME",
+                    help="who is judging (default: the OS user); recorded on the judgment")
     rj.set_defaults(func=cmd_r2_judge)

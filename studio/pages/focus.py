@@ -24,6 +24,7 @@ import gradio as gr
 
 from core.data import curation
 from core.store import BadValue, NotFound, StoreError
+from studio.users import by_person
 from studio.views import focus as view
 
 RATINGS = ("none", "1", "2", "3", "4", "5")
@@ -167,11 +168,13 @@ def build(ctx, rows_for: Callable[..., list[dict]], filters: list) -> FocusMode:
                 return failure(traj_id, e, filters_)
         return handler
 
-    quick = dict(concurrency_limit=None, show_progress="hidden")
-    accept.click(decide("accepted"), [current, note, *filters], [*outputs, note], api_name="focus_accept", **quick)
-    reject.click(decide("rejected"), [current, note, *filters], [*outputs, note], api_name="focus_reject", **quick)
-    rating.input(do_rate, [current, rating, *filters], outputs, api_name="focus_rate", **quick)
-    note.submit(do_note, [current, note, *filters], [*outputs, note], api_name="focus_note", **quick)
+    quick = dict(concurrency_limit=None, show_progress="hidden")  # acts run as the request's person (by_person)
+    accept.click(by_person(decide("accepted")), [current, note, *filters], [*outputs, note], api_name="focus_accept",
+                 **quick)
+    reject.click(by_person(decide("rejected")), [current, note, *filters], [*outputs, note], api_name="focus_reject",
+                 **quick)
+    rating.input(by_person(do_rate), [current, rating, *filters], outputs, api_name="focus_rate", **quick)
+    note.submit(by_person(do_note), [current, note, *filters], [*outputs, note], api_name="focus_note", **quick)
     nxt.click(move(1), [current, *filters], outputs, api_name="focus_next", **quick)
     prev.click(move(-1), [current, *filters], outputs, api_name="focus_prev", **quick)
     return FocusMode(open=open_, outputs=outputs, current=current, back=back)

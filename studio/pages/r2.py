@@ -19,7 +19,10 @@ Does not know: the loop (core.r2.loop), how runs are driven (studio.runners.r2.R
 details (studio.views.r2). With "Let me edit each reflection" (human modes), the run pauses
 after each reflection (R2Config.review_reflections) and the page shows it in an editable box;
 the person's text (or approval) is stored as a `Reflected` event by "human" and the revision is
-written from it.
+written from it. Every human act (a judgment, an override, a reflection, accept / reject) runs as the
+request's person (studio.users.by_person), so it records its annotator. Under the judge fields, one
+line says how far the chosen model judge agrees with people on the prompt's rubric
+(core.judging.calibration.trust), a warning when unknown or low, pointing to Judge → Calibrate.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from core.judging.calibration import trust
 from core.r2.config import R2Config
 from core.r2.jobs import NoPendingJudgment
 from core.r2.judge import (
@@ -36,6 +40,7 @@ from core.r2.judge import (
     Judgment,
     human_judgment,
     override_judgment,
+    rubric_for,
 )
 from core.r2.state import R2State
 from core.settings import SettingError
@@ -56,6 +61,7 @@ from studio.pages.runs import live_parts as runs_live_parts
 from studio.pages.runs import runs_menu as _runs_menu
 from studio.pages.runs import set_review as set_run_review
 from studio.runners.r2 import R2Runner, R2RunnerError
+from studio.users import by_person
 from studio.views import r2 as r2_render
 
 REAL = R2Config()
@@ -91,6 +97,30 @@ def judge_model_props(mode: str) -> dict:
 def judge_model_field(mode: str) -> gr.Dropdown:
     """The update of the judge model menu when the judge mode changes (judge_model_props)."""
     return gr.Dropdown(**judge_model_props(mode))
+
+
+def judge_trust_html(store, mode: str, spec: str | None, prompt_id: str | None, app_model: str) -> str:
+    """One line under the judge fields: how far the model judge (`spec`, empty: the app's model) agrees
+    with people on the prompt's rubric (core.judging.calibration.trust), a warning when that is unknown
+    or low; "" when a person judges alone."""
+    if mode == "human":
+        return ""
+    spec = (spec or "").strip() or app_model
+    criteria = None
+    if prompt_id:
+        try:
+            criteria = store.get_prompt(prompt_id).get("rubric")
+        except StoreError:
+            criteria = None
+    try:
+        t = trust(store, spec, rubric_for(criteria))
+    except (StoreError, ValueError) as exc:  # a spec no model name takes, a store that cannot say
+        t = {"level": "unknown", "message": f"agreement of {spec} with people is unknown ({exc})"}
+    warn = t["level"] in ("unknown", "low")
+    see = " — see Judge → Calibrate" if warn else ""
+    return (f'<div class="r2-judge-trust {"warn" if warn else "ok"}" data-level="{t["level"]}" '
+            f'style="margin: 2px 0 6px; {"color: #b45309;" if warn else "opacity: .75;"}">'
+            f'{"⚠ " if warn else ""}{html.escape(t["message"])}{see}</div>')
 
 
 def box_label(criterion: str, n: int, jcfg: JudgeConfig) -> str:
@@ -175,6 +205,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                                  elem_id="r2-revision-tokens")
             judge_t = forms.widget(R2Config, "judge.max_new_tokens", value=DEMO["judge_max_new_tokens"],
                                    elem_id="r2-judge-tokens")
+    trust_line = gr.HTML("", elem_id="r2-judge-trust", padding=False)  # how far the model judge agrees with people
     check = gr.HTML("", elem_id="r2-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
     live = gr.HTML("", elem_id="r2-progress", padding=False)  # the progress line (transient, this process)
@@ -426,19 +457,22 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                   show_progress="hidden")
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)
     mode.change(judge_model_field, mode, judge_spec, api_visibility="private", **quick)
+    gr.on([mode.change, judge_spec.change, prompt.change],
+          lambda m, j, p: judge_trust_html(store, m, j, p, ctx.model_name), [mode, judge_spec, prompt], trust_line,
+          api_name="r2_judge_trust", **quick)
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     pause_btn.click(do_pause, run_state, ack_out, api_name="r2_pause", **quick)
     stop_btn.click(do_stop, run_state, [*ack_out, *form_out], api_name="r2_stop", **quick)
-    submit.click(do_judge, [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
+    submit.click(by_person(do_judge), [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
                  api_name="r2_judge", **quick)
-    refl_btn.click(do_reflect, [run_state, form_for, refl_text], [seen, *shown, *form_out], api_name="r2_reflect",
-                   **quick)
+    refl_btn.click(by_person(do_reflect), [run_state, form_for, refl_text], [seen, *shown, *form_out],
+                   api_name="r2_reflect", **quick)
     prompt.input(pick_prompt, prompt, [run_state, seen, form_for, runs], api_visibility="private", **quick)
     runs.input(pick_run, runs, [run_state, seen, form_for], api_visibility="private", **quick)
-    accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="r2_accept",
-                     **quick)
-    reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="r2_reject",
-                     **quick)
+    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
+                     api_name="r2_accept", **quick)
+    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen],
+                     api_name="r2_reject", **quick)
     timer.tick(tick, [run_state, seen, form_for, live_seen],
                [*shown, seen, runs, *form_out, live, writing, pause_btn, stop_btn, live_seen],
                api_visibility="private", **quick)

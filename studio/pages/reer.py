@@ -11,7 +11,9 @@ process also shows its TRANSIENT progress (the runner's, never stored: the progr
 the status, the draft and candidates token by token in a "writing now" box under the plot) and
 what a person asked and the engine has not yet reached ("pausing…", "stopping…", with the
 Pause / Stop buttons relabelled and disabled until the run confirms), redrawn on each tick
-when they change (studio.views.progress).
+when they change (studio.views.progress). A person's edit, forced candidate, skip, accept or
+reject runs as the request's person (studio.users.by_person), so the SegmentDecided event or the
+review act records its annotator.
 
 Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.JobRunner via ctx),
 or other pages (the app links them through `ReerPage`).
@@ -45,6 +47,7 @@ from studio.pages.runs import live_parts as runs_live_parts
 from studio.pages.runs import runs_menu as _runs_menu
 from studio.pages.runs import set_review as set_run_review
 from studio.runners.reer import RunnerError
+from studio.users import by_person
 from studio.views import heatmap as render
 from studio.views import plots
 from studio.views.reer import (
@@ -390,14 +393,14 @@ def build(ctx: StudioContext) -> ReerPage:
     # only a person's change of the number loads a segment (.input, not .change), and never over typing
     seg_no.input(load_segment, [run_state, seg_no, edit_text, loaded], [edit_text, loaded],
                  api_name="reer_load_segment", api_visibility="private", **quick)
-    edit_btn.click(do_edit, [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
-    force_btn.click(do_force, [run_state, force_no], [status, seen], api_name="reer_force", **quick)
-    skip_btn.click(do_skip, run_state, [status, seen], api_name="reer_skip", **quick)
+    edit_btn.click(by_person(do_edit), [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
+    force_btn.click(by_person(do_force), [run_state, force_no], [status, seen], api_name="reer_force", **quick)
+    skip_btn.click(by_person(do_skip), run_state, [status, seen], api_name="reer_skip", **quick)
     heat_btn.click(do_heat, run_state, [heat_a, heat_b, heat_of], api_name="reer_heatmap", concurrency_limit=2)
-    accept_btn.click(lambda r: set_review(r, "accepted"), run_state, [status, review, seen], api_name="reer_accept",
-                     **quick)
-    reject_btn.click(lambda r: set_review(r, "rejected"), run_state, [status, review, seen], api_name="reer_reject",
-                     **quick)
+    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
+                     api_name="reer_accept", **quick)
+    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen],
+                     api_name="reer_reject", **quick)
     # the tick also empties heat maps drawn for another run than the one now on screen (a run picked,
     # started, or attached from another page): never one run's numbers under another
     timer.tick(tick, [run_state, seen, metric, heat_of, live_seen],

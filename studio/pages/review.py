@@ -30,6 +30,7 @@ from core.data.curation import TrajectoryFilter
 from core.store import BadValue, NotFound, StoreError
 from studio.context import StudioContext
 from studio.pages import focus
+from studio.users import by_person
 from studio.views import review as view
 
 ALL_STATUSES = "any, failed filters too"
@@ -411,7 +412,7 @@ def build(ctx: StudioContext) -> ReviewPage:
             return f"Trajectory #{t} {verb}."
         return act(f)
 
-    # ---- listeners -------------------------------------------------------------------------------
+    # ---- listeners (every act runs as the request's person: studio.users.by_person) --------------
     quick = dict(concurrency_limit=None, show_progress="minimal")
     every = [*list_out, *detail_out, msg]
     def enter_focus(traj_id, *filters_):
@@ -440,18 +441,18 @@ def build(ctx: StudioContext) -> ReviewPage:
     fm.back.click(leave_focus, [fm.current, *filters], [*shown, *every], api_name="focus_back", **quick)
     table.select(pick, None, [*detail_out, msg], api_visibility="private", **quick)
     tid.submit(open_one, [tid, *filters], every, api_name="review_open", **quick)
-    accept.click(status_action("accepted", lambda t: curation.accept(store, t)), [tid, *filters], every,
+    accept.click(by_person(status_action("accepted", lambda t: curation.accept(store, t))), [tid, *filters], every,
                  api_name="review_accept", **quick)
-    reject.click(do_reject, [tid, note, *filters], [*every, note], api_name="review_reject", **quick)
+    reject.click(by_person(do_reject), [tid, note, *filters], [*every, note], api_name="review_reject", **quick)
     nxt.click(do_next, [tid, *filters], [*detail_out, msg], api_name="review_next", **quick)
-    reset.click(status_action("back to pending", lambda t: curation.reset(store, t)), [tid, *filters], every,
+    reset.click(by_person(status_action("back to pending", lambda t: curation.reset(store, t))), [tid, *filters], every,
                 api_name="review_reset", **quick)
-    rating.input(do_rate, [tid, rating, *filters], every, api_name="review_rate", **quick)
-    tag_add.click(do_tag, [tid, tags, *filters], [*every, tags], api_name="review_tag", **quick)
-    tag_del.click(lambda t, x, *f: do_tag(t, x, *f, remove=True), [tid, tags, *filters], [*every, tags],
+    rating.input(by_person(do_rate), [tid, rating, *filters], every, api_name="review_rate", **quick)
+    tag_add.click(by_person(do_tag), [tid, tags, *filters], [*every, tags], api_name="review_tag", **quick)
+    tag_del.click(by_person(lambda t, x, *f: do_tag(t, x, *f, remove=True)), [tid, tags, *filters], [*every, tags],
                   api_name="review_untag", **quick)
-    note_add.click(do_note, [tid, note, *filters], [*every, note], api_name="review_note", **quick)
-    save.click(do_edit, [tid, thinking, answer, *filters], every, api_name="review_edit", **quick)
-    bulk_btn.click(do_bulk, [bulk_action, tid, tags, note, *filters], every, api_name="review_bulk", **quick)
-    revert.click(do_revert, [tid, rev_n, *filters], every, api_name="review_revert", **quick)
+    note_add.click(by_person(do_note), [tid, note, *filters], [*every, note], api_name="review_note", **quick)
+    save.click(by_person(do_edit), [tid, thinking, answer, *filters], every, api_name="review_edit", **quick)
+    bulk_btn.click(by_person(do_bulk), [bulk_action, tid, tags, note, *filters], every, api_name="review_bulk", **quick)
+    revert.click(by_person(do_revert), [tid, rev_n, *filters], every, api_name="review_revert", **quick)
     return ReviewPage(refresh=refresh, inputs=filters, outputs=list_out)
