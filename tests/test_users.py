@@ -170,9 +170,9 @@ def test_by_person_records_the_request_user_and_keeps_the_handler_signature(tmp_
     import inspect
 
     from gradio.context import LocalContext
+    from library_fixtures import REER_ITEMS, add_reer
 
     from core.judging.annotator import os_user
-    from library_fixtures import REER_ITEMS, add_reer
 
     store = open_store(tmp_path / "s.db")
     q, thinking, answer = REER_ITEMS[0]

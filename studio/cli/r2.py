@@ -85,13 +85,13 @@ def cmd_r2(args) -> int:
 
 
 def cmd_r2_judge(args) -> int:
+    from core.judging import annotator as who
     from core.r2.jobs import (
         NoPendingJudgment,
         accept_proposed,
         pending_request,
         submit_judgment,
     )
-    from core.judging import annotator as who
     from core.r2.judge import BadJudgment, Judgment, human_judgment, override_judgment
     from core.store import NotFound, StoreError, open_store
     from studio.cli.main import CLIError
