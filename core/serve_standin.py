@@ -20,7 +20,10 @@ Routes: GET /v1/models (with `max_model_len`), POST /v1/chat/completions (`n` ch
 `continue_final_message` continues the last assistant message), POST /v1/completions, POST
 /tokenize (a plain `prompt` counted in the brain's tokens; `messages` rendered as ChatML, ids =
 code points) and POST /detokenize (code points back to text), as vLLM has them at the server root.
-Test modes (`state.mode`): "bos" (a "<s>" token listed first in echoed log-probs), "garbage" (a
+Test modes (`state.mode`): "bos" (a "<s>" token listed first in echoed log-probs), "drop_specials"
+(llama-cpp-python under a ChatML prompt: special tokens are tokens of their own, every `<|im_start|>`
+is left out of the echoed log-probs and every other special listed as an empty string, while usage
+counts them all plus a BOS), "garbage" (a
 non-JSON reply), "no_tokenize", "slow" (1.5 s on every route), "no_models", "ignore_n" (one choice
 whatever `n`); `state.resets_left` drops that many connections without an answer.
 
@@ -48,6 +51,7 @@ MAX_MODEL_LEN = 8192  # its window in tokens by default
 SLOW_S = 1.5  # what mode "slow" sleeps on every route
 Brain = Literal["words", "scripted"]
 
+_SPECIAL = re.compile(r"(<\|im_(?:start|end)\|>)")
 _CHATML = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>\n?|\Z)", re.S)
 
 
@@ -79,6 +83,17 @@ def parse_chat(prompt: str) -> tuple[list[dict], str]:
     if messages[-1]["role"] == "assistant" and not found[-1].group(0).endswith(("<|im_end|>", "<|im_end|>\n")):
         prefix = messages.pop()["content"]
     return messages, prefix
+
+
+def _drop_specials(text: str, tokens) -> tuple[list[str], list, int]:
+    """What llama-cpp-python echoes for a ChatML prompt (mode "drop_specials"): the listed tokens and
+    log-probs without any `<|im_start|>` (its BOS id) and with other specials as empty strings, and
+    the prompt tokens its usage counts (all of them, plus the BOS it adds)."""
+    every: list[str] = []
+    for piece in _SPECIAL.split(text):
+        every += [piece] if _SPECIAL.fullmatch(piece) else tokens(piece) if piece else []
+    listed = [("" if _SPECIAL.fullmatch(t) else t) for t in every if t != "<|im_start|>"]
+    return listed, [None] + [fake_logprob(t) for t in listed[1:]], len(every) + 1
 
 
 def token_id(token: str) -> int:
@@ -291,6 +306,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"id": "cmpl-1", "object": "text_completion", "model": body["model"],
                                     "choices": choices})
         lps = self._prompt_logprobs(toks)
+        counted = len(toks)
+        if "drop_specials" in st.mode:
+            toks, lps, counted = _drop_specials(text, self._tokens)
         if "bos" in st.mode:
             toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
         gen = " zzz"
@@ -310,7 +328,7 @@ class Handler(BaseHTTPRequestHandler):
             choice["prompt_token_ids"] = [token_id(t) for t in toks]
         self._send(200, {
             "id": "cmpl-1", "object": "text_completion", "model": body["model"], "choices": [choice],
-            "usage": {"prompt_tokens": len(toks), "completion_tokens": 1, "total_tokens": len(toks) + 1},
+            "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1},
         })
 
     def tokenize(self, body):

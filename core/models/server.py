@@ -39,7 +39,9 @@ Knows:
   positions right-aligned to the prompt's end, after taking the generated token(s) off the end
   (their count from `usage.completion_tokens` checked against the echoed text), and the listed
   prompt tokens are checked against `usage.prompt_tokens` (equal, or one more for a BOS the server
-  counts but does not list); a disagreement is an error, never a guess. A token that straddles the
+  counts but does not list, plus the special tokens before the continuation that it leaves out of
+  the echo, checked against the text: llama-cpp-python drops every `<|im_start|>` of a ChatML
+  prompt); a disagreement is an error, never a guess. A token that straddles the
   context/continuation boundary counts as continuation. `precision` is ignored; nothing is
   left-truncated (a text that does not fit raises ContextTooLong).
 - `chat_text`, `count_tokens`: the client tokenizer, else the server's tokenize endpoint (vLLM's
@@ -110,6 +112,7 @@ NEEDS = {  # capability -> what uses it, for the one-line message
     "count_tokens": "token counts (R2 rewards, quality filters)",
     "score": "scoring (log-probs of a text)",
 }
+SPECIAL_RE = re.compile(r"<\|[^|<>\s]{1,64}\|>|</?s>")  # special-token texts when no client tokenizer says
 _WINDOW_RE = re.compile(r"(?:context window of|maximum context length is)\s+(\d+)", re.I)
 
 
@@ -187,25 +190,39 @@ def _field(reply: Any, url: str, *keys: str | int) -> Any:
     return node
 
 
-def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any) -> int:
+def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any,
+                    specials: re.Pattern = SPECIAL_RE) -> int:
     """How many of the echoed `tokens` at the end were generated, not prompt: the smallest count
     (usage's `completion_tokens` tried first) whose remaining tokens end with the prompt's own end
     and whose generated ones begin the text the reply added after the prompt. Servers differ:
     vLLM and a BOS-fixed llama-cpp-python list the generated token, a stock llama-cpp-python
-    leaves it out. BadServerReply when no count fits."""
+    leaves it out. Special-token texts (`specials`) are ignored when comparing the prompt's end:
+    llama-cpp-python lists them without text or not at all. BadServerReply when no count fits."""
     gen_text = echoed[len(prompt):] if isinstance(echoed, str) and echoed.startswith(prompt) else None
-    tail = prompt[-24:]
+    tail = specials.sub("", prompt)[-24:]
     order = ([completion_tokens] if isinstance(completion_tokens, int) else []) + list(range(0, 4))
     for m in order:
         if not 0 <= m <= len(tokens):
             continue
         head, gen = "".join(tokens[:len(tokens) - m]), "".join(tokens[len(tokens) - m:])
-        if head.endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
+        if specials.sub("", head).endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
             return m
     raise BadServerReply(
         f"the echoed tokens do not agree with the echoed text (usage says {completion_tokens} generated, the "
         f"text after the prompt is {gen_text!r}, the tokens end {list(tokens[-3:])}); cannot tell where the "
         "prompt ends")
+
+
+def unlisted_specials(head: Sequence[str], head_text: str, specials: re.Pattern = SPECIAL_RE) -> int | None:
+    """How many special tokens in `head_text` (the text before the continuation) the listed `head`
+    tokens leave out, or None when they differ from it in anything but special tokens.
+    llama-cpp-python leaves out every special whose id is its BOS (`<|im_start|>` for ChatML
+    models) and lists others (`<|im_end|>`) as empty strings; usage counts them all."""
+    joined = "".join(head)
+    if specials.sub("", joined) != specials.sub("", head_text):
+        return None
+    listed = len(specials.findall(joined)) + sum(1 for t in head if t == "")
+    return max(0, len(specials.findall(head_text)) - listed)
 
 
 def pick_continuation(
@@ -215,6 +232,8 @@ def pick_continuation(
     text_len: int,
     listed: int,
     prompt_tokens: int | None = None,
+    text: str | None = None,
+    specials: re.Pattern = SPECIAL_RE,
 ) -> tuple[list[str], list[float | None], int]:
     """The continuation's tokens and log-probs, and the number of listed prompt tokens before it.
 
@@ -222,11 +241,11 @@ def pick_continuation(
     excluded, `generated_count`). Their character spans are right-aligned so the last ends at
     `text_len` (a BOS listed with text, or a first token the server left out, then moves only
     the head); a token belongs to the continuation when its span ends past `context_len`.
-    `prompt_tokens` (usage) must be `listed` or `listed + 1` (a BOS counted, not listed).
+    `prompt_tokens` (usage) must be `listed` or `listed + 1` (a BOS counted, not listed), or,
+    given the prompt `text`, that plus the special tokens the server left out of the echo BEFORE
+    the continuation (`unlisted_specials`, checked against the text); the continuation's own
+    tokens must then spell its text exactly. A disagreement is BadServerReply, never a guess.
     """
-    if isinstance(prompt_tokens, int) and prompt_tokens not in (listed, listed + 1):
-        raise BadServerReply(f"the server lists {listed} prompt tokens but counts {prompt_tokens} in its usage; "
-                             "cannot tell which tokens are the continuation")
     end = text_len
     first = listed
     for i in range(listed - 1, -1, -1):
@@ -234,6 +253,15 @@ def pick_continuation(
             break
         first = i
         end -= len(tokens[i])
+    if isinstance(prompt_tokens, int) and prompt_tokens not in (listed, listed + 1):
+        unlisted = (unlisted_specials(tokens[:first], text[:end], specials)
+                    if text is not None and 0 <= end <= context_len else None)
+        if (unlisted is None or prompt_tokens - listed not in (unlisted, unlisted + 1)
+                or "".join(tokens[first:listed]) != text[end:text_len]):
+            raise BadServerReply(
+                f"the server lists {listed} prompt tokens but counts {prompt_tokens} in its usage"
+                + (f", and {unlisted} special tokens left out before the continuation do not explain it"
+                   if unlisted is not None else "") + "; cannot tell which tokens are the continuation")
     if first == listed:
         return [], [], listed
     if end > context_len:  # the listed tokens do not reach back to the continuation's start
@@ -263,6 +291,7 @@ class OpenAILM:
         self.client_tokenizer = client_tokenizer  # the spec's tokenizer= (renders chats and prefills here)
         self._local_tokenizer = client_tokenizer
         self._chat_cache: OrderedDict[str, str] = OrderedDict()
+        self._special_re: re.Pattern | None = None  # special-token texts (_specials), made on first need
         self._lock = threading.Lock()  # the chat cache and loading the local tokenizer
         self._tok_lock = threading.Lock()  # calls into the local tokenizer
 
@@ -567,9 +596,10 @@ class OpenAILM:
             if not (isinstance(tokens, list) and isinstance(logprobs, list) and len(tokens) == len(logprobs)):
                 raise BadServerReply("the server sent logprobs lists of different lengths")
             tokens = [str(t) for t in tokens]
-            listed = len(tokens) - generated_count(tokens, text, choice.get("text"), usage.get("completion_tokens"))
+            listed = len(tokens) - generated_count(tokens, text, choice.get("text"), usage.get("completion_tokens"),
+                                                   self._specials())
         cont, cont_lps, n_ctx = pick_continuation(tokens, logprobs, len(context), len(text), listed,
-                                                  usage.get("prompt_tokens"))
+                                                  usage.get("prompt_tokens"), text, self._specials())
         if not cont:
             raise BadServerReply(f"the server echoed no tokens for the continuation {req.continuation[:40]!r}")
         if any(v is None for v in cont_lps):
@@ -577,6 +607,15 @@ class OpenAILM:
                 f"the continuation {req.continuation[:40]!r} starts at the first token, which the server gives "
                 "no log-prob for; give the request a non-empty context")
         return TokenLogprobs(cont, [float(v) for v in cont_lps], context_tokens=n_ctx, truncated=0)
+
+    def _specials(self) -> re.Pattern:
+        """The special-token texts: the client tokenizer's own, else SPECIAL_RE's shapes."""
+        if self._special_re is None:
+            tok = self.client_tokenizer
+            names = sorted({str(t) for t in (getattr(tok, "all_special_tokens", None) or []) if t}, key=len,
+                           reverse=True) if tok is not None else []
+            self._special_re = re.compile("|".join(map(re.escape, names))) if names else SPECIAL_RE
+        return self._special_re
 
     def _probe_scorer(self, ep):
         """score(context, continuation) -> log-probs, sent to endpoint `ep` only (the alignment check)."""
