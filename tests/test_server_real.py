@@ -136,7 +136,7 @@ def test_the_studio_reer_page_runs_against_the_server(fixed, tmp_path):
         settings = ["", 1, 1, 0.0, 100, 12, 1, False]  # model, k, steps, threshold, draft (100+: the too-short filter), candidate, seed, cues
         _, status, *_ = api.predict(pid, *settings, api_name="/reer_run")
         run_id = _run_id(status)
-        view = _wait(api, run_id, lambda s: _state(s) in ("finished", "failed"), timeout=300)
+        view = _wait(api, run_id, lambda s: _state(s) in ("finished", "failed"), timeout=900)
     assert _state(view[0]) == "finished", view[0][:500]
     assert store.get_run(run_id)["model"] == spec
     store.close()

@@ -26,7 +26,7 @@ The API keys, timeouts and retries: core.models.endpoints.
 
 Knows:
 - At load: GET /models (within the request timeout, no separate cap), then each endpoint is probed
-  once (core.models.dialect: tokenize endpoint, `n` honoured, echo or prompt_logprobs, context
+  once, replicas side by side (core.models.dialect: tokenize endpoint, `n` honoured, echo or prompt_logprobs, context
   window), and the alignment check scores a short known text: a server whose log-probs are
   shifted or implausible is refused (MisalignedServer) naming the likely cause. `describe()`
   returns what was detected, for records.
@@ -34,7 +34,8 @@ Knows:
   else POST /chat/completions (a prefix via vLLM's continue_final_message). `n` not honoured ->
   separate requests (seed + i). Finish reasons come from each choice's `finish_reason`.
   The token sink (core.models.lm.on_tokens) is called once with the finished texts (done=True).
-- `loglikelihood`: POST /completions with `echo` + `logprobs=0` + `max_tokens=1` (or vLLM's
+- `loglikelihood`: up to 8 requests of a call at a time, from one thread pool kept for every call;
+  each: POST /completions with `echo` + `logprobs=0` + `max_tokens=1` (or vLLM's
   `prompt_logprobs`) on the joined text; the continuation's tokens are located by character
   positions right-aligned to the prompt's end, after taking the generated token(s) off the end
   (their count from `usage.completion_tokens` checked against the echoed text), and the listed
@@ -103,7 +104,8 @@ log = logging.getLogger(__name__)
 
 VLLM_SPEC = "http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct"  # the spec matching VLLM_COMMAND
 DEFAULT_MAX_LENGTH = 4096  # assumed, with a warning, when neither the server nor the spec says
-SCORE_WORKERS = 8  # concurrent /completions requests while scoring
+SCORE_WORKERS = 8  # concurrent /completions requests of one loglikelihood call
+SCORE_POOL_WORKERS = 256  # threads shared by every call (many items in flight score at once)
 CHAT_CACHE_SIZE = 1024  # rendered chats kept per model
 SPEC_OPTIONS = ("tokenizer", "max_length")
 NEEDS = {  # capability -> what uses it, for the one-line message
@@ -325,15 +327,15 @@ class OpenAILM:
         entry = choose_model(spec, parsed, models or [])
         model = parsed.model or entry["id"]
         client_tok = load_tokenizer(parsed.tokenizer, spec) if parsed.tokenizer else None
-        for ep in pool.endpoints:
-            if ep.dropped_at is not None:
-                continue
+        def probe_one(ep) -> None:
             try:
                 ep.dialect = probe(ep, model, entry, timeout=pool.timeout)
             except ServerUnreachable as exc:
                 if len(pool.endpoints) == 1:
                     raise
                 pool.drop(ep, str(exc))
+
+        _each(probe_one, [ep for ep in pool.endpoints if ep.dropped_at is None])
         dialect = first.dialect
         max_length = parsed.max_length or dialect.context_window
         if max_length is None:
@@ -346,8 +348,10 @@ class OpenAILM:
         if lacking:
             log.warning("%s: %s", spec.strip(), lacking)
         if check and dialect.logprobs:
-            for ep in pool.live:
+            def align(ep) -> None:
                 ep.dialect.alignment = check_alignment(lm._probe_scorer(ep), ep.base, ep.dialect.kind)
+
+            _each(align, pool.live)
         return lm
 
     def describe(self) -> dict:
@@ -572,8 +576,12 @@ class OpenAILM:
                 raise LMError("scoring request with an empty continuation: nothing to score")
         if len(requests) <= 1:
             return [self._score_one(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(SCORE_WORKERS, len(requests))) as pool:
-            return list(pool.map(self._score_one, requests))
+        room = threading.BoundedSemaphore(SCORE_WORKERS)  # this call's share: at most 8 at a time
+
+        def one(req: ScoreRequest) -> TokenLogprobs:
+            with room:
+                return self._score_one(req)
+        return list(_score_pool().map(one, requests))
 
     def _score_one(self, req: ScoreRequest, call=None) -> TokenLogprobs:
         context = self._raw_prompt("".join(req.context)) if req.context else ""
@@ -622,9 +630,35 @@ class OpenAILM:
         def call(path, body):
             return request_json(ep.base + path, body, timeout=self.pool.timeout, api_key=ep.api_key)
 
-        def score(context: str, continuation: str) -> list[float]:
-            return self._score_one(ScoreRequest((context,) if context else (), continuation), call).logprobs
+        def score(context: str, continuation: str) -> tuple[list[str], list[float]]:
+            got = self._score_one(ScoreRequest((context,) if context else (), continuation), call)
+            return got.tokens, got.logprobs
         return score
+
+
+_SCORE_POOL: list[ThreadPoolExecutor] = []  # one pool for every model's scoring, made on first need
+_SCORE_POOL_LOCK = threading.Lock()
+
+
+def _score_pool() -> ThreadPoolExecutor:
+    """The threads that send scoring requests, shared and kept (a pool per call cost its threads'
+    start-up on every call); SCORE_POOL_WORKERS wide so that many items in flight each get theirs."""
+    with _SCORE_POOL_LOCK:
+        if not _SCORE_POOL:
+            _SCORE_POOL.append(ThreadPoolExecutor(max_workers=SCORE_POOL_WORKERS, thread_name_prefix="score"))
+        return _SCORE_POOL[0]
+
+
+def _each(work, endpoints: list) -> None:
+    """`work(ep)` for every endpoint, all at once (replicas are probed side by side, not one after
+    another); the first error in endpoint order is raised."""
+    if len(endpoints) <= 1:
+        for ep in endpoints:
+            work(ep)
+        return
+    with ThreadPoolExecutor(max_workers=len(endpoints)) as ex:
+        for future in [ex.submit(work, ep) for ep in endpoints]:
+            future.result()
 
 
 def _from_prompt_logprobs(entries: Any) -> tuple[list[str], list[float | None]]:
