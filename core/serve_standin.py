@@ -2,9 +2,9 @@
 OpenAI-compatible wire format after a fixed per-request delay, so that how Palimpsest scales with
 requests in flight can be seen (and tested) beyond what two CPU cores compute.
 
-It is no model. It is the protocol double of tests/test_lm_openai.py (same routes, replies, error
-shapes and test modes), made a module so the batch tests and `palimpsest bench serve`
-(core.bench_serve) share it, and extended with:
+It is no model. It is the protocol double tests/test_lm_openai.py runs against (vLLM's routes,
+replies and error shapes, and test modes that mimic other servers), a module so that test, the
+batch tests and `palimpsest bench serve` (core.bench_serve) share it, with:
 - `delay`: seconds slept before answering each /v1/chat/completions and /v1/completions request
   (a GPU's time per request; /v1/models, /tokenize and /detokenize answer at once, as on vLLM);
 - a `brain`: "words" (the double's own answers: text "reply {i} seed=..", a word tokenizer and
@@ -19,10 +19,17 @@ shapes and test modes), made a module so the batch tests and `palimpsest bench s
 Routes: GET /v1/models (with `max_model_len`), POST /v1/chat/completions (`n` choices,
 `continue_final_message` continues the last assistant message), POST /v1/completions, POST
 /tokenize (a plain `prompt` counted in the brain's tokens; `messages` rendered as ChatML, ids =
-code points) and POST /detokenize (code points back to text), as vLLM has them at the server root.
-Test modes (`state.mode`): "bos" (a "<s>" token listed first in echoed log-probs), "garbage" (a
+code points) and POST /detokenize (code points back to text), as vLLM has them at the server root;
+POST /extras/tokenize in mode "llama".
+Test modes (`state.mode`): "bos" (a "<s>" token listed first in echoed log-probs), "drop_specials"
+(llama-cpp-python under a ChatML prompt: special tokens are tokens of their own, every `<|im_start|>`
+is left out of the echoed log-probs and every other special listed as an empty string, while usage
+counts them all plus a BOS), "garbage" (a
 non-JSON reply), "no_tokenize", "slow" (1.5 s on every route), "no_models", "ignore_n" (one choice
-whatever `n`); `state.resets_left` drops that many connections without an answer.
+whatever `n`), "llama" (like llama-cpp-python: no window in /v1/models, no /tokenize or /detokenize
+but /extras/tokenize with the BOS it adds, `n` ignored, a BOS counted in usage but not listed),
+"shifted" (echoed log-probs shifted by one position, as llama-cpp-python's on a model that adds
+no BOS: number words score -9); `state.resets_left` drops that many connections without an answer.
 
 Start one in this process (`serve(...)`, a context manager, threads) or as a process of its own:
 `python -m core.serve_standin --delay 0.2 --brain scripted [--port P]` prints `URL <base>` on
@@ -48,6 +55,7 @@ MAX_MODEL_LEN = 8192  # its window in tokens by default
 SLOW_S = 1.5  # what mode "slow" sleeps on every route
 Brain = Literal["words", "scripted"]
 
+_SPECIAL = re.compile(r"(<\|im_(?:start|end)\|>)")
 _CHATML = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>\n?|\Z)", re.S)
 
 
@@ -58,8 +66,15 @@ def fake_tokens(text: str) -> list[str]:
     return toks + ([rest] if rest else [])
 
 
+NUMBER_WORDS = frozenset(("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                          "sixteen seventeen eighteen nineteen twenty").split())
+
+
 def fake_logprob(token: str) -> float:
-    """The "words" brain's log-prob of a token: fixed, from its characters."""
+    """The "words" brain's log-prob of a token: fixed, from its characters; number words are
+    near-certain, as for any working model (the alignment check at load counts to twenty)."""
+    if token.strip(" ,.") in NUMBER_WORDS:
+        return -0.05
     return -round((sum(ord(c) for c in token) % 97) / 10 + 0.1, 4)
 
 
@@ -79,6 +94,17 @@ def parse_chat(prompt: str) -> tuple[list[dict], str]:
     if messages[-1]["role"] == "assistant" and not found[-1].group(0).endswith(("<|im_end|>", "<|im_end|>\n")):
         prefix = messages.pop()["content"]
     return messages, prefix
+
+
+def _drop_specials(text: str, tokens) -> tuple[list[str], list, int]:
+    """What llama-cpp-python echoes for a ChatML prompt (mode "drop_specials"): the listed tokens and
+    log-probs without any `<|im_start|>` (its BOS id) and with other specials as empty strings, and
+    the prompt tokens its usage counts (all of them, plus the BOS it adds)."""
+    every: list[str] = []
+    for piece in _SPECIAL.split(text):
+        every += [piece] if _SPECIAL.fullmatch(piece) else tokens(piece) if piece else []
+    listed = [("" if _SPECIAL.fullmatch(t) else t) for t in every if t != "<|im_start|>"]
+    return listed, [None] + [fake_logprob(t) for t in listed[1:]], len(every) + 1
 
 
 def token_id(token: str) -> int:
@@ -181,9 +207,9 @@ class Handler(BaseHTTPRequestHandler):
                 return
             st = self.state
             if self.path == "/v1/models" and "no_models" not in st.mode:
+                window = {} if "llama" in st.mode else {"max_model_len": st.max_model_len}
                 self._send(200, {"object": "list", "data": [
-                    {"id": st.model, "object": "model", "owned_by": "vllm", "root": st.model,
-                     "max_model_len": st.max_model_len},
+                    {"id": st.model, "object": "model", "owned_by": "vllm", "root": st.model, **window},
                     *({"id": m, "object": "model", "owned_by": "vllm", "root": m} for m in st.extra_models)]})
             elif self.path == "/standin/stats":
                 self._send(200, st.stats())
@@ -219,8 +245,10 @@ class Handler(BaseHTTPRequestHandler):
             "/v1/completions": self.completions,
             "/tokenize": self.tokenize,
             "/detokenize": self.detokenize,
+            "/extras/tokenize": self.extras_tokenize,
         }.get(self.path)
-        if route is None or (self.path in ("/tokenize", "/detokenize") and "no_tokenize" in st.mode):
+        if route is None or (self.path in ("/tokenize", "/detokenize") and st.mode & {"no_tokenize", "llama"}) or (
+                self.path == "/extras/tokenize" and "llama" not in st.mode):
             return self._error(404, "Not Found", "NotFoundError")
         if self.path.startswith("/v1/") and st.delay > 0:
             time.sleep(st.delay)  # the GPU's time for this request
@@ -252,8 +280,11 @@ class Handler(BaseHTTPRequestHandler):
                 del lm.calls[:]
         return [(str(g), g.finish_reason) for g in out]
 
+    def _n(self, body: dict) -> int:
+        return 1 if self.state.mode & {"ignore_n", "llama"} else int(body.get("n", 1))
+
     def chat(self, body):
-        n = 1 if "ignore_n" in self.state.mode else int(body.get("n", 1))
+        n = self._n(body)
         messages = list(body.get("messages") or [])
         prefix = ""
         if body.get("continue_final_message") and messages and messages[-1].get("role") == "assistant":
@@ -285,14 +316,21 @@ class Handler(BaseHTTPRequestHandler):
                 "Please reduce the length of the messages or completion."))
         if not body.get("echo") and body.get("prompt_logprobs") is None:  # plain generation from a raw prompt
             messages, prefix = parse_chat(text)
-            n = 1 if "ignore_n" in st.mode else int(body.get("n", 1))
+            n = self._n(body)
             choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None}
                        for i, (t, r) in enumerate(self._texts(messages, prefix, body, n))]
             return self._send(200, {"id": "cmpl-1", "object": "text_completion", "model": body["model"],
                                     "choices": choices})
         lps = self._prompt_logprobs(toks)
+        if "shifted" in st.mode:  # each token scored as if it came again after itself: no model expects
+            lps = [lps[0]] + [-9.0 if t.strip(" ,.") in NUMBER_WORDS else v for t, v in zip(toks[1:], lps[1:])]
+        counted = len(toks)
+        if "drop_specials" in st.mode:
+            toks, lps, counted = _drop_specials(text, self._tokens)
         if "bos" in st.mode:
             toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
+            counted += 1
+        counted += 1 if "llama" in st.mode else 0  # a BOS counted, not listed
         gen = " zzz"
         choice: dict = {"index": 0, "text": (text if body.get("echo") else "") + gen, "finish_reason": "length"}
         if body.get("echo"):
@@ -310,7 +348,7 @@ class Handler(BaseHTTPRequestHandler):
             choice["prompt_token_ids"] = [token_id(t) for t in toks]
         self._send(200, {
             "id": "cmpl-1", "object": "text_completion", "model": body["model"], "choices": [choice],
-            "usage": {"prompt_tokens": len(toks), "completion_tokens": 1, "total_tokens": len(toks) + 1},
+            "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1},
         })
 
     def tokenize(self, body):
@@ -322,6 +360,10 @@ class Handler(BaseHTTPRequestHandler):
         text = render_chat(body["messages"], body.get("add_generation_prompt", True))
         ids = [ord(c) for c in text]
         self._send(200, {"count": len(ids), "max_model_len": st.max_model_len, "tokens": ids, "token_strs": None})
+
+    def extras_tokenize(self, body):  # llama-cpp-python's, with the BOS its override adds
+        count = len(self._tokens(str(body.get("input", ""))))
+        self._send(200, {"tokens": [1] + list(range(count))})
 
     def detokenize(self, body):
         self._send(200, {"prompt": "".join(chr(i) for i in body["tokens"])})

@@ -498,13 +498,13 @@ class Store:
             raise BadValue(f"events: {event.kind} of run {event.run_id!r} holds a value JSON cannot store: "
                            f"{e}; pass plain dicts, lists, strings and numbers") from e
         status, reason = _status_after(event)
-        with self.transaction():
-            if not self.db["runs"].count_where("id = ?", [event.run_id]):
+        with self.transaction():  # plain SQL: four statements (sqlite-utils' insert re-reads the schema each time)
+            if self.db.execute("SELECT 1 FROM runs WHERE id = ?", [event.run_id]).fetchone() is None:
                 raise NotFound(f"runs: no row with id {event.run_id!r}; {FIXES['runs']} first")
             seq = self.last_seq(event.run_id) + 1
             t = now()
-            self.db["events"].insert({"run_id": event.run_id, "seq": seq, "kind": event.kind,
-                                      "payload": payload, "created_at": t})
+            self.db.execute("INSERT INTO events (run_id, seq, kind, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                            [event.run_id, seq, event.kind, payload, t])
             self.db.execute("UPDATE runs SET status = ?, finish_reason = ?, updated_at = ? WHERE id = ?",
                             [status, reason, t, event.run_id])
         return seq

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -56,30 +57,32 @@ def main() -> int:
     from core.models.server import OpenAILM
     from tests.llama_server import LlamaServer
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the servers (finally below)
     cfg = ScoringConfig(template="none")
     logs = Path(tempfile.mkdtemp(prefix="palimpsest-serving-"))
     print("| server | perplexity on the probe | counting tail, mean log-prob | verdict |")
     print("|---|---:|---:|---|")
-    for bos_fix in (False, True):
-        srv = LlamaServer(bos_fix=bos_fix, log_dir=logs)
-        name = "llama-cpp-python, BOS fix" if bos_fix else "llama-cpp-python, stock"
-        try:
-            lm = OpenAILM.from_spec(srv.spec())
-            a = lm.describe()["endpoints"][srv.url]["alignment"]
-            print(f"| {name} | {a['perplexity']:g} | {a['tail_mean_logprob']:g} | accepted |")
-        except MisalignedServer as exc:
-            m = re.search(r"perplexity ([\d.e+]+), counting tail ([-\d.e+]+)", str(exc))
-            print(f"| {name} | {m.group(1)} | {m.group(2)} | refused |")
-        if not bos_fix:
-            srv.stop()
-    server_lm = OpenAILM.from_spec(srv.spec())
-    local = load_lm("smollm2-135m")
-    print()
-    print("| item | tokens local | tokens server | mean log-prob local | mean log-prob server | difference "
-          "| s local | s server |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    diffs = []
+    srv = None
     try:
+        for bos_fix in (False, True):
+            srv = LlamaServer(bos_fix=bos_fix, log_dir=logs)
+            name = "llama-cpp-python, BOS fix" if bos_fix else "llama-cpp-python, stock"
+            try:
+                lm = OpenAILM.from_spec(srv.spec())
+                a = lm.describe()["endpoints"][srv.url]["alignment"]
+                print(f"| {name} | {a['perplexity']:g} | {a['tail_mean_logprob']:g} | accepted |")
+            except MisalignedServer as exc:
+                m = re.search(r"perplexity ([\d.e+]+), counting tail ([-\d.e+]+)", str(exc))
+                print(f"| {name} | {m.group(1)} | {m.group(2)} | refused |")
+            if not bos_fix:
+                srv.stop()
+        server_lm = OpenAILM.from_spec(srv.spec())
+        local = load_lm("smollm2-135m")
+        print()
+        print("| item | tokens local | tokens server | mean log-prob local | mean log-prob server | difference "
+              "| s local | s server |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        diffs = []
         for iid, query, ref in items(args.items, args.ref_chars):
             t0 = time.perf_counter()
             a = score(local, query, "", ref, cfg)
@@ -90,7 +93,8 @@ def main() -> int:
             print(f"| {iid[:40]} | {a.n_tokens} | {b.n_tokens} | {a.mean_logprob:.4f} | {b.mean_logprob:.4f} "
                   f"| {b.mean_logprob - a.mean_logprob:+.4f} | {t1 - t0:.1f} | {t2 - t1:.1f} |")
     finally:
-        srv.stop()
+        if srv is not None:
+            srv.stop()
     print(f"\nlargest difference in mean log-prob: {max(diffs):.4f} over {len(diffs)} item(s)")
     return 0
 

@@ -201,3 +201,40 @@ def test_one_model_serves_many_threads_with_a_client_tokenizer(replicas, monkeyp
         chats = list(pool.map(lambda t: lm.chat_text([{"role": "user", "content": t}]), texts))
     assert counts == [lm.count_tokens(t) for t in texts]
     assert all(t in c for t, c in zip(texts, chats))
+
+
+def test_special_tokens_left_out_of_the_echo_before_the_continuation_are_accepted():
+    """llama-cpp-python leaves every `<|im_start|>` (its BOS id) out of its echo under a chat
+    template while usage counts it: the count check refused every chat-template score (the studio
+    REER page against it). Specials left out BEFORE the continuation are now accepted, checked
+    against the text; the continuation's own tokens are still located by characters."""
+    from core.models.lm import ScoreRequest
+    from core.serve_standin import fake_logprob, render_chat, serve
+
+    context = render_chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A line."}], True)
+    with serve(mode={"drop_specials"}) as s:
+        lm = OpenAILM.from_spec(s.spec, check=False)
+        out = lm.loglikelihood([ScoreRequest((context,), "The sea was calm."),
+                                ScoreRequest((context + "The",), " sea was calm.")])
+        # "\nThe" straddles the boundary (the stand-in's words keep their leading whitespace): continuation
+        assert [r.tokens for r in out] == [["\nThe", " sea", " was", " calm."], [" sea", " was", " calm."]]
+        assert out[0].logprobs == [fake_logprob(t) for t in out[0].tokens]
+        assert [r.context_tokens for r in out] == [11, 12]  # listed ones only: 3 specials left out, 2 listed as ""
+        # a special left out INSIDE the continuation is not explained by the text before it
+        with pytest.raises(LMError, match="lists .* prompt tokens but counts"):
+            lm.loglikelihood([ScoreRequest((context,), "Yes.<|im_end|>\n<|im_start|>user\nMore")])
+
+
+def test_unlisted_specials_must_be_the_only_difference_from_the_text():
+    from core.models.server import BadServerReply, pick_continuation, unlisted_specials
+
+    head_text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    head = ["user", "\n", "Hi", "", "\n", "ass", "istant", "\n"]
+    assert unlisted_specials(head, head_text) == 2
+    assert unlisted_specials(["user", "\n", "Ho"] + head[3:], head_text) is None  # a word differs: no excuse
+    toks, lps = head + ["Yes", "."], [None] * len(head) + [-1.0, -2.0]
+    text = head_text + "Yes."
+    n = len(head) + 2
+    assert pick_continuation(toks, lps, len(head_text), len(text), n, n + 3, text) == (["Yes", "."], [-1.0, -2.0], 8)
+    with pytest.raises(BadServerReply, match="do not explain it"):  # one more than 2 unlisted + a BOS
+        pick_continuation(toks, lps, len(head_text), len(text), n, n + 4, text)

@@ -1,21 +1,18 @@
-"""Tests for core.models.server against a PROTOCOL DOUBLE of a vLLM server.
+"""Tests for core.models.server against a PROTOCOL DOUBLE of a vLLM server: the stand-in
+(core.serve_standin, its "words" brain, no delay), started once for the module.
 
-The server started here is not a model: it is a small http.server that speaks vLLM's wire
-format (/v1/models, /v1/chat/completions, /v1/completions with echo + logprobs, /tokenize,
-/detokenize) with deterministic fake answers, so the client's parsing, request bodies, error
-handling and boundary arithmetic can be checked fast and without a GPU. Its "tokenizer" splits
-text into words that carry their leading whitespace; a word's log-prob is derived from its
-characters (`fake_logprob`). Like vLLM, `text_offset` is the running sum of token-string
-lengths, so a BOS token with text (mode "bos") shifts every offset.
+It is not a model: it speaks vLLM's wire format (/v1/models, /v1/chat/completions,
+/v1/completions with echo + logprobs, /tokenize, /detokenize; llama-cpp-python's in mode "llama")
+with deterministic fake answers, so the client's parsing, request bodies, error handling and
+boundary arithmetic can be checked fast and without a GPU. Its "tokenizer" splits text into words
+that carry their leading whitespace; a word's log-prob is derived from its characters
+(`fake_logprob`, number words near-certain). Like vLLM, `text_offset` is the running sum of
+token-string lengths, so a BOS token with text (mode "bos") shifts every offset.
 """
 from __future__ import annotations
 
-import json
 import re
 import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -36,201 +33,30 @@ from core.models.server import (
     parse_spec,
     pick_continuation,
 )
+from core.serve_standin import State, fake_logprob, fake_tokens, render_chat, start
 
 MODEL = "fake/Model-1B"
 OTHER = "fake/Other"
 MAX_MODEL_LEN = 64  # in fake tokens (words)
 
 
-def fake_tokens(text: str) -> list[str]:
-    """The double's tokenizer: words with their leading whitespace; trailing whitespace alone."""
-    toks = re.findall(r"\s*\S+", text)
-    rest = text[len("".join(toks)):]
-    return toks + ([rest] if rest else [])
-
-
-NUMBER_WORDS = set(("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-                    "sixteen seventeen eighteen nineteen twenty").split())
-
-
-def fake_logprob(token: str) -> float:
-    """Derived from the characters; number words are near-certain, as for any working model
-    (the alignment check at load counts to twenty)."""
-    if token.strip(" ,.") in NUMBER_WORDS:
-        return -0.05
-    return -round((sum(ord(c) for c in token) % 97) / 10 + 0.1, 4)
-
-
-def render_chat(messages: list[dict], add_generation_prompt: bool) -> str:
-    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
-
-
-class State:
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.mode: set[str] = set()  # "bos", "garbage", "no_tokenize", "slow", "no_models"
-        self.resets_left = 0  # drop this many connections without answering
-        self.bodies: list[tuple[str, dict]] = []
-        self.headers: list[dict] = []
-        self.lock = threading.Lock()
-
-
-class Handler(BaseHTTPRequestHandler):
-    state: State  # set on the subclass made by the fixture
-
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, status: int, payload) -> None:
-        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        try:
-            self.wfile.write(raw)
-        except OSError:
-            pass
-
-    def _error(self, status: int, message: str, kind: str = "BadRequestError") -> None:
-        self._send(status, {"object": "error", "message": message, "type": kind, "param": None, "code": status})
-
-    def _intercept(self) -> bool:
-        st = self.state
-        with st.lock:
-            st.headers.append(dict(self.headers))
-            if st.resets_left > 0:
-                st.resets_left -= 1
-                self.close_connection = True
-                return True  # close without a response: the client sees RemoteDisconnected
-        if "slow" in st.mode:
-            time.sleep(1.5)
-        if "garbage" in st.mode:
-            self._send(200, b"<html>502 Bad Gateway</html>")
-            return True
-        return False
-
-    def do_GET(self):
-        if self._intercept():
-            return
-        if self.path == "/v1/models" and "no_models" not in self.state.mode:
-            window = {} if "llama" in self.state.mode else {"max_model_len": MAX_MODEL_LEN}
-            self._send(200, {"object": "list", "data": [
-                {"id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, **window},
-                {"id": OTHER, "object": "model", "owned_by": "vllm", "root": OTHER},
-            ]})
-        else:
-            self._error(404, "Not Found", "NotFoundError")
-
-    def do_POST(self):
-        if self._intercept():
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
-        with self.state.lock:
-            self.state.bodies.append((self.path, body))
-        if body.get("model") not in (MODEL, OTHER):
-            return self._error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
-        route = {
-            "/v1/chat/completions": self.chat,
-            "/v1/completions": self.completions,
-            "/tokenize": self.tokenize,
-            "/detokenize": self.detokenize,
-            "/extras/tokenize": self.extras_tokenize,
-        }.get(self.path)
-        vllm_only = ("/tokenize", "/detokenize")
-        if route is None or (self.path in vllm_only and self.state.mode & {"no_tokenize", "llama"}) or (
-                self.path == "/extras/tokenize" and "llama" not in self.state.mode):
-            return self._error(404, "Not Found", "NotFoundError")
-        route(body)
-
-    def chat(self, body):
-        n = 1 if "llama" in self.state.mode else body.get("n", 1)
-        # like some servers, this double ignores `stop`: the client must cut
-        choices = [
-            {"index": i, "message": {"role": "assistant", "content": f"reply {i} seed={body.get('seed')}\nSTOP tail"},
-             "finish_reason": "length"}
-            for i in range(n)
-        ]
-        self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                         "choices": list(reversed(choices))})  # out of order on purpose
-
-    def completions(self, body):
-        text = body["prompt"]
-        toks = fake_tokens(text)
-        lps: list = [None] + [fake_logprob(t) for t in toks[1:]]
-        if "shifted" in self.state.mode:  # like llama-cpp-python's off-by-one: each token is scored as if it
-            lps = [None] + [-9.0 if t.strip(" ,.") in NUMBER_WORDS else v for t, v in zip(toks[1:], lps[1:])]
-            # came again after itself, which no model expects of "thirteen, fourteen, ..."
-        if "bos" in self.state.mode:
-            toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
-        counted = len(toks)
-        if "llama" in self.state.mode:  # like llama-cpp-python: counts a BOS it does not list, ignores n
-            counted += 1
-        if len(toks) + body.get("max_tokens", 16) > MAX_MODEL_LEN:
-            return self._error(400, (
-                f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, you requested "
-                f"{len(toks) + 1} tokens ({len(toks)} in the messages, 1 in the completion). "
-                "Please reduce the length of the messages or completion."))
-        gen = " zzz"
-        all_toks, all_lps = toks + [gen], lps + [-0.5]
-        offsets, pos = [], 0
-        for t in all_toks:
-            offsets.append(pos)
-            pos += len(t)
-        n = 1 if "llama" in self.state.mode else body.get("n", 1)
-        echo = body.get("echo")
-        logprobs = {"tokens": all_toks, "token_logprobs": all_lps, "text_offset": offsets,
-                    "top_logprobs": [None] + [{} for _ in all_toks[1:]]} if echo else None
-        self._send(200, {
-            "id": "cmpl-1", "object": "text_completion", "model": body["model"],
-            "choices": [{"index": i, "text": (text if echo else "") + gen + (f" seed={body.get('seed')}" if not echo else ""),
-                         "finish_reason": "length", "logprobs": logprobs} for i in range(n)],
-            "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1},
-        })
-
-    def tokenize(self, body):
-        if "prompt" in body:  # vLLM's completion form: a plain text, counted in the double's tokens
-            toks = fake_tokens(body["prompt"])
-            return self._send(200, {"count": len(toks), "max_model_len": MAX_MODEL_LEN,
-                                    "tokens": list(range(len(toks))), "token_strs": None})
-        text = render_chat(body["messages"], body.get("add_generation_prompt", True))
-        ids = [ord(c) for c in text]
-        self._send(200, {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None})
-
-    def extras_tokenize(self, body):  # llama-cpp-python's, with the BOS its override adds
-        self._send(200, {"tokens": [1] + list(range(len(fake_tokens(body["input"]))))})
-
-    def detokenize(self, body):
-        self._send(200, {"prompt": "".join(chr(i) for i in body["tokens"])})
-
-
 @pytest.fixture(scope="module")
 def server():
-    state = State()
-    handler = type("BoundHandler", (Handler,), {"state": state})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv, state
-    srv.shutdown()
-    srv.server_close()
+    standin = start(State(model=MODEL, extra_models=(OTHER,), max_model_len=MAX_MODEL_LEN))
+    yield standin
+    standin.close()
 
 
 @pytest.fixture
 def double(server, monkeypatch):
     """(base URL, state) with a clean state and no API key in the environment."""
-    srv, state = server
+    state = server.state
     state.reset()
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("PALIMPSEST_API_KEY", raising=False)
     monkeypatch.delenv("PALIMPSEST_SERVER_TIMEOUT", raising=False)
     monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "0")  # tests of retries set their own
-    return f"http://127.0.0.1:{srv.server_address[1]}/v1", state
+    return server.url, state
 
 
 @pytest.fixture

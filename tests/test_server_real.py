@@ -120,10 +120,9 @@ def test_r2_run_end_to_end(fixed, items, tmp_path):
 
 
 @pytest.mark.ui
-@pytest.mark.xfail(strict=True, reason="known: llama-cpp-python leaves every <|im_start|> (its BOS id) out of the "
-                   "echo, so under a chat template usage counts 4 more prompt tokens than it lists and "
-                   "pick_continuation refuses; to fix: accept unlisted special tokens before the continuation")
 def test_the_studio_reer_page_runs_against_the_server(fixed, tmp_path):
+    """Under the chat template llama-cpp-python leaves every <|im_start|> (its BOS id) out of its
+    echo while usage counts it: 154 counted, 150 listed once made the count check refuse the page."""
     from test_studio_ui import _run_id, _state, _wait
     from ui_helpers import client, launched, studio_app
 
@@ -134,10 +133,10 @@ def test_the_studio_reer_page_runs_against_the_server(fixed, tmp_path):
     spec = fixed.spec()
     with launched(studio_app(spec, store)) as url:
         api = client(url)
-        settings = ["", 1, 1, 0.0, 80, 12, 1, False]  # model, k, steps, threshold, draft (77+: the too-short filter), candidate, seed, cues
+        settings = ["", 1, 1, 0.0, 100, 12, 1, False]  # model, k, steps, threshold, draft (100+: the too-short filter), candidate, seed, cues
         _, status, *_ = api.predict(pid, *settings, api_name="/reer_run")
         run_id = _run_id(status)
-        view = _wait(api, run_id, lambda s: _state(s) in ("finished", "failed"), timeout=300)
+        view = _wait(api, run_id, lambda s: _state(s) in ("finished", "failed"), timeout=900)
     assert _state(view[0]) == "finished", view[0][:500]
     assert store.get_run(run_id)["model"] == spec
     store.close()

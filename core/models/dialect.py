@@ -17,8 +17,8 @@ and the run records (`OpenAILM.describe()`):
   or {root}/props (`default_generation_settings.n_ctx`), with where it came from; None when the
   server does not say (the spec's `max_length=` option must then give it).
 
-The alignment check (`check_alignment`) scores a short known text (counting from one to twenty
-and a plain sentence) and refuses the server when the numbers are implausible: a perplexity over
+The alignment check (`check_alignment`) scores a short known text (counting from one to twenty)
+in one request and refuses the server when the numbers are implausible: a perplexity over
 PERPLEXITY_LIMIT on the whole probe, or the counting tail (which any working model predicts
 almost surely) scoring below TAIL_LIMIT per token, which is what log-probs shifted by one
 position look like. The message names the likely cause; for llama-cpp-python on a model whose
@@ -155,12 +155,31 @@ def alignment_numbers(counting: list[float], tail: list[float]) -> dict:
             "tail_mean_logprob": round(sum(tail) / len(tail), 3)}
 
 
-def check_alignment(score: Callable[[str, str], list[float]], where: str, kind: str) -> dict:
-    """Score the probe through `score(context, continuation) -> log-probs` and refuse a server
-    whose numbers are implausible (module docstring); the numbers when it passes."""
-    counting = score("Count", PROBE_COUNTING[len("Count"):])  # the first token has no log-prob
-    tail = score(PROBE_COUNTING, PROBE_TAIL)
-    numbers = alignment_numbers(counting, tail)
+def split_tail(tokens: list[str], tail_chars: int) -> int:
+    """How many tokens at the end of `tokens` cover the last `tail_chars` characters (a token that
+    straddles the boundary counts as tail)."""
+    n, chars = 0, 0
+    for tok in reversed(tokens):
+        if chars >= tail_chars:
+            break
+        chars += len(tok)
+        n += 1
+    return n
+
+
+def check_alignment(score: Callable[[str, str], tuple[list[str], list[float]]], where: str, kind: str) -> dict:
+    """Score the probe through `score(context, continuation) -> (tokens, log-probs)` and refuse a
+    server whose numbers are implausible (module docstring); the numbers when it passes.
+
+    One request: the whole probe after its first word, the counting tail split off its end by
+    characters. (Two requests, the counting alone then the tail after it, cost ~85 echoed tokens
+    for the same numbers; echoed log-probs are what is slow on llama-cpp-python.)"""
+    tokens, lps = score("Count", PROBE_COUNTING[len("Count"):] + PROBE_TAIL)  # the first token has no log-prob
+    n_tail = split_tail(tokens, len(PROBE_TAIL))
+    if not 0 < n_tail < len(lps):
+        raise MisalignedServer(f"refusing the server at {where}: its echoed tokens for the alignment probe do not "
+                               "spell the probe text; its log-probs cannot be checked")
+    numbers = alignment_numbers(lps[:-n_tail], lps[-n_tail:])
     shifted = numbers["tail_mean_logprob"] < TAIL_LIMIT
     absurd = numbers["perplexity"] > PERPLEXITY_LIMIT
     if shifted or absurd:

@@ -119,12 +119,21 @@ def api_key_from_env(base: str | None = None) -> str | None:
 # ---- one request ------------------------------------------------------------------------------
 
 
+_OPENERS: dict[bool, urllib.request.OpenerDirector] = {}  # loopback? -> its opener, built once and shared
+
+
 def _opener(url: str) -> urllib.request.OpenerDirector:
-    """Loopback servers are reached directly, never through an environment proxy."""
+    """Loopback servers are reached directly, never through an environment proxy. Two openers
+    serve every request (their handlers keep no per-request state, as urllib's own urlopen shares
+    one); the environment's proxies are read when the first non-loopback request is made."""
     host = urllib.parse.urlsplit(url).hostname or ""
-    if host in _LOOPBACK or host.startswith("127."):
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener()
+    loopback = host in _LOOPBACK or host.startswith("127.")
+    opener = _OPENERS.get(loopback)
+    if opener is None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else \
+            urllib.request.build_opener()
+        _OPENERS[loopback] = opener
+    return opener
 
 
 def error_text(body: bytes) -> str:

@@ -26,7 +26,7 @@ The API keys, timeouts and retries: core.models.endpoints.
 
 Knows:
 - At load: GET /models (within the request timeout, no separate cap), then each endpoint is probed
-  once (core.models.dialect: tokenize endpoint, `n` honoured, echo or prompt_logprobs, context
+  once, replicas side by side (core.models.dialect: tokenize endpoint, `n` honoured, echo or prompt_logprobs, context
   window), and the alignment check scores a short known text: a server whose log-probs are
   shifted or implausible is refused (MisalignedServer) naming the likely cause. `describe()`
   returns what was detected, for records.
@@ -34,12 +34,15 @@ Knows:
   else POST /chat/completions (a prefix via vLLM's continue_final_message). `n` not honoured ->
   separate requests (seed + i). Finish reasons come from each choice's `finish_reason`.
   The token sink (core.models.lm.on_tokens) is called once with the finished texts (done=True).
-- `loglikelihood`: POST /completions with `echo` + `logprobs=0` + `max_tokens=1` (or vLLM's
+- `loglikelihood`: up to 8 requests of a call at a time, from one thread pool kept for every call;
+  each: POST /completions with `echo` + `logprobs=0` + `max_tokens=1` (or vLLM's
   `prompt_logprobs`) on the joined text; the continuation's tokens are located by character
   positions right-aligned to the prompt's end, after taking the generated token(s) off the end
   (their count from `usage.completion_tokens` checked against the echoed text), and the listed
   prompt tokens are checked against `usage.prompt_tokens` (equal, or one more for a BOS the server
-  counts but does not list); a disagreement is an error, never a guess. A token that straddles the
+  counts but does not list, plus the special tokens before the continuation that it leaves out of
+  the echo, checked against the text: llama-cpp-python drops every `<|im_start|>` of a ChatML
+  prompt); a disagreement is an error, never a guess. A token that straddles the
   context/continuation boundary counts as continuation. `precision` is ignored; nothing is
   left-truncated (a text that does not fit raises ContextTooLong).
 - `chat_text`, `count_tokens`: the client tokenizer, else the server's tokenize endpoint (vLLM's
@@ -101,7 +104,8 @@ log = logging.getLogger(__name__)
 
 VLLM_SPEC = "http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct"  # the spec matching VLLM_COMMAND
 DEFAULT_MAX_LENGTH = 4096  # assumed, with a warning, when neither the server nor the spec says
-SCORE_WORKERS = 8  # concurrent /completions requests while scoring
+SCORE_WORKERS = 8  # concurrent /completions requests of one loglikelihood call
+SCORE_POOL_WORKERS = 256  # threads shared by every call (many items in flight score at once)
 CHAT_CACHE_SIZE = 1024  # rendered chats kept per model
 SPEC_OPTIONS = ("tokenizer", "max_length")
 NEEDS = {  # capability -> what uses it, for the one-line message
@@ -110,6 +114,7 @@ NEEDS = {  # capability -> what uses it, for the one-line message
     "count_tokens": "token counts (R2 rewards, quality filters)",
     "score": "scoring (log-probs of a text)",
 }
+SPECIAL_RE = re.compile(r"<\|[^|<>\s]{1,64}\|>|</?s>")  # special-token texts when no client tokenizer says
 _WINDOW_RE = re.compile(r"(?:context window of|maximum context length is)\s+(\d+)", re.I)
 
 
@@ -187,25 +192,39 @@ def _field(reply: Any, url: str, *keys: str | int) -> Any:
     return node
 
 
-def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any) -> int:
+def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any,
+                    specials: re.Pattern = SPECIAL_RE) -> int:
     """How many of the echoed `tokens` at the end were generated, not prompt: the smallest count
     (usage's `completion_tokens` tried first) whose remaining tokens end with the prompt's own end
     and whose generated ones begin the text the reply added after the prompt. Servers differ:
     vLLM and a BOS-fixed llama-cpp-python list the generated token, a stock llama-cpp-python
-    leaves it out. BadServerReply when no count fits."""
+    leaves it out. Special-token texts (`specials`) are ignored when comparing the prompt's end:
+    llama-cpp-python lists them without text or not at all. BadServerReply when no count fits."""
     gen_text = echoed[len(prompt):] if isinstance(echoed, str) and echoed.startswith(prompt) else None
-    tail = prompt[-24:]
+    tail = specials.sub("", prompt)[-24:]
     order = ([completion_tokens] if isinstance(completion_tokens, int) else []) + list(range(0, 4))
     for m in order:
         if not 0 <= m <= len(tokens):
             continue
         head, gen = "".join(tokens[:len(tokens) - m]), "".join(tokens[len(tokens) - m:])
-        if head.endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
+        if specials.sub("", head).endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
             return m
     raise BadServerReply(
         f"the echoed tokens do not agree with the echoed text (usage says {completion_tokens} generated, the "
         f"text after the prompt is {gen_text!r}, the tokens end {list(tokens[-3:])}); cannot tell where the "
         "prompt ends")
+
+
+def unlisted_specials(head: Sequence[str], head_text: str, specials: re.Pattern = SPECIAL_RE) -> int | None:
+    """How many special tokens in `head_text` (the text before the continuation) the listed `head`
+    tokens leave out, or None when they differ from it in anything but special tokens.
+    llama-cpp-python leaves out every special whose id is its BOS (`<|im_start|>` for ChatML
+    models) and lists others (`<|im_end|>`) as empty strings; usage counts them all."""
+    joined = "".join(head)
+    if specials.sub("", joined) != specials.sub("", head_text):
+        return None
+    listed = len(specials.findall(joined)) + sum(1 for t in head if t == "")
+    return max(0, len(specials.findall(head_text)) - listed)
 
 
 def pick_continuation(
@@ -215,6 +234,8 @@ def pick_continuation(
     text_len: int,
     listed: int,
     prompt_tokens: int | None = None,
+    text: str | None = None,
+    specials: re.Pattern = SPECIAL_RE,
 ) -> tuple[list[str], list[float | None], int]:
     """The continuation's tokens and log-probs, and the number of listed prompt tokens before it.
 
@@ -222,11 +243,11 @@ def pick_continuation(
     excluded, `generated_count`). Their character spans are right-aligned so the last ends at
     `text_len` (a BOS listed with text, or a first token the server left out, then moves only
     the head); a token belongs to the continuation when its span ends past `context_len`.
-    `prompt_tokens` (usage) must be `listed` or `listed + 1` (a BOS counted, not listed).
+    `prompt_tokens` (usage) must be `listed` or `listed + 1` (a BOS counted, not listed), or,
+    given the prompt `text`, that plus the special tokens the server left out of the echo BEFORE
+    the continuation (`unlisted_specials`, checked against the text); the continuation's own
+    tokens must then spell its text exactly. A disagreement is BadServerReply, never a guess.
     """
-    if isinstance(prompt_tokens, int) and prompt_tokens not in (listed, listed + 1):
-        raise BadServerReply(f"the server lists {listed} prompt tokens but counts {prompt_tokens} in its usage; "
-                             "cannot tell which tokens are the continuation")
     end = text_len
     first = listed
     for i in range(listed - 1, -1, -1):
@@ -234,6 +255,15 @@ def pick_continuation(
             break
         first = i
         end -= len(tokens[i])
+    if isinstance(prompt_tokens, int) and prompt_tokens not in (listed, listed + 1):
+        unlisted = (unlisted_specials(tokens[:first], text[:end], specials)
+                    if text is not None and 0 <= end <= context_len else None)
+        if (unlisted is None or prompt_tokens - listed not in (unlisted, unlisted + 1)
+                or "".join(tokens[first:listed]) != text[end:text_len]):
+            raise BadServerReply(
+                f"the server lists {listed} prompt tokens but counts {prompt_tokens} in its usage"
+                + (f", and {unlisted} special tokens left out before the continuation do not explain it"
+                   if unlisted is not None else "") + "; cannot tell which tokens are the continuation")
     if first == listed:
         return [], [], listed
     if end > context_len:  # the listed tokens do not reach back to the continuation's start
@@ -263,6 +293,7 @@ class OpenAILM:
         self.client_tokenizer = client_tokenizer  # the spec's tokenizer= (renders chats and prefills here)
         self._local_tokenizer = client_tokenizer
         self._chat_cache: OrderedDict[str, str] = OrderedDict()
+        self._special_re: re.Pattern | None = None  # special-token texts (_specials), made on first need
         self._lock = threading.Lock()  # the chat cache and loading the local tokenizer
         self._tok_lock = threading.Lock()  # calls into the local tokenizer
 
@@ -296,15 +327,15 @@ class OpenAILM:
         entry = choose_model(spec, parsed, models or [])
         model = parsed.model or entry["id"]
         client_tok = load_tokenizer(parsed.tokenizer, spec) if parsed.tokenizer else None
-        for ep in pool.endpoints:
-            if ep.dropped_at is not None:
-                continue
+        def probe_one(ep) -> None:
             try:
                 ep.dialect = probe(ep, model, entry, timeout=pool.timeout)
             except ServerUnreachable as exc:
                 if len(pool.endpoints) == 1:
                     raise
                 pool.drop(ep, str(exc))
+
+        _each(probe_one, [ep for ep in pool.endpoints if ep.dropped_at is None])
         dialect = first.dialect
         max_length = parsed.max_length or dialect.context_window
         if max_length is None:
@@ -317,8 +348,10 @@ class OpenAILM:
         if lacking:
             log.warning("%s: %s", spec.strip(), lacking)
         if check and dialect.logprobs:
-            for ep in pool.live:
+            def align(ep) -> None:
                 ep.dialect.alignment = check_alignment(lm._probe_scorer(ep), ep.base, ep.dialect.kind)
+
+            _each(align, pool.live)
         return lm
 
     def describe(self) -> dict:
@@ -543,8 +576,12 @@ class OpenAILM:
                 raise LMError("scoring request with an empty continuation: nothing to score")
         if len(requests) <= 1:
             return [self._score_one(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(SCORE_WORKERS, len(requests))) as pool:
-            return list(pool.map(self._score_one, requests))
+        room = threading.BoundedSemaphore(SCORE_WORKERS)  # this call's share: at most 8 at a time
+
+        def one(req: ScoreRequest) -> TokenLogprobs:
+            with room:
+                return self._score_one(req)
+        return list(_score_pool().map(one, requests))
 
     def _score_one(self, req: ScoreRequest, call=None) -> TokenLogprobs:
         context = self._raw_prompt("".join(req.context)) if req.context else ""
@@ -567,9 +604,10 @@ class OpenAILM:
             if not (isinstance(tokens, list) and isinstance(logprobs, list) and len(tokens) == len(logprobs)):
                 raise BadServerReply("the server sent logprobs lists of different lengths")
             tokens = [str(t) for t in tokens]
-            listed = len(tokens) - generated_count(tokens, text, choice.get("text"), usage.get("completion_tokens"))
+            listed = len(tokens) - generated_count(tokens, text, choice.get("text"), usage.get("completion_tokens"),
+                                                   self._specials())
         cont, cont_lps, n_ctx = pick_continuation(tokens, logprobs, len(context), len(text), listed,
-                                                  usage.get("prompt_tokens"))
+                                                  usage.get("prompt_tokens"), text, self._specials())
         if not cont:
             raise BadServerReply(f"the server echoed no tokens for the continuation {req.continuation[:40]!r}")
         if any(v is None for v in cont_lps):
@@ -578,14 +616,49 @@ class OpenAILM:
                 "no log-prob for; give the request a non-empty context")
         return TokenLogprobs(cont, [float(v) for v in cont_lps], context_tokens=n_ctx, truncated=0)
 
+    def _specials(self) -> re.Pattern:
+        """The special-token texts: the client tokenizer's own, else SPECIAL_RE's shapes."""
+        if self._special_re is None:
+            tok = self.client_tokenizer
+            names = sorted({str(t) for t in (getattr(tok, "all_special_tokens", None) or []) if t}, key=len,
+                           reverse=True) if tok is not None else []
+            self._special_re = re.compile("|".join(map(re.escape, names))) if names else SPECIAL_RE
+        return self._special_re
+
     def _probe_scorer(self, ep):
         """score(context, continuation) -> log-probs, sent to endpoint `ep` only (the alignment check)."""
         def call(path, body):
             return request_json(ep.base + path, body, timeout=self.pool.timeout, api_key=ep.api_key)
 
-        def score(context: str, continuation: str) -> list[float]:
-            return self._score_one(ScoreRequest((context,) if context else (), continuation), call).logprobs
+        def score(context: str, continuation: str) -> tuple[list[str], list[float]]:
+            got = self._score_one(ScoreRequest((context,) if context else (), continuation), call)
+            return got.tokens, got.logprobs
         return score
+
+
+_SCORE_POOL: list[ThreadPoolExecutor] = []  # one pool for every model's scoring, made on first need
+_SCORE_POOL_LOCK = threading.Lock()
+
+
+def _score_pool() -> ThreadPoolExecutor:
+    """The threads that send scoring requests, shared and kept (a pool per call cost its threads'
+    start-up on every call); SCORE_POOL_WORKERS wide so that many items in flight each get theirs."""
+    with _SCORE_POOL_LOCK:
+        if not _SCORE_POOL:
+            _SCORE_POOL.append(ThreadPoolExecutor(max_workers=SCORE_POOL_WORKERS, thread_name_prefix="score"))
+        return _SCORE_POOL[0]
+
+
+def _each(work, endpoints: list) -> None:
+    """`work(ep)` for every endpoint, all at once (replicas are probed side by side, not one after
+    another); the first error in endpoint order is raised."""
+    if len(endpoints) <= 1:
+        for ep in endpoints:
+            work(ep)
+        return
+    with ThreadPoolExecutor(max_workers=len(endpoints)) as ex:
+        for future in [ex.submit(work, ep) for ep in endpoints]:
+            future.result()
 
 
 def _from_prompt_logprobs(entries: Any) -> tuple[list[str], list[float | None]]:
