@@ -75,12 +75,16 @@ def cascade_attention(module, query, key, value, attention_mask=None, scaling=No
     installed = getattr(_state, "prefix", None)
     if installed is not None:
         pk, pv = installed[module.layer_idx]
-        b = query.shape[0]
-        if pk.shape[0] == 1 and b > 1:  # one shared prefix: fold the batch into the query length
-            q = query.transpose(0, 1).reshape(1, query.shape[1], b * s, query.shape[3])
-            o, l = _attend(q, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
-            o = o.reshape(query.shape[1], b, s, -1).transpose(0, 1)
-            l = l.reshape(query.shape[1], b, s).transpose(0, 1)
+        b, h, d = query.shape[0], query.shape[1], query.shape[3]
+        if pk.shape[0] == 1:
+            # one shared prefix, attended with no mask: every query row of the n_rep query heads of a
+            # key/value head (and of every batch row) sees the same keys, so they fold into the query
+            # length and the prefix's keys/values are never copied n_rep times
+            hkv = pk.shape[1]
+            q = query.transpose(0, 1).reshape(hkv, n_rep * b * s, d)[None]
+            o, l = _attend(q, pk, pv, scaling, causal=False)
+            o = o.reshape(h, b, s, d).transpose(0, 1)
+            l = l.reshape(h, b, s).transpose(0, 1)
         else:
             o, l = _attend(query, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
         parts.append((o, l))
