@@ -55,7 +55,7 @@ ENGINES = {
 }
 AUTO = "auto"
 # what "auto" means for a local model, chosen by `palimpsest bench generate` (docs/speed.md):
-# CTranslate2 int8 when the package imports, else torch bf16
+# CTranslate2 int8 when the package imports, else torch bf16 where bf16 is native, else torch fp32 (with_engine)
 AUTO_ORDER = ("ct2-int8", "hf-bf16")
 SINK_EVERY = 4  # tokens between two reports to an `on_tokens` sink (it throttles further itself)
 _CONVERT_LOCK = threading.Lock()
