@@ -32,6 +32,7 @@ from core.models.scoring import (
     ScoringConfig,
     build_request,
     score_candidates,
+    scoring_precision,
     summarize,
 )
 
@@ -307,6 +308,12 @@ def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict, list]:
     return seconds, rec, events
 
 
+def _kv_counts(hf) -> tuple[int, int]:
+    """(tokens reused, tokens computed) so far by `hf`'s fp32 scoring store; (0, 0) without one."""
+    store = hf.score_kv(torch.float32) if hasattr(hf, "score_kv") else None
+    return (store.reused_tokens, store.computed_tokens) if store is not None else (0, 0)
+
+
 def step_regrets(lm, events, scfg) -> list[dict]:
     """For every step of a finished search that scored 2+ candidates: the fp32 score of the
     candidate the run chose (lowest score as the run computed it) minus the best fp32 score
@@ -374,6 +381,7 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
                         precision="bf16" if c.precision != "fp32" else "fp32")
         m.seconds = {"generate": 0.0, "score": 0.0}
     rows, regrets = [], []
+    reuse = {"reused_tokens": 0, "computed_tokens": 0}
     for n, item in enumerate(pairs):
         prompt = render("reer_draft", task=item.query, answer=answer_part(item.reference)[:plain_cfg.max_answer_chars])
         order = [("engine", fast, fast_cfg), ("plain", plain, plain_cfg)]
@@ -391,7 +399,12 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         fast.drafts = plain.drafts = {prompt: drafts["plain"]}  # both refine the same z0
         for label, m, c in order:
             before = dict(m.seconds)
+            kv = _kv_counts(hf)
             seconds, rec, events = _timed_reer(m, item, c)
+            if label == "engine":  # keys/values the fast side's scoring reused across calls (fastscore.ScoreKV)
+                after = _kv_counts(hf)
+                reuse["reused_tokens"] += after[0] - kv[0]
+                reuse["computed_tokens"] += after[1] - kv[1]
             row[f"{label}_search_s"] = seconds
             for part in ("generate", "score"):
                 row[f"{label}_{part}_s"] = m.seconds[part] - before[part]
@@ -425,7 +438,8 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         "engine_items_per_hour": 3600 * len(rows) / total("engine_s"),
         "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),
         "engine_s": total("engine_s"), "plain_s": total("plain_s"),
-        "engines": engines_of(fast_lm), "precision": precision, "plain": {"generate": "hf", "score": "hf fp32 naive"},
+        "engines": engines_of(fast_lm), "precision": precision,
+        "scoring": dict(zip(("precision", "why"), scoring_precision(fast_lm, precision))), "score_kv": reuse, "plain": {"generate": "hf", "score": "hf fp32 naive"},
         "same_steps": all(r["engine_steps"] == r["plain_steps"] for r in rows),
         "items": len(rows), **REER_BENCH, "exact_lengths": True, "store": "memory",
         "per_step": [{k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in r.items() if k != "fp32"}

@@ -122,7 +122,8 @@ def test_stop_request_and_token_sink(engines):
 def test_scoring_delegates_to_hf(engines):
     hf, fp32, int8 = engines
     req = [ScoreRequest(("A question. ",), "An answer that is scored.")]
-    assert int8.loglikelihood(req)[0].logprobs == hf.loglikelihood(req)[0].logprobs
+    a, b = int8.loglikelihood(req)[0].logprobs, hf.loglikelihood(req)[0].logprobs
+    assert len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) < 1e-5  # the 2nd reuses keys/values
     assert int8.count_tokens("some text") == hf.count_tokens("some text")
 
 

@@ -55,7 +55,7 @@ ENGINES = {
 }
 AUTO = "auto"
 # what "auto" means for a local model, chosen by `palimpsest bench generate` (docs/speed.md):
-# CTranslate2 int8 when the package imports, else torch bf16
+# CTranslate2 int8 when the package imports, else torch bf16 where bf16 is native, else torch fp32 (with_engine)
 AUTO_ORDER = ("ct2-int8", "hf-bf16")
 SINK_EVERY = 4  # tokens between two reports to an `on_tokens` sink (it throttles further itself)
 _CONVERT_LOCK = threading.Lock()
@@ -99,10 +99,14 @@ def resolve_engine(name: str) -> str:
 
 def with_engine(hf, engine: str):
     """`hf` (an HFLM) set up to generate with `engine` (a CT2LM around it for ct2-*)."""
+    auto = engine == AUTO
     engine = resolve_engine(engine)
+    if auto and engine == "hf-bf16" and not getattr(hf, "bf16_native", False):
+        engine = "hf"  # without ctranslate2, auto samples in bf16 only where bf16 is native (core.models.hf)
     if engine.startswith("ct2"):
         return CT2LM(hf, compute_type=engine.split("-", 1)[1].replace("fp32", "float32"))
-    hf.gen_precision = "bf16" if engine == "hf-bf16" and hf.has_fast_path else "fp32"
+    fp32_weights = str(getattr(getattr(hf, "model", None), "dtype", "torch.float32")) == "torch.float32"
+    hf.gen_precision = "bf16" if engine == "hf-bf16" and fp32_weights else "fp32"
     return hf
 
 

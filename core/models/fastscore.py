@@ -12,6 +12,15 @@ No explicit attention mask is ever built (on CPU, masked flash attention compute
 which is why padded and naively cached batches lose to batch 1). The vocabulary head and
 log-softmax run only at the positions that predict continuation tokens.
 
+Across calls (`ScoreKV`, one per model twin, held by core.models.hf.HFLM): the keys/values of
+every scored context are kept, keyed on its token ids, within a byte budget. A later request
+looks up the longest cached token prefix of its own context and computes only the tokens after
+it. REER's decided prefix x + z_1..z_i only grows, and the chosen candidate's context was
+computed while scoring it, so each step computes only the new candidates' tokens and y. When a
+person edits a segment the ids differ from that point on and only the common head is reused;
+entries nobody uses are evicted, oldest first. Keys/values of a token depend only on the tokens
+before it (causal), so a cached prefix is exact up to float rounding (tests/test_kvreuse.py).
+
 `naive_logprobs` is the reference: one plain full forward per request, full logits.
 Works for decoder models whose attention goes through transformers' AttentionInterface
 (Llama, Mistral, Qwen2/3, Gemma-like without soft-capping); others should use precision fp32
@@ -20,6 +29,7 @@ through `naive_logprobs`.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import Sequence
 
@@ -31,6 +41,9 @@ from core.models.gencache import cache_kw
 ATTN_NAME = "palimpsest_cascade"
 MIN_SHARED = 32  # tokens two requests must share before a prefix cache is worth it
 BATCH_TOKENS = 6144  # padded suffix tokens per forward (memory bound, not speed bound)
+
+SCORE_KV_ENV = "PALIMPSEST_SCORE_KV_MB"  # byte budget of the keys/values kept between scoring calls
+SCORE_KV_MB = 512  # its default, per model twin (SmolLM2-135M: ~46 KB a token in fp32, ~11k tokens)
 
 _state = threading.local()  # per-thread: the prefix keys/values of the group being scored
 
@@ -62,12 +75,16 @@ def cascade_attention(module, query, key, value, attention_mask=None, scaling=No
     installed = getattr(_state, "prefix", None)
     if installed is not None:
         pk, pv = installed[module.layer_idx]
-        b = query.shape[0]
-        if pk.shape[0] == 1 and b > 1:  # one shared prefix: fold the batch into the query length
-            q = query.transpose(0, 1).reshape(1, query.shape[1], b * s, query.shape[3])
-            o, l = _attend(q, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
-            o = o.reshape(query.shape[1], b, s, -1).transpose(0, 1)
-            l = l.reshape(query.shape[1], b, s).transpose(0, 1)
+        b, h, d = query.shape[0], query.shape[1], query.shape[3]
+        if pk.shape[0] == 1:
+            # one shared prefix, attended with no mask: every query row of the n_rep query heads of a
+            # key/value head (and of every batch row) sees the same keys, so they fold into the query
+            # length and the prefix's keys/values are never copied n_rep times
+            hkv = pk.shape[1]
+            q = query.transpose(0, 1).reshape(hkv, n_rep * b * s, d)[None]
+            o, l = _attend(q, pk, pv, scaling, causal=False)
+            o = o.reshape(h, b, s, d).transpose(0, 1)
+            l = l.reshape(h, b, s).transpose(0, 1)
         else:
             o, l = _attend(query, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
         parts.append((o, l))
@@ -136,13 +153,7 @@ def _base_and_head(model):
     return getattr(model, model.base_model_prefix), model.get_output_embeddings()
 
 
-def _prefix_kv(base, ids: list[int], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    x = torch.tensor([ids], device=device)
-    base(input_ids=x, **{cache_kw(base): cache}, use_cache=True)
-    return [(layer.keys, layer.values) for layer in cache.layers]
+KV = list  # per layer (keys, values), each (1, kv heads, tokens, head dim)
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -151,6 +162,116 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def kv_bytes(kv: KV) -> int:
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+
+
+def kv_slice(kv: KV, n: int) -> KV:
+    """The first n tokens' keys/values (views)."""
+    return [(k[:, :, :n], v[:, :, :n]) for k, v in kv]
+
+
+class ScoreKV:
+    """Keys/values of scored contexts, keyed on their token ids (module docstring), kept within
+    `max_bytes`; the least recently used entry goes first. Not thread-safe: its owner scores
+    under a lock (core.models.hf.HFLM)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.entries: list[tuple[list[int], KV]] = []  # least recently used first
+        self.bytes = 0
+        self.hits = self.reused_tokens = self.computed_tokens = 0  # counters, for the benches
+
+    @classmethod
+    def from_env(cls) -> "ScoreKV":
+        """$PALIMPSEST_SCORE_KV_MB (0 turns reuse off), else SCORE_KV_MB."""
+        from core.models.lm import LMError
+
+        raw = os.environ.get(SCORE_KV_ENV, "").strip() or str(SCORE_KV_MB)
+        if not raw.isdigit():
+            raise LMError(f"{SCORE_KV_ENV}={raw!r}: give a whole number of megabytes, e.g. {SCORE_KV_MB} (0 turns "
+                          "the reuse of keys/values between scorings off)")
+        return cls(int(raw) << 20)
+
+    def longest(self, ids: Sequence[int], limit: int) -> tuple[int, KV | None]:
+        """(n, keys/values of ids[:n]) of the cached entry sharing the longest prefix with `ids`,
+        n capped at `limit`; (0, None) when nothing is shared."""
+        best, at = 0, -1
+        for j, (have, _) in enumerate(self.entries):
+            n = min(_lcp(have, ids), limit)
+            if n > best:
+                best, at = n, j
+        if at < 0:
+            return 0, None
+        entry = self.entries.pop(at)
+        self.entries.append(entry)  # most recently used
+        self.hits += 1
+        self.reused_tokens += best
+        return best, kv_slice(entry[1], best)
+
+    def add(self, ids: Sequence[int], kv: KV) -> None:
+        """Keep `kv` for `ids`; entries whose ids are a prefix of these are dropped (this one
+        holds them), and a request already held by a longer entry adds nothing."""
+        ids = list(ids)
+        if not ids or self.max_bytes <= 0:
+            return
+        size = kv_bytes(kv)
+        if size > self.max_bytes:
+            return
+        keep = []
+        for have, old in self.entries:
+            if len(have) >= len(ids) and have[:len(ids)] == ids:
+                return  # already covered
+            if len(have) < len(ids) and ids[:len(have)] == have:
+                self.bytes -= kv_bytes(old)
+                continue
+            keep.append((have, old))
+        self.entries = keep + [(ids, kv)]
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self.entries) > 1:
+            _, old = self.entries.pop(0)
+            self.bytes -= kv_bytes(old)
+
+    def clear(self) -> None:
+        self.entries, self.bytes = [], 0
+
+
+def _forward(base, ids: Sequence[int], start: int, prefix: KV | None, device, keep: bool):
+    """Hidden states of `ids` at positions start.. over the installed `prefix` keys/values
+    (cascade attention), and, when `keep`, the new tokens' own keys/values (else None)."""
+    from transformers import DynamicCache
+
+    x = torch.tensor([list(ids)], device=device)
+    pos = torch.arange(start, start + len(ids), device=device)[None]
+    cache = DynamicCache() if keep else None
+    with prefix_scope(prefix):
+        if keep:
+            out = base(input_ids=x, position_ids=pos, **{cache_kw(base): cache}, use_cache=True)
+        else:
+            out = base(input_ids=x, position_ids=pos, use_cache=False)
+    kv = [(layer.keys, layer.values) for layer in cache.layers] if keep else None
+    return out.last_hidden_state, kv
+
+
+def _join(a: KV | None, b: KV, n: int) -> KV:
+    """a's keys/values followed by b's first n tokens' (copied: b's tensors may be big)."""
+    b = [(k[:, :, :n], v[:, :, :n]) for k, v in b]
+    if a is None:
+        return [(k.contiguous(), v.contiguous()) for k, v in b]
+    return [(torch.cat([ka, kb], 2), torch.cat([va, vb], 2)) for (ka, va), (kb, vb) in zip(a, b)]
+
+
+def _context_kv(base, ids: list[int], device, store: ScoreKV) -> KV:
+    """Keys/values of `ids`, computing only what `store` does not already hold; kept in `store`."""
+    n, kv = store.longest(ids, len(ids))
+    if n < len(ids):
+        _, new = _forward(base, ids[n:], n, kv, device, keep=True)
+        store.computed_tokens += len(ids) - n
+        kv = _join(kv, new, len(ids) - n)
+        store.add(ids, kv)
+    return kv
 
 
 def group_by_prefix(seqs: list[tuple[list[int], int]]) -> list[tuple[int, list[int]]]:
@@ -174,16 +295,26 @@ def group_by_prefix(seqs: list[tuple[list[int], int]]) -> list[tuple[int, list[i
     return [(p if len(m) > 1 else 0, m) for p, m in groups]
 
 
-def score_token_requests(model, encoded, device="cpu") -> list[list[float]]:
-    """Log-probs of each continuation: encoded[i] = (context pieces, continuation ids, dropped)."""
+def score_token_requests(model, encoded, device="cpu", store: ScoreKV | None = None) -> list[list[float]]:
+    """Log-probs of each continuation: encoded[i] = (context pieces, continuation ids, dropped).
+
+    `store`: keys/values kept between calls (ScoreKV); without one, only the prefix a group of
+    requests shares is computed once, within this call."""
     seqs = [([t for p in pieces for t in p] + cont, sum(len(p) for p in pieces)) for pieces, cont, _ in encoded]
     out: list[list[float] | None] = [None] * len(seqs)
     base, head = _base_and_head(model)
+    keep = store is not None and store.max_bytes > 0
+    local = store if keep else ScoreKV(1 << 62)  # this call's shared prefixes only
     with cascade(model):
         for p, members in group_by_prefix(seqs):
-            kv = _prefix_kv(base, seqs[members[0]][0][:p], device) if p > 0 else None
-            with prefix_scope(kv):
-                _score_suffixes(base, head, seqs, members, p, device, out)
+            if p > 0:
+                _context_kv(base, seqs[members[0]][0][:p], device, local)
+            if _one_by_one(base):
+                for i in members:
+                    _score_one(base, head, seqs[i], device, local, keep, out, i)
+            else:
+                kv = local.longest(seqs[members[0]][0], p)[1] if p > 0 else None
+                _score_batched(base, head, seqs, members, p, kv, device, out)
     return out  # type: ignore[return-value]
 
 
@@ -195,27 +326,43 @@ def _one_by_one(base) -> bool:
     return p.dtype == torch.float32 and p.device.type == "cpu"
 
 
-def _score_suffixes(base, head, seqs, members, p, device, out) -> None:
+def _logprobs(head, hidden, targets: Sequence[int], device) -> list[float]:
+    """log p of each target from the hidden states that predict them (vocabulary head only there)."""
+    t = torch.tensor(list(targets), device=device)
+    logp = F.log_softmax(head(hidden).float(), dim=-1)
+    return logp.gather(-1, t[:, None]).squeeze(-1).tolist()
+
+
+def _score_one(base, head, seq, device, store: ScoreKV, keep: bool, out, i: int) -> None:
+    """One request over the longest prefix `store` holds; its context is kept when `keep`."""
+    ids, n_ctx = seq
+    n, kv = store.longest(ids, n_ctx - 1)  # the suffix predicts its first continuation token itself
+    hidden, new = _forward(base, ids[n:-1], n, kv, device, keep)
+    store.computed_tokens += len(ids) - 1 - n
+    out[i] = _logprobs(head, hidden[0, n_ctx - 1 - n:], ids[n_ctx:], device)
+    if keep:
+        store.add(ids[:n_ctx], _join(kv, new, n_ctx - n))
+
+
+def _score_batched(base, head, seqs, members, p, kv, device, out) -> None:
+    """Suffixes of a group as right-padded batches over the shared prefix `kv` (p tokens)."""
     members = sorted(members, key=lambda i: -len(seqs[i][0]))
     start = 0
-    while start < len(members):
-        longest = len(seqs[members[start]][0]) - p
-        rows = 1 if _one_by_one(base) else BATCH_TOKENS // max(longest, 1)
-        n = max(1, min(len(members) - start, rows))
-        chunk = members[start:start + n]
-        start += n
-        pad = 0
-        rows = [seqs[i][0][p:] + [pad] * (longest - (len(seqs[i][0]) - p)) for i in chunk]
-        x = torch.tensor(rows, device=device)
-        pos = torch.arange(p, p + longest, device=device).expand(len(rows), -1)
-        hidden = base(input_ids=x, position_ids=pos, use_cache=False).last_hidden_state
-        for r, i in enumerate(chunk):
-            ids, n_ctx = seqs[i]
-            first = n_ctx - 1 - p  # suffix position whose output predicts the first continuation token
-            h = hidden[r, first:len(ids) - 1 - p]
-            targets = torch.tensor(ids[n_ctx:], device=device)
-            logp = F.log_softmax(head(h).float(), dim=-1)
-            out[i] = logp.gather(-1, targets[:, None]).squeeze(-1).tolist()
+    with prefix_scope(kv):
+        while start < len(members):
+            longest = len(seqs[members[start]][0]) - p
+            n = max(1, min(len(members) - start, BATCH_TOKENS // max(longest, 1)))
+            chunk = members[start:start + n]
+            start += n
+            pad = 0
+            rows = [seqs[i][0][p:] + [pad] * (longest - (len(seqs[i][0]) - p)) for i in chunk]
+            x = torch.tensor(rows, device=device)
+            pos = torch.arange(p, p + longest, device=device).expand(len(rows), -1)
+            hidden = base(input_ids=x, position_ids=pos, use_cache=False).last_hidden_state
+            for r, i in enumerate(chunk):
+                ids, n_ctx = seqs[i]
+                first = n_ctx - 1 - p  # suffix position whose output predicts the first continuation token
+                out[i] = _logprobs(head, hidden[r, first:len(ids) - 1 - p], ids[n_ctx:], device)
 
 
 def naive_logprobs(model, ids: list[int], n_ctx: int, device="cpu") -> list[float]:

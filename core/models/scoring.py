@@ -30,6 +30,9 @@ every candidate whose score lies within `recheck_margin` of another's (or of the
 the order and the choice are the ones fp32 gives; "bf16" alone is fastest but close calls can
 flip. Measured here (`palimpsest bench scoring`): model-written candidates differ by ~1e-3,
 the same size as bf16's error (~2e-3), so "auto" re-checks nearly everything and fp32 wins.
+"auto" takes the bf16 pass only where the model says it is worth it (`lm.has_fast_path`: fp32
+weights on hardware with native bf16, core.models.hf.native_bf16); elsewhere it is plain fp32.
+`scoring_precision` says which arithmetic a setting resolves to and why (runs record it).
 """
 from __future__ import annotations
 
@@ -218,6 +221,17 @@ def close_calls(scores: Sequence[float], margin: float, baseline: float | None =
     return close
 
 
+def scoring_precision(lm: LM, requested: str) -> tuple[str, str]:
+    """(what `score_candidates` computes with for the setting `requested`: "fp32", "bf16" or "auto"
+    (bf16, near-ties re-checked in fp32), why in words)."""
+    if requested != "auto":
+        return requested, f"precision {requested} was asked for"
+    why = getattr(lm, "bf16_why", "") or "this backend has no bf16 pass"
+    if lm.has_fast_path:
+        return "auto", f"bf16 with fp32 re-checks of near-ties: {why}"
+    return "fp32", f"auto chose fp32: {why}"
+
+
 def score_candidates(
     lm: LM,
     query: str,
@@ -237,8 +251,8 @@ def score_candidates(
     for cand in candidates:
         segs = list(segments[:index]) + [cand] + list(segments[index + 1:])
         reqs.append(build_request(lm, query, segs, reference, cfg))
-    if cfg.precision != "auto" or not lm.has_fast_path:
-        precision = "fp32" if cfg.precision == "auto" else cfg.precision
+    precision, _ = scoring_precision(lm, cfg.precision)
+    if precision != "auto":
         out = lm.loglikelihood(reqs, precision=precision, truncate=cfg.truncate)
         return [summarize(tl, cfg.clip_min, precision, False) for tl in out]
     fast = [summarize(tl, cfg.clip_min, "bf16", False)

@@ -38,7 +38,7 @@ from core.models.lm import (
     LMError,
     details,
 )
-from core.models.scoring import score, score_candidates
+from core.models.scoring import score, score_candidates, scoring_precision
 from core.prompts import render, template
 from core.quality import check, leftovers, single_segment, too_short
 from core.reer.config import ReerConfig
@@ -186,7 +186,10 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
-                                settings={**cfg.as_dict(), "engines": engines_of(lm)}, model=lm.name,
+                                settings={**cfg.as_dict(), "engines": engines_of(lm),
+                                          "scoring": dict(zip(("precision", "why"),
+                                                              scoring_precision(lm, scfg.precision)))},
+                                model=lm.name,
                                 server=details(lm))
         if state.segments is None:
             steps = cfg.max_steps
