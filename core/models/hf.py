@@ -15,14 +15,14 @@ Does not know REER templates.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
-import shutil
-import threading
-import functools
 import platform
+import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Literal, Sequence
