@@ -29,6 +29,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import inspect
 import os
 import secrets
 import tempfile
@@ -244,6 +245,14 @@ def by_person(fn: Callable) -> Callable:
     from gradio.context import LocalContext
 
     from studio.identity import as_person
+
+    if inspect.isgeneratorfunction(fn):  # a streaming handler: the person holds while it yields
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            with as_person(LocalContext.request.get(None)):
+                yield from fn(*args, **kwargs)
+
+        return streaming
 
     @functools.wraps(fn)
     def handler(*args, **kwargs):

@@ -193,3 +193,23 @@ def test_by_person_records_the_request_user_and_keeps_the_handler_signature(tmp_
     acts = curation.history(store, tid)
     assert [(a["value"], a["annotator"]) for a in acts[-3:]] == [(4, "ada"), (5, "bo"), (1, os_user())]
     store.close()
+
+
+def test_by_person_holds_the_person_through_a_streaming_handler():
+    import inspect
+
+    from gradio.context import LocalContext
+
+    from core.judging.annotator import current
+
+    def stream(n):
+        for _ in range(n):
+            yield current()
+
+    handler = U.by_person(stream)
+    assert inspect.isgeneratorfunction(handler)  # Gradio streams it, as it would the bare function
+    token = LocalContext.request.set(FakeRequest("cy"))
+    try:
+        assert list(handler(3)) == ["cy", "cy", "cy"]
+    finally:
+        LocalContext.request.reset(token)
