@@ -33,6 +33,7 @@ import html
 import ipaddress
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -274,16 +275,55 @@ def start_warnings(host: str, auth, policy: ModelPolicy) -> list[str]:
     return out
 
 
+REACH_WAIT_S = 60.0  # how long serve() waits for the studio's own address to answer before giving up
+
+
 def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth=None,
           prevent_thread_lock: bool = False, quiet: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
     """Launch a built app the way the studio always does (local only, no analytics, our CSS); an
     upload over `max_upload_mb` is refused by Gradio (HTTP 413) before it is kept. `auth`: Gradio's
     (a (user, password) pair, a list of them, or a callable such as studio.users.Logins); None: no login."""
-    return app.launch(
-        server_name=host, server_port=port, auth=auth or None, share=False, prevent_thread_lock=prevent_thread_lock,
+    result = app.launch(
+        server_name=host, server_port=port, auth=auth or None, share=False, prevent_thread_lock=True,
         css=_read_css(), head=_head(), footer_links=["api", "settings"], quiet=quiet, show_error=False,
         max_file_size=max_file_size(max_upload_mb),
+        _frontend=False,  # Gradio's own reachability check: replaced by wait_reachable (it gave up too soon)
     )
+    try:
+        wait_reachable(app.local_url)
+    except StudioUnreachable:
+        app.close()
+        raise
+    if not prevent_thread_lock:
+        app.block_thread()
+    return result
+
+
+class StudioUnreachable(RuntimeError):
+    """The studio started but its own address does not answer from this machine."""
+
+
+def wait_reachable(url: str, wait_s: float = REACH_WAIT_S) -> None:
+    """Return once `url` answers a HEAD request (as Gradio's check: 200, 401 or a redirect), retrying
+    every 0.5 s for up to `wait_s`; StudioUnreachable naming the last answer and the usual cause (a
+    proxy) after that. Gradio's own check gave up on the first reply slower than 3 s, so a studio on
+    a busy machine failed to start with "a shareable link must be created"."""
+    import httpx
+
+    deadline, last = time.monotonic() + wait_s, "no answer"
+    while True:
+        try:
+            reply = httpx.head(url, timeout=5, verify=False)
+            if reply.status_code in (200, 401, 301, 302, 303, 307, 308):
+                return
+            last = f"HTTP {reply.status_code}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"[:200]
+        if time.monotonic() >= deadline:
+            raise StudioUnreachable(
+                f"the studio started but {url} did not answer from this machine within {wait_s:.0f} s ({last}); "
+                "if a proxy is set, add localhost and 127.0.0.1 to NO_PROXY")
+        time.sleep(0.5)
 
 
 def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[str] = DEFAULT_MODEL,

@@ -132,3 +132,35 @@ def test_an_edit_during_a_search_is_scored_exactly(fresh, monkeypatch):
     reused = run()
     assert [x[:3] for x in plain] == [x[:3] for x in reused]
     assert max(abs(x[3] - y[3]) for x, y in zip(plain, reused)) < 1e-5
+
+
+def test_kept_keys_values_go_when_the_weights_change():
+    """A model trained in place (an optimizer step) or cast to bf16 and back scores with its new
+    weights, not with keys/values kept from the old ones. Its own tiny model: the session's
+    tiny_lm must keep its weights."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from core.models.hf import HFLM, builtin_model_dir
+    from core.models.lm import ScoreRequest
+
+    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    lm = HFLM(LlamaForCausalLM(cfg).eval(), tok, name="tiny-mutable", device="cpu")
+    reqs = [ScoreRequest(("The keeper climbs the stair at dusk and lights the lamp. ",), "The ships see it.")]
+
+    def fresh_sum() -> float:  # scored without anything kept
+        kept, lm._score_kv = lm._score_kv, {}
+        try:
+            return sum(lm.loglikelihood(reqs)[0].logprobs)
+        finally:
+            lm._score_kv = kept
+
+    lm.loglikelihood(reqs)  # keeps the context's keys/values
+    with torch.no_grad():
+        for p in lm.model.model.layers[0].parameters():
+            p.mul_(1.5)  # in place, as an optimizer step writes
+    assert sum(lm.loglikelihood(reqs)[0].logprobs) == pytest.approx(fresh_sum(), abs=1e-5)
+    lm.model.to(torch.bfloat16).to(torch.float32)  # new storage, rounded values
+    assert sum(lm.loglikelihood(reqs)[0].logprobs) == pytest.approx(fresh_sum(), abs=1e-5)

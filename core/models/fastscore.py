@@ -173,6 +173,12 @@ def kv_slice(kv: KV, n: int) -> KV:
     return [(k[:, :, :n], v[:, :, :n]) for k, v in kv]
 
 
+def weights_signature(model) -> int:
+    """Changes when any parameter of `model` is written in place (its version counter: an optimizer
+    step) or given new storage (`.to(dtype)` and back), i.e. when kept keys/values go stale."""
+    return hash(tuple((p.data_ptr(), p._version) for p in model.parameters()))
+
+
 class ScoreKV:
     """Keys/values of scored contexts, keyed on their token ids (module docstring), kept within
     `max_bytes`; the least recently used entry goes first. Not thread-safe: its owner scores
@@ -183,6 +189,7 @@ class ScoreKV:
         self.entries: list[tuple[list[int], KV]] = []  # least recently used first
         self.bytes = 0
         self.hits = self.reused_tokens = self.computed_tokens = 0  # counters, for the benches
+        self.weights: int | None = None  # weights_signature of the model the entries were computed with
 
     @classmethod
     def from_env(cls) -> "ScoreKV":
@@ -233,6 +240,12 @@ class ScoreKV:
         while self.bytes > self.max_bytes and len(self.entries) > 1:
             _, old = self.entries.pop(0)
             self.bytes -= kv_bytes(old)
+
+    def follow(self, signature: int) -> None:
+        """Empty the store when the model's weights are not the ones its entries were computed with."""
+        if signature != self.weights:
+            self.clear()
+            self.weights = signature
 
     def clear(self) -> None:
         self.entries, self.bytes = [], 0

@@ -282,13 +282,18 @@ class HFLM:
             self._twins[dtype] = copy.deepcopy(self.model).to(dtype).eval()
         return self._twins[dtype]
 
-    def score_kv(self, dtype: torch.dtype):
-        """The keys/values kept between scorings for the `dtype` twin (core.models.fastscore.ScoreKV)."""
-        from core.models.fastscore import ScoreKV
+    def score_kv(self, dtype: torch.dtype, model: torch.nn.Module | None = None):
+        """The keys/values kept between scorings for the `dtype` twin (core.models.fastscore.ScoreKV);
+        given the twin `model`, emptied first when its weights changed since they were kept (trained
+        in place, or cast to another dtype and back): stale keys/values would score with old weights."""
+        from core.models.fastscore import ScoreKV, weights_signature
 
         if dtype not in self._score_kv:
             self._score_kv[dtype] = ScoreKV.from_env()
-        return self._score_kv[dtype]
+        store = self._score_kv[dtype]
+        if model is not None:
+            store.follow(weights_signature(model))
+        return store
 
     def loglikelihood(
         self,
@@ -307,7 +312,7 @@ class HFLM:
             encoded.append(self._fit(pieces, cont, truncate))
         with self._lock, torch.inference_mode():
             model = self.twin(precision)
-            out = score_token_requests(model, encoded, device=self.device, store=self.score_kv(model.dtype))
+            out = score_token_requests(model, encoded, device=self.device, store=self.score_kv(model.dtype, model))
         results = []
         for (pieces, cont, dropped), lps in zip(encoded, out):
             toks = self.tokenizer.convert_ids_to_tokens(cont)
