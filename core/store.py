@@ -1,7 +1,7 @@
 """The SQLite store (through sqlite-utils): the single source of truth for prompts, runs, their
 events and the trajectories they produce.
 
-Knows: the schema, built by the migrations in `MIGRATIONS` (applied in order on open, each
+Knows: how the schema is built: the migrations of core.schema, applied in order on open (each
 recorded in `_migrations`, so reopening is a no-op and an old file is upgraded); that a prompt
 is stored once per content (sha256 of its whitespace-normalised query and reference); that
 every event is appended in its own committed transaction (a kill at any moment loses nothing
@@ -9,7 +9,7 @@ already appended), numbered 1, 2, 3... per run, and moves its run's status; how 
 events (core.events.from_dict) for a resume or a second browser tab polling for news. JSON
 columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
 The tables of annotators and judging queues (migrations m008/m009) are declared in
-core.judging.tables and registered at the end of this file; core.judging reads and writes them.
+core.judging.tables (their JSON columns are decoded here too); core.judging reads and writes them.
 
 Does not know: how runs are executed, scored or filtered (core.reer.search, core.r2.loop, core.quality),
 nor file formats (core.data.imports). Files use WAL (synchronous=NORMAL: a killed process loses nothing
@@ -55,6 +55,8 @@ def _import_sqlite_utils():
 sqlite_utils = _import_sqlite_utils()
 
 from core.events import EVENT_TYPES, Event, from_dict
+from core.judging.tables import JSON_COLUMNS as JUDGING_JSON
+from core.schema import MIGRATIONS
 
 RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.data.imports)
 RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
@@ -63,7 +65,7 @@ BUSY_TIMEOUT_MS = 10_000  # the default wait for another process's write lock; $
 BUSY_ENV = "PALIMPSEST_BUSY_TIMEOUT"
 LOCK_POLL_S = 0.005  # how often a waiting writer retries the write lock (SQLite's own wait backs off to 100 ms)
 JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details"),
-                "exports": ("skipped", "stats", "settings"), "train_runs": ("config",)}
+                "exports": ("skipped", "stats", "settings"), "train_runs": ("config",), **JUDGING_JSON}
 FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports": "see `palimpsest export`",
          "runs": "create it with create_run", "trajectories": "save one with save_trajectory",
          "train_runs": "start one with `palimpsest train` (core.train.trainer.train_job)"}
@@ -175,77 +177,6 @@ def _immediate(db: sqlite_utils.Database, path: Any = None) -> Iterator[None]:
         if is_locked(e):
             raise StoreBusy(busy_message(path, busy_timeout_s())) from e
         raise
-
-
-def m001_prompts_runs_events(db: sqlite_utils.Database) -> None:
-    db["prompts"].create({"id": str, "query": str, "reference": str, "category": str, "rubric": str,
-                          "source": str, "content_hash": str, "created_at": str},
-                         pk="id", not_null={"query", "reference", "content_hash", "created_at"})
-    db["prompts"].create_index(["content_hash"], unique=True)
-    db["runs"].create({"id": str, "kind": str, "prompt_id": str, "status": str, "model": str,
-                       "settings": str, "settings_key": str, "finish_reason": str,
-                       "created_at": str, "updated_at": str},
-                      pk="id", not_null={"kind", "prompt_id", "status"}, defaults={"status": "running"},
-                      foreign_keys=[("prompt_id", "prompts", "id")])
-    db["runs"].create_index(["prompt_id", "kind", "status"])
-    db["runs"].create_index(["status"])
-    db["events"].create({"run_id": str, "seq": int, "kind": str, "payload": str, "created_at": str},
-                        pk=("run_id", "seq"), not_null={"run_id", "seq", "kind", "payload"},
-                        foreign_keys=[("run_id", "runs", "id")])
-
-
-def m002_trajectories(db: sqlite_utils.Database) -> None:
-    db["trajectories"].create(
-        {"id": int, "run_id": str, "prompt_id": str, "kind": str, "thinking": str, "answer": str,
-         "initial_score": float, "final_score": float, "initial_ppl": float, "final_ppl": float,
-         "filters": str, "status": str, "rating": int, "tags": str, "notes": str,
-         "created_at": str, "updated_at": str},
-        pk="id", not_null={"run_id", "status"}, defaults={"status": "pending", "tags": "[]"},
-        foreign_keys=[("run_id", "runs", "id"), ("prompt_id", "prompts", "id")])
-    db["trajectories"].create_index(["run_id"], unique=True)
-    db["trajectories"].create_index(["status", "kind"])
-    db["trajectories"].create_index(["prompt_id"])
-
-
-def m003_trajectory_details(db: sqlite_utils.Database) -> None:
-    # details: the run's whole output record as JSON (REER: core.reer.state.record_from_events;
-    # R2: its round-by-round record), so review and export never need to replay events.
-    db["trajectories"].add_column("details", str)
-
-
-def m005_curation(db: sqlite_utils.Database) -> None:
-    # query_pending: 1 for a reference imported without its query (a folder of .txt files); its
-    # query is stored as "" until the user or the model writes one (core.data.imports.write_query).
-    db["prompts"].add_column("query_pending", int, not_null_default=0)
-    # versions: human edits of a trajectory, numbered 1, 2...; the trajectory row itself is the
-    # original (version 0) and is never overwritten by an edit; the highest version is current.
-    db["versions"].create({"id": int, "trajectory_id": int, "version": int, "thinking": str, "answer": str,
-                           "author": str, "note": str, "created_at": str},
-                          pk="id", not_null={"trajectory_id", "version", "thinking", "answer", "created_at"},
-                          foreign_keys=[("trajectory_id", "trajectories", "id")])
-    db["versions"].create_index(["trajectory_id", "version"], unique=True)
-    # exports: one row per export written (core.data.export): what, where, which filters, how many.
-    db["exports"].create({"id": int, "format": str, "out": str, "status": str, "source": str, "count": int,
-                          "skipped": str, "stats": str, "settings": str, "created_at": str},
-                         pk="id", not_null={"format", "out", "count", "created_at"})
-
-
-def m006_training(db: sqlite_utils.Database) -> None:
-    # training runs (core.train.trainer) have no prompt, so they get their own tables: one row per run
-    # (its TrainConfig as JSON, where its model goes) and its typed events, one row each, so the
-    # studio can plot the loss while the run goes on.
-    db["train_runs"].create({"id": str, "status": str, "model": str, "data": str, "out_dir": str,
-                             "config": str, "finish_reason": str, "created_at": str, "updated_at": str},
-                            pk="id", not_null={"status", "out_dir"}, defaults={"status": "running"})
-    db["train_runs"].create_index(["out_dir", "status"])
-    db["train_events"].create({"run_id": str, "seq": int, "kind": str, "step": int, "payload": str,
-                               "created_at": str},
-                              pk=("run_id", "seq"), not_null={"run_id", "seq", "kind", "payload"},
-                              foreign_keys=[("run_id", "train_runs", "id")])
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    m001_prompts_runs_events, m002_trajectories, m003_trajectory_details, m005_curation, m006_training]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:
@@ -729,20 +660,3 @@ class Store:
 
 class LeaseHeld(StoreError):
     """Another owner holds a live lease on the run."""
-
-
-def m007_run_lease(db: sqlite_utils.Database) -> None:
-    # lease_owner: who drives the run now ("host:pid:token", see core.runs.lease); lease_until: unix time
-    # after which the lease has expired and another process may take the run over.
-    db["runs"].add_column("lease_owner", str)
-    db["runs"].add_column("lease_until", float)
-
-
-MIGRATIONS.append(m007_run_lease)
-
-
-from core.judging.tables import JSON_COLUMNS as _JUDGING_JSON  # noqa: E402  (annotators and judging, issue 18)
-from core.judging.tables import MIGRATIONS as _JUDGING_MIGRATIONS  # noqa: E402
-
-MIGRATIONS.extend(_JUDGING_MIGRATIONS)
-JSON_COLUMNS.update(_JUDGING_JSON)

@@ -226,7 +226,7 @@ def test_special_tokens_left_out_of_the_echo_before_the_continuation_are_accepte
 
 
 def test_unlisted_specials_must_be_the_only_difference_from_the_text():
-    from core.models.server import BadServerReply, pick_continuation, unlisted_specials
+    from core.models.echo import BadServerReply, pick_continuation, unlisted_specials
 
     head_text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     head = ["user", "\n", "Hi", "", "\n", "ass", "istant", "\n"]

@@ -17,6 +17,7 @@ import socket
 import pytest
 
 from core.models.dialect import MisalignedServer
+from core.models.echo import pick_continuation
 from core.models.lm import (
     ContextTooLong,
     GenerationConfig,
@@ -26,13 +27,8 @@ from core.models.lm import (
     cut_at_stop,
     load_lm,
 )
-from core.models.server import (
-    VLLM_COMMAND,
-    BadServerReply,
-    OpenAILM,
-    parse_spec,
-    pick_continuation,
-)
+from core.models.server import VLLM_COMMAND, BadServerReply, OpenAILM
+from core.models.server_spec import parse_spec
 from core.serve_standin import State, fake_logprob, fake_tokens, render_chat, start
 
 MODEL = "fake/Model-1B"

@@ -52,7 +52,8 @@ Knows:
   do, as one line; `require(needs, what)` raises it before any work starts.
 
 Does not know: tokenizing context pieces one by one (servers tokenize the joined text), local
-models, REER templates. Standard library only, plus `transformers` for a client tokenizer.
+models, REER templates, the spec's syntax and the client tokenizer (core.models.server_spec), how
+echoed log-probs are read (core.models.echo). Standard library only.
 """
 from __future__ import annotations
 
@@ -60,13 +61,20 @@ import json
 import logging
 import re
 import threading
-import urllib.parse
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal, Sequence
 
 from core.models.dialect import Dialect, check_alignment, probe
+from core.models.echo import (  # noqa: F401  (re-exported: older imports name them here)
+    SPECIAL_RE,
+    from_prompt_logprobs,
+    generated_count,
+    pick_continuation,
+    reply_field,
+    unlisted_specials,
+)
 from core.models.endpoints import (  # noqa: F401  (re-exported: older imports name them here)
     API_KEY_ENVS,
     DEFAULT_TIMEOUT_S,
@@ -89,7 +97,6 @@ from core.models.lm import (
     Generation,
     GenerationConfig,
     LMError,
-    ModelNotFound,
     Precision,
     ScoreRequest,
     TokenLogprobs,
@@ -99,177 +106,29 @@ from core.models.lm import (
     token_sink,
     wait_unless_stopped,
 )
+from core.models.server_spec import (  # noqa: F401  (re-exported)
+    SPEC_OPTIONS,
+    VLLM_SPEC,
+    ServerSpec,
+    choose_model,
+    list_models,
+    load_tokenizer,
+    parse_spec,
+)
 
 log = logging.getLogger(__name__)
 
-VLLM_SPEC = "http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct"  # the spec matching VLLM_COMMAND
 DEFAULT_MAX_LENGTH = 4096  # assumed, with a warning, when neither the server nor the spec says
 SCORE_WORKERS = 8  # concurrent /completions requests of one loglikelihood call
 SCORE_POOL_WORKERS = 256  # threads shared by every call (many items in flight score at once)
 CHAT_CACHE_SIZE = 1024  # rendered chats kept per model
-SPEC_OPTIONS = ("tokenizer", "max_length")
 NEEDS = {  # capability -> what uses it, for the one-line message
     "chat_template": "chat-template scoring (REER, score --template chat/train, the log-prob judge)",
     "prefix": "continuing a prefill (REER rewrites, R2 judge lines)",
     "count_tokens": "token counts (R2 rewards, quality filters)",
     "score": "scoring (log-probs of a text)",
 }
-SPECIAL_RE = re.compile(r"<\|[^|<>\s]{1,64}\|>|</?s>")  # special-token texts when no client tokenizer says
 _WINDOW_RE = re.compile(r"(?:context window of|maximum context length is)\s+(\d+)", re.I)
-
-
-# ---- spec -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    urls: tuple[tuple[str, str], ...]  # (base, root) per replica: base is the /v1 API, root the server root
-    model: str | None  # the model id after '#', None to take the first one /models lists
-    tokenizer: str | None = None  # `tokenizer=` option: render chats and prefills on the client
-    max_length: int | None = None  # `max_length=` option: the window when the server does not say
-
-    @property
-    def base(self) -> str:  # the first replica's API base
-        return self.urls[0][0]
-
-    @property
-    def root(self) -> str:  # the first replica's server root (vLLM's /tokenize lives there)
-        return self.urls[0][1]
-
-
-def _split_url(spec: str, url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ModelNotFound(
-            f"model '{spec}': {url.strip()!r} is not a server URL. Use http://host:port/v1#model-name "
-            f"(several replicas: http://a:8000/v1,http://b:8000/v1#model-name), e.g. {VLLM_SPEC}")
-    path = parts.path.rstrip("/") or "/v1"
-    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    root_path = path[: -len("/v1")] if path.endswith("/v1") else path
-    return base, urllib.parse.urlunsplit((parts.scheme, parts.netloc, root_path, "", ""))
-
-
-def parse_spec(spec: str) -> ServerSpec:
-    """Split `[openai:]URL[,URL...][#model][#tokenizer=T][#max_length=N]` (module docstring)."""
-    text = spec.strip()
-    if text.startswith("openai:"):
-        text = text[len("openai:"):].strip()
-    head, *tail = text.split("#")
-    urls = tuple(dict.fromkeys(_split_url(spec, u) for u in head.split(",") if u.strip()))
-    if not urls:
-        raise ModelNotFound(f"model '{spec}': no server URL before '#'; use http://host:port/v1#model-name")
-    model, options = None, {}
-    for i, piece in enumerate(tail):
-        key, eq, value = piece.partition("=")
-        if eq and key.strip() in SPEC_OPTIONS:
-            options[key.strip()] = value.strip()
-        elif i == 0:
-            model = piece.strip() or None
-        else:
-            raise ModelNotFound(f"model '{spec}': unknown option {piece!r} after '#'; options are "
-                                + ", ".join(f"#{o}=..." for o in SPEC_OPTIONS))
-    max_length = None
-    if options.get("max_length"):
-        if not options["max_length"].isdigit() or int(options["max_length"]) <= 0:
-            raise ModelNotFound(f"model '{spec}': max_length={options['max_length']!r}: give a whole number of "
-                                "tokens above 0, e.g. #max_length=8192")
-        max_length = int(options["max_length"])
-    return ServerSpec(urls=urls, model=model, tokenizer=options.get("tokenizer") or None, max_length=max_length)
-
-
-# ---- helpers ----------------------------------------------------------------------------------
-
-
-def _field(reply: Any, url: str, *keys: str | int) -> Any:
-    """reply[k1][k2]...; a missing or ill-typed field becomes BadServerReply naming the URL."""
-    node = reply
-    for key in keys:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            path = "".join(f"[{k!r}]" for k in keys)
-            raise BadServerReply(f"the server at {url} sent a reply without {path}: {str(reply)[:200]}") from None
-    return node
-
-
-def generated_count(tokens: Sequence[str], prompt: str, echoed: Any, completion_tokens: Any,
-                    specials: re.Pattern = SPECIAL_RE) -> int:
-    """How many of the echoed `tokens` at the end were generated, not prompt: the smallest count
-    (usage's `completion_tokens` tried first) whose remaining tokens end with the prompt's own end
-    and whose generated ones begin the text the reply added after the prompt. Servers differ:
-    vLLM and a BOS-fixed llama-cpp-python list the generated token, a stock llama-cpp-python
-    leaves it out. Special-token texts (`specials`) are ignored when comparing the prompt's end:
-    llama-cpp-python lists them without text or not at all. BadServerReply when no count fits."""
-    gen_text = echoed[len(prompt):] if isinstance(echoed, str) and echoed.startswith(prompt) else None
-    tail = specials.sub("", prompt)[-24:]
-    order = ([completion_tokens] if isinstance(completion_tokens, int) else []) + list(range(0, 4))
-    for m in order:
-        if not 0 <= m <= len(tokens):
-            continue
-        head, gen = "".join(tokens[:len(tokens) - m]), "".join(tokens[len(tokens) - m:])
-        if specials.sub("", head).endswith(tail) and (gen_text is None or gen_text.startswith(gen)):
-            return m
-    raise BadServerReply(
-        f"the echoed tokens do not agree with the echoed text (usage says {completion_tokens} generated, the "
-        f"text after the prompt is {gen_text!r}, the tokens end {list(tokens[-3:])}); cannot tell where the "
-        "prompt ends")
-
-
-def unlisted_specials(head: Sequence[str], head_text: str, specials: re.Pattern = SPECIAL_RE) -> int | None:
-    """How many special tokens in `head_text` (the text before the continuation) the listed `head`
-    tokens leave out, or None when they differ from it in anything but special tokens.
-    llama-cpp-python leaves out every special whose id is its BOS (`<|im_start|>` for ChatML
-    models) and lists others (`<|im_end|>`) as empty strings; usage counts them all."""
-    joined = "".join(head)
-    if specials.sub("", joined) != specials.sub("", head_text):
-        return None
-    listed = len(specials.findall(joined)) + sum(1 for t in head if t == "")
-    return max(0, len(specials.findall(head_text)) - listed)
-
-
-def pick_continuation(
-    tokens: Sequence[str],
-    logprobs: Sequence[float | None],
-    context_len: int,
-    text_len: int,
-    listed: int,
-    prompt_tokens: int | None = None,
-    text: str | None = None,
-    specials: re.Pattern = SPECIAL_RE,
-) -> tuple[list[str], list[float | None], int]:
-    """The continuation's tokens and log-probs, and the number of listed prompt tokens before it.
-
-    The first `listed` entries of `tokens` are the prompt's (the generated ones are already
-    excluded, `generated_count`). Their character spans are right-aligned so the last ends at
-    `text_len` (a BOS listed with text, or a first token the server left out, then moves only
-    the head); a token belongs to the continuation when its span ends past `context_len`.
-    `prompt_tokens` (usage) must be `listed` or `listed + 1` (a BOS counted, not listed), or,
-    given the prompt `text`, that plus the special tokens the server left out of the echo BEFORE
-    the continuation (`unlisted_specials`, checked against the text); the continuation's own
-    tokens must then spell its text exactly. A disagreement is BadServerReply, never a guess.
-    """
-    end = text_len
-    first = listed
-    for i in range(listed - 1, -1, -1):
-        if end <= context_len:
-            break
-        first = i
-        end -= len(tokens[i])
-    if isinstance(prompt_tokens, int) and prompt_tokens not in (listed, listed + 1):
-        unlisted = (unlisted_specials(tokens[:first], text[:end], specials)
-                    if text is not None and 0 <= end <= context_len else None)
-        if (unlisted is None or prompt_tokens - listed not in (unlisted, unlisted + 1)
-                or "".join(tokens[first:listed]) != text[end:text_len]):
-            raise BadServerReply(
-                f"the server lists {listed} prompt tokens but counts {prompt_tokens} in its usage"
-                + (f", and {unlisted} special tokens left out before the continuation do not explain it"
-                   if unlisted is not None else "") + "; cannot tell which tokens are the continuation")
-    if first == listed:
-        return [], [], listed
-    if end > context_len:  # the listed tokens do not reach back to the continuation's start
-        raise BadServerReply("the server's echoed tokens do not cover the continuation's start "
-                             "(it leaves the first token out); give the request a non-empty context")
-    return list(tokens[first:listed]), list(logprobs[first:listed]), first
 
 
 # ---- the backend ------------------------------------------------------------------------------
@@ -424,7 +283,7 @@ class OpenAILM:
             bodies = [dict(body, n=config.n)]
         choices: list = []
         for b in bodies:
-            got = _field(wait_unless_stopped(lambda b=b: self._call(path, b)), path, "choices")
+            got = reply_field(wait_unless_stopped(lambda b=b: self._call(path, b)), path, "choices")
             if not isinstance(got, list):
                 raise BadServerReply(f"the server at {path} sent choices that are not a list")
             choices += sorted(got, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
@@ -432,7 +291,7 @@ class OpenAILM:
             self.dialect.n_honoured = False
             for i in range(len(choices), config.n):
                 seed = {"seed": config.seed + i} if config.seed is not None else {}
-                choices += _field(wait_unless_stopped(lambda: self._call(path, dict(body, n=1, **seed))),
+                choices += reply_field(wait_unless_stopped(lambda: self._call(path, dict(body, n=1, **seed))),
                                   path, "choices")[:1]
         if len(choices) != config.n:
             raise BadServerReply(f"the server at {path} sent {len(choices)} choices for n={config.n}")
@@ -471,12 +330,12 @@ class OpenAILM:
             messages.append({"role": "assistant", "content": prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)
         body["messages"] = messages
-        return "/chat/completions", body, lambda c: _field(c, "/chat/completions", "message", "content")
+        return "/chat/completions", body, lambda c: reply_field(c, "/chat/completions", "message", "content")
 
     def _completion_body(self, messages, config, prefix):
         body = self._sampling(config)
         body["prompt"] = self._raw_prompt(self.chat_text(messages, add_generation_prompt=True) + prefix)
-        return "/completions", body, lambda c: _field(c, "/completions", "text")
+        return "/completions", body, lambda c: reply_field(c, "/completions", "text")
 
     def _raw_prompt(self, text: str) -> str:
         """`text` as a raw prompt: without a leading BOS text when the tokenizer adds a BOS itself
@@ -499,10 +358,10 @@ class OpenAILM:
             reply = self._call("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False},
                                at_root=True)
             count = reply.get("count") if isinstance(reply, dict) else None
-            return int(count) if isinstance(count, int) else len(_field(reply, "/tokenize", "tokens"))
+            return int(count) if isinstance(count, int) else len(reply_field(reply, "/tokenize", "tokens"))
         if self.client_tokenizer is None and self.dialect.tokenize == "/extras/tokenize":
             reply = self._call("/extras/tokenize", {"model": self.model, "input": text}, at_root=True)
-            return max(0, len(_field(reply, "/extras/tokenize", "tokens")) - self.dialect.specials_in_count)
+            return max(0, len(reply_field(reply, "/extras/tokenize", "tokens")) - self.dialect.specials_in_count)
         tok = self._tokenizer()
         with self._tok_lock:  # a fast tokenizer's encode is not safe from many threads at once ("Already borrowed")
             return len(tok(text, add_special_tokens=False)["input_ids"])
@@ -547,8 +406,8 @@ class OpenAILM:
             self.require({"chat_template"}, "render the chat template")
         try:
             body = {"model": self.model, "messages": messages, "add_generation_prompt": add_generation_prompt}
-            ids = _field(self._call("/tokenize", body, at_root=True), "/tokenize", "tokens")
-            return str(_field(self._call("/detokenize", {"model": self.model, "tokens": ids}, at_root=True),
+            ids = reply_field(self._call("/tokenize", body, at_root=True), "/tokenize", "tokens")
+            return str(reply_field(self._call("/detokenize", {"model": self.model, "tokens": ids}, at_root=True),
                               "/detokenize", "prompt"))
         except BadServerReply as exc:
             if exc.status in (404, 405):
@@ -592,15 +451,16 @@ class OpenAILM:
         else:
             body.update(echo=True, logprobs=0)
         reply = (call or self._call)("/completions", body)
-        choice = _field(reply, "/completions", "choices", 0)
+        choice = reply_field(reply, "/completions", "choices", 0)
         usage = reply.get("usage") if isinstance(reply, dict) else None
         usage = usage if isinstance(usage, dict) else {}
         if self.dialect.logprobs == "prompt_logprobs":
-            tokens, logprobs = _from_prompt_logprobs(_field(choice, "/completions", "prompt_logprobs"))
+            tokens, logprobs = from_prompt_logprobs(reply_field(choice, "/completions", "prompt_logprobs"))
             listed = len(tokens)
         else:
-            lp = _field(choice, "/completions", "logprobs")
-            tokens, logprobs = _field(lp, "/completions", "tokens"), _field(lp, "/completions", "token_logprobs")
+            lp = reply_field(choice, "/completions", "logprobs")
+            tokens = reply_field(lp, "/completions", "tokens")
+            logprobs = reply_field(lp, "/completions", "token_logprobs")
             if not (isinstance(tokens, list) and isinstance(logprobs, list) and len(tokens) == len(logprobs)):
                 raise BadServerReply("the server sent logprobs lists of different lengths")
             tokens = [str(t) for t in tokens]
@@ -661,40 +521,6 @@ def _each(work, endpoints: list) -> None:
             future.result()
 
 
-def _from_prompt_logprobs(entries: Any) -> tuple[list[str], list[float | None]]:
-    """vLLM's prompt_logprobs ([None, {id: {logprob, decoded_token}}, ...]) as tokens and log-probs."""
-    if not isinstance(entries, list):
-        raise BadServerReply("the server's prompt_logprobs is not a list")
-    tokens, lps = [], []
-    for entry in entries:
-        if not entry:
-            tokens.append("")  # the first token (no log-prob); its text is unknown, it is never scored
-            lps.append(None)
-            continue
-        info = next(iter(entry.values())) if isinstance(entry, dict) else None
-        if not isinstance(info, dict):
-            raise BadServerReply(f"the server's prompt_logprobs entry is not understood: {str(entry)[:100]}")
-        tokens.append(str(info.get("decoded_token") or ""))
-        lps.append(info.get("logprob"))
-    return tokens, lps
-
-
-def load_tokenizer(name: str, spec: str):
-    """The client tokenizer: the built-in alias (its cached folder) or a local folder / cached hub id."""
-    try:
-        from transformers import AutoTokenizer
-
-        if name == BUILTIN_ALIAS:
-            from core.models.hf import builtin_model_dir
-
-            return AutoTokenizer.from_pretrained(builtin_model_dir())
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
-    except (ImportError, OSError, ValueError) as exc:
-        raise ModelNotFound(
-            f"model '{spec}': tokenizer={name!r} could not be loaded ({str(exc).splitlines()[0][:120]}); give a "
-            f"local folder with tokenizer files, a hub id in the local cache, or {BUILTIN_ALIAS}") from None
-
-
 def _why_refused(exc: BadServerReply, withheld: bool, base: str) -> BadServerReply:
     """A 401/403 from a server the API key was kept from says so (setting the key would not help)."""
     if not withheld or exc.status not in (401, 403):
@@ -703,37 +529,3 @@ def _why_refused(exc: BadServerReply, withheld: bool, base: str) -> BadServerRep
         f"the server at {base} refused the request (HTTP {exc.status}) and the API key was not sent to it: "
         "the key goes only to servers named when the app started; start the app with this server's URL "
         "in --model or in an --allow-model pattern with no wildcard in its host:port", exc.status)
-
-
-def list_models(base: str, *, timeout: float, api_key: str | None = None) -> list[dict]:
-    """The entries of GET {base}/models; [] when the server has no such endpoint (404)."""
-    url = f"{base}/models"
-    try:
-        reply = request_json(url, timeout=timeout, api_key=api_key)
-    except BadServerReply as exc:
-        if exc.status == 404:
-            return []
-        raise
-    data = _field(reply, url, "data")
-    return [m for m in data if isinstance(m, dict) and m.get("id")] if isinstance(data, list) else []
-
-
-def choose_model(spec: str, parsed: ServerSpec, models: list[dict]) -> dict:
-    """The /models entry for the spec's model (or the first one); {} when the name is unlisted but
-    the server lists nothing. Raises ModelNotFound naming what the server offers."""
-    offered = ", ".join(m["id"] for m in models) or "none"
-    if parsed.model is None:
-        if not models:
-            raise ModelNotFound(
-                f"model '{spec}': the server at {parsed.base} lists no models; name one: {parsed.base}#model-name"
-            )
-        return models[0]
-    for entry in models:
-        if entry["id"] == parsed.model:
-            return entry
-    if models:
-        raise ModelNotFound(
-            f"model '{spec}': the server at {parsed.base} does not serve '{parsed.model}' (it offers: {offered}); "
-            f"use {parsed.base}#<one of those>"
-        )
-    return {}

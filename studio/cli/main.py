@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engine", default=None, help="reer: the fast side's generation engine (default: the engine "
                    "setting, $PALIMPSEST_ENGINE; see docs/speed.md)")
     b.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16"],
-                   help="reer: the fast side's scoring precision (default fp32, REER's own default; auto and bf16 "
-                        "are slower than fp32 on CPUs without native bf16: docs/speed.md)")
+                   help="reer: the fast side's scoring precision (default fp32, REER's own default; auto picks bf16 "
+                        "only where it is native (GPU, AMX/avx512_bf16 CPU), else fp32; bf16 forced on a CPU "
+                        "without it is slower than fp32: docs/speed.md)")
     b.add_argument("--tokens", type=int, default=64, help="generate: new tokens per generation")
     b.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     b.set_defaults(func=cmd_bench)
