@@ -449,12 +449,12 @@ def test_reer_and_r2_refuse_a_server_that_cannot_before_any_run(double, tmp_path
 
 def test_models_listing_waits_as_long_as_any_request(double, monkeypatch):
     """/v1/models was capped at 30 s while the message said to raise PALIMPSEST_SERVER_TIMEOUT."""
-    import core.models.server as server
+    import core.models.server_spec as server_spec
 
     base, _ = double
     seen = []
-    real = server.request_json
-    monkeypatch.setattr(server, "request_json", lambda url, *a, **kw: seen.append((url, kw["timeout"])) or real(url, *a, **kw))
+    real = server_spec.request_json
+    monkeypatch.setattr(server_spec, "request_json", lambda url, *a, **kw: seen.append((url, kw["timeout"])) or real(url, *a, **kw))
     monkeypatch.setenv("PALIMPSEST_SERVER_TIMEOUT", "45")
     OpenAILM.from_spec(f"{base}#{MODEL}")
     assert (f"{base}/models", 45.0) in seen

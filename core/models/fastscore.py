@@ -176,7 +176,9 @@ def kv_slice(kv: KV, n: int) -> KV:
 def weights_signature(model) -> int:
     """Changes when any parameter of `model` is written in place (its version counter: an optimizer
     step) or given new storage (`.to(dtype)` and back), i.e. when kept keys/values go stale."""
-    return hash(tuple((p.data_ptr(), p._version) for p in model.parameters()))
+    # an inference tensor (a twin made under inference_mode) keeps no version counter; only another
+    # inference_mode block could write it, and nothing here does
+    return hash(tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in model.parameters()))
 
 
 class ScoreKV:
