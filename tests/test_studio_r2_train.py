@@ -20,7 +20,7 @@ import time
 import plotly.io as pio
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import client, launched, studio_app
+from ui_helpers import client, launched, studio_app, wait_r2
 
 from core.models.shelf import ModelPolicy
 from core.r2.judge import DEFAULT_RUBRIC
@@ -66,14 +66,6 @@ def _run_id(status: str) -> str:
     return m.group(1)
 
 
-def _wait(api, run_id, cond, timeout=60):
-    t0, view = time.time(), None
-    while time.time() - t0 < timeout:
-        view = api.predict(run_id, api_name="/r2_show")
-        if cond(view[0]):
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; last status: {view[0][:400] if view else None}")
 
 
 def _form(view):
@@ -95,7 +87,7 @@ def test_r2_human_judges_through_the_page(api, store, fake):
     pid = _prompt(store)
     out = api.predict(*_settings(pid, "human"), api_name="/r2_run")
     run_id = _run_id(out[1])
-    view = _wait(api, run_id, lambda s: _state(s) == "waiting")
+    view = wait_r2(api, run_id, lambda s: _state(s) == "waiting")
     status, plot, rounds, review, *form = view
     assert _pending(status) == "0" and "waiting for you" in status
     assert "Draft number 0" in rounds  # the first draft is on the page
@@ -114,7 +106,7 @@ def test_r2_human_judges_through_the_page(api, store, fake):
     # the person's judgment of the first draft, with markup that must come back escaped
     api.predict(5, "The <b>ending</b> is rushed & the boat never arrives.", 6, 4, None, 5, 5, None, None, None,
                 api_name="/r2_judge")
-    view = _wait(api, run_id, lambda s: _pending(s) == "1" and _state(s) == "waiting")
+    view = wait_r2(api, run_id, lambda s: _pending(s) == "1" and _state(s) == "waiting")
     given = [e for e in store.events(run_id) if e.kind == "judgment_given"]
     assert len(given) == 1 and given[0].version == 0
     j = given[0].judgment
@@ -125,7 +117,7 @@ def test_r2_human_judges_through_the_page(api, store, fake):
     assert "Rereading my draft" in rounds and "Draft number 1" in rounds  # reflection and revision shown
     # judge the revision: higher, so the round keeps it; one round, so the run finishes
     api.predict(8, "Better: the boat arrives, the letter matters.", *[None] * 8, api_name="/r2_judge")
-    view = _wait(api, run_id, lambda s: _state(s) == "finished")
+    view = wait_r2(api, run_id, lambda s: _state(s) == "finished")
     status, plot, rounds, review, *_ = view
     fig = pio.from_json(plot["plot"])
     ov = next(t for t in fig.data if t.name == "overall")
@@ -146,14 +138,14 @@ def test_r2_override_keeps_the_models_judgment(api, store, fake):
     pid = _prompt(store)
     out = api.predict(*_settings(pid, "model_then_human"), api_name="/r2_run")
     run_id = _run_id(out[1])
-    view = _wait(api, run_id, lambda s: _state(s) == "waiting")
+    view = wait_r2(api, run_id, lambda s: _state(s) == "waiting")
     head, ov, crit, boxes = _form(view)
     # the form is prefilled with the model's proposal (the double judges version 0 at 4)
     assert ov == 4 and crit == "The ending is rushed; give the boat scene room." and boxes[:5] == [4] * 5
     assert "The model&#x27;s judgment is filled in" in head
     # override: the overall goes up, the critique changes, the criteria keep the model's values
     api.predict(6, "Keep the storm; cut the first paragraph.", *[4] * 5, None, None, None, api_name="/r2_judge")
-    _wait(api, run_id, lambda s: _pending(s) == "1")
+    wait_r2(api, run_id, lambda s: _pending(s) == "1")
     j = [e for e in store.events(run_id) if e.kind == "judgment_given"][0].judgment
     assert j["judge"] == "human" and j["overall"] == 6 and j["model_judgment"]["overall"] == 4
     assert {c["field"] for c in j["changes"]} == {"overall", "critique"}
@@ -161,7 +153,7 @@ def test_r2_override_keeps_the_models_judgment(api, store, fake):
     _, ov, crit, boxes = _form(api.predict(run_id, api_name="/r2_show"))
     assert ov == 6  # the double judges revision 1 at 6
     api.predict(ov, crit, *boxes, api_name="/r2_judge")
-    _wait(api, run_id, lambda s: _state(s) == "finished")
+    wait_r2(api, run_id, lambda s: _state(s) == "finished")
     j1 = [e for e in store.events(run_id) if e.kind == "judgment_given"][1].judgment
     assert j1["judge"] == "model" and j1["overall"] == 6 and not j1["model_judgment"]
 
@@ -172,9 +164,9 @@ def test_r2_person_edits_the_reflection_before_the_revision(api, store, fake):
     pid = _prompt(store)
     out = api.predict(*_settings(pid, "human", edit=True), api_name="/r2_run")
     run_id = _run_id(out[1])
-    _wait(api, run_id, lambda s: _state(s) == "waiting")
+    wait_r2(api, run_id, lambda s: _state(s) == "waiting")
     api.predict(5, "The letter never matters to the ending.", *[None] * 8, api_name="/r2_judge")
-    view = _wait(api, run_id, lambda s: 'data-reflection="1"' in s)
+    view = wait_r2(api, run_id, lambda s: 'data-reflection="1"' in s)
     assert "edit or approve the reflection of round 1" in view[0]
     refl_head, refl_text = view[15], view[16]
     refl_text = refl_text.get("value") if isinstance(refl_text, dict) else refl_text
@@ -184,7 +176,7 @@ def test_r2_person_edits_the_reflection_before_the_revision(api, store, fake):
     assert "reflection: too short" in res[0]
     mine = "Rereading my draft, I see the <letter> never matters; I will make it the turn of the ending."
     api.predict(mine, api_name="/r2_reflect")
-    view = _wait(api, run_id, lambda s: _pending(s) == "1")
+    view = wait_r2(api, run_id, lambda s: _pending(s) == "1")
     refl = [e for e in store.events(run_id) if e.kind == "r2_reflected"]
     assert [e.by for e in refl] == ["model", "human"] and refl[-1].text == mine
     assert fake.count("revise") == 1 and mine in fake.calls[-1][1][-1]["content"]  # the revision used it
@@ -198,7 +190,7 @@ def test_r2_model_mode_runs_alone_and_stop_and_errors(api, store, fake):
     pid = _prompt(store)
     out = api.predict(*_settings(pid, "model", rounds=2), api_name="/r2_run")
     run_id = _run_id(out[1])
-    view = _wait(api, run_id, lambda s: _state(s) == "finished")
+    view = wait_r2(api, run_id, lambda s: _state(s) == "finished")
     judged = [e.judgment for e in store.events(run_id) if e.kind == "judgment_given"]
     assert [j["judge"] for j in judged] == ["model"] * 3 and [j["overall"] for j in judged] == [4, 6, 8]
     assert "round 2/2" in view[0]
@@ -215,9 +207,9 @@ def test_r2_model_mode_runs_alone_and_stop_and_errors(api, store, fake):
     pid2, _ = store.add_prompt("Write a poem about fog.", "Fog.", id="p-fog")
     out = api.predict(*_settings(pid2, "human"), api_name="/r2_run")
     run2 = _run_id(out[1])
-    _wait(api, run2, lambda s: _state(s) == "waiting")
+    wait_r2(api, run2, lambda s: _state(s) == "waiting")
     api.predict(api_name="/r2_stop")
-    view = _wait(api, run2, lambda s: _state(s) == "stopped")
+    view = wait_r2(api, run2, lambda s: _state(s) == "stopped")
     assert "finished: stopped" in view[0] and store.get_run(run2)["finish_reason"] == "stopped"
     res = api.predict(5, "too late", *[None] * 8, api_name="/r2_judge")
     assert "not waiting for a judgment" in res[0]
@@ -231,7 +223,7 @@ def test_r2_waiting_run_survives_a_new_app(store, fake, tmp_path):
     with launched(app1) as url:
         out = client(url).predict(*_settings(pid, "human"), api_name="/r2_run")
         run_id = _run_id(out[1])
-        _wait(client(url), run_id, lambda s: _state(s) == "waiting")
+        wait_r2(client(url), run_id, lambda s: _state(s) == "waiting")
     store2 = open_store(store.path)
     app2 = studio_app(fake, store2, samples_path=None)
     try:
@@ -241,7 +233,7 @@ def test_r2_waiting_run_survives_a_new_app(store, fake, tmp_path):
             assert _state(view[0]) == "waiting" and "Your judgment of the first draft" in str(view)
             # judged from the second app: stored as human, and the run goes on there
             api.predict(7, "From another window: give the keeper a name.", *[None] * 8, api_name="/r2_judge")
-            view = _wait(api, run_id, lambda s: _pending(s) == "1")
+            view = wait_r2(api, run_id, lambda s: _pending(s) == "1")
             assert "Draft number 1" in view[2]
             j = [e for e in store2.events(run_id) if e.kind == "judgment_given"][0].judgment
             assert j["judge"] == "human" and j["overall"] == 7

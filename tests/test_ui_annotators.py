@@ -6,13 +6,12 @@ a login says "you are NAME (no login)"."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 from library_fixtures import add_reer
 from r2_fakes import FakeLM
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, studio_app
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, studio_app, wait_r2
 
 from core import events as ev
 from core.data import curation
@@ -57,14 +56,6 @@ def _client(url, auth=None):
     return Client(url, verbose=False, analytics_enabled=False, download_files=False, auth=auth)
 
 
-def _wait_r2(api, run_id, cond, timeout=60):
-    t0, view = time.time(), None
-    while time.time() - t0 < timeout:
-        view = api.predict(run_id, api_name="/r2_show")
-        if cond(view[0]):
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; last status: {view[0][:300] if view else None}")
 
 
 def test_two_logins_through_the_api_each_act_under_its_own_name(seeded, two_users):
@@ -86,11 +77,11 @@ def test_two_logins_through_the_api_each_act_under_its_own_name(seeded, two_user
         # R2: ada starts a run a person judges and judges the first draft; bo judges the revision
         out = a.predict(pid, "", "human", 1, 9, 0, False, 64, 32, 64, False, 48, api_name="/r2_run")
         run_id = re.search(r'data-run="([0-9a-f]+)"', out[1]).group(1)
-        _wait_r2(a, run_id, lambda s: 'data-state="waiting"' in s)
+        wait_r2(a, run_id, lambda s: 'data-state="waiting"' in s)
         a.predict(5, "The ending is rushed; let the boat arrive.", *[None] * 8, api_name="/r2_judge")
-        _wait_r2(b, run_id, lambda s: 'data-pending="1"' in s and 'data-state="waiting"' in s)
+        wait_r2(b, run_id, lambda s: 'data-pending="1"' in s and 'data-state="waiting"' in s)
         b.predict(7, "Better: the boat arrives and the letter matters.", *[None] * 8, api_name="/r2_judge")
-        _wait_r2(a, run_id, lambda s: 'data-state="finished"' in s)
+        wait_r2(a, run_id, lambda s: 'data-state="finished"' in s)
     finally:
         app.close()
     acts = {t: [(h["action"], h["value"], h["annotator"]) for h in curation.history(store, t)] for t in ids}

@@ -7,11 +7,10 @@ Config and view tests need no model; the page tests launch the studio on the scr
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import client, launched, studio_app
+from ui_helpers import client, launched, studio_app, wait_r2
 
 from core import events as ev
 from core.quality import QualityConfig, too_short
@@ -177,14 +176,6 @@ def test_pages_refuse_settings_inline_before_a_run(page, capfd):
     assert "Traceback" not in capfd.readouterr().err  # refusals are answers, not server errors
 
 
-def _wait(api, run_id, cond, timeout=60):
-    t0, view = time.time(), None
-    while time.time() - t0 < timeout:
-        view = api.predict(run_id, api_name="/r2_show")
-        if cond(view[0]):
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; last status: {view[0][:400] if view else None}")
 
 
 @pytest.mark.ui
@@ -193,7 +184,7 @@ def test_judgment_form_names_the_criterion_and_its_scale(page, capfd):
     pid = _prompt(store)
     out = api.predict(pid, "", *R2_FORM, api_name="/r2_run")
     run_id = re.search(r'data-run="([0-9a-f]+)"', out[1]).group(1)
-    view = _wait(api, run_id, lambda s: 'data-state="waiting"' in s)
+    view = wait_r2(api, run_id, lambda s: 'data-state="waiting"' in s)
     head, boxes = view[4], view[7:15]
     labels = [b.get("label") for b in boxes if isinstance(b, dict) and b.get("visible")]
     assert labels and all(c in lab for c, lab in zip(DEFAULT_RUBRIC, labels))  # criteria sit on their boxes

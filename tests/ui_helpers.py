@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -76,3 +77,15 @@ def browser_page(url: str):
             yield page
         finally:
             browser.close()
+
+
+def wait_r2(api, run_id: str, cond, timeout: float = 60):
+    """Poll the R2 page's view of `run_id` (api_name /r2_show) until `cond(status_html)` holds;
+    returns the view; AssertionError with the last status after `timeout` seconds."""
+    t0, view = time.time(), None
+    while time.time() - t0 < timeout:
+        view = api.predict(run_id, api_name="/r2_show")
+        if cond(view[0]):
+            return view
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; last status: {view[0][:400] if view else None}")
