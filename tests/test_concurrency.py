@@ -268,6 +268,24 @@ def _mid_run(db: Path, kind: str) -> bool:
         return False
 
 
+def kill_mid_run(proc: subprocess.Popen, db: Path, engine: str, timeout_s: float) -> float:
+    """SIGKILL `proc` once some items have finished and another is under way (`_mid_run`); the
+    seconds it ran. Shared by the drills (tests/test_drills.py)."""
+    t0 = time.monotonic()
+    try:
+        while not _mid_run(db, engine):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() - t0 < timeout_s, "the batch never finished two items"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return time.monotonic() - t0
+
+
 @pytest.mark.parametrize("engine", ["reer", "r2"])
 def test_sigkill_mid_run_then_rerun_each_item_once_nothing_lost(tmp_path, engine):
     its = items(10)
@@ -280,18 +298,7 @@ def test_sigkill_mid_run_then_rerun_each_item_once_nothing_lost(tmp_path, engine
     cmd = [engine, "run", "--input", str(inp), "--out", str(out), "--db", str(db), "--concurrency", "4", *flags]
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not _mid_run(db, engine):  # some items finished, others mid-run
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "the batch never finished two items"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_mid_run(proc, db, engine, timeout_s=120)
     before = _events(db)
     with open_store(db) as store:
         unfinished = [r for r in store.list_runs(kind=engine) if r["status"] != "finished"]

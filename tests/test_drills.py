@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_concurrency import _events, _mid_run, one_run_each, write_items
+from test_concurrency import _events, kill_mid_run, one_run_each, write_items
 
 from core.data.items import Item
 from core.serve_standin import MODEL, stats
@@ -50,23 +50,6 @@ def cli(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def kill_mid_run(proc: subprocess.Popen, db: Path, timeout_s: float) -> float:
-    """SIGKILL `proc` once two runs have finished and another is under way; the seconds it ran."""
-    t0 = time.monotonic()
-    try:
-        while not _mid_run(db, "reer"):
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
-            assert time.monotonic() - t0 < timeout_s, "the batch never finished two items"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return time.monotonic() - t0
-
-
 def check_each_item_once(db: Path, out: Path, its: list[Item]) -> list[dict]:
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in lines] == [i.id for i in its]  # complete, in input order
@@ -86,7 +69,7 @@ def test_reer_concurrency_8_against_the_real_server_killed_once_then_rerun(tmp_p
         cmd = ["reer", "run", "--input", str(inp), "--out", str(out), "--db", str(db), "--model", srv.spec(),
                "--concurrency", "8", "--max-steps", "1", "--candidates", "1", "--candidate-max-new-tokens", "8",
                "--draft-max-new-tokens", "16", "--quality-min-tokens", "5", "--template", "none", "--seed", "1"]
-        killed_after = kill_mid_run(cli(cmd), db, timeout_s=900)
+        killed_after = kill_mid_run(cli(cmd), db, "reer", timeout_s=900)
         before = _events(db)
         with open_store(db) as store:
             runs = store.list_runs(kind="reer")
