@@ -30,6 +30,11 @@ whatever `n`), "llama" (like llama-cpp-python: no window in /v1/models, no /toke
 but /extras/tokenize with the BOS it adds, `n` ignored, a BOS counted in usage but not listed),
 "shifted" (echoed log-probs shifted by one position, as llama-cpp-python's on a model that adds
 no BOS: number words score -9); `state.resets_left` drops that many connections without an answer.
+A misbehaving server (tests/test_hostile_server.py): `state.poison` replaces every echoed log-prob
+of a prompt other than the alignment probe's (which begins "Count with me", so the server loads)
+with that value, sent as JSON: NaN, -Infinity, 5.0 or the string "-0.5"; `state.huge_mb` pads
+every /v1/completions reply with that many MB of valid JSON; `state.trickle_s` sends every
+/v1/completions reply one byte per that many seconds.
 
 Start one in this process (`serve(...)`, a context manager, threads) or as a process of its own:
 `python -m core.serve_standin --delay 0.2 --brain scripted [--port P]` prints `URL <base>` on
@@ -124,6 +129,9 @@ class State:
     keep_bodies: bool = True  # record request bodies and headers (tests); off for long benches
     mode: set = field(default_factory=set)  # test modes (module docstring)
     resets_left: int = 0  # drop this many connections without answering
+    poison: object = None  # a value put in place of echoed log-probs (module docstring); None: honest ones
+    huge_mb: float = 0.0  # MB of JSON padding added to each /v1/completions reply
+    trickle_s: float = 0.0  # seconds between the bytes of each /v1/completions reply; 0: all at once
     bodies: list = field(default_factory=list)  # (path, body) of each POST, when keep_bodies
     headers: list = field(default_factory=list)  # headers of each request, when keep_bodies
     requests: dict = field(default_factory=dict)  # path -> requests answered or refused
@@ -136,6 +144,7 @@ class State:
         """Back to a clean state (modes, counters, logs); model, window, delay and brain stay."""
         with self.lock:
             self.mode, self.resets_left = set(), 0
+            self.poison, self.huge_mb, self.trickle_s = None, 0.0, 0.0
             self.bodies, self.headers, self.requests = [], [], {}
             self.max_in_flight = self.in_flight
 
@@ -163,14 +172,20 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def _send(self, status: int, payload) -> None:
+    def _send(self, status: int, payload, trickle_s: float = 0.0) -> None:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         try:
-            self.wfile.write(raw)
+            if trickle_s <= 0:
+                self.wfile.write(raw)
+                return
+            for i in range(len(raw)):  # a reply that never stops coming, one byte at a time
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+                time.sleep(trickle_s)
         except OSError:
             pass
 
@@ -331,6 +346,8 @@ class Handler(BaseHTTPRequestHandler):
             toks, lps = ["<s>"] + toks, [None, fake_logprob(toks[0])] + lps[1:]
             counted += 1
         counted += 1 if "llama" in st.mode else 0  # a BOS counted, not listed
+        if st.poison is not None and not text.startswith("Count with me"):  # the probe passes: it loads
+            lps = [lps[0]] + [st.poison] * (len(lps) - 1)
         gen = " zzz"
         choice: dict = {"index": 0, "text": (text if body.get("echo") else "") + gen, "finish_reason": "length"}
         if body.get("echo"):
@@ -346,10 +363,11 @@ class Handler(BaseHTTPRequestHandler):
                 {str(token_id(t)): {"logprob": lp, "rank": 1, "decoded_token": t}}
                 for t, lp in zip(toks[1:], lps[1:])]
             choice["prompt_token_ids"] = [token_id(t) for t in toks]
-        self._send(200, {
-            "id": "cmpl-1", "object": "text_completion", "model": body["model"], "choices": [choice],
-            "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1},
-        })
+        reply = {"id": "cmpl-1", "object": "text_completion", "model": body["model"], "choices": [choice],
+                 "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1}}
+        if st.huge_mb:
+            reply["padding"] = "x" * int(st.huge_mb * 1024 * 1024)
+        self._send(200, reply, trickle_s=st.trickle_s)
 
     def tokenize(self, body):
         st = self.state

@@ -238,3 +238,60 @@ def test_unlisted_specials_must_be_the_only_difference_from_the_text():
     assert pick_continuation(toks, lps, len(head_text), len(text), n, n + 3, text) == (["Yes", "."], [-1.0, -2.0], 8)
     with pytest.raises(BadServerReply, match="do not explain it"):  # one more than 2 unlisted + a BOS
         pick_continuation(toks, lps, len(head_text), len(text), n, n + 4, text)
+
+
+# ---- a misbehaving server: bad log-probs, a huge reply, a trickle ------------------------------
+
+POISONS = [float("nan"), float("-inf"), 5.0, "-0.5"]
+
+
+@pytest.mark.parametrize("poison", POISONS, ids=["nan", "-inf", "+5", "string"])
+def test_invalid_logprobs_are_one_line_naming_the_server_and_the_value(poison):
+    """Before: NaN scored as ppl NaN / score 2.0, -inf as ppl 1e304, +5 as ppl 0.0067, "-0.5" as -0.5."""
+    from core.models.lm import ScoreRequest
+    from core.models.scoring import score
+    from core.serve_standin import serve
+
+    with serve() as s:
+        lm = OpenAILM.from_spec(s.spec)  # the alignment probe is answered honestly: it loads
+        s.state.poison = poison
+        with pytest.raises(LMError) as err:
+            lm.loglikelihood([ScoreRequest(("The sea",), " was calm tonight.")])
+        text = str(err.value)
+        assert "\n" not in text and s.url in text and repr(poison) in text and "not used" in text
+        with pytest.raises(LMError):
+            score(lm, "A query.", "", "The sea was calm tonight.")
+
+
+def test_rounding_just_above_zero_is_taken_as_zero():
+    from core.models.echo import LOGPROB_TOLERANCE
+    from core.models.lm import ScoreRequest
+    from core.serve_standin import serve
+
+    with serve() as s:
+        lm = OpenAILM.from_spec(s.spec)
+        s.state.poison = LOGPROB_TOLERANCE / 2
+        got = lm.loglikelihood([ScoreRequest(("The sea",), " was calm.")])[0]
+        assert got.logprobs == [0.0, 0.0]
+        s.state.poison = 0  # a JSON integer is a number too
+        assert lm.loglikelihood([ScoreRequest(("The sea",), " was calm.")])[0].logprobs == [0.0, 0.0]
+
+
+def test_score_against_a_nan_server_exits_nonzero_and_writes_no_row(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.serve_standin import serve
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"query": "Write a line.", "reference": "The sea was calm tonight."}) + "\n")
+    with serve() as s:
+        s.state.poison = float("nan")
+        res = subprocess.run([sys.executable, "-m", "studio.cli", "score", "--input", str(src), "--out", str(out),
+                              "--model", s.spec], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, timeout=120)
+    assert res.returncode != 0, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if "nan" in ln]
+    assert len(lines) == 1 and s.url in lines[0], res.stderr  # one line, naming the server and the value
+    assert not out.exists() or out.read_text() == ""  # nothing stored

@@ -5,19 +5,43 @@ they list the token they generated), which echoed tokens are the continuation (`
 character spans right-aligned to the prompt's end, checked against `usage`, never usage alone),
 the special tokens a server leaves out of the echo (`unlisted_specials`: llama-cpp-python drops
 every `<|im_start|>`), vLLM's `prompt_logprobs` shape (`from_prompt_logprobs`), and one field of a
-reply or a BadServerReply naming what is missing (`reply_field`).
+reply or a BadServerReply naming what is missing (`reply_field`), and whether the log-probs a
+server sent can be used at all (`checked_logprobs`: every one a finite JSON number <= 0, up to
+LOGPROB_TOLERANCE above 0 for rounding; every server path scores through it).
 
 Does not know: HTTP, endpoints or models (core.models.server sends the requests and calls these).
 Standard library only.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Sequence
 
 from core.models.endpoints import BadServerReply
+from core.models.lm import LOGPROB_TOLERANCE
 
 SPECIAL_RE = re.compile(r"<\|[^|<>\s]{1,64}\|>|</?s>")  # special-token texts when no client tokenizer says
+
+
+def checked_logprobs(values: Sequence[Any], tokens: Sequence[str], where: str) -> list[float]:
+    """`values` as floats when every one is a usable log-prob: a JSON number (int or float, not a
+    string, not a bool), finite, at most LOGPROB_TOLERANCE above 0 (such rounding is taken as 0.0).
+    Otherwise one BadServerReply naming the server (`where`), the token and the value: a reply that
+    fails is not used at all (NaN gave perplexity NaN and a score of 2.0; -inf a perplexity of
+    1e304; +5 a perplexity of 0.0067, which ended a REER search at its threshold at once)."""
+    out = []
+    for i, v in enumerate(values):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v <= LOGPROB_TOLERANCE
+        if not ok:
+            tok = tokens[i] if i < len(tokens) else "?"
+            kind = "a string" if isinstance(v, str) else "not a number" if not isinstance(v, (int, float)) or \
+                isinstance(v, bool) else "not finite" if not math.isfinite(v) else "above 0"
+            raise BadServerReply(
+                f"the server at {where} sent the log-prob {v!r} for token {tok!r} ({kind}; a log-prob is a finite "
+                f"JSON number <= 0, up to {LOGPROB_TOLERANCE:g} above for rounding); its reply is not used")
+        out.append(min(float(v), 0.0))
+    return out
 
 
 def reply_field(reply: Any, url: str, *keys: str | int) -> Any:

@@ -101,6 +101,10 @@ class TokenLogprobs:
     truncated: int = 0  # context tokens dropped on the left to fit; 0 when nothing was cut
 
 
+# How far above 0 a log-prob may be and still count as 0: servers and half-precision kernels print a
+# certain token's log-softmax as 1e-7 or, in fp16/bf16, up to ~1e-3 above 0; more is a broken model.
+LOGPROB_TOLERANCE = 1e-3
+
 FINISH_STOP = "stop"  # the model ended its turn, or a stop string was reached
 FINISH_LENGTH = "length"  # max_new_tokens (or the model's window) ran out first
 

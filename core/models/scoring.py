@@ -48,7 +48,7 @@ from core.format import (
     answer_part,
     template,
 )
-from core.models.lm import LM, LMError, ScoreRequest, TokenLogprobs
+from core.models.lm import LM, LOGPROB_TOLERANCE, LMError, ScoreRequest, TokenLogprobs
 from core.segments import SEP, join_segments, split_segments
 from core.settings import setting, validate
 
@@ -121,6 +121,10 @@ def summarize(tl: TokenLogprobs, clip_min: float, precision: str, keep_tokens: b
     lps = tl.logprobs
     if not lps:
         raise ScoringError("the reference produced no tokens to score")
+    bad = next((lp for lp in lps if not (math.isfinite(lp) and lp <= LOGPROB_TOLERANCE)), None)
+    if bad is not None:  # a server's are checked as they arrive (core.models.echo); this guards every backend
+        raise ScoringError(f"the model gave the log-prob {bad!r}, which is not a finite number <= 0; "
+                           "nothing is scored from it (a broken model or numerics: try --precision fp32)")
     mean = sum(lps) / len(lps)
     clipped = -sum(min(0.0, max(clip_min, lp)) for lp in lps) / len(lps)
     return Score(

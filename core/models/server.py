@@ -69,6 +69,7 @@ from typing import Any, Literal, Sequence
 from core.models.dialect import Dialect, check_alignment, probe
 from core.models.echo import (  # noqa: F401  (re-exported: older imports name them here)
     SPECIAL_RE,
+    checked_logprobs,
     from_prompt_logprobs,
     generated_count,
     pick_continuation,
@@ -220,9 +221,11 @@ class OpenAILM:
                 "tokenizer": self.spec.tokenizer,
                 "endpoints": {ep.base: ep.dialect.as_dict() if ep.dialect else None for ep in self.pool.endpoints}}
 
-    def _call(self, path: str, body: dict | None, *, at_root: bool = False) -> Any:
+    def _call(self, path: str, body: dict | None, *, at_root: bool = False, with_endpoint: bool = False) -> Any:
+        """The reply's JSON (with `with_endpoint`: and the base URL of the endpoint that answered)."""
         try:
-            return self.pool.call(path, body, at_root=at_root)
+            reply, ep = self.pool.call_on(path, body, at_root=at_root)
+            return (reply, ep.base) if with_endpoint else reply
         except ContextTooLong as exc:
             self._learn_window(str(exc))
             raise
@@ -450,7 +453,10 @@ class OpenAILM:
             body["prompt_logprobs"] = 0
         else:
             body.update(echo=True, logprobs=0)
-        reply = (call or self._call)("/completions", body)
+        if call is None:
+            reply, where = self._call("/completions", body, with_endpoint=True)
+        else:
+            reply, where = call("/completions", body)
         choice = reply_field(reply, "/completions", "choices", 0)
         usage = reply.get("usage") if isinstance(reply, dict) else None
         usage = usage if isinstance(usage, dict) else {}
@@ -474,7 +480,7 @@ class OpenAILM:
             raise LMError(
                 f"the continuation {req.continuation[:40]!r} starts at the first token, which the server gives "
                 "no log-prob for; give the request a non-empty context")
-        return TokenLogprobs(cont, [float(v) for v in cont_lps], context_tokens=n_ctx, truncated=0)
+        return TokenLogprobs(cont, checked_logprobs(cont_lps, cont, where), context_tokens=n_ctx, truncated=0)
 
     def _specials(self) -> re.Pattern:
         """The special-token texts: the client tokenizer's own, else SPECIAL_RE's shapes."""
@@ -488,7 +494,7 @@ class OpenAILM:
     def _probe_scorer(self, ep):
         """score(context, continuation) -> log-probs, sent to endpoint `ep` only (the alignment check)."""
         def call(path, body):
-            return request_json(ep.base + path, body, timeout=self.pool.timeout, api_key=ep.api_key)
+            return request_json(ep.base + path, body, timeout=self.pool.timeout, api_key=ep.api_key), ep.base
 
         def score(context: str, continuation: str) -> tuple[list[str], list[float]]:
             got = self._score_one(ScoreRequest((context,) if context else (), continuation), call)
