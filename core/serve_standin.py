@@ -33,7 +33,7 @@ no BOS: number words score -9); `state.resets_left` drops that many connections 
 A misbehaving server (tests/test_hostile_server.py): `state.poison` replaces every echoed log-prob
 of a prompt other than the alignment probe's (which begins "Count with me", so the server loads)
 with that value, sent as JSON: NaN, -Infinity, 5.0 or the string "-0.5"; `state.huge_mb` pads
-every /v1/completions reply with that many MB of valid JSON; `state.trickle_s` sends every
+every /v1/completions reply with that many MB of valid JSON, streamed without a Content-Length; `state.trickle_s` sends every
 /v1/completions reply one byte per that many seconds.
 
 Start one in this process (`serve(...)`, a context manager, threads) or as a process of its own:
@@ -366,8 +366,25 @@ class Handler(BaseHTTPRequestHandler):
         reply = {"id": "cmpl-1", "object": "text_completion", "model": body["model"], "choices": [choice],
                  "usage": {"prompt_tokens": counted, "completion_tokens": 1, "total_tokens": counted + 1}}
         if st.huge_mb:
-            reply["padding"] = "x" * int(st.huge_mb * 1024 * 1024)
+            return self._send_huge(reply, int(st.huge_mb * 1024 * 1024))
         self._send(200, reply, trickle_s=st.trickle_s)
+
+    def _send_huge(self, reply: dict, pad: int) -> None:
+        """`reply` with `pad` bytes of padding first, streamed in 1 MB pieces without a Content-Length
+        (the end of the body is the connection's close), so the stand-in never holds it whole."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            self.wfile.write(b'{"padding": "')
+            piece = b"x" * (1 << 20)
+            for start in range(0, pad, len(piece)):
+                self.wfile.write(piece[:pad - start])
+            self.wfile.write(b'", ' + json.dumps(reply).encode()[1:])
+        except OSError:
+            pass
 
     def tokenize(self, body):
         st = self.state

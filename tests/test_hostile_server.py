@@ -295,3 +295,56 @@ def test_score_against_a_nan_server_exits_nonzero_and_writes_no_row(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if "nan" in ln]
     assert len(lines) == 1 and s.url in lines[0], res.stderr  # one line, naming the server and the value
     assert not out.exists() or out.read_text() == ""  # nothing stored
+
+
+def test_a_huge_reply_is_refused_at_the_cap_without_reading_it_whole(monkeypatch):
+    """Before: a valid 1 GB reply took the client to 3.18 GB before it gave up."""
+    import tracemalloc
+
+    from core.models.lm import ScoreRequest
+    from core.serve_standin import serve
+
+    monkeypatch.setenv("PALIMPSEST_SERVER_MAX_REPLY_MB", "1")
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "0")
+    with serve() as s:
+        lm = OpenAILM.from_spec(s.spec)
+        s.state.huge_mb = 200
+        tracemalloc.start()
+        try:
+            with pytest.raises(LMError, match=r"more than the 1,048,576-byte cap.*MAX_REPLY_MB") as err:
+                lm.loglikelihood([ScoreRequest(("The sea",), " was calm.")])
+            peak_mb = tracemalloc.get_traced_memory()[1] / 2 ** 20
+        finally:
+            tracemalloc.stop()
+        assert s.url in str(err.value) and "\n" not in str(err.value)
+        assert peak_mb < 20, peak_mb  # the stand-in streams 1 MB pieces; the client kept at most the cap
+        s.state.huge_mb = 0.5  # under the cap: taken
+        assert lm.loglikelihood([ScoreRequest(("The sea",), " was calm.")])[0].tokens == [" was", " calm."]
+
+
+def test_a_trickling_reply_is_cut_off_at_the_deadline_for_the_whole_request(monkeypatch):
+    """Before: 1 byte every 2 s with PALIMPSEST_SERVER_TIMEOUT=5 took 151 s (the timeout was per read)."""
+    from core.models.lm import ScoreRequest
+    from core.serve_standin import serve
+
+    monkeypatch.setenv("PALIMPSEST_SERVER_TIMEOUT", "2")
+    monkeypatch.setenv("PALIMPSEST_SERVER_RETRIES", "0")
+    with serve() as s:
+        lm = OpenAILM.from_spec(s.spec)
+        s.state.trickle_s = 0.2  # each byte well within the per-read timeout; ~1000 bytes: 200 s in all
+        got: list = []
+
+        def go():
+            try:
+                lm.loglikelihood([ScoreRequest(("The sea",), " was calm.")])
+                got.append("answered")
+            except LMError as exc:
+                got.append(exc)
+        t0 = time.monotonic()
+        worker = threading.Thread(target=go, daemon=True)
+        worker.start()
+        worker.join(15)
+        took = time.monotonic() - t0
+        assert got and isinstance(got[0], LMError), f"still reading after {took:.0f} s"
+        assert took < 4, took
+        assert "within 2 s" in str(got[0]) and "PALIMPSEST_SERVER_TIMEOUT" in str(got[0]) and s.url in str(got[0])

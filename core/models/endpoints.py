@@ -13,8 +13,14 @@ see core.models.server). `EndpointPool` spreads requests over them:
   request again after REVIVE_S seconds (a restarted replica comes back; if the trial fails it
   stays dropped). When no endpoint is left the request fails with one line naming each endpoint
   and its last error;
-- timeout: $PALIMPSEST_SERVER_TIMEOUT seconds per request (default 300), every request alike,
-  metadata included (no separate cap).
+- deadline: $PALIMPSEST_SERVER_TIMEOUT seconds (default 300) for the whole of one try of a request:
+  connecting, the reply's headers and its body together, every request alike, metadata included
+  (a watchdog shuts the socket when the time is up, so a server that trickles a byte a second is
+  cut off at the deadline, not reset by each byte). A request retried (above) gets a fresh deadline
+  per try;
+- size cap: a reply's body may be at most $PALIMPSEST_SERVER_MAX_REPLY_MB megabytes (default 64,
+  docs/serving.md says why): a longer one is refused as soon as it passes the cap (or at once when
+  its Content-Length says so), never read whole. Error replies are read up to 64 KB.
 
 The API key per endpoint: $PALIMPSEST_API_KEY_<HOST>_<PORT> (host upper-cased, every character
 other than A-Z and 0-9 replaced by `_`: http://gpu-1.lan:8000 reads PALIMPSEST_API_KEY_GPU_1_LAN_8000),
@@ -28,12 +34,14 @@ Does not know what the requests mean (core.models.server) nor what a server supp
 """
 from __future__ import annotations
 
+import heapq
 import http.client
 import json
 import logging
 import os
 import random
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -48,8 +56,15 @@ log = logging.getLogger(__name__)
 
 VLLM_COMMAND = "vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000 --max-model-len 16384"
 
-DEFAULT_TIMEOUT_S = 300.0  # one request; long generations and long texts take a while
+DEFAULT_TIMEOUT_S = 300.0  # one request, all of it; long generations and long texts take a while
 TIMEOUT_ENV = "PALIMPSEST_SERVER_TIMEOUT"
+# The largest legitimate reply is a long prompt's echoed log-probs: ~70 bytes a token in the echo
+# shape (token, log-prob, offset, top entry), ~155 in vLLM's prompt_logprobs (the token's entry and
+# the top one's), docs/serving.md; 64 MB holds a 128k-token prompt at 512 bytes a token (3x the
+# larger), and bounds what json.loads makes of it.
+DEFAULT_MAX_REPLY_MB = 64.0
+MAX_REPLY_ENV = "PALIMPSEST_SERVER_MAX_REPLY_MB"
+ERROR_BODY_BYTES = 65536  # how much of an error reply is read for its message
 RETRIES_ENV = "PALIMPSEST_SERVER_RETRIES"
 DEFAULT_RETRIES = 4  # retries of one request after its first try (429/5xx/connection errors)
 BACKOFF_BASE_S = 0.5  # first backoff's upper bound; doubles per retry
@@ -91,6 +106,12 @@ def timeout_from_env() -> float:
     return number_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, unit="seconds", example="300")
 
 
+def max_reply_from_env() -> int:
+    """Bytes a reply's body may have: $PALIMPSEST_SERVER_MAX_REPLY_MB megabytes, else DEFAULT_MAX_REPLY_MB."""
+    mb = number_from_env(MAX_REPLY_ENV, DEFAULT_MAX_REPLY_MB, unit="megabytes", example="64")
+    return int(mb * 1024 * 1024)
+
+
 def retries_from_env() -> int:
     """Retries per request: $PALIMPSEST_SERVER_RETRIES (0 or more), else DEFAULT_RETRIES."""
     raw = os.environ.get(RETRIES_ENV, "").strip()
@@ -119,6 +140,102 @@ def api_key_from_env(base: str | None = None) -> str | None:
 # ---- one request ------------------------------------------------------------------------------
 
 
+class _Deadline:
+    """One try's deadline: when it passes, the watchdog shuts the try's socket (a blocked read then
+    returns), so connecting, headers and body together never take longer."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self.finished = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished = True
+            self._sock = None
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watchdog:
+    """One daemon thread for every deadline of the process (a heap by time), started on first need."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._n = 0
+
+    def watch(self, dl: _Deadline) -> None:
+        with self._cond:
+            self._n += 1
+            heapq.heappush(self._heap, (dl.at, self._n, dl))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="server-deadlines")
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                at, _, dl = self._heap[0]
+                wait = at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            dl.fire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _watched(base: type, deadline: _Deadline):
+    """A connection class of `base` whose socket is handed to `deadline` as soon as it connects."""
+    class Watched(base):
+        def connect(self):
+            super().connect()
+            deadline.attach(self.sock)
+    return Watched
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        dl = getattr(req, "deadline", None)
+        return self.do_open(_watched(http.client.HTTPConnection, dl) if dl else http.client.HTTPConnection, req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        dl = getattr(req, "deadline", None)
+        return self.do_open(_watched(http.client.HTTPSConnection, dl) if dl else http.client.HTTPSConnection, req,
+                            context=self._context)
+
+
 _OPENERS: dict[bool, urllib.request.OpenerDirector] = {}  # loopback? -> its opener, built once and shared
 
 
@@ -130,8 +247,8 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
     loopback = host in _LOOPBACK or host.startswith("127.")
     opener = _OPENERS.get(loopback)
     if opener is None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else \
-            urllib.request.build_opener()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _HTTP, _HTTPS) if loopback else \
+            urllib.request.build_opener(_HTTP, _HTTPS)
         _OPENERS[loopback] = opener
     return opener
 
@@ -185,13 +302,38 @@ def _unreachable(url: str, reason: object, timeout: float) -> ServerUnreachable:
     )
 
 
-def request_json(url: str, body: dict | None = None, *, timeout: float, api_key: str | None = None) -> Any:
+def _too_large(url: str, size: str, cap: int) -> BadServerReply:
+    return BadServerReply(f"the server at {url} sent a reply of {size} bytes, more than the {cap:,}-byte cap; "
+                          f"raise it with {MAX_REPLY_ENV}=<megabytes> if such replies are expected")
+
+
+def _read_capped(resp, url: str, cap: int) -> bytes:
+    """The reply's body, refused (BadServerReply) as soon as it passes `cap` bytes."""
+    length = resp.headers.get("Content-Length")
+    if length and length.strip().isdigit() and int(length) > cap:
+        raise _too_large(url, f"{int(length):,}", cap)
+    chunks, total = [], 0
+    while True:
+        chunk = resp.read(min(1 << 20, cap + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > cap:
+            raise _too_large(url, f"over {cap:,}", cap)
+        chunks.append(chunk)
+
+
+def request_json(url: str, body: dict | None = None, *, timeout: float, api_key: str | None = None,
+                 max_bytes: int | None = None) -> Any:
     """GET (body None) or POST JSON to `url` and return the decoded JSON reply.
 
-    One immediate retry on a connection reset (a keep-alive race, not a failure); every failure
-    becomes an LMError naming the URL. The `api_key` goes to `url` only, never to where it redirects.
+    `timeout`: seconds for the whole try (connect, headers, body); `max_bytes`: the largest body
+    taken (None: $PALIMPSEST_SERVER_MAX_REPLY_MB). One immediate retry on a connection reset (a
+    keep-alive race, not a failure); every failure becomes an LMError naming the URL. The
+    `api_key` goes to `url` only, never to where it redirects.
     """
     data = None if body is None else json.dumps(body).encode("utf-8")
+    cap = max_reply_from_env() if max_bytes is None else max_bytes
     headers = {"Accept": "application/json"}
     if data is not None:
         headers["Content-Type"] = "application/json"
@@ -199,26 +341,24 @@ def request_json(url: str, body: dict | None = None, *, timeout: float, api_key:
         req = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
         if api_key:  # unredirected: a redirect to any address goes there without the key
             req.add_unredirected_header("Authorization", f"Bearer {api_key}")
+        req.deadline = dl = _Deadline(timeout)
+        _WATCHDOG.watch(dl)
         try:
             with _opener(url).open(req, timeout=timeout) as resp:
-                raw = resp.read()
+                raw = _read_capped(resp, url, cap)
+            if dl.expired:  # shut mid-body: what came is not the whole reply
+                raise TimeoutError("timed out")
             break
-        except urllib.error.HTTPError as exc:
-            raise _http_error(url, exc.code, error_text(exc.read() or b"")) from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, _RESET_ERRORS) and attempt == 1:
-                log.info("connection to %s was reset; retrying once", url)
-                continue
-            raise _unreachable(url, exc.reason, timeout) from None
-        except _RESET_ERRORS as exc:
-            if attempt == 1:
-                log.info("connection to %s was reset; retrying once", url)
-                continue
-            raise _unreachable(url, exc, timeout) from None
-        except (TimeoutError, OSError) as exc:
-            raise _unreachable(url, exc, timeout) from None
-        except http.client.HTTPException as exc:
-            raise BadServerReply(f"the server at {url} broke the HTTP exchange ({exc!r}); is it an HTTP server?") from None
+        except BadServerReply:
+            raise
+        except Exception as exc:
+            if dl.expired:
+                raise ServerUnreachable(
+                    f"no complete answer from the server at {url} within {timeout:g} s (the deadline covers "
+                    f"connecting, the headers and the whole body); raise it with {TIMEOUT_ENV}=<seconds>") from None
+            _raise_request_error(exc, url, timeout, attempt)
+        finally:
+            dl.finish()
     try:
         return json.loads(raw)
     except ValueError:
@@ -227,6 +367,28 @@ def request_json(url: str, body: dict | None = None, *, timeout: float, api_key:
             f"the server at {url} sent a reply that is not JSON ({snippet!r}); is it an "
             "OpenAI-compatible server, and does the spec's URL end in /v1?"
         ) from None
+
+
+def _raise_request_error(exc: Exception, url: str, timeout: float, attempt: int) -> None:
+    """Raise the LMError for a failed try; return (nothing raised) when it is worth one more try."""
+    try:
+        raise exc
+    except urllib.error.HTTPError as exc:
+        raise _http_error(url, exc.code, error_text(exc.read(ERROR_BODY_BYTES) or b"")) from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, _RESET_ERRORS) and attempt == 1:
+            log.info("connection to %s was reset; retrying once", url)
+            return
+        raise _unreachable(url, exc.reason, timeout) from None
+    except _RESET_ERRORS as exc:
+        if attempt == 1:
+            log.info("connection to %s was reset; retrying once", url)
+            return
+        raise _unreachable(url, exc, timeout) from None
+    except (TimeoutError, OSError) as exc:
+        raise _unreachable(url, exc, timeout) from None
+    except http.client.HTTPException as exc:
+        raise BadServerReply(f"the server at {url} broke the HTTP exchange ({exc!r}); is it an HTTP server?") from None
 
 
 # ---- the pool ---------------------------------------------------------------------------------
