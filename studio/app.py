@@ -278,6 +278,25 @@ def start_warnings(host: str, auth, policy: ModelPolicy) -> list[str]:
 REACH_WAIT_S = 60.0  # how long serve() waits for the studio's own address to answer before giving up
 
 
+def _record_client(server_app) -> None:
+    """Put each HTTP request's client address in studio.users.CLIENT while it is served (the login
+    throttle counts failures per address): the outermost layer of the app's ASGI stack."""
+    from studio.users import CLIENT
+
+    inner = server_app.middleware_stack or server_app.build_middleware_stack()
+
+    async def recorded(scope, receive, send):
+        client = scope.get("client") if scope.get("type") == "http" else None
+        token = CLIENT.set(str(client[0])) if client else None
+        try:
+            await inner(scope, receive, send)
+        finally:
+            if token is not None:
+                CLIENT.reset(token)
+
+    server_app.middleware_stack = recorded
+
+
 def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth=None,
           prevent_thread_lock: bool = False, quiet: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
     """Launch a built app the way the studio always does (local only, no analytics, our CSS); an
@@ -289,6 +308,7 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth=None,
         max_file_size=max_file_size(max_upload_mb),
         _frontend=False,  # Gradio's own reachability check: replaced by wait_reachable (it gave up too soon)
     )
+    _record_client(app.server_app)
     try:
         wait_reachable(app.local_url)
     except StudioUnreachable:

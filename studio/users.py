@@ -21,18 +21,33 @@ Knows: reading (`read_users`: a bad line is UsersFileError naming file:line and 
 pairs given with --auth, hashed in memory at start), callable as Gradio's `auth`. Also
 `by_person(fn)`: a page handler run as the person of the request Gradio serves (studio.identity.as_person).
 
+Logins fail closed (docs/judging.md, Logins): `Logins.load` refuses a users file with no user
+(the studio would have no login at all) and a file that its group or anyone may write (whoever
+can write it can add a login); a file anyone may read is served with a warning. Failed logins
+are throttled (`Throttle`): per name after NAME_FREE failures in a row and per client address
+after ADDRESS_FREE, each further try must wait a delay that doubles per failure (1 s, 2 s, ...
+up to MAX_DELAY_S); a try inside the delay is refused without checking the password. Every
+failure and every refused try is logged with the name and the address. A right password resets
+its name's count. The client address is the one `studio.app.serve` records for the request
+(`CLIENT`); behind a proxy it is the proxy's.
+
 Does not know: Gradio's sessions or cookies (Gradio keeps them), nor where acts are stored.
 """
 from __future__ import annotations
 
 import base64
+import contextvars
 import functools
 import hashlib
 import hmac
 import inspect
+import logging
 import os
 import secrets
+import stat
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -45,6 +60,11 @@ SALT_BYTES = 16  # random salt per user
 HASH_BYTES = 32  # length of the derived key
 MIN_PASSWORD = 8  # shortest password `users add` takes
 MAX_PASSWORD = 1024  # longest password (scrypt hashes any length; this bounds a request's work)
+NAME_FREE = 5  # failed logins in a row for one name before its tries are delayed
+ADDRESS_FREE = 20  # failed logins in a row from one client address (any names) before its tries are delayed
+MAX_DELAY_S = 900.0  # the longest delay between tries (15 minutes)
+CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("palimpsest_login_client", default="unknown address")
+log = logging.getLogger(__name__)
 HEADER = "# palimpsest users file: NAME<TAB>scrypt$N$R$P$SALT$HASH (palimpsest users add NAME --file F)\n"
 
 
@@ -205,17 +225,77 @@ def parse_pair(text: str, where: str = "--auth") -> tuple[str, str]:
         raise UsersFileError(str(exc)) from None
 
 
+def check_file_mode(path: str | Path) -> None:
+    """UsersFileError when the users file may be written by its group or by anyone (they could add a
+    login); a warning when anyone may read it (the hashes can be attacked offline)."""
+    path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # read_users says what is wrong with a file that cannot be read
+    if mode & 0o022:
+        who = " and ".join(w for w, bit in (("its group", 0o020), ("every user", 0o002)) if mode & bit)
+        raise UsersFileError(f"{path}: the users file may be written by {who} (mode {mode:04o}), who could add a "
+                             f"login; refusing to use it. Fix: chmod 600 {path}")
+    if mode & 0o004:
+        log.warning("%s: the users file may be read by every user of this machine (mode %04o): its password "
+                    "hashes can be attacked offline; chmod 600 %s", path, mode, path)
+
+
+class Throttle:
+    """Growing delays after failed logins, per name and per client address (module docstring).
+    Thread-safe; `clock` is time.monotonic unless a test gives its own."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, str], int] = {}  # ("name"|"address", key) -> failures in a row
+        self._until: dict[tuple[str, str], float] = {}  # the same -> clock time before which tries are refused
+
+    @staticmethod
+    def delay(failures: int, free: int) -> float:
+        """Seconds to wait after `failures` in a row when `free` go undelayed: 0, then 1, 2, 4 ... MAX_DELAY_S."""
+        return 0.0 if failures < free else min(MAX_DELAY_S, 2.0 ** (failures - free))
+
+    def wait_left(self, name: str, address: str) -> float:
+        """Seconds before `name` from `address` may try again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            return max(0.0, self._until.get(("name", name), 0.0) - now, self._until.get(("address", address), 0.0) - now)
+
+    def failed(self, name: str, address: str) -> int:
+        """Count a failure for both; the name's failures in a row."""
+        now = self.clock()
+        with self._lock:
+            for key, free in ((("name", name), NAME_FREE), (("address", address), ADDRESS_FREE)):
+                n = self._failures[key] = self._failures.get(key, 0) + 1
+                self._until[key] = now + self.delay(n, free)
+            return self._failures[("name", name)]
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(("name", name), None)
+            self._until.pop(("name", name), None)
+
+
 @dataclass
 class Logins:
     """The names and password hashes a studio accepts; call it as Gradio's `auth(username, password)`."""
 
     users: dict[str, Hashed] = field(default_factory=dict)  # name -> hash
     _dummy: Hashed = field(default_factory=lambda: hash_password(secrets.token_hex(8)), repr=False)  # for unknown names
+    throttle: Throttle = field(default_factory=Throttle, repr=False)  # delays after failed logins
 
     @classmethod
     def load(cls, file: str | Path | None = None, pairs: Iterable[str] = ()) -> "Logins":
-        """A users file's logins (if given) plus USER:PASSWORD pairs (hashed now); a name in both is an error."""
+        """A users file's logins (if given) plus USER:PASSWORD pairs (hashed now); a name in both is an
+        error, and so is a file with no user or one its group or anyone may write (module docstring)."""
+        if file:
+            check_file_mode(file)
         users = read_users(file) if file else {}
+        if file and not users:
+            raise UsersFileError(f"{file}: the users file has no user, so the studio would let anyone in without a "
+                                 f"login; refusing to start. Add one with `palimpsest users add NAME --file {file}`")
         for pair in pairs:
             name, password = parse_pair(pair)
             if name in users:
@@ -231,9 +311,20 @@ class Logins:
         return bool(self.users)
 
     def __call__(self, username: str, password: str) -> bool:
-        hashed = self.users.get((username or "").strip())
+        name, address = (username or "").strip()[:80], CLIENT.get()
+        wait = self.throttle.wait_left(name, address)
+        if wait > 0:
+            log.warning("login for %r from %s refused without a check: too many failed logins, next try in %.0f s",
+                        name, address, wait)
+            return False
+        hashed = self.users.get(name)
         ok = verify(password or "", hashed or self._dummy)  # an unknown name costs the same work
-        return ok and hashed is not None
+        if ok and hashed is not None:
+            self.throttle.succeeded(name)
+            return True
+        n = self.throttle.failed(name, address)
+        log.warning("failed login for %r from %s (%d in a row for this name)", name, address, n)
+        return False
 
 
 def by_person(fn: Callable) -> Callable:

@@ -43,3 +43,106 @@ def test_names_no_annotator_may_have_are_refused(tmp_path, name, says):
     if ":" not in name:  # --auth splits at the first colon: "model:gpt:pw" is user "model"
         with pytest.raises(U.UsersFileError):
             U.Logins.load(None, [f"{name}:correct horse"])
+
+
+# ---- logins fail closed (issue 30) ------------------------------------------------------------------
+
+def test_a_users_file_with_no_user_refuses_to_start(tmp_path):
+    """Before: `app --users EMPTY` served the studio with no login at all, silently."""
+    path = tmp_path / "users"
+    path.write_text("# only a comment\n\n", encoding="utf-8")
+    path.chmod(0o600)
+    with pytest.raises(U.UsersFileError, match=rf"{path}: the users file has no user.*palimpsest users add NAME"):
+        U.Logins.load(path)
+
+
+def test_app_with_an_empty_users_file_exits_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "users"
+    path.write_text("", encoding="utf-8")
+    path.chmod(0o600)
+    res = subprocess.run([sys.executable, "-m", "studio.cli", "app", "--users", str(path), "--port", "1"],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "has no user" in res.stderr and str(path) in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_a_users_file_others_may_write_is_refused(tmp_path, mode):
+    """Before: a 0666 users file started without a word."""
+    path = tmp_path / "users"
+    U.add_user(path, "ada", "correct horse")
+    path.chmod(mode)
+    with pytest.raises(U.UsersFileError, match=rf"may be written by .*chmod 600 {path}"):
+        U.Logins.load(path)
+
+
+def test_a_users_file_anyone_may_read_is_served_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "users"
+    U.add_user(path, "ada", "correct horse")
+    path.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        assert U.Logins.load(path).names() == ["ada"]
+    assert "may be read by every user" in caplog.text and "chmod 600" in caplog.text
+
+
+def test_throttle_delays_grow_and_expire():
+    now = [0.0]
+    t = U.Throttle(clock=lambda: now[0])
+    for _ in range(U.NAME_FREE - 1):
+        t.failed("ada", "1.2.3.4")
+    assert t.wait_left("ada", "1.2.3.4") == 0  # the first few go undelayed
+    waits = []
+    for _ in range(4):
+        t.failed("ada", "1.2.3.4")
+        waits.append(t.wait_left("ada", "5.6.7.8"))  # the name is held from any address
+    assert waits == [1, 2, 4, 8]
+    assert t.wait_left("bo", "5.6.7.8") == 0  # another name from another address: free
+    now[0] += 8
+    assert t.wait_left("ada", "5.6.7.8") == 0
+    t.succeeded("ada")
+    t.failed("ada", "5.6.7.8")
+    assert t.wait_left("ada", "9.9.9.9") == 0  # a right password reset the name's count
+
+
+@pytest.mark.ui
+def test_fifty_wrong_logins_are_throttled_while_another_user_logs_in(tmp_path, caplog, monkeypatch):
+    """Before: 140 wrong passwords at ~6/s, none throttled or logged; the right one worked at once after.
+    The studio's own /login route, driven over HTTP: the attacker from 127.0.0.1, the others from 127.0.0.2."""
+    import httpx
+    from ui_helpers import free_port, studio_app
+
+    from core.store import open_store
+    from studio.app import serve
+
+    path = tmp_path / "users"
+    U.add_user(path, "ada", "correct horse")
+    U.add_user(path, "bo", "battery staple")
+    logins = U.Logins.load(path)
+    checked = []
+    real = U._derive
+    monkeypatch.setattr(U, "_derive", lambda *a, **k: checked.append(a[0]) or real(*a, **k))
+    store = open_store(tmp_path / "studio.db")
+    app = studio_app("scripted:", store)
+    _, url, _ = serve(app, port=free_port(), auth=logins, prevent_thread_lock=True, quiet=True)
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    try:
+        with caplog.at_level("WARNING", logger="studio.users"), \
+                httpx.Client(base_url=url.rstrip("/"), timeout=30) as attacker, \
+                httpx.Client(base_url=url.rstrip("/"), timeout=30, transport=elsewhere) as other:
+            codes = [attacker.post("/login", data={"username": "ada", "password": f"guess {i}"}).status_code
+                     for i in range(50)]
+            assert set(codes) == {400}
+            assert len([p for p in checked if p.startswith("guess")]) < 12  # most were refused unchecked
+            # the right password of the name under attack waits out its delay, from anywhere
+            assert other.post("/login", data={"username": "ada", "password": "correct horse"}).status_code == 400
+            # another person logs in at once, and uses the studio
+            assert other.post("/login", data={"username": "bo", "password": "battery staple"}).status_code == 200
+            assert other.get("/gradio_api/info").status_code == 200
+        assert caplog.text.count("failed login for 'ada' from 127.0.0.1") >= U.NAME_FREE
+        assert "login for 'ada' from 127.0.0.1 refused without a check" in caplog.text
+    finally:
+        app.close()
+        store.close()
