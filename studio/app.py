@@ -115,13 +115,14 @@ def header_html(model: str, person: str | None = None, logged_in: bool = False) 
 def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, samples: list[dict] | None = None,
               store: Store | None = None, db: str | Path | None = None,
               samples_path: str | Path | None = SAMPLES_PATH, policy: ModelPolicy | None = None,
-              any_path: bool = False) -> gr.Blocks:
+              any_path: bool = False, leads: frozenset | None = None) -> gr.Blocks:
     """The studio for the app's model `model` (a spec; loaded from `shelf`, the process's shelf by
     default, on first use: a test puts its own model on a shelf of its own). `policy`: which other
     specs the pages may load (default: `model` only). `store` (or a `db` path; neither: an
     in-memory store) holds prompts and runs; `samples` fill the Score page's menu (default: read
     from `samples_path`, which the Library imports on demand). `any_path`: typed paths (the Train
-    page's) may point anywhere, not only inside the store's folder (studio.workspace)."""
+    page's) may point anywhere, not only inside the store's folder (studio.workspace). `leads`: the
+    logged-in names that see every judgment (None: a studio without logins, whose user is a lead)."""
     from studio.pages import export as export_page
     from studio.pages import judging, library, r2, reer, review, score, train
 
@@ -131,7 +132,7 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
                          policy)
     ctx = StudioContext(store=store, models=models, runner=JobRunner(store, models.get_lm, models),
                         samples_path=Path(samples_path) if samples_path else None, samples=samples,
-                        workspace=Workspace.for_store(store.path, any_path))
+                        workspace=Workspace.for_store(store.path, any_path), leads=leads)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         head = gr.HTML(header_html(models.default), elem_id="pal-head", padding=False)
@@ -346,6 +347,13 @@ def wait_reachable(url: str, wait_s: float = REACH_WAIT_S) -> None:
         time.sleep(0.5)
 
 
+def _leads_of(auth) -> frozenset | None:
+    """Who is a lead: studio.users.Logins' leads; a plain pair or list of pairs has none; no login: None."""
+    if not auth:
+        return None
+    return frozenset(getattr(auth, "leads", ()) or ())
+
+
 def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[str] = DEFAULT_MODEL,
                auth=None, prevent_thread_lock: bool = False, samples_path=None,
                db: str | Path | None = None, allow_patterns: Sequence[str] = (), allow_any: bool = False,
@@ -375,6 +383,7 @@ def launch_app(host: str = "127.0.0.1", port: int = 7860, model: str | Sequence[
     ModelChoice(default_shelf(), policy.default, policy).get_lm()
     if is_scripted_spec(policy.default):
         log.warning("demo mode: %s is a scripted fake model; its texts and scores are made up", policy.default)
-    app = build_app(policy.default, store=store, samples_path=samples_path, policy=policy, any_path=any_path)
+    app = build_app(policy.default, store=store, samples_path=samples_path, policy=policy, any_path=any_path,
+                    leads=_leads_of(auth))
     return serve(app, host=host, port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
                  max_upload_mb=max_upload_mb)

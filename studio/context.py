@@ -5,7 +5,7 @@ process's model shelf seen with the app's own spec as the default and the starte
 so a page asks for "" or an allowed spec, each is loaded once, and any other spec is refused; a
 page's model field is a dropdown of `model_choices()`, typed text only when `model_free_text`),
 the JobRunner that drives REER runs in background threads, the built-in samples, and the
-workspace (studio.workspace: where a typed path may point). Does not know pages or Gradio. Nothing here is a module-level global: two
+workspace (studio.workspace: where a typed path may point), and who is a lead (`is_lead`). Does not know pages or Gradio. Nothing here is a module-level global: two
 apps in one process (tests) have two contexts (they share loaded models through the shelf).
 """
 from __future__ import annotations
@@ -28,6 +28,12 @@ class StudioContext:
     samples_path: Path | None = None  # the built-in sample prompts (data/samples.jsonl)
     samples: list[dict] = field(default_factory=list)  # those samples, read once (the Score page's menu)
     workspace: Workspace | None = None  # where typed paths may point (None: the store's folder, studio.workspace)
+    leads: frozenset | None = None  # names with the lead role (users file or --lead); None: no logins, all lead
+
+    def is_lead(self, name: str | None) -> bool:
+        """May `name` see every judgment (Agreement, Calibration, judgment exports) and resolve? A lead
+        may; anyone when the studio has no logins (`leads` None: whoever runs it owns the store)."""
+        return self.leads is None or (name or "") in self.leads
 
     @property
     def model_name(self) -> str:

@@ -4,8 +4,9 @@ login form calls.
 The file (`palimpsest users add NAME --file F`, or `palimpsest app --users F` / $PALIMPSEST_USERS
 to use it) is UTF-8 text, one person a line, `#` comments and blank lines allowed:
 
-    # palimpsest users file: NAME<TAB>scrypt$N$R$P$SALT$HASH
-    alice	scrypt$16384$8$1$3q2+7w...==$Yk1c...==
+    # palimpsest users file: NAME<TAB>scrypt$N$R$P$SALT$HASH[<TAB>lead]
+    alice	scrypt$16384$8$1$3q2+7w...==$Yk1c...==	lead
+    bo	scrypt$16384$8$1$9f0a...==$Qm4t...==
 
 NAME is an annotator name (core.judging.annotator.clean: 1 to 80 printable characters, no tabs,
 nothing starting "model:"), the name every act of that person is recorded under. After the one
@@ -14,6 +15,9 @@ random 16-byte SALT of that user alone and the 32-byte HASH, both base64. A pass
 by hashing it again with the line's own salt and costs and comparing with hmac.compare_digest
 (constant time); an unknown name is hashed too, so a wrong name takes as long as a wrong password.
 The file is written whole (a temporary file in the same folder, renamed over it) with mode 0600.
+An optional third field, `lead`, gives the person the lead role: they see every judgment of a
+judging queue (Agreement, Calibration, judgment exports, `judge show --lead`) and resolve
+disagreements; others see an item's scores only once they have judged it (docs/judging.md).
 
 Knows: reading (`read_users`: a bad line is UsersFileError naming file:line and the fix), writing
 (`write_users`), hashing (`hash_password`, `verify`), adding and removing (`add_user`,
@@ -48,7 +52,7 @@ import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -65,7 +69,8 @@ ADDRESS_FREE = 20  # failed logins in a row from one client address (any names) 
 MAX_DELAY_S = 900.0  # the longest delay between tries (15 minutes)
 CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("palimpsest_login_client", default="unknown address")
 log = logging.getLogger(__name__)
-HEADER = "# palimpsest users file: NAME<TAB>scrypt$N$R$P$SALT$HASH (palimpsest users add NAME --file F)\n"
+HEADER = "# palimpsest users file: NAME<TAB>scrypt$N$R$P$SALT$HASH[<TAB>lead] (palimpsest users add NAME --file F)\n"
+LEAD = "lead"  # the one role a users file line may give
 
 
 class UsersFileError(ValueError):
@@ -81,10 +86,12 @@ class Hashed:
     p: int  # scrypt parallelism
     salt: bytes  # random, this user's alone
     key: bytes  # scrypt(password, salt)
+    role: str = ""  # "lead" or "" (the line's optional third field)
 
     def line(self) -> str:
+        """The hash field, and the role field after a tab when there is one."""
         b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
-        return f"{SCHEME}${self.n}${self.r}${self.p}${b64(self.salt)}${b64(self.key)}"
+        return f"{SCHEME}${self.n}${self.r}${self.p}${b64(self.salt)}${b64(self.key)}" + (f"\t{self.role}" if self.role else "")
 
 
 def _derive(password: str, salt: bytes, n: int, r: int, p: int, dklen: int = HASH_BYTES) -> bytes:
@@ -151,10 +158,12 @@ def read_users(path: str | Path) -> dict[str, Hashed]:
         where = f"{path}:{n}"
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        if line.count("\t") != 1:
-            raise UsersFileError(f"{where}: expected NAME<TAB>HASH (one tab); make the line with `palimpsest "
-                                 f"users add NAME --file {path}`")
-        name, hashed = line.split("\t")
+        if line.count("\t") not in (1, 2):
+            raise UsersFileError(f"{where}: expected NAME<TAB>HASH or NAME<TAB>HASH<TAB>lead; make the line with "
+                                 f"`palimpsest users add NAME --file {path}`")
+        name, hashed, *role = line.split("\t")
+        if role and role[0].strip() != LEAD:
+            raise UsersFileError(f"{where}: the role {role[0][:20]!r} is unknown; the only role is {LEAD!r} (or none)")
         try:
             name = clean(name, where=f"{where}: name")
         except BadAnnotator as exc:
@@ -162,7 +171,7 @@ def read_users(path: str | Path) -> dict[str, Hashed]:
         if name in users:
             raise UsersFileError(f"{where}: {name!r} is given twice; remove one line "
                                  f"(`palimpsest users remove {name} --file {path}` removes both)")
-        users[name] = parse_hash(hashed, where)
+        users[name] = replace(parse_hash(hashed, where), role=LEAD if role else "")
     return users
 
 
@@ -188,8 +197,9 @@ def _read_or_empty(path: Path) -> dict[str, Hashed]:
     return read_users(path) if path.exists() else {}
 
 
-def add_user(path: str | Path, name: str, password: str) -> bool:
-    """Add `name` (or set a new password when it is there); True when the name is new."""
+def add_user(path: str | Path, name: str, password: str, lead: bool | None = None) -> bool:
+    """Add `name` (or set a new password when it is there); True when the name is new. `lead`: give
+    (True) or take (False) the lead role; None keeps what the line had (none for a new name)."""
     path = Path(path)
     try:
         name = clean(name, where="name")
@@ -198,7 +208,8 @@ def add_user(path: str | Path, name: str, password: str) -> bool:
     check_password(password)
     users = _read_or_empty(path)
     new = name not in users
-    users[name] = hash_password(password)
+    role = (LEAD if lead else "") if lead is not None else (users[name].role if name in users else "")
+    users[name] = replace(hash_password(password), role=role)
     write_users(path, users)
     return new
 
@@ -287,9 +298,10 @@ class Logins:
     throttle: Throttle = field(default_factory=Throttle, repr=False)  # delays after failed logins
 
     @classmethod
-    def load(cls, file: str | Path | None = None, pairs: Iterable[str] = ()) -> "Logins":
+    def load(cls, file: str | Path | None = None, pairs: Iterable[str] = (), leads: Iterable[str] = ()) -> "Logins":
         """A users file's logins (if given) plus USER:PASSWORD pairs (hashed now); a name in both is an
-        error, and so is a file with no user or one its group or anyone may write (module docstring)."""
+        error, and so is a file with no user or one its group or anyone may write (module docstring).
+        `leads`: more names given the lead role (`app --lead NAME`); each must be one of the logins."""
         if file:
             check_file_mode(file)
         users = read_users(file) if file else {}
@@ -302,7 +314,18 @@ class Logins:
                 raise UsersFileError(f"--auth {name}: the name is given twice (in --auth and/or the users file); "
                                      "keep one")
             users[name] = hash_password(password)
+        for lead in leads:
+            name = (lead or "").strip()
+            if name not in users:
+                raise UsersFileError(f"--lead {name!r}: not one of the logins ({', '.join(sorted(users)) or 'none'}); "
+                                     "give a name from the users file or --auth")
+            users[name] = replace(users[name], role=LEAD)
         return cls(users)
+
+    @property
+    def leads(self) -> frozenset:
+        """The names with the lead role."""
+        return frozenset(n for n, h in self.users.items() if h.role == LEAD)
 
     def names(self) -> list[str]:
         return sorted(self.users)

@@ -21,7 +21,7 @@ def db(tmp_path):
 
 
 def test_hidden_scores_and_bad_input_are_one_line(db, capsys, tmp_path):
-    cli(capsys, "judge", "queue", "create", "w", "--criterion", "clear", "--db", db)
+    cli(capsys, "judge", "queue", "create", "w", "--criterion", "clear", "--open-items", "--db", db)
     cli(capsys, "judge", "queue", "add", "w", "1", "--db", db)
     cli(capsys, "judge", "submit", "1", "--overall", "4", "--annotator", "ann", "--db", db)
     code, out, err = cli(capsys, "judge", "show", "1", "--annotator", "bob", "--db", db)
@@ -82,3 +82,80 @@ def test_calibration_view_escapes_model_names_and_criteria_in_the_plot():
     texts = [fig.layout.title.text] + [a.text for a in fig.layout.annotations]
     assert all("<img" not in t for t in texts) and "&lt;img" in fig.layout.title.text
     assert any("&lt;img" in a.text for a in fig.layout.annotations)  # the criterion's panel title
+
+
+# ---- no peeking (issue 30) ---------------------------------------------------------------------------
+
+def test_judge_show_lead_needs_the_lead_role(db, capsys, tmp_path, monkeypatch):
+    """Before: `judge show --lead` worked for anyone."""
+    from studio import users as U
+
+    monkeypatch.setattr(U, "COST_N", 2 ** 4)
+    users = tmp_path / "users"
+    U.add_user(users, "bob", "correct horse")
+    U.add_user(users, "lee", "correct horse", lead=True)
+    cli(capsys, "judge", "queue", "create", "w", "--criterion", "clear", "--open-items", "--db", db)
+    cli(capsys, "judge", "queue", "add", "w", "1", "--db", db)
+    cli(capsys, "judge", "submit", "1", "--overall", "4", "--annotator", "ann", "--db", db)
+    code, out, err = cli(capsys, "judge", "show", "1", "--lead", "--annotator", "bob", "--users", str(users), "--db", db)
+    assert code == 2 and out == "" and "bob is not a lead" in err and "--lead" in err
+    code, out, _ = cli(capsys, "judge", "show", "1", "--lead", "--annotator", "lee", "--users", str(users), "--db", db)
+    assert code == 0 and json.loads(out)["judgments"][0]["overall"] == 4
+    assert U.read_users(users)["lee"].role == "lead" and U.Logins.load(users).leads == {"lee"}
+
+
+def test_a_submit_for_an_item_never_handed_out_is_refused_unless_the_queue_is_open(tmp_path):
+    """Before: any item could be submitted by id, handed out or not."""
+    from core.judging import queue as jq
+
+    with open_store(tmp_path / "s.db") as store:
+        refs = [f"traj:{add_reer(store, f'{REER_ITEMS[0][0]} ({i})', *REER_ITEMS[0][1:])}" for i in range(2)]
+        jq.create_queue(store, "closed", ["clear"], overlap=2)
+        a, b = jq.add_items(store, "closed", refs)[0]
+        with pytest.raises(jq.JudgingError, match=f"item {a}: it was never handed to bob.*--open-items"):
+            jq.submit(store, a, "bob", {"clear": 5})
+        assert jq.next_task(store, "closed", "bob").item_id == a
+        jq.submit(store, a, "bob", {"clear": 5})  # handed out: taken
+        jq.create_queue(store, "open", ["clear"], overlap=2, open_items=True)
+        c, _ = jq.add_items(store, "open", refs)[0]
+        jq.submit(store, c, "bob", {"clear": 5})  # the queue allows it
+
+
+@pytest.mark.ui
+def test_the_agreement_view_shows_scores_only_to_people_who_judged_and_to_a_lead(tmp_path):
+    """Before: the Agreement view showed every annotator's scores of an item to one who had not judged
+    it, who could then submit it by id through the API."""
+    from gradio_client import Client
+    from ui_helpers import free_port, studio_app
+
+    from core.judging import queue as jq
+    from studio.app import serve
+
+    people = [("ann", "pw-ann-1"), ("ben", "pw-ben-1"), ("lee", "pw-lee-1")]
+    with open_store(tmp_path / "s.db") as store:
+        refs = [f"traj:{add_reer(store, f'{REER_ITEMS[0][0]} ({i})', *REER_ITEMS[0][1:])}" for i in range(2)]
+        jq.create_queue(store, "w", ["clear"], overlap=3)
+        item = jq.add_items(store, "w", refs[:1])[0][0]
+        for who_, s in (("ann", 1), ("cat", 9)):
+            assert jq.next_task(store, "w", who_).item_id == item
+            jq.submit(store, item, who_, {"clear": s})
+        app = studio_app("scripted:", store, leads=frozenset({"lee"}))
+        _, url, _ = serve(app, port=free_port(), prevent_thread_lock=True, quiet=True, auth=people)
+        try:
+            def as_(name):
+                return Client(url, auth=(name, dict(people)[name]), verbose=False, analytics_enabled=False,
+                              download_files=False)
+            ben, lee, ann = as_("ben"), as_("lee"), as_("ann")
+            report, dis, _, msg = ben.predict("w", api_name="/judge_agreement")
+            assert refs[0] not in dis and "ann 1" not in dis and "cat 9" not in dis
+            assert "only to the people who judged it" in msg
+            _, dis_lead, _, _ = lee.predict("w", api_name="/judge_agreement")
+            assert refs[0] in dis_lead and "ann 1, cat 9" in dis_lead
+            _, dis_ann, _, _ = ann.predict("w", api_name="/judge_agreement")
+            assert "ann 1, cat 9" in dis_ann  # ann judged it: she sees it
+            out = ben.predict("w", item, "5", *[None] * 7, "", [], api_name="/judge_submit")
+            assert "never handed to ben" in json.dumps(out)
+            assert [j["annotator"] for j in jq.queue_judgments(store, "w")] == ["ann", "cat"]
+            assert "not a lead" in json.dumps(ben.predict("w", item, "5", "", api_name="/judge_resolve"))
+        finally:
+            app.close()

@@ -61,7 +61,7 @@ def test_alpha_undefined_cases_say_why():
 def _queue_from_hand(store):
     """The HAND table as a queue: units are drafts, the overall score and criterion "clear" both carry
     the hand value; criterion "vivid" is 5 for everyone (no variation)."""
-    jq.create_queue(store, "h", ["clear", "vivid"], overlap=3)
+    jq.create_queue(store, "h", ["clear", "vivid"], overlap=3, open_items=True)  # judged by id
     refs = [f"traj:{add_reer(store, f'{REER_ITEMS[0][0]} ({i})', *REER_ITEMS[0][1:])}" for i in range(5)]
     items, _ = jq.add_items(store, "h", refs)
     for name, row in zip(("A", "B", "C"), HAND):

@@ -75,6 +75,7 @@ def test_trust_low_and_ok(store, monkeypatch):
     refs = [f"traj:{add_reer(store, f'{REER_ITEMS[0][0]} ({i})', REER_ITEMS[0][1], f'x marker-{i}')}" for i in range(4)]
     cal.calibrate(store, _judge_by_text(), "scripted:", "t", refs, overlap=1, rubric=["clear"])
     for item, s in zip([i["id"] for i in jq.items(store, "t")], [1, 2, 3, 4]):
+        assert jq.next_task(store, "t", "ann").item_id == item  # handed out, then judged
         jq.submit(store, item, "ann", {"clear": s}, overall=s)
     t = cal.trust(store, "scripted:", ["clear"])
     assert t["level"] == "ok" and t["spearman"] == pytest.approx(1.0) and t["n"] == 4

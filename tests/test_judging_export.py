@@ -27,7 +27,7 @@ def _drafts_of_one_prompt(store, answers):
 
 def _judged(store):
     ids = _drafts_of_one_prompt(store, ["Best answer.", "Middle answer.", "Weak answer."])
-    jq.create_queue(store, "q", ["clear"], overlap=2)
+    jq.create_queue(store, "q", ["clear"], overlap=2, open_items=True)  # judged by id
     items, _ = jq.add_items(store, "q", [f"traj:{t}" for t in ids])
     # best: 8, 9; middle: 5, 7; weak: 6, 2 -> best > middle (5,7 < 8), best > weak; middle vs weak overlap (6 in 5..7)
     for name, scores in (("ann", [8, 5, 6]), ("bob", [9, 7, 2])):

@@ -30,7 +30,7 @@ def test_waiting_run_judged_through_a_queue_goes_on(store):
     run_id = list(r2_job(store, FakeLM(), None, pid, cfg))[0].run_id
     refs = jr2.waiting_refs(store)
     assert refs == [f"r2:{run_id}:0"]
-    jq.create_queue(store, "r2", list(DEFAULT_RUBRIC[:2]), overlap=2)
+    jq.create_queue(store, "r2", list(DEFAULT_RUBRIC[:2]), overlap=2, open_items=True)  # judged by id
     (item,), _ = jq.add_items(store, "r2", refs)
     assert jq.get_item(store, item)["text"] == DRAFT
     with pytest.raises(jq.JudgingError, match="nobody has judged"):

@@ -26,6 +26,7 @@ def test_the_line_warns_when_unknown_or_low_and_is_quiet_when_ok(store, monkeypa
     refs = [f"traj:{add_reer(store, f'{REER_ITEMS[0][0]} ({i})', REER_ITEMS[0][1], f'x marker-{i}')}" for i in range(4)]
     cal.calibrate(store, _judge_by_text(), "scripted:", "t", refs, overlap=1, rubric=["clear"])
     for item, s in zip([i["id"] for i in jq.items(store, "t")], [1, 2, 3, 4]):
+        assert jq.next_task(store, "t", "ann").item_id == item  # handed out, then judged
         jq.submit(store, item, "ann", {"clear": s}, overall=s)
     ok = judge_trust_html(store, "model_then_human", "scripted:", pid, "app-model")
     assert 'data-level="ok"' in ok and "Spearman 1.00" in ok and "Calibrate" not in ok

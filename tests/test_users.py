@@ -79,7 +79,8 @@ def test_old_lines_keep_their_own_costs(tmp_path, monkeypatch):
     ("ada\tscrypt$16$8$1$not base64!$xx", "cannot be read"),
     ("ada\tscrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 44, "out of range"),
     ("ada\tscrypt$16$8$1$AAAA$" + "A" * 44, "too short"),
-    ("ada\t{h}\t{h}", "one tab"),
+    ("ada\t{h}\t{h}", "is unknown; the only role is"),  # a third field is a role: only "lead"
+    ("ada\t{h}\tlead\tx", "NAME<TAB>HASH or"),
 ])
 def test_a_bad_line_is_refused_naming_file_line_and_fix(tmp_path, line, says):
     good = U.hash_password("correct horse").line()

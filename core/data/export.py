@@ -498,11 +498,12 @@ def _card(report: ExportReport, fmt: str, status: str, source: str, examples: li
 
 
 def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", source: str = "all",
-           check_template: bool = False, tokenizer=None) -> ExportReport:
+           check_template: bool = False, tokenizer=None, judgments: bool = True) -> ExportReport:
     """Write the trajectories matching status/source in format `fmt` to the folder `out`, with a
     dataset card, and record the export in the store. With check_template, the chat records are
     rendered through `tokenizer`'s chat template (the built-in model's by default) first and the
-    records whose think block is dropped or mangled are reported (report.template_issues)."""
+    records whose think block is dropped or mangled are reported (report.template_issues).
+    `judgments` False leaves people's judgments out (the studio: only a lead exports them)."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
     out = Path(os.path.abspath(Path(out).expanduser()))
@@ -538,7 +539,8 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
         tmp.mkdir()  # as a plain mkdir would make it (the umask's mode)
         data = _write(fmt, tmp, rows)
         # parquet / hf: people's judgments of these drafts as their own table, reward-model pairs (core.judging.export)
-        judged, judged_card = write_judgments(store, fmt, tmp, {ex["trajectory_id"] for ex in examples})
+        judged, judged_card = (write_judgments(store, fmt, tmp, {ex["trajectory_id"] for ex in examples})
+                               if judgments else ([], []))
         report.files = [str(out / data.name)] + [str(out / p.name) for p in judged]
         with open(tmp / "README.md", "w", encoding="utf-8") as f:
             f.write(_card(report, fmt, status, source, examples, check) + "".join(x + "\n" for x in judged_card))

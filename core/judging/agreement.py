@@ -61,9 +61,11 @@ def _value(j: dict, criterion: str) -> float | None:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def table(store: Store, queue: str) -> tuple[list[str], list[int], dict[tuple[str, int], dict]]:
-    """(annotators, item ids, {(annotator, item): judgment}) of the people's judgments in the queue."""
-    got = {(j["annotator"], j["item_id"]): j for j in jq.queue_judgments(store, queue)}
+def table(store: Store, queue: str, only: set[int] | None = None) -> tuple[list[str], list[int], dict[tuple[str, int], dict]]:
+    """(annotators, item ids, {(annotator, item): judgment}) of the people's judgments in the queue
+    (of the items in `only` when given: what a person who is not a lead may see, jq.judged_items)."""
+    got = {(j["annotator"], j["item_id"]): j for j in jq.queue_judgments(store, queue)
+           if only is None or j["item_id"] in only}
     people = sorted({a for a, _ in got})
     item_ids = sorted({i for _, i in got})
     return people, item_ids, got
@@ -86,11 +88,11 @@ def pairwise(values: dict[str, dict[int, float]], within: float = 1.0) -> tuple[
     return pairs, {"n": n, "exact": tot["exact"] / n if n else None, "within1": tot["within"] / n if n else None}
 
 
-def report(store: Store, queue: str) -> dict:
+def report(store: Store, queue: str, only: set[int] | None = None) -> dict:
     """{queue, annotators, items, criteria: [{criterion, alpha, why, units, values, exact, within1,
-    pairs}], overall: {the same for the overall score}}."""
+    pairs}], overall: {the same for the overall score}}; over the items in `only` when given."""
     q = jq.get_queue(store, queue)
-    people, item_ids, got = table(store, queue)
+    people, item_ids, got = table(store, queue, only)
     out = []
     for crit in list(q["rubric"]) + [OVERALL]:
         matrix = [[_value(got[(a, i)], crit) if (a, i) in got else None for i in item_ids] for a in people]
@@ -107,13 +109,13 @@ def default_spread(q: dict) -> float:
     return (q["high"] - q["low"]) / 3
 
 
-def disagreements(store: Store, queue: str, min_spread: float | None = None) -> list[dict]:
+def disagreements(store: Store, queue: str, min_spread: float | None = None, only: set[int] | None = None) -> list[dict]:
     """Items whose people's overall scores (or any criterion's) spread by at least `min_spread`, widest
     first: {item_id, ref, spread (overall), worst (criterion, spread), scores {annotator: overall},
-    resolved (bool), resolutions}."""
+    resolved (bool), resolutions}; among the items in `only` when given."""
     q = jq.get_queue(store, queue)
     limit = default_spread(q) if min_spread is None else min_spread
-    people, item_ids, got = table(store, queue)
+    people, item_ids, got = table(store, queue, only)
     refs = {i["id"]: i["ref"] for i in jq.items(store, queue)}
     rows = []
     for i in item_ids:

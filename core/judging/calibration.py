@@ -121,12 +121,14 @@ def model_judges(store: Store, queue: str) -> list[str]:
     return sorted({j["annotator"] for j in jq.queue_judgments(store, queue, role="model")})
 
 
-def report(store: Store, queue: str, model: str, how: str = "median") -> dict:
+def report(store: Store, queue: str, model: str, how: str = "median", only: set[int] | None = None) -> dict:
     """{queue, model, consensus, criteria: [{criterion, n, spearman, kendall, bias, points}], overall: {...}}.
-    bias = mean(model - consensus); points = [(consensus, model, item_id)] for a scatter plot."""
+    bias = mean(model - consensus); points = [(consensus, model, item_id)] for a scatter plot. Over the
+    items in `only` when given (what a person who is not a lead may see, jq.judged_items)."""
     q = jq.get_queue(store, queue)
-    human = consensus(store, queue, how)
-    machine = {j["item_id"]: j for j in jq.queue_judgments(store, queue, role="model") if j["annotator"] == model}
+    human = {i: row for i, row in consensus(store, queue, how).items() if only is None or i in only}
+    machine = {j["item_id"]: j for j in jq.queue_judgments(store, queue, role="model")
+               if j["annotator"] == model and (only is None or j["item_id"] in only)}
     rows = []
     for crit in list(q["rubric"]) + [OVERALL]:
         pts = []

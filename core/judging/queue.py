@@ -18,11 +18,15 @@ Knows:
   processes asking at once never push an item past k. A task not submitted within the timeout
   expires and its slot goes back to the queue.
 - `submit` saves a judgment (scores per criterion, overall, critique, note, annotator, time) in one
-  transaction and drops the annotator's task; refused when the annotator judged the item already or
-  when k people have (or hold live tasks on) it. A judgment saved is never lost (each is committed,
+  transaction and drops the annotator's task; refused when the annotator judged the item already,
+  when k people have (or hold live tasks on) it, or when the item was never handed to that
+  annotator (`next_task` records every hand-out for good) unless the queue was made with
+  `open_items=True` (`judge queue create --open-items`: anyone may judge any item by its id). A judgment saved is never lost (each is committed,
   the store's WAL keeps it across a kill).
 - `scores_visible(item, annotator)` is False until that annotator has submitted on the item;
-  `judgments(item, viewer)` raises ScoresHidden until then (a lead reads them with `as_lead=True`).
+  `judgments(item, viewer)` raises ScoresHidden until then (a lead reads them with `as_lead=True`);
+  `judged_items(queue, viewer)` are the items whose scores that viewer may see (the Agreement and
+  Calibration views of a person who is not a lead are limited to them).
 - A model judge's judgments (annotator "model:<spec>", core.judging.calibration) are stored beside
   people's with role "model"; they never count towards k and are never handed tasks.
 - `progress` per queue and per annotator.
@@ -95,8 +99,9 @@ def list_queues(store: Store) -> list[dict]:
 
 def create_queue(store: Store, name: str, rubric: Sequence[str] | None = None, overlap: int = DEFAULT_OVERLAP,
                  low: float = 1, high: float = 10, task_timeout_s: float = DEFAULT_TIMEOUT_S,
-                 created_by: str | None = None) -> dict:
-    """A new queue; JudgingError naming the field when a value is not allowed or the name is taken."""
+                 created_by: str | None = None, open_items: bool = False) -> dict:
+    """A new queue; JudgingError naming the field when a value is not allowed or the name is taken.
+    `open_items`: anyone may submit any item by id, handed out or not (module docstring)."""
     from core.r2.judge import DEFAULT_RUBRIC
 
     if not isinstance(name, str) or not name.strip() or len(name) > 100 or any(not c.isprintable() for c in name):
@@ -118,7 +123,7 @@ def create_queue(store: Store, name: str, rubric: Sequence[str] | None = None, o
         store.db["judging_queues"].insert({"name": name, "rubric": json.dumps(crit, ensure_ascii=False),
                                            "overlap": overlap, "low": float(low), "high": float(high),
                                            "task_timeout_s": float(task_timeout_s), "created_by": by,
-                                           "created_at": now()})
+                                           "created_at": now(), "open_items": int(bool(open_items))})
     return get_queue(store, name)
 
 
@@ -259,6 +264,8 @@ def next_task(store: Store, queue: str, annotator: str, now_s: float | None = No
         expires = t + q["task_timeout_s"]
         store.db["judging_tasks"].insert({"item_id": row["id"], "annotator": name, "handed_at": now(),
                                           "expires_at": expires})
+        store.db.execute("INSERT OR IGNORE INTO judging_handouts (item_id, annotator, handed_at) VALUES (?, ?, ?)",
+                         [row["id"], name, now()])
         return _task(q, row, name, expires)
 
 
@@ -309,6 +316,11 @@ def submit(store: Store, item_id: int, annotator: str, scores: dict | None = Non
         got, total = check_scores(q, scores, overall)
         if store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]):
             raise JudgingError(f"item {item_id}: {name} judged it already; each person judges an item once")
+        if not q.get("open_items") and not store.db["judging_handouts"].count_where(
+                "item_id = ? AND annotator = ?", [item_id, name]):
+            raise JudgingError(f"item {item_id}: it was never handed to {name}; take tasks with `judge next "
+                               f"{q['name']}` (queue {q['name']!r} takes only items handed out; a queue made with "
+                               "--open-items takes any)")
         done = store.db["judging_judgments"].count_where("item_id = ? AND role = 'person'", [item_id])
         others = store.db["judging_tasks"].count_where("item_id = ? AND annotator != ? AND expires_at > ?",
                                                        [item_id, name, t])
@@ -353,6 +365,16 @@ def scores_visible(store: Store, item_id: int, annotator: str) -> bool:
         return False
     with store._lock:
         return bool(store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]))
+
+
+def judged_items(store: Store, queue: str, viewer: str | None) -> set[int]:
+    """The queue's items `viewer` has submitted a judgment on: the ones whose scores they may see."""
+    name = who.resolve(viewer)
+    if name is None:
+        return set()
+    with store._lock:
+        return {r["item_id"] for r in store.db.query(
+            "SELECT item_id FROM judging_judgments WHERE queue = ? AND annotator = ?", [queue, name])}
 
 
 def _decoded(r: dict) -> dict:

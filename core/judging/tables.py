@@ -14,6 +14,11 @@ this module imports nothing from core.store and core.store can import it):
   a model judge's, "model:<spec>", do not) and resolutions of disagreements (a lead's judgment or a
   note).
 
+- m010_judging_handouts: `judging_handouts`, one row per item and annotator it was ever handed to
+  (kept after the task expires or is submitted), so a submit for an item never handed to that
+  person is refused; and `judging_queues.open_items` (1: any item of the queue may be submitted by
+  id without a hand-out; 0, the default, refuses that). Live tasks at upgrade count as handed out.
+
 Does not know: how tasks are handed out or judgments checked (core.judging.queue).
 """
 from __future__ import annotations
@@ -62,4 +67,13 @@ def m009_judging(db) -> None:
     db["judging_resolutions"].create_index(["item_id"])
 
 
-MIGRATIONS = [m008_annotators, m009_judging]
+def m010_judging_handouts(db) -> None:
+    db["judging_handouts"].create({"item_id": int, "annotator": str, "handed_at": str},
+                                  pk=("item_id", "annotator"), not_null={"item_id", "annotator"},
+                                  foreign_keys=[("item_id", "judging_items", "id")])
+    db.execute("INSERT OR IGNORE INTO judging_handouts (item_id, annotator, handed_at) "
+               "SELECT item_id, annotator, handed_at FROM judging_tasks")
+    db["judging_queues"].add_column("open_items", int, not_null_default=0)
+
+
+MIGRATIONS = [m008_annotators, m009_judging, m010_judging_handouts]

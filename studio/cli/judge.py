@@ -89,9 +89,9 @@ def cmd_queue(args) -> int:
             if args.criterion:
                 rubric = (rubric or []) + args.criterion
             q = jq.create_queue(store, args.name, rubric, overlap=args.overlap, low=args.low, high=args.high,
-                                task_timeout_s=args.timeout, created_by=_annotator(args))
+                                task_timeout_s=args.timeout, created_by=_annotator(args), open_items=args.open_items)
             print(f"queue {q['name']}: {len(q['rubric'])} criteria, overlap {q['overlap']}, scale "
-                  f"{q['low']:g}-{q['high']:g}")
+                  f"{q['low']:g}-{q['high']:g}" + (", open items" if args.open_items else ""))
         elif args.queue_action == "add":
             refs = list(args.refs or [])
             if args.sample:
@@ -198,12 +198,31 @@ def cmd_show(args) -> int:
     from core.judging import agreement as ag
     from core.judging import queue as jq
 
+    name = _annotator(args)
+    if args.lead:
+        _require_lead(args, name)
     with _store(args) as store:
         item = jq.get_item(store, args.item)
-        js = jq.judgments(store, args.item, _annotator(args), as_lead=args.lead)
+        js = jq.judgments(store, args.item, name, as_lead=args.lead)
         res = ag.resolutions(store, args.item)
     _print({"item": item, "judgments": js, "resolutions": res})
     return 0
+
+
+def _require_lead(args, name: str) -> None:
+    """A one-line error unless `name` has the lead role in the users file (--users, $PALIMPSEST_USERS
+    or ~/.config/palimpsest/users)."""
+    from studio.cli.users import default_users_file
+    from studio.users import LEAD, UsersFileError, read_users
+
+    path = args.users or default_users_file()
+    try:
+        users = read_users(path)
+    except UsersFileError as exc:
+        raise args.error(f"--lead needs {name} to be a lead in the users file: {exc}") from None
+    if name not in users or users[name].role != LEAD:
+        raise args.error(f"--lead: {name} is not a lead in {path}; a lead is marked there with `palimpsest users add "
+                         f"{name} --lead --file {path}` (or read the item after submitting your own judgment)")
 
 
 def cmd_agreement(args) -> int:
@@ -306,6 +325,8 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
                                                          "default rubric)")
     c.add_argument("--rubric-file", help="a text file, one criterion per line")
     c.add_argument("--overlap", type=int, default=2, help="how many people judge each item (default 2)")
+    c.add_argument("--open-items", action="store_true", help="anyone may submit any item by its id, handed out "
+                                                             "or not (default: only items `judge next` handed them)")
     c.add_argument("--low", type=float, default=1, help="lowest score (default 1)")
     c.add_argument("--high", type=float, default=10, help="highest score (default 10)")
     c.add_argument("--timeout", type=float, default=1800, help="seconds a handed-out task is held before it goes back "
@@ -344,7 +365,10 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
 
     sh = js.add_parser("show", parents=[common], help="an item and its judgments (once you have submitted yours)")
     sh.add_argument("item", type=int, help="the item id")
-    sh.add_argument("--lead", action="store_true", help="read every judgment without judging (a lead resolving it)")
+    sh.add_argument("--lead", action="store_true", help="read every judgment without judging (a lead resolving it); "
+                                                        "needs the lead role in the users file")
+    sh.add_argument("--users", metavar="FILE", help="the users file that says who is a lead (default $PALIMPSEST_USERS "
+                                                    "or ~/.config/palimpsest/users)")
     sh.set_defaults(error=error, func=cmd_show)
 
     g = js.add_parser("agreement", parents=[common], help="Krippendorff's alpha and pairwise agreement of a queue")

@@ -72,7 +72,9 @@ def cmd_app(args) -> int:
     pairs = args.auth or ([os.environ["PALIMPSEST_AUTH"]] if os.environ.get("PALIMPSEST_AUTH") else [])
     users_file = args.users or os.environ.get("PALIMPSEST_USERS") or None
     try:  # a bad users file line or --auth fails here, naming file:line or the flag, before anything loads
-        logins = Logins.load(users_file, pairs) if (pairs or users_file) else None
+        logins = Logins.load(users_file, pairs, args.lead or ()) if (pairs or users_file) else None
+        if args.lead and not logins:
+            raise UsersFileError("--lead needs logins: give --users FILE or --auth USER:PASSWORD")
     except UsersFileError as exc:
         raise CLIError(str(exc)) from None
     from core.store import StoreError
@@ -267,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require a login checked against this users file of salted password hashes (or env "
                         "PALIMPSEST_USERS; made with `palimpsest users add NAME --file FILE`); each person's acts "
                         "are recorded under their login name")
+    a.add_argument("--lead", action="append", default=None, metavar="NAME",
+                   help="give this login the lead role for this start (repeat; or `users add NAME --lead`): a lead "
+                        "sees every judgment (Agreement, Calibration, judgment exports) and resolves disagreements")
     a.set_defaults(func=cmd_app)
 
     s = sub.add_parser("score", help="perplexity of references given query (+ thinking)")

@@ -10,6 +10,7 @@ studio.cli.main.CLIError).
 """
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 import sys
@@ -37,7 +38,7 @@ def cmd_add(args) -> int:
     from studio.users import UsersFileError, add_user
 
     try:
-        new = add_user(args.file, args.name, _password(args))
+        new = add_user(args.file, args.name, _password(args), lead=args.lead)
     except UsersFileError as exc:
         raise args.error(str(exc)) from None
     print(f"{'added' if new else 'new password for'} {args.name.strip()} in {args.file}", file=sys.stderr)
@@ -63,7 +64,7 @@ def cmd_list(args) -> int:
     except UsersFileError as exc:
         raise args.error(str(exc)) from None
     for name in sorted(users):
-        print(name)
+        print(name + (f"\t{users[name].role}" if users[name].role else ""))
     return 0
 
 
@@ -79,9 +80,12 @@ def add_users_parser(sub, error: type[Exception]) -> None:
     a.add_argument("name", help="the login and annotator name (1 to 80 printable characters, not model:...)")
     a.add_argument("--password-stdin", action="store_true",
                    help="read the password from the first line of stdin (scripts) instead of a prompt")
+    a.add_argument("--lead", action=argparse.BooleanOptionalAction, default=None,
+                   help="give (--lead) or take (--no-lead) the lead role: a lead sees every judgment and resolves "
+                        "disagreements (default: as the line had it)")
     r = us.add_parser("remove", help="remove a user")
     r.add_argument("name", help="the user to remove")
-    ls = us.add_parser("list", help="the names in the file, one a line")
+    ls = us.add_parser("list", help="the names in the file, one a line (a lead's followed by its role)")
     for p, fn in ((a, cmd_add), (r, cmd_remove), (ls, cmd_list)):
         p.add_argument("--file", default=default_users_file(), help=file_help)
         p.set_defaults(func=fn, error=error)

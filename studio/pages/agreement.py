@@ -118,21 +118,29 @@ def build(ctx) -> AgreementPage:
     quick = dict(concurrency_limit=None, show_progress="hidden")
 
     # ---- agreement --------------------------------------------------------------------------------
-    def draw_agreement(q: str, said: str = "") -> dict:
+    def visible(q: str, me: str) -> set[int] | None:
+        """The items whose scores `me` may see: all (None) for a lead, else those they judged."""
+        return None if ctx.is_lead(me) else jq.judged_items(store, q, me)
+
+    def draw_agreement(q: str, me: str, said: str = "") -> dict:
         if not q:
             raise PageError("Queue: none picked; pick the queue to measure")
-        rep = agr.report(store, q)
+        only = visible(q, me)
+        rep = agr.report(store, q, only)
         counts = {a: v["judged"] for a, v in jq.progress(store, q)["annotators"].items()}
-        dis = agr.disagreements(store, q)
+        dis = agr.disagreements(store, q, only=only)
         choices = [(f"#{i['id']} {i['ref']}" + (" (disagreement)" if i["id"] in {d["item_id"] for d in dis} else ""),
-                    i["id"]) for i in jq.items(store, q)]
+                    i["id"]) for i in jq.items(store, q) if only is None or i["id"] in only]
         first = dis[0]["item_id"] if dis else None
+        if only is not None:
+            said = (f"Showing the {len(only)} item(s) you have judged: scores of an item are shown only to the people "
+                    "who judged it, and to a lead. " + said).strip()
         return {a_report: view.agreement_html(rep, counts), a_dis: view.disagreements_html(dis),
                 r_item: gr.Dropdown(choices=choices, value=first), a_msg: _msg(said) if said else ""}
 
-    def do_show(q):
+    def do_show(q, request: gr.Request):
         try:
-            return draw_agreement(q)
+            return draw_agreement(q, annotator_of(request))
         except (StoreError, PageError, ValueError) as e:
             gr.Warning(str(e))
             return {a_msg: _msg(str(e), "error")}
@@ -142,8 +150,11 @@ def build(ctx) -> AgreementPage:
         try:
             if item_id in (None, ""):
                 raise PageError("Item: none picked; pick the item to resolve")
+            if not ctx.is_lead(me):
+                raise PageError(f"Resolve: {me} is not a lead; a lead resolves disagreements (the role `lead` in the "
+                                "users file, `palimpsest users add NAME --lead`, or `palimpsest app --lead NAME`)")
             agr.resolve(store, int(item_id), resolver=me, overall=_score(overall), note=note or "")
-            return {**draw_agreement(q, f"Item #{int(item_id)} resolved by {me}."), r_note: "", r_overall: ""}
+            return {**draw_agreement(q, me, f"Item #{int(item_id)} resolved by {me}."), r_note: "", r_overall: ""}
         except (StoreError, PageError, ValueError) as e:
             gr.Warning(str(e))
             return {a_msg: _msg(str(e), "error")}
@@ -155,9 +166,9 @@ def build(ctx) -> AgreementPage:
                 api_name="judge_resolve", **quick)
 
     # ---- calibration ------------------------------------------------------------------------------
-    def draw_report(q: str, spec: str) -> dict:
+    def draw_report(q: str, spec: str, me: str) -> dict:
         name = who.model_name(ctx.models.spec(spec))
-        rep = cal.report(store, q, name)
+        rep = cal.report(store, q, name, only=visible(q, me))
         qrow = jq.get_queue(store, q)
         fig = (view.scatter(rep, qrow["low"], qrow["high"]) if rep["judged_by_model"]
                else view.empty_figure(f"{name} has judged no draft of queue {q} yet."))
@@ -189,7 +200,7 @@ def build(ctx) -> AgreementPage:
             gr.Warning(str(e))
             return {c_status: _msg(str(e), "error")}
 
-    def do_tick(job_id, spec):
+    def do_tick(job_id, spec, request: gr.Request):
         job = runner.get(job_id)
         if job is None:
             return {timer: gr.Timer(active=False)}
@@ -197,7 +208,7 @@ def build(ctx) -> AgreementPage:
         if job.finished:
             out[timer] = gr.Timer(active=False)
             try:
-                out.update(draw_report(job.request.queue, job.request.spec))
+                out.update(draw_report(job.request.queue, job.request.spec, annotator_of(request)))
             except (StoreError, ValueError) as e:
                 out[c_status] = _msg(str(e), "error")
         return out
@@ -206,11 +217,11 @@ def build(ctx) -> AgreementPage:
         return {c_status: _msg("Stopping after the draft being judged..." if runner.stop(job_id)
                                else "No calibration is running.")}
 
-    def do_report(spec, q):
+    def do_report(spec, q, request: gr.Request):
         try:
             if not q:
                 raise PageError("Queue: none picked; pick the queue the model judged")
-            return {**draw_report(q, spec), c_status: ""}
+            return {**draw_report(q, spec, annotator_of(request)), c_status: ""}
         except (StoreError, PageError, ValueError) as e:
             gr.Warning(str(e))
             return {c_status: _msg(str(e), "error")}

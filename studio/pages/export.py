@@ -30,6 +30,7 @@ from core.data import export as ex
 from core.outputs import oserror_line
 from core.store import Store, StoreError
 from studio.context import StudioContext
+from studio.identity import annotator_of
 
 PREVIEW_N = 3  # records shown by Preview
 FORMAT_LABELS = {
@@ -85,13 +86,13 @@ def page_words(message: str) -> str:
 
 
 def run_export(store: Store, root: Path, fmt: str, status: str, source: str, check: bool = False,
-               tokenizer=None) -> tuple[ex.ExportReport | None, list[str], str]:
+               tokenizer=None, judgments: bool = True) -> tuple[ex.ExportReport | None, list[str], str]:
     """One export from the page into a new folder under `root`: (report, download paths, "") or,
     when it cannot be written (nothing matches, disk full, read-only), (None, [], the reason in
-    the page's words)."""
+    the page's words). `judgments`: include people's judgments (a lead's export only)."""
     try:
         report = ex.export(store, fmt, export_folder(root, fmt, status, source), status, source,
-                           check_template=check, tokenizer=tokenizer)
+                           check_template=check, tokenizer=tokenizer, judgments=judgments)
         return report, downloads(report), ""
     except StoreError as e:
         return None, [], page_words(str(e))
@@ -182,7 +183,8 @@ def build(ctx: StudioContext) -> ExportPage:
                 records: json.dumps(rows, ensure_ascii=False, indent=1, default=str),
                 describe: _describe(fmt_, status_, source_)}
 
-    def do_export(fmt_, status_, source_, check_):
+    def do_export(fmt_, status_, source_, check_, request: gr.Request = None):
+        lead = ctx.is_lead(annotator_of(request))  # people's judgments go only into a lead's export
         tok = None
         if check_ and fmt_ not in ("prm", "dpo"):
             try:
@@ -193,7 +195,7 @@ def build(ctx: StudioContext) -> ExportPage:
             except Exception:  # a remote model without a tokenizer here: check with the built-in one
                 tok = None
         report, paths, message = run_export(store, root, fmt_, status_, source_,
-                                            bool(check_) and fmt_ not in ("prm", "dpo"), tok)
+                                            bool(check_) and fmt_ not in ("prm", "dpo"), tok, judgments=lead)
         if report is None:
             gr.Warning(message)
             return {result: _box(message, "error"), files: None, card: "", history: history_rows(store)}
