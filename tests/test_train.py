@@ -299,3 +299,43 @@ def test_held_out_answer_perplexity_drops_after_a_dozen_steps(tmp_path):
     assert m["eval_ppl_after"] < m["eval_ppl_before"]
     assert m["eval_ppl_after_no_thinking"] < m["eval_ppl_before_no_thinking"]
     assert sum(m["train_loss"][-4:]) < sum(m["train_loss"][:4])
+
+
+def test_resume_takes_the_newest_complete_checkpoint_and_a_save_cut_short_leaves_none(tmp_path, tiny_dir, monkeypatch,
+                                                                                       caplog):
+    """Before: a SIGKILL while checkpoint-N was written left it incomplete; `train --resume` then failed
+    ("Can't find a valid checkpoint"), said "resuming at step 0" and marked the run failed."""
+    from transformers import Trainer
+
+    from core.train.checkpoints import STAGING
+
+    src = write_chat(tmp_path / "d.jsonl", animal_records(12))
+    cfg = TrainConfig(model=str(tiny_dir), max_steps=6, save_steps=2, save_total_limit=3, batch_size=2, lr=1e-3,
+                      eval_frac=0.2, threads=1)
+    out, store = tmp_path / "out", open_store(None)
+    calls = itertools.count(1)
+    real_rng = Trainer._save_rng_state
+
+    def cut_short(self, output_dir):  # the save of step 4 dies half-way, as under a SIGKILL
+        if self.state.global_step == 4:
+            raise RuntimeError("killed mid-save")
+        return real_rng(self, output_dir)
+    monkeypatch.setattr(Trainer, "_save_rng_state", cut_short)
+    with pytest.raises(TrainError, match="killed mid-save"):
+        list(train_job(store, src, out, cfg, stop=lambda: next(calls) >= 5))
+    monkeypatch.setattr(Trainer, "_save_rng_state", real_rng)
+    ckpts = out / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2"]
+    assert (ckpts / STAGING / "checkpoint-4").is_dir()  # the cut-short save stayed aside
+    # an incomplete checkpoint folder as an older version (or Trainer's own save) leaves it
+    (ckpts / "checkpoint-5").mkdir()
+    (ckpts / "checkpoint-5" / "model.safetensors").write_bytes(b"\0" * 64)
+    with caplog.at_level("WARNING"):
+        second = list(train_job(store, src, out, cfg, resume=True))
+    started = second[0]
+    assert started.start_step == 2 and started.resumed_from.endswith("checkpoint-2")
+    assert "checkpoint-5 (no trainer_state.json)" in caplog.text and "resuming from checkpoint-2" in caplog.text
+    assert [e.step for e in second if e.kind == "train_progress"] == [3, 4, 5, 6]
+    assert second[-1].kind == "train_finished" and second[-1].steps == 6
+    assert not (ckpts / STAGING).exists() or not any((ckpts / STAGING).iterdir())
+    assert all((p / "trainer_state.json").is_file() for p in ckpts.iterdir() if p.name.startswith("checkpoint-"))

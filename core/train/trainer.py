@@ -5,7 +5,8 @@ with every run); checking data and model before any compute (core.train.data doe
 fine-tuning on transformers' `Trainer` (accelerate underneath, so `accelerate launch` and
 torchrun work unchanged) with the loss only on the last assistant turn, full or LoRA (peft,
 merged into the weights before the final save), bf16 where the hardware has it, gradient
-accumulation, checkpoints in DIR/checkpoints and resume from the newest; the held-out
+accumulation, checkpoints in DIR/checkpoints (whole or absent, core.train.checkpoints) and resume
+from the newest complete one, naming any incomplete one passed over; the held-out
 evaluation (perplexity of the reference answers given the query, with the record's thinking
 and with an empty think block, through core.models.scoring in the training format); the run as a
 generator of typed events (`train`) with a non-streaming twin (`run_training`) and a job that
@@ -25,6 +26,7 @@ import gc
 import hashlib
 import json
 import math
+import logging
 import queue
 import shutil
 import threading
@@ -37,6 +39,7 @@ from core import events as ev
 from core.format import turn_head
 from core.models.lm import DEFAULT_MODEL, LMError, is_server_spec
 from core.settings import SettingError, checking, invalid, loading, setting, validate
+from core.train.checkpoints import atomic, clear_incomplete, newest_complete
 from core.train.data import (
     ChatRecord,
     DataError,
@@ -48,6 +51,7 @@ from core.train.data import (
     split_records,
 )
 
+log = logging.getLogger(__name__)
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
@@ -251,20 +255,22 @@ def total_steps(n_train: int, cfg: TrainConfig, world: int = 1) -> int:
 
 
 def last_checkpoint(out_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    folder = Path(out_dir) / CHECKPOINTS
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    """The newest complete checkpoint of the run in `out_dir` (core.train.checkpoints), or None."""
+    return newest_complete(Path(out_dir) / CHECKPOINTS)[0]
 
 
 def _check_out_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> str | None:
     """The checkpoint to resume from (or None), after refusing to clobber or to mix settings."""
     saved = _read_json(out / CONFIG_FILE)
     if resume:
-        ckpt = last_checkpoint(out)
+        ckpt, skipped = newest_complete(out / CHECKPOINTS)
         if saved is None or ckpt is None:
-            raise TrainError(f"{out}: nothing to resume (no {CONFIG_FILE} or no checkpoint in {out / CHECKPOINTS}); "
-                             "start without --resume")
+            raise TrainError(f"{out}: nothing to resume (no {CONFIG_FILE} or no complete checkpoint in "
+                             f"{out / CHECKPOINTS}" + (f"; incomplete: {', '.join(skipped)}" if skipped else "")
+                             + "); start without --resume")
+        if skipped:
+            log.warning("%s: resuming from %s, the newest complete checkpoint; passed over the incomplete %s (cut "
+                        "short by a kill)", out, Path(ckpt).name, ", ".join(skipped))
         diff = [k for k in sorted(set(saved) | set(record)) if saved.get(k) != record.get(k) and k not in RESUMABLE]
         if diff:
             k = diff[0]
@@ -295,6 +301,8 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     ckpt = _check_out_dir(out, record, resume, overwrite)  # every process: each raises the same error
     state.wait_for_everyone()
     if main:
+        if resume:
+            clear_incomplete(out / CHECKPOINTS, newest_complete(out / CHECKPOINTS)[1])
         if overwrite and out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -482,8 +490,8 @@ def _build_trainer(model, prep: Prepared, cfg: TrainConfig, out: Path, state):
         disable_tqdm=True, remove_unused_columns=False, activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0, ddp_find_unused_parameters=False)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prep.examples]
-    trainer = Trainer(model=model, args=args, train_dataset=rows, processing_class=prep.tokenizer,
-                      data_collator=functools.partial(collate, pad_id=prep.tokenizer.pad_token_id))
+    trainer = atomic(Trainer)(model=model, args=args, train_dataset=rows, processing_class=prep.tokenizer,
+                              data_collator=functools.partial(collate, pad_id=prep.tokenizer.pad_token_id))
     trainer.remove_callback(PrinterCallback)  # progress reaches the caller as events, not prints
     return trainer
 

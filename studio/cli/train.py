@@ -119,7 +119,8 @@ def cmd_train(args) -> int:
         for event in train_job(store, args.data, args.out, cfg, resume=args.resume, overwrite=args.overwrite):
             if event.kind == "train_started":
                 step = event.start_step
-                what = f"resuming at step {event.start_step}" if event.resumed_from else "training"
+                what = (f"resuming at step {event.start_step} from {os.path.basename(event.resumed_from)}" if event.resumed_from
+                        else "training")
                 say(f"{what}: {event.n_train} record(s) ({event.trained_tokens} of {event.train_tokens} tokens "
                     f"trained), {event.n_eval} held out, {event.total_steps} step(s) -> {event.out_dir}",
                     file=sys.stderr)
