@@ -321,3 +321,47 @@ def test_the_library_says_when_an_upload_stopped_part_way(tmp_path):
     assert len(rep.added) == 1
     assert any("line 3: not UTF-8 text" in p for p in rep.problems)
     assert any("rest of the file is not imported" in p for p in rep.problems)
+
+
+# ---- pathological JSON and NUL characters (issue 30) ------------------------------------------------
+
+def _nested(depth: int) -> str:
+    return '{"query": "Deep.", "reference": "x", "extra": ' + "[" * depth + "]" * depth + "}"
+
+
+def test_json_nested_100k_deep_is_skipped_by_line_and_the_rest_imported(tmp_path, capsys, monkeypatch):
+    """Before: a JSONL record nested 100k deep gave a RecursionError traceback, rc 1, and the valid
+    records after it were not imported."""
+    monkeypatch.setenv("PALIMPSEST_MAX_RECORD_MB", "1")
+    lines = [json.dumps(GOOD), _nested(100_000), json.dumps({**GOOD, "query": "Second."}), _nested(100),
+             json.dumps({**GOOD, "query": "x" * (2 << 20)}), json.dumps({**GOOD, "query": "Third."})]
+    f = tmp_path / "deep.jsonl"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recs, probs = got(f, limits=Limits.from_env())
+    assert [r.line for r in recs] == [1, 3, 6]
+    assert [p.line for p in probs] == [2, 4, 5]
+    assert "more than 64 deep" in probs[0].message and "more than 64 deep" in probs[1].message
+    assert "over the limit" in probs[2].message
+    code, out, err = cli(capsys, "import", str(f), "--db", str(tmp_path / "x.db"))
+    assert code == 0 and "imported 3 new prompt(s)" in out and f"skipped {f}:2: the JSON value nests" in err
+    assert "Traceback" not in err
+    # the first line decides the shape: a deep first line is still JSON Lines
+    g = tmp_path / "deep-first.jsonl"
+    g.write_text(_nested(100_000) + "\n" + json.dumps(GOOD) + "\n", encoding="utf-8")
+    assert [type(x).__name__ for x in read_records(g)] == ["Problem", "Record"]
+
+
+def test_a_json_document_too_deep_for_the_reader_is_one_problem(tmp_path):
+    f = tmp_path / "deep.json"
+    f.write_text("[" + json.dumps(GOOD) + ",\n" + _nested(100_000) + "]", encoding="utf-8")
+    recs, probs = got(f)
+    assert [r.line for r in recs] == [1] and len(probs) == 1 and "nests too deep" in probs[0].message
+
+
+def test_a_nul_character_is_refused_naming_the_field(tmp_path, capsys):
+    """Before: NUL characters in a record were stored silently."""
+    f = write_jsonl(tmp_path / "nul.jsonl", [{**GOOD, "reference": "Rain\x00taps."}, {**GOOD, "tags": ["a\x00"]}, GOOD])
+    recs, probs = got(f)
+    assert [r.line for r in recs] == [3]
+    assert [(p.line, p.field) for p in probs] == [(1, "reference"), (2, "tags[0]")]
+    assert "NUL character" in probs[0].message

@@ -326,8 +326,27 @@ def _first(record: dict, keys: tuple[str, ...]) -> tuple[str | None, Any]:
     return None, None
 
 
+def _nul_field(record: Any) -> str | None:
+    """The first field (dotted path; "" for the record itself) whose text holds a NUL character, or None."""
+    stack = [("", record)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
+    return None
+
+
 def normalise(record: Any, path: str, line: int) -> Record | Problem:
-    """One raw record (dict) as a Record, or the Problem that rejects it (reserved tags included)."""
+    """One raw record (dict) as a Record, or the Problem that rejects it (reserved tags included, and a
+    NUL character anywhere: not text, it was stored silently and cut strings in C-string tools)."""
+    nul = _nul_field(record)
+    if nul is not None:
+        return Problem(path, line, nul, "holds a NUL character (\\u0000): not text; remove it")
     got = _normalise(record, path, line)
     return _checked(got) if isinstance(got, Record) else got
 
@@ -440,7 +459,7 @@ def _maybe_json(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return value
     return value
 

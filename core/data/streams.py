@@ -5,7 +5,9 @@ Knows: the input limits (`Limits`, from $PALIMPSEST_MAX_RECORD_MB and $PALIMPSES
 a file over the file limit is refused before it is opened, a record over the record limit is a
 Problem and only a bounded piece of it is held), strict UTF-8 (a bad byte is an InputError
 naming the line and byte offset), and the raw rows of JSONL / JSON (arrays and concatenated
-objects, streamed) / CSV / Parquet / datasets folders as (line, value or Problem).
+objects, streamed) / CSV / Parquet / datasets folders as (line, value or Problem). A JSON value
+nested deeper than MAX_DEPTH (or too deep for Python's reader at all) is a Problem in its place,
+and the records after it are read as usual.
 Does not know: what a record means (core.data.records turns rows into Records), the store.
 """
 from __future__ import annotations
@@ -22,6 +24,8 @@ MB = 1 << 20
 RECORD_LIMIT_ENV = "PALIMPSEST_MAX_RECORD_MB"
 FILE_LIMIT_ENV = "PALIMPSEST_MAX_FILE_MB"
 CHUNK = 1 << 20  # bytes read at a time where a record may be longer than a line
+MAX_DEPTH = 64  # lists/objects nested deeper than this are refused (a record of ours nests 5 deep; Python's
+# JSON reader raises RecursionError near 1000, and deep values break every recursive step after it)
 
 
 class InputError(Exception):
@@ -199,6 +203,29 @@ class _BadValue(Exception):
     """The value at the reader's position is not valid JSON or is over the record limit (a Problem)."""
 
 
+def nesting(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deep lists and dicts nest in `value`, counted without recursion, stopping past `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, dict)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _too_deep(path: Path, line: int, whole: str = "line") -> Problem:
+    return Problem(str(path), line, "", f"the JSON value nests lists/objects more than {MAX_DEPTH} deep; "
+                                        f"flatten it or remove the {whole}")
+
+
+def _shaped(path: Path, line: int, value: Any) -> Any:
+    """`value`, or the Problem of one nested too deep."""
+    return _too_deep(path, line) if nesting(value) > MAX_DEPTH else value
+
+
 def _maybe_cut(exc: json.JSONDecodeError, text: _Text) -> bool:
     """Whether a decode error may only mean the value goes on past the buffer (read more, retry)."""
     return exc.msg.startswith("Unterminated string") or exc.pos >= len(text.buf) - 8
@@ -218,7 +245,10 @@ def _next_value(text: _Text, lim: Limits, path: Path) -> tuple[int, Any]:
                 if size > lim.record_bytes:
                     return line, Problem(str(path), line, "", "the JSON value starting here "
                                          + record_limit_text(lim, f"{size:,} characters"))
-                return line, value
+                return line, _shaped(path, line, value)
+        except RecursionError:  # too deep to find its end: nothing after it can be trusted
+            raise _BadValue(Problem(str(path), line, "", f"the JSON value starting here nests too deep for the "
+                                    f"reader (more than {MAX_DEPTH} levels); the rest of the file is skipped")) from None
         except json.JSONDecodeError as exc:
             if text.eof or not _maybe_cut(exc, text):
                 where = text.line_at(max(exc.pos, text.pos))
@@ -266,6 +296,8 @@ def _is_object(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except json.JSONDecodeError:
         return False
+    except RecursionError:  # nested too deep to read: a line of its own all the same
+        return line.lstrip().startswith("{")
 
 
 def _is_jsonl(path: Path, lim: Limits) -> bool:
@@ -302,10 +334,15 @@ def json_values(path: Path, lim: Limits) -> Iterator[tuple[int, Any]]:
             yield n, Problem(str(path), n, "", "the line " + record_limit_text(lim, f"{raw.size:,} bytes"))
         elif raw.strip():
             try:
-                yield n, json.loads(raw)
+                value = json.loads(raw)
+            except RecursionError:
+                yield n, _too_deep(path, n)
+                continue
             except json.JSONDecodeError as exc:
                 yield n, Problem(str(path), n, "", f"not valid JSON ({exc.msg} at column {exc.colno}); "
                                                    "fix or remove the line")
+                continue
+            yield n, _shaped(path, n, value)
 
 
 class _RowTooBig(Exception):
