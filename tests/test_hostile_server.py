@@ -348,3 +348,24 @@ def test_a_trickling_reply_is_cut_off_at_the_deadline_for_the_whole_request(monk
         assert got and isinstance(got[0], LMError), f"still reading after {took:.0f} s"
         assert took < 4, took
         assert "within 2 s" in str(got[0]) and "PALIMPSEST_SERVER_TIMEOUT" in str(got[0]) and s.url in str(got[0])
+
+
+@pytest.mark.parametrize("line, why", [
+    ("Overall: -3", "the overall score -3 is not on the 1-10 scale"),
+    ("**Overall**: -3", "the overall score -3 is not on the 1-10 scale"),
+    ("Overall score: -3/10", "the overall score -3 is not on the 1-10 scale"),
+    ("Overall: 12", "the overall score 12 is not on the 1-10 scale"),
+    ("Overall: n/a", "not replaced by the criteria's mean"),
+    ('{"scores": [7, 5], "overall": -3, "critique": "needs more vivid detail here"}', "-3 is not on the 1-10 scale"),
+    ('{"scores": [7, 5], "overall": 30, "critique": "needs more vivid detail here"}', "30 is not on the 1-10 scale"),
+])
+def test_the_judge_parser_keeps_the_minus_sign_and_never_replaces_an_off_scale_overall(line, why):
+    """Before: "Overall: -3" was read as the criteria's mean 6 (or "Overall -3" as 3.0), and an off-scale
+    JSON overall was silently replaced by the criteria's mean."""
+    from core.r2.judge import parse_judgment
+
+    raw = line if line.startswith("{") else f"1. clear: 7\n2. vivid: 5\n{line}\nCritique: the draft needs more detail."
+    assert parse_judgment(raw, ["clear", "vivid"]) == (None, why) or why in parse_judgment(raw, ["clear", "vivid"])[1]
+    ok = parse_judgment("1. clear: 7\n2. vivid: -5\nOverall - 7\nCritique: the draft needs more detail.",
+                        ["clear", "vivid"])[0]
+    assert ok["overall"] == 7 and ok["scores"] == {"clear": 7, "vivid": None}  # "- 7" a separator; -5 unscored

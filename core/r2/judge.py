@@ -203,14 +203,16 @@ def override_judgment(model: Judgment, overall: float | None = None, critique: s
 # ---- the model judge ----------------------------------------------------------------------------
 
 _SCORE_LINE = re.compile(r"^\W*(?:item|criterion|#)?\s*(\d{1,2})\s*[:.)\-]\s*(.*)$", re.I)
-_OVERALL = re.compile(r"overall(?:\s+score)?\**\s*[:=\-]?\s*\**\s*(\d+(?:\.\d+)?)", re.I)
+# a "-" right before a digit is a minus sign ("Overall: -3" is -3, off the scale, not 3); before a space, a separator
+_OVERALL = re.compile(r"overall(?:\s+score)?\**\s*(?:[:=]|-(?=\s))?\s*\**\s*(-?\d+(?:\.\d+)?)", re.I)
+_OVERALL_WORD = re.compile(r"^\W*overall(?:\s+score)?\**\s*[:=]", re.I | re.M)  # a labelled overall line
 _CRITIQUE = re.compile(r"critique\**\s*[:\-]\s*(.+)", re.I | re.S)
 
 
 def _score_in(text: str, low: float, high: float) -> float | None:
     """The score in the rest of a line: 'n/high' first, else the first number on the scale."""
-    m = re.search(r"(\d+(?:\.\d+)?)\s*/\s*\d+", text)
-    nums = [m.group(1)] if m else re.findall(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])", text)
+    m = re.search(r"(-?\d+(?:\.\d+)?)\s*/\s*\d+", text)
+    nums = [m.group(1)] if m else re.findall(r"(?<![\w.\-])(-?\d+(?:\.\d+)?)(?![\w.])", text)
     for n in nums:
         x = float(n)
         if low <= x <= high:
@@ -226,6 +228,8 @@ def parse_judgment(raw: str, rubric: Sequence[str], cfg: JudgeConfig = JudgeConf
     criterion has one; a critique is required (it is what the writer acts on)."""
     low, high = cfg.low, cfg.high
     got = _parse_json(raw, rubric, low, high)
+    if got is not None and "error" in got:
+        return None, got["error"]
     if got is None:
         scores: dict = {c: None for c in rubric}
         body = raw.split("Overall", 1)[0] if "overall" in raw.lower() else raw.split("Critique", 1)[0]
@@ -239,6 +243,8 @@ def parse_judgment(raw: str, rubric: Sequence[str], cfg: JudgeConfig = JudgeConf
         overall = _num(float(m.group(1))) if m else None
         if overall is not None and not low <= overall <= high:
             return None, f"the overall score {overall} is not on the {low:g}-{high:g} scale"
+        if overall is None and _OVERALL_WORD.search(raw):  # an overall line without a readable number
+            return None, "an overall score that is not a number on the scale; not replaced by the criteria's mean"
         c = _CRITIQUE.search(raw)
         critique = c.group(1).strip() if c else ""
         got = {"scores": scores, "overall": overall, "critique": critique}
@@ -274,6 +280,8 @@ def _parse_json(raw: str, rubric, low, high) -> dict | None:
         for i, c in enumerate(rubric):
             scores[c] = ok(s.get(c, s.get(str(i + 1))))
     crit = d.get("critique")
+    if d.get("overall") is not None and ok(d.get("overall")) is None:  # off the scale: not the criteria's mean
+        return {"error": f"the overall score {d.get('overall')!r} is not on the {low:g}-{high:g} scale"}
     return {"scores": scores, "overall": ok(d.get("overall")), "critique": crit if isinstance(crit, str) else ""}
 
 
