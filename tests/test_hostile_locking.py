@@ -299,3 +299,26 @@ def test_closing_a_store_under_another_threads_query_does_not_crash_the_process(
         "print('survived')\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "survived" in done.stdout, (done.returncode, done.stderr[-500:])
+
+
+def test_a_run_whose_driver_pid_is_dead_does_not_read_as_driven_by_another_process(tmp_path):
+    """Before: after a studio SIGKILL the run read "running (driven by another process)" though that PID
+    was dead (Run resumed it fine)."""
+    import socket
+
+    from core.runs.lease import lease_owner
+    from studio.views.reer import ReerView, status_html
+
+    store = open_store(tmp_path / "s.db")
+    pid, _ = store.add_prompt("Write about fog.", "Fog rolls in.")
+    run_id = store.create_run("reer", pid, {"max_steps": 4}, "scripted:")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer runs: the killed studio
+    assert store.claim_run(run_id, f"{socket.gethostname()}:{gone.pid}:job-dead", 60)
+    text = status_html(store.get_run(run_id), ReerView(), driving=False)
+    assert "driven by another process" not in text
+    assert f"the process that drove it (PID {gone.pid}) is gone; Run resumes it" in text
+    live = lease_owner("job").replace(f":{os.getpid()}:", f":{os.getppid()}:")  # a live process (this one's parent)
+    store.db.execute("UPDATE runs SET lease_owner = ?, lease_until = ? WHERE id = ?", [live, time.time() + 60, run_id])
+    assert "running (driven by another process)" in status_html(store.get_run(run_id), ReerView(), driving=False)
+    store.close()

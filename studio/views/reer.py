@@ -114,6 +114,24 @@ def end_text(reason: str, v: ReerView | None) -> str:
     return f"finished: {REASONS.get(reason, reason)}"
 
 
+def driver_gone(run: dict) -> str | None:
+    """Why a run stored as running has no live driver, in words (its lease's owner is a process of
+    this host that no longer runs, e.g. a studio killed with SIGKILL; or its lease ran out), or None
+    when one may still be driving it."""
+    import time
+
+    from core.runs.lease import describe_owner, owner_is_dead
+
+    owner, until = run.get("lease_owner"), run.get("lease_until")
+    if not owner:
+        return "interrupted: no process drives it; Run resumes it"
+    if owner_is_dead(owner):
+        return f"interrupted: the process that drove it ({describe_owner(owner)}) is gone; Run resumes it"
+    if isinstance(until, (int, float)) and until < time.time():
+        return f"interrupted: its driver ({describe_owner(owner)}) stopped answering; Run resumes it"
+    return None
+
+
 def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str | None = None,
                 model: str = "") -> str:
     """One line: run id, state, step, current vs initial perplexity, and any error."""
@@ -122,7 +140,7 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
                 "and press <b>Run</b> (or <b>Step</b> for one expansion at a time).</div>")
     state = run["status"]
     if state == "running" and not driving and v is not None and not v.finished:
-        state_txt = "running (driven by another process)" if not error else "interrupted"
+        state_txt = "interrupted" if error else (driver_gone(run) or "running (driven by another process)")
     elif state == "running" and v is not None and v.initial_score is None:
         state_txt = "writing the initial draft…"
     elif state == "running":
