@@ -52,6 +52,7 @@ import stat
 import tempfile
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -334,7 +335,7 @@ class Logins:
         return bool(self.users)
 
     def __call__(self, username: str, password: str) -> bool:
-        name, address = (username or "").strip()[:80], CLIENT.get()
+        name, address = unicodedata.normalize("NFC", (username or "").strip()[:80]), CLIENT.get()  # as clean() keeps it
         wait = self.throttle.wait_left(name, address)
         if wait > 0:
             log.warning("login for %r from %s refused without a check: too many failed logins, next try in %.0f s",

@@ -146,3 +146,26 @@ def test_fifty_wrong_logins_are_throttled_while_another_user_logs_in(tmp_path, c
     finally:
         app.close()
         store.close()
+
+
+# ---- names that look alike are one person (issue 30) ------------------------------------------------
+
+def test_names_are_nfc_and_look_alikes_and_unknown_are_refused(tmp_path):
+    """Before: `e\\u0301ve` and `\\u00e9ve` were two people who look identical, Cyrillic look-alikes passed,
+    and "unknown" collided with the label of rows without an annotator."""
+    from core.judging.annotator import BadAnnotator, clean
+
+    path = tmp_path / "users"
+    assert U.add_user(path, "e\u0301ve", "correct horse")
+    assert not U.add_user(path, "\u00e9ve", "battery staple")  # the same person: a new password, not a new user
+    assert list(U.read_users(path)) == ["\u00e9ve"]
+    assert U.Logins.load(path)("e\u0301ve", "battery staple")  # typed either way, she logs in
+    for name, says in [("\u0430da", "mixes scripts"), ("\u0430\u0441\u0435", "look like the Latin name 'ace'"),
+                       ("\uff41\uff44\uff41", "compatibility characters"), ("Unknown", "kept for rows saved without"),
+                       ("unknown", "kept for rows saved without")]:
+        with pytest.raises(BadAnnotator, match=says):
+            clean(name)
+        with pytest.raises(U.UsersFileError, match=says):
+            U.add_user(path, name, "correct horse")
+    for fine in ("Иван", "山田はな", "José García", "O'Brien-Smith 2", "Σωκράτης"):
+        assert clean(fine) == fine
