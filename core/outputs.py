@@ -8,7 +8,9 @@ fix (disk full, read-only, permission, ...), and the one way a file output is wr
 command ends (also on Ctrl-C or a user error), so OUT is never half-written; after a kill, OUT is as
 it was and OUT.partial holds the records finished. A pipe or device (`/dev/stdout`) is written
 directly. Also: fsync of a file tree and its folder, for writers that rename into place
-(core.data.export).
+(core.data.export), and `exclusive(out)`: one writer of an output at a time (a lock file beside it,
+held with flock; a second writer is refused naming the holder's PID, never left to replace the
+first's work unseen).
 
 Does not know: what is written (score lines, REER/R2 records, exports, trained models) nor any
 command's flags beyond the names it is given for its messages.
@@ -27,6 +29,56 @@ PARTIAL = ".partial"  # OUT + this: where a file output is written until it is r
 
 class OutputError(Exception):
     """An output that cannot be written as asked: one line naming the flag, the path and the fix."""
+
+
+class OutputBusy(OutputError):
+    """Another process (or thread) is writing the same output now."""
+
+
+class exclusive:
+    """`with exclusive(out, what="--out"):` hold OUT's lock file (`.OUT.lock` beside it, flock'd, and
+    removed at the end while still held) for the block; OutputBusy naming `what`, the path and the
+    holder's PID when another writer holds it. A lock taken on a file its holder had just removed
+    is not the lock: the inode is checked after locking. Without fcntl (not POSIX) it does nothing."""
+
+    def __init__(self, out: str | Path, what: str = "--out"):
+        self.out, self.what = Path(out), what
+        self.path = self.out.parent / f".{self.out.name}.lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "exclusive":
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:  # its holder removed it as we opened it: someone else may hold a new one
+                raise BlockingIOError
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise OutputBusy(f"{self.what} {self.out}: another export is writing there now (PID {holder}); wait for "
+                             "it to finish, or write to another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)  # removed while held, then released (a waiter checks the inode)
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
 
 
 _REASONS = {

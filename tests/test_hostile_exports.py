@@ -278,3 +278,32 @@ def test_a_real_full_tmpfs_and_a_read_only_one(tmp_path):
     assert lines[3].split()[0] == good  # the first export survived the full disk
     assert lines[4].split() == [".", "..", "ex"]  # no temporary folder left behind
     assert "read-only" in lines[5] and lines[6] == "rc=2" and lines[7].split()[0] == good
+
+
+def test_a_second_export_into_a_folder_being_written_is_refused(filled, tmp_path, monkeypatch):
+    """Before: two exports in different formats to one folder at once both exited 0 and were both
+    recorded in the store, but only one was on disk."""
+    import threading
+
+    out = tmp_path / "one-folder"
+    entered, go_on = threading.Event(), threading.Event()
+    real_write = ex._write
+
+    def slow_write(fmt, tmp, rows):  # the first export holds the folder while the second tries
+        entered.set()
+        go_on.wait(30)
+        return real_write(fmt, tmp, rows)
+    monkeypatch.setattr(ex, "_write", slow_write)
+    done: list = []
+    first = threading.Thread(target=lambda: done.append(export(filled, "chat", out)))
+    first.start()
+    assert entered.wait(30)
+    monkeypatch.setattr(ex, "_write", real_write)
+    with pytest.raises(ExportError, match=rf"--out {out}: another export is writing there now \(PID {os.getpid()}\)"):
+        export(filled, "sharegpt", out)
+    go_on.set()
+    first.join(30)
+    assert done and done[0].format == "chat"
+    assert [e["format"] for e in ex.list_exports(filled)] == ["chat"]  # the refused one is not recorded
+    assert json.loads((out / MANIFEST).read_text())["format"] == "chat"
+    assert export(filled, "sharegpt", out).format == "sharegpt"  # once the first is done, the folder is free

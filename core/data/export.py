@@ -64,7 +64,7 @@ from core.data.curation import (
 )
 from core.format import assistant_turn
 from core.judging.export import write_tables as write_judgments
-from core.outputs import fsync_path, fsync_tree, oserror_line
+from core.outputs import OutputBusy, exclusive, fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
 
 FORMATS = ("chat", "sharegpt", "alpaca", "parquet", "hf", "prm", "dpo")
@@ -507,6 +507,17 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
     out = Path(os.path.abspath(Path(out).expanduser()))
+    try:  # one export into a folder at a time: a second at once is refused (it replaced the first unseen)
+        with exclusive(out):
+            return _export(store, fmt, out, status, source, check_template, tokenizer, judgments)
+    except OutputBusy as exc:
+        raise ExportError(str(exc)) from None
+    except OSError as exc:
+        raise ExportFailed(f"--out {out}: {oserror_line(exc)}") from None
+
+
+def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_template: bool, tokenizer,
+            judgments: bool) -> ExportReport:
     try:
         _tidy(out)  # a killed export's leftovers: its earlier export put back, its temporary folder removed
     except OSError as exc:
