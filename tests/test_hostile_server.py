@@ -369,3 +369,30 @@ def test_the_judge_parser_keeps_the_minus_sign_and_never_replaces_an_off_scale_o
     ok = parse_judgment("1. clear: 7\n2. vivid: -5\nOverall - 7\nCritique: the draft needs more detail.",
                         ["clear", "vivid"])[0]
     assert ok["overall"] == 7 and ok["scores"] == {"clear": 7, "vivid": None}  # "- 7" a separator; -5 unscored
+
+
+def test_reer_run_against_a_nan_server_stores_no_score(tmp_path):
+    """Before: `reer run` stored 8 NaN events and a trajectory scored 2.0."""
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.serve_standin import serve
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"query": "Write a short essay on tides.", "reference": "The tide comes in twice a "
+                               "day. Towns plan around it. Fishermen know its hours by heart."}) + "\n")
+    db = tmp_path / "s.db"
+    with serve(brain="scripted") as s:
+        s.state.poison = float("nan")
+        res = subprocess.run([sys.executable, "-m", "studio.cli", "reer", "run", "--input", str(src), "--out",
+                              str(tmp_path / "out.jsonl"), "--db", str(db), "--model", s.spec, "--max-steps", "2",
+                              "--candidates", "2"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, timeout=300)
+    assert res.returncode != 0 and "sent the log-prob nan" in res.stderr and s.url in res.stderr, res.stderr
+    with sqlite3.connect(db) as con:
+        kinds = {k for (k,) in con.execute("SELECT kind FROM events")}
+        assert not kinds & {"initial_draft", "candidate_scored", "segment_decided", "run_finished"}, kinds
+        assert con.execute("SELECT count(*) FROM trajectories").fetchone()[0] == 0
+        assert [r for (r,) in con.execute("SELECT status FROM runs")] == ["failed"]
