@@ -191,6 +191,9 @@ class _Watchdog:
     def watch(self, dl: _Deadline) -> None:
         with self._cond:
             self._n += 1
+            if self._n % 1024 == 0:  # finished tries wait in the heap until their time: drop them now and then
+                self._heap = [x for x in self._heap if not x[2].finished]
+                heapq.heapify(self._heap)
             heapq.heappush(self._heap, (dl.at, self._n, dl))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True, name="server-deadlines")
