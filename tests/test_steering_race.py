@@ -169,3 +169,26 @@ def test_skip_and_edit_of_what_is_no_longer_on_screen_are_refused():
     more = search(lm, c, events)
     assert not decided(more)
     assert "not the text you saw" in next(e.message for e in more if e.kind == "run_error" and e.where == "edit")
+
+
+# ---- R2: a judgment names the version it judged ---------------------------------------------------
+
+def test_r2_judgment_of_a_version_no_longer_waiting_is_refused_never_applied_to_another(store):
+    from r2_fakes import FakeLM
+
+    from core.r2.config import R2Config
+    from core.r2.jobs import NoPendingJudgment, pending_request, r2_job, submit_judgment
+    from core.r2.judge import DEFAULT_RUBRIC, human_judgment
+
+    pid, _ = store.add_prompt("Write about a lighthouse keeper.", "ref", rubric=list(DEFAULT_RUBRIC[:2]))
+    cfg = R2Config(max_rounds=2, threshold=10, judge_mode="human")
+    run_id = list(r2_job(store, FakeLM(), None, pid, cfg))[0].run_id
+    assert pending_request(store, run_id).version == 0
+    seen = 0  # the person reads version 0; meanwhile another tab judges it and the run moves on to version 1
+    submit_judgment(store, run_id, human_judgment(DEFAULT_RUBRIC[:2], 4, "From the other tab."), version=0)
+    list(r2_job(store, FakeLM(), None, pid, cfg))
+    assert pending_request(store, run_id).version == 1
+    n = len(store.events(run_id))
+    with pytest.raises(NoPendingJudgment, match="version 0, which no longer waits"):
+        submit_judgment(store, run_id, human_judgment(DEFAULT_RUBRIC[:2], 9, "Judged version 0."), version=seen)
+    assert len(store.events(run_id)) == n and pending_request(store, run_id).version == 1  # nothing stored
