@@ -426,7 +426,8 @@ def build(ctx: StudioContext) -> ReerPage:
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues]
     shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
-    cmd_out = [run_state, seen, runs, *shown[:5], live, writing, check, on_screen, edit_text, edit_note]
+    cmd_out = [run_state, seen, runs, *shown[:5], live, writing, on_screen, edit_text, edit_note,
+               check]  # check last: scripts read it there
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)

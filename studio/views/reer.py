@@ -47,6 +47,9 @@ class ReerView:
     changed: set = field(default_factory=set)  # segment indices that differ from z0
     attempt: int = 0  # which writing of the latest step's candidates (2: written again after an edit)
     stale_by: int | None = None  # the segment whose edit made the latest step's candidates stale (None: not stale)
+    kept: list = field(default_factory=list)  # (step, best candidate score or None, score before) of steps kept
+    accepted: int = 0  # steps that took a candidate (by the search or a person)
+    unusable: int = 0  # candidates that could not be parsed
 
 
 STEERING = ("force", "skip", "edit")  # a person's command refused: shown until the next decision
@@ -77,6 +80,11 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
                 for c in cards.values():
                     c["state"] = "stale" if c["state"] == "pending" else c["state"]
             if e.action != "edit":
+                if e.action == "keep" and e.step == v.step:
+                    scored = [c["score"]["score"] for c in cards.values() if c["score"] is not None]
+                    v.kept.append((e.step, min(scored) if scored else None, (v.before or {}).get("score")))
+                v.accepted += e.action in ("accept", "force")
+                v.unusable += sum(c["text"] is None for c in cards.values()) if e.step == v.step else 0
                 v.steps_done += 1
                 v.working = None
                 if e.step == v.step:
@@ -163,8 +171,12 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
     parts = [f'<span class="rid" title="run id">run {html.escape(run["id"][:8])}</span>',
              f'<span class="state">{html.escape(state_txt)}</span>']
     if v is not None and v.initial_score:
-        max_steps = v.settings.get("max_steps", "?")
-        parts.append(f"<span>step {v.steps_done}/{html.escape(str(max_steps))}</span>")
+        total = v.settings.get("max_steps", "?")
+        if isinstance(total, int) and v.segments:  # the most this run can take: also one per segment and pass
+            total = min(total, len(v.segments) * int(v.settings.get("passes", 1) or 1))
+        parts.append(f'<span title="steps decided, of the most this run can take (Max steps, or one per segment '
+                     f'and pass); the progress line names the step under work">{v.steps_done} of '
+                     f"{html.escape(str(total))} steps done</span>")
         a, b = v.initial_score.get("score", 0.0), (v.score or {}).get("score", 0.0)
         delta = ""
         if a:  # the search lowers the clipped score; perplexity (unclipped) usually follows, not always
@@ -178,12 +190,30 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
         parts.append(f"<span>filters {html.escape(verdict)}</span>")
     if model:
         parts.append(f'<span class="model">{html.escape(model)}</span>')
+    why_none = nothing_accepted(v) if v is not None and v.finished is not None else ""
     out = (f'<div class="reer-status" data-state="{html.escape(run["status"])}" data-run="{html.escape(run["id"])}" '
            f'data-steps="{v.steps_done if v else 0}">' + " · ".join(parts) + "</div>")
+    if why_none:
+        out += f'<div class="reer-why-none" data-why="none-accepted">{html.escape(why_none)}</div>'
     errs = ([error] if error else []) + (v.errors[-1:] if v else [])
     for msg in errs:
         out += f'<div class="reer-error" role="alert">{html.escape(msg)}</div>'
     return out
+
+
+def nothing_accepted(v: ReerView) -> str:
+    """Why a finished run took no rewrite, in words ("" when it took one, or took no step): the closest a
+    candidate came to beating the current segment (the clipped score: lower is better)."""
+    if v.accepted or not v.steps_done or not v.kept:
+        return ""
+    tried = [(b - c, step, b, c) for step, b, c in v.kept if b is not None and c is not None]
+    bad = f" ({v.unusable} candidate{'s' if v.unusable != 1 else ''} could not be used)" if v.unusable else ""
+    if not tried:
+        return f"No rewrite was accepted: no candidate could be scored{bad}."
+    _, step, b, c = min(tried)
+    return (f"No rewrite was accepted: no candidate beat the current segment (closest: step {step}, best "
+            f"{b:.4f} vs current {c:.4f}; lower is better){bad}. More steps or candidates, another seed, or a "
+            "larger model give the search more chances.")
 
 
 def trajectory_html(v: ReerView | None) -> str:

@@ -1,0 +1,58 @@
+"""Issue 29 on the REER page's views (studio.views.reer), from events written here: candidates an edit
+made stale say so and are not offered; a run that accepted nothing says why; the status counts the
+steps the run can take, as the progress line does; a stopped run shows no "generating candidates…"."""
+from __future__ import annotations
+
+from core import events as ev
+from studio.views.reer import candidates_html, fold, nothing_accepted, shown_of, status_html
+
+RID = "r" * 32
+
+
+def _events(max_steps=4, segments=("a", "b"), decide="keep"):
+    out = [ev.RunStarted(RID, item_id="p", query="q", reference="y", model="scripted:",
+                         settings={"max_steps": max_steps, "passes": 1, "candidates": 2}),
+           ev.InitialDraft(RID, thinking="\n\n".join(segments), segments=tuple(segments),
+                           score={"score": 1.10, "ppl": 8.0}),
+           ev.SegmentStarted(RID, step=1, segment=0, text="a")]
+    for k, sc in enumerate((1.20, 1.15)):
+        out += [ev.CandidateGenerated(RID, step=1, segment=0, index=k, raw="", text=f"cand {k}"),
+                ev.CandidateScored(RID, step=1, segment=0, index=k, score={"score": sc, "ppl": 9.0})]
+    if decide:
+        out.append(ev.SegmentDecided(RID, step=1, segment=0, action=decide, by="search", chosen=None, text="a",
+                                     segments=tuple(segments), score={"score": 1.10, "ppl": 8.0}))
+    return out
+
+
+def test_an_edit_makes_the_waiting_candidates_stale_and_not_offered():
+    evs = _events(decide=None)
+    v = fold(evs)
+    assert sorted(shown_of(RID, v)["cands"]) == [0, 1]
+    evs.append(ev.SegmentDecided(RID, step=1, segment=1, action="edit", by="human", chosen=None, text="mine",
+                                 segments=("a", "mine"), score={"score": 1.0, "ppl": 7.0}, annotator="ada"))
+    v = fold(evs)
+    assert [c["state"] for c in v.cards] == ["stale", "stale"] and shown_of(RID, v)["cands"] == {}
+    assert "made these candidates stale" in candidates_html(v)
+    run = {"id": RID, "status": "paused"}
+    status = status_html(run, v, False)
+    assert "stale" in status and "await your decision" not in status
+
+
+def test_a_run_that_accepted_nothing_says_why_and_counts_the_steps_it_can_take():
+    evs = _events() + [ev.RunFinished(RID, reason="segments_done", thinking="a\n\nb", segments=("a", "b"),
+                                      score={"score": 1.10, "ppl": 8.0}, filters={"passed": True, "reasons": []})]
+    v = fold(evs)
+    why = nothing_accepted(v)
+    assert "no candidate beat the current segment" in why and "best 1.1500 vs current 1.1000" in why
+    status = status_html({"id": RID, "status": "finished", "finish_reason": "segments_done"}, v, False)
+    assert "1 of 2 steps done" in status and "best 1.1500 vs current 1.1000" in status  # 2 segments, 1 pass: 2
+    accepted = _events(decide="accept")
+    assert nothing_accepted(fold(accepted)) == ""
+
+
+def test_a_stopped_run_shows_no_candidates_being_written():
+    evs = _events(decide=None)[:3] + [ev.RunFinished(RID, reason="stopped", thinking="a\n\nb", segments=("a", "b"),
+                                                     score={"score": 1.1, "ppl": 8.0},
+                                                     filters={"passed": False, "reasons": []})]
+    html = candidates_html(fold(evs))
+    assert "generating candidates" not in html and "ended before any was written" in html
