@@ -56,3 +56,19 @@ def test_a_stopped_run_shows_no_candidates_being_written():
                                                      filters={"passed": False, "reasons": []})]
     html = candidates_html(fold(evs))
     assert "generating candidates" not in html and "ended before any was written" in html
+
+
+def test_no_text_on_the_pages_names_the_code_inside():
+    """Labels, help, placeholders and fixed texts of every component speak of what a person sees, never of
+    modules ("stored through core.r2.jobs.submit_reflection" was one)."""
+    import re
+
+    from core.store import open_store
+    from studio.app import build_app
+
+    app = build_app("scripted:", store=open_store(None), samples=[], samples_path=None)
+    pat = re.compile(r"\b(core|studio)\.[a-z_]+")
+    found = [(type(b).__name__, b.elem_id, attr, pat.search(v).group(0)) for b in app.blocks.values()
+             for attr in ("label", "info", "placeholder", "value")
+             if isinstance(v := getattr(b, attr, None), str) and pat.search(v)]
+    assert not found, found
