@@ -72,3 +72,24 @@ def test_no_text_on_the_pages_names_the_code_inside():
              for attr in ("label", "info", "placeholder", "value")
              if isinstance(v := getattr(b, attr, None), str) and pat.search(v)]
     assert not found, found
+
+
+def test_skip_on_the_last_task_says_it_is_the_last_one_left(store):
+    from types import SimpleNamespace
+
+    from core.judging import queue as jq
+    from studio.app import build_app
+
+    pid, _ = store.add_prompt("Write a note.", "Dear Sam.")
+    run_id = store.create_run("reer", pid, {}, "scripted:")
+    tid = store.save_trajectory(run_id, "I plan the note.", "Dear Sam.")
+    jq.create_queue(store, "one", ["clear"], overlap=1)
+    (item,), _ = jq.add_items(store, "one", [f"traj:{tid}"])
+    app = build_app("scripted:", store=store, samples=[], samples_path=None)
+    skip = next(f.fn for f in app.fns.values() if f.api_name == "judge_skip")
+    nxt = next(f.fn for f in app.fns.values() if f.api_name == "judge_next")
+    me = SimpleNamespace(username="ann")
+    nxt("one", [], request=me)
+    out = skip("one", item, [], request=me)
+    msg = next(v for k, v in out.items() if getattr(k, "elem_id", "") == "judge-msg")
+    assert "the last task left for you" in msg and "skipped." not in msg
