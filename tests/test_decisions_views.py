@@ -45,7 +45,9 @@ def test_a_run_that_accepted_nothing_says_why_and_counts_the_steps_it_can_take()
     why = nothing_accepted(v)
     assert "no candidate beat the current segment" in why and "best 1.1500 vs current 1.1000" in why
     status = status_html({"id": RID, "status": "finished", "finish_reason": "segments_done"}, v, False)
-    assert "1 of 2 steps done" in status and "best 1.1500 vs current 1.1000" in status  # 2 segments, 1 pass: 2
+    assert "best 1.1500 vs current 1.1000" in status
+    going = status_html({"id": RID, "status": "running"}, fold(_events()), True)
+    assert "1 of 2 steps done" in going  # 2 segments, 1 pass: the run takes 2 steps at most, not Max steps 4
     accepted = _events(decide="accept")
     assert nothing_accepted(fold(accepted)) == ""
 

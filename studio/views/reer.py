@@ -174,9 +174,10 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
         total = v.settings.get("max_steps", "?")
         if isinstance(total, int) and v.segments:  # the most this run can take: also one per segment and pass
             total = min(total, len(v.segments) * int(v.settings.get("passes", 1) or 1))
-        parts.append(f'<span title="steps decided, of the most this run can take (Max steps, or one per segment '
-                     f'and pass); the progress line names the step under work">{v.steps_done} of '
-                     f"{html.escape(str(total))} steps done</span>")
+        if v.finished is None:  # a finished run's line says how many steps it took, and why it ended
+            parts.append(f'<span title="steps decided, of the most this run can take (Max steps, or one per '
+                         f'segment and pass); the progress line names the step under work">{v.steps_done} of '
+                         f"{html.escape(str(total))} steps done</span>")
         a, b = v.initial_score.get("score", 0.0), (v.score or {}).get("score", 0.0)
         delta = ""
         if a:  # the search lowers the clipped score; perplexity (unclipped) usually follows, not always
