@@ -426,8 +426,8 @@ def build(ctx: StudioContext) -> ReerPage:
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues]
     shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
-    cmd_out = [run_state, seen, runs, *shown[:5], live, writing, on_screen, edit_text, edit_note,
-               check]  # check last: scripts read it there
+    # scripts read status.. from the front and live, writing, check from the end (on_screen is a State: not returned)
+    cmd_out = [run_state, seen, runs, *shown[:5], edit_text, edit_note, live, writing, on_screen, check]
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)
