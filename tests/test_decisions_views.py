@@ -95,3 +95,34 @@ def test_skip_on_the_last_task_says_it_is_the_last_one_left(store):
     out = skip("one", item, [], request=me)
     msg = next(v for k, v in out.items() if getattr(k, "elem_id", "") == "judge-msg")
     assert "the last task left for you" in msg and "skipped." not in msg
+
+
+def test_library_rows_that_share_an_opening_are_told_apart():
+    from studio.pages.library import distinct_heads
+
+    opening = "You should write a well-structured, argumentative essay on the following topic.\n[Topic]: "
+    heads = [opening + "Should dogs be allowed in shops?", opening + "Is homework worth it?",
+             "Write a short note about a lighthouse keeper."]
+    rows = distinct_heads(heads)
+    assert rows[0] == "…Should dogs be allowed in shops?" and rows[1] == "…Is homework worth it?"
+    assert rows[2] == heads[2]  # nothing shared: shown whole
+    assert distinct_heads(["Write a poem.", "Write a story."]) == ["Write a poem.", "Write a story."]  # too short
+
+
+def test_r2_plot_names_its_faint_criteria_once_and_keeps_every_reward_bar_in_view():
+    from core.r2.judge import DEFAULT_RUBRIC
+    from studio.views.r2 import r2_figure
+
+    rubric = tuple(DEFAULT_RUBRIC[:5])
+    j = lambda o: {"overall": o, "scores": {c: o for c in rubric}, "judge": "model"}  # noqa: E731
+    evs = [ev.R2Started(RID, item_id="p", query="q", rubric=rubric, settings={"judge": {"low": 1, "high": 10},
+                                                                            "threshold": 9}, writer="m", judge="m"),
+           ev.JudgmentGiven(RID, version=0, judgment=j(5)), ev.JudgmentGiven(RID, version=1, judgment=j(7))]
+    evs.append(ev.RoundFinished(RID, round=1, before=5, after=7, kept=True, reward={"improvement": 2.0, "redundancy": -0.1, "circularity": 0.0,
+                                                       "length": 0.0, "total": 1.9}))
+    fig = r2_figure(evs)
+    shown = [t.name for t in fig.data if t.showlegend is not False and t.type == "scatter"]
+    assert "criteria 1–5 (faint)" in shown and not any(n == "criterion 1" for n in shown)
+    lo, hi = fig.layout.yaxis2.range
+    bars = [y for t in fig.data if t.type == "bar" for y in t.y if y is not None]
+    assert bars and lo < min(bars) and max(bars) < hi

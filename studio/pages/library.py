@@ -241,18 +241,22 @@ def prompt_page(store: Store, search: str = "", category: str | None = None, pag
 
 
 def distinct_heads(heads: list[str], min_words: int = 4) -> list[str]:
-    """The queries' openings as rows that can be told apart: when two or more share an opening of at
-    least `min_words` words (HelloBench's all begin "You should write a well-structured…"), it is
-    shown as "…" and each row starts where they differ."""
-    if len(heads) < 2:
-        return heads
+    """The queries' openings as rows that can be told apart: a row that shares an opening of at least
+    `min_words` words with another row (HelloBench's all begin "You should write a well-structured…")
+    is shown as "…" and starts where it differs from the row most like it."""
     split = [h.split() for h in heads]
-    n = 0
-    while all(len(w) > n + 1 for w in split) and len({w[n] for w in split}) == 1:
-        n += 1
-    if n < min_words:
-        return heads
-    return ["…" + " ".join(w[n:]) for w in split]
+
+    def shared(a: list[str], b: list[str]) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    out = []
+    for i, words in enumerate(split):
+        n = max((shared(words, other) for j, other in enumerate(split) if j != i), default=0)
+        out.append("…" + " ".join(words[n:]) if min_words <= n < len(words) else heads[i])
+    return out
 
 
 def prompt_rows(store: Store, search: str = "", category: str | None = None, page: int = 0) -> list[list]:
@@ -369,7 +373,7 @@ def build(ctx: StudioContext) -> LibraryPage:
                 upload_dir = gr.UploadButton("Import a folder…", size="sm", file_count="directory",
                                              elem_id="library-upload-folder")
             table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
-                                 elem_id="library-table", column_widths=["24%", "12%", "42%", "8%", "6%", "8%"],
+                                 elem_id="library-table", column_widths=["26%", "14%", "38%", "8%", "6%", "8%"],
                                  max_height=470, label="Prompts: click a row to open it")
             page_no = gr.State(0)  # the page of the table on screen (0-based)
             with gr.Row(equal_height=True, elem_id="library-pager"):
