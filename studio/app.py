@@ -98,7 +98,7 @@ def header_html(model: str, person: str | None = None, logged_in: bool = False) 
     """The studio's header: the model's spec, a plain warning when it is the scripted fake, and who is
     using it (`person`: "signed in as NAME" with a Log out link to Gradio's /logout when `logged_in`,
     else "you are NAME (no login)"; nothing when None)."""
-    demo = (' <b class="pal-demo" id="pal-demo" style="color: #b45309; margin-left: 8px;" title="a deterministic fake model (core.models.scripted): '
+    demo = (' <b class="pal-demo" id="pal-demo" style="color: #b45309; margin-left: 8px;" title="a deterministic fake model (the built-in scripted model): '
             'texts and scores are made up, not written by a language model">demo mode: scripted model, '
             'no real language model</b>') if is_scripted_spec(model) else ""
     who = ""

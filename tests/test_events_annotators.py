@@ -27,8 +27,6 @@ def test_reer_human_decisions_record_their_annotator_and_the_search_none(tiny_lm
             controls.pause()
     assert events[-1].kind == "run_paused"
     controls.force(1, annotator="bo")  # named explicitly
-    with acting_as("ada"):  # the studio's handlers: the person the request acts as, read when queued
-        controls.edit(3, "My own plan: end on the letter, not the storm. Hmm, maybe the boat comes back.")
     controls.step(1)
     # the engine reads the commands in another thread, where nobody acts: the name travels with them
     more: list = []
@@ -36,18 +34,20 @@ def test_reer_human_decisions_record_their_annotator_and_the_search_none(tiny_lm
                                                                 SMALL, controls=controls, history=events)))
     t.start()
     t.join()
+    with acting_as("ada"):  # the studio's handlers: the person the request acts as, read when queued
+        controls.edit(3, "My own plan: end on the letter, not the storm. Hmm, maybe the boat comes back.")
     with acting_as("cy"):
         controls.skip()
     controls.step(1)
     more += list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
                              history=events + more))
     decided = [e for e in more if isinstance(e, ev.SegmentDecided)]
-    assert [(d.action, d.by, d.annotator) for d in decided] == [("edit", "human", "ada"), ("force", "human", "bo"),
+    assert [(d.action, d.by, d.annotator) for d in decided] == [("force", "human", "bo"), ("edit", "human", "ada"),
                                                                  ("skip", "human", "cy")]
     first = [e for e in events if isinstance(e, ev.SegmentDecided)]
     assert all(d.by == "search" and d.annotator is None for d in first)
     # stored and read back: the field survives the JSON round trip
-    assert [ev.from_dict(d.to_dict()).annotator for d in decided] == ["ada", "bo", "cy"]
+    assert [ev.from_dict(d.to_dict()).annotator for d in decided] == ["bo", "ada", "cy"]
 
 
 def test_old_events_without_an_annotator_still_load():

@@ -140,11 +140,13 @@ def test_human_force_skip_edit_and_stop(tiny_lm):
             controls.pause()  # held before the decision
     assert events[-1].kind == "run_paused"
     controls.force(1)
-    controls.edit(3, "My own plan: end on the letter, not the storm. Hmm, maybe the boat comes back.")
-    controls.step(1)  # the edit makes the held step's scores stale: it is redone, then forced
+    controls.step(1)
     more = list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
                             history=events))
     assert more[-1].kind == "run_paused"
+    # an edit, then a skip of the next segment (an edit uses up no step); a force after an edit that made
+    # the held candidates stale is refused (tests/test_steering_race.py)
+    controls.edit(3, "My own plan: end on the letter, not the storm. Hmm, maybe the boat comes back.")
     controls.skip()
     controls.step(1)
     more += list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
@@ -153,9 +155,9 @@ def test_human_force_skip_edit_and_stop(tiny_lm):
     more += list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls,
                              history=events + more))
     decided = [e for e in more if isinstance(e, ev.SegmentDecided)]
-    assert [d.action for d in decided] == ["edit", "force", "skip"] and all(d.by == "human" for d in decided)
-    assert decided[1].chosen == 1 and decided[1].segments[3].startswith("My own plan")
-    edit = decided[0]
+    assert [d.action for d in decided] == ["force", "edit", "skip"] and all(d.by == "human" for d in decided)
+    assert decided[0].chosen == 1 and decided[2].segments[3].startswith("My own plan")
+    edit = decided[1]
     assert edit.segments[3].startswith("My own plan")
     exact = score(tiny_lm, S["query"], list(edit.segments), S["reference"], SMALL.scoring())
     assert abs(edit.score["score"] - exact.score) < 1e-6  # rescored at once

@@ -180,8 +180,8 @@ def test_reer_step_pause_edit_and_stop(api_url, store):
     assert edit.by == "human" and edit.segment == 1 and edit.score["ppl"] > 0
     assert "&lt;b&gt;end&lt;/b&gt;" in view[2] and "<b>end</b>" not in view[2]
     # an edit of a segment that does not exist is refused with the reason
-    st = api.predict(99, "text", api_name="/reer_edit")
-    assert "Segment 99 does not exist" in st
+    *_, note = api.predict(99, "text", api_name="/reer_edit")  # the answer stays under the edit box
+    assert "Segment 99 does not exist" in note
     # Stop on a paused run finishes it as stopped
     api.predict(api_name="/reer_stop")
     view = _wait(api, run_id, lambda s: _state(s) == "stopped")

@@ -71,4 +71,4 @@ def feed(store: Store, item_id: int, by: str | None = None) -> int:
                        cfg=JudgeConfig(low=judge["low"], high=judge["high"]),
                        note=f"median of {names} (judging queue {q['name']}, item {item_id})",
                        annotator=who.resolve(by))
-    return submit_judgment(store, run_id, j)
+    return submit_judgment(store, run_id, j, version=int(version))  # refused if the run moved on meanwhile

@@ -52,8 +52,8 @@ class R2Config:
     seed: int = setting(0, min=0, max=2**32 - 1, help="fixes every sample: same seed, same run")
     review_reflections: bool = setting(False, label="Let me edit each reflection before it is used (human modes)",
                                        help="pause after each reflection so a person may edit it before the "
-                                            "revision uses it (the studio's human modes; stored through "
-                                            "core.r2.jobs.submit_reflection)")
+                                            "revision uses it (the studio's human modes; the person's text "
+                                            "is stored as the writer's reflection)")
     judge: JudgeConfig = setting(default_factory=JudgeConfig, help="the judge's scale and budgets")
     reward: RewardConfig = setting(default_factory=RewardConfig, help="process reward weights")
 

@@ -80,15 +80,26 @@ def pending_request(store: Store, run_id: str) -> ev.JudgmentRequested | None:
     return R2State.from_events(store.events(run_id)).pending_request()
 
 
-def submit_judgment(store: Store, run_id: str, judgment: Judgment | dict) -> int:
+def submit_judgment(store: Store, run_id: str, judgment: Judgment | dict, version: int | None = None) -> int:
     """Store a judgment (a person's, an override, or the accepted proposal) for the run's open
-    request; returns the event's seq. Raises NoPendingJudgment or BadJudgment naming the fix."""
+    request; returns the event's seq. `version`: the version the person judged (what they were
+    shown); refused with NoPendingJudgment when another version waits, never applied to it (the
+    check and the append share one write transaction). Raises NoPendingJudgment or BadJudgment
+    naming the fix."""
+    with store.transaction():
+        return _submit_judgment(store, run_id, judgment, version)
+
+
+def _submit_judgment(store: Store, run_id: str, judgment: Judgment | dict, version: int | None) -> int:
     j = judgment if isinstance(judgment, Judgment) else Judgment.from_dict(judgment)
     state = R2State.from_events(store.events(run_id))
     req = state.pending_request()
     if req is None:
         raise NoPendingJudgment(f"run {run_id!r} is not waiting for a judgment; run it (r2_job) until it "
                                 "emits judgment_requested")
+    if version is not None and req.version != version:
+        raise NoPendingJudgment(f"run {run_id[:8]}: your judgment is of version {version}, which no longer waits "
+                                f"(version {req.version} does now); nothing was stored: judge the text now shown")
     unknown = [c for c in j.scores if c not in state.started.rubric]
     if unknown:
         raise BadJudgment(f"judgment.scores: {unknown[0][:60]!r} is not a criterion of run {run_id!r}'s rubric")
@@ -114,12 +125,13 @@ def submit_reflection(store: Store, run_id: str, text: str) -> int:
                                            by="human", annotator=Controls.person()))
 
 
-def accept_proposed(store: Store, run_id: str) -> int:
-    """Let the model's proposed judgment stand for the open request (it stays judge "model")."""
+def accept_proposed(store: Store, run_id: str, version: int | None = None) -> int:
+    """Let the model's proposed judgment stand for the open request (it stays judge "model");
+    `version`: the one the person saw (refused when another waits)."""
     req = pending_request(store, run_id)
     if req is None or req.proposed is None:
         raise NoPendingJudgment(f"run {run_id!r} has no model proposal waiting; give a human judgment instead")
-    return submit_judgment(store, run_id, Judgment.from_dict(req.proposed))
+    return submit_judgment(store, run_id, Judgment.from_dict(req.proposed), req.version if version is None else version)
 
 
 # ---- many items (the CLI) ---------------------------------------------------------------------

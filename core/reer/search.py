@@ -7,7 +7,13 @@ threshold, or when steps or segments run out. Every step is an event (`core.even
 
 Steering (`Controls`, on core.runs.controls.ControlsBase): between events a caller can pause,
 step one expansion, replace a segment with its own text (rescored at once), force a candidate,
-skip a segment, or stop. A pause ends the generator with `RunPaused`; calling `reer_search`
+skip a segment, or stop. A person's force, edit or skip names what they saw (core.runs.controls.Shown:
+run, step, segment, candidate, which writing of the candidates, a hash of the text); the search
+refuses one whose object is no longer the one waiting, with a non-fatal `RunError` in words
+(where "force", "skip" or "edit") and, for a force or a skip, a pause, so nothing is decided for
+the person on what they did not see. An edit while candidates wait makes them stale (they were
+scored against the old text): they are never decided on, and Run or Step writes the step's
+candidates again (a second "attempt"). A pause ends the generator with `RunPaused`; calling `reer_search`
 again with the run's history (from the store) continues where it left off, as does resuming
 after a crash: the state is rebuilt from the events (`core.reer.state`), a half-done step is
 redone with the same seed (core.runs.seeds.step_seed), and a step whose candidates were all
@@ -43,7 +49,7 @@ from core.prompts import render, template
 from core.quality import check, leftovers, single_segment, too_short
 from core.reer.config import ReerConfig
 from core.reer.state import ReerState, record_from_events
-from core.runs.controls import ControlsBase
+from core.runs.controls import ControlsBase, Shown, text_hash
 from core.runs.engine import consume
 from core.runs.progress import ProgressMeter
 from core.runs.seeds import step_seed
@@ -60,6 +66,7 @@ class Controls(ControlsBase):
         super().__init__()
         self._pause = False
         self._steps_left: int | None = None  # None: run freely; n: pause after n more expansions
+        self._editing: int | None = None  # the segment of an edit asked and not yet scored
 
     def pause(self) -> None:
         """Pause before the next expansion (or before the decision of the step under way)."""
@@ -75,22 +82,40 @@ class Controls(ControlsBase):
         with self._lock:
             self._pause, self._steps_left = False, n
 
-    def edit(self, segment: int, text: str, annotator: str | None = None) -> None:
+    def edit(self, segment: int, text: str, annotator: str | None = None, shown: Shown | None = None) -> None:
         """Replace a segment with a person's text; it is rescored at once. `annotator`: who (default:
-        core.judging.annotator's current person, read now, in the caller's thread)."""
-        self._queue("edit", segment, text, self.person(annotator))
+        core.judging.annotator's current person, read now, in the caller's thread). `shown`: the
+        segment as the person saw it (its text_hash); the edit is refused if the segment changed since."""
+        with self._lock:
+            self._editing = segment
+        self._queue("edit", segment, text, shown, self.person(annotator))
 
-    def force(self, candidate: int, annotator: str | None = None) -> None:
-        """Accept this candidate of the step awaiting its decision, whatever its score."""
-        self._queue("force", candidate, self.person(annotator))
+    def editing(self) -> int | None:
+        """The segment of an edit asked and not yet scored (None: none), so a page marks the
+        candidates it makes stale at once."""
+        with self._lock:
+            return self._editing
 
-    def skip(self, annotator: str | None = None) -> None:
-        """Leave the current (or next) segment as it is and move on."""
-        self._queue("skip", self.person(annotator))
+    def force(self, candidate: int, annotator: str | None = None, shown: Shown | None = None) -> None:
+        """Accept this candidate of the step awaiting its decision, whatever its score. `shown`: the
+        candidate as the person saw it; refused (never applied to another) unless it still waits.
+        None: whichever candidate of that number waits when the force is taken (scripts only)."""
+        self._queue("force", candidate, shown, self.person(annotator))
+
+    def skip(self, annotator: str | None = None, shown: Shown | None = None) -> None:
+        """Leave the current (or next) segment as it is and move on. `shown`: the step and segment the
+        person saw; refused if the run has moved to another."""
+        self._queue("skip", shown, self.person(annotator))
 
     def pause_asked(self) -> bool:
         with self._lock:
             return self._pause
+
+    def edits_done(self) -> None:
+        """The search has scored (or refused) every edit queued: none is being scored now."""
+        with self._lock:
+            if not any(c[0] == "edit" for c in self._commands):
+                self._editing = None
 
     # ---- read by the search ----
     def should_pause(self) -> bool:
@@ -125,6 +150,41 @@ def parse_rewrite(raw: str, prefix: str, stopped: bool) -> tuple[str | None, str
     if len(body) < 20:
         return None, "the rewrite is empty or too short"
     return body, None
+
+
+def force_refused(shown: Shown | None, state: ReerState, run_id: str, step: int, segment: int, candidate: int,
+                  pending: dict | None) -> str | None:
+    """Why a force of `candidate` must be refused, in words for the page; None: apply it. `pending`:
+    the step's waiting candidates {index: (text, score)} (None: none wait)."""
+    head = f"Accept candidate #{candidate + 1} refused, nothing was decided: "
+    if shown is not None and shown.run_id != run_id:
+        return head + f"it was for run {shown.run_id[:8]}, not run {run_id[:8]}."
+    if not pending:
+        return head + ("the candidates you saw no longer wait (an edit made them stale, or their step was "
+                       "decided). Look at the page again: Run or Step writes new candidates.")
+    attempt = state.attempt(step)
+    if shown is not None and (shown.step, shown.segment, shown.attempt) != (step, segment, attempt):
+        again = " (written again after an edit)" if attempt > 1 else ""
+        return head + (f"you saw the candidates of step {shown.step}, segment {shown.segment + 1}; the ones waiting "
+                       f"now are step {step}'s, segment {segment + 1}{again}. Look at them and decide again.")
+    if candidate not in pending:
+        have = ", ".join(f"#{k + 1}" for k in sorted(pending))
+        return head + f"the waiting candidates are {have}."
+    if shown is not None and (shown.index != candidate
+                              or (shown.text_hash and shown.text_hash != text_hash(pending[candidate][0]))):
+        return head + f"candidate #{candidate + 1} waiting now is not the text you saw. Look at it and decide again."
+    return None
+
+
+def skip_refused(shown: Shown | None, state: ReerState, run_id: str, step: int, segment: int) -> str | None:
+    """Why a skip must be refused (the run moved past the segment the person saw); None: apply it."""
+    if shown is None:
+        return None
+    if (shown.run_id, shown.step, shown.segment) != (run_id, step, segment) or (
+            shown.text_hash and shown.text_hash != text_hash(state.segments[segment])):
+        return (f"Skip refused, nothing was decided: you saw step {shown.step}, segment {shown.segment + 1}; the run "
+                f"is now at step {step}, segment {segment + 1}. Look at the page and decide again.")
+    return None
 
 
 def draft_config(cfg: ReerConfig) -> GenerationConfig:
@@ -243,16 +303,30 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
         if controls.should_pause():
             yield ev.RunPaused(run_id, by="human")
             return
-        yield from _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter)
+        if (yield from _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter)):
+            return  # paused inside the step (candidates held for a person, or a command refused)
         controls.expanded()
 
 
+def _refuse(run_id: str, where: str, why: str) -> Iterator[ev.Event]:
+    """A person's command refused: the reason (shown on the page), then a pause so they look again."""
+    yield ev.RunError(run_id, message=why, where=where, fatal=False)
+    yield ev.RunPaused(run_id, by="human")
+
+
 def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
+    """One expansion step; returns True when the run paused inside it (nothing decided)."""
     step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
     if cmd := controls.take(("skip",)):
+        if why := skip_refused(cmd[1], state, run_id, step, i):
+            yield from _refuse(run_id, "skip", why)
+            return True
         yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score, cmd[-1])
-        return
+        return False
     pending = state.pending_step(step, i, cfg.candidates)
+    if pending is None and (cmd := controls.take(("force",))):  # nothing waits: what it names is gone
+        yield from _refuse(run_id, "force", force_refused(cmd[2], state, run_id, step, i, cmd[1], None))
+        return True
     if pending is None:  # nothing usable recorded for this step: (re)generate it
         event = ev.SegmentStarted(run_id, step=step, segment=i, text=state.segments[i])
         state.apply(event)
@@ -286,29 +360,50 @@ def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
     cmd = controls.take(("force", "skip"))
     if cmd is None and controls.should_pause() and pending:
         yield ev.RunPaused(run_id, by="human")  # held before the decision: a person may force one
-        return
+        return True
     if cmd and cmd[0] == "skip":
+        if why := skip_refused(cmd[1], state, run_id, step, i):
+            yield from _refuse(run_id, "skip", why)
+            return True
         yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score, cmd[-1])
-        return
-    if cmd and cmd[0] == "force" and cmd[1] in pending:
+        return False
+    if cmd and cmd[0] == "force":
+        if why := force_refused(cmd[2], state, run_id, step, i, cmd[1], pending):
+            yield from _refuse(run_id, "force", why)
+            return True
         text, s = pending[cmd[1]]
         yield _decide(state, run_id, step, i, "force", "human", cmd[1], text, s, cmd[-1])
-        return
+        return False
     best = min(pending, key=lambda k: (pending[k][1]["score"], k), default=None)
     if best is not None and pending[best][1]["score"] < state.score["score"]:
         text, s = pending[best]
         yield _decide(state, run_id, step, i, "accept", "search", best, text, s)
     else:
         yield _decide(state, run_id, step, i, "keep", "search", None, state.segments[i], state.score)
+    return False
 
 
 def _human_edits(lm, run_id, query, answer, scfg, controls, state):
+    try:
+        yield from _take_edits(lm, run_id, query, answer, scfg, controls, state)
+    finally:
+        controls.edits_done()
+
+
+def _take_edits(lm, run_id, query, answer, scfg, controls, state):
     while (cmd := controls.take(("edit",))) is not None:
-        _, i, text, who = cmd
+        _, i, text, shown, who = cmd
         text = re.sub(r"\n\s*\n+", "\n", (text or "").strip())
         if not (0 <= i < len(state.segments)) or not text:
             yield ev.RunError(run_id, message=f"edit of segment {i + 1}: give a segment number between 1 and "
                               f"{len(state.segments)} and some text", where="edit", fatal=False)
+            continue
+        if shown is not None and (shown.run_id != run_id or shown.segment != i or (
+                shown.text_hash and shown.text_hash != text_hash(state.segments[i]))):
+            yield ev.RunError(run_id, message=f"Your edit of segment {i + 1} was refused, nothing was changed: the "
+                              "segment is not the text you saw (the search changed it since). Your text is still "
+                              "in the box: look at the segment and press Rescore my edit again.",
+                              where="edit", fatal=False)
             continue
         segs = list(state.segments)
         segs[i] = text

@@ -2,7 +2,8 @@
 
 `ReerState.apply(event)` folds one event in; `ReerState.from_events(history)` replays a run
 (core.runs.engine.Replayed). A step counts as done once its `SegmentDecided` arrives (a person's
-edit does not use up a step). `record_from_events` turns a run's events into the JSON line
+edit does not use up a step, but makes the step's waiting candidates stale: `waiting` then has none
+until the step's candidates are written again). `record_from_events` turns a run's events into the JSON line
 `palimpsest reer run` writes; `trajectory_fields` picks a record's trajectory row. Pure functions
 of the events: the store, the CLI and the studio all share them. R2's state module is its mirror.
 """
@@ -52,10 +53,26 @@ class ReerState(Replayed):
             elif isinstance(e, ev.CandidateScored) and began and e.index >= 0:
                 scored[e.index] = e.score
             elif isinstance(e, ev.SegmentDecided) and began:
-                return None  # decided, or an edit since made the recorded scores stale
+                began, gen, scored = False, {}, {}  # decided, or an edit made them stale (written again after it?)
         if not began or len(gen) < k or any(t is not None and i not in scored for i, t in gen.items()):
             return None
         return {i: (gen[i], scored[i]) for i in scored}
+
+    def attempt(self, step: int) -> int:
+        """How many times step `step`'s candidates were started (2 or more: written again after an edit)."""
+        return sum(isinstance(e, ev.SegmentStarted) and e.step == step for e in self.events)
+
+    def waiting(self) -> tuple[int, int, int, dict] | None:
+        """(step, segment, attempt, {candidate: (text, score)}) of the candidates awaiting a decision
+        now: the current step's, all written and scored, not decided and not made stale by an edit;
+        None when none wait."""
+        step = self.steps_done + 1
+        started = [e for e in self.events if isinstance(e, ev.SegmentStarted) and e.step == step]
+        if self.finished or not started:
+            return None
+        k = int(((self.run.settings if self.run else None) or {}).get("candidates", 1))
+        pending = self.pending_step(step, started[-1].segment, k)
+        return (step, started[-1].segment, len(started), pending) if pending else None
 
     def active_seconds(self) -> float:
         """Time spent drafting and expanding: sum of draft and per-step durations (pauses excluded)."""

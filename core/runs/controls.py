@@ -16,14 +16,43 @@ Stop are acknowledged at once.
 A person's command carries who asked (`person`: the annotator given, else the one the caller's
 thread acts as, core.judging.annotator), read when it is queued, since the engine's thread runs
 as nobody; the engine records it on the event the command makes.
+
+A person's decision also names WHAT they saw (`Shown`: the run, step, segment, candidate index,
+which writing of the step's candidates, and a hash of the text), so an engine can refuse a
+command whose object is no longer the one waiting (core.reer.search: a force of candidates an
+edit made stale, a skip of a segment the search already left) instead of applying it to another.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Sequence
 
 from core import events as ev
+
+
+def text_hash(text: str | None) -> str:
+    """A short, stable hash of a text a person saw (sha256 of its stripped UTF-8, 16 hex digits)."""
+    return hashlib.sha256((text or "").strip().encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The identity of what a person decided on, as it was shown to them; an engine compares it with
+    what waits now and refuses the command when they differ (it never applies it to something else)."""
+
+    run_id: str  # the run on screen
+    step: int  # the step the decision is for (1-based)
+    segment: int  # the segment (0-based)
+    index: int | None = None  # the candidate forced (0-based); None for an edit or a skip
+    attempt: int = 1  # which writing of the step's candidates (2: written again after an edit made the first stale)
+    text_hash: str = ""  # text_hash of the candidate's text (force) or of the segment's text (edit, skip); "": unchecked
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "step": self.step, "segment": self.segment, "index": self.index,
+                "attempt": self.attempt, "text_hash": self.text_hash}
 
 
 class ControlsBase:

@@ -117,8 +117,11 @@ def cmd_r2_judge(args) -> int:
         req = pending_request(store, args.run)
         if req is None:
             raise CLIError(f"run {args.run} is not waiting for a judgment")
+        if args.version is not None and args.version != req.version:
+            raise CLIError(f"run {args.run} waits for a judgment of version {req.version}, not --version "
+                           f"{args.version}; nothing was stored: read it first (`palimpsest r2 judge --run {args.run}`)")
         if args.accept:
-            accept_proposed(store, args.run)
+            accept_proposed(store, args.run, req.version)
         elif args.overall is not None or args.critique is not None or args.score:
             scores = dict(_pair(p) for p in args.score)
             rubric = store.events(args.run)[0].rubric
@@ -132,7 +135,7 @@ def cmd_r2_judge(args) -> int:
                 raise CLIError("with no model proposal to edit, give both --overall and --critique")
             else:
                 j = human_judgment(rubric, args.overall, args.critique, scores, note=args.note, annotator=person)
-            submit_judgment(store, args.run, j)
+            submit_judgment(store, args.run, j, req.version)
         else:
             print(json.dumps({"run": args.run, "version": req.version, "text": req.text, "proposed": req.proposed},
                              ensure_ascii=False, indent=1))
@@ -204,6 +207,8 @@ def add_r2_parser(sub, default_db: str) -> None:
     rj.add_argument("--critique", default=None, help="what should change")
     rj.add_argument("--score", action="append", default=[], help="a criterion's score as NUMBER=SCORE (repeatable)")
     rj.add_argument("--note", default="", help="why (free text, kept with the judgment)")
+    rj.add_argument("--version", type=int, default=None,
+                    help="the version you judged (shown with the text); refused when another version waits")
     rj.add_argument("--annotator", default=None, metavar="NAME",
                     help="who is judging (default: the OS user); recorded on the judgment")
     rj.set_defaults(func=cmd_r2_judge)

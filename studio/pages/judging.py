@@ -204,13 +204,16 @@ def build(ctx) -> JudgingPage:
                               label=f"{i + 1}. {t.rubric[i]}" if shown else f"criterion {i + 1}")
         return out
 
-    def next_for(q: str, me: str, skip_ids: list[int], said: str = "") -> dict:
+    def next_for(q: str, me: str, skip_ids: list[int], said: str = "", skipping: int | None = None) -> dict:
         if not q:
             raise PageError("Queue: none picked; pick one (or make one under Queues)")
         t = jq.next_task(store, q, me, exclude=skip_ids)
         if t is None and skip_ids:
             t = jq.next_task(store, q, me)  # only skipped ones are left: hand them again
             skip_ids = []
+        if t is not None and skipping is not None and t.item_id == skipping:  # nothing else to hand
+            said = (f"Item #{skipping} is the last task left for you in queue {q}, so it is shown again: "
+                    "judge it, or come back to it later.")
         why = f"Nothing left for {me} in queue {q}: every draft has its {jq.get_queue(store, q)['overlap']} people."
         return {**draw(t, why), skipped: skip_ids, who: view.STYLE + f'<div class="jd-meta">Judging as '
                 f'<b id="judge-me">{html.escape(me)}</b></div>',
@@ -260,7 +263,8 @@ def build(ctx) -> JudgingPage:
             if item_id not in (None, "", 0):
                 jq.release(store, int(item_id), me)
                 ids.append(int(item_id))
-            return {**next_for(q, me, ids, f"Item #{int(item_id)} skipped." if item_id else ""), after: ""}
+            return {**next_for(q, me, ids, f"Item #{int(item_id)} skipped." if item_id else "",
+                               int(item_id) if item_id else None), after: ""}
         except (StoreError, PageError, ValueError) as e:
             return failure(e)
 

@@ -34,6 +34,7 @@ from core.store import BadValue, NotFound, Store, StoreError
 from studio.context import StudioContext
 
 HEADERS = ["id", "category", "query", "answer words", "runs", "best ppl"]
+HEAD_CHARS = 320  # how much of each query the table reads: enough to pass an opening every row shares
 ALL = "all categories"
 PAGE_SIZE = 50  # prompts per page of the table
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,80}$")
@@ -217,11 +218,11 @@ def prompt_page(store: Store, search: str = "", category: str | None = None, pag
     cat = None if not category or category == ALL else category
     search = (search or "").strip() or None
     page = max(int(page or 0), 0)
-    found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=120)
+    found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=HEAD_CHARS)
     pages = max(1, -(-total // size))
     if page >= pages:  # past the end (the list shrank, or a hand-made request): show the last page
         page = pages - 1
-        found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=120)
+        found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=HEAD_CHARS)
     ids = [p["id"] for p in found]
     stats: dict[str, list] = {}
     if ids:
@@ -231,11 +232,31 @@ def prompt_page(store: Store, search: str = "", category: str | None = None, pag
                                 f"({marks}) GROUP BY r.prompt_id", ids):
             stats[r["prompt_id"]] = [r["n"], r["best"]]
     rows = []
-    for p in found:
+    heads = distinct_heads([p["query_head"] for p in found])
+    for p, head in zip(found, heads):
         n, best = stats.get(p["id"], [0, None])
-        rows.append([p["id"], (p.get("category") or "").replace("_", " "), _cut(p["query_head"], 90),
+        rows.append([p["id"], (p.get("category") or "").replace("_", " "), _cut(head, 90),
                      p["reference_words"], n, "" if best is None else f"{best:.2f}"])
     return PromptPage(rows, page, pages, total)
+
+
+def distinct_heads(heads: list[str], min_words: int = 4) -> list[str]:
+    """The queries' openings as rows that can be told apart: a row that shares an opening of at least
+    `min_words` words with another row (HelloBench's all begin "You should write a well-structured…")
+    is shown as "…" and starts where it differs from the row most like it."""
+    split = [h.split() for h in heads]
+
+    def shared(a: list[str], b: list[str]) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    out = []
+    for i, words in enumerate(split):
+        n = max((shared(words, other) for j, other in enumerate(split) if j != i), default=0)
+        out.append("…" + " ".join(words[n:]) if min_words <= n < len(words) else heads[i])
+    return out
 
 
 def prompt_rows(store: Store, search: str = "", category: str | None = None, page: int = 0) -> list[list]:
@@ -352,7 +373,7 @@ def build(ctx: StudioContext) -> LibraryPage:
                 upload_dir = gr.UploadButton("Import a folder…", size="sm", file_count="directory",
                                              elem_id="library-upload-folder")
             table = gr.Dataframe(value=prompt_rows(store), headers=HEADERS, interactive=False, wrap=True,
-                                 elem_id="library-table", column_widths=["14%", "15%", "47%", "9%", "6%", "9%"],
+                                 elem_id="library-table", column_widths=["26%", "14%", "38%", "8%", "6%", "8%"],
                                  max_height=470, label="Prompts: click a row to open it")
             page_no = gr.State(0)  # the page of the table on screen (0-based)
             with gr.Row(equal_height=True, elem_id="library-pager"):

@@ -409,7 +409,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 raise NoPendingJudgment("The form is for another request: it has been refreshed, check it and "
                                         "submit again.")
             j = judgment_from_form(s, req.version, list(scores), ov, crit)
-            runner.judge(run_id, j)
+            shown = int(filled.rsplit(":", 1)[1]) if filled else req.version  # the version the form showed
+            runner.judge(run_id, j, version=shown)  # refused if another version waits by the time it lands
         except (BadJudgment, NoPendingJudgment, R2RunnerError, StoreError, ValueError) as e:
             out = _err(str(e))
             if isinstance(e, NoPendingJudgment):

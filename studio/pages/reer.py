@@ -13,7 +13,12 @@ what a person asked and the engine has not yet reached ("pausing…", "stopping�
 Pause / Stop buttons relabelled and disabled until the run confirms), redrawn on each tick
 when they change (studio.views.progress). A person's edit, forced candidate, skip, accept or
 reject runs as the request's person (studio.users.by_person), so the SegmentDecided event or the
-review act records its annotator.
+review act records its annotator. A force, edit or skip also names what the page showed (a
+session State `on_screen`, drawn with the cards: studio.views.reer.shown_of), and the search refuses
+it, in words on the page, when that is no longer what waits (core.reer.search). An edit while
+candidates wait makes them stale at once (the cards say so; they cannot be accepted). The edit box
+holds only what the person typed or loaded for the run on screen: picking a segment loads its text
+in the browser (no late reply can overwrite typing), and a run or prompt picked clears the box.
 
 Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.JobRunner via ctx),
 or other pages (the app links them through `ReerPage`).
@@ -50,10 +55,15 @@ from studio.runners.reer import RunnerError
 from studio.users import by_person
 from studio.views import heatmap as render
 from studio.views import plots
+from core.reer.search import force_refused
+from core.reer.state import ReerState
 from studio.views.reer import (
-    ReerView,
     candidates_html,
     fold,
+    mark_editing,
+    shown_candidate,
+    shown_of,
+    shown_segment,
     status_html,
     trajectory_html,
 )
@@ -67,6 +77,20 @@ DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_t
 SETTINGS = ("candidates", "max_steps", "threshold", "draft_max_new_tokens", "candidate_max_new_tokens", "seed",
             "reflection_cues")
 POLL_S = 1.0  # how often a page asks the store for news
+# picking a segment number loads its text from the trajectory on screen, in the browser: at once, so
+# no late reply overwrites what the person types next; typing not yet rescored is kept, with a note
+LOAD_SEGMENT_JS = """(n, typed) => {
+  const segs = [...document.querySelectorAll('#reer-trajectory .seg .t')].map(e => e.textContent);
+  const i = Math.round(Number(n)) - 1, t = typed || '', last = window.__reerLoaded || '';
+  if (t.trim() && t !== last && !segs.some(s => s.trim() === t.trim())) {
+    return [t, '<div class="reer-edit-note" data-kept="1">Kept your text in the box: it replaces segment ' + (i + 1) +
+      ' when you press Rescore my edit. To load segment ' + (i + 1) + "'s own text, clear the box and pick it again.</div>"];
+  }
+  const text = i >= 0 && i < segs.length ? segs[i] : '';
+  window.__reerLoaded = text;
+  return [text, text ? '' : '<div class="reer-edit-note">Segment ' + (i + 1) + ' does not exist: the trajectory has ' +
+    segs.length + ' segment(s).</div>'];
+}"""
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,7 @@ def build(ctx: StudioContext) -> ReerPage:
     store, runner = ctx.store, ctx.runner
     run_state = gr.State(None)
     seen = gr.State("")
-    loaded = gr.State("")  # the segment text last put in the edit box: other text there is the person's typing
+    on_screen = gr.State(None)  # what the page shows of the run (studio.views.reer.shown_of): a command names it
     heat_of = gr.State(None)  # the run the heat maps on screen were drawn for (None: none drawn)
 
     with gr.Row(equal_height=True, elem_id="reer-top"):
@@ -153,6 +177,7 @@ def build(ctx: StudioContext) -> ReerPage:
                                    scale=1, min_width=90)
                 edit_text = gr.Textbox(label="Your text for that segment (pause first; it is scored at once)",
                                        lines=3, max_lines=8, elem_id="reer-edit-text", scale=5)
+            edit_note = gr.HTML("", elem_id="reer-edit-note", padding=False)  # what became of the box's text
             edit_btn = gr.Button("Rescore my edit", elem_id="reer-edit-apply", size="sm")
     with gr.Row(equal_height=False, elem_id="reer-heat-row"):
         heat_btn = gr.Button("Heat map: initial vs current", elem_id="reer-heat-btn", size="sm", scale=2)
@@ -179,14 +204,17 @@ def build(ctx: StudioContext) -> ReerPage:
         return runs_live_parts(runner, run_id, pause_point, live, writing, pause_btn, stop_btn)
 
     def show(run_id, metric_value="score") -> dict:
-        """Everything the page draws of a run, from the store."""
+        """Everything the page draws of a run, from the store (and `on_screen`: what it shows, by identity)."""
         if not run_id:
             return {status: status_html(None, None, False), plot: plots.empty_figure(), traj: trajectory_html(None),
-                    cands: candidates_html(None), review: "", live: "", writing: ""}
+                    cands: candidates_html(None), review: "", live: "", writing: "", on_screen: None}
         try:
             run, evs, v = _view(run_id)
         except NotFound:
-            return {status: status_html(None, None, False)}
+            return {status: status_html(None, None, False), on_screen: None}
+        editing = runner.editing(run_id)
+        if editing is not None:  # an edit asked and not yet scored: the waiting candidates are stale already
+            mark_editing(v, editing)
         _, parts = live_parts(run_id)
         return {
             live: parts[live], writing: parts[writing],
@@ -194,6 +222,7 @@ def build(ctx: StudioContext) -> ReerPage:
             or status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or ""),
             plot: plots.reer_figure(evs, metric_value) if evs else plots.empty_figure("Writing the initial draft…"),
             traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
+            on_screen: shown_of(run_id, v),
         }
 
     def heat_cleared(run_id) -> dict:
@@ -219,9 +248,13 @@ def build(ctx: StudioContext) -> ReerPage:
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest run; with none, reattach to the newest live REER run."""
         menu, run_id, run_menu = attach_view(store, "reer", prompt_id, ("running", "paused"), prompt_choices(store))
-        return {prompt: menu, run_state: run_id, seen: "", runs: run_menu}
+        return {prompt: menu, run_state: run_id, seen: "", runs: run_menu, **box_cleared()}
 
-    attach_outputs = [prompt, run_state, seen, runs]
+    def box_cleared(note: str = "") -> dict:
+        """The edit box emptied: another run is on screen, and typing for one run never edits another."""
+        return {edit_text: "", edit_note: note}
+
+    attach_outputs = [prompt, run_state, seen, runs, edit_text, edit_note]
 
     # ---- commands ----------------------------------------------------------------------------
     def _cfg(*values) -> ReerConfig:
@@ -254,13 +287,22 @@ def build(ctx: StudioContext) -> ReerPage:
             return {**_err(text), check: error_block(text)}
         except (ValueError, RunnerError, StoreError, LMError) as e:  # LMError: a model the app does not allow
             return _err(str(e))
-        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id)}
+        out = {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id)}
+        if new_id != run_id:  # another run on screen: the box's text was for the one before
+            out.update(box_cleared())
+        return out
 
     def do_run(prompt_id, run_id, model_spec, *settings):
         return start(prompt_id, run_id, None, model_spec, *settings)
 
     def do_step(prompt_id, run_id, model_spec, *settings):
         return start(prompt_id, run_id, 1, model_spec, *settings)
+
+    def _cleared_note(box: str | None) -> str:
+        if not (box or "").strip():
+            return ""
+        return ('<div class="reer-edit-note" data-cleared="1">The edit box was emptied: its text was for the run '
+                "shown before, never for this one.</div>")
 
     def acknowledged(run_id) -> dict:
         """The page right after a Pause or Stop: the acknowledgement and the relabelled buttons, at once."""
@@ -280,70 +322,75 @@ def build(ctx: StudioContext) -> ReerPage:
             return _err(str(e))
         return acknowledged(run_id)
 
-    def pick_prompt(prompt_id):
+    def pick_prompt(prompt_id, box=""):
         rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
         run_id = rs[0]["id"] if rs else None
-        return {run_state: run_id, seen: "", runs: runs_menu(prompt_id, run_id)}
+        return {run_state: run_id, seen: "", runs: runs_menu(prompt_id, run_id), **box_cleared(_cleared_note(box))}
 
-    def pick_run(run_id):
-        return {run_state: run_id, seen: ""}
+    def pick_run(run_id, box=""):
+        return {run_state: run_id, seen: "", **box_cleared(_cleared_note(box))}
 
-    def load_segment(run_id, n, typed="", last_loaded=""):
-        """Put segment `n`'s text in the edit box, unless the box holds typing not yet rescored (text that
-        is neither empty, nor what was last loaded, nor already a segment of the run): that is kept, and
-        the person told how to load the segment instead."""
-        v: ReerView | None = fold(store.events(run_id)) if run_id else None
-        segments = v.segments if v else []
-        typed = typed or ""
-        if typed.strip() and typed != (last_loaded or "") and typed.strip() not in {s.strip() for s in segments}:
-            gr.Info(f"Kept your text in the box: it will replace segment {n} when you press Rescore my edit. "
-                    f"To load segment {n}'s own text instead, clear the box and pick the segment again.")
-            return {edit_text: gr.skip(), loaded: last_loaded}
-        i = int(n or 1) - 1
-        text = segments[i] if 0 <= i < len(segments) else ""
-        return {edit_text: text, loaded: text}
+    def _note_err(message: str) -> dict:
+        """A refusal of the edit box's text: a toast, and a line under the box that stays (the status redraws)."""
+        gr.Warning(message)
+        return {edit_note: f'<div class="reer-edit-note reer-error" role="alert">{html.escape(message)}</div>'}
 
-    def do_edit(run_id, n, text):
+    def do_edit(run_id, n, text, shown=None):
         if not run_id:
-            return _err("No run on screen: start one, pause it, then edit a segment.")
+            return _note_err("No run on screen: start one, pause it, then edit a segment.")
         if not (text or "").strip():
-            return _err("Your segment text is empty: write the replacement first.")
+            return _note_err("Your segment text is empty: write the replacement first.")
         v = fold(store.events(run_id))
         i = int(n or 0) - 1
         if not (0 <= i < len(v.segments)):
-            return _err(f"Segment {n} does not exist: the trajectory has {len(v.segments)} segment(s).")
+            return _note_err(f"Segment {n} does not exist: the trajectory has {len(v.segments)} segment(s).")
         if text.strip() == v.segments[i].strip():  # nothing changed: recording it would be a false human decision
-            return _err(f"Your text is the same as segment {n}'s; change it, or use Accept / Skip for the "
-                        "candidates instead.")
+            return _note_err(f"Your text is the same as segment {n}'s; change it, or use Accept / Skip for the "
+                             "candidates instead.")
+        ref = shown_segment(shown, i) if shown and shown.get("run") == run_id else None
+        if ref is not None and ref.text_hash != shown_of(run_id, v)["segments"][i]:
+            return _note_err(f"Segment {n} changed since it was shown to you (the search rewrote it): your text "
+                             "is still in the box; look at the segment and press Rescore my edit again.")
         try:
-            runner.edit(run_id, i, text)
+            runner.edit(run_id, i, text, shown=ref)
         except (RunnerError, StoreError) as e:
-            return _err(str(e))
-        return {seen: ""}
+            return _note_err(str(e))
+        mark_editing(v, i)  # the waiting candidates are stale from now on: shown so at once
+        stale = " The candidates that waited are stale now: they cannot be accepted." if v.stale_by is not None else ""
+        return {seen: "", cands: candidates_html(v), on_screen: shown_of(run_id, v),
+                edit_note: f'<div class="reer-edit-note" data-sent="1">Scoring your text for segment {n}…{stale}</div>'}
 
-    def do_force(run_id, n):
+    def do_force(run_id, n, shown=None):
         if not run_id:
             return _err("No run on screen: start one, then Pause while it writes candidates.")
-        v = fold(store.events(run_id))
-        waiting = [c for c in v.cards if c["state"] == "pending" and c["score"] is not None]
-        if v.working is None or not waiting:
+        if not shown or shown.get("run") != run_id or not shown["cands"]:
             return _err("No candidates await a decision: press Pause while a step is writing candidates; "
                         "the step then holds its scored candidates for you.")
         k = int(n or 0) - 1
-        if k not in [c["index"] for c in waiting]:
-            have = ", ".join(str(c["index"] + 1) for c in waiting)
+        if k not in shown["cands"]:
+            have = ", ".join(str(i + 1) for i in sorted(shown["cands"]))
             return _err(f"Candidate {n} cannot be accepted: the scored candidates of this step are {have}.")
+        ref = shown_candidate(shown, k)
+        st = ReerState.from_events(store.events(run_id))  # checked here at once; the search checks again
+        waiting = st.waiting()
+        step, seg, _, pending = waiting or (ref.step, ref.segment, 0, None)
+        if why := force_refused(ref, st, run_id, step, seg, k, pending):
+            return {**_err(why), on_screen: None}
         try:
-            runner.force(run_id, k)
+            runner.force(run_id, k, shown=ref)
         except (RunnerError, StoreError) as e:
             return _err(str(e))
         return {seen: ""}
 
-    def do_skip(run_id):
+    def do_skip(run_id, shown=None):
         if not run_id:
             return _err("No run on screen: start one first.")
+        ref = None
+        if shown and shown.get("run") == run_id:
+            step, seg = shown["next"]
+            ref = shown_segment(shown, seg, step)
         try:
-            runner.skip(run_id)
+            runner.skip(run_id, shown=ref)
         except (RunnerError, StoreError) as e:
             return _err(str(e))
         return {seen: ""}
@@ -379,7 +426,8 @@ def build(ctx: StudioContext) -> ReerPage:
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues]
     shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
-    cmd_out = [run_state, seen, runs, *shown[:5], live, writing, check]  # check last: scripts read it there
+    # scripts read status.. from the front and live, writing, check from the end (on_screen is a State: not returned)
+    cmd_out = [run_state, seen, runs, *shown[:5], edit_text, edit_note, live, writing, on_screen, check]
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)
@@ -387,15 +435,18 @@ def build(ctx: StudioContext) -> ReerPage:
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="reer_check", **quick)
     pause_btn.click(do_pause, run_state, ack_out, api_name="reer_pause", **quick)
     stop_btn.click(do_stop, run_state, ack_out, api_name="reer_stop", **quick)
-    prompt.input(pick_prompt, prompt, [run_state, seen, runs], api_visibility="private", **quick)
-    runs.input(pick_run, runs, [run_state, seen], api_visibility="private", **quick)
+    prompt.input(pick_prompt, [prompt, edit_text], [run_state, seen, runs, edit_text, edit_note],
+                 api_visibility="private", **quick)
+    runs.input(pick_run, [runs, edit_text], [run_state, seen, edit_text, edit_note], api_visibility="private", **quick)
     metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
-    # only a person's change of the number loads a segment (.input, not .change), and never over typing
-    seg_no.input(load_segment, [run_state, seg_no, edit_text, loaded], [edit_text, loaded],
-                 api_name="reer_load_segment", api_visibility="private", **quick)
-    edit_btn.click(by_person(do_edit), [run_state, seg_no, edit_text], [status, seen], api_name="reer_edit", **quick)
-    force_btn.click(by_person(do_force), [run_state, force_no], [status, seen], api_name="reer_force", **quick)
-    skip_btn.click(by_person(do_skip), run_state, [status, seen], api_name="reer_skip", **quick)
+    # only a person's change of the number loads a segment (.input, not .change), in the browser, never over typing
+    seg_no.input(None, [seg_no, edit_text], [edit_text, edit_note], js=LOAD_SEGMENT_JS, api_visibility="private",
+                 **quick)
+    edit_btn.click(by_person(do_edit), [run_state, seg_no, edit_text, on_screen],
+                   [status, seen, cands, on_screen, edit_note], api_name="reer_edit", **quick)
+    force_btn.click(by_person(do_force), [run_state, force_no, on_screen], [status, seen, on_screen],
+                    api_name="reer_force", **quick)
+    skip_btn.click(by_person(do_skip), [run_state, on_screen], [status, seen], api_name="reer_skip", **quick)
     heat_btn.click(do_heat, run_state, [heat_a, heat_b, heat_of], api_name="reer_heatmap", concurrency_limit=2)
     accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
                      api_name="reer_accept", **quick)
@@ -404,20 +455,20 @@ def build(ctx: StudioContext) -> ReerPage:
     # the tick also empties heat maps drawn for another run than the one now on screen (a run picked,
     # started, or attached from another page): never one run's numbers under another
     timer.tick(tick, [run_state, seen, metric, heat_of, live_seen],
-               [*shown, seen, runs, heat_a, heat_b, heat_of, pause_btn, stop_btn, live_seen],
+               [*shown, seen, runs, heat_a, heat_b, heat_of, pause_btn, stop_btn, live_seen, on_screen],
                api_name="reer_tick", api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
 
-    def show_stored(run_id, metric_value="score") -> dict:
+    def show_stored(run_id, metric_value="score") -> dict:  # also what the session saw (on_screen)
         out = show(run_id, metric_value)
-        return {k: out[k] for k in shown[:5] if k in out}
+        return {k: out[k] for k in (*shown[:5], on_screen) if k in out}
 
     def show_live(run_id) -> dict:  # the live parts alone: the progress line and the writing box
         parts = live_parts(run_id)[1] if run_id else {live: "", writing: ""}
         return {live: parts[live], writing: parts[writing]}
 
-    run_id_box.submit(show_stored, [run_id_box, metric], shown[:5], api_name="reer_show", **quick)
+    run_id_box.submit(show_stored, [run_id_box, metric], [*shown[:5], on_screen], api_name="reer_show", **quick)
     live_box = gr.Textbox(visible=False)
     live_box.submit(show_live, live_box, [live, writing], api_name="reer_progress", **quick)
     return ReerPage(prompt=prompt, run_state=run_state, seen=seen, runs=runs, status=status, attach=attach,

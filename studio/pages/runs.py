@@ -12,6 +12,7 @@ import html
 
 import gradio as gr
 
+from core.data import curation
 from core.store import NotFound, Store
 from studio.views.r2 import REASONS as R2_REASONS
 from studio.views.reer import REASONS as REER_REASONS
@@ -132,13 +133,15 @@ def menus(store: Store, kind: str, choices: list) -> tuple[gr.Dropdown, gr.Dropd
 
 
 def set_review(store: Store, run_id: str | None, verdict: str) -> str | None:
-    """Accept or reject the trajectory of the run on screen; the reason when it cannot be done yet."""
+    """Accept or reject the trajectory of the run on screen through core.data.curation (as Review and
+    focus mode do), so the review log records the act and its person (the caller's, studio.users.by_person);
+    the reason when it cannot be done yet."""
     if not run_id:
         return "No run on screen."
     t = store.trajectory_for_run(run_id)
     if t is None:
         return "The run has not finished: let it finish or Stop it, then accept or reject its trajectory."
-    store.set_status(t["id"], verdict)
+    {"accepted": curation.accept, "rejected": curation.reject}[verdict](store, t["id"])
     return None
 
 

@@ -77,13 +77,14 @@ class R2Runner(EngineRunner):
                 return
             self._again(self._stored(run_id, "start a new run instead"), "run", judge=judge)
 
-    def judge(self, run_id: str, judgment: Judgment) -> int:
+    def judge(self, run_id: str, judgment: Judgment, version: int | None = None) -> int:
         """Store a person's judgment (or the accepted proposal) for the run's open request, then
-        continue the run; returns the event's seq. Raises core.r2.jobs.NoPendingJudgment or
-        core.r2.judge.BadJudgment with a message naming the fix."""
+        continue the run; returns the event's seq. `version`: the version the person judged (refused
+        when another waits). Raises core.r2.jobs.NoPendingJudgment or core.r2.judge.BadJudgment with
+        a message naming the fix."""
         if self.is_driving(run_id):
             raise R2RunnerError(f"run {run_id[:8]} is still writing; wait until it asks for a judgment")
-        seq = submit_judgment(self.store, run_id, judgment)
+        seq = submit_judgment(self.store, run_id, judgment, version)
         self.resume(run_id)
         return seq
 

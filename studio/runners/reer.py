@@ -23,6 +23,7 @@ from core.models.shelf import ModelChoice
 from core.reer.config import ReerConfig
 from core.reer.jobs import reer_job
 from core.reer.search import Controls
+from core.runs.controls import Shown
 from core.store import Store
 from studio.runners.base import EngineRunner
 from studio.runners.threads import RunSlots
@@ -61,18 +62,21 @@ class JobRunner(EngineRunner):
             run = self._stored(run_id, "start a new run instead")
             self._again(run, "run", lambda c: steps is not None and c.step(steps))
 
-    def edit(self, run_id: str, segment: int, text: str) -> None:
+    def edit(self, run_id: str, segment: int, text: str, shown: Shown | None = None) -> None:
         """Replace segment `segment` (0-based) by a person's text; the search rescores it at once.
-        On a paused run the edit is applied by a short thread that pauses again."""
-        self._person(run_id, "edit", "edits apply", lambda c: c.edit(segment, text), lambda c: c.pause())
+        On a paused run the edit is applied by a short thread that pauses again. `shown`: the segment
+        as the person saw it (refused if it changed since; core.reer.search)."""
+        self._person(run_id, "edit", "edits apply", lambda c: c.edit(segment, text, shown=shown), lambda c: c.pause())
 
-    def force(self, run_id: str, candidate: int) -> None:
-        """Accept candidate `candidate` (0-based) of the step awaiting its decision, whatever its score."""
-        self._person(run_id, "force", "force applies", lambda c: c.force(candidate), lambda c: c.step(1))
+    def force(self, run_id: str, candidate: int, shown: Shown | None = None) -> None:
+        """Accept candidate `candidate` (0-based) of the step awaiting its decision, whatever its score.
+        `shown`: the candidate as the person saw it; the search refuses the force unless it still waits."""
+        self._person(run_id, "force", "force applies", lambda c: c.force(candidate, shown=shown), lambda c: c.step(1))
 
-    def skip(self, run_id: str) -> None:
-        """Keep the segment under work (or the next one) as it is and move on."""
-        self._person(run_id, "skip", "skip applies", lambda c: c.skip(), lambda c: c.step(1))
+    def skip(self, run_id: str, shown: Shown | None = None) -> None:
+        """Keep the segment under work (or the next one) as it is and move on; `shown`: the step and
+        segment the person saw (refused if the run moved on)."""
+        self._person(run_id, "skip", "skip applies", lambda c: c.skip(shown=shown), lambda c: c.step(1))
 
     def _person(self, run_id: str, what: str, applies: str, queue: Callable[[Controls], None],
                 then: Callable[[Controls], None]) -> None:
@@ -85,6 +89,11 @@ class JobRunner(EngineRunner):
                 return
             run = self._stored(run_id, f"{applies} to a running or paused run", ("paused",))
             self._again(run, what, lambda c: (queue(c), then(c)))
+
+    def editing(self, run_id: str) -> int | None:
+        """The segment of a person's edit asked here and not yet scored (None: none)."""
+        act = self._live(run_id)
+        return act.controls.editing() if act is not None else None
 
     # ---- inside ----------------------------------------------------------------------------------
     def lm_for(self, spec: str | None) -> LM:

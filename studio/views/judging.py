@@ -116,6 +116,10 @@ def agreement_html(rep: dict, counts: dict[str, int]) -> str:
     out = table_html(["criterion", "Krippendorff's alpha (ordinal)", "exact", "within ±1", "items"], rows,
                      f"Queue {rep['queue']}: {len(rep['annotators'])} annotator(s), {rep['items']} judged item(s)",
                      num=(1, 2, 3, 4))
+    out += ('<div class="jd-meta" id="agreement-explained">“exact”: the share of pairs of people who gave the '
+            "same score; “within ±1”: who differed by one point or less. The overall score is the mean of a "
+            "person's criterion scores when they give none (the Judge form), so it is seldom a whole number: "
+            "exact agreement on it can be 0.00 while within ±1 is 1.00 — read within ±1 and alpha there.</div>")
     pairs = [[f"{p['a']} · {p['b']}", p["n"], _fmt(p["exact"], 2), _fmt(p["within1"], 2)]
              for p in rep["overall"]["pairs"]]
     if pairs:

@@ -94,8 +94,8 @@ def rise_note(before: dict | None, after: dict | None, by: str) -> str:
 
 def _layout(fig: go.Figure, metric: str) -> None:
     fig.update_layout(
-        height=300, margin={"l": 56, "r": 12, "t": 10, "b": 40}, template="plotly_white",
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+        height=330, margin={"l": 56, "r": 12, "t": 26, "b": 40}, template="plotly_white",  # t: the toolbar's room
+        legend={"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0, "font": {"size": 11}},  # under the axis
         hovermode="closest", uirevision="reer",
     )
     fig.update_xaxes(title_text="step (0 = initial draft)", dtick=1, zeroline=False)

@@ -132,6 +132,13 @@ def empty_figure(message: str = "Judged scores by round appear here once the fir
     return message_figure(message, height=330)
 
 
+def _hover(text: str) -> str:
+    """A criterion's words for a hover label: escaped, cut, and safe inside a plotly template."""
+    import html as _html
+
+    return _html.escape(text[:90]).replace("%", "%%").replace("{", "(").replace("}", ")")
+
+
 def r2_figure(events: Sequence[ev.Event]) -> go.Figure:
     """Overall score of each judged version (0 = first draft, r = revision r; a person's judgment
     drawn as a diamond), every criterion faintly, and each round's reward components as bars."""
@@ -143,10 +150,12 @@ def r2_figure(events: Sequence[ev.Event]) -> go.Figure:
     versions = sorted(s.judgments)
     fig = go.Figure()
     crits = list((s.judgments[versions[0]].get("scores") or {}).keys())
-    for i, c in enumerate(crits):
+    for i, c in enumerate(crits):  # one legend entry stands for them all (it toggles the group)
         ys = [(s.judgments[v].get("scores") or {}).get(c) for v in versions]
-        fig.add_trace(go.Scatter(x=versions, y=ys, mode="lines+markers", name=f"criterion {i + 1}",
-                                 hovertext=[c[:90]] * len(versions), line=dict(width=1, dash="dot"),
+        group = f"criteria 1–{len(crits)} (faint)" if len(crits) > 1 else "criterion 1"
+        fig.add_trace(go.Scatter(x=versions, y=ys, mode="lines+markers", name=group if i == 0 else f"criterion {i + 1}",
+                                 hovertemplate=f"criterion {i + 1}: %{{y}}<br>{_hover(c)}<extra></extra>",
+                                 line=dict(width=1, dash="dot"),
                                  marker=dict(size=5), opacity=0.45, legendgroup="crit", showlegend=i == 0,
                                  legendgrouptitle=None))
     ys = [s.judgments[v].get("overall") for v in versions]
@@ -167,13 +176,17 @@ def r2_figure(events: Sequence[ev.Event]) -> go.Figure:
         fig.add_trace(go.Bar(x=rounds, y=[(s.rounds[r].reward or {}).get(part) for r in rounds], name=f"reward: {part}",
                              yaxis="y2", marker_color=colors[part], opacity=0.35 if part != "total" else 0.6,
                              width=0.07))
+    rewards = [(s.rounds[r].reward or {}).get(p) for r in rounds for p in (*REWARD_PARTS, "total")]
+    rewards = [x for x in rewards if isinstance(x, (int, float))] or [0.0]
+    span = max(abs(min(rewards)), abs(max(rewards)), 0.1) * 1.2  # every bar whole, zero in the middle
     fig.update_layout(
-        height=330, margin=dict(l=45, r=50, t=20, b=40), plot_bgcolor="white", paper_bgcolor="white",
-        barmode="group", legend=dict(orientation="h", y=-0.22, font=dict(size=10)),
+        height=360, margin=dict(l=45, r=50, t=28, b=40), plot_bgcolor="white", paper_bgcolor="white",
+        barmode="group", legend=dict(orientation="h", y=-0.24, yanchor="top", font=dict(size=10)),
         xaxis=dict(title="version (0 = first draft, r = revision of round r)", dtick=1, gridcolor="#eee",
                    range=[-0.4, max([*versions, *rounds]) + 0.4]),
         yaxis=dict(title="judged score", range=[low - 0.3, high + 0.3], gridcolor="#eee"),
-        yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False, zeroline=True, zerolinecolor="#ccc"),
+        yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False, zeroline=True, zerolinecolor="#ccc",
+                    range=[-span, span]),
     )
     return fig
 

@@ -2,7 +2,10 @@
 
 What it knows: how to show a run's status line, its current trajectory as numbered segments
 (the one under work highlighted, changed ones marked), and the candidate cards of the latest
-step with their perplexity change. What it does not know: Gradio, the store API or the search.
+step with their perplexity change (candidates an edit made stale marked so at once), and `shown_of`:
+the identity of what the page shows (the waiting candidates, the trajectory's segments, the next
+step), so a person's force, edit or skip names exactly what they saw (core.runs.controls.Shown).
+What it does not know: Gradio, the store API or the search.
 Every piece of model output and user text goes through `html.escape`.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from core import events as ev
+from core.runs.controls import Shown, text_hash
 
 # a run's finish_reason in words (menus, the status line); never the raw code
 REASONS = {"threshold": "reached the stop threshold", "max_steps": "used all its steps",
@@ -41,25 +45,46 @@ class ReerView:
     errors: list[str] = field(default_factory=list)
     n_events: int = 0
     changed: set = field(default_factory=set)  # segment indices that differ from z0
+    attempt: int = 0  # which writing of the latest step's candidates (2: written again after an edit)
+    stale_by: int | None = None  # the segment whose edit made the latest step's candidates stale (None: not stale)
+    kept: list = field(default_factory=list)  # (step, best candidate score or None, score before) of steps kept
+    accepted: int = 0  # steps that took a candidate (by the search or a person)
+    unusable: int = 0  # candidates that could not be parsed
+
+
+STEERING = ("force", "skip", "edit")  # a person's command refused: shown until the next decision
 
 
 def fold(events: Sequence[ev.Event]) -> ReerView:
     v = ReerView(n_events=len(events))
     cards: dict[int, dict] = {}
+    steering: list[str] = []  # refusals of a person's commands since the last decision
     for e in events:
         if isinstance(e, ev.RunStarted):
             v.query, v.reference, v.settings = e.query, e.reference, dict(e.settings or {})
         elif isinstance(e, ev.InitialDraft):
             v.initial, v.segments, v.initial_score, v.score = list(e.segments), list(e.segments), e.score, e.score
         elif isinstance(e, ev.SegmentStarted):
+            v.attempt = v.attempt + 1 if e.step == v.step else 1
             v.working, v.step, v.step_segment, v.before, cards = e.segment, e.step, e.segment, v.score, {}
+            v.stale_by = None
         elif isinstance(e, ev.CandidateGenerated) and e.step == v.step:
             cards[e.index] = {"index": e.index, "text": e.text, "error": e.error, "score": None, "state": "pending"}
         elif isinstance(e, ev.CandidateScored) and e.step == v.step and e.index in cards:
             cards[e.index]["score"] = e.score
         elif isinstance(e, ev.SegmentDecided):
             v.segments, v.score = list(e.segments), e.score
+            steering = []
+            if e.action == "edit" and e.step == v.step and any(c["state"] == "pending" for c in cards.values()):
+                v.stale_by = e.segment  # scored against the old text: never decided on (core.reer.search)
+                for c in cards.values():
+                    c["state"] = "stale" if c["state"] == "pending" else c["state"]
             if e.action != "edit":
+                if e.action == "keep" and e.step == v.step:
+                    scored = [c["score"]["score"] for c in cards.values() if c["score"] is not None]
+                    v.kept.append((e.step, min(scored) if scored else None, (v.before or {}).get("score")))
+                v.accepted += e.action in ("accept", "force")
+                v.unusable += sum(c["text"] is None for c in cards.values()) if e.step == v.step else 0
                 v.steps_done += 1
                 v.working = None
                 if e.step == v.step:
@@ -70,8 +95,11 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
             v.finished, v.working = e, None
             if e.segments:
                 v.segments, v.score = list(e.segments), e.score or v.score
+        elif isinstance(e, ev.RunError) and e.where in STEERING and not e.fatal:
+            steering.append(e.message)  # already in words for the person
         elif isinstance(e, ev.RunError):
             v.errors.append(f"{e.where or 'error'}: {e.message}")
+    v.errors += steering
     for c in cards.values():
         if c["state"] == "pending" and c["text"] is None:
             c["state"] = "failed"
@@ -149,6 +177,9 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
             c["state"] == "pending" and c["score"] is not None for c in v.cards):
         state_txt = ("paused: the candidates await your decision: accept one, skip the segment, "
                      "or Run / Step to let the search decide")
+    elif state == "paused" and v is not None and v.stale_by is not None:
+        state_txt = (f"paused: your edit of segment {v.stale_by + 1} made the waiting candidates stale (they were "
+                     f"scored against the old text), so they cannot be accepted; Run or Step writes new ones")
     elif state == "paused":
         state_txt = "paused: Run to continue, Step for one expansion, or edit a segment"
     elif state in ("finished", "stopped"):
@@ -158,8 +189,13 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
     parts = [f'<span class="rid" title="run id">run {html.escape(run["id"][:8])}</span>',
              f'<span class="state">{html.escape(state_txt)}</span>']
     if v is not None and v.initial_score:
-        max_steps = v.settings.get("max_steps", "?")
-        parts.append(f"<span>step {v.steps_done}/{html.escape(str(max_steps))}</span>")
+        total = v.settings.get("max_steps", "?")
+        if isinstance(total, int) and v.segments:  # the most this run can take: also one per segment and pass
+            total = min(total, len(v.segments) * int(v.settings.get("passes", 1) or 1))
+        if v.finished is None:  # a finished run's line says how many steps it took, and why it ended
+            parts.append(f'<span title="steps decided, of the most this run can take (Max steps, or one per '
+                         f'segment and pass); the progress line names the step under work">{v.steps_done} of '
+                         f"{html.escape(str(total))} steps done</span>")
         a, b = v.initial_score.get("score", 0.0), (v.score or {}).get("score", 0.0)
         delta = ""
         if a:  # the search lowers the clipped score; perplexity (unclipped) usually follows, not always
@@ -173,12 +209,30 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
         parts.append(f"<span>filters {html.escape(verdict)}</span>")
     if model:
         parts.append(f'<span class="model">{html.escape(model)}</span>')
+    why_none = nothing_accepted(v) if v is not None and v.finished is not None else ""
     out = (f'<div class="reer-status" data-state="{html.escape(run["status"])}" data-run="{html.escape(run["id"])}" '
            f'data-steps="{v.steps_done if v else 0}">' + " · ".join(parts) + "</div>")
+    if why_none:
+        out += f'<div class="reer-why-none" data-why="none-accepted">{html.escape(why_none)}</div>'
     errs = ([error] if error else []) + (v.errors[-1:] if v else [])
     for msg in errs:
         out += f'<div class="reer-error" role="alert">{html.escape(msg)}</div>'
     return out
+
+
+def nothing_accepted(v: ReerView) -> str:
+    """Why a finished run took no rewrite, in words ("" when it took one, or took no step): the closest a
+    candidate came to beating the current segment (the clipped score: lower is better)."""
+    if v.accepted or not v.steps_done or not v.kept:
+        return ""
+    tried = [(b - c, step, b, c) for step, b, c in v.kept if b is not None and c is not None]
+    bad = f" ({v.unusable} candidate{'s' if v.unusable != 1 else ''} could not be used)" if v.unusable else ""
+    if not tried:
+        return f"No rewrite was accepted: no candidate could be scored{bad}."
+    _, step, b, c = min(tried)
+    return (f"No rewrite was accepted: no candidate beat the current segment (closest: step {step}, best "
+            f"{b:.4f} vs current {c:.4f}; lower is better){bad}. More steps or candidates, another seed, or a "
+            "larger model give the search more chances.")
 
 
 def trajectory_html(v: ReerView | None) -> str:
@@ -220,11 +274,53 @@ def candidates_html(v: ReerView | None) -> str:
             cls = "good" if ds < 0 else "bad"
             change = (f'<span class="chg {cls}" title="clipped score: lower is better">score {s["score"]:.4f} '
                       f'({ds:+.4f})</span><span class="sc">ppl {_ppl(s["ppl"])} ({d:+.2f})</span>')
-        badge = {"accepted": "accepted", "rejected": "rejected", "failed": "failed", "pending": "awaiting decision"}
+        badge = {"accepted": "accepted", "rejected": "rejected", "failed": "failed", "pending": "awaiting decision",
+                 "stale": "stale: not acceptable"}
         body = html.escape(c["text"]) if c["text"] is not None else "<i>no usable rewrite</i>"
         cards.append(f'<div class="card {c["state"]}" data-index="{c["index"]}"><div class="top">'
                      f'<b>#{c["index"] + 1}</b><span class="badge">{badge[c["state"]]}</span>{change}</div>'
                      f'<div class="t">{body}</div></div>')
+    if v.stale_by is not None:
+        head += (f'<div class="cands-stale" role="status">Your edit of segment {v.stale_by + 1} made these '
+                 "candidates stale: they were scored against the old text, so none of them can be accepted. "
+                 "Run or Step writes new candidates for this step.</div>")
     if not cards:
-        cards.append('<div class="heat-empty">generating candidates…</div>')
+        words = ("no candidates: the run ended before any was written" if v.finished is not None
+                 else "generating candidates…")
+        cards.append(f'<div class="heat-empty">{words}</div>')
     return head + '<div class="cands">' + "".join(cards) + "</div>"
+
+
+def mark_editing(v: ReerView, segment: int) -> None:
+    """`v` as it stands once a person's edit of `segment` is asked, before it is scored: candidates
+    waiting on the step are stale from that moment (core.reer.search never decides on them)."""
+    if any(c["state"] == "pending" for c in v.cards) and v.working is not None:
+        v.stale_by = segment
+        for c in v.cards:
+            c["state"] = "stale" if c["state"] == "pending" else c["state"]
+
+
+def shown_of(run_id: str | None, v: ReerView | None) -> dict | None:
+    """What the page shows of a run, as the identities a person's command names (core.runs.controls.Shown):
+    {"run", "step", "segment", "attempt", "cands": {index: text_hash} of the candidates awaiting a
+    decision, "segments": [text_hash], "next": (step, segment) a Skip applies to}. None: no run."""
+    if not run_id or v is None or not v.segments:
+        return None
+    waiting = {c["index"]: text_hash(c["text"]) for c in v.cards
+               if c["state"] == "pending" and c["score"] is not None and v.working is not None}
+    nxt_step = v.steps_done + 1
+    nxt_seg = v.working if v.working is not None else v.steps_done % len(v.segments)
+    return {"run": run_id, "step": v.step, "segment": v.step_segment, "attempt": v.attempt, "cands": waiting,
+            "segments": [text_hash(x) for x in v.segments], "next": (nxt_step, nxt_seg)}
+
+
+def shown_candidate(shown: dict, index: int) -> Shown:
+    """The identity of candidate `index` as `shown` (shown_of) had it on screen."""
+    return Shown(shown["run"], shown["step"], shown["segment"], index, shown["attempt"],
+                 shown["cands"].get(index, ""))
+
+
+def shown_segment(shown: dict, segment: int, step: int | None = None) -> Shown:
+    """The identity of segment `segment` as shown (an edit's; a skip's with its `step`)."""
+    hashes = shown["segments"]
+    return Shown(shown["run"], step or 0, segment, None, 0, hashes[segment] if 0 <= segment < len(hashes) else "")

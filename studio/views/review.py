@@ -199,9 +199,9 @@ def summary_figure(rows: list[dict], title_n: int | None = None) -> go.Figure:
             fig.add_annotation(text=msg, showarrow=False, x=(x0 + x1) / 2, y=0.5, xref="paper", yref="paper",
                                font={"size": 12, "color": "#6b7280"})  # drew axis-domain refs in panel 3
     n = len(rows) if title_n is None else title_n
-    fig.update_layout(height=270, margin={"l": 44, "r": 12, "t": 30, "b": 36}, template="plotly_white",
-                      barmode="overlay", bargap=0.05, font={"size": 11},
-                      legend={"orientation": "h", "y": -0.2, "x": 0, "font": {"size": 11}},
+    fig.update_layout(height=300, margin={"l": 44, "r": 12, "t": 40, "b": 36}, template="plotly_white",
+                      barmode="overlay", bargap=0.05, font={"size": 11},  # t: room for titles and the toolbar
+                      legend={"orientation": "h", "y": -0.3, "yanchor": "top", "x": 0, "font": {"size": 11}},
                       meta={"trajectories": n})
     fig.update_xaxes(title_text="REER score (0–2) ↓ better", row=1, col=1, title_font={"size": 10})
     fig.update_xaxes(title_text="judge score ↑ better", row=1, col=2, title_font={"size": 10})
