@@ -65,7 +65,7 @@ DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_t
             candidate_max_new_tokens=96, seed=REAL.seed)
 # the form's settings, in the order of its widgets (and of the reer_run API's inputs)
 SETTINGS = ("candidates", "max_steps", "threshold", "draft_max_new_tokens", "candidate_max_new_tokens", "seed",
-            "reflection_cues")
+            "reflection_cues", "prompts")
 POLL_S = 1.0  # how often a page asks the store for news
 
 
@@ -127,6 +127,7 @@ def build(ctx: StudioContext) -> ReerPage:
                                   elem_id="reer-candidate-tokens")
             seed = forms.widget(ReerConfig, "seed", value=DEMO["seed"], elem_id="reer-seed")
             cues = forms.widget(ReerConfig, "reflection_cues", elem_id="reer-cues", show_default=False)
+        prompt_set = forms.widget(ReerConfig, "prompts", elem_id="reer-prompts")
     check = gr.HTML("", elem_id="reer-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
     live = gr.HTML("", elem_id="reer-progress", padding=False)  # the progress line (transient, this process)
@@ -377,7 +378,7 @@ def build(ctx: StudioContext) -> ReerPage:
         return _err(why) if why else {review: _review_html(run_id), seen: ""}
 
     # ---- listeners -----------------------------------------------------------------------------
-    settings = [k, steps, thr, draft_t, cand_t, seed, cues]
+    settings = [k, steps, thr, draft_t, cand_t, seed, cues, prompt_set]
     shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
     cmd_out = [run_state, seen, runs, *shown[:5], live, writing, check]  # check last: scripts read it there
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
