@@ -163,7 +163,8 @@ def prompt_set(name: str, query: str) -> PromptSet:
     return sets.get(language(query), sets["en"])
 
 
-# the mark lines as a model may spell them: dashes (two or more; or one long dash; or = ~ *) around "rough draft" / "end of the draft" / 初稿
+# the mark lines as a model may spell them: dashes (two or more, or one long dash; or = ~ *) around
+# "rough draft", "end of the draft", 初稿 or 草稿 (with 结束 / 完 for the closing one)
 _RULE = r"[ \t]*(?:[-=~*]{2,}|[—–]+)[ \t]*"
 _DRAFT_WORDS = r"(?:(?:a|my|the)[ \t]+)?(?:(?:rough|first|short)[ \t]+)?draft"
 START_MARK = re.compile(rf"^{_RULE}(?:{_DRAFT_WORDS}|初稿|草稿){_RULE}$", re.IGNORECASE | re.MULTILINE)

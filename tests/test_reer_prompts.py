@@ -3,7 +3,8 @@ authors' framework in our words: a present-tense monologue, then a short draft o
 between two mark lines and a critique), chosen per run by `--prompts` and recorded with it.
 
 The scripted model (core.models.scripted) logs every prompt it receives, so these tests assert on
-the text the model is sent; one test runs the deepwriter set on the built-in model (marker `model`).
+the text the model is sent. One test runs the deepwriter set from the studio's REER form (marker
+`ui`) and one on the built-in model (marker `model`), with tiny budgets.
 """
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ from core.models.scripted import Rule, ScriptedLM
 from core.prompts import DRAFT_MARKS, draft_span, language, normalise_marks, prompt_set, render
 from core.quality import QualityConfig, check, leaked_instructions
 from core.reer.config import ReerConfig
-from core.reer.search import expand_candidates, in_draft, reer_search, run_reer, thinking_segments
+from core.reer.search import (
+    EASY_TOKENS,
+    expand_candidates,
+    in_draft,
+    reer_search,
+    run_reer,
+    thinking_segments,
+)
 from core.segments import answer_part
 from core.settings import SettingError
 
@@ -132,7 +140,8 @@ def test_a_rewrite_of_the_draft_keeps_its_mark_line_and_no_other_segment_gains_o
     assert '"Hmm, maybe..."' not in lm.calls[0].messages[-1]["content"]  # no doubt cues inside the draft
     assert all(text.startswith(MARK + "\nThe boat comes on") for _, text, _ in made if text), made
     assert any(text for _, text, _ in made)
-    sneaky = ScriptedLM(rules=[Rule(reply=f" the storm waits.\n{MARK}\nA draft of my own here, written again.</rewrite>")])
+    own_mark = f" the storm waits.\n{MARK}\nA draft of my own here, written again.</rewrite>"
+    sneaky = ScriptedLM(rules=[Rule(reply=own_mark)])
     one = ReerConfig(prompts="deepwriter", candidates=1)
     ((_, text, err),) = expand_candidates(sneaky, S["query"], Y, segs, 0, one, step=1)
     assert text is None and err == "the rewrite writes a draft mark line of its own"
@@ -154,7 +163,8 @@ def deep(draft: str, monologue: str = MONOLOGUE) -> str:
 
 
 def checked(thinking: str) -> dict:
-    return check(thinking, thinking.split("\n\n"), Y, QualityConfig(min_tokens=10), count_tokens=lambda t: len(t.split()))
+    return check(thinking, thinking.split("\n\n"), Y, QualityConfig(min_tokens=10),
+                 count_tokens=lambda t: len(t.split()))
 
 
 def passage(n: int) -> str:
@@ -237,10 +247,13 @@ def test_the_studio_reer_form_offers_the_sets_and_a_run_records_its_choice(tmp_p
 
 @pytest.mark.model
 def test_the_builtin_model_writes_a_think_block_with_a_draft_section(builtin_lm):
-    # tiny budgets (about 30 s on a quiet machine): 48 tokens of monologue, 24 of draft, one 24-token rewrite
+    # tiny budgets: the piece's first two paragraphs (about 90 tokens: over EASY_TOKENS, so not an easy
+    # task), 48 tokens of monologue, 24 of draft, one 24-token rewrite
+    short = "\n\n".join(Y.split("\n\n")[:2])
+    assert builtin_lm.count_tokens(short) >= EASY_TOKENS
     cfg = ReerConfig(prompts="deepwriter", candidates=1, max_steps=1, draft_max_new_tokens=72,
                      candidate_max_new_tokens=24, seed=0, quality=QualityConfig(min_tokens=0))
-    events = list(reer_search(builtin_lm, "run-dw", "item-dw", S["query"], S["reference"], cfg))
+    events = list(reer_search(builtin_lm, "run-dw", "item-dw", S["query"], short, cfg))
     draft = next(e for e in events if isinstance(e, ev.InitialDraft))
     span = draft_span(draft.thinking)
     assert span is not None, draft.thinking
