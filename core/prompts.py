@@ -10,11 +10,21 @@ filters read these, so the lists follow the templates without being kept by hand
 `instruction_sentences` (every template's own sentences, with fields, `<placeholders>` and quoted
 examples such as "Hmm, maybe..." taken out), `section_labels` (whole-line headers such as
 "The draft:") and `delimiters` (lines of symbols such as `<<<`, and the tags the templates name).
+
+Prompt sets (`PROMPT_SETS`, chosen per REER run by ReerConfig.prompts): which templates a run's
+draft and rewrites use, by the query's language (`language`: Chinese when Han characters outnumber
+Latin-script words). `default` is this project's short prompts (English only), fit for small
+models; `deepwriter` follows the thinking framework of the REER authors (a present-tense monologue
+on intent and reader, content and structure, then a short draft of the piece between two mark
+lines, `DRAFT_MARKS`, and a critique), in English and Chinese, in our own words. `draft_span`
+finds the draft section in a thinking; `normalise_marks` rewrites a model's spelling of the mark
+lines to ours.
 Does not know: what a model does with a prompt, or which prompt a caller sends.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from assets import PROMPTS_DIR
@@ -94,3 +104,103 @@ def delimiters() -> tuple[str, ...]:
         for tag in _TAG.findall(text):
             out += [f"<{tag}>", f"</{tag}>"]
     return tuple(dict.fromkeys(out))
+
+
+# ---- prompt sets -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The templates (names in assets/prompts) one REER prompt set uses in one language."""
+
+    draft: str  # the initial thinking z0; fields task, answer (and mark, end_mark)
+    expand: str  # a segment's rewrite; fields task, answer, before, segment, after, cues, format (and role)
+    cues: str  # the reflection cues added to a rewrite prompt (ReerConfig.reflection_cues)
+    plain: str  # the rewrite's output format
+    analysis: str  # the same with an analysis first (ReerConfig.ask_analysis)
+    first: str  # `before` of the first paragraph (text, not a template)
+    last: str  # `after` of the last paragraph (text)
+    language: str = "en"  # "en" or "zh"
+    role_thinking: str = ""  # what a monologue paragraph is for ("": the set's rewrite prompt has no role)
+    role_draft: str = ""  # what a paragraph of the draft section is for
+    drafts: bool = False  # the draft prompt asks for a draft section between DRAFT_MARKS' lines
+
+    @property
+    def marks(self) -> tuple[str, str]:
+        """The lines that open and close the draft section, in this set's language."""
+        return DRAFT_MARKS[self.language]
+
+
+DRAFT_MARKS = {"en": ("--- rough draft ---", "--- end of rough draft ---"), "zh": ("--- 初稿 ---", "--- 初稿结束 ---")}
+_EN = dict(plain="reer_format_plain", analysis="reer_format_analysis",
+           first="(nothing yet: this is the first paragraph)", last="(nothing: this is the last paragraph)")
+_ZH = dict(plain="reer_format_plain_zh", analysis="reer_format_analysis_zh", first="（还没有：这是第一段）",
+           last="（没有了：这是最后一段）", language="zh")
+PROMPT_SETS: dict[str, dict[str, PromptSet]] = {
+    "default": {"en": PromptSet(draft="reer_draft", expand="reer_expand", cues="reer_cues", **_EN)},
+    "deepwriter": {
+        lang: PromptSet(draft=f"deepwriter_draft_{lang}", expand=f"deepwriter_expand_{lang}",
+                        cues=f"deepwriter_cues_{lang}", role_thinking=f"deepwriter_role_thinking_{lang}",
+                        role_draft=f"deepwriter_role_draft_{lang}", drafts=True, **fields)
+        for lang, fields in (("en", _EN), ("zh", _ZH))},
+}
+PROMPT_SET_NAMES = tuple(PROMPT_SETS)  # the first is the default
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
+
+
+def language(text: str) -> str:
+    """"zh" when the text's Han characters outnumber its Latin-script words, else "en" (an English
+    query quoting a Chinese name stays English; a Chinese one naming Python stays Chinese)."""
+    return "zh" if len(_HAN.findall(text)) > len(_LATIN_WORD.findall(text)) else "en"
+
+
+def prompt_set(name: str, query: str) -> PromptSet:
+    """The set `name` in the query's language (a set without that language: its English).
+    KeyError naming the known sets for an unknown name."""
+    if name not in PROMPT_SETS:
+        raise KeyError(f"prompt set {name!r} is unknown; known: {', '.join(PROMPT_SET_NAMES)}")
+    sets = PROMPT_SETS[name]
+    return sets.get(language(query), sets["en"])
+
+
+# the mark lines as a model may spell them: dashes (two or more, or one long dash; or = ~ *) around
+# "rough draft", "end of the draft", 初稿 or 草稿 (with 结束 / 完 for the closing one)
+_RULE = r"[ \t]*(?:[-=~*]{2,}|[—–]+)[ \t]*"
+_DRAFT_WORDS = r"(?:(?:a|my|the)[ \t]+)?(?:(?:rough|first|short)[ \t]+)?draft"
+START_MARK = re.compile(rf"^{_RULE}(?:{_DRAFT_WORDS}|初稿|草稿){_RULE}$", re.IGNORECASE | re.MULTILINE)
+END_MARK = re.compile(rf"^{_RULE}(?:end[ \t]+of[ \t]+{_DRAFT_WORDS}|(?:初稿|草稿)(?:结束|完)){_RULE}$",
+                      re.IGNORECASE | re.MULTILINE)
+
+
+def draft_span(text: str) -> tuple[int, int] | None:
+    """(start, end) of the draft section's text in a thinking: after the first opening mark line,
+    up to the next closing mark line (or the end of the text); None without an opening mark."""
+    start = START_MARK.search(text)
+    if start is None:
+        return None
+    end = END_MARK.search(text, start.end())
+    return start.end(), end.start() if end else len(text)
+
+
+def normalise_marks(text: str) -> str:
+    """The text with each mark line spelled as DRAFT_MARKS writes it (in the mark's own language),
+    after a blank line and followed by a single line break, so the mark leads the paragraph under it."""
+    out: list[str] = []
+    after_mark = False
+    for line in text.split("\n"):
+        closing = END_MARK.fullmatch(line) is not None
+        if closing or START_MARK.fullmatch(line):
+            while out and not out[-1].strip():
+                out.pop()
+            lang = "zh" if re.search(r"[初草]", line) else "en"
+            out += ([""] if out else []) + [DRAFT_MARKS[lang][closing]]
+            after_mark = True
+        elif not (after_mark and not line.strip()):  # no blank line between a mark and what it leads
+            out.append(line)
+            after_mark = False
+    return "\n".join(out).strip()
+
+
+def mark_lines() -> tuple[str, ...]:
+    """Every mark line DRAFT_MARKS writes."""
+    return tuple(m for pair in DRAFT_MARKS.values() for m in pair)

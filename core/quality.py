@@ -13,7 +13,10 @@ core.prompts, plus generic ones such as `[ANSWER]`, `### Draft` or a chat templa
 leaked instructions (our prompts' own sentences echoed, or, in a thinking, a sentence opening as
 one of our instructions does: "Rewrite the paragraph again..."), and a cut ending (the last
 sentence stops without terminal punctuation, a closing quote or a list item; certain when the
-generation's finish reason was "length"). Every reason names its filter and quotes the offending
+generation's finish reason was "length"). A draft section in a thinking (core.prompts.draft_span:
+the deepwriter prompts' short draft of the piece, between its mark lines) is held to its own copy
+limit (`max_draft_copy_chars`), the rest to `max_copy_chars`; and its sentences, the piece's prose,
+may open as an instruction does. Every reason names its filter and quotes the offending
 snippet escaped (newlines as \\n), so a reason is one line whatever the text holds.
 Does not know: whether the thinking is *good* (that is the perplexity search and the judge), nor
 any tokenizer or chat template: token counts come from the model (`count_tokens`, the LM
@@ -48,6 +51,10 @@ class QualityConfig:
                                       help="largest allowed share of word n-grams that repeat an earlier one")
     max_copy_chars: int = setting(200, min=1,
                                   help="longest allowed run of characters shared verbatim with the answer")
+    max_draft_copy_chars: int = setting(300, min=1,
+                                        help="the same inside a draft section of the thinking (the deepwriter "
+                                             "prompts' short draft of the piece): a draft may keep a line of the "
+                                             "piece, such as its title or first sentence, never a passage")
     disabled: tuple[str, ...] = setting((), choices=FILTERS, item="filter", help="names of filters to skip")
 
     def __post_init__(self):  # a JSON round trip turns the tuple into a list
@@ -119,13 +126,29 @@ def longest_common_substring(a: str, b: str, at_least: int = 1) -> tuple[int, in
     return lo, start
 
 
-def copies_answer(thinking: str, answer: str, max_chars: int = 200) -> list[str]:
-    a, b = _norm(thinking), _norm(answer)
+def _copied(part: str, answer: str, max_chars: int, where: str) -> list[str]:
+    a, b = _norm(part), _norm(answer)
     n, start = longest_common_substring(a, b, at_least=max_chars + 1)
     if n == 0:
         return []
     snippet = a[start:start + 50].strip()
-    return [f"copies the answer: {n} characters verbatim (max {max_chars}), from \"{snippet}...\""]
+    return [f"copies the answer{where}: {n} characters verbatim (max {max_chars}), from \"{snippet}...\""]
+
+
+def copies_answer(thinking: str, answer: str, max_chars: int = 200, max_draft_chars: int | None = None) -> list[str]:
+    """The longest run of characters the thinking shares with the answer, over `max_chars`. With
+    `max_draft_chars`, a draft section (core.prompts.draft_span: the lines between the draft's mark
+    lines) is held to that limit instead, and the text before and after it to `max_chars`, each
+    part on its own (a run never spans a mark line)."""
+    span = prompts.draft_span(thinking) if max_draft_chars is not None else None
+    if span is None:
+        return _copied(thinking, answer, max_chars, "")
+    start, end = span
+    mark_end = thinking.rfind("\n", 0, start) + 1  # the opening mark's line is neither part
+    closing = thinking.find("\n", end)  # nor is the closing mark's
+    after = thinking[closing:] if end < len(thinking) and closing >= 0 else ""
+    return (_copied(thinking[:mark_end], answer, max_chars, "") + _copied(after, answer, max_chars, "")
+            + _copied(thinking[start:end], answer, max_draft_chars, " in its draft section"))
 
 
 def broken_think_block(text: str) -> list[str]:
@@ -268,7 +291,10 @@ def leaked_instructions(text: str, openings: bool = True) -> list[str]:
                 return [f"leaked instruction: {_shown(text[spans[i][0]:])} echoes the prompt's "
                         f"{_shown(source)}"]
     if openings:
+        draft = prompts.draft_span(text) or (0, 0)  # a draft of the piece may instruct its reader
         for m in _SENTENCE.finditer(text):
+            if draft[0] <= m.start() < draft[1]:
+                continue
             sentence = m.group(0).strip()
             if sentence and sentence[0] not in "\"“‘'" and not _FIRST_PERSON.search(sentence):  # not dialogue
                 source = opens.get(_opening(_words(sentence)))
@@ -333,7 +359,7 @@ def check(
         "too_short": lambda: too_short(thinking, cfg.min_tokens, count_tokens),
         "single_segment": lambda: single_segment(segments, cfg.min_segments),
         "repetitive": lambda: repetitive(thinking, cfg.ngram, cfg.max_repeat_ratio),
-        "copies_answer": lambda: copies_answer(thinking, answer, cfg.max_copy_chars),
+        "copies_answer": lambda: copies_answer(thinking, answer, cfg.max_copy_chars, cfg.max_draft_copy_chars),
         "broken_think_block": lambda: broken_think_block(assistant_turn(thinking, answer)),
     }
     reasons = [r for name, run in runs.items() if name not in cfg.disabled for r in run()]

@@ -70,7 +70,9 @@ def test_every_template_sentence_and_header_is_known_from_the_files():
     sentences, labels = instruction_sentences(), section_labels()
     assert "Rewrite only that paragraph, in the first person, as the writer thinking ahead." in sentences
     assert "Write the complete improved version now, making those changes." in sentences
-    assert all(any(s in template(n) for s in sentences) for n in names() if n != "reer_format_analysis")
+    # (Chinese templates have no spaces: a "word" is a clause, so only their long sentences are indexed)
+    assert all(any(s in template(n) for s in sentences) for n in names()
+               if n != "reer_format_analysis" and not n.endswith("_zh"))
     assert {"The paragraph to rewrite:", "Their thinking so far:", "Here is my draft:"} <= set(labels)
     for s in sentences:  # echoed anywhere, each is a leaked instruction (the opening too, in a thinking)
         assert leaked_instructions(f"I think about the rain. {s}"), s

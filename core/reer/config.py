@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from core.format import DEFAULT_TEMPLATE, TEMPLATE_HELP, TEMPLATES
 from core.models.scoring import ScoringConfig
+from core.prompts import PROMPT_SET_NAMES
 from core.quality import QualityConfig, shortest_passing_budget
 from core.settings import checking, invalid, loading, setting, validate
 
@@ -37,6 +38,12 @@ class ReerConfig:
     reflection_cues: bool = setting(True, label="Reflection cues (“Hmm, maybe…”)",
                                     help="ask rewrites for cues like \"Hmm, maybe...\" / \"Wait, that...\"")
     ask_analysis: bool = setting(False, help="ask for an <analysis> before the <rewrite> (for capable models)")
+    # the prompt set (core.prompts.PROMPT_SETS); settings stored without one ran with "default"
+    prompts: str = setting(PROMPT_SET_NAMES[0], choices=PROMPT_SET_NAMES, label="Prompt set",
+                           help="the draft and rewrite prompts: default (short, for small models) or deepwriter "
+                                "(the REER authors' framework: a present-tense monologue on intent and reader, "
+                                "content and structure, then a short draft of the piece and a critique, in "
+                                "English or Chinese by the query; for large models)")
     keep_opening_words: int = setting(4, min=-1,
                                       help="rewrites are prefilled with the segment's first words (0 = off, "
                                            "-1 = all: extend it)")

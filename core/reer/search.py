@@ -29,6 +29,7 @@ Knows nothing of storage (core.reer.jobs saves each event) or of Gradio. R2's lo
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Callable, Iterator, Sequence
 
@@ -45,7 +46,16 @@ from core.models.lm import (
     details,
 )
 from core.models.scoring import score, score_candidates, scoring_precision
-from core.prompts import render, template
+from core.prompts import (
+    END_MARK,
+    START_MARK,
+    PromptSet,
+    mark_lines,
+    normalise_marks,
+    prompt_set,
+    render,
+    template,
+)
 from core.quality import check, leftovers, single_segment, too_short
 from core.reer.config import ReerConfig
 from core.reer.state import ReerState, record_from_events
@@ -56,6 +66,8 @@ from core.runs.seeds import step_seed
 from core.segments import answer_part, join_segments, split_segments
 
 REWRITE_OPEN, REWRITE_CLOSE = "<rewrite>", "</rewrite>"
+EASY_TOKENS = 80  # an answer shorter than this (a couplet, a slogan) is "easy": no draft section is forced
+DRAFT_RESERVE = 3  # a drafting set keeps 1/DRAFT_RESERVE of the draft budget for the draft section
 
 
 class Controls(ControlsBase):
@@ -194,39 +206,116 @@ def draft_config(cfg: ReerConfig) -> GenerationConfig:
                             no_repeat_ngram=cfg.no_repeat_ngram)
 
 
+def _clean(raw: str) -> str:
+    return re.sub(r"</?think>", "", raw).strip()
+
+
 def draft_thinking(lm: LM, query: str, answer: str, cfg: ReerConfig) -> tuple[str, str]:
-    """(thinking, raw output) of the initial monologue z0."""
-    msg = [{"role": "user", "content": render("reer_draft", task=query, answer=answer[:cfg.max_answer_chars])}]
-    raw = lm.generate(msg, draft_config(cfg))[0]
-    text = re.sub(r"</?think>", "", raw).strip()
-    return text, raw
+    """(thinking, raw output) of the initial monologue z0, in the run's prompt set.
+
+    A set that drafts (deepwriter) asks for a draft section after a mark line. So that any model
+    drafts, the monologue gets at most 1 - 1/DRAFT_RESERVE of the budget; when it ends without the
+    mark line (a small model rarely writes it), its last full sentence is kept, the mark line is
+    added and the model continues from there (a prefill) with the rest of the budget. A model that
+    wrote the mark and ran out of budget continues the same way. An answer under EASY_TOKENS tokens
+    is an easy task: one call with the whole budget, and the model's own choice (draft or not) stands."""
+    ps = prompt_set(cfg.prompts, query)
+    mark, end_mark = ps.marks
+    msg = [{"role": "user", "content": render(ps.draft, task=query, answer=answer[:cfg.max_answer_chars],
+                                              mark=mark, end_mark=end_mark)}]
+    gen = draft_config(cfg)
+    if not ps.drafts or lm.count_tokens(answer) < EASY_TOKENS:
+        raw = lm.generate(msg, gen)[0]
+        return _clean(raw), raw
+    reserve = max(1, cfg.draft_max_new_tokens // DRAFT_RESERVE)
+    first = lm.generate(msg, dataclasses.replace(gen, max_new_tokens=max(1, gen.max_new_tokens - reserve)))[0]
+    cut = first.finish_reason == FINISH_LENGTH
+    marked = START_MARK.search(_clean(first)) is not None
+    if marked and not cut:
+        return _clean(first), first
+    if marked:
+        prefix = str(first)
+    else:
+        body = re.split(r"</think>", str(first))[0].rstrip()
+        ends = [m.end() for m in re.finditer(r"[.!?…。！？][\"'”’)\]]?(?=\s|$)", body)] if cut else []
+        prefix = (body[:ends[-1]] if ends else body).rstrip() + "\n\n" + mark + "\n"
+    more = lm.generate(msg, dataclasses.replace(gen, max_new_tokens=reserve), prefix=prefix)[0]
+    raw = prefix + more
+    return _clean(raw), raw
+
+
+def thinking_segments(text: str, min_chars: int) -> list[str]:
+    """The segments of a drafted thinking (core.segments.split_segments), with the draft section's
+    mark lines spelled as ours and each leading a segment of its own (a rewrite keeps it)."""
+    out = []
+    for seg in split_segments(normalise_marks(text), min_chars):
+        out += [p for p in _BEFORE_MARK.split(seg) if p.strip()]
+    return out
+
+
+_BEFORE_MARK = re.compile(r"\n+(?=(?:" + "|".join(re.escape(m) for m in mark_lines()) + r")$)", re.MULTILINE)
+
+
+def leading_mark(segment: str) -> str:
+    """The mark line a segment opens with ("" for none)."""
+    first = segment.split("\n", 1)[0]
+    return first if first in mark_lines() else ""
+
+
+def in_draft(segments: Sequence[str], i: int) -> bool:
+    """Whether segment i is inside the draft section (from the opening mark's segment to the closing one's)."""
+    inside = False
+    for seg in segments[:i + 1]:
+        first = seg.split("\n", 1)[0]
+        if START_MARK.fullmatch(first):
+            inside = True
+        elif END_MARK.fullmatch(first):
+            inside = False
+    return inside
+
+
+def expand_prompt(ps: PromptSet, cfg: ReerConfig, query: str, answer: str, segments: Sequence[str], i: int) -> str:
+    """The rewrite prompt for segment i in the run's prompt set."""
+    drafting = in_draft(segments, i)
+    fmt = ps.analysis if cfg.ask_analysis else ps.plain
+    role = template(ps.role_draft if drafting else ps.role_thinking) if ps.role_thinking else ""
+    return render(
+        ps.expand, task=query, answer=answer[:cfg.max_answer_chars],
+        before=join_segments(list(segments[:i])) or ps.first, segment=segments[i],
+        after=join_segments(list(segments[i + 1:])) or ps.last, role=role,
+        cues=template(ps.cues) if cfg.reflection_cues and not drafting else "", format=template(fmt),
+    )
 
 
 def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], i: int,
                       cfg: ReerConfig, step: int) -> list[tuple[str, str | None, str | None]]:
-    """K (raw, text, error) rewrites of segment i, sampled in one batched call."""
-    fmt = "reer_format_analysis" if cfg.ask_analysis else "reer_format_plain"
-    prompt = render(
-        "reer_expand", task=query, answer=answer[:cfg.max_answer_chars],
-        before=join_segments(list(segments[:i])) or "(nothing yet: this is the first paragraph)",
-        segment=segments[i], after=join_segments(list(segments[i + 1:])) or "(nothing: this is the last paragraph)",
-        cues=template("reer_cues") if cfg.reflection_cues else "", format=template(fmt),
-    )
-    prefix = "<analysis>\n" if cfg.ask_analysis else REWRITE_OPEN + "\n"
+    """K (raw, text, error) rewrites of segment i, sampled in one batched call. A segment led by a
+    draft mark line keeps it: the line is prefilled (and put back after an analysis)."""
+    prompt = expand_prompt(prompt_set(cfg.prompts, query), cfg, query, answer, segments, i)
+    lead = leading_mark(segments[i])
+    rest = segments[i][len(lead):].strip() if lead else segments[i]
+    prefix = "<analysis>\n" if cfg.ask_analysis else REWRITE_OPEN + "\n" + (lead + "\n" if lead else "")
     if not cfg.ask_analysis and cfg.keep_opening_words:
-        words = segments[i].split()
+        words = rest.split()
         prefix += " ".join(words if cfg.keep_opening_words < 0 else words[:cfg.keep_opening_words])
     gen = GenerationConfig(max_new_tokens=cfg.candidate_max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, n=cfg.candidates, seed=step_seed(cfg.seed, step),
                            stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram)
     raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
+    drafting = in_draft(segments, i)
     out = []
     for raw in raws:
         stopped = raw.finish_reason != FINISH_LENGTH  # ended by itself, not by the token budget
         text, err = parse_rewrite(raw, prefix, stopped)
+        if text is not None and lead and not text.startswith(lead):
+            text = lead + "\n" + text  # an analysis first: the mark line is not prefilled
+        if text is not None and any(line.strip() in mark_lines() or START_MARK.fullmatch(line)
+                                    or END_MARK.fullmatch(line) for line in text.split("\n")[1 if lead else 0:]):
+            text, err = None, "the rewrite writes a draft mark line of its own"
         if text is not None and text.strip() == segments[i].strip():
             text, err = None, "the rewrite repeats the segment unchanged"
-        if text is not None and (bad := leftovers(text, cfg.quality.disabled, raw.finish_reason)):
+        if text is not None and (bad := leftovers(text, cfg.quality.disabled, raw.finish_reason,
+                                                  openings=not drafting)):
             text, err = None, bad[0]  # core.quality: a marker, a leaked instruction or a cut ending
         out.append((prefix + raw, text, err))
     return out
@@ -256,7 +345,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
             with meter.generating("drafting the first thinking", "draft", cfg.draft_max_new_tokens,
                                   later_tokens=steps * cfg.candidate_max_new_tokens, later_scorings=steps):
                 text, raw = draft_thinking(lm, query, answer, cfg)
-            segs = split_segments(text, cfg.min_segment_chars)
+            segs = thinking_segments(text, cfg.min_segment_chars)
             if not segs:
                 yield _finish(lm, state, run_id, "dropped", [], {}, answer, cfg, ["the draft is empty"])
                 return

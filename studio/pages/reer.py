@@ -75,7 +75,7 @@ DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_t
             candidate_max_new_tokens=96, seed=REAL.seed)
 # the form's settings, in the order of its widgets (and of the reer_run API's inputs)
 SETTINGS = ("candidates", "max_steps", "threshold", "draft_max_new_tokens", "candidate_max_new_tokens", "seed",
-            "reflection_cues")
+            "reflection_cues", "prompts")
 POLL_S = 1.0  # how often a page asks the store for news
 # picking a segment number loads its text from the trajectory on screen, in the browser: at once, so
 # no late reply overwrites what the person types next; typing not yet rescored is kept, with a note
@@ -151,6 +151,7 @@ def build(ctx: StudioContext) -> ReerPage:
                                   elem_id="reer-candidate-tokens")
             seed = forms.widget(ReerConfig, "seed", value=DEMO["seed"], elem_id="reer-seed")
             cues = forms.widget(ReerConfig, "reflection_cues", elem_id="reer-cues", show_default=False)
+        prompt_set = forms.widget(ReerConfig, "prompts", elem_id="reer-prompts")
     check = gr.HTML("", elem_id="reer-settings-check", padding=False)  # why the settings cannot run ("" when fine)
     status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
     live = gr.HTML("", elem_id="reer-progress", padding=False)  # the progress line (transient, this process)
@@ -424,7 +425,7 @@ def build(ctx: StudioContext) -> ReerPage:
         return _err(why) if why else {review: _review_html(run_id), seen: ""}
 
     # ---- listeners -----------------------------------------------------------------------------
-    settings = [k, steps, thr, draft_t, cand_t, seed, cues]
+    settings = [k, steps, thr, draft_t, cand_t, seed, cues, prompt_set]
     shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
     # scripts read status.. from the front and live, writing, check from the end (on_screen is a State: not returned)
     cmd_out = [run_state, seen, runs, *shown[:5], edit_text, edit_note, live, writing, on_screen, check]
