@@ -1,0 +1,70 @@
+"""The REER page's Scorer menu (issue 24), launched for real and driven through gradio_client: the menu
+sits under the model, offers the same allowed specs, a run with another scorer records it and the
+status line names both ("writer X · scorer Y"); a spec the app does not allow is refused."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from test_studio_ui import _prompt, _run_id, _settings, _state, _wait, loop_script
+from ui_helpers import client, launched, studio_app
+
+from core.models.shelf import ModelPolicy
+from core.store import open_store
+
+pytestmark = [pytest.mark.ui]
+SCORER = "scripted:seed=9"  # another allowed model: the scorer
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "studio.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def served(store, tmp_path):
+    spec = loop_script(tmp_path)
+    app = studio_app(spec, store, policy=ModelPolicy((spec, SCORER)))
+    with launched(app) as url:
+        yield url, spec
+
+
+def _component(url: str, elem_id: str) -> dict:
+    with urllib.request.urlopen(url + "config", timeout=30) as r:
+        config = json.load(r)
+    found = [c for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
+    assert found, f"no component #{elem_id} on the page"
+    return found[0]["props"]
+
+
+def test_the_scorer_menu_runs_with_another_scorer_and_the_status_names_both(served, store):
+    url, spec = served
+    menu = _component(url, "reer-scorer")
+    values = [c[1] for c in menu["choices"]]
+    assert values == ["", spec, SCORER]  # "the model above", then the allowed specs, as the model menu has
+    assert menu["label"].startswith("Scorer")
+    api = client(url)
+    pid = _prompt(store)
+    _, status, *_ = api.predict(pid, *_settings(), SCORER, api_name="/reer_run")
+    run_id = _run_id(status)
+    view = _wait(api, run_id, lambda s: _state(s) == "finished")
+    assert f"writer {spec} · scorer {SCORER}" in view[0]
+    run = store.get_run(run_id)
+    assert run["model"] == spec and run["settings"]["scorer"] == SCORER
+    started = store.events(run_id)[0]
+    assert started.scorer == SCORER
+    # the same spec as the model is a one-model run: nothing extra recorded, the status as before
+    _, status, *_ = api.predict(pid, *_settings(), spec, api_name="/reer_run")
+    other = _run_id(status)
+    assert "scorer" not in store.get_run(other)["settings"]
+    # a spec the app was not started with is refused, like the model menu's
+    runs = len(store.list_runs())
+    try:
+        text = json.dumps(api.predict(pid, *_settings(), "/elsewhere/model", api_name="/reer_run"))
+    except Exception as exc:  # noqa: BLE001  (gradio_client raises AppError with the server's message)
+        text = str(exc)
+    assert "/elsewhere/model" in text and ("not in the list of choices" in text or "not allowed" in text), text
+    assert len(store.list_runs()) == runs
