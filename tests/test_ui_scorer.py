@@ -60,6 +60,8 @@ def test_the_scorer_menu_runs_with_another_scorer_and_the_status_names_both(serv
     _, status, *_ = api.predict(pid, *_settings(), spec, api_name="/reer_run")
     other = _run_id(status)
     assert "scorer" not in store.get_run(other)["settings"]
+    view = _wait(api, other, lambda s: _state(s) == "finished")
+    assert " · scorer " not in view[0] and spec in view[0]
     # a spec the app was not started with is refused, like the model menu's
     runs = len(store.list_runs())
     try:
