@@ -350,12 +350,13 @@ def step_regrets(lm, events, scfg) -> list[dict]:
 
 
 def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None = None, log=print,
-               scorer=None) -> dict:
+               scorer=None, template: str | None = None) -> dict:
     """Run the REER benchmark (section comment above); returns the result dict.
 
     `scorer`: another model that scores (ReerConfig.scorer); both sides score with it (the fast side
     through its fast path, the plain side with its plain fp32 loop) and regret is measured with it.
     `regret_target_met` is never true over zero measured steps (`regret_steps` says how many).
+    `template`: the scoring layout (default REER's, or `none` for a scorer with no chat template).
 
     The fast side generates with `engine` (default: the setting, core.models.ct2) and scores with
     `precision`; the plain side is the unchanged fp32 loop (PlainLM). Phases: draft (each side
@@ -377,7 +378,8 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         fast_lm = lm if lm is not hf else with_engine(hf, engine_from_env())
     sc_hf = base_hf(scorer) if scorer is not None else hf  # the model whose scores decide (and measure regret)
     # a scorer with no chat template (a base model) scores layout none (core.reer.jobs.check_scorer)
-    template = "none" if scorer is not None and getattr(sc_hf, "missing", lambda n: "")({"chat_template"}) else None
+    if template is None and scorer is not None and getattr(sc_hf, "missing", lambda n: "")({"chat_template"}):
+        template = "none"
     plain_cfg = ReerConfig(**REER_BENCH, scorer=sc_hf.name if scorer is not None else "",
                            **({"template": template} if template else {}))
     fast_cfg = dataclasses.replace(plain_cfg, precision=precision)

@@ -165,15 +165,15 @@ def cmd_bench(args) -> int:
             check_engine(args.engine, where=f"--engine {args.engine}")
         except UnknownEngine as exc:
             raise CLIError(str(exc)) from None
-    if args.scorer and args.what != "reer":
-        raise CLIError(f"--scorer is for bench reer, not bench {args.what}")
+    if (args.scorer or args.template) and args.what != "reer":
+        raise CLIError(f"--scorer and --template are for bench reer, not bench {args.what}")
     scorer = _load(args.scorer) if args.scorer and args.scorer.strip() != args.model else None
     lm = _load(args.model)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     if args.what in ("reer", "generate"):
         if args.what == "reer":
             result = bench_reer(lm, items=args.items, precision=args.precision, engine=args.engine, log=log,
-                                scorer=scorer)
+                                scorer=scorer, template=args.template)
             n = result["regret_steps"]
             summary = (f"REER search{' scored by ' + result['scorer'] if scorer is not None else ''}: engine "
                        f"{result['engine_items_per_hour']:.1f} items/h, plain loop "
@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scorer", default=None, metavar="SPEC",
                    help="reer: another model that scores (any --model spec; default: the model scores); both "
                         "sides score with it and regret is measured with it")
+    b.add_argument("--template", default=None, choices=["train", "chat", "none"],
+                   help="reer: the scoring layout (default: REER's, or none when the --scorer has no chat template)")
     b.add_argument("--engine", default=None, help="reer: the fast side's generation engine (default: the engine "
                    "setting, $PALIMPSEST_ENGINE; see docs/speed.md)")
     b.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16"],
