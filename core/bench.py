@@ -238,8 +238,7 @@ class PlainLM:
         """Each request alone: one plain fp32 forward of the whole sequence (naive_logprobs)."""
         results = []
         for req in requests:
-            pieces = [self.lm.encode(p) for p in req.context]
-            pieces, cont, dropped = self.lm._fit(pieces, self.lm.encode(req.continuation), truncate)
+            pieces, cont, dropped = self.lm._fit(*self.lm.encode_request(req), truncate)
             ctx = [t for p in pieces for t in p]
             with torch.inference_mode():
                 lps = naive_logprobs(self.lm.model, ctx + cont, len(ctx), device=self.lm.device)

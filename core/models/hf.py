@@ -296,6 +296,22 @@ class HFLM:
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
+    @functools.cached_property
+    def bos_id(self) -> int | None:
+        """The BOS id this tokenizer puts first by itself (Gemma's `<bos>`, Llama's), else None
+        (SmolLM2 adds none). Scoring puts it before a context that does not start with it."""
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None and self.tokenizer("a")["input_ids"][:1] == [bos] else None
+
+    def encode_request(self, req: ScoreRequest) -> tuple[list[list[int]], list[int]]:
+        """(context pieces, continuation) ids of a scoring request, each piece tokenized alone; led
+        by the model's BOS when its tokenizer adds one and the context lacks it (a chat template
+        writes it in its text; layout `none` does not): a base model reads text after its BOS."""
+        pieces = [self.encode(p) for p in req.context]
+        if self.bos_id is not None and not (pieces and pieces[0][:1] == [self.bos_id]):
+            pieces = [[self.bos_id]] + pieces
+        return pieces, self.encode(req.continuation)
+
     def twin(self, precision: Precision) -> torch.nn.Module:
         """The model in the asked precision (the bf16 copy is made once and kept)."""
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -330,8 +346,7 @@ class HFLM:
         for req in requests:
             if not req.continuation:
                 raise LMError("scoring request with an empty continuation: nothing to score")
-            pieces = [self.encode(p) for p in req.context]
-            cont = self.encode(req.continuation)
+            pieces, cont = self.encode_request(req)
             encoded.append(self._fit(pieces, cont, truncate))
         with self._lock, torch.inference_mode():
             model = self.twin(precision)
