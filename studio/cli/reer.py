@@ -35,6 +35,10 @@ def cmd_reer(args) -> int:
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
     model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.lm.load_lm)
+    if cfg.scorer.strip() == model:  # the model scoring itself: a one-model run, matching those stored before
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, scorer="")
     concurrency = concurrency_for(args.concurrency, [model])
     loaded = []
 
