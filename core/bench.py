@@ -313,6 +313,14 @@ def _kv_counts(hf) -> tuple[int, int]:
     return (store.reused_tokens, store.computed_tokens) if store is not None else (0, 0)
 
 
+def regret_summary(regrets: list[dict], target: float = 1e-3) -> dict:
+    """max_regret, identical_choices, regret_steps and regret_target_met of `step_regrets` rows. The
+    target is met only over measured steps: with none, nothing was shown, so it is not met."""
+    return {"max_regret": max((r["regret"] for r in regrets), default=0.0),
+            "identical_choices": sum(r["identical"] for r in regrets), "regret_steps": len(regrets),
+            "regret_target_met": bool(regrets) and all(r["regret"] <= target for r in regrets)}
+
+
 def step_regrets(lm, events, scfg) -> list[dict]:
     """For every step of a finished search that scored 2+ candidates: the fp32 score of the
     candidate the run chose (lowest score as the run computed it) minus the best fp32 score
@@ -446,10 +454,7 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         phases[f"{phase}_speedup"] = total(f"plain_{key}_s") / max(total(f"engine_{key}_s"), 1e-9)
     return {
         "speedup": total("plain_s") / total("engine_s"),
-        "max_regret": max((r["regret"] for r in regrets), default=0.0),
-        "identical_choices": sum(r["identical"] for r in regrets), "regret_steps": len(regrets),
-        # a target is met only over measured steps: none measured proves nothing
-        "regret_target_met": bool(regrets) and all(r["regret"] <= 1e-3 for r in regrets),
+        **regret_summary(regrets),
         **phases,
         "engine_items_per_hour": 3600 * len(rows) / total("engine_s"),
         "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),

@@ -186,3 +186,14 @@ def test_a_tokenizer_that_adds_bos_gets_it_before_a_plain_text_context_once(tiny
     assert got == pytest.approx(ref, abs=1e-4)
     again = tiny_scorer.loglikelihood([ScoreRequest(("<|endoftext|>" + ctx,), cont)])[0].logprobs
     assert again == pytest.approx(ref, abs=1e-4)  # already led by it: not doubled
+
+
+def test_a_regret_target_is_never_met_over_zero_measured_steps():
+    from core.bench import regret_summary
+
+    none = regret_summary([])
+    assert none["regret_steps"] == 0 and none["regret_target_met"] is False  # bench reer once said True here
+    rows = [{"regret": 0.0, "identical": True}, {"regret": 2e-4, "identical": False}]
+    assert regret_summary(rows) == {"max_regret": 2e-4, "identical_choices": 1, "regret_steps": 2,
+                                    "regret_target_met": True}
+    assert regret_summary(rows + [{"regret": 5e-3, "identical": False}])["regret_target_met"] is False
