@@ -58,6 +58,8 @@ def reer_job(store: Store, lm: LM, prompt_id: str, cfg: ReerConfig = ReerConfig(
     prompt = store.get_prompt(prompt_id)
     if run_id is not None:
         cfg = ReerConfig.from_dict(store.get_run(run_id)["settings"])
+    if scorer is None and cfg.scorer.strip():  # never score with the writer a run whose settings name another
+        raise LMError(f"REER: this run is scored by {cfg.scorer.strip()!r}: load that model and pass it as the scorer")
     sc = scorer if scorer is not None else lm
     check_scorer(sc, cfg)  # refused before the draft, not after
     require(lm, {"prefix", "count_tokens"}, "REER")  # the writer: a server that cannot is refused here too
