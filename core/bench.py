@@ -238,8 +238,7 @@ class PlainLM:
         """Each request alone: one plain fp32 forward of the whole sequence (naive_logprobs)."""
         results = []
         for req in requests:
-            pieces = [self.lm.encode(p) for p in req.context]
-            pieces, cont, dropped = self.lm._fit(pieces, self.lm.encode(req.continuation), truncate)
+            pieces, cont, dropped = self.lm._fit(*self.lm.encode_request(req), truncate)
             ctx = [t for p in pieces for t in p]
             with torch.inference_mode():
                 lps = naive_logprobs(self.lm.model, ctx + cont, len(ctx), device=self.lm.device)
@@ -292,14 +291,14 @@ class ExactLengthLM:
         return [Generation(cut_at_stop(t, config.stop), stop_reason(t, config.stop, FINISH_LENGTH)) for t in texts]
 
 
-def _timed_reer(lm, item: Item, cfg) -> tuple[float, dict, list]:
+def _timed_reer(lm, item: Item, cfg, scorer=None) -> tuple[float, dict, list]:
     from core.reer.jobs import reer_job, run_record
     from core.store import open_store
 
     store = open_store(None)
     pid, _ = store.add_prompt(item.query, item.reference, id=item.id)
     t = time.perf_counter()
-    events = list(reer_job(store, lm, pid, cfg))
+    events = list(reer_job(store, lm, pid, cfg, scorer=scorer))
     seconds = time.perf_counter() - t
     rec = run_record(store, events[0].run_id)
     store.close()
@@ -312,6 +311,14 @@ def _kv_counts(hf) -> tuple[int, int]:
     """(tokens reused, tokens computed) so far by `hf`'s fp32 scoring store; (0, 0) without one."""
     store = hf.score_kv(torch.float32) if hasattr(hf, "score_kv") else None
     return (store.reused_tokens, store.computed_tokens) if store is not None else (0, 0)
+
+
+def regret_summary(regrets: list[dict], target: float = 1e-3) -> dict:
+    """max_regret, identical_choices, regret_steps and regret_target_met of `step_regrets` rows. The
+    target is met only over measured steps: with none, nothing was shown, so it is not met."""
+    return {"max_regret": max((r["regret"] for r in regrets), default=0.0),
+            "identical_choices": sum(r["identical"] for r in regrets), "regret_steps": len(regrets),
+            "regret_target_met": bool(regrets) and all(r["regret"] <= target for r in regrets)}
 
 
 def step_regrets(lm, events, scfg) -> list[dict]:
@@ -349,8 +356,14 @@ def step_regrets(lm, events, scfg) -> list[dict]:
     return rows
 
 
-def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None = None, log=print) -> dict:
+def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None = None, log=print,
+               scorer=None, template: str | None = None) -> dict:
     """Run the REER benchmark (section comment above); returns the result dict.
+
+    `scorer`: another model that scores (ReerConfig.scorer); both sides score with it (the fast side
+    through its fast path, the plain side with its plain fp32 loop) and regret is measured with it.
+    `regret_target_met` is never true over zero measured steps (`regret_steps` says how many).
+    `template`: the scoring layout (default REER's, or `none` for a scorer with no chat template).
 
     The fast side generates with `engine` (default: the setting, core.models.ct2) and scores with
     `precision`; the plain side is the unchanged fp32 loop (PlainLM). Phases: draft (each side
@@ -370,16 +383,25 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         fast_lm = with_engine(hf, engine)
     else:
         fast_lm = lm if lm is not hf else with_engine(hf, engine_from_env())
-    plain_cfg = ReerConfig(**REER_BENCH)
+    sc_hf = base_hf(scorer) if scorer is not None else hf  # the model whose scores decide (and measure regret)
+    # a scorer with no chat template (a base model) scores layout none (core.reer.jobs.check_scorer)
+    if template is None and scorer is not None and getattr(sc_hf, "missing", lambda n: "")({"chat_template"}):
+        template = "none"
+    plain_cfg = ReerConfig(**REER_BENCH, scorer=sc_hf.name if scorer is not None else "",
+                           **({"template": template} if template else {}))
     fast_cfg = dataclasses.replace(plain_cfg, precision=precision)
     pairs = hellobench_items()[:items]
     fast, plain = ExactLengthLM(fast_lm), ExactLengthLM(PlainLM(hf))
-    log(f"warming up {hf.name} (not timed)...")
-    for m, c in ((fast, fast_cfg), (plain, plain_cfg)):  # first calls pay one-off costs
+    # each side's scorer: its own model, or a separate one timed the same way (ExactLengthLM.seconds)
+    scorers = {"engine": ExactLengthLM(sc_hf) if scorer is not None else fast,
+               "plain": ExactLengthLM(PlainLM(sc_hf)) if scorer is not None else plain}
+    log(f"warming up {hf.name}{' and the scorer ' + sc_hf.name if scorer is not None else ''} (not timed)...")
+    for m, s, c in ((fast, scorers["engine"], fast_cfg), (plain, scorers["plain"], plain_cfg)):  # one-off costs
         m.generate([{"role": "user", "content": "Hi"}], GenerationConfig(max_new_tokens=4, n=2, seed=0))
-        m.loglikelihood([build_request(hf, "Hi", ["A plan."], "An answer.", c.scoring())],
+        s.loglikelihood([build_request(sc_hf, "Hi", ["A plan."], "An answer.", c.scoring())],
                         precision="bf16" if c.precision != "fp32" else "fp32")
         m.seconds = {"generate": 0.0, "score": 0.0}
+        s.seconds = {"generate": 0.0, "score": 0.0}
     rows, regrets = [], []
     reuse = {"reused_tokens": 0, "computed_tokens": 0}
     for n, item in enumerate(pairs):
@@ -398,19 +420,20 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
             m.seconds = kept
         fast.drafts = plain.drafts = {prompt: drafts["plain"]}  # both refine the same z0
         for label, m, c in order:
-            before = dict(m.seconds)
-            kv = _kv_counts(hf)
-            seconds, rec, events = _timed_reer(m, item, c)
+            s = scorers[label]
+            before, before_s = dict(m.seconds), dict(s.seconds)
+            kv = _kv_counts(sc_hf)
+            seconds, rec, events = _timed_reer(m, item, c, scorer=s if scorer is not None else None)
             if label == "engine":  # keys/values the fast side's scoring reused across calls (fastscore.ScoreKV)
-                after = _kv_counts(hf)
+                after = _kv_counts(sc_hf)
                 reuse["reused_tokens"] += after[0] - kv[0]
                 reuse["computed_tokens"] += after[1] - kv[1]
             row[f"{label}_search_s"] = seconds
-            for part in ("generate", "score"):
-                row[f"{label}_{part}_s"] = m.seconds[part] - before[part]
+            row[f"{label}_generate_s"] = m.seconds["generate"] - before["generate"]
+            row[f"{label}_score_s"] = s.seconds["score"] - before_s["score"]
             row[f"{label}_steps"] = len(rec["steps"])
             if label == "engine":
-                steps = step_regrets(hf, events, c.scoring())
+                steps = step_regrets(sc_hf, events, c.scoring())
                 regrets += steps
                 row["max_regret"] = max((r["regret"] for r in steps), default=0.0)
             row[f"{label}_s"] = row[f"{label}_draft_s"] + seconds
@@ -431,9 +454,7 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         phases[f"{phase}_speedup"] = total(f"plain_{key}_s") / max(total(f"engine_{key}_s"), 1e-9)
     return {
         "speedup": total("plain_s") / total("engine_s"),
-        "max_regret": max((r["regret"] for r in regrets), default=0.0),
-        "identical_choices": sum(r["identical"] for r in regrets), "regret_steps": len(regrets),
-        "regret_target_met": all(r["regret"] <= 1e-3 for r in regrets),
+        **regret_summary(regrets),
         **phases,
         "engine_items_per_hour": 3600 * len(rows) / total("engine_s"),
         "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),
@@ -441,11 +462,11 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         "engines": engines_of(fast_lm), "precision": precision,
         "scoring": dict(zip(("precision", "why"), scoring_precision(fast_lm, precision))), "score_kv": reuse, "plain": {"generate": "hf", "score": "hf fp32 naive"},
         "same_steps": all(r["engine_steps"] == r["plain_steps"] for r in rows),
-        "items": len(rows), **REER_BENCH, "exact_lengths": True, "store": "memory",
+        "items": len(rows), **REER_BENCH, "template": plain_cfg.template, "exact_lengths": True, "store": "memory",
         "per_step": [{k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in r.items() if k != "fp32"}
                      for r in regrets],
         "per_item": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-        "model": hf.name, "threads": torch.get_num_threads(),
+        "model": hf.name, "scorer": sc_hf.name, "threads": torch.get_num_threads(),
     }
 
 

@@ -64,8 +64,10 @@ class RunStarted(Event):
     query: str  # x
     reference: str  # y (answer part only)
     settings: dict  # the run's settings, as a dict of the settings dataclass
-    model: str  # generator/scorer model spec
+    model: str  # the generator's model spec (it also scores unless `scorer` names another)
     server: dict = field(default_factory=dict)  # what a server model supports, probed at load (core.models.lm.details)
+    scorer: str | None = None  # the scorer's model spec (None: events stored before issue 24, the generator scored)
+    scorer_server: dict = field(default_factory=dict)  # the scorer's `server`, when it is another model
 
 
 @_register

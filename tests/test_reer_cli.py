@@ -28,7 +28,7 @@ SCRIPTED = ["--model", "scripted:"]
 FAST = ["--candidates", "2", "--max-steps", "2", "--draft-max-new-tokens", "120", "--max-new-tokens", "60", "--seed", "4"]
 
 RECORD_KEYS = {"id", "prompt_id", "run_id", "query", "reference", "initial_thinking", "thinking", "initial_ppl",
-               "final_ppl", "initial_score", "final_score", "steps", "filters", "finish_reason", "model",
+               "final_ppl", "initial_score", "final_score", "steps", "filters", "finish_reason", "model", "scorer",
                "settings", "timings"}
 STEP_KEYS = {"step", "segment", "original", "chosen", "action", "by", "candidates", "seconds"}
 CANDIDATE_KEYS = {"text", "raw", "ppl", "score", "accepted", "error"}

@@ -54,7 +54,8 @@ def user_prompts(lm: ScriptedLM) -> list[str]:
 def test_the_set_is_recorded_and_settings_stored_without_one_load_as_default():
     for name in ("default", "deepwriter"):
         _, rec = run(name)
-        assert rec["settings"]["prompts"] == name
+        assert ReerConfig.from_dict(rec["settings"]).prompts == name
+    assert "prompts" not in run("default")[1]["settings"]  # at its default it keeps the stored settings' key
     stored = {k: v for k, v in ReerConfig(prompts="deepwriter").as_dict().items() if k != "prompts"}
     assert ReerConfig.from_dict(stored).prompts == "default"  # a run from before the setting existed
     with pytest.raises(SettingError, match=r"prompts='nope': must be one of default, deepwriter"):

@@ -258,7 +258,9 @@ class CT2LM:
                       end_token=self.end_ids, no_repeat_ngram_size=config.no_repeat_ngram or 0,
                       callback=watch.step)
         if config.temperature > 0:
-            kwargs.update(sampling_topk=0, sampling_topp=config.top_p, sampling_temperature=config.temperature)
+            # CTranslate2's sampling_topk 0 is the whole vocabulary (off); None keeps that default
+            kwargs.update(sampling_topk=config.top_k or 0, sampling_topp=config.top_p,
+                          sampling_temperature=config.temperature)
         else:
             kwargs.update(sampling_topk=1)
         kwargs.update(extra)

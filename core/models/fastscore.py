@@ -23,8 +23,9 @@ before it (causal), so a cached prefix is exact up to float rounding (tests/test
 
 `naive_logprobs` is the reference: one plain full forward per request, full logits.
 Works for decoder models whose attention goes through transformers' AttentionInterface
-(Llama, Mistral, Qwen2/3, Gemma-like without soft-capping); others should use precision fp32
-through `naive_logprobs`.
+(Llama, Mistral, Qwen2/3, Gemma-like without soft-capping); a layer with a sliding window (Gemma 3's
+local layers, window 512) that binds is computed in one explicitly masked pass (`_windowed`), so its
+scores equal a plain forward's. Others should use precision fp32 through `naive_logprobs`.
 """
 from __future__ import annotations
 
@@ -71,8 +72,12 @@ def cascade_attention(module, query, key, value, attention_mask=None, scaling=No
         raise RuntimeError("cascade attention takes no masks and no cache; score through core.models.fastscore")
     n_rep = query.shape[1] // key.shape[1]
     s = query.shape[2]
-    parts = [_attend(query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep), scaling, causal=True)]
+    window = kwargs.get("sliding_window")  # a local layer's window (Gemma 2/3, Mistral-like); None: full
     installed = getattr(_state, "prefix", None)
+    p_len = installed[module.layer_idx][0].shape[2] if installed is not None else 0
+    if window and p_len + s > window:  # the window binds somewhere: one explicitly masked pass
+        return _windowed(query, key, value, installed and installed[module.layer_idx], n_rep, window, scaling)
+    parts = [_attend(query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep), scaling, causal=True)]
     if installed is not None:
         pk, pv = installed[module.layer_idx]
         b, h, d = query.shape[0], query.shape[1], query.shape[3]
@@ -89,6 +94,26 @@ def cascade_attention(module, query, key, value, attention_mask=None, scaling=No
             o, l = _attend(query, _repeat_kv(pk, n_rep), _repeat_kv(pv, n_rep), scaling, causal=False)
         parts.append((o, l))
     out = _merge(parts) if len(parts) > 1 else parts[0][0]
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _windowed(query, key, value, prefix, n_rep: int, window: int, scaling):
+    """Attention of a sliding-window layer over the installed prefix (P tokens, may be None) and
+    the suffix, as transformers masks it: query at position q sees keys k with q - window < k <= q.
+    One explicit pass (the flash kernel takes no window): exact, and cheap for the windowed layers."""
+    b, h, s, d = query.shape
+    keys, values = key, value
+    p = 0
+    if prefix is not None:
+        pk, pv = prefix
+        p = pk.shape[2]
+        keys = torch.cat([pk.expand(b, -1, -1, -1), key], 2)
+        values = torch.cat([pv.expand(b, -1, -1, -1), value], 2)
+    q_pos = torch.arange(p, p + s, device=query.device)[:, None]
+    k_pos = torch.arange(p + s, device=query.device)[None, :]
+    allowed = (k_pos <= q_pos) & (k_pos > q_pos - window)
+    out = F.scaled_dot_product_attention(query, _repeat_kv(keys, n_rep), _repeat_kv(values, n_rep),
+                                         attn_mask=allowed, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
 
 

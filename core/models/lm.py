@@ -129,6 +129,7 @@ class GenerationConfig:
     max_new_tokens: int = 256  # upper bound on generated tokens per sample
     temperature: float = 0.8  # 0 means greedy decoding
     top_p: float = 0.85  # nucleus sampling mass
+    top_k: int | None = None  # sample among the k likeliest tokens; 0 = off (whole vocabulary); None = the backend's default
     n: int = 1  # samples per prompt
     stop: tuple[str, ...] = ()  # generation ends at the first of these strings (not included)
     seed: int | None = None  # fixes sampling; None leaves it to chance

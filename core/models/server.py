@@ -323,6 +323,8 @@ class OpenAILM:
             body["stop"] = list(config.stop)
         if config.seed is not None:
             body["seed"] = config.seed
+        if config.top_k is not None:  # an extra parameter vLLM and llama.cpp read; -1 is "off" to both
+            body["top_k"] = config.top_k if config.top_k > 0 else -1
         body.update(config.extra)
         return body
 

@@ -14,6 +14,12 @@ from core.quality import QualityConfig, shortest_passing_budget
 from core.settings import checking, invalid, loading, setting, validate
 
 
+# settings added after runs were stored without them: as_dict leaves them out at these values (which
+# are how those runs ran: the generator scored, each backend sampled with its own top-k, the default
+# prompts, no draft section to check); a dotted name is a nested setting
+NEW_AT_DEFAULT = {"scorer": "", "top_k": -1, "prompts": "default", "quality.max_draft_copy_chars": 300}
+
+
 @dataclass(frozen=True)
 class ReerConfig:
     candidates: int = setting(2, min=1, max=64, label="Candidates per segment",
@@ -57,6 +63,14 @@ class ReerConfig:
                                     help="the answer shown to the generator is cut to this many characters")
     seed: int = setting(0, min=0, max=2**32 - 1, help="fixes every sample: same seed, same trajectory")
     quality: QualityConfig = setting(default_factory=QualityConfig, help="filters applied at the end")
+    # ---- who scores, and the top-k cut (left out of as_dict at their defaults: NEW_AT_DEFAULT) ----
+    scorer: str = setting("", help="model spec that scores y (the perplexity model; anything --model takes): "
+                                   "every score, the stop threshold and the heat map use it; empty = the "
+                                   "generator scores too (one model for both jobs)")
+    top_k: int = setting(-1, min=0, allow=(-1,), label="Top-k",
+                         help="sample among the k likeliest tokens only (the authors used 40); 0 = off (the "
+                              "whole vocabulary); -1 = each backend's default (transformers 50, CTranslate2 off, "
+                              "a server its own)")
 
     def __post_init__(self):
         validate(self)
@@ -67,8 +81,22 @@ class ReerConfig:
                     f"{self.quality.min_tokens} tokens (quality.min_tokens), so every run would end dropped", self)
 
     def as_dict(self) -> dict:
-        """JSON-shaped (tuples become lists), so a stored copy compares equal to a fresh one."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-shaped (tuples become lists), so a stored copy compares equal to a fresh one. Settings
+        newer than most stored runs are left out at their defaults (NEW_AT_DEFAULT), so a run stored
+        before they existed still matches a fresh one and is reused, not searched again."""
+        d = json.loads(json.dumps(dataclasses.asdict(self)))
+        for name, default in NEW_AT_DEFAULT.items():
+            *outer, last = name.split(".")
+            part = d
+            for key in outer:
+                part = part.get(key, {})
+            if part.get(last, object()) == default:
+                del part[last]
+        return d
+
+    def scorer_spec(self, model: str) -> str:
+        """The spec that scores, given the generator's spec `model`."""
+        return self.scorer.strip() or model
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReerConfig":

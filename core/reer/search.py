@@ -1,5 +1,10 @@
 """The REER search (DESIGN.md, "REER, precisely") as a generator of typed events.
 
+Two models may share the work, as in the authors' code: `lm` writes (the draft and the rewrites)
+and `scorer` (default: `lm`) scores every (x, z, y): the draft, each candidate, a person's edit,
+so the stop threshold and every decision are the scorer's. Texts pass between them as text;
+each tokenizes with its own tokenizer. The quality filters count tokens with the writer's.
+
 Given a query x and a good answer y, write an initial thinking z0, then visit its segments
 left to right: sample K rewrites of the segment, score y given x and each recomposed z, and
 keep the best only if it beats the current score (greedy hill-climbing). Stop below the
@@ -199,10 +204,15 @@ def skip_refused(shown: Shown | None, state: ReerState, run_id: str, step: int, 
     return None
 
 
+def top_k(cfg: ReerConfig) -> int | None:
+    """The generation's top_k: None (-1 in the settings) leaves each backend its own default."""
+    return None if cfg.top_k < 0 else cfg.top_k
+
+
 def draft_config(cfg: ReerConfig) -> GenerationConfig:
     """How the initial monologue z0 is sampled."""
     return GenerationConfig(max_new_tokens=cfg.draft_max_new_tokens, temperature=cfg.temperature,
-                            top_p=cfg.top_p, n=1, seed=cfg.seed, stop=("</think>",),
+                            top_p=cfg.top_p, top_k=top_k(cfg), n=1, seed=cfg.seed, stop=("</think>",),
                             no_repeat_ngram=cfg.no_repeat_ngram)
 
 
@@ -299,7 +309,7 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
         words = rest.split()
         prefix += " ".join(words if cfg.keep_opening_words < 0 else words[:cfg.keep_opening_words])
     gen = GenerationConfig(max_new_tokens=cfg.candidate_max_new_tokens, temperature=cfg.temperature,
-                           top_p=cfg.top_p, n=cfg.candidates, seed=step_seed(cfg.seed, step),
+                           top_p=cfg.top_p, top_k=top_k(cfg), n=cfg.candidates, seed=step_seed(cfg.seed, step),
                            stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram)
     raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
     drafting = in_draft(segments, i)
@@ -323,9 +333,11 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
 
 def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
                 cfg: ReerConfig = ReerConfig(), controls: Controls | None = None,
-                history: Sequence[ev.Event] = ()) -> Iterator[ev.Event]:
-    """The search as events (module docstring). `history`: this run's earlier events, to resume."""
+                history: Sequence[ev.Event] = (), scorer: LM | None = None) -> Iterator[ev.Event]:
+    """The search as events (module docstring). `history`: this run's earlier events, to resume.
+    `lm` writes (draft, candidates); `scorer` scores every (x, z, y) (default: `lm` itself)."""
     controls = controls or Controls()
+    sc = scorer if scorer is not None else lm
     answer = answer_part(reference)
     state = ReerState.from_events(history)
     if state.finished:
@@ -335,11 +347,13 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     try:
         if not state.started:
             yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
-                                settings={**cfg.as_dict(), "engines": engines_of(lm),
+                                settings={**cfg.as_dict(), "engines": {"generate": engines_of(lm)["generate"],
+                                                                       "score": engines_of(sc)["score"]},
                                           "scoring": dict(zip(("precision", "why"),
-                                                              scoring_precision(lm, scfg.precision)))},
+                                                              scoring_precision(sc, scfg.precision)))},
                                 model=lm.name,
-                                server=details(lm))
+                                server=details(lm), scorer=sc.name,
+                                scorer_server=details(sc) if sc is not lm else {})
         if state.segments is None:
             steps = cfg.max_steps
             with meter.generating("drafting the first thinking", "draft", cfg.draft_max_new_tokens,
@@ -352,7 +366,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
             steps = _steps_left(state, cfg, len(segs))
             meter.phase("scoring the draft", "scoring", later_tokens=steps * cfg.candidate_max_new_tokens,
                         later_scorings=steps)
-            s = score(lm, query, segs, answer, scfg).as_dict()
+            s = score(sc, query, segs, answer, scfg).as_dict()
             event = ev.InitialDraft(run_id, thinking=join_segments(segs), segments=tuple(segs), score=s, raw=raw)
             state.apply(event)
             yield event
@@ -360,7 +374,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
             if early:  # DESIGN step 2: such drafts are dropped, not searched
                 yield _finish(lm, state, run_id, "dropped", segs, s, answer, cfg, early)
                 return
-        yield from _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter)
+        yield from _expand_loop(lm, sc, run_id, query, answer, cfg, scfg, controls, state, meter)
     except GenerationStopped:  # a Stop cut a generation short (core.models.lm.stop_when): nothing half-written is kept
         yield _finish(lm, state, run_id, "stopped", state.segments or [], state.score or {}, answer, cfg)
     except LMError as exc:
@@ -372,10 +386,10 @@ def _steps_left(state: ReerState, cfg: ReerConfig, n_segments: int) -> int:
     return max(0, min(cfg.max_steps, n_segments * cfg.passes) - state.steps_done)
 
 
-def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
+def _expand_loop(lm, sc, run_id, query, answer, cfg, scfg, controls, state, meter):
     n_segments = len(state.segments)
     while True:
-        for event in _human_edits(lm, run_id, query, answer, scfg, controls, state):
+        for event in _human_edits(sc, run_id, query, answer, scfg, controls, state):
             yield event
         if controls.stopped():
             yield _finish(lm, state, run_id, "stopped", state.segments, state.score, answer, cfg)
@@ -392,7 +406,7 @@ def _expand_loop(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
         if controls.should_pause():
             yield ev.RunPaused(run_id, by="human")
             return
-        if (yield from _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter)):
+        if (yield from _one_step(lm, sc, run_id, query, answer, cfg, scfg, controls, state, meter)):
             return  # paused inside the step (candidates held for a person, or a command refused)
         controls.expanded()
 
@@ -403,7 +417,7 @@ def _refuse(run_id: str, where: str, why: str) -> Iterator[ev.Event]:
     yield ev.RunPaused(run_id, by="human")
 
 
-def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
+def _one_step(lm, sc, run_id, query, answer, cfg, scfg, controls, state, meter):
     """One expansion step; returns True when the run paused inside it (nothing decided)."""
     step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
     if cmd := controls.take(("skip",)):
@@ -438,7 +452,7 @@ def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
         if good:
             meter.phase(f"scoring {len(good)} candidate{'s' if len(good) != 1 else ''} of segment {i + 1}",
                         "scoring", later_tokens=later * cfg.candidate_max_new_tokens, later_scorings=later)
-        scores = score_candidates(lm, query, state.segments, i, [texts[k] for k in good], answer, scfg,
+        scores = score_candidates(sc, query, state.segments, i, [texts[k] for k in good], answer, scfg,
                                   baseline=state.score["score"]) if good else []
         pending = {}
         for k, s in zip(good, scores):
@@ -472,14 +486,14 @@ def _one_step(lm, run_id, query, answer, cfg, scfg, controls, state, meter):
     return False
 
 
-def _human_edits(lm, run_id, query, answer, scfg, controls, state):
+def _human_edits(sc, run_id, query, answer, scfg, controls, state):
     try:
-        yield from _take_edits(lm, run_id, query, answer, scfg, controls, state)
+        yield from _take_edits(sc, run_id, query, answer, scfg, controls, state)
     finally:
         controls.edits_done()
 
 
-def _take_edits(lm, run_id, query, answer, scfg, controls, state):
+def _take_edits(sc, run_id, query, answer, scfg, controls, state):
     while (cmd := controls.take(("edit",))) is not None:
         _, i, text, shown, who = cmd
         text = re.sub(r"\n\s*\n+", "\n", (text or "").strip())
@@ -496,7 +510,7 @@ def _take_edits(lm, run_id, query, answer, scfg, controls, state):
             continue
         segs = list(state.segments)
         segs[i] = text
-        s = score(lm, query, segs, answer, scfg).as_dict()
+        s = score(sc, query, segs, answer, scfg).as_dict()
         step = state.steps_done + 1
         event = ev.CandidateScored(run_id, step=step, segment=i, index=-1, score=s)
         state.apply(event)
@@ -526,7 +540,8 @@ def _finish(lm, state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -
 
 
 def run_reer(lm: LM, run_id: str, item_id: str, query: str, reference: str, cfg: ReerConfig = ReerConfig(),
-             on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = ()) -> dict:
+             on_event: Callable[[ev.Event], None] | None = None, history: Sequence[ev.Event] = (),
+             scorer: LM | None = None) -> dict:
     """The non-streaming twin: run (or resume) to the end and return the output record."""
-    return consume(reer_search(lm, run_id, item_id, query, reference, cfg, history=history), history,
-                   record_from_events, on_event)
+    return consume(reer_search(lm, run_id, item_id, query, reference, cfg, history=history, scorer=scorer),
+                   history, record_from_events, on_event)

@@ -131,6 +131,7 @@ def record_from_events(events: Sequence[ev.Event]) -> dict:
         "filters": fin.filters if fin else {"passed": False, "reasons": ["the run has not finished"]},
         "finish_reason": fin.reason if fin else None,
         "model": run.model if run else None,
+        "scorer": (run.scorer or run.model) if run else None,  # who scored y (the generator when not another)
         "settings": run.settings if run else None,
         "timings": {"draft_seconds": round(draft_seconds, 3), "active_seconds": round(state.active_seconds(), 3),
                     "wall_seconds": round(events[-1].t - events[0].t, 3) if events else 0.0},

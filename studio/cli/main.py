@@ -167,14 +167,23 @@ def cmd_bench(args) -> int:
             check_engine(args.engine, where=f"--engine {args.engine}")
         except UnknownEngine as exc:
             raise CLIError(str(exc)) from None
+    if (args.scorer or args.template) and args.what != "reer":
+        raise CLIError(f"--scorer and --template are for bench reer, not bench {args.what}")
+    scorer = _load(args.scorer) if args.scorer and args.scorer.strip() != args.model else None
     lm = _load(args.model)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     if args.what in ("reer", "generate"):
         if args.what == "reer":
-            result = bench_reer(lm, items=args.items, precision=args.precision, engine=args.engine, log=log)
-            summary = (f"REER search: engine {result['engine_items_per_hour']:.1f} items/h, plain loop "
-                       f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x; max regret "
-                       f"{result['max_regret']:.1e} ({result['identical_choices']}/{result['regret_steps']} identical)")
+            result = bench_reer(lm, items=args.items, precision=args.precision, engine=args.engine, log=log,
+                                scorer=scorer, template=args.template)
+            n = result["regret_steps"]
+            summary = (f"REER search{' scored by ' + result['scorer'] if scorer is not None else ''}: engine "
+                       f"{result['engine_items_per_hour']:.1f} items/h, plain loop "
+                       f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x; "
+                       + (f"max regret {result['max_regret']:.1e} over {n} measured step(s) "
+                          f"({result['identical_choices']}/{n} identical choices)" if n else
+                          "regret NOT measured: no step scored two candidates (more --items, or a model that "
+                          "writes usable candidates)"))
         else:
             result = bench_generate(lm, tokens=args.tokens, rounds=args.rounds or 1, log=log)
             summary = "  ".join(f"{k}: {v:.1f}" for k, v in result.items() if k.endswith("tokens_per_s"))
@@ -317,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--delay", type=float, default=None, help="serve: the stand-in's seconds per completion "
                                                              "request (default 1.0)")
     b.add_argument("--levels", default=None, help="serve: concurrency levels, comma-separated (default 1,4,16,64)")
+    b.add_argument("--scorer", default=None, metavar="SPEC",
+                   help="reer: another model that scores (any --model spec; default: the model scores); both "
+                        "sides score with it and regret is measured with it")
+    b.add_argument("--template", default=None, choices=["train", "chat", "none"],
+                   help="reer: the scoring layout (default: REER's, or none when the --scorer has no chat template)")
     b.add_argument("--engine", default=None, help="reer: the fast side's generation engine (default: the engine "
                    "setting, $PALIMPSEST_ENGINE; see docs/speed.md)")
     b.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16"],

@@ -3,7 +3,9 @@
 Thin, and the mirror of studio/cli/r2.py: its flags are generated from ReerConfig (core.settings),
 it loads the model once and only when some item needs a search, runs core.reer.jobs.reer_items
 through the shared batch loop (studio/cli/batch.py: bar, output file, counts, exit status) and
-writes each item's record. Every event is saved in --db as it happens, so a rerun skips
+writes each item's record. `--scorer SPEC` (a ReerConfig setting) scores with another model than
+the one that writes; it is loaded first, and a scorer that cannot score the --template is refused in
+one line before anything is generated. Every event is saved in --db as it happens, so a rerun skips
 finished items and resumes an interrupted one. Does not know how the search works.
 """
 from __future__ import annotations
@@ -33,6 +35,10 @@ def cmd_reer(args) -> int:
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
     model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.lm.load_lm)
+    if cfg.scorer.strip() == model:  # the model scoring itself: a one-model run, matching those stored before
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, scorer="")
     concurrency = concurrency_for(args.concurrency, [model])
     loaded = []
 
@@ -40,6 +46,9 @@ def cmd_reer(args) -> int:
         if not loaded:
             loaded.append(_load(model))
         return loaded[0]
+
+    def get_scorer():  # --scorer: loaded (and checked, core.reer.jobs.check_scorer) before the writer
+        return _load(cfg.scorer.strip())
 
     def postfix(item, event) -> dict:
         post = {"item": item.id[-32:]}
@@ -62,7 +71,7 @@ def cmd_reer(args) -> int:
         status, counts = run_batch(
             "reer", items,
             lambda on_event: reer_items(store, items, cfg, model, get_lm, source=str(args.input), on_event=on_event,
-                                        concurrency=concurrency),
+                                        concurrency=concurrency, get_scorer=get_scorer),
             out=args.out, db=store.path or args.db, progress=args.progress, postfix=postfix, line=line,
             concurrency=concurrency)
     finally:

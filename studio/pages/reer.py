@@ -1,6 +1,6 @@
 """The REER page: run, watch and steer the search on one stored prompt.
 
-Knows: the layout (prompt picker, model and settings, Run / Pause / Step / Stop, status line,
+Knows: the layout (prompt picker, model, scorer and settings, Run / Pause / Step / Stop, status line,
 live plot, trajectory with the segment under work highlighted, candidate cards, accept a held
 candidate or skip a segment, heat maps before/after, hand edits, accept/reject) and how to turn
 stored events into those views (studio.views.plots, studio.views.reer). It never keeps a run's
@@ -25,6 +25,7 @@ or other pages (the app links them through `ReerPage`).
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 from dataclasses import dataclass
@@ -117,6 +118,16 @@ def pause_point(p) -> str:
     return "before the next step"
 
 
+def scorer_choices(ctx: StudioContext) -> list[tuple[str, str]]:
+    """(label, value) pairs of the Scorer menu: "" (the run's own model scores), then every allowed spec."""
+    return [("the model above (one model writes and scores)", "")] + [(s, s) for s in ctx.models.policy.specs]
+
+
+def scorer_of(run: dict) -> str:
+    """The spec that scored a stored run: its settings' `scorer`, else its model."""
+    return str((run.get("settings") or {}).get("scorer") or "").strip() or (run.get("model") or "")
+
+
 def build(ctx: StudioContext) -> ReerPage:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
     store, runner = ctx.store, ctx.runner
@@ -139,6 +150,11 @@ def build(ctx: StudioContext) -> ReerPage:
                                 info="the models this studio was started with (palimpsest app --model, "
                                      "--allow-model)", allow_custom_value=ctx.model_free_text,
                                 elem_id="reer-model")
+        scorer_box = gr.Dropdown(choices=scorer_choices(ctx), value="", label="Scorer (the perplexity model)",
+                                 info="the model that scores y under every thinking: the draft, each candidate, "
+                                      "your edits, the threshold and the heat map (a base model scores with "
+                                      "template none); the same allowed models as above",
+                                 allow_custom_value=ctx.model_free_text, elem_id="reer-scorer")
         with gr.Row():  # labels, help, bounds and real defaults [in brackets] come from ReerConfig
             k = forms.widget(ReerConfig, "candidates", value=DEMO["candidates"], slider=True,
                              elem_id="reer-candidates-n")
@@ -220,7 +236,8 @@ def build(ctx: StudioContext) -> ReerPage:
         return {
             live: parts[live], writing: parts[writing],
             status: queued_html(runner, run_id)
-            or status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or ""),
+            or status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or "",
+                           scorer_of(run)),
             plot: plots.reer_figure(evs, metric_value) if evs else plots.empty_figure("Writing the initial draft…"),
             traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
             on_screen: shown_of(run_id, v),
@@ -271,7 +288,8 @@ def build(ctx: StudioContext) -> ReerPage:
         gr.Warning(message)
         return {status: status_html(None, None, False) + error_block(message), seen: ""}
 
-    def start(prompt_id, run_id, steps_n, model_spec, *settings):
+    def start(prompt_id, run_id, steps_n, model_spec, *values):
+        settings, scorer_spec = values[:len(SETTINGS)], (values[len(SETTINGS):] or ("",))[0]
         if not prompt_id:
             return _err("Pick a prompt first (import some on the Library page).")
         try:
@@ -282,6 +300,9 @@ def build(ctx: StudioContext) -> ReerPage:
                     return {run_state: run_id, seen: "", **show(run_id)}
             cfg = _cfg(*settings)
             spec = ctx.models.spec(model_spec)
+            scorer = ctx.models.spec(scorer_spec) if (scorer_spec or "").strip() else ""  # the allow-list applies
+            if scorer and scorer != spec:  # the same spec as the model: a one-model run, as before
+                cfg = dataclasses.replace(cfg, scorer=scorer)
             new_id = runner.start(prompt_id, cfg, spec, steps_n)
         except SettingError as e:
             text = forms.error_text(e, ReerConfig)
@@ -293,11 +314,11 @@ def build(ctx: StudioContext) -> ReerPage:
             out.update(box_cleared())
         return out
 
-    def do_run(prompt_id, run_id, model_spec, *settings):
-        return start(prompt_id, run_id, None, model_spec, *settings)
+    def do_run(prompt_id, run_id, model_spec, *values):  # values: the settings, then the scorer (optional)
+        return start(prompt_id, run_id, None, model_spec, *values)
 
-    def do_step(prompt_id, run_id, model_spec, *settings):
-        return start(prompt_id, run_id, 1, model_spec, *settings)
+    def do_step(prompt_id, run_id, model_spec, *values):
+        return start(prompt_id, run_id, 1, model_spec, *values)
 
     def _cleared_note(box: str | None) -> str:
         if not (box or "").strip():
@@ -405,7 +426,7 @@ def build(ctx: StudioContext) -> ReerPage:
                     heat_of: None}
         cfg = ReerConfig.from_dict(v.settings).scoring()
         try:
-            lm = runner.lm_for(store.get_run(run_id).get("model"))
+            lm = runner.scorer_for(store.get_run(run_id))  # the run's scorer draws its heat map
             out = {heat_of: run_id}
             for comp, segs, title in ((heat_a, v.initial, "initial trajectory"), (heat_b, v.segments, "current")):
                 s = score(lm, v.query, segs, v.reference, cfg, keep_tokens=True)
@@ -431,8 +452,11 @@ def build(ctx: StudioContext) -> ReerPage:
     cmd_out = [run_state, seen, runs, *shown[:5], edit_text, edit_note, live, writing, on_screen, check]
     ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
     quick = dict(concurrency_limit=None, show_progress="hidden")
-    run_btn.click(do_run, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_run", **quick)
-    step_btn.click(do_step, [prompt, run_state, model_box, *settings], cmd_out, api_name="reer_step", **quick)
+    # the scorer comes last, after the settings: scripts written before it existed still call reer_run
+    run_btn.click(do_run, [prompt, run_state, model_box, *settings, scorer_box], cmd_out, api_name="reer_run",
+                  **quick)
+    step_btn.click(do_step, [prompt, run_state, model_box, *settings, scorer_box], cmd_out, api_name="reer_step",
+                   **quick)
     gr.on([w.change for w in settings], check_settings, settings, [check], api_name="reer_check", **quick)
     pause_btn.click(do_pause, run_state, ack_out, api_name="reer_pause", **quick)
     stop_btn.click(do_stop, run_state, ack_out, api_name="reer_stop", **quick)

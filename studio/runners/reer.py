@@ -3,7 +3,8 @@
 What it knows: REER's commands beyond the shared ones (studio.runners.base.EngineRunner: open,
 pause, stop, threads, leases, errors): start and resume at a pace (`steps`), edit, force and skip,
 each through a `core.reer.search.Controls` and `core.reer.jobs.reer_job` (which saves every event
-and holds the run's lease); and which model a run recorded (loaded once through the shelf). What
+and holds the run's lease); and which models a run recorded, the writer and its scorer (loaded once
+through the shelf, the app's allow-list applying to both). What
 it does not know: Gradio or rendering. Pages never read state from here to draw a run: they poll
 the store, so a reload, a second tab or another process shows the same thing; the runner only
 answers "is this process driving that run now?". The mirror of studio.runners.r2.
@@ -106,6 +107,12 @@ class JobRunner(EngineRunner):
             raise RunnerError(f"model {spec!r} could not be loaded: {exc}; leave the model field empty to use "
                               f"the app's model ({self.models.default})") from exc
 
+    def scorer_for(self, run: dict) -> LM:
+        """The model that scores a run: its settings' `scorer`, else the model that writes it."""
+        spec = str((run.get("settings") or {}).get("scorer") or "").strip()
+        return self.lm_for(spec or run.get("model"))
+
     def _events(self, run: dict, controls: Controls, owner: str) -> Iterator[ev.Event]:
+        scorer = self.scorer_for(run)  # first: a scorer that cannot score the layout is refused before the writer loads
         return reer_job(self.store, self.lm_for(run.get("model")), run["prompt_id"], controls=controls,
-                        run_id=run["id"], owner=owner)
+                        run_id=run["id"], owner=owner, scorer=scorer)

@@ -161,8 +161,9 @@ def driver_gone(run: dict) -> str | None:
 
 
 def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str | None = None,
-                model: str = "") -> str:
-    """One line: run id, state, step, current vs initial perplexity, and any error."""
+                model: str = "", scorer: str = "") -> str:
+    """One line: run id, state, step, current vs initial perplexity, the model (as "writer X · scorer Y"
+    when another model scores), and any error."""
     if run is None:
         return ('<div class="reer-status idle" data-state="idle">No run yet: pick a prompt, check the settings '
                 "and press <b>Run</b> (or <b>Step</b> for one expansion at a time).</div>")
@@ -207,7 +208,9 @@ def status_html(run: dict | None, v: ReerView | None, driving: bool, error: str 
         f = v.finished.filters or {}
         verdict = "passed" if f.get("passed") else "failed: " + "; ".join(f.get("reasons", [])[:2])
         parts.append(f"<span>filters {html.escape(verdict)}</span>")
-    if model:
+    if model and scorer and scorer != model:
+        parts.append(f'<span class="model">writer {html.escape(model)} · scorer {html.escape(scorer)}</span>')
+    elif model:
         parts.append(f'<span class="model">{html.escape(model)}</span>')
     why_none = nothing_accepted(v) if v is not None and v.finished is not None else ""
     out = (f'<div class="reer-status" data-state="{html.escape(run["status"])}" data-run="{html.escape(run["id"])}" '
