@@ -120,3 +120,24 @@ def test_held_out_split_is_by_prompt(tmp_path):
     pairs = read_pairs(write(tmp_path / "p.jsonl", step_pairs()))
     train, held = split_pairs(pairs, 0.34, 0)
     assert not {json.dumps(p.prompt) for p in train} & {json.dumps(p.prompt) for p in held}
+
+
+@pytest.mark.model
+def test_cli_trains_dpo_on_the_builtin_model_and_prints_pair_accuracy_before_and_after(tmp_path):
+    data = write(tmp_path / "train.jsonl", step_pairs(3) + r2_rows()[:3])
+    out, db = tmp_path / "model", tmp_path / "p.db"
+    res = subprocess.run([sys.executable, "-m", "studio.cli", "train", "--method", "dpo", "--data", str(data),
+                          "--out", str(out), "--max-steps", "2", "--eval-frac", "0.34", "--threads", "1",
+                          "--lora", "--db", str(db)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert "held-out pairs before training: pair accuracy 0.000, mean reward margin 0.000" in res.stderr
+    assert "held-out pairs after training: pair accuracy" in res.stderr and "Traceback" not in res.stderr
+    m = json.loads((out / METRICS_FILE).read_text())
+    assert m["steps"] == 2 and m["method"] == "dpo" and m["eval_pair_accuracy_after"] is not None
+    with open_store(db) as store:
+        assert store.list_train_runs()[0]["status"] == "finished"
+    bad = write(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "q"}]}] * 2)
+    res = subprocess.run([sys.executable, "-m", "studio.cli", "train", "--method", "dpo", "--data", str(bad),
+                          "--out", str(tmp_path / "o2"), "--db", str(db)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2 and "chat.jsonl:1: a preference pair needs" in res.stderr
