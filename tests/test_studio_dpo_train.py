@@ -56,7 +56,8 @@ def test_train_page_runs_dpo_and_shows_pair_accuracy_before_and_after(api, store
         time.sleep(1)
     assert 'data-state="finished"' in status, status
     run = store.list_train_runs()[0]
-    assert run["config"]["method"] == "dpo" if isinstance(run.get("config"), dict) else True
+    started = next(e for e in store.train_events(run["id"]) if e.kind == "train_started")
+    assert started.config["method"] == "dpo" and started.config["lora"] is True
     evs = {e.stage: e for e in store.train_events(run["id"]) if e.kind == "train_evaluated"}
     assert evs["before"].pair_accuracy == 0 and evs["after"].pair_accuracy is not None
     assert f"pair accuracy before 0.00 → after {evs['after'].pair_accuracy:,.2f}" in status

@@ -14,13 +14,10 @@ Knows the formats and their exact record shapes (also in the README's export sec
             Both also carry, when people judged the exported drafts in a judging queue, the judgments
             table (judgments.parquet / judgments/) and rm_pairs.jsonl (core.judging.export), and the
             card gains their agreement figures.
-- prm       train.jsonl: {"id", "prompt", "steps": [reflection...], "labels": [bool...], "rewards": [...],
+- prm       train.jsonl: {"id", "prompt", "steps" (= "completions"): [reflection...], "labels": [bool...], "rewards": [...],
             "reward_components": [...]} from R2 rounds (label: the reflection's total reward > 0).
-- dpo       train.jsonl: preference pairs in TRL's conversational layout (core.data.pairs): {"id", "source",
-            "prompt": [user], "chosen": [assistant], "rejected": [assistant], "run", "step", "segment",
-            "chosen_score", "rejected_score", "margin", "scale", "annotator", "trajectory_id"} from REER
-            steps (`reer-step`), people's forces and edits in REER (`reer-human`), R2 revisions
-            (`r2-revision`) and judging queues (`people`); `sources` picks them, `min_margin` drops near-ties.
+- dpo       train.jsonl: preference pairs in TRL's conversational layout, from REER steps, people's forces
+            and edits, R2 revisions and judging queues (core.data.pairs has the record and the rules).
 The text exported is each trajectory's current version (core.data.curation). Every export writes
 README.md (the dataset card: counts, filters, score statistics per scale (REER's and the
 judge's apart, never averaged together), source models, settings)
@@ -236,8 +233,8 @@ def prm_records(ex: dict) -> list[dict]:
                       if _num(reward.get(k))})
     if not steps:
         return []
-    return [{"id": ex["id"], "prompt": ex["query"], "steps": steps, "labels": labels, "rewards": rewards,
-             "reward_components": comps}]
+    return [{"id": ex["id"], "prompt": ex["query"], "steps": steps, "completions": steps, "labels": labels,
+             "rewards": rewards, "reward_components": comps}]  # completions: TRL's stepwise-supervision name
 
 
 STAT_GROUPS = ("reer", "judge", "imported")  # score_stats' groups, in the card's order
@@ -509,7 +506,10 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     dpo only: `sources` (names from core.data.pairs.SOURCES, or "all") and `min_margin`."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
-    sources, min_margin = _pair_options(sources, min_margin)
+    try:
+        sources, min_margin = pp.options(sources, min_margin)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     out = Path(os.path.abspath(Path(out).expanduser()))
     try:  # one export into a folder at a time: a second at once is refused (it replaced the first unseen)
         with exclusive(out):
@@ -518,17 +518,6 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
         raise ExportError(str(exc)) from None
     except OSError as exc:
         raise ExportFailed(f"--out {out}: {oserror_line(exc)}") from None
-
-
-def _pair_options(sources, min_margin) -> tuple[tuple[str, ...], float]:
-    try:
-        sources = pp.parse_sources(sources)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
-    if isinstance(min_margin, bool) or not isinstance(min_margin, (int, float)) or not math.isfinite(min_margin) \
-            or min_margin < 0:
-        raise ExportError(f"--min-margin: {min_margin!r}; give a number 0 or above (default {pp.DEFAULT_MIN_MARGIN})")
-    return sources, float(min_margin)
 
 
 def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_template: bool, tokenizer,
@@ -606,7 +595,10 @@ def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all
     reason -> trajectories left out). Raises ExportError for a bad format, status or source."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
-    sources, min_margin = _pair_options(sources, min_margin)
+    try:
+        sources, min_margin = pp.options(sources, min_margin)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     examples, skipped = _examples(store, status, source)
     rows, more = _rows(fmt, examples, store, min_margin, sources)
     return rows[: max(0, n)], len(rows), {**skipped, **more}

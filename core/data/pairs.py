@@ -197,6 +197,13 @@ def people_pairs(items: Sequence[dict], min_margin: float = DEFAULT_MIN_MARGIN, 
     return out + list(extra)
 
 
+def options(sources, min_margin) -> tuple[tuple[str, ...], float]:
+    """(`--sources` parsed, `--min-margin` checked); ValueError naming the flag and the fix."""
+    if isinstance(min_margin, bool) or not _finite(min_margin) or min_margin < 0:
+        raise ValueError(f"--min-margin: {min_margin!r}; give a number 0 or above (default {DEFAULT_MIN_MARGIN})")
+    return parse_sources(sources), float(min_margin)
+
+
 def parse_sources(text: str | Sequence[str] | None) -> tuple[str, ...]:
     """`--sources` as given ("all", or comma-separated names from SOURCES); ValueError naming the fix."""
     if text is None or text == "all" or text == ("all",):

@@ -67,11 +67,9 @@ class TrainError(LMError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = setting("sft", choices=("sft", "dpo"),
-                          help="sft: supervised fine-tuning on a chat export; dpo: TRL's DPOTrainer on a "
-                               "`export --format dpo` file (core.train.dpo)")
-    beta: float = setting(0.1, above=0, max=100, help="dpo only: DPO's beta (how far the policy may move from "
-                                                      "the reference model; also scales the reward margin)")
+    method: str = setting("sft", choices=("sft", "dpo"), help="sft: on a chat export; dpo: TRL's DPOTrainer on "
+                                                               "an `export --format dpo` file (core.train.dpo)")
+    beta: float = setting(0.1, above=0, max=100, help="dpo: DPO's beta (pull towards the reference model)")
     model: str = setting(DEFAULT_MODEL, label="Model to fine-tune",
                          help="model spec to fine-tune: the built-in alias, a local folder or a hub id")
     epochs: float = setting(1.0, min=0, help="passes over the training records (ignored when max_steps > 0)")
@@ -575,11 +573,9 @@ def train_job(store, data: str | Path, out_dir: str | Path, cfg: TrainConfig = T
     appends to the newest unfinished store run of the same folder, so its loss curve continues.
     """
     cfg = cfg.resolved()
-    if cfg.method == "dpo":
-        from core.train.dpo import prepare_pairs as prepare_data
-    else:
-        prepare_data = prepare
-    prep = prepare_data(data, cfg)
+    from core.train.dpo import prepare_pairs  # dpo: pairs, read and checked the same way
+
+    prep = (prepare_pairs if cfg.method == "dpo" else prepare)(data, cfg)
     out = str(Path(out_dir).expanduser().resolve())
     main = process_state().is_main_process
     run_id = ""
