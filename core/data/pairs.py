@@ -43,9 +43,11 @@ from core.format import THINK_OPEN, turn_head
 from core.segments import SEP
 
 SOURCES = ("reer-step", "reer-human", "r2-revision", "people")
-# 0.01: REER scores differing by less are within the bf16 scoring noise the scorer itself re-checks
-# in fp32 (ScoringConfig.recheck_margin), and on judge scales (normalised to 0..1) it drops only exact ties.
-DEFAULT_MIN_MARGIN = 0.01
+# 0.001 REER units (a mean per-token log-prob): about one nat over a 1000-token reference, the closest
+# calls of fp32 scoring (measured on HelloBench with the built-in model, candidates of one step differ
+# by 0.001 to 0.007; 0.01 would keep none). Runs scored in bf16 want 0.01 (ScoringConfig.recheck_margin).
+# On judge and people scales (normalised to 0..1) it drops only exact ties.
+DEFAULT_MIN_MARGIN = 0.001
 
 
 def _finite(x) -> bool:

@@ -296,7 +296,7 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
                    help=f"dpo: which pair sources, comma-separated: {', '.join(PAIR_SOURCES)} (default all)")
     e.add_argument("--min-margin", type=float, default=DEFAULT_MIN_MARGIN,
                    help=f"dpo: leave out score-ordered pairs whose scores differ by less (REER score units; judge and "
-                        f"people scores as a share of their scale; default {DEFAULT_MIN_MARGIN}: below it REER "
-                        "scores are within bf16 scoring noise, on judge scales only ties fall)")
+                        f"people scores as a share of their scale; default {DEFAULT_MIN_MARGIN}: about one nat over a "
+                        "1000-token reference; use 0.01 for runs scored in bf16; docs/formats.md)")
     e.add_argument("--db", default=default_db, help=db_help)
     e.set_defaults(error=error, func=cmd_export)
