@@ -209,6 +209,9 @@ def _trainer(model, prep, cfg, out: Path):
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         disable_tqdm=True, beta=cfg.beta, max_length=prep.max_length,
         activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0)
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # progress reaches the caller as events, not bars
     data = Dataset.from_list([p.row() for p in prep.train])
     trainer = atomic(DPOTrainer)(model=model, args=args, train_dataset=data, processing_class=prep.tokenizer,
                                  peft_config=peft)
