@@ -135,3 +135,30 @@ def test_dpo_export_holds_reer_step_pairs_of_a_real_run(store, tmp_path):
         export(store, "dpo", tmp_path / "dpo3", status="any", sources="r2")
     with pytest.raises(ExportError, match="nothing to export as dpo"):
         export(store, "dpo", tmp_path / "dpo4", status="any", sources="r2-revision")
+
+
+def test_people_pairs_come_from_a_scored_queue_and_a_leads_resolution_wins(store, tmp_path):
+    from library_fixtures import filled_store
+
+    from core.data.export import export
+    from core.judging import queue as jq
+    from core.judging.agreement import resolve
+
+    ids = filled_store(store)
+    pid = store.get_trajectory(ids["r2"])["prompt_id"]
+    other = store.save_trajectory(store.create_run("reer", pid, {}, "m"), "A plan.", "Another answer, plainer.")
+    jq.create_queue(store, "week-1", overlap=3, open_items=True, created_by="lead")
+    draft, revision = jq.add_items(store, "week-1", [f"traj:{other}", f"traj:{ids['r2']}"], added_by="lead")[0]
+    for who, a, b in (("ana", 4, 7), ("bo", 5, 8)):
+        jq.submit(store, draft, who, overall=a)
+        jq.submit(store, revision, who, overall=b)
+    rows = [json.loads(x) for x in Path(export(store, "dpo", tmp_path / "p", status="any", sources="people").files[0])
+            .read_text().splitlines()]
+    (p,) = rows
+    assert p["source"] == "people" and (p["chosen_score"], p["rejected_score"]) == (7.5, 4.5)
+    assert p["margin"] == pytest.approx(3 / 9) and p["rejected"][0]["content"].endswith(jq.get_item(store, draft)["text"])
+    resolve(store, draft, "lead", overall=9)  # the lead resolves the plainer answer as the better one
+    (p,) = [json.loads(x) for x in Path(export(store, "dpo", tmp_path / "p", status="any", sources="people").files[0])
+            .read_text().splitlines()]
+    assert (p["chosen_score"], p["rejected_score"]) == (9, 7.5)
+    assert p["chosen"][0]["content"].endswith(jq.get_item(store, draft)["text"])
