@@ -300,7 +300,10 @@ class TrainEvaluated(Event):
     n_items: int  # held-out records scored
     n_tokens: int  # answer tokens scored per condition
     seconds: float = 0.0  # time the evaluation took
-    per_item: dict = field(default_factory=dict)  # {record id: {"with": ppl, "without": ppl}}
+    per_item: dict = field(default_factory=dict)  # {record id: {"with": ppl, "without": ppl}} (dpo: margin, log-probs)
+    pair_accuracy: float | None = None  # dpo: share of held-out pairs with implicit reward margin > 0 (core.train.dpo)
+    reward_margin: float | None = None  # dpo: their mean implicit reward margin (beta-scaled log-ratio difference)
+    prefers_chosen: float | None = None  # dpo: share of pairs whose chosen answer the model itself finds likelier
 
 
 @_register

@@ -128,9 +128,11 @@ def test_prm_labels_and_dpo_pairs_come_from_r2_rounds(filled, tmp_path):
     assert prm[0]["labels"] == [True, False] and prm[0]["rewards"] == [1.5, -1.0]
     assert prm[0]["reward_components"][1] == d["rounds"][1]["reward"]
     report = export(store, "dpo", tmp_path / "dpo")
-    (pair,) = read_jsonl(report.files[0])  # round 2 made it worse: no pair
-    assert (pair["chosen"], pair["rejected"], pair["margin"]) == (d["rounds"][0]["revision"], d["rounds"][0]["draft"], 1.5)
-    with pytest.raises(ExportError, match="without R2 rounds"):
+    (pair,) = read_jsonl(report.files[0])  # round 2 made it worse: no pair (REER rows of this store have no steps)
+    assert pair["source"] == "r2-revision" and pair["margin"] == 1.5
+    assert pair["chosen"] == [{"role": "assistant", "content": assistant_turn("", d["rounds"][0]["revision"])}]
+    assert pair["rejected"] == [{"role": "assistant", "content": assistant_turn("", d["rounds"][0]["draft"])}]
+    with pytest.raises(ExportError, match="without REER steps that make preference pairs"):
         export(store, "dpo", tmp_path / "dpo2", source="reer")
 
 

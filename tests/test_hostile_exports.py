@@ -138,7 +138,7 @@ KILLED = textwrap.dedent("""
                 yield row
 
     real = ex._rows
-    ex._rows = lambda fmt, examples: (lambda r: (Slow(r[0]), r[1]))(real(fmt, examples))
+    ex._rows = lambda *args: (lambda r: (Slow(r[0]), r[1]))(real(*args))
     store = open_store(sys.argv[1])
     ex.export(store, "dpo", sys.argv[2], status="any")
 """)

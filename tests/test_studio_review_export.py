@@ -232,7 +232,7 @@ def test_export_preview_run_and_load_with_datasets(api_url, store):
     # dpo from REER trajectories only: a readable refusal naming why and what to try
     result, files, *_ = api.predict("dpo", "accepted", "reer", False, api_name="/export_run")
     text = html.unescape(result)
-    assert "nothing to export as dpo" in text and "without R2 rounds that make preference pairs" in text
+    assert "nothing to export as dpo" in text and "without REER steps that make preference pairs" in text
     assert 'Source "all"' in text and "--source" not in text and files is None
     # prm from the R2 trajectory works
     result, files, *_ = api.predict("prm", "accepted", "r2", False, api_name="/export_run")

@@ -14,10 +14,10 @@ Knows the formats and their exact record shapes (also in the README's export sec
             Both also carry, when people judged the exported drafts in a judging queue, the judgments
             table (judgments.parquet / judgments/) and rm_pairs.jsonl (core.judging.export), and the
             card gains their agreement figures.
-- prm       train.jsonl: {"id", "prompt", "steps": [reflection...], "labels": [bool...], "rewards": [...],
+- prm       train.jsonl: {"id", "prompt", "steps" (= "completions"): [reflection...], "labels": [bool...], "rewards": [...],
             "reward_components": [...]} from R2 rounds (label: the reflection's total reward > 0).
-- dpo       train.jsonl: {"id", "prompt", "chosen": revision, "rejected": its earlier draft, "margin"} for
-            every R2 round whose revision the judge scored higher than the draft.
+- dpo       train.jsonl: preference pairs in TRL's conversational layout, from REER steps, people's forces
+            and edits, R2 revisions and judging queues (core.data.pairs has the record and the rules).
 The text exported is each trajectory's current version (core.data.curation). Every export writes
 README.md (the dataset card: counts, filters, score statistics per scale (REER's and the
 judge's apart, never averaged together), source models, settings)
@@ -63,6 +63,7 @@ from core.data.curation import (
     score_scale,
 )
 from core.format import assistant_turn
+from core.data import pairs as pp
 from core.judging.export import write_tables as write_judgments
 from core.outputs import OutputBusy, exclusive, fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
@@ -84,8 +85,10 @@ DESCRIBE = {
     "hf": "a `datasets` folder (load_from_disk) with the parquet columns",
     "prm": "one JSON object per line: id, prompt, steps (the R2 reflections), labels (reward total > 0), "
            "rewards (totals), reward_components",
-    "dpo": "one JSON object per line: id, prompt, chosen (a revision), rejected (the draft it improved on), "
-           "margin (judged improvement)",
+    "dpo": "one JSON object per line in TRL's conversational preference layout: id, source (reer-step, "
+           "reer-human, r2-revision or people), prompt ([user turn]), chosen and rejected ([assistant turn] in the "
+           "training layout), run, step, segment, chosen_score, rejected_score, margin, scale, annotator, "
+           "trajectory_id (docs/formats.md)",
 }
 
 
@@ -196,6 +199,7 @@ def _examples(store: Store, status: str, source: str) -> tuple[list[dict], Count
             "category": prompt.get("category") or "", "rubric": prompt.get("rubric") or [],
             "status": r["status"], "rating": r.get("rating"), "tags": r["tags"], "notes": r.get("notes") or "",
             "version": r["version"], "trajectory_id": r["id"], "rounds": _rounds(r), "settings": run.get("settings"),
+            "run_id": r["run_id"],
         })
     return out, skipped
 
@@ -229,22 +233,8 @@ def prm_records(ex: dict) -> list[dict]:
                       if _num(reward.get(k))})
     if not steps:
         return []
-    return [{"id": ex["id"], "prompt": ex["query"], "steps": steps, "labels": labels, "rewards": rewards,
-             "reward_components": comps}]
-
-
-def dpo_records(ex: dict) -> list[dict]:
-    out = []
-    for r in ex["rounds"]:
-        reward = r.get("reward") if isinstance(r.get("reward"), dict) else {}
-        gain = reward.get("improvement")
-        if not (isinstance(r.get("draft"), str) and isinstance(r.get("revision"), str) and _num(gain) and gain > 0):
-            continue
-        if not r["draft"].strip() or not r["revision"].strip() or r["draft"] == r["revision"]:
-            continue
-        out.append({"id": f"{ex['id']}-r{r.get('round', len(out))}", "prompt": ex["query"], "chosen": r["revision"],
-                    "rejected": r["draft"], "margin": float(gain)})
-    return out
+    return [{"id": ex["id"], "prompt": ex["query"], "steps": steps, "completions": steps, "labels": labels,
+             "rewards": rewards, "reward_components": comps}]  # completions: TRL's stepwise-supervision name
 
 
 STAT_GROUPS = ("reer", "judge", "imported")  # score_stats' groups, in the card's order
@@ -423,8 +413,10 @@ def _swap_in(new: Path, out: Path) -> None:
         pass  # the swap is done; a folder that cannot be fsynced (some network mounts) keeps it anyway
 
 
-def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
-    """The records of format `fmt` (one per trajectory, or per R2 step/pair), and why any were left out."""
+def _rows(fmt: str, examples: list[dict], store: Store | None = None, min_margin: float = pp.DEFAULT_MIN_MARGIN,
+          sources: tuple[str, ...] = pp.SOURCES) -> tuple[list[dict], Counter]:
+    """The records of format `fmt` (one per trajectory, per R2 step, or per preference pair), and why
+    any trajectories were left out."""
     skipped: Counter = Counter()
     if fmt == "chat":
         return [chat_record(ex) for ex in examples], skipped
@@ -439,12 +431,13 @@ def _rows(fmt: str, examples: list[dict]) -> tuple[list[dict], Counter]:
                  "scores": ex["scores"]} for ex in examples], skipped
     if fmt in ("parquet", "hf"):
         return [_flat(ex) for ex in examples], skipped
-    build = prm_records if fmt == "prm" else dpo_records
+    if fmt == "dpo":
+        return pp.preference_rows(store, examples, min_margin, sources)
     rows = []
     for ex in examples:
-        got = build(ex)
+        got = prm_records(ex)
         if not got:
-            skipped["without R2 rounds that make " + ("step labels" if fmt == "prm" else "preference pairs")] += 1
+            skipped["without R2 rounds that make step labels"] += 1
         rows += got
     return rows, skipped
 
@@ -473,7 +466,8 @@ def _write(fmt: str, out: Path, rows: list[dict]) -> Path:
     return data
 
 
-def _card(report: ExportReport, fmt: str, status: str, source: str, examples: list[dict], check: str | None) -> str:
+def _card(report: ExportReport, fmt: str, status: str, source: str, examples: list[dict], check: str | None,
+          pairs: dict | None = None) -> str:
     by_source = Counter(ex["source"] for ex in examples)
     models = Counter(ex["model"] for ex in examples)
     settings: dict[str, dict] = {}
@@ -488,6 +482,10 @@ def _card(report: ExportReport, fmt: str, status: str, source: str, examples: li
              "## Counts", f"- records: {report.count}", f"- trajectories: {report.trajectories}"]
     lines += [f"- from {k}: {v}" for k, v in sorted(by_source.items())]
     lines += [f"- skipped {why}: {n}" for why, n in report.skipped.items()]
+    if fmt == "dpo":
+        lines += ["", "## Preference pairs", f"- sources: {', '.join(pairs['sources'])}",
+                  f"- min margin: {pairs['min_margin']:g} (score-ordered pairs closer than this are left out)"]
+        lines += [f"- pairs from {k}: {pairs['counts'].get(k, 0)}" for k in pp.SOURCES]
     lines += ["", "## Score statistics", ""] + _stats_lines(report.stats, examples)
     lines += ["", "## Source models"] + ([f"- {m or 'unknown'}: {n}" for m, n in models.most_common()] or ["- none"])
     lines += ["", "## Settings", f"{len(settings)} distinct run setting(s)."]
@@ -498,18 +496,24 @@ def _card(report: ExportReport, fmt: str, status: str, source: str, examples: li
 
 
 def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", source: str = "all",
-           check_template: bool = False, tokenizer=None, judgments: bool = True) -> ExportReport:
+           check_template: bool = False, tokenizer=None, judgments: bool = True,
+           min_margin: float = pp.DEFAULT_MIN_MARGIN, sources: str | tuple[str, ...] | None = None) -> ExportReport:
     """Write the trajectories matching status/source in format `fmt` to the folder `out`, with a
     dataset card, and record the export in the store. With check_template, the chat records are
     rendered through `tokenizer`'s chat template (the built-in model's by default) first and the
     records whose think block is dropped or mangled are reported (report.template_issues).
-    `judgments` False leaves people's judgments out (the studio: only a lead exports them)."""
+    `judgments` False leaves people's judgments out (the studio: only a lead exports them).
+    dpo only: `sources` (names from core.data.pairs.SOURCES, or "all") and `min_margin`."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
+    try:
+        sources, min_margin = pp.options(sources, min_margin)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     out = Path(os.path.abspath(Path(out).expanduser()))
     try:  # one export into a folder at a time: a second at once is refused (it replaced the first unseen)
         with exclusive(out):
-            return _export(store, fmt, out, status, source, check_template, tokenizer, judgments)
+            return _export(store, fmt, out, status, source, check_template, tokenizer, judgments, min_margin, sources)
     except OutputBusy as exc:
         raise ExportError(str(exc)) from None
     except OSError as exc:
@@ -517,7 +521,8 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
 
 
 def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_template: bool, tokenizer,
-            judgments: bool) -> ExportReport:
+            judgments: bool, min_margin: float = pp.DEFAULT_MIN_MARGIN,
+            sources: tuple[str, ...] = pp.SOURCES) -> ExportReport:
     try:
         _tidy(out)  # a killed export's leftovers: its earlier export put back, its temporary folder removed
     except OSError as exc:
@@ -533,7 +538,7 @@ def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_t
         check = (f"Rendered {len(examples)} record(s) through the chat template: "
                  f"{len(report.template_issues)} lost or changed the think block.")
         check += "".join(f"\n- {i}" for i in report.template_issues[:20])
-    rows, more = _rows(fmt, examples)
+    rows, more = _rows(fmt, examples, store, min_margin, sources)
     report.skipped.update(more)
     report.trajectories -= sum(more.values())
     if not rows:
@@ -554,7 +559,8 @@ def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_t
                                if judgments else ([], []))
         report.files = [str(out / data.name)] + [str(out / p.name) for p in judged]
         with open(tmp / "README.md", "w", encoding="utf-8") as f:
-            f.write(_card(report, fmt, status, source, examples, check) + "".join(x + "\n" for x in judged_card))
+            pairs = {"sources": sources, "min_margin": min_margin, "counts": Counter(r.get("source") for r in rows)}
+            f.write(_card(report, fmt, status, source, examples, check, pairs) + "".join(x + "\n" for x in judged_card))
         written = sorted(os.listdir(tmp) + [MANIFEST])
         _write_json(tmp / MANIFEST, {"format": fmt, "files": written, "records": report.count, "written": now()})
         if had:  # the earlier export's folder mode, once everything is written
@@ -583,11 +589,16 @@ def list_exports(store: Store) -> list[dict]:
 
 
 def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all",
-            n: int = 3) -> tuple[list[dict], int, dict[str, int]]:
+            n: int = 3, min_margin: float = pp.DEFAULT_MIN_MARGIN,
+            sources: str | None = None) -> tuple[list[dict], int, dict[str, int]]:
     """What `export` would write, without writing: (its first `n` records, how many records in all,
     reason -> trajectories left out). Raises ExportError for a bad format, status or source."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
+    try:
+        sources, min_margin = pp.options(sources, min_margin)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     examples, skipped = _examples(store, status, source)
-    rows, more = _rows(fmt, examples)
+    rows, more = _rows(fmt, examples, store, min_margin, sources)
     return rows[: max(0, n)], len(rows), {**skipped, **more}

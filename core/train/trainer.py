@@ -67,12 +67,16 @@ class TrainError(LMError):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    method: str = setting("sft", choices=("sft", "dpo"), help="sft: on a chat export; dpo: TRL's DPOTrainer on "
+                                                               "an `export --format dpo` file (core.train.dpo)")
+    beta: float = setting(0.1, above=0, max=100, help="dpo: DPO's beta (pull towards the reference model)")
     model: str = setting(DEFAULT_MODEL, label="Model to fine-tune",
                          help="model spec to fine-tune: the built-in alias, a local folder or a hub id")
     epochs: float = setting(1.0, min=0, help="passes over the training records (ignored when max_steps > 0)")
     max_steps: int = setting(0, min=0, help="optimizer steps in all; 0 = as many as epochs takes")
     lr: float | None = setting(None, above=0, below=1, label="Learning rate",
-                               help="peak learning rate; none = 2e-5 for full fine-tuning, 2e-4 for LoRA")
+                               help="peak learning rate; none = 2e-5 for full fine-tuning, 2e-4 for LoRA (dpo: 5e-6, "
+                                    "5e-5)")
     batch_size: int = setting(2, min=1, help="records per device per forward pass")
     grad_accum: int = setting(1, min=1, help="forward passes per optimizer step (effective batch = "
                                                           "batch_size * grad_accum * devices)")
@@ -121,7 +125,8 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """The settings with defaults that depend on others filled in (what a run records)."""
-        return dataclasses.replace(self, lr=self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5))
+        default = (2e-4 if self.lora else 2e-5) if self.method == "sft" else (5e-5 if self.lora else 5e-6)
+        return dataclasses.replace(self, lr=self.lr if self.lr is not None else default)
 
     def check(self) -> None:
         """TrainError naming the first setting out of range (a config built normally was checked
@@ -293,6 +298,11 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     import torch
 
     cfg = cfg.resolved()
+    if cfg.method == "dpo":  # preference pairs through TRL's DPOTrainer, the same run machinery
+        from core.train.dpo import train_dpo
+
+        yield from train_dpo(data, out_dir, cfg, run_id, resume, overwrite, stop, prepared)
+        return
     prep = prepared or prepare(data, cfg)
     out = Path(out_dir).expanduser().resolve()
     record = {**cfg.as_dict(), "data": str(Path(data).resolve()), "data_sha256": prep.data_sha256}
@@ -563,7 +573,9 @@ def train_job(store, data: str | Path, out_dir: str | Path, cfg: TrainConfig = T
     appends to the newest unfinished store run of the same folder, so its loss curve continues.
     """
     cfg = cfg.resolved()
-    prep = prepare(data, cfg)
+    from core.train.dpo import prepare_pairs  # dpo: pairs, read and checked the same way
+
+    prep = (prepare_pairs if cfg.method == "dpo" else prepare)(data, cfg)
     out = str(Path(out_dir).expanduser().resolve())
     main = process_state().is_main_process
     run_id = ""

@@ -187,7 +187,8 @@ def cmd_export(args) -> int:
             raise args.error(f"--tokenizer {args.tokenizer}: cannot load a tokenizer there ({exc})") from None
     with _store(args.db, args.error) as store:
         report = export(store, args.format, args.out, status=args.status, source=args.source,
-                        check_template=args.check_template, tokenizer=tokenizer)
+                        check_template=args.check_template, tokenizer=tokenizer, min_margin=args.min_margin,
+                        sources=args.sources)
     for issue in report.template_issues:
         print(f"template check: {issue}", file=sys.stderr)
     print(report.summary())
@@ -202,6 +203,8 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     class the command's main prints as one line (studio.cli.main.CLIError)."""
     from core.data.export import FORMATS as EXPORT_FORMATS
     from core.data.export import SOURCE_CHOICES, STATUS_CHOICES
+    from core.data.pairs import DEFAULT_MIN_MARGIN
+    from core.data.pairs import SOURCES as PAIR_SOURCES
     from core.data.records import FORMATS as IMPORT_FORMATS
 
     db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
@@ -277,8 +280,9 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     e = sub.add_parser("export", help="write curated trajectories in a training format, with a dataset card",
                        description="Writes a folder: the data file(s) and README.md (the dataset card). Formats: "
                                    "chat (messages JSONL), sharegpt / alpaca (LLaMA-Factory JSON + dataset_info.json), "
-                                   "parquet, hf (datasets save_to_disk), prm (R2 step labels), dpo (R2 revision over "
-                                   "draft pairs).")
+                                   "parquet, hf (datasets save_to_disk), prm (R2 step labels), dpo (preference pairs "
+                                   "for TRL's DPOTrainer: REER steps, people's forces and edits, R2 revisions over "
+                                   "drafts, judging queues; docs/formats.md).")
     e.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the training format (see above)")
     e.add_argument("--out", required=True, help="output folder (created; written beside it and renamed into place, "
                                                 "so a kill or a full disk leaves the earlier export whole; an earlier "
@@ -288,5 +292,11 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     e.add_argument("--check-template", action="store_true",
                    help="render the records through a chat template and report lost or changed think blocks")
     e.add_argument("--tokenizer", help="local model folder whose chat template to check (default: the built-in model)")
+    e.add_argument("--sources", default="all",
+                   help=f"dpo: which pair sources, comma-separated: {', '.join(PAIR_SOURCES)} (default all)")
+    e.add_argument("--min-margin", type=float, default=DEFAULT_MIN_MARGIN,
+                   help=f"dpo: leave out score-ordered pairs whose scores differ by less (REER score units; judge and "
+                        f"people scores as a share of their scale; default {DEFAULT_MIN_MARGIN}: about one nat over a "
+                        "1000-token reference; use 0.01 for runs scored in bf16; docs/formats.md)")
     e.add_argument("--db", default=default_db, help=db_help)
     e.set_defaults(error=error, func=cmd_export)

@@ -23,12 +23,15 @@ def add_train_parser(sub, default_db: str) -> None:
     from core.settings import add_arguments
     from core.train.trainer import TrainConfig
 
-    t = sub.add_parser("train", help="fine-tune a model on a chat export (loss on the assistant turn only)",
+    t = sub.add_parser("train", help="fine-tune a model on a chat export (loss on the assistant turn only), or DPO on "
+                                     "preference pairs (--method dpo)",
                        description="Supervised fine-tuning on chat JSONL ({'messages': [user, assistant]} with "
                                    "'<think>...</think>' + answer in the assistant turn; query/thinking/reference "
-                                   "lines work too). DIR receives the trained model (load it with --model DIR), "
+                                   "lines work too), or with --method dpo TRL's DPOTrainer on an `export --format dpo` "
+                                   "train.jsonl (held-out pair accuracy and reward margin before and after). DIR "
+                                   "receives the trained model (load it with --model DIR), "
                                    "train_config.json, metrics.json and checkpoints/.")
-    t.add_argument("--data", required=True, help="chat JSONL to train on")
+    t.add_argument("--data", required=True, help="chat JSONL to train on (--method dpo: preference pairs JSONL)")
     t.add_argument("--out", required=True, help="output folder DIR (must be empty unless --resume/--overwrite; "
                                                 "never the --data file, nor holding it with --overwrite)")
     t.add_argument("--resume", action="store_true", help="continue DIR's run from its newest checkpoint")
@@ -133,6 +136,10 @@ def cmd_train(args) -> int:
                 if not show:
                     say(f"step {event.step}/{event.total_steps} loss {event.loss:.4f} lr {event.lr:.2e}",
                         file=sys.stderr)
+            elif event.kind == "train_evaluated" and cfg.method == "dpo":
+                say(f"held-out pairs {event.stage} training: pair accuracy {_fmt(event.pair_accuracy)}, mean reward "
+                    f"margin {_fmt(event.reward_margin)}, model prefers chosen {_fmt(event.prefers_chosen)} "
+                    f"({event.n_items} pair(s))", file=sys.stderr)
             elif event.kind == "train_evaluated":
                 say(f"held-out answer perplexity {event.stage} training: {_fmt(event.ppl_with_thinking)} with "
                     f"thinking, {_fmt(event.ppl_without_thinking)} without ({event.n_items} record(s), "

@@ -1,8 +1,9 @@
-"""The Train page: fine-tune a model on a chat export in a separate process and watch it.
+"""The Train page: fine-tune a model on a chat export (or DPO on a dpo export) in a separate process and watch it.
 
-Knows: the layout (data: an export recorded in the store, any chat JSONL path, or a fresh export
-of the accepted trajectories; model, max steps, learning rate, LoRA, eval fraction, output
-folder; Start / Stop; status line with the before/after held-out perplexity; live loss plot)
+Knows: the layout (data: a chat or dpo export recorded in the store, any JSONL path, or a fresh export
+of the accepted trajectories; model, max steps, learning rate, LoRA, eval fraction, method (sft /
+dpo), output folder; Start / Stop; status line with the before/after held-out perplexity, or for
+dpo the held-out pair accuracy and reward margin; live loss plot)
 and where things go by default (next to the app's store file); typed paths must lie in the
 studio's folder or be a recorded export (studio.workspace) unless the app allows any path. It never keeps a run's state: a
 gr.Timer polls the store's train_events, so a reload reattaches to the newest training run.
@@ -54,11 +55,12 @@ def export_choices(store) -> list[tuple[str, str]]:
         return []
     out = []
     for r in rows:
-        if r.get("format") != "chat":
+        if r.get("format") not in ("chat", "dpo"):
             continue
-        f = Path(r["out"]) / DATA_FILES["chat"]
+        f = Path(r["out"]) / DATA_FILES[r["format"]]
         if f.is_file():
-            out.append((f"export #{r['id']} · {r['count']} record(s) · {str(r.get('created_at', ''))[:16]}", str(f)))
+            what = "pair(s), dpo" if r["format"] == "dpo" else "record(s)"
+            out.append((f"export #{r['id']} · {r['count']} {what} · {str(r.get('created_at', ''))[:16]}", str(f)))
     return out
 
 
@@ -70,7 +72,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     seen = gr.State("")
 
     with gr.Row(equal_height=False, elem_id="train-top"):
-        data = gr.Dropdown(choices=export_choices(store), value=None, label="Data: a chat export, or a chat JSONL path",
+        data = gr.Dropdown(choices=export_choices(store), value=None, label="Data: a chat or dpo export, or a JSONL path",
                            elem_id="train-data", allow_custom_value=True, scale=6, min_width=360)
         build_btn = gr.Button("Export accepted trajectories", elem_id="train-build-export", scale=2, min_width=160,
                               size="md")
@@ -91,6 +93,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
         lora = forms.widget(TrainConfig, "lora", show_default=False, elem_id="train-lora", scale=1, min_width=80)
         eval_frac = forms.widget(TrainConfig, "eval_frac", value=0.34, step=0.05, elem_id="train-eval-frac", scale=1,
                                  min_width=110)
+        method = forms.widget(TrainConfig, "method", show_default=False, elem_id="train-method", scale=1, min_width=110)
         out_dir = gr.Textbox(value="", label="Output folder (empty: a new one next to the store)",
                              elem_id="train-out", scale=3, min_width=200, max_lines=1)
     msg = gr.HTML("", elem_id="train-msg", padding=False)
@@ -156,7 +159,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     def _msg(text: str, kind: str = "") -> str:
         return f'<div class="lib-msg {kind}" role="status">{html.escape(text)}</div>'
 
-    def do_start(data_, model_, steps_, lr_, lora_, frac_, out_):
+    def do_start(data_, model_, steps_, lr_, lora_, frac_, out_, method_="sft"):
         out_ = (out_ or "").strip() or str(base / "models" / f"{Path(model_ or 'model').name}-{time.strftime('%Y%m%d-%H%M%S')}")
         try:  # the config checks the settings (SettingError names the field); the runner the data and folder
             ctx.models.spec(model_)  # ModelNotAllowed unless the studio was started with it
@@ -165,9 +168,9 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
                 data_ = str(ws.path(data_, "Data", also=[f for _, f in export_choices(store)]))
             out_ = str(ws.path(out_, "Output folder"))
             cfg = forms.config(TrainConfig, {"model": model_ or "", "max_steps": steps_, "lr": lr_ or None,
-                                             "lora": bool(lora_), "eval_frac": frac_})
+                                             "lora": bool(lora_), "eval_frac": frac_, "method": method_ or "sft"})
             req = TrainRequest(data=(data_ or "").strip(), out_dir=out_, model=cfg.model, max_steps=cfg.max_steps,
-                               lr=cfg.lr, lora=cfg.lora, eval_frac=cfg.eval_frac)
+                               lr=cfg.lr, lora=cfg.lora, eval_frac=cfg.eval_frac, method=cfg.method)
             key_ = runner.start(req)
         except SettingError as e:
             message = forms.error_text(e, TrainConfig)
@@ -202,7 +205,7 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
                 msg: _msg(f"Exported {rep.count} accepted trajectory record(s) to {rep.files[0]}")}
 
     quick = dict(concurrency_limit=None, show_progress="hidden")
-    start_btn.click(do_start, [data, model, steps, lr, lora, eval_frac, out_dir],
+    start_btn.click(do_start, [data, model, steps, lr, lora, eval_frac, out_dir, method],
                     [out_state, seen, msg, status, plot, stop_btn],
                     api_name="train_run", **quick)
     stop_btn.click(do_stop, out_state, [seen, msg, stop_btn], api_name="train_stop", **quick)

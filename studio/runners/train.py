@@ -39,12 +39,20 @@ class TrainRequest:
     lora: bool = False  # LoRA adapters instead of all weights
     eval_frac: float = 0.1  # share of records held out for the before/after evaluation
     save_steps: int = 0  # checkpoint every N steps (0: only when stopped)
+    method: str = "sft"  # sft (chat JSONL) or dpo (an `export --format dpo` file, core.train.dpo)
 
     def check(self) -> None:
         if not self.data or not Path(self.data).expanduser().is_file():
             raise TrainRunnerError(f"Data: {self.data or '(empty)'!s} is not a file; pick an export, give the path "
                                    "of a chat JSONL file, or build one from the accepted trajectories")
-        read_chat_jsonl(Path(self.data).expanduser())  # DataError names the file, line and field
+        if self.method == "dpo":
+            from core.train.dpo import read_pairs
+
+            read_pairs(Path(self.data).expanduser())  # DataError names the file and line
+        elif self.method == "sft":
+            read_chat_jsonl(Path(self.data).expanduser())  # DataError names the file, line and field
+        else:
+            raise TrainRunnerError(f"Method: {self.method!r}; use sft or dpo")
         if not self.model.strip():
             raise TrainRunnerError("Model: empty; give a model spec (the built-in alias smollm2-135m works)")
         if self.max_steps is None or int(self.max_steps) < 1:
@@ -62,7 +70,7 @@ class TrainRequest:
         cmd = [sys.executable, "-m", "studio.cli", "train", "--data", str(Path(self.data).expanduser()),
                "--out", str(Path(self.out_dir).expanduser()), "--model", self.model.strip(),
                "--max-steps", str(int(self.max_steps)), "--eval-frac", str(float(self.eval_frac)),
-               "--save-steps", str(int(self.save_steps)), "--db", db]
+               "--save-steps", str(int(self.save_steps)), "--method", self.method, "--db", db]
         if self.lr:
             cmd += ["--lr", str(float(self.lr))]
         if self.lora:

@@ -94,7 +94,14 @@ def status_html(run: dict | None, events: Sequence[ev.Event], process: str = "",
     if progress:
         parts.append(f"<span>loss {progress[-1].loss:.4f}</span>")
     b, a = evals.get("before"), evals.get("after")
-    if b is not None or a is not None:
+    if any(x is not None and x.pair_accuracy is not None for x in (b, a)):  # dpo: held-out pairs (core.train.dpo)
+        acc = [x.pair_accuracy if x else None for x in (b, a)]
+        mar = [x.reward_margin if x else None for x in (b, a)]
+        parts.append(f'<span class="pairs" title="held-out pairs whose implicit reward margin is above 0 (the model '
+                     f'prefers chosen over rejected more than before training), and the mean margin">pair accuracy '
+                     f"before {_ppl(acc[0])} → after {_ppl(acc[1])} · reward margin before {_ppl(mar[0])} → after "
+                     f"{_ppl(mar[1])}</span>")
+    elif b is not None or a is not None:
         bw, aw = (b.ppl_with_thinking if b else None), (a.ppl_with_thinking if a else None)
         parts.append(f'<span class="ppl" title="held-out answers\' perplexity given query + thinking">eval PPL '
                      f"before {_ppl(bw)} → after {_ppl(aw)}</span>")

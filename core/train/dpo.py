@@ -1,0 +1,366 @@
+"""DPO in the included backend: TRL's DPOTrainer on an `export --format dpo` file, evaluated before and after.
+
+Knows: reading and checking preference pairs (core.data.pairs' records, or any JSONL of
+prompt/chosen/rejected in TRL's conversational or standard layout); the held-out split, by prompt
+when the pairs have two prompts or more (a REER run's step pairs share one prompt: holding out
+pairs of a prompt trained on would flatter the score); `train_dpo`, which runs DPOTrainer (TRL's
+loss, reference model and tokenisation; LoRA through its peft_config as for SFT; accelerate
+underneath, so `accelerate launch` works unchanged) inside core.train.trainer's run machinery
+(the same events, checkpoints, metrics.json, Stop and resume); and the held-out evaluation:
+  reward margin of a pair = beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected))),
+  log-probabilities summed over the answer's tokens after the rendered prompt, exactly as TRL
+  splits them; pair_accuracy = share of held-out pairs with a margin above 0 (the policy prefers
+  chosen over rejected more than the reference model, the model before training, does), and
+  reward_margin = their mean. Before training the policy is the reference, so both are 0 by
+  definition; `prefers_chosen` (share of pairs the model itself gives the chosen answer the
+  higher log-probability) is meaningful before and after.
+
+Does not know: how pairs are made (core.data.pairs), the studio, the SFT data reader.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from core import events as ev
+from core.train.data import DataError, split_records
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference pair as DPOTrainer reads it."""
+    id: str  # the record's id (or its line number)
+    prompt: object  # [messages] (conversational) or text (standard)
+    chosen: object  # [assistant message] or text
+    rejected: object
+    line: int  # 1-based line in the file
+
+    def row(self) -> dict:
+        return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+
+
+def _messages(x) -> bool:
+    return isinstance(x, list) and bool(x) and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                   and m.get("role") in ("user", "assistant", "system") for m in x)
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """The pairs of a JSONL file; DataError naming the line and the fix for anything else."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it ({exc}); give an `export --format dpo` train.jsonl") from None
+    out, kinds = [], set()
+    for n, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            r = json.loads(text)
+        except ValueError:
+            raise DataError(f"{path}:{n}: not JSON; give an `export --format dpo` train.jsonl") from None
+        if not isinstance(r, dict) or not {"prompt", "chosen", "rejected"} <= set(r):
+            raise DataError(f"{path}:{n}: a preference pair needs prompt, chosen and rejected (`export --format dpo` "
+                            "writes them); a chat export trains with --method sft")
+        conv = _messages(r["prompt"]) and _messages(r["chosen"]) and _messages(r["rejected"])
+        std = all(isinstance(r[k], str) and r[k].strip() for k in ("prompt", "chosen", "rejected"))
+        if not (conv or std):
+            raise DataError(f"{path}:{n}: prompt, chosen and rejected must all be message lists "
+                            "([{role, content}]) or all be non-empty texts")
+        kinds.add(conv)
+        out.append(Pair(str(r.get("id", n)), r["prompt"], r["chosen"], r["rejected"], n))
+    if len(kinds) > 1:
+        raise DataError(f"{path}: mixes conversational and plain-text pairs; DPOTrainer reads one layout per file")
+    if len(out) < 2:
+        raise DataError(f"{path}: {len(out)} pair(s); DPO needs at least 2 (one to train, one to hold out), "
+                        "export more with a lower --min-margin or more sources")
+    return out
+
+
+def _key(p: Pair) -> str:
+    return json.dumps(p.prompt[:1] if isinstance(p.prompt, list) else p.prompt, sort_keys=True)
+
+
+def split_pairs(pairs: Sequence[Pair], eval_frac: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """(train, held-out): by prompt when there are two prompts or more (module docstring), else by pair."""
+    groups: dict[str, list[Pair]] = {}
+    for p in pairs:
+        groups.setdefault(_key(p), []).append(p)
+    if len(groups) < 2 or eval_frac == 0:
+        return split_records(list(pairs), eval_frac, seed)
+    keys = sorted(groups)
+    train_k, held_k = split_records(keys, eval_frac, seed)
+    return [p for k in train_k for p in groups[k]], [p for k in held_k for p in groups[k]]
+
+
+def prepare_pairs(data: str | Path, cfg):
+    """core.train.trainer.Prepared for DPO: pairs read and checked, model and tokenizer found, before any compute."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from core.train.trainer import Prepared, TrainError, check_model_spec
+
+    cfg.check()
+    pairs = read_pairs(data)
+    train, held = split_pairs(pairs, cfg.eval_frac, cfg.seed)
+    where = check_model_spec(cfg.model)
+    try:
+        tok = AutoTokenizer.from_pretrained(where)
+        window = int(getattr(AutoConfig.from_pretrained(where), "max_position_embeddings", 0) or 0)
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"model '{cfg.model}': could not be loaded ({str(exc).splitlines()[0]})") from None
+    if isinstance(pairs[0].prompt, list) and not getattr(tok, "chat_template", None):
+        raise TrainError(f"model '{cfg.model}' has no chat template for these conversational pairs; train a chat model")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    max_length = min(x for x in (cfg.max_length, window) if x) if (cfg.max_length or window) else 2048
+    return Prepared(pairs, train, held, [], tok, where, max_length, hashlib.sha256(Path(data).read_bytes()).hexdigest())
+
+
+# ---- evaluation --------------------------------------------------------------------------------
+
+def _ids(tok, pair: Pair, which: str) -> tuple[list[int], int]:
+    """(prompt + answer token ids, where the answer starts), split as DPOTrainer splits them."""
+    from trl.data_utils import is_conversational
+
+    row = pair.row()
+    if is_conversational(row):
+        p = tok.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=False)
+        full = tok.apply_chat_template(row["prompt"] + row[which], tokenize=True, return_dict=False)
+    else:
+        p = tok(row["prompt"])["input_ids"]
+        full = tok(row["prompt"] + row[which] + (tok.eos_token or ""))["input_ids"]
+    start = 0
+    while start < min(len(p), len(full)) and p[start] == full[start]:
+        start += 1
+    return list(full), start
+
+
+def logps(model, tok, pairs: Sequence[Pair], max_length: int, device) -> list[tuple[float, float]]:
+    """(log p(chosen), log p(rejected)) per pair, summed over the answer tokens (kept within max_length)."""
+    import torch
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for p in pairs:
+            both = []
+            for which in ("chosen", "rejected"):
+                ids, start = _ids(tok, p, which)
+                ids = ids[:max_length]
+                x = torch.tensor([ids], device=device)
+                lp = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), dim=-1)
+                tgt = x[0, 1:]
+                tok_lp = lp.gather(1, tgt[:, None])[:, 0][max(0, start - 1):]
+                both.append(float(tok_lp.sum()))
+            out.append((both[0], both[1]))
+    return out
+
+
+def evaluate_pairs(policy: Sequence[tuple[float, float]], ref: Sequence[tuple[float, float]], beta: float,
+                   ids: Sequence[str]) -> dict:
+    """pair_accuracy, reward_margin and prefers_chosen (module docstring) from the log-probabilities."""
+    if not policy:
+        return {"pair_accuracy": None, "reward_margin": None, "prefers_chosen": None, "n_items": 0, "per_item": {}}
+    margins = [beta * ((pc - rc) - (pr - rr)) for (pc, pr), (rc, rr) in zip(policy, ref)]
+    return {"pair_accuracy": sum(m > 0 for m in margins) / len(margins),
+            "reward_margin": sum(margins) / len(margins),
+            "prefers_chosen": sum(pc > pr for pc, pr in policy) / len(policy), "n_items": len(policy),
+            "per_item": {i: {"margin": m, "logp_chosen": pc, "logp_rejected": pr}
+                         for i, m, (pc, pr) in zip(ids, margins, policy)}}
+
+
+def _evaluated(run_id: str, stage: str, result: dict, seconds: float) -> ev.TrainEvaluated:
+    return ev.TrainEvaluated(run_id, stage=stage, ppl_with_thinking=None, ppl_without_thinking=None,
+                             n_items=result["n_items"], n_tokens=0, seconds=seconds, per_item=result["per_item"],
+                             pair_accuracy=result["pair_accuracy"], reward_margin=result["reward_margin"],
+                             prefers_chosen=result["prefers_chosen"])
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+def _trainer(model, prep, cfg, out: Path):
+    import torch
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    from core.train.checkpoints import atomic
+    from core.train.trainer import CHECKPOINTS, _use_bf16
+
+    peft = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else \
+            [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+        peft = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=targets, task_type="CAUSAL_LM")
+    args = DPOConfig(
+        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps, save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, bf16=_use_bf16(cfg),
+        use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        disable_tqdm=True, beta=cfg.beta, max_length=prep.max_length,
+        activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0)
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # progress reaches the caller as events, not bars
+    data = Dataset.from_list([p.row() for p in prep.train])
+    trainer = atomic(DPOTrainer)(model=model, args=args, train_dataset=data, processing_class=prep.tokenizer,
+                                 peft_config=peft)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train_dpo(data, out_dir, cfg, run_id: str = "", resume: bool = False, overwrite: bool = False,
+              stop: Callable[[], bool] | None = None, prepared=None) -> Iterator[ev.Event]:
+    """core.train.trainer.train for method dpo: the same events, files and Stop (its docstring)."""
+    import dataclasses
+    import gc
+    import queue
+    import shutil
+    import threading
+
+    import torch
+
+    from core.train import trainer as T
+    from core.train.checkpoints import clear_incomplete, newest_complete
+
+    prep = prepared or prepare_pairs(data, cfg)
+    out = Path(out_dir).expanduser().resolve()
+    record = {**cfg.as_dict(), "data": str(Path(data).resolve()), "data_sha256": prep.data_sha256}
+    state = T.process_state()
+    main = state.is_main_process
+    ckpt = T._check_out_dir(out, record, resume, overwrite)
+    state.wait_for_everyone()
+    if main:
+        if resume:
+            clear_incomplete(out / T.CHECKPOINTS, newest_complete(out / T.CHECKPOINTS)[1])
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        T._write_json(out / T.CONFIG_FILE, record)
+    state.wait_for_everyone()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    total = T.total_steps(len(prep.train), cfg, state.num_processes)
+    start_step = T._checkpoint_step(ckpt)
+    metrics = T._start_metrics(out, cfg, prep, resume, start_step)
+    metrics.update(method="dpo", beta=cfg.beta)
+    sizes = [sum(len(_ids(prep.tokenizer, p, w)[0]) for w in ("chosen", "rejected")) for p in prep.train]
+    answers = [sum(len(i) - s for i, s in (_ids(prep.tokenizer, p, w) for w in ("chosen", "rejected")))
+               for p in prep.train]
+    yield ev.TrainStarted(run_id, config=record, out_dir=str(out), n_train=len(prep.train), n_eval=len(prep.held_out),
+                          train_tokens=sum(sizes), trained_tokens=sum(answers), total_steps=total,
+                          resumed_from=ckpt, start_step=start_step)
+    model = T._load_model(prep, cfg, state.device)
+    ids = [p.id for p in prep.held_out]
+    ref = metrics.get("ref_logps")
+    if main and (metrics.get("eval_before") is None or not ref):
+        t1 = time.perf_counter()
+        ref = logps(model, prep.tokenizer, prep.held_out, prep.max_length, state.device)
+        before = evaluate_pairs(ref, ref, cfg.beta, ids)
+        metrics.update(ref_logps=ref, eval_before=before, eval_pair_accuracy_before=before["pair_accuracy"],
+                       eval_reward_margin_before=before["reward_margin"],
+                       eval_prefers_chosen_before=before["prefers_chosen"])
+        T._write_json(out / T.METRICS_FILE, metrics)
+        yield _evaluated(run_id, "before", before, time.perf_counter() - t1)
+    state.wait_for_everyone()
+
+    trainer = _trainer(model, prep, cfg, out)
+    events: queue.Queue = queue.Queue()
+    stop_flag = threading.Event()
+    trainer.add_callback(T._bridge(events, stop_flag, stop, run_id, out))
+
+    def work():
+        try:
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            trainer.train(resume_from_checkpoint=ckpt)
+            events.put(("done", None))
+        except BaseException as exc:
+            events.put(("error", exc))
+
+    worker = threading.Thread(target=work, name="palimpsest-dpo", daemon=True)
+    t_train = time.perf_counter()
+    worker.start()
+    last_loss, interrupted = None, None
+
+    def note(progress: ev.TrainProgress) -> ev.TrainProgress:
+        progress = dataclasses.replace(progress, total_steps=total)
+        metrics["train_loss"].append(progress.loss)
+        metrics["train_loss_steps"].append(progress.step)
+        metrics["lr"].append(progress.lr)
+        metrics.update(steps=progress.step, seconds=metrics["seconds_before"] + time.perf_counter() - t0)
+        if main:
+            T._write_json(out / T.METRICS_FILE, metrics)
+        return progress
+
+    try:
+        while True:
+            try:
+                item = events.get()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                stop_flag.set()
+                continue
+            if isinstance(item, tuple):
+                if item[0] == "error":
+                    raise T.TrainError(f"training failed: {item[1]}") from item[1]
+                break
+            if isinstance(item, ev.TrainProgress):
+                item = note(item)
+                last_loss = item.loss
+            yield item
+    finally:
+        stop_flag.set()
+        worker.join()
+        while not events.empty():
+            item = events.get()
+            if isinstance(item, ev.TrainProgress):
+                note(item)
+
+    steps = trainer.state.global_step
+    stopped = stop_flag.is_set() and steps < total
+    train_seconds = time.perf_counter() - t_train
+    metrics.update(steps=steps, train_seconds=metrics["train_seconds_before"] + train_seconds,
+                   seconds_per_step=train_seconds / (steps - start_step) if steps > start_step else None)
+    if stopped:
+        metrics.update(status="stopped", seconds=metrics["seconds_before"] + time.perf_counter() - t0)
+        if main:
+            T._write_json(out / T.METRICS_FILE, metrics)
+        yield ev.TrainFinished(run_id, reason="stopped", steps=steps, seconds=time.perf_counter() - t0,
+                               out_dir="", final_loss=last_loss)
+        if interrupted is not None:
+            raise interrupted
+        return
+    T._save_final(trainer, prep, cfg, out)
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if main:
+        from transformers import AutoModelForCausalLM
+
+        t1 = time.perf_counter()
+        trained = AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, cfg.dtype)).to(state.device)
+        after = evaluate_pairs(logps(trained, prep.tokenizer, prep.held_out, prep.max_length, state.device),
+                               metrics["ref_logps"], cfg.beta, ids)
+        del trained
+        metrics.update(eval_after=after, eval_pair_accuracy_after=after["pair_accuracy"],
+                       eval_reward_margin_after=after["reward_margin"],
+                       eval_prefers_chosen_after=after["prefers_chosen"], status="finished",
+                       seconds=metrics["seconds_before"] + time.perf_counter() - t0)
+        T._write_json(out / T.METRICS_FILE, metrics)
+        yield _evaluated(run_id, "after", after, time.perf_counter() - t1)
+    state.wait_for_everyone()
+    yield ev.TrainFinished(run_id, reason="done", steps=steps, seconds=time.perf_counter() - t0,
+                           out_dir=str(out), final_loss=last_loss)
