@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from needs import hellobench
 
-from core.bench import HELLOBENCH
 from core.data.items import InputError, read_items
 from core.store import open_store
 
@@ -182,9 +182,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_hellobench_task_file_is_joined_with_its_responses(tmp_path):
-    tasks = HELLOBENCH / "heuristic_text_generation.jsonl"
-    if not tasks.exists():
-        pytest.skip(f"HelloBench is not at {HELLOBENCH} (shared/data/hellobench beside the repo)")
+    tasks = hellobench() / "heuristic_text_generation.jsonl"
     out, db = tmp_path / "out.jsonl", tmp_path / "p.db"
     res = cli(*reer_args(tasks, out, db, *SCRIPTED, "--limit", "1", "--candidates", "2", "--max-steps", "1",
                          "--draft-max-new-tokens", "120", "--max-new-tokens", "60"))

@@ -9,10 +9,10 @@ import re
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
+from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui, pytest.mark.model,
-              pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
+              needs_chromium]
 
 POINTS_JS = """() => { const p = document.querySelector('#reer-plot .js-plotly-plot');
   if (!p || !p.data) return 0; return p.data.reduce((n, t) => n + ((t.x || []).length), 0); }"""

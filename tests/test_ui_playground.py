@@ -15,8 +15,8 @@ from ui_helpers import (
     ARTIFACTS,
     browser_page,
     client,
-    has_chromium,
     launched,
+    needs_chromium,
     studio_app,
 )
 
@@ -154,7 +154,7 @@ def test_api_defaults_template_skip_and_compare(api, samples):
     assert _ppl(stats) > 1 and "Compare." in stats
 
 
-@pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")
+@needs_chromium
 def test_browser_pick_sample_and_score(url, samples):
     with browser_page(url) as page:
         page.get_by_role("tab", name="Score").click(timeout=30_000)  # the playground is the studio's Score tab
