@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_reer_decision import check_search_decisions
 
 from core import events as ev
 from core.data.items import Item
@@ -31,6 +32,18 @@ DRAFT = "\n\n".join(
 SMALL = ReerConfig(candidates=2, max_steps=3, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 
 
+class Unclipped(ReerConfig):
+    """REER settings scored without the clip (clip_min -100): on the tiny random model every
+    log-prob is below -2, so clipped scores all tie at 2.0 and every decision is a "keep";
+    unclipped they differ (by ~1e-4), so searches on it accept and keep for real."""
+
+    def scoring(self):
+        return dataclasses.replace(super().scoring(), clip_min=-100.0)
+
+
+SMALL_UNCLIPPED = Unclipped(**{f.name: getattr(SMALL, f.name) for f in dataclasses.fields(SMALL)})
+
+
 class ScriptedLM(scripted.ScriptedLM):
     """Generation from a script (a list of lists of replies, one list per call; a call's samples
     cycle through its list); stop strings, budgets and finish reasons are the scripted model's;
@@ -49,6 +62,9 @@ class ScriptedLM(scripted.ScriptedLM):
 
     def loglikelihood(self, requests, precision="fp32", truncate="error"):
         return self.real.loglikelihood(requests, precision, truncate)
+
+    def chat_text(self, messages, add_generation_prompt=True):  # scored texts are laid out as the real model's
+        return self.real.chat_text(messages, add_generation_prompt)
 
 
 def rewrites(*texts):
@@ -203,6 +219,7 @@ def test_real_search_same_seed_same_trajectory_and_never_worse(builtin_lm):
     assert a["thinking"] == b["thinking"] and a["final_score"] == pytest.approx(b["final_score"], rel=1e-6)
     assert a["final_score"] <= a["initial_score"]
     assert len(a["steps"]) == 1 and all(len(s["candidates"]) == 2 for s in a["steps"])
+    check_search_decisions(a)  # the step's accept or keep is the one its candidates' scores call for
     for st in a["steps"]:
         for c in st["candidates"]:
             assert (c["text"] is None) == (c["score"] is None)  # failed ones are kept, unscored

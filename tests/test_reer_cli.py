@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from needs import hellobench
+from test_reer_decision import check_search_decisions
 
 from core.data.items import InputError, read_items
 from core.store import open_store
@@ -64,9 +65,10 @@ def check_shape(rec: dict, candidates: int = 2) -> None:
     assert [s["step"] for s in rec["steps"]] == list(range(1, len(rec["steps"]) + 1))
     for st in rec["steps"]:
         assert set(st) == STEP_KEYS and len(st["candidates"]) == candidates
-        assert st["action"] in ("accept", "keep") and st["by"] == "search"
+        assert st["by"] == "search"
         for c in st["candidates"]:
             assert set(c) == CANDIDATE_KEYS and (c["text"] is None) == (c["score"] is None)
+    check_search_decisions(rec)  # each step's accept or keep is the one its scores call for
 
 
 # ---- with the built-in model ------------------------------------------------------------------
