@@ -28,7 +28,7 @@ from core.reer.jobs import reer_job
 from core.runs import lease
 from core.runs.lease import Clock, RunBusy, lease_owner, owner_is_dead
 from core.store import BadValue, open_store
-from tests.r2_fakes import FakeLM
+from r2_fakes import FakeLM
 
 CFG = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 
@@ -305,7 +305,7 @@ from core.data.items import Item
 from core.r2.config import R2Config
 from core.r2.jobs import r2_items
 from core.store import open_store
-from tests.r2_fakes import FakeLM, kind_of
+from r2_fakes import FakeLM, kind_of
 
 items = [Item(**{**d, "rubric": tuple(d["rubric"])}) for d in json.loads(sys.argv[2])]
 

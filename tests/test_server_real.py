@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tests.llama_server import SKIP_REASON, LlamaServer, available
+from llama_server import SKIP_REASON, LlamaServer, available
 
 pytestmark = [pytest.mark.server, pytest.mark.skipif(not available(), reason=SKIP_REASON)]
 

@@ -95,7 +95,11 @@ def test_browser_library_to_reer_run_reload_accept(served):
                                arg=run_id, timeout=30_000)
         page.wait_for_function(f"() => ({POINTS_JS})() === {n_points}", timeout=30_000)
         status = page.inner_text("#reer-status")
-        assert run_id[:8] in status and re.search(r"perplexity [\d,.]+ → [\d,.]+", status)
+        assert run_id[:8] in status
+        from core.reer.jobs import run_record
+
+        rec = run_record(store, run_id)  # the numbers core computed and stored for this run
+        assert f"perplexity {rec['initial_ppl']:,.2f} → {rec['final_ppl']:,.2f}" in status, status
 
         # heat maps of the reference, initial vs current trajectory
         page.click("#reer-heat-btn")
