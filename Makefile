@@ -52,7 +52,7 @@ test-server: setup server-deps
 	$(BIN)/python -m pytest -q -rs -m server $(ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -rs -m "not model and not ui and not server" $(ARGS)
+	$(BIN)/python -m pytest -q -rs -m "not model and not ui and not server and not install" $(ARGS)
 
 bench: setup
 	$(BIN)/palimpsest bench scoring $(ARGS)
