@@ -93,10 +93,12 @@ def test_parse_rewrite():
 # ---- search logic with scripted generation (tiny model scores) -----------------------------
 
 def test_search_records_every_candidate_and_never_gets_worse(tiny_lm):
+    """Scored without the clip (Unclipped): clipped, every score here ties at 2.0 and all is "keep"."""
     same = " ".join(DRAFT.split("\n\n")[0].split()[4:])  # a "rewrite" that changes nothing
-    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("more detail here.", same), ("yes, the storm.", "also."),
-                                                  ("one more.", "two more.")))
-    events = run_all(lm)
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("more detail here.", same),
+                                                  ("yes, the storm.", "Zebra quantum xylophone jumps over."),
+                                                  ("Zebra quantum xylophone jumps over.", "two more.")))
+    events = run_all(lm, SMALL_UNCLIPPED)  # scores that differ: the decisions are not ties
     kinds = [e.kind for e in events]
     assert kinds[:2] == ["run_started", "initial_draft"] and kinds[-1] == "run_finished"
     assert kinds.count("candidate_generated") == 6 and kinds.count("segment_decided") == 3
@@ -107,6 +109,7 @@ def test_search_records_every_candidate_and_never_gets_worse(tiny_lm):
     assert [s["step"] for s in rec["steps"]] == [1, 2, 3] and rec["finish_reason"] == "max_steps"
     scores = [e.score["score"] for e in events if isinstance(e, ev.SegmentDecided)]
     assert all(b <= a for a, b in zip([rec["initial_score"]] + scores, scores))
+    assert check_search_decisions(rec) == ["keep", "accept", "accept"]  # worse, then two that beat it
     # the prefill kept the segment's opening words
     assert lm.calls[1][2].startswith("<rewrite>\nParagraph 0:")
 
