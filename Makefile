@@ -24,11 +24,18 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/palimpsest app --port $(PORT) $(ARGS)
 
-# Debian chromium for the browser tests (playwright cannot download its own browser here)
+# Debian chromium for the browser tests (playwright cannot download its own browser here). The tests
+# look for it where this does (tests/needs.py): $PALIMPSEST_CHROMIUM, else /usr/bin/chromium.
+# No browser and no way to install one is a failure, not a message: the browser tests would not run.
+CHROMIUM ?= $(or $(PALIMPSEST_CHROMIUM),/usr/bin/chromium)
+export PALIMPSEST_CHROMIUM := $(CHROMIUM)
+
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "browser tests need Debian chromium: sudo apt-get install -y chromium"; fi; }
+	@test -x "$(CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && [ "$(CHROMIUM)" = /usr/bin/chromium ]; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; fi; }
+	@test -x "$(CHROMIUM)" || { echo "make browser: no Chromium at $(CHROMIUM): run 'sudo apt-get install -y chromium'" \
+	  "(Debian), or set PALIMPSEST_CHROMIUM to a Chromium executable" >&2; exit 1; }
 
 # llama-cpp-python's OpenAI-compatible server for the real-server tests (tests/test_server_real.py):
 # built from source once (about 20 CPU-minutes), then pip's wheel cache makes it seconds
@@ -39,13 +46,13 @@ $(VENV)/.server-installed: | $(VENV)/.installed
 server-deps: $(VENV)/.server-installed
 
 test: setup browser server-deps
-	$(BIN)/python -m pytest -q --durations=10 $(ARGS)
+	$(BIN)/python -m pytest -q -rs --durations=10 $(ARGS)
 
 test-server: setup server-deps
-	$(BIN)/python -m pytest -q -m server $(ARGS)
+	$(BIN)/python -m pytest -q -rs -m server $(ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not model and not ui and not server" $(ARGS)
+	$(BIN)/python -m pytest -q -rs -m "not model and not ui and not server and not install" $(ARGS)
 
 bench: setup
 	$(BIN)/palimpsest bench scoring $(ARGS)

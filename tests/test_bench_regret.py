@@ -1,33 +1,40 @@
 """The bench's regret replay (core.bench.step_regrets): from a finished search's events, the fp32
 score of the candidate the run chose minus the best fp32 score among the step's candidates.
-Scripted generation, tiny-model scores: seconds."""
+Scripted generation, tiny-model scores without the clip (test_reer.Unclipped: clipped, the tiny
+model's scores all tie at 2.0), so the run's decisions are not ties: seconds."""
 from __future__ import annotations
 
 import dataclasses
 
-from test_reer import DRAFT, SMALL, S, ScriptedLM, rewrites
+from test_reer import DRAFT, SMALL_UNCLIPPED, S, ScriptedLM, rewrites
 
 from core.bench import step_regrets
 from core.reer.search import reer_search
 
 
+ACTIONS = ["keep", "accept", "accept"]  # what this script's run decides (step 3: one candidate fails)
+
+
 def _events(tiny_lm):
     lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(
         ("The storm came first and flooded the whole town by night.", "Zebra quantum xylophone jumps over."),
-        ("c.", "d."), ("e.", "f.")))
-    return list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL))
+        ("The keeper reads the letter twice before she believes it.", "Zebra quantum xylophone jumps over."),
+        (", , , ,.", "The keeper reads the letter twice before she believes it.")))
+    return list(reer_search(lm, "run", S["id"], S["query"], S["reference"], SMALL_UNCLIPPED))
 
 
 def test_a_run_scored_in_fp32_has_no_regret(tiny_lm):
-    rows = step_regrets(tiny_lm, _events(tiny_lm), SMALL.scoring())
-    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["candidates"] == 2 for r in rows)
+    events = _events(tiny_lm)
+    rows = step_regrets(tiny_lm, events, SMALL_UNCLIPPED.scoring())
+    assert [r["step"] for r in rows] == [1, 2] and all(r["candidates"] == 2 for r in rows)  # 2+ scored
+    assert all(r["gap"] > 1e-6 for r in rows)  # candidates that differ: the choice is not a tie
     assert all(r["identical"] and abs(r["regret"]) < 1e-9 and r["fast_error"] < 1e-6 for r in rows)
+    assert [e.action for e in events if e.kind == "segment_decided"] == ACTIONS
 
 
 def test_a_wrong_choice_costs_the_fp32_gap(tiny_lm):
-    """A random model's log-probs all clip at -2 (every score 2.0): score unclipped here, then make
-    the run's own scores prefer the fp32-worse candidate of step 1."""
-    scfg = dataclasses.replace(SMALL.scoring(), clip_min=-100.0)
+    """Make the run's own scores prefer the fp32-worse candidate of step 1."""
+    scfg = SMALL_UNCLIPPED.scoring()
     events = _events(tiny_lm)
     first = step_regrets(tiny_lm, events, scfg)[0]
     (a_fp32, b_fp32), gap = first["fp32"], abs(first["fp32"][0] - first["fp32"][1])

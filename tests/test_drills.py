@@ -31,7 +31,7 @@ from test_concurrency import _events, kill_mid_run, one_run_each, write_items
 from core.data.items import Item
 from core.serve_standin import MODEL, stats
 from core.store import open_store
-from tests.llama_server import SKIP_REASON, LlamaServer, available
+from llama_server import SKIP_REASON, LlamaServer, available
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = ("lighthouse", "harbour", "orchard", "station", "bakery", "ferry", "library", "garden")

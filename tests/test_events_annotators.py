@@ -13,8 +13,8 @@ from core.r2.judge import human_judgment
 from core.r2.state import R2State
 from core.reer.search import Controls, reer_search
 from core.store import open_store
-from tests.r2_fakes import FakeLM
-from tests.test_reer import DRAFT, SMALL, S, ScriptedLM, rewrites
+from r2_fakes import FakeLM
+from test_reer import DRAFT, SMALL, S, ScriptedLM, rewrites
 
 
 def test_reer_human_decisions_record_their_annotator_and_the_search_none(tiny_lm):

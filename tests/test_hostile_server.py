@@ -165,15 +165,26 @@ def test_every_replica_down_is_one_line_naming_each(replicas, monkeypatch):
 
 
 def test_a_dropped_replica_gets_a_trial_after_its_revive_time():
+    now = [1000.0]  # the pool's clock, moved by the test: no real waiting, no window to miss
     pool = EndpointPool([Endpoint("http://a/v1", "http://a"), Endpoint("http://b/v1", "http://b")],
-                        timeout=1, revive_s=0.05)
+                        timeout=1, revive_s=60, clock=lambda: now[0])
     a, b = pool.endpoints
-    a.dropped_at = time.monotonic()
-    assert pool._pick(set()) is b
+    pool.drop(a, "refused")
+    assert a.dropped_at == 1000.0 and pool._pick(set()) is b
     pool._done(b, None)
-    time.sleep(0.06)
-    b.in_flight = 5  # busy: the revived one is the least in-flight
+    b.in_flight = 5  # busy: once revived, a is the least in-flight
+    now[0] += 59.9
+    assert pool._pick(set()) is b  # not yet: b, busy as it is
+    pool._done(b, None)
+    now[0] += 0.1  # 60 s after the drop
+    assert pool._pick(set()) is a and a.dropped_at == 1060.0  # one trial, and the next trial in 60 s
+    pool._done(a, RuntimeError("still down"))
+    assert pool._pick(set()) is b  # the trial failed: dropped until 1120
+    pool._done(b, None)
+    now[0] += 60
     assert pool._pick(set()) is a
+    pool._done(a, None)  # it answers: back in use
+    assert a.dropped_at is None and pool.live == [a, b]
 
 
 def test_each_replica_gets_its_own_key_and_only_named_hosts_get_one(replicas, monkeypatch):

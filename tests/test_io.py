@@ -8,11 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from needs import hellobench
 
 from core.data import imports as io
 from core.store import open_store
 
-HELLOBENCH = Path("/work/shared/data/hellobench")
 Q, A = "Write a haiku about rain on a tin roof.", "Tin roof, rain keeps time;\nthe kettle answers softly;\nnight forgets the clock."
 
 
@@ -168,8 +168,8 @@ def test_text_folder_references_wait_for_their_query(store, tmp_path):
     assert io.import_files(store, write_jsonl(tmp_path / "x.jsonl", [{"query": Q, "reference": A}])).total("duplicates") == 1
 
 
-@pytest.mark.skipif(not HELLOBENCH.is_dir(), reason="HelloBench data not present")
 def test_hellobench_folder_imports_with_rubrics_and_is_idempotent(store):
+    HELLOBENCH = hellobench()
     report = io.import_files(store, HELLOBENCH)
     n = report.total("prompts")
     assert n == len((HELLOBENCH / "heuristic_text_generation.jsonl").read_text().splitlines()) and not report.problems

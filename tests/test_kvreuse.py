@@ -1,5 +1,6 @@
 """Keys/values kept between scoring calls (core.models.fastscore.ScoreKV): a REER search on the tiny
-random model scores the same with and without reuse (max |diff| of mean log-probs < 1e-5 in fp32),
+random model, scored without the clip so its decisions are not ties (test_reer.Unclipped), scores
+and decides the same with and without reuse (max |diff| of mean log-probs < 1e-5 in fp32),
 reuse computes fewer tokens, an edit reuses only the common head, and the budget bounds memory.
 Scripted generation, tiny-model scores: seconds."""
 from __future__ import annotations
@@ -8,7 +9,7 @@ import random
 
 import pytest
 import torch
-from test_reer import DRAFT, SMALL, S, ScriptedLM, rewrites
+from test_reer import DRAFT, SMALL_UNCLIPPED, S, ScriptedLM, rewrites
 
 from core.bench import step_regrets
 from core.models.fastscore import SCORE_KV_ENV, ScoreKV, kv_bytes, score_token_requests
@@ -26,8 +27,9 @@ def fresh(tiny_lm):
 def _search(lm, controls=None):
     script = ScriptedLM(lm, [[DRAFT]] + rewrites(
         ("The storm came first and flooded the whole town by night.", "Zebra quantum xylophone jumps over."),
-        ("The keeper reads the letter twice before she believes it.", "c."), ("e.", "f.")))
-    return list(reer_search(script, "run", S["id"], S["query"], S["reference"], SMALL, controls=controls))
+        ("The keeper reads the letter twice before she believes it.", "Zebra quantum xylophone jumps over."),
+        (", , , ,.", "The keeper reads the letter twice before she believes it.")))
+    return list(reer_search(script, "run", S["id"], S["query"], S["reference"], SMALL_UNCLIPPED, controls=controls))
 
 
 def _scores(events):
@@ -47,14 +49,17 @@ def test_a_search_scores_the_same_with_and_without_reuse(fresh, monkeypatch):
     monkeypatch.delenv(SCORE_KV_ENV)
     reused = _search(fresh)
     a, b = _scores(plain), _scores(reused)
-    assert [x[:3] for x in a] == [x[:3] for x in b] and len(a) >= 7  # draft + 2 candidates x 3 steps
+    assert [x[:3] for x in a] == [x[:3] for x in b] and len(a) == 6  # draft + 2, 2 and 1 (1 failed) candidates
     assert max(abs(x[3] - y[3]) for x, y in zip(a, b)) < 1e-5
     store = _store(fresh)
     assert store.reused_tokens > 0 and 0 < store.bytes <= store.max_bytes
-    # the decisions are the ones the uncached path makes: no regret
-    assert [e.chosen for e in plain if e.kind == "segment_decided"] == \
-           [e.chosen for e in reused if e.kind == "segment_decided"]
-    assert all(abs(r["regret"]) < 1e-9 for r in step_regrets(fresh, reused, SMALL.scoring()))
+    # the decisions are the ones the uncached path makes, and not ties: the search accepts and keeps
+    decided = [(e.action, e.chosen) for e in plain if e.kind == "segment_decided"]
+    assert decided == [(e.action, e.chosen) for e in reused if e.kind == "segment_decided"]
+    assert decided == [("keep", None), ("accept", 1), ("accept", 1)]  # step 3's candidate 0 failed (too short)
+    rows = step_regrets(fresh, reused, SMALL_UNCLIPPED.scoring())
+    assert all(r["gap"] > 1e-6 for r in rows)  # no step compares tied candidates
+    assert all(abs(r["regret"]) < 1e-9 for r in rows)  # no regret
 
 
 def _requests(seed: int, head: list[int], mids: list[list[int]], cont: list[int]):

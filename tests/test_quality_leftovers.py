@@ -26,7 +26,7 @@ from core.r2.loop import _clean
 from core.reer.config import ReerConfig
 from core.reer.search import expand_candidates, run_reer
 from core.store import open_store
-from tests.r2_fakes import FakeLM, revision_text
+from r2_fakes import FakeLM, revision_text
 
 ESSAY = ("Libraries should stay open until midnight. Students, shift workers and parents all need a quiet, "
          "warm room after nine.\n\nThe cost is modest: one librarian and the lights. A pilot at one branch "

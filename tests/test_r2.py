@@ -36,7 +36,7 @@ from core.r2.loop import NO_CRITIQUE, Controls, r2_loop, run_r2, with_think
 from core.r2.reward import RewardConfig, circularity, process_reward, redundancy
 from core.r2.state import record_from_events
 from core.store import open_store
-from tests.r2_fakes import DRAFT, FakeLM, judge_reply, revision_text
+from r2_fakes import DRAFT, FakeLM, judge_reply, revision_text
 
 QUERY = "Write a short story about a lighthouse keeper who finds a letter."
 RUBRIC = ("Is the story vivid?", "Does the ending land?", "Is the letter's role clear?")

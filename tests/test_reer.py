@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_reer_decision import check_search_decisions
 
 from core import events as ev
 from core.data.items import Item
@@ -31,6 +32,18 @@ DRAFT = "\n\n".join(
 SMALL = ReerConfig(candidates=2, max_steps=3, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 
 
+class Unclipped(ReerConfig):
+    """REER settings scored without the clip (clip_min -100): on the tiny random model every
+    log-prob is below -2, so clipped scores all tie at 2.0 and every decision is a "keep";
+    unclipped they differ (by ~1e-4), so searches on it accept and keep for real."""
+
+    def scoring(self):
+        return dataclasses.replace(super().scoring(), clip_min=-100.0)
+
+
+SMALL_UNCLIPPED = Unclipped(**{f.name: getattr(SMALL, f.name) for f in dataclasses.fields(SMALL)})
+
+
 class ScriptedLM(scripted.ScriptedLM):
     """Generation from a script (a list of lists of replies, one list per call; a call's samples
     cycle through its list); stop strings, budgets and finish reasons are the scripted model's;
@@ -49,6 +62,9 @@ class ScriptedLM(scripted.ScriptedLM):
 
     def loglikelihood(self, requests, precision="fp32", truncate="error"):
         return self.real.loglikelihood(requests, precision, truncate)
+
+    def chat_text(self, messages, add_generation_prompt=True):  # scored texts are laid out as the real model's
+        return self.real.chat_text(messages, add_generation_prompt)
 
 
 def rewrites(*texts):
@@ -77,10 +93,12 @@ def test_parse_rewrite():
 # ---- search logic with scripted generation (tiny model scores) -----------------------------
 
 def test_search_records_every_candidate_and_never_gets_worse(tiny_lm):
+    """Scored without the clip (Unclipped): clipped, every score here ties at 2.0 and all is "keep"."""
     same = " ".join(DRAFT.split("\n\n")[0].split()[4:])  # a "rewrite" that changes nothing
-    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("more detail here.", same), ("yes, the storm.", "also."),
-                                                  ("one more.", "two more.")))
-    events = run_all(lm)
+    lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("more detail here.", same),
+                                                  ("yes, the storm.", "Zebra quantum xylophone jumps over."),
+                                                  ("Zebra quantum xylophone jumps over.", "two more.")))
+    events = run_all(lm, SMALL_UNCLIPPED)  # scores that differ: the decisions are not ties
     kinds = [e.kind for e in events]
     assert kinds[:2] == ["run_started", "initial_draft"] and kinds[-1] == "run_finished"
     assert kinds.count("candidate_generated") == 6 and kinds.count("segment_decided") == 3
@@ -91,6 +109,7 @@ def test_search_records_every_candidate_and_never_gets_worse(tiny_lm):
     assert [s["step"] for s in rec["steps"]] == [1, 2, 3] and rec["finish_reason"] == "max_steps"
     scores = [e.score["score"] for e in events if isinstance(e, ev.SegmentDecided)]
     assert all(b <= a for a, b in zip([rec["initial_score"]] + scores, scores))
+    assert check_search_decisions(rec) == ["keep", "accept", "accept"]  # worse, then two that beat it
     # the prefill kept the segment's opening words
     assert lm.calls[1][2].startswith("<rewrite>\nParagraph 0:")
 
@@ -205,6 +224,7 @@ def test_real_search_same_seed_same_trajectory_and_never_worse(builtin_lm):
     assert a["thinking"] == b["thinking"] and a["final_score"] == pytest.approx(b["final_score"], rel=1e-6)
     assert a["final_score"] <= a["initial_score"]
     assert len(a["steps"]) == 1 and all(len(s["candidates"]) == 2 for s in a["steps"])
+    check_search_decisions(a)  # the step's accept or keep is the one its candidates' scores call for
     for st in a["steps"]:
         for c in st["candidates"]:
             assert (c["text"] is None) == (c["score"] is None)  # failed ones are kept, unscored

@@ -25,9 +25,10 @@ from core.r2.config import R2Config
 from core.r2.jobs import models_name, r2_items, r2_job
 from core.reer.config import ReerConfig
 from core.reer.jobs import reer_job
-from core.runs.lease import RunBusy, lease_owner, owner_is_dead
+from core.runs import lease
+from core.runs.lease import Clock, RunBusy, lease_owner, owner_is_dead
 from core.store import BadValue, open_store
-from tests.r2_fakes import FakeLM
+from r2_fakes import FakeLM
 
 CFG = ReerConfig(candidates=2, max_steps=2, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 
@@ -139,29 +140,73 @@ def test_a_dead_holders_lease_is_taken_over_and_the_run_finishes(store, tiny_lm)
     assert isinstance(events[-1], ev.RunFinished) and store.run_lease(run) is None
 
 
-def test_heartbeat_renews_during_a_long_silence(store, tiny_lm):
-    class Slow(ScriptedLM):
+class StepClock(Clock):
+    """A lease clock the test drives: the heartbeat's wait returns only when the test calls `beat()`."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.permits, self.waiting, self.asked = 0, 0, []
+
+    def wait(self, stop, seconds):
+        with self.cond:
+            self.asked.append(seconds)
+            self.waiting += 1
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.permits or stop.is_set())
+            self.waiting -= 1
+            if stop.is_set():
+                return True
+            self.permits -= 1
+            return False
+
+    def beat(self):
+        """Let one wait end, then block until the heartbeat has renewed and waits again."""
+        with self.cond:
+            n = len(self.asked)
+            self.permits += 1
+            self.cond.notify_all()
+            assert self.cond.wait_for(lambda: len(self.asked) > n, 30), "the heartbeat did not come back"
+
+
+def test_heartbeat_renews_during_a_long_silence(store, tiny_lm, monkeypatch):
+    """A generation that sends no event for as long as the test likes (it waits on `silence`): the
+    heartbeat, beat by beat on a clock the test drives, renews the lease each time."""
+    clock = StepClock()
+    monkeypatch.setattr(lease, "CLOCK", clock)
+    silence = threading.Event()
+
+    class Silent(ScriptedLM):
         def generate(self, messages, config, prefix=""):
-            time.sleep(0.8)  # a long generation: no event for longer than the lease lasts
+            assert silence.wait(60), "the test never ended the silence"
             return super().generate(messages, config, prefix)
 
     pid, run = _run(store)
-    lm = Slow(tiny_lm, [[DRAFT]] + rewrites(("a a.", "b b."), ("c c.", "d d.")))
-    job = reer_job(store, lm, pid, CFG, run_id=run, owner="me:1:slow", lease_ttl_s=0.3)
-    next(job)  # run_started; next comes the slow draft
-    seen = []
-
-    def watch():
-        for _ in range(8):
-            time.sleep(0.1)
-            seen.append(store.run_lease(run))
-
-    t = threading.Thread(target=watch)
+    renewed = []
+    real_renew = store.renew_run
+    monkeypatch.setattr(store, "renew_run", lambda *a: renewed.append(threading.current_thread().name)
+                        or real_renew(*a))
+    lm = Silent(tiny_lm, [[DRAFT]] + rewrites(("a a.", "b b."), ("c c.", "d d.")))
+    job = reer_job(store, lm, pid, CFG, run_id=run, owner="me:1:slow", lease_ttl_s=30)
+    next(job)  # run_started; next comes the silent draft
+    drafted = []
+    t = threading.Thread(target=lambda: drafted.append(next(job)))
     t.start()
-    next(job)  # the draft, after 0.8 s with no event
-    t.join()
-    assert all(s is not None and s["owner"] == "me:1:slow" and not s["expired"] for s in seen)
+    seen = []
+    try:
+        for _ in range(3):
+            before = store.run_lease(run)["until"]
+            clock.beat()
+            seen.append(store.run_lease(run))
+            assert seen[-1]["until"] > before  # renewed by this beat
+        assert not drafted and all(s["owner"] == "me:1:slow" and not s["expired"] for s in seen)
+        beats = [name for name in renewed if name != "MainThread"]  # the driver renews on each event too
+        assert beats == [f"lease-{run[:8]}"] * 3 and clock.asked[:4] == [10.0] * 4  # every ttl/3, by the heartbeat
+    finally:
+        silence.set()
+    t.join(60)
+    assert drafted and drafted[0].kind == "initial_draft"
     job.close()
+    assert store.run_lease(run) is None
 
 
 # ---- R2 holds the same lease -------------------------------------------------------------------------
@@ -260,7 +305,7 @@ from core.data.items import Item
 from core.r2.config import R2Config
 from core.r2.jobs import r2_items
 from core.store import open_store
-from tests.r2_fakes import FakeLM, kind_of
+from r2_fakes import FakeLM, kind_of
 
 items = [Item(**{**d, "rubric": tuple(d["rubric"])}) for d in json.loads(sys.argv[2])]
 

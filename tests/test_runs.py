@@ -14,7 +14,7 @@ from core.runs.controls import ControlsBase
 from core.runs.driver import open_run_for
 from core.runs.seeds import step_seed
 from core.store import open_store
-from tests.r2_fakes import FakeLM
+from r2_fakes import FakeLM
 
 SETTINGS = {"candidates": 2, "seed": 0}
 

@@ -6,6 +6,7 @@ import json
 import pickle
 
 import pytest
+from test_reer_decision import check_search_decisions
 
 from core import events as ev
 from core.models.lm import (
@@ -25,6 +26,7 @@ from core.models.scripted import Rule, ScriptedLM, tokenize
 from core.r2.judge import DEFAULT_RUBRIC, model_judge
 from core.reer.config import ReerConfig
 from core.reer.search import reer_search
+from core.reer.state import record_from_events
 
 TASK = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a letter in a storm."}]
 
@@ -164,3 +166,5 @@ def test_reer_runs_end_to_end_on_the_scripted_model():
     again = [e.score["score"] for e in reer_search(lm, "run", "item", TASK[0]["content"], ref, cfg)
              if isinstance(e, ev.CandidateScored)]
     assert again == scored  # deterministic
+    # the decisions the rule gives for these scores (worse, a tie with each other and worse, then better)
+    assert check_search_decisions(record_from_events(events)) == ["keep", "keep", "accept"]

@@ -9,10 +9,10 @@ import re
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
+from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui, pytest.mark.model,
-              pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
+              needs_chromium]
 
 POINTS_JS = """() => { const p = document.querySelector('#reer-plot .js-plotly-plot');
   if (!p || !p.data) return 0; return p.data.reduce((n, t) => n + ((t.x || []).length), 0); }"""
@@ -95,7 +95,11 @@ def test_browser_library_to_reer_run_reload_accept(served):
                                arg=run_id, timeout=30_000)
         page.wait_for_function(f"() => ({POINTS_JS})() === {n_points}", timeout=30_000)
         status = page.inner_text("#reer-status")
-        assert run_id[:8] in status and re.search(r"perplexity [\d,.]+ → [\d,.]+", status)
+        assert run_id[:8] in status
+        from core.reer.jobs import run_record
+
+        rec = run_record(store, run_id)  # the numbers core computed and stored for this run
+        assert f"perplexity {rec['initial_ppl']:,.2f} → {rec['final_ppl']:,.2f}" in status, status
 
         # heat maps of the reference, initial vs current trajectory
         page.click("#reer-heat-btn")

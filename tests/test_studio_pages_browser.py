@@ -8,10 +8,10 @@ import os
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
+from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui,
-              pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
+              needs_chromium]
 
 
 def _shot(page, name):

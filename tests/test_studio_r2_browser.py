@@ -13,10 +13,10 @@ import time
 
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
+from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui,
-              pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
+              needs_chromium]
 
 OVERALL_JS = """() => { const p = document.querySelector('#r2-plot .js-plotly-plot');
   if (!p || !p.data) return []; const t = p.data.find(t => t.name === 'overall'); return t ? Array.from(t.y) : []; }"""

@@ -20,7 +20,7 @@ import time
 import plotly.io as pio
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import client, launched, studio_app, wait_r2
+from ui_helpers import client, launched, needs_chromium, studio_app, wait_r2
 
 from core.models.shelf import ModelPolicy
 from core.r2.judge import DEFAULT_RUBRIC
@@ -283,6 +283,7 @@ def test_train_page_refuses_bad_input(api, store, tmp_path):
 
 
 @pytest.mark.model
+@needs_chromium  # its second half checks the same run in a browser
 def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path, request):
     data = _chat_file(tmp_path / "chat.jsonl")
     out_dir = str(tmp_path / "model-out")
@@ -305,17 +306,16 @@ def test_train_page_runs_a_process_and_plots_its_loss(api, store, tmp_path, requ
     assert f"before {ev['before'].ppl_with_thinking:,.2f} → after {ev['after'].ppl_with_thinking:,.2f}" in status
     assert "step 2/2" in status
     # the same run in a browser: a fresh page reattaches to it and draws both steps (screenshot)
-    from ui_helpers import ARTIFACTS, browser_page, has_chromium
+    from ui_helpers import ARTIFACTS, browser_page
 
-    if has_chromium():
-        with browser_page(api.src) as page:
-            page.get_by_role("tab", name="Train").click(timeout=60_000)
-            page.wait_for_selector('#train-status [data-state="finished"]', timeout=30_000)
-            page.wait_for_function("() => document.querySelector('#train-plot .js-plotly-plot')?.data?.[0]?.x?.length"
-                                   " === 2", timeout=30_000)
-            os.makedirs(ARTIFACTS, exist_ok=True)
-            time.sleep(0.4)
-            page.screenshot(path=os.path.join(ARTIFACTS, "studio-train-finished.png"))
+    with browser_page(api.src) as page:
+        page.get_by_role("tab", name="Train").click(timeout=60_000)
+        page.wait_for_selector('#train-status [data-state="finished"]', timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#train-plot .js-plotly-plot')?.data?.[0]?.x?.length"
+                               " === 2", timeout=30_000)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        time.sleep(0.4)
+        page.screenshot(path=os.path.join(ARTIFACTS, "studio-train-finished.png"))
 
 
 @pytest.mark.model

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from library_fixtures import add_reer
 from r2_fakes import FakeLM
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, studio_app, wait_r2
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, needs_chromium, studio_app, wait_r2
 
 from core import events as ev
 from core.data import curation
@@ -22,8 +22,7 @@ from studio.app import serve
 
 pytestmark = pytest.mark.ui
 OPEN = ["any", "all", "", "", "", "", "any", "", "", "", ""]  # the Review filters, all open
-NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="needs Debian's chromium (apt-get install -y chromium)")
+NEEDS_CHROMIUM = needs_chromium
 ADA, BO = ("ada", "correct horse"), ("bo <i>&amp;</i>", "battery staple")  # bo's name is markup: shown as text
 
 
@@ -146,11 +145,10 @@ def test_two_browsers_log_in_and_each_decision_and_header_is_its_own(seeded, two
         app.close()
 
 
+@NEEDS_CHROMIUM
 def test_without_a_login_the_header_names_the_os_user(seeded):
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (apt-get install -y chromium)")
     store, _ = seeded
     with launched(studio_app("scripted:", store=store)) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_ui_judging_api import JUDGE_SCORES, PEOPLE, judge_script, served, six_drafts
-from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, studio_app
+from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, needs_chromium, studio_app
 
 from core.judging import agreement as agr
 from core.judging import calibration as cal
@@ -21,8 +21,7 @@ from core.judging.annotator import model_name
 from core.store import open_store
 
 pytestmark = pytest.mark.ui
-NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="needs Debian's chromium (apt-get install -y chromium)")
+NEEDS_CHROMIUM = needs_chromium
 
 
 def keys_for(person: str, item: int) -> tuple[list[str], tuple[int, int]]:

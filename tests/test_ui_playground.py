@@ -15,8 +15,8 @@ from ui_helpers import (
     ARTIFACTS,
     browser_page,
     client,
-    has_chromium,
     launched,
+    needs_chromium,
     studio_app,
 )
 
@@ -69,6 +69,26 @@ def _score(api, q, z, y, template="chat", skip=False, compare=True):
     return api.predict(q, z, y, template, skip, compare, api_name="/score")
 
 
+def _shown(stats: str, key: str) -> str:
+    """The text of the stats tile `key` as the page shows it."""
+    m = re.search(rf'data-key="{key}"[^>]*><div class="v">([^<]*)</div>', stats)
+    assert m, f"no {key} tile in stats: {stats[:300]}"
+    return m.group(1)
+
+
+def _same_as_core(stats: str, lm, q, z, y, template="chat") -> None:
+    """The page's perplexity, clipped score and mean log-prob equal core's for the same input, to
+    the digits shown (2 decimals with thousands commas under 1,000; 3 decimals)."""
+    from core.models.scoring import ScoringConfig, score
+
+    want = score(lm, q, z, y, ScoringConfig(template=template))
+    assert want.ppl < 1000  # the format below is the page's for this range
+    assert _shown(stats, "ppl") == f"{want.ppl:,.2f}"
+    assert _shown(stats, "score") == f"{want.score:.3f}"
+    assert _shown(stats, "mean") == f"{want.mean_logprob:.3f}"
+    assert _shown(stats, "tokens") == f"{want.n_tokens:,}"
+
+
 # ---- rendering, no server ----------------------------------------------------------------------
 
 def test_heatmap_escapes_and_keeps_whitespace():
@@ -103,13 +123,14 @@ def test_split_characters_are_shown_whole():
 
 
 @pytest.mark.model
-def test_score_real_sample(real_api, samples):
+def test_score_real_sample(real_api, samples, builtin_lm):
     s = samples[0]
     t0 = time.perf_counter()
     stats, heat = _score(real_api, s["query"], s["thinking"], s["reference"])
     print(f"score + compare over the API: {time.perf_counter() - t0:.2f} s")
     ppl = _ppl(stats)
     assert math.isfinite(ppl) and ppl > 1
+    _same_as_core(stats, builtin_lm, s["query"], s["thinking"], s["reference"])
     n = int(re.search(r'data-tokens="(\d+)"', stats).group(1))
     assert n > 50
     assert heat.count('class="tok"') == n
@@ -154,7 +175,16 @@ def test_api_defaults_template_skip_and_compare(api, samples):
     assert _ppl(stats) > 1 and "Compare." in stats
 
 
-@pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")
+def test_the_shown_numbers_equal_cores_for_the_same_input(api, samples):
+    from core.models.lm import load_lm
+
+    s = samples[0]
+    for template in ("chat", "none"):
+        stats, _ = _score(api, s["query"], s["thinking"], s["reference"], template=template, compare=False)
+        _same_as_core(stats, load_lm("scripted:"), s["query"], s["thinking"], s["reference"], template)
+
+
+@needs_chromium
 def test_browser_pick_sample_and_score(url, samples):
     with browser_page(url) as page:
         page.get_by_role("tab", name="Score").click(timeout=30_000)  # the playground is the studio's Score tab

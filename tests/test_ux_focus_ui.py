@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import add_reer, filled_store
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, client, launched, studio_app
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, client, launched, needs_chromium, studio_app
 
 from core.store import open_store
 
 pytestmark = pytest.mark.ui
 OPEN = ["any", "all", "", "", "", "", "any", "", "", "", ""]  # the Review filters, all open
-NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="needs Debian's chromium (apt-get install -y chromium)")
+NEEDS_CHROMIUM = needs_chromium
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, launched, studio_app
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, launched, needs_chromium, studio_app
 
-pytestmark = [pytest.mark.ui, pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                                  reason="needs Debian's chromium (apt-get install -y chromium)")]
+pytestmark = [pytest.mark.ui, needs_chromium]
 
 CENTRE = """() => { const r = document.querySelector('.gradio-container').getBoundingClientRect();
   return [r.left, document.documentElement.clientWidth - r.right]; }"""

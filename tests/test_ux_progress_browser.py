@@ -1,5 +1,5 @@
-"""Live progress in headless Chromium at 1280x800 on the scripted model (each generation takes 2 s,
-its text growing meanwhile): after Run the REER page shows a progress line that changes while the
+"""Live progress in headless Chromium at 1280x800 on the scripted model (each generation shows half
+its text, then waits until the test releases it: tests/gated.py): after Run the REER page shows a progress line that changes while the
 run goes, the draft appears token by token in the "writing now" box, the plot gains its first
 point once the draft is scored, and Pause relabels its button "Pausing…" (disabled) until the
 run has paused. The times from Run to the first progress line, the first streamed text and the
@@ -10,10 +10,11 @@ import os
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, has_chromium, launched, studio_app
+from gated import GatedLM
+from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui,
-              pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
+              needs_chromium]
 
 POINTS_JS = """() => { const p = document.querySelector('#reer-plot .js-plotly-plot');
   if (!p || !p.data) return 0; return p.data.reduce((n, t) => n + ((t.x || []).length), 0); }"""
@@ -29,13 +30,15 @@ def served(tmp_path):
     store.add_prompt("Write a short note about a lighthouse keeper and the storm at sea.",
                      "The keeper climbed the stairs when the storm broke over the sea and lit the lamp. " * 3,
                      id="p-light", category="story_writing")
-    with launched(studio_app("scripted:delay=2.0", store, samples_path=None)) as url:
-        yield url, store
+    lm = GatedLM()
+    with launched(studio_app(lm, store, samples_path=None)) as url:
+        yield url, store, lm
+        lm.open()  # nothing left waiting
     store.close()
 
 
 def test_browser_progress_line_and_streamed_text_while_a_run_goes(served):
-    url, store = served
+    url, store, lm = served
     with browser_page(url) as page:
         page.wait_for_selector("#tab-library", timeout=60_000)
         page.get_by_role("tab", name="REER").click(timeout=30_000)
@@ -47,31 +50,36 @@ def test_browser_progress_line_and_streamed_text_while_a_run_goes(served):
         page.wait_for_selector("#reer-progress .run-progress", timeout=30_000)
         t_line = time.time() - t0
         first = page.evaluate(LINE_JS)
+        lm.wait_held(1)  # the draft, half written, stays on screen until released
         page.wait_for_function(f"() => ({TEXT_JS})().length > 10 && !({TEXT_JS})().includes('waiting for')",
                                timeout=30_000)
         t_text = time.time() - t0
         text = page.evaluate(TEXT_JS)
         # the line moves while the run goes (tokens, elapsed, phase), and the text grows or moves on
         page.wait_for_function(f"line => ({LINE_JS})() !== line && ({LINE_JS})() !== ''", arg=first, timeout=30_000)
-        assert "tokens" in page.evaluate(LINE_JS) or "scoring" in page.evaluate(LINE_JS)
+        assert "tokens" in page.evaluate(LINE_JS)
+        lm.release(1)  # the draft is written and scored; step 1's candidates are then held
         page.wait_for_function(f"t => ({TEXT_JS})() !== t", arg=text, timeout=30_000)
         page.wait_for_function(f"() => ({POINTS_JS})() >= 1", timeout=60_000)
         t_point = time.time() - t0
         run_id = page.get_attribute("#reer-status .reer-status", "data-run")
         drafted = next(e.t for e in store.events(run_id) if e.kind == "initial_draft")
         print(f"\nfirst point seen {time.time() - drafted:.2f} s after the draft was stored")
-        # Pause while a step writes: the button says "Pausing…" and is disabled until the run has paused
+        # Pause while a step writes (held): the button says "Pausing…" and is disabled until the run has paused
         page.wait_for_function(f"() => ({LINE_JS})().includes('of segment')", timeout=60_000)
+        assert lm.held == 1
         page.click("#reer-pause")
         page.wait_for_function("() => { const b = document.querySelector('#reer-pause');"
-                               " return b && b.textContent.includes('Pausing') && b.disabled; }", timeout=5_000)
-        assert "pausing after these candidates" in page.inner_text("#reer-progress")
+                               " return b && b.textContent.includes('Pausing') && b.disabled; }", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#reer-progress').innerText"
+                               ".includes('pausing after these candidates')", timeout=30_000)
         os.makedirs(ARTIFACTS, exist_ok=True)
         page.screenshot(path=os.path.join(ARTIFACTS, "studio-reer-progress.png"))
+        lm.release(1)  # the candidates are written and scored: the run pauses before deciding
         page.wait_for_selector('#reer-status [data-state="paused"]', timeout=60_000)
         page.wait_for_function("() => { const b = document.querySelector('#reer-pause');"
                                " return b && b.textContent.trim() === 'Pause' && !b.disabled; }", timeout=10_000)
-        print(f"\nscripted (2 s per generation), Chromium: Run -> first progress line {t_line:.2f} s, "
+        print(f"\nscripted (generations held until released), Chromium: Run -> first progress line {t_line:.2f} s, "
               f"-> first streamed text {t_text:.2f} s, -> first plotted point {t_point:.2f} s")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import add_reer, filled_store
-from ui_helpers import studio_app
+from ui_helpers import needs_chromium, studio_app
 
 from core.data import curation
 from core.store import open_store
@@ -112,7 +112,7 @@ SPLIT_WORDS = """() => { const out = []; for (const th of document.querySelector
 
 
 @pytest.mark.ui
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (apt-get install -y chromium)")
+@needs_chromium
 def test_headers_wrap_between_words_and_the_queue_is_tall(tmp_path):
     """In Chromium at 1280 px: no table header splits a word ("answe r words" in the Library), and
     the Review queue holding 12 trajectories is taller than the old 4-row box (260 px)."""

@@ -7,7 +7,7 @@ run counts, the Train page's exports menu and the REER / R2 prompt menus are rea
 when their tab is selected. Everything goes through the app's own wiring: the functions Gradio calls
 for a button or a tab select (`handlers`), on an app built once for the module with the `scripted:`
 model; uploads are given the way Gradio hands them over, each file in a folder of its own.
-The real HelloBench files are read from /work/shared/data (copied to tmp_path only), when present.
+The real HelloBench files are read where tests/needs.py finds them (copied to tmp_path only).
 """
 from __future__ import annotations
 
@@ -16,15 +16,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from needs import hellobench
 from ui_helpers import studio_app
 
 from core.data.imports import import_files
 from core.data.records import HELLOBENCH_RESPONSES, HELLOBENCH_TASKS
 from core.store import open_store
 from studio.pages.library import ALL
-
-HELLOBENCH = Path("/work/shared/data/hellobench")
-
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
@@ -146,8 +144,8 @@ def test_a_file_whose_reading_stopped_says_so_in_its_count_line(studio, tmp_path
     assert "latin.csv (whole file): " in msg and "rest of the file is not imported" in msg
 
 
-@pytest.mark.skipif(not (HELLOBENCH / HELLOBENCH_TASKS).is_file(), reason="no HelloBench files in /work/shared/data")
 def test_the_real_hellobench_files_uploaded_together_import_every_task_with_its_reference(tmp_path):
+    HELLOBENCH = hellobench()
     store = open_store(tmp_path / "hb.db")
     app = studio_app("scripted:", store=store)
     tasks = sum(1 for line in (HELLOBENCH / HELLOBENCH_TASKS).open(encoding="utf-8") if line.strip())

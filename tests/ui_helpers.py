@@ -2,7 +2,8 @@
 the studio built on a model shelf of the test's own (`studio_app`): a `scripted:` spec (the
 package's fake model: UI tests need no real model) or a model object the test made.
 
-Nothing here downloads: the browser is Debian's /usr/bin/chromium (apt-get install -y chromium),
+Nothing here downloads: the browser is tests/needs.CHROMIUM (Debian's /usr/bin/chromium unless
+$PALIMPSEST_CHROMIUM says otherwise; `make browser` installs it),
 driven by Python playwright, with host resolution pinned so it only reaches 127.0.0.1.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-CHROMIUM = "/usr/bin/chromium"
+from needs import CHROMIUM, CHROMIUM_MISSING, has_chromium, needs_chromium  # noqa: F401 (re-exported)
+
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 VIEWPORT = {"width": 1280, "height": 800}
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
@@ -58,10 +60,6 @@ def client(url: str):
     from gradio_client import Client
 
     return Client(url, verbose=False, analytics_enabled=False, download_files=False)
-
-
-def has_chromium() -> bool:
-    return os.path.exists(CHROMIUM)
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from core.models.lm import ContextTooLong, LMError, number_from_env, server_host
 
@@ -423,7 +423,8 @@ class EndpointPool:
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float, retries: int = DEFAULT_RETRIES,
                  backoff_s: float = BACKOFF_BASE_S, backoff_cap_s: float = BACKOFF_CAP_S,
-                 drop_after: int = DROP_AFTER, revive_s: float = REVIVE_S):
+                 drop_after: int = DROP_AFTER, revive_s: float = REVIVE_S,
+                 clock: Callable[[], float] = time.monotonic):
         if not endpoints:
             raise LMError("a server spec needs at least one URL")
         self.endpoints = endpoints
@@ -433,6 +434,7 @@ class EndpointPool:
         self.backoff_cap_s = backoff_cap_s
         self.drop_after = drop_after
         self.revive_s = revive_s
+        self.clock = clock  # monotonic seconds: when endpoints were dropped and are due a trial (tests set it)
         self._lock = threading.Lock()
         self._rng = random.Random()
 
@@ -445,7 +447,7 @@ class EndpointPool:
     def _pick(self, avoid: set[int]) -> Endpoint | None:
         """The live endpoint with the fewest requests open, preferring ones this request has not
         tried; a dropped one whose revive time has come counts as live for one trial."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             usable = [e for e in self.endpoints
                       if e.dropped_at is None or now - e.dropped_at >= self.revive_s]
@@ -471,7 +473,7 @@ class EndpointPool:
             ep.failures += 1
             ep.last_error = str(error).split(". ")[0][:160]
             if ep.dropped_at is None and ep.failures >= self.drop_after and len(self.endpoints) > 1:
-                ep.dropped_at = time.monotonic()
+                ep.dropped_at = self.clock()
                 others = sum(1 for e in self.endpoints if e.dropped_at is None)
                 log.warning("dropping endpoint %s after %d failures in a row (%s); %d other(s) carry on, "
                             "it gets a trial request again in %g s", ep.base, ep.failures, ep.last_error,
@@ -480,7 +482,7 @@ class EndpointPool:
     def drop(self, ep: Endpoint, reason: str) -> None:
         """Drop `ep` now (it failed its probe at load); AllEndpointsDown when none is left."""
         with self._lock:
-            ep.dropped_at, ep.last_error = time.monotonic(), reason.split(". ")[0][:160]
+            ep.dropped_at, ep.last_error = self.clock(), reason.split(". ")[0][:160]
             left = sum(1 for e in self.endpoints if e.dropped_at is None)
         if not left:
             raise self._all_down()

@@ -7,6 +7,9 @@ live owner is an error (`RunBusy`, naming the run and the owner: "held by PID n"
 reports such an item as held and skips it, core.runs.batch); one whose time ran out, or
 whose owner was a process on this host that no longer exists (a crash), is taken over.
 
+Time comes from `CLOCK` (a `Clock`: the wall clock, and the heartbeat's wait between beats);
+tests replace it to drive the heartbeat beat by beat instead of sleeping through a short lease.
+
 Knows owners ("host:pid:label-token") and the store's compare-and-set lease calls; does not
 know what drives the run.
 """
@@ -21,6 +24,20 @@ import uuid
 from core.store import LeaseHeld, Store
 
 LEASE_TTL_S = 60.0  # a lease not renewed for this long is expired (the heartbeat renews every third of it)
+
+
+class Clock:
+    """Real time: `now()` in unix seconds, `wait(stop, seconds)` until `stop` is set or the time
+    has passed (True when stopped), as threading.Event.wait."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        return stop.wait(seconds)
+
+
+CLOCK = Clock()  # the clock leases use (module docstring)
 
 
 class RunBusy(LeaseHeld):
@@ -72,7 +89,7 @@ def claim(store: Store, run_id: str, owner: str, ttl_s: float = LEASE_TTL_S) -> 
     holder = held.get("owner", "?")
     if owner_is_dead(holder) and store.claim_run(run_id, owner, ttl_s, takeover_from=holder):
         return
-    left = max(0.0, held.get("until", 0.0) - time.time())
+    left = max(0.0, held.get("until", 0.0) - CLOCK.now())
     raise RunBusy(f"run {run_id} is being driven by {holder}: held by {describe_owner(holder)} (lease for "
                   f"{left:.0f} s more); wait for it to finish or stop it there; a crashed holder's lease expires "
                   "by itself", holder)
@@ -101,16 +118,17 @@ def is_orphan(store: Store, run_id: str) -> bool:
 
 
 class Heartbeat:
-    """Renews a lease every ttl/3 seconds in a daemon thread until stopped."""
+    """Renews a lease every ttl/3 seconds (by `clock`, default CLOCK) in a daemon thread until stopped."""
 
-    def __init__(self, store: Store, run_id: str, owner: str, ttl_s: float):
+    def __init__(self, store: Store, run_id: str, owner: str, ttl_s: float, clock: Clock | None = None):
+        self._clock = clock or CLOCK
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(store, run_id, owner, ttl_s), daemon=True,
                                         name=f"lease-{run_id[:8]}")
         self._thread.start()
 
     def _beat(self, store, run_id, owner, ttl_s):
-        while not self._stop.wait(ttl_s / 3):
+        while not self._clock.wait(self._stop, ttl_s / 3):
             try:
                 if not store.renew_run(run_id, owner, ttl_s):
                     return
