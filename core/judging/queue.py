@@ -233,10 +233,12 @@ def _person(annotator: str, where: str = "annotator") -> str:
 
 
 def next_task(store: Store, queue: str, annotator: str, now_s: float | None = None,
-              exclude: Sequence[int] = ()) -> Task | None:
+              exclude: Sequence[int] = (), rank: Sequence[int] = ()) -> Task | None:
     """The annotator's next task (see the module docstring), or None when nothing is left for them.
-    `exclude`: item ids not to hand out now (the ones this person just skipped), unless one is the
-    task they still hold."""
+    Items this person skipped (`release`) come last, oldest skip first: they get one back only when
+    nothing else waits for them. `exclude`: item ids not to hand out now, unless one is the task they
+    still hold. `rank`: item ids in the order to prefer them (a policy's, core.judging.pairwise),
+    before fewest-judgments-first."""
     name = _person(annotator)
     skip = sorted({int(i) for i in exclude})
     t = time.time() if now_s is None else now_s
@@ -252,13 +254,17 @@ def next_task(store: Store, queue: str, annotator: str, now_s: float | None = No
         row = next(store.db.query(
             "SELECT i.*, "
             " (SELECT count(*) FROM judging_judgments j WHERE j.item_id = i.id AND j.role = 'person') AS done, "
-            " (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) AS held "
+            " (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) AS held, "
+            " COALESCE((SELECT s.skipped_at FROM judging_skips s WHERE s.item_id = i.id AND s.annotator = ?), '') "
+            "   AS skipped "
             "FROM judging_items i WHERE i.queue = ? "
             " AND NOT EXISTS (SELECT 1 FROM judging_judgments j WHERE j.item_id = i.id AND j.annotator = ?) "
             + (f" AND i.id NOT IN ({', '.join('?' * len(skip))}) " if skip else "") +
             " AND (SELECT count(*) FROM judging_judgments j WHERE j.item_id = i.id AND j.role = 'person') "
             "   + (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) < ? "
-            "ORDER BY done, done + held, i.id LIMIT 1", [q["name"], name, *skip, q["overlap"]]), None)
+            "ORDER BY skipped, " + ("CASE " + " ".join(f"WHEN i.id = {int(i)} THEN {r}" for r, i in
+                                                       enumerate(rank)) + f" ELSE {len(rank)} END, " if rank else "")
+            + "done, done + held, i.id LIMIT 1", [name, q["name"], name, *skip, q["overlap"]]), None)
         if row is None:
             return None
         expires = t + q["task_timeout_s"]
@@ -270,10 +276,14 @@ def next_task(store: Store, queue: str, annotator: str, now_s: float | None = No
 
 
 def release(store: Store, item_id: int, annotator: str) -> bool:
-    """Give a held task back unjudged (skip); True when the annotator held it."""
+    """Give a held task back unjudged (skip); True when the annotator held it. The skip is recorded,
+    so `next_task` hands the item to this person again only when nothing else waits for them."""
     name = _person(annotator)
     with store.transaction():
         cur = store.db.execute("DELETE FROM judging_tasks WHERE item_id = ? AND annotator = ?", [item_id, name])
+        if cur.rowcount == 1:
+            store.db.execute("INSERT OR REPLACE INTO judging_skips (item_id, annotator, skipped_at) VALUES (?, ?, ?)",
+                             [item_id, name, now()])
         return cur.rowcount == 1
 
 

@@ -6,7 +6,7 @@ Knows: the layout (sub-tabs Judge, Queues, Agreement, Calibration), which drafts
 take (`refs_for`: the texts of picked R2 runs, the trajectories of picked runs, of a source, all
 accepted ones, the R2 texts waiting for a person) and how each action maps onto core.judging.queue:
 a task comes from `next_task` for THIS person (studio.identity.annotator_of(request)), a submit is
-`submit`, a skip is `release` (the item is not handed to them again in this page session).
+`submit`, a skip is `release` (the item is not handed to them again while other tasks wait for them; the store remembers it).
 Other people's scores of an item are drawn only after this person's own submit, read through
 `judgments(viewer=...)`, which raises ScoresHidden before that: the page has no other way to read
 them. Queues made here score 1 to 5 (SCALE), so the keys 1–5 cover the scale.
