@@ -323,26 +323,36 @@ def submit(store: Store, item_id: int, annotator: str, scores: dict | None = Non
     with store.transaction():
         item = get_item(store, item_id)
         q = _queue_row(store, item["queue"])
+        if q.get("kind") == "pairwise":
+            raise JudgingError(f"item {item_id}: queue {q['name']!r} is pairwise; say which draft you prefer "
+                               "(`judge submit ITEM --prefer first|second|tie`)")
         got, total = check_scores(q, scores, overall)
-        if store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]):
-            raise JudgingError(f"item {item_id}: {name} judged it already; each person judges an item once")
-        if not q.get("open_items") and not store.db["judging_handouts"].count_where(
-                "item_id = ? AND annotator = ?", [item_id, name]):
-            raise JudgingError(f"item {item_id}: it was never handed to {name}; take tasks with `judge next "
-                               f"{q['name']}` (queue {q['name']!r} takes only items handed out; a queue made with "
-                               "--open-items takes any)")
-        done = store.db["judging_judgments"].count_where("item_id = ? AND role = 'person'", [item_id])
-        others = store.db["judging_tasks"].count_where("item_id = ? AND annotator != ? AND expires_at > ?",
-                                                       [item_id, name, t])
-        if done + others >= q["overlap"]:
-            raise JudgingError(f"item {item_id}: {q['overlap']} people have judged it or hold it now (your task "
-                               "timed out and went back to the queue); take the next task")
+        admit(store, item, q, name, t)
         jid = store.db["judging_judgments"].insert({
             "item_id": item_id, "queue": q["name"], "annotator": name, "role": "person",
             "scores": json.dumps(got, ensure_ascii=False), "overall": total, "critique": critique or "",
             "note": note or "", "created_at": now()}).last_pk
         store.db.execute("DELETE FROM judging_tasks WHERE item_id = ? AND annotator = ?", [item_id, name])
     return jid
+
+
+def admit(store: Store, item: dict, q: dict, name: str, t: float) -> None:
+    """Inside a write transaction: JudgingError unless `name` may submit a judgment of `item` now
+    (not judged by them yet, handed to them unless the queue has open items, fewer than k others)."""
+    item_id = item["id"]
+    if store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]):
+        raise JudgingError(f"item {item_id}: {name} judged it already; each person judges an item once")
+    if not q.get("open_items") and not store.db["judging_handouts"].count_where(
+            "item_id = ? AND annotator = ?", [item_id, name]):
+        raise JudgingError(f"item {item_id}: it was never handed to {name}; take tasks with `judge next "
+                           f"{q['name']}` (queue {q['name']!r} takes only items handed out; a queue made with "
+                           "--open-items takes any)")
+    done = store.db["judging_judgments"].count_where("item_id = ? AND role = 'person'", [item_id])
+    others = store.db["judging_tasks"].count_where("item_id = ? AND annotator != ? AND expires_at > ?",
+                                                   [item_id, name, t])
+    if done + others >= q["overlap"]:
+        raise JudgingError(f"item {item_id}: {q['overlap']} people have judged it or hold it now (your task "
+                           "timed out and went back to the queue); take the next task")
 
 
 def record_model_judgment(store: Store, item_id: int, model: str, scores: dict, overall: float | None,

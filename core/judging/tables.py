@@ -24,7 +24,8 @@ this module imports nothing from core.store and core.store can import it):
   pairwise queues: `judging_queues.kind` ("scored", the default, or "pairwise"), `.policy` (which
   item `next` hands out: "fewest" judgments first, or "uncertain", the pair the current
   Bradley-Terry fit is least sure of) and `.seed` (of the order a pair is shown in); a pairwise
-  item holds two drafts, a (ref, query, thinking, text) and b (`ref_b`, `thinking_b`, `text_b`),
+  item (`ref` "A vs B") holds two drafts, a (`ref_a`, query, thinking, text) and b (`ref_b`,
+  `thinking_b`, `text_b`),
   with their sources (`source`, `source_b`: reer, r2, import, ...); `judging_handouts.swapped` (1:
   b was shown first to that person); `judging_judgments.prefer` ("a", "b" or "tie", in the item's
   own terms) and `.swapped` (the order the person saw).
@@ -93,7 +94,7 @@ def m011_judging_pairs(db) -> None:
     db["judging_queues"].add_column("kind", str, not_null_default="scored")  # scored | pairwise
     db["judging_queues"].add_column("policy", str, not_null_default="fewest")  # fewest | uncertain
     db["judging_queues"].add_column("seed", int, not_null_default=0)  # seed of the order pairs are shown in
-    for col in ("source", "ref_b", "thinking_b", "text_b", "source_b"):
+    for col in ("source", "ref_a", "ref_b", "thinking_b", "text_b", "source_b"):
         db["judging_items"].add_column(col, str)  # NULL on a scored queue's items
     db["judging_handouts"].add_column("swapped", int)  # pairwise: 1 when b was shown first
     db["judging_judgments"].add_column("prefer", str)  # pairwise: a, b or tie

@@ -5,7 +5,8 @@ null} when nothing is left), `judge submit` (scores as flags or one JSON object 
 file), `judge skip`, `judge show` (an item's judgments, once you have submitted yours),
 `judge agreement` (alpha and pairwise agreement; --disagreements lists the widest spreads),
 `judge resolve`, `judge feed` (the people's judgment of a waiting R2 text back to its run),
-`judge calibrate` (a model judge on a sample of drafts, queued for people). Every
+`judge calibrate` (a model judge on a sample of drafts, queued for people), `judge ranking` (a
+Bradley-Terry ranking of a pairwise queue, core.judging.ranking). Every
 command that records a human act takes --annotator NAME (default: the OS user).
 
 Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
@@ -88,11 +89,25 @@ def cmd_queue(args) -> int:
                 rubric = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
             if args.criterion:
                 rubric = (rubric or []) + args.criterion
+            if args.pairwise:
+                from core.judging import pairwise as pw
+
+                if rubric and len(rubric) > 1:
+                    raise args.error("--pairwise: give one --criterion (the question asked of each pair)")
+                q = pw.create_pairwise_queue(store, args.name, rubric[0] if rubric else None, overlap=args.overlap,
+                                             policy=args.next, seed=args.seed, task_timeout_s=args.timeout,
+                                             created_by=_annotator(args), open_items=args.open_items)
+                print(f"queue {q['name']}: pairwise, {q['rubric'][0]!r}, overlap {q['overlap']}, next {q['policy']}")
+                return 0
+            if args.next != "fewest":
+                raise args.error("--next uncertain: only for a --pairwise queue (it ranks pairs by a Bradley-Terry fit)")
             q = jq.create_queue(store, args.name, rubric, overlap=args.overlap, low=args.low, high=args.high,
                                 task_timeout_s=args.timeout, created_by=_annotator(args), open_items=args.open_items)
             print(f"queue {q['name']}: {len(q['rubric'])} criteria, overlap {q['overlap']}, scale "
                   f"{q['low']:g}-{q['high']:g}" + (", open items" if args.open_items else ""))
         elif args.queue_action == "add":
+            if args.all_pairs or args.pairs or args.source_pairs is not None:
+                return _add_pairs(args, store)
             refs = list(args.refs or [])
             if args.sample:
                 refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
@@ -121,6 +136,28 @@ def cmd_queue(args) -> int:
                     print(f"  {name}: {a['judged']} judged, {a['open']} open")
                 for name, n in sorted(r["models"].items()):
                     print(f"  {name}: {n} judged (not counted towards the overlap)")
+    return 0
+
+
+def _add_pairs(args, store) -> int:
+    from core.judging import pairwise as pw
+
+    pairs = pw.all_pairs(args.all_pairs) if args.all_pairs else []
+    for p in args.pairs or ():
+        a, sep, b = p.partition(",")
+        if not sep or not a.strip() or not b.strip() or "," in b:
+            raise args.error(f"--pairs {p!r}: write two drafts joined by a comma, e.g. --pairs traj:1,traj:2")
+        pairs.append((a.strip(), b.strip()))
+    if args.source_pairs is not None:
+        pairs += pw.source_pairs(store, args.source_pairs or None)
+    if args.refs:
+        raise args.error(f"judge queue add {args.name}: drafts after the queue are for scored queues; pair them with "
+                         "--all-pairs REF REF ... or --pairs A,B")
+    if not pairs:
+        raise args.error(f"judge queue add {args.name}: no pairs (--source-pairs found no prompt with drafts of two "
+                         "sources)")
+    new, dup = pw.add_pairs(store, args.name, pairs, added_by=_annotator(args))
+    print(f"queue {args.name}: {len(new)} pair(s) added, {dup} already there")
     return 0
 
 
@@ -164,7 +201,12 @@ def cmd_next(args) -> int:
     from core.judging import queue as jq
 
     with _store(args) as store:
-        task = jq.next_task(store, args.queue, _annotator(args))
+        if jq.get_queue(store, args.queue).get("kind") == "pairwise":
+            from core.judging.pairwise import next_pair
+
+            task = next_pair(store, args.queue, _annotator(args))
+        else:
+            task = jq.next_task(store, args.queue, _annotator(args))
     _print({"task": task.as_dict() if task else None})
     if task is None:
         print(f"nothing left for you in queue {args.queue}", file=sys.stderr)
@@ -174,6 +216,16 @@ def cmd_next(args) -> int:
 def cmd_submit(args) -> int:
     from core.judging import queue as jq
 
+    if args.prefer is not None:
+        from core.judging.pairwise import submit_pair
+
+        if args.item is None:
+            raise args.error("judge submit --prefer: give the item id")
+        name = _annotator(args)
+        with _store(args) as store:
+            jid = submit_pair(store, args.item, name, args.prefer, note=args.note or "")
+        _print({"judgment_id": jid, "item_id": args.item, "annotator": name, "prefer": args.prefer})
+        return 0
     sub = _submission(args)
     name = _annotator(args)
     with _store(args) as store:
@@ -265,6 +317,26 @@ def cmd_feed(args) -> int:
     return 0
 
 
+def cmd_ranking(args) -> int:
+    from core.judging.ranking import ranking
+
+    if args.resamples < 0:
+        raise args.error(f"--resamples {args.resamples}: give 0 or more")
+    with _store(args) as store:
+        rep = ranking(store, args.queue, by=args.by, resamples=args.resamples, seed=args.seed)
+    if args.json:
+        _print(rep)
+        return 0
+    print(f"queue {rep['queue']} by {rep['by']}: {rep['judgments']} judgment(s); Bradley-Terry log-strength (mean 0) "
+          f"with 95% bootstrap interval ({rep['resamples']} resamples, seed {rep['seed']}); a tie counts as half a win each")
+    for r in rep["rows"]:
+        print(f"  {r['rank']}. {r['key']}: {r['strength']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]  "
+              f"{r['wins']} won, {r['losses']} lost, {r['ties']} tied of {r['judgments']}")
+    if not rep["rows"]:
+        print(f"no judgments yet: people take pairs with `palimpsest judge next {args.queue}`", file=sys.stderr)
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
     from core.judging.annotator import model_name
@@ -327,6 +399,12 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     c.add_argument("--overlap", type=int, default=2, help="how many people judge each item (default 2)")
     c.add_argument("--open-items", action="store_true", help="anyone may submit any item by its id, handed out "
                                                              "or not (default: only items `judge next` handed them)")
+    c.add_argument("--pairwise", action="store_true", help="a queue of pairs: each person says which of two drafts "
+                                                           "is better (or a tie); --criterion is the question asked")
+    c.add_argument("--next", choices=["fewest", "uncertain"], default="fewest",
+                   help="--pairwise: which pair to hand out: fewest judgments first (default) or the one the current "
+                        "Bradley-Terry fit is least sure of")
+    c.add_argument("--seed", type=int, default=0, help="--pairwise: seed of which draft is shown first (default 0)")
     c.add_argument("--low", type=float, default=1, help="lowest score (default 1)")
     c.add_argument("--high", type=float, default=10, help="highest score (default 10)")
     c.add_argument("--timeout", type=float, default=1800, help="seconds a handed-out task is held before it goes back "
@@ -340,6 +418,11 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     a.add_argument("--status", choices=["pending", "accepted", "rejected"], help="--sample only this review status")
     a.add_argument("--r2-waiting", action="store_true", help="also add every R2 text a paused run waits to have judged "
                                                              "(then `judge feed ITEM` hands the people's judgment back)")
+    a.add_argument("--all-pairs", nargs="+", metavar="REF", help="pairwise queue: every pair of these drafts")
+    a.add_argument("--pairs", nargs="+", metavar="A,B", help="pairwise queue: these pairs of drafts")
+    a.add_argument("--source-pairs", nargs="*", metavar="SOURCE",
+                   help="pairwise queue: for every prompt, every pair of its drafts of different sources (reer, r2, "
+                        "import or an export's source; only these sources when named)")
     st = qs.add_parser("status", parents=[common], help="progress per queue and per annotator")
     st.add_argument("name", nargs="?", help="the queue (default: every queue)")
     st.add_argument("--json", action="store_true", help="one JSON object per queue")
@@ -353,6 +436,8 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     s.add_argument("item", type=int, nargs="?", help="the item id (or item_id in --input)")
     s.add_argument("--score", action="append", metavar="N=SCORE", help="a criterion's score, by its number (repeat)")
     s.add_argument("--overall", type=float, help="the overall score (default: the mean when every criterion is scored)")
+    s.add_argument("--prefer", choices=["first", "second", "tie"], help="pairwise queue: the draft you prefer, in "
+                                                                      "the order `judge next` showed them")
     s.add_argument("--critique", help="what should change")
     s.add_argument("--note", help="a note")
     s.add_argument("--input", metavar="FILE", help="read the judgment from a JSON file (- for stdin): {\"item_id\", "
@@ -389,6 +474,15 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     f = js.add_parser("feed", parents=[common], help="hand the people's judgment of an r2: item to its waiting run")
     f.add_argument("item", type=int, help="the item id")
     f.set_defaults(error=error, func=cmd_feed)
+
+    rk = js.add_parser("ranking", parents=[common], help="Bradley-Terry ranking of a pairwise queue with 95%% "
+                                                         "bootstrap intervals")
+    rk.add_argument("queue", help="the pairwise queue")
+    rk.add_argument("--by", choices=["draft", "source"], default="draft", help="rank drafts (default) or their sources")
+    rk.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the judgments (default 200)")
+    rk.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    rk.add_argument("--json", action="store_true", help="the ranking as one JSON object")
+    rk.set_defaults(error=error, func=cmd_ranking)
 
     from core.models.lm import DEFAULT_MODEL
 

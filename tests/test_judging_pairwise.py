@@ -1,0 +1,134 @@
+"""Pairwise queues and their Bradley-Terry ranking (issue 26), through the CLI: three annotators
+judge every pair of 5 drafts, and `judge ranking --json` orders them as an independent maximum
+likelihood fit (scipy, written here, not choix) on the same comparisons, with an interval around
+every strength; the order a pair is shown in is drawn per hand-out and stored; no peeking."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from library_fixtures import REER_ITEMS, add_reer
+from scipy.optimize import minimize
+
+from core.judging import pairwise as pw
+from core.judging import queue as jq
+from core.store import open_store
+from studio.cli.main import main
+
+TRUE = {"traj:3": 2.0, "traj:1": 1.0, "traj:5": 0.0, "traj:2": -1.0, "traj:4": -2.0}  # hidden quality
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "p.db"
+    with open_store(path) as s:
+        for i in range(5):
+            q, thinking, answer = REER_ITEMS[i % 3]
+            add_reer(s, f"{q} ({i})", thinking, f"{answer} marker-{i}")
+    return str(path)
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def choose(name: str, first: str, second: str) -> str:
+    """A simulated annotator: prefers the truly better draft, except cy flips one pair and bob calls
+    one a tie (so every draft wins and loses and the unregularised MLE exists)."""
+    pair = {first, second}
+    if name == "cy" and pair in ({"traj:3", "traj:1"}, {"traj:2", "traj:4"}, {"traj:5", "traj:1"}):
+        return "first" if TRUE[first] < TRUE[second] else "second"
+    if name == "bob" and pair == {"traj:5", "traj:2"}:
+        return "tie"
+    return "first" if TRUE[first] > TRUE[second] else "second"
+
+
+def mle(keys, comps):
+    """Bradley-Terry maximum likelihood by scipy (ties half a win each), mean 0."""
+    idx = {k: i for i, k in enumerate(keys)}
+
+    def nll(s):
+        out = 0.0
+        for a, b, y in comps:
+            d = s[idx[a]] - s[idx[b]]
+            out -= y * -np.logaddexp(0, -d) + (1 - y) * -np.logaddexp(0, d)
+        return out
+    s = minimize(nll, np.zeros(len(keys)), method="BFGS").x
+    return s - s.mean()
+
+
+def test_three_annotators_judge_every_pair_of_five_and_the_ranking_matches_an_independent_fit(db, capsys):
+    assert cli(capsys, "judge", "queue", "create", "duel", "--pairwise", "--criterion", "Which is better?",
+               "--overlap", "3", "--seed", "7", "--db", db)[0] == 0
+    code, out, _ = cli(capsys, "judge", "queue", "add", "duel", "--all-pairs", *TRUE, "--db", db)
+    assert code == 0 and "10 pair(s) added" in out
+    code, out, _ = cli(capsys, "judge", "queue", "add", "duel", "--pairs", "traj:1,traj:3", "--db", db)
+    assert "0 pair(s) added, 1 already there" in out  # a pair is one item whichever way it is named
+    comps, firsts = [], []
+    for _ in range(10):
+        for name in ("ann", "bob", "cy"):
+            code, out, _ = cli(capsys, "judge", "next", "duel", "--annotator", name, "--db", db)
+            task = json.loads(out)["task"]
+            assert task["kind"] == "pairwise" and task["criterion"] == "Which is better?"
+            f, s = task["first"]["ref"], task["second"]["ref"]
+            assert {f, s} <= set(TRUE) and f != s and "marker-" in task["first"]["text"]
+            # no peeking: nobody's choice is readable before one's own
+            assert cli(capsys, "judge", "show", str(task["item_id"]), "--annotator", name, "--db", db)[0] == 2
+            pick = choose(name, f, s)
+            code, out, _ = cli(capsys, "judge", "submit", str(task["item_id"]), "--prefer", pick, "--annotator", name,
+                               "--db", db)
+            assert code == 0 and json.loads(out)["prefer"] == pick
+            firsts.append(f)
+            a, b = sorted((f, s))
+            y = 0.5 if pick == "tie" else float((pick == "first") == (f == a))
+            comps.append((a, b, y))
+    assert json.loads(cli(capsys, "judge", "next", "duel", "--annotator", "ann", "--db", db)[1])["task"] is None
+    # the order is drawn per hand-out: both orders occur
+    with open_store(db) as s:
+        rows = list(s.db.query("SELECT swapped FROM judging_judgments WHERE queue = 'duel'"))
+    assert {r["swapped"] for r in rows} == {0, 1}
+    code, out, _ = cli(capsys, "judge", "ranking", "duel", "--json", "--resamples", "100", "--db", db)
+    rep = json.loads(out)
+    assert rep["judgments"] == 30 and rep["resamples"] == 100
+    keys = sorted(TRUE)
+    ref = dict(zip(keys, mle(keys, comps)))
+    assert [r["key"] for r in rep["rows"]] == sorted(keys, key=lambda k: -ref[k])
+    for r in rep["rows"]:
+        assert math.isclose(r["strength"], ref[r["key"]], abs_tol=0.1), (r, ref[r["key"]])
+        assert r["low"] < r["strength"] < r["high"]
+        assert r["judgments"] == 12 and r["wins"] + r["losses"] + r["ties"] == 12
+    top = rep["rows"][0]
+    assert (top["key"], top["wins"], top["losses"]) == ("traj:3", 11, 1)
+    # seeded: the same call gives the same intervals
+    assert json.loads(cli(capsys, "judge", "ranking", "duel", "--json", "--resamples", "100", "--db", db)[1]) == rep
+    code, out, _ = cli(capsys, "judge", "ranking", "duel", "--by", "source", "--json", "--db", db)
+    assert json.loads(out)["rows"] == []  # every draft is REER's: no comparison between sources
+
+
+def test_pairwise_rules(db):
+    with open_store(db) as s:
+        pw.create_pairwise_queue(s, "d", overlap=1, seed=1)
+        jq.create_queue(s, "sc", ["clear"])
+        with pytest.raises(jq.JudgingError, match="compared with itself"):
+            pw.add_pairs(s, "d", [("traj:1", "1")])
+        with pytest.raises(jq.JudgingError, match="--pairwise"):
+            pw.add_pairs(s, "sc", [("traj:1", "traj:2")])
+        pw.add_pairs(s, "d", pw.all_pairs(["1", "2", "3"]))
+        t = pw.next_pair(s, "d", "ann")
+        again = pw.next_pair(s, "d", "ann")  # a reload shows the same pair in the same order
+        assert (again.item_id, again.first, again.swapped) == (t.item_id, t.first, t.swapped)
+        with pytest.raises(jq.JudgingError, match="never handed"):
+            pw.submit_pair(s, t.item_id + 1, "ann", "first")
+        with pytest.raises(jq.JudgingError, match="first, second or tie"):
+            pw.submit_pair(s, t.item_id, "ann", "left")
+        with pytest.raises(jq.JudgingError, match="pairwise"):
+            jq.submit(s, t.item_id, "ann", {"clear": 5})
+        pw.submit_pair(s, t.item_id, "ann", "first")
+        j = jq.judgments(s, t.item_id, "ann")[0]
+        assert j["prefer"] == ("b" if t.swapped else "a")  # stored in the item's terms
+        with pytest.raises(jq.JudgingError, match="judged it already"):
+            pw.submit_pair(s, t.item_id, "ann", "second")
