@@ -30,8 +30,9 @@ ALPHA = 0.01  # choix's regulariser: keeps a never-beaten draft's strength finit
 OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}
 
 
-def comparisons(store, queue: str, by: str = "draft") -> list[tuple[str, str, float]]:
-    """(a, b, outcome) per person's judgment of the queue: outcome 1 a won, 0 b won, 0.5 a tie."""
+def comparisons(store, queue: str, by: str = "draft", only: set[int] | None = None) -> list[tuple[str, str, float]]:
+    """(a, b, outcome) per person's judgment of the queue (of the items in `only` when given: a
+    person who is not a lead sees only the pairs they judged): 1 a won, 0 b won, 0.5 a tie."""
     if by not in ("draft", "source"):
         raise jq.JudgingError(f"ranking --by: {by!r}; use draft or source")
     q = jq.get_queue(store, queue)
@@ -41,6 +42,8 @@ def comparisons(store, queue: str, by: str = "draft") -> list[tuple[str, str, fl
     items = {i["id"]: i for i in jq.items(store, queue)}
     out = []
     for j in jq.queue_judgments(store, queue, role="person"):
+        if only is not None and j["item_id"] not in only:
+            continue
         it = items[j["item_id"]]
         a, b = (it["ref_a"], it["ref_b"]) if by == "draft" else (it["source"], it["source_b"])
         if a != b and j.get("prefer") in OUTCOME:
@@ -72,11 +75,12 @@ def fit(keys: list[str], comps, alpha: float = ALPHA) -> np.ndarray:
     return s - s.mean()
 
 
-def ranking(store, queue: str, by: str = "draft", resamples: int = RESAMPLES, seed: int = 0) -> dict:
+def ranking(store, queue: str, by: str = "draft", resamples: int = RESAMPLES, seed: int = 0,
+            only: set[int] | None = None) -> dict:
     """{queue, by, judgments, resamples, seed, alpha, ties, rows}: a row per draft (or source), the
     strongest first, with strength, low and high (95% bootstrap interval), wins, losses, ties and
-    judgments. Keys never compared are left out."""
-    comps = comparisons(store, queue, by)
+    judgments. Keys never compared are left out. `only`: count only these items' judgments."""
+    comps = comparisons(store, queue, by, only)
     keys = sorted({k for a, b, _ in comps for k in (a, b)})
     s = fit(keys, comps)
     rng = np.random.default_rng(seed)
