@@ -132,3 +132,37 @@ def test_pairwise_rules(db):
         assert j["prefer"] == ("b" if t.swapped else "a")  # stored in the item's terms
         with pytest.raises(jq.JudgingError, match="judged it already"):
             pw.submit_pair(s, t.item_id, "ann", "second")
+
+
+def test_uncertain_policy_hands_out_the_pair_the_fit_is_least_sure_of(db):
+    """Every pair judged twice: traj:1 beat 2, 3 and 4 each time, 2 and 3 split. The fit is sure of
+    every pair but 2 against 3 (equal strengths: a coin toss), which the uncertain policy hands out
+    next; fewest-first hands the oldest pair (all have two judgments)."""
+    with open_store(db) as s:
+        ids = {}
+        for q, policy in (("u", "uncertain"), ("f", "fewest")):
+            pw.create_pairwise_queue(s, q, overlap=5, policy=policy, seed=0)
+            pw.add_pairs(s, q, [("1", "2"), ("1", "3"), ("1", "4"), ("2", "3")])
+            ids[q] = {it["ref"]: it["id"] for it in jq.items(s, q)}
+            for who in ("ann", "bob"):
+                for ref, winner in (("traj:1 vs traj:2", "traj:1"), ("traj:1 vs traj:3", "traj:1"),
+                                    ("traj:1 vs traj:4", "traj:1"),
+                                    ("traj:2 vs traj:3", "traj:2" if who == "ann" else "traj:3")):
+                    t = pw.next_pair(s, q, who, exclude=[i for r, i in ids[q].items() if r != ref])
+                    assert t.item_id == ids[q][ref]
+                    pw.submit_pair(s, t.item_id, who, "first" if t.first["ref"] == winner else "second")
+        assert pw.next_pair(s, "u", "dee").item_id == ids["u"]["traj:2 vs traj:3"]
+        assert pw.next_pair(s, "f", "dee").item_id == ids["f"]["traj:1 vs traj:2"]
+
+
+def test_simulation_is_seeded_and_the_cli_prints_the_curve(capsys):
+    from core.judging.simulate import SimConfig, simulate
+
+    cfg = SimConfig(items=4, overlap=3, runs=2, checkpoints=(6, 18))
+    a, b = simulate(cfg), simulate(cfg)
+    assert a == b and set(a["policies"]) == {"fewest", "uncertain"}
+    for v in a["policies"].values():
+        assert [c["judgments"] for c in v["curve"]] == [6, 18] and all(-1 <= c["tau"] <= 1 for c in v["curve"])
+    assert main(["judge", "simulate", "--items", "4", "--overlap", "2", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fewest" in out and "uncertain" in out and "median judgments" in out

@@ -105,17 +105,26 @@ def ranking(store, queue: str, by: str = "draft", resamples: int = RESAMPLES, se
             "rows": rows}
 
 
+def least_sure(pairs, strengths: dict, seen: dict) -> list[int]:
+    """Indexes of `pairs` ((key a, key b) each), least certain predicted outcome first: |P(a beats
+    b) - 1/2| smallest under `strengths` (a key without one counts as 0), then fewest judgments
+    (`seen`: index -> count), then index. Shared by the queue policy and core.judging.simulate."""
+    scored = []
+    for i, (a, b) in enumerate(pairs):
+        p = 1.0 / (1.0 + np.exp(strengths.get(b, 0.0) - strengths.get(a, 0.0)))
+        scored.append((round(abs(p - 0.5), 12), seen.get(i, 0), i))
+    return [i for _, _, i in sorted(scored)]
+
+
 def uncertain_order(store, queue: str) -> list[int]:
-    """The queue's item ids, least certain predicted outcome first (|P(a beats b) - 1/2| smallest
-    under the current fit), then fewest judgments; items of drafts never compared count as 1/2."""
+    """The queue's item ids, least certain predicted outcome first under the current fit of all
+    people's judgments (`least_sure`); pairs of drafts never compared count as a coin toss."""
     comps = comparisons(store, queue, "draft")
     keys = sorted({k for a, b, _ in comps for k in (a, b)})
     s = dict(zip(keys, fit(keys, comps))) if comps else {}
-    seen: dict[int, int] = {}
+    its = jq.items(store, queue)
+    counts: dict[int, int] = {}
     for j in jq.queue_judgments(store, queue, role="person"):
-        seen[j["item_id"]] = seen.get(j["item_id"], 0) + 1
-    scored = []
-    for it in jq.items(store, queue):
-        p = 1.0 / (1.0 + np.exp(s.get(it["ref_b"], 0.0) - s.get(it["ref_a"], 0.0)))
-        scored.append((abs(p - 0.5), seen.get(it["id"], 0), it["id"]))
-    return [i for _, _, i in sorted(scored)]
+        counts[j["item_id"]] = counts.get(j["item_id"], 0) + 1
+    seen = {n: counts.get(it["id"], 0) for n, it in enumerate(its)}
+    return [its[n]["id"] for n in least_sure([(it["ref_a"], it["ref_b"]) for it in its], s, seen)]

@@ -337,6 +337,36 @@ def cmd_ranking(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from core.judging.simulate import SimConfig, simulate
+
+    for flag, v, lo in (("--items", args.items, 3), ("--overlap", args.overlap, 1), ("--runs", args.runs, 1)):
+        if v < lo:
+            raise args.error(f"{flag} {v}: give {lo} or more")
+    if not 0 <= args.noise <= 1:
+        raise args.error(f"--noise {args.noise}: give a chance from 0 to 1")
+    n_pairs = args.items * (args.items - 1) // 2
+    budget = n_pairs * args.overlap
+    marks = tuple(sorted({max(1, round(budget * f)) for f in (0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)}))
+    cfg = SimConfig(items=args.items, spread=args.spread, noise=args.noise, overlap=args.overlap, runs=args.runs,
+                    seed=args.seed, checkpoints=marks)
+    rep = simulate(cfg)
+    if args.json:
+        _print(rep)
+        return 0
+    print(f"{args.items} drafts, true log-strengths {-args.spread / 2:g} to {args.spread / 2:g}, noise {args.noise:g}, "
+          f"overlap {args.overlap}, {args.runs} seeded runs per policy (seeds {args.seed}..{args.seed + args.runs - 1})")
+    print("judgments | " + " | ".join(f"{p}: tau, exact order" for p in rep["policies"]))
+    for i, c in enumerate(marks):
+        print(f"{c:9d} | " + " | ".join(f"{v['curve'][i]['tau']:.3f}, {v['curve'][i]['exact_share']:.0%}"
+                                        for v in rep["policies"].values()))
+    for p, v in rep["policies"].items():
+        med = "n/a" if v["settled_median"] is None else f"{v['settled_median']:g}"
+        print(f"{p}: median judgments until the order was right for good {med} ({v['never_settled']} of {args.runs} "
+              "runs never settled)")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
     from core.judging.annotator import model_name
@@ -483,6 +513,17 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     rk.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rk.add_argument("--json", action="store_true", help="the ranking as one JSON object")
     rk.set_defaults(error=error, func=cmd_ranking)
+
+    sm = js.add_parser("simulate", help="seeded simulation: judgments each next-pair policy needs to recover a "
+                                        "known order")
+    sm.add_argument("--items", type=int, default=6, help="drafts to rank (default 6)")
+    sm.add_argument("--spread", type=float, default=5.0, help="true log-strengths span this, evenly spaced (default 5)")
+    sm.add_argument("--noise", type=float, default=0.2, help="chance a simulated person tosses a coin (default 0.2)")
+    sm.add_argument("--overlap", type=int, default=10, help="most judgments per pair (default 10)")
+    sm.add_argument("--runs", type=int, default=20, help="simulated studies per policy (default 20)")
+    sm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sm.add_argument("--json", action="store_true", help="the curves as one JSON object")
+    sm.set_defaults(error=error, func=cmd_simulate)
 
     from core.models.lm import DEFAULT_MODEL
 
