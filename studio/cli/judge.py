@@ -73,6 +73,11 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _ci(ci) -> str:
+    """A 95% interval as [lo, hi] (n/a when undefined)."""
+    return "[n/a]" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 # ---- queue ---------------------------------------------------------------------------------------
 
 def cmd_queue(args) -> int:
@@ -395,7 +400,8 @@ def cmd_calibrate(args) -> int:
     print(f"{rep['model']} on queue {rep['queue']}: {rep['judged_by_model']} draft(s) judged, {rep['unparsed']} unparsed; "
           f"vs the people's {rep['consensus']}:")
     for r in rep["criteria"] + [rep["overall"]]:
-        print(f"  {r['criterion'][:60]}: n {r['n']}, Spearman {_fmt(r['spearman'])}, Kendall {_fmt(r['kendall'])}, "
+        print(f"  {r['criterion'][:60]}: n {r['n']}, Spearman {_fmt(r['spearman'])} {_ci(r['spearman_ci'])}, "
+              f"Kendall {_fmt(r['kendall'])} {_ci(r['kendall_ci'])}, "
               f"bias {_fmt(r['bias'])}")
     if rep["overall"]["n"] == 0:
         print(f"no draft is judged by both the model and people yet: people take them with `palimpsest judge next "
