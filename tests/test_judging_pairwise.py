@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -166,3 +167,87 @@ def test_simulation_is_seeded_and_the_cli_prints_the_curve(capsys):
     assert main(["judge", "simulate", "--items", "4", "--overlap", "2", "--runs", "1"]) == 0
     out = capsys.readouterr().out
     assert "fewest" in out and "uncertain" in out and "median judgments" in out
+
+
+class ChooserLM:
+    """A stand-in model judge read through log-probs: `by_text` prefers the response with the lower
+    marker number wherever it is shown; otherwise it always answers "1" (pure position bias)."""
+
+    def __init__(self, by_text: bool):
+        self.by_text = by_text
+
+    def chat_text(self, messages, add_generation_prompt=True):
+        return messages[-1]["content"]
+
+    def loglikelihood(self, requests, precision="fp32", truncate="error"):
+        from types import SimpleNamespace
+
+        out = []
+        for r in requests:
+            ctx = "".join(r.context)
+            one, two = (int(x) for x in re.findall(r"marker-(\d)", ctx.split("Response 1:")[1])[:2])
+            better = ("1" if one < two else "2") if self.by_text else "1"
+            out.append(SimpleNamespace(logprobs=[-0.1 if r.continuation == better else -3.0]))
+        return out
+
+
+def test_model_judge_on_pairs_both_orders_against_the_people_and_their_ceiling(db):
+    from core.judging import pairwise_judge as pj
+    from core.judging.annotator import model_name
+
+    with open_store(db) as s:
+        pw.create_pairwise_queue(s, "m", overlap=3, seed=2)
+        pw.add_pairs(s, "m", pw.all_pairs(["1", "2", "3", "4"]))  # marker-(n-1) is traj:n
+        for who in ("ann", "bob", "cy"):
+            while (t := pw.next_pair(s, "m", who)) is not None:
+                lower = min((t.first, t.second), key=lambda d: d["ref"])  # people prefer the lower id...
+                pick = "first" if t.first is lower else "second"
+                if who == "cy" and t.first["ref"] == "traj:1":  # ...but cy always prefers traj:1's rival
+                    pick = "second"
+                pw.submit_pair(s, t.item_id, who, pick)
+        steps = list(pj.iter_calibrate_pairs(s, ChooserLM(True), "fake:text", "m"))
+        assert len(steps) == 6 and all(st.prefer == "a" and {st.a_first, st.b_first} == {"first", "second"}
+                                       for st in steps)  # the lower ref sorts first: a
+        rep = pj.report_pairs(s, "m", model_name("fake:text"), resamples=200)
+        assert rep["pairs"] == 6 and rep["agreement"] == 1.0 and rep["consistent_share"] == 1.0
+        assert rep["model_first_share"] == 0.5  # both orders asked: no position bias can show
+        # the ceiling: couples of people on a pair who chose alike; on a pair cy flipped, 1 of 3 couples
+        flips = sum(1 for j in jq.queue_judgments(s, "m") if j["annotator"] == "cy" and j["prefer"] == "b")
+        assert 0 < flips < 6 and rep["ceiling_pairs"] == 6
+        assert rep["ceiling"] == pytest.approx((3 * 6 - 2 * flips) / 18, abs=1e-4)
+        assert rep["model_vs_people"] == pytest.approx((18 - flips) / 18, abs=1e-4)
+        lo, hi = rep["ceiling_ci"]
+        assert lo <= rep["ceiling"] <= hi
+        biased = pj.report_pairs(s, "m", model_name("fake:pos"))
+        assert biased["pairs"] == 0
+        list(pj.iter_calibrate_pairs(s, ChooserLM(False), "fake:pos", "m"))
+        biased = pj.report_pairs(s, "m", model_name("fake:pos"))
+        assert biased["model_first_share"] == 1.0 and biased["consistent_share"] == 0.0  # every pair a tie
+        assert biased["agreement"] == 0.0
+        # the model's choices never count towards the overlap
+        assert jq.progress(s, "m")["judgments"] == 18
+
+
+def test_people_settled_pairs_for_the_preference_export(tmp_path):
+    """Pairs of drafts of one prompt whose majority chose a side become chosen/rejected with source
+    "people"; a split (or tie-majority) pair is left out."""
+    with open_store(tmp_path / "x.db") as s:
+        q, thinking, answer = REER_ITEMS[0]
+        for i in range(3):
+            add_reer(s, q, thinking, f"{answer} v{i}")
+        # three drafts of one prompt (the fixture makes a prompt per reference answer)
+        s.db.execute("UPDATE trajectories SET prompt_id = (SELECT prompt_id FROM trajectories WHERE id = 1)")
+        s.db.conn.commit()
+        pw.create_pairwise_queue(s, "x", overlap=2, seed=0)
+        pw.add_pairs(s, "x", pw.all_pairs(["1", "2", "3"]))
+        for who in ("ann", "bob"):
+            while (t := pw.next_pair(s, "x", who)) is not None:
+                refs = {t.first["ref"], t.second["ref"]}
+                if refs == {"traj:2", "traj:3"}:  # they split on this one
+                    pick = "first" if (who == "ann") == (t.first["ref"] == "traj:2") else "second"
+                else:  # traj:1 wins
+                    pick = "first" if t.first["ref"] == "traj:1" else "second"
+                pw.submit_pair(s, t.item_id, who, pick)
+        got = pw.preference_pairs(s, "x")
+    assert sorted((g["chosen_ref"], g["rejected_ref"]) for g in got) == [("traj:1", "traj:2"), ("traj:1", "traj:3")]
+    assert all(g["source"] == "people" and g["chosen"].endswith("v0") and g["prompt"] == q for g in got)

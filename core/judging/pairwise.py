@@ -77,7 +77,8 @@ def create_pairwise_queue(store: Store, name: str, criterion: str | None = None,
     return jq.get_queue(store, q["name"])
 
 
-def _pairwise_queue(store: Store, queue: str) -> dict:
+def pairwise_queue(store: Store, queue: str) -> dict:
+    """The queue's row; JudgingError when it is not a pairwise queue."""
     q = jq.get_queue(store, queue)
     if not is_pairwise(q):
         raise jq.JudgingError(f"queue {queue!r} scores one draft at a time; pairs go in a queue made with "
@@ -121,7 +122,7 @@ def add_pairs(store: Store, queue: str, pairs: Sequence[tuple[str, str]], added_
               ) -> tuple[list[int], int]:
     """Put pairs of drafts in a pairwise queue, in one transaction (all or none); returns (new item
     ids, how many were there already). A pair of a draft with itself is refused."""
-    q = _pairwise_queue(store, queue)
+    q = pairwise_queue(store, queue)
     if not pairs:
         raise jq.JudgingError(f"queue {queue!r}: no pairs given; name two or more drafts (traj:ID or r2:RUN_ID:VERSION)")
     by = who.resolve(added_by)
@@ -165,7 +166,7 @@ def next_pair(store: Store, queue: str, annotator: str, now_s: float | None = No
               exclude: Sequence[int] = ()) -> PairTask | None:
     """The person's next pair (core.judging.queue.next_task's rules, ranked by the queue's policy),
     or None when nothing is left for them."""
-    q = _pairwise_queue(store, queue)
+    q = pairwise_queue(store, queue)
     rank: list[int] = []
     if q["policy"] == "uncertain":
         from core.judging.ranking import uncertain_order
@@ -215,3 +216,27 @@ def submit_pair(store: Store, item_id: int, annotator: str, prefer: str, note: s
             "created_at": now()}).last_pk
         store.db.execute("DELETE FROM judging_tasks WHERE item_id = ? AND annotator = ?", [item_id, name])
     return jid
+
+
+def preference_pairs(store: Store, queue: str) -> list[dict]:
+    """The pairs people settled, for a preference export (issue 25's pairs, `source: "people"`): per
+    pair of drafts of the same prompt whose people's majority chose one side (more votes for it than
+    for the other side and for a tie): {prompt_id, prompt, chosen, rejected, chosen_ref, rejected_ref,
+    votes: {a, b, tie}, source: "people"}. Pairs of different prompts are left out."""
+    pairwise_queue(store, queue)
+    votes: dict[int, dict] = {}
+    for j in jq.queue_judgments(store, queue, role="person"):
+        votes.setdefault(j["item_id"], {"a": 0, "b": 0, "tie": 0})[j["prefer"]] += 1
+    out = []
+    for it in jq.items(store, queue):
+        v = votes.get(it["id"])
+        if not v or not it["prompt_id"] or jq.draft(store, it["ref_b"])["prompt_id"] != it["prompt_id"]:
+            continue
+        win = "a" if v["a"] > max(v["b"], v["tie"]) else "b" if v["b"] > max(v["a"], v["tie"]) else None
+        if win is None:
+            continue
+        sides = {"a": (it["ref_a"], it["text"]), "b": (it["ref_b"], it["text_b"])}
+        (cref, ctext), (rref, rtext) = sides[win], sides["b" if win == "a" else "a"]
+        out.append({"prompt_id": it["prompt_id"], "prompt": it["query"] or "", "chosen": ctext, "rejected": rtext,
+                    "chosen_ref": cref, "rejected_ref": rref, "votes": v, "source": "people"})
+    return out

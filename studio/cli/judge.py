@@ -372,6 +372,35 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _calibrate_pairs(args, store) -> int:
+    from core.judging import pairwise_judge as pj
+    from core.judging.annotator import model_name
+    from studio.cli.main import _load
+
+    if args.refs or args.sample:
+        raise args.error(f"judge calibrate {args.queue}: a pairwise queue's model judge takes the queue's own pairs; "
+                         "add pairs with `judge queue add --all-pairs ...`, then calibrate with no drafts")
+    if not args.report_only:
+        lm = _load(args.model)
+        for step in pj.iter_calibrate_pairs(store, lm, args.model, args.queue):
+            print(f"[{step.done}/{step.total}] {step.ref}: {step.prefer} (a first: {step.a_first}, b first: "
+                  f"{step.b_first})", file=sys.stderr)
+    rep = pj.report_pairs(store, args.queue, model_name(args.model))
+    if args.json:
+        _print(rep)
+        return 0
+    pct = lambda x: "n/a" if x is None else f"{x:.0%}"  # noqa: E731
+    ci = lambda c: "" if c[0] is None else f" [{c[0]:.0%}, {c[1]:.0%}]"  # noqa: E731
+    print(f"{rep['model']} on pairwise queue {rep['queue']}: {rep['judged_by_model']} pair(s) asked in both orders, "
+          f"{rep['pairs']} also judged by people ({rep['resamples']} bootstrap resamples, 95% intervals)")
+    print(f"  agrees with the people's majority: {pct(rep['agreement'])}{ci(rep['agreement_ci'])}")
+    print(f"  model vs each person: {pct(rep['model_vs_people'])}{ci(rep['model_vs_people_ci'])}; person vs person "
+          f"(the ceiling): {pct(rep['ceiling'])}{ci(rep['ceiling_ci'])} over {rep['ceiling_pairs']} pair(s)")
+    print(f"  share of 'first' answers: model {pct(rep['model_first_share'])}, people {pct(rep['people_first_share'])};"
+          f" the model chose the same draft in both orders on {pct(rep['consistent_share'])} of pairs")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
     from core.judging.annotator import model_name
@@ -379,6 +408,9 @@ def cmd_calibrate(args) -> int:
 
     by = _annotator(args)
     with _store(args) as store:
+        known = {q["name"]: q for q in cal.jq.list_queues(store)}
+        if known.get(args.queue, {}).get("kind") == "pairwise":
+            return _calibrate_pairs(args, store)
         refs = list(args.refs or [])
         if args.sample:
             refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
@@ -534,7 +566,8 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     from core.models.lm import DEFAULT_MODEL
 
     cb = js.add_parser("calibrate", parents=[common], help="a model judge on drafts, queued for people; its "
-                                                           "correlation with them")
+                                                           "correlation with them (on a pairwise queue: its "
+                                                           "choices in both orders against the people's majority)")
     cb.add_argument("queue", help="the queue (created when new)")
     cb.add_argument("refs", nargs="*", help="drafts to judge, right after the queue: traj:ID (or ID) or r2:RUN_ID:VERSION; "
                                             "none (and no --sample): only report on the judgments stored")
@@ -550,5 +583,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     cb.add_argument("--overlap", type=int, default=None, help="people per draft when the queue is new (default 2)")
     cb.add_argument("--criterion", action="append", help="the rubric when the queue is new (repeat; default: the R2 "
                                                           "judge's)")
+    cb.add_argument("--report-only", action="store_true", help="pairwise queue: only report on the model's "
+                                                                "choices stored (default: ask it about every pair)")
     cb.add_argument("--json", action="store_true", help="the report as one JSON object")
     cb.set_defaults(error=error, func=cmd_calibrate)
