@@ -251,3 +251,27 @@ def test_people_settled_pairs_for_the_preference_export(tmp_path):
         got = pw.preference_pairs(s, "x")
     assert sorted((g["chosen_ref"], g["rejected_ref"]) for g in got) == [("traj:1", "traj:2"), ("traj:1", "traj:3")]
     assert all(g["source"] == "people" and g["chosen"].endswith("v0") and g["prompt"] == q for g in got)
+
+
+def test_source_pairs_and_bad_input_from_the_shell(db, capsys):
+    """--source-pairs pairs, per prompt, drafts of different sources only; bad flags get one line."""
+    with open_store(db) as s:
+        s.db.execute("UPDATE trajectories SET prompt_id = (SELECT prompt_id FROM trajectories WHERE id = 1) "
+                     "WHERE id IN (2, 3)")
+        s.db.execute("UPDATE trajectories SET kind = 'r2' WHERE id = 3")
+        s.db.conn.commit()
+    assert cli(capsys, "judge", "queue", "create", "src", "--pairwise", "--db", db)[0] == 0
+    code, out, _ = cli(capsys, "judge", "queue", "add", "src", "--source-pairs", "--db", db)
+    assert code == 0 and "2 pair(s) added" in out  # traj:3 (r2) with traj:1 and traj:2 (reer); not 1 with 2
+    with open_store(db) as s:
+        assert sorted(i["ref"] for i in jq.items(s, "src")) == ["traj:1 vs traj:3", "traj:2 vs traj:3"]
+        assert {(i["source"], i["source_b"]) for i in jq.items(s, "src")} == {("reer", "r2")}
+    code, _, err = cli(capsys, "judge", "queue", "add", "src", "--pairs", "traj:1", "--db", db)
+    assert code == 2 and "--pairs 'traj:1'" in err and err.count("\n") == 1
+    code, _, err = cli(capsys, "judge", "queue", "create", "sc", "--next", "uncertain", "--db", db)
+    assert code == 2 and "only for a --pairwise queue" in err
+    code, _, err = cli(capsys, "judge", "ranking", "nope", "--db", db)
+    assert code == 2 and "does not exist" in err
+    assert cli(capsys, "judge", "queue", "create", "sc", "--db", db)[0] == 0
+    code, _, err = cli(capsys, "judge", "ranking", "sc", "--db", db)
+    assert code == 2 and "pairwise queue" in err
