@@ -5,8 +5,8 @@ null} when nothing is left), `judge submit` (scores as flags or one JSON object 
 file), `judge skip`, `judge show` (an item's judgments, once you have submitted yours),
 `judge agreement` (alpha and pairwise agreement; --disagreements lists the widest spreads),
 `judge resolve`, `judge feed` (the people's judgment of a waiting R2 text back to its run),
-`judge calibrate` (a model judge on a sample of drafts, queued for people), `judge ranking` (a
-Bradley-Terry ranking of a pairwise queue, core.judging.ranking). Every
+`judge calibrate` (a model judge on a sample of drafts, queued for people), `judge ranking` and
+`judge simulate` (pairwise queues: studio.cli.judge_pairs). Every
 command that records a human act takes --annotator NAME (default: the OS user).
 
 Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
@@ -112,7 +112,9 @@ def cmd_queue(args) -> int:
                   f"{q['low']:g}-{q['high']:g}" + (", open items" if args.open_items else ""))
         elif args.queue_action == "add":
             if args.all_pairs or args.pairs or args.source_pairs is not None:
-                return _add_pairs(args, store)
+                from studio.cli.judge_pairs import add_pairs
+
+                return add_pairs(args, store)
             refs = list(args.refs or [])
             if args.sample:
                 refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
@@ -141,28 +143,6 @@ def cmd_queue(args) -> int:
                     print(f"  {name}: {a['judged']} judged, {a['open']} open")
                 for name, n in sorted(r["models"].items()):
                     print(f"  {name}: {n} judged (not counted towards the overlap)")
-    return 0
-
-
-def _add_pairs(args, store) -> int:
-    from core.judging import pairwise as pw
-
-    pairs = pw.all_pairs(args.all_pairs) if args.all_pairs else []
-    for p in args.pairs or ():
-        a, sep, b = p.partition(",")
-        if not sep or not a.strip() or not b.strip() or "," in b:
-            raise args.error(f"--pairs {p!r}: write two drafts joined by a comma, e.g. --pairs traj:1,traj:2")
-        pairs.append((a.strip(), b.strip()))
-    if args.source_pairs is not None:
-        pairs += pw.source_pairs(store, args.source_pairs or None)
-    if args.refs:
-        raise args.error(f"judge queue add {args.name}: drafts after the queue are for scored queues; pair them with "
-                         "--all-pairs REF REF ... or --pairs A,B")
-    if not pairs:
-        raise args.error(f"judge queue add {args.name}: no pairs (--source-pairs found no prompt with drafts of two "
-                         "sources)")
-    new, dup = pw.add_pairs(store, args.name, pairs, added_by=_annotator(args))
-    print(f"queue {args.name}: {len(new)} pair(s) added, {dup} already there")
     return 0
 
 
@@ -284,8 +264,13 @@ def _require_lead(args, name: str) -> None:
 
 def cmd_agreement(args) -> int:
     from core.judging import agreement as ag
+    from core.judging import queue as jq
 
     with _store(args) as store:
+        if jq.get_queue(store, args.queue).get("kind") == "pairwise":
+            raise args.error(f"judge agreement {args.queue}: a pairwise queue has choices, not scores; see "
+                             f"`judge ranking {args.queue}`, and `judge calibrate {args.queue} --report-only` for "
+                             "person-vs-person agreement beside a model judge's")
         rep = ag.report(store, args.queue)
         rows = ag.disagreements(store, args.queue, args.min_spread) if args.disagreements else None
     if args.json:
@@ -322,85 +307,6 @@ def cmd_feed(args) -> int:
     return 0
 
 
-def cmd_ranking(args) -> int:
-    from core.judging.ranking import ranking
-
-    if args.resamples < 0:
-        raise args.error(f"--resamples {args.resamples}: give 0 or more")
-    with _store(args) as store:
-        rep = ranking(store, args.queue, by=args.by, resamples=args.resamples, seed=args.seed)
-    if args.json:
-        _print(rep)
-        return 0
-    print(f"queue {rep['queue']} by {rep['by']}: {rep['judgments']} judgment(s); Bradley-Terry log-strength (mean 0) "
-          f"with 95% bootstrap interval ({rep['resamples']} resamples, seed {rep['seed']}); a tie counts as half a win each")
-    for r in rep["rows"]:
-        print(f"  {r['rank']}. {r['key']}: {r['strength']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]  "
-              f"{r['wins']} won, {r['losses']} lost, {r['ties']} tied of {r['judgments']}")
-    if not rep["rows"]:
-        print(f"no judgments yet: people take pairs with `palimpsest judge next {args.queue}`", file=sys.stderr)
-    return 0
-
-
-def cmd_simulate(args) -> int:
-    from core.judging.simulate import SimConfig, simulate
-
-    for flag, v, lo in (("--items", args.items, 3), ("--overlap", args.overlap, 1), ("--runs", args.runs, 1)):
-        if v < lo:
-            raise args.error(f"{flag} {v}: give {lo} or more")
-    if not 0 <= args.noise <= 1:
-        raise args.error(f"--noise {args.noise}: give a chance from 0 to 1")
-    n_pairs = args.items * (args.items - 1) // 2
-    budget = n_pairs * args.overlap
-    marks = tuple(sorted({max(1, round(budget * f)) for f in (0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)}))
-    cfg = SimConfig(items=args.items, spread=args.spread, noise=args.noise, overlap=args.overlap, runs=args.runs,
-                    seed=args.seed, checkpoints=marks)
-    rep = simulate(cfg)
-    if args.json:
-        _print(rep)
-        return 0
-    print(f"{args.items} drafts, true log-strengths {-args.spread / 2:g} to {args.spread / 2:g}, noise {args.noise:g}, "
-          f"overlap {args.overlap}, {args.runs} seeded runs per policy (seeds {args.seed}..{args.seed + args.runs - 1})")
-    print("judgments | " + " | ".join(f"{p}: tau, exact order" for p in rep["policies"]))
-    for i, c in enumerate(marks):
-        print(f"{c:9d} | " + " | ".join(f"{v['curve'][i]['tau']:.3f}, {v['curve'][i]['exact_share']:.0%}"
-                                        for v in rep["policies"].values()))
-    for p, v in rep["policies"].items():
-        med = "n/a" if v["settled_median"] is None else f"{v['settled_median']:g}"
-        print(f"{p}: median judgments until the order was right for good {med} ({v['never_settled']} of {args.runs} "
-              "runs never settled)")
-    return 0
-
-
-def _calibrate_pairs(args, store) -> int:
-    from core.judging import pairwise_judge as pj
-    from core.judging.annotator import model_name
-    from studio.cli.main import _load
-
-    if args.refs or args.sample:
-        raise args.error(f"judge calibrate {args.queue}: a pairwise queue's model judge takes the queue's own pairs; "
-                         "add pairs with `judge queue add --all-pairs ...`, then calibrate with no drafts")
-    if not args.report_only:
-        lm = _load(args.model)
-        for step in pj.iter_calibrate_pairs(store, lm, args.model, args.queue):
-            print(f"[{step.done}/{step.total}] {step.ref}: {step.prefer} (a first: {step.a_first}, b first: "
-                  f"{step.b_first})", file=sys.stderr)
-    rep = pj.report_pairs(store, args.queue, model_name(args.model))
-    if args.json:
-        _print(rep)
-        return 0
-    pct = lambda x: "n/a" if x is None else f"{x:.0%}"  # noqa: E731
-    ci = lambda c: "" if c[0] is None else f" [{c[0]:.0%}, {c[1]:.0%}]"  # noqa: E731
-    print(f"{rep['model']} on pairwise queue {rep['queue']}: {rep['judged_by_model']} pair(s) asked in both orders, "
-          f"{rep['pairs']} also judged by people ({rep['resamples']} bootstrap resamples, 95% intervals)")
-    print(f"  agrees with the people's majority: {pct(rep['agreement'])}{ci(rep['agreement_ci'])}")
-    print(f"  model vs each person: {pct(rep['model_vs_people'])}{ci(rep['model_vs_people_ci'])}; person vs person "
-          f"(the ceiling): {pct(rep['ceiling'])}{ci(rep['ceiling_ci'])} over {rep['ceiling_pairs']} pair(s)")
-    print(f"  share of 'first' answers: model {pct(rep['model_first_share'])}, people {pct(rep['people_first_share'])};"
-          f" the model chose the same draft in both orders on {pct(rep['consistent_share'])} of pairs")
-    return 0
-
-
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
     from core.judging.annotator import model_name
@@ -410,7 +316,9 @@ def cmd_calibrate(args) -> int:
     with _store(args) as store:
         known = {q["name"]: q for q in cal.jq.list_queues(store)}
         if known.get(args.queue, {}).get("kind") == "pairwise":
-            return _calibrate_pairs(args, store)
+            from studio.cli.judge_pairs import calibrate_pairs
+
+            return calibrate_pairs(args, store)
         refs = list(args.refs or [])
         if args.sample:
             refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
@@ -447,6 +355,8 @@ def cmd_calibrate(args) -> int:
 def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     """Register `judge ...` on the `palimpsest` subparsers; `error` is the exception class printed as
     one line (studio.cli.main.CLIError)."""
+    from studio.cli import judge_pairs
+
     db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=default_db, help=db_help)
@@ -550,7 +460,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     rk.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the judgments (default 200)")
     rk.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rk.add_argument("--json", action="store_true", help="the ranking as one JSON object")
-    rk.set_defaults(error=error, func=cmd_ranking)
+    rk.set_defaults(error=error, func=judge_pairs.cmd_ranking)
 
     sm = js.add_parser("simulate", help="seeded simulation: judgments each next-pair policy needs to recover a "
                                         "known order")
@@ -561,7 +471,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     sm.add_argument("--runs", type=int, default=20, help="simulated studies per policy (default 20)")
     sm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     sm.add_argument("--json", action="store_true", help="the curves as one JSON object")
-    sm.set_defaults(error=error, func=cmd_simulate)
+    sm.set_defaults(error=error, func=judge_pairs.cmd_simulate)
 
     from core.models.lm import DEFAULT_MODEL
 
