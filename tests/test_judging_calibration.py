@@ -96,3 +96,28 @@ def test_a_long_model_spec_still_names_its_judge():
     assert len(model_name(a)) <= MAX_CHARS and model_name(a).startswith("model:")
     assert model_name(a).endswith("/judge.json") and model_name(a) == model_name(a) != model_name(b)
     assert model_name("scripted:judge=7") == "model:scripted:judge=7"  # short specs unchanged
+
+
+def test_intervals_on_the_correlations_and_trust_reads_the_interval(store, monkeypatch):
+    """Issue 26: Spearman and Kendall carry a seeded 95% bootstrap interval over drafts (the same on
+    a rerun, holding the point, inside [-1, 1], a single point for a perfect order);
+    a judge that agrees on 6 drafts but with one swap has a point above TRUST_LOW whose interval
+    reaches below it: trust says unknown (too few to tell), where the point alone said ok."""
+    monkeypatch.setattr(cal, "TRUST_MIN_N", 3)
+    xs, ys = [1, 2, 3, 4, 5, 6], [2, 1, 3, 5, 4, 6]
+    lo, hi = cal.bootstrap_ci(xs, ys, cal.spearman)
+    assert (lo, hi) == cal.bootstrap_ci(xs, ys, cal.spearman)  # seeded
+    assert -1 <= lo < cal.spearman(xs, ys) < hi <= 1 and lo < cal.TRUST_LOW
+    assert cal.bootstrap_ci([1, 2, 3, 4], [1, 2, 3, 4], cal.kendall_tau_b) == (1.0, 1.0)
+    assert cal.bootstrap_ci([1], [1], cal.spearman) == (None, None)
+    refs = [f"traj:{add_reer(store, f'{REER_ITEMS[0][0]} ({i})', REER_ITEMS[0][1], f'x marker-{i}')}" for i in range(6)]
+    cal.calibrate(store, ScriptedLM(rules=[Rule(when=(r"grading", rf"marker-{i}\b"), judge=ys[i]) for i in range(6)]),
+                  "scripted:", "t", refs, overlap=1, rubric=["clear"])
+    for item, s in zip([i["id"] for i in jq.items(store, "t")], xs):
+        assert jq.next_task(store, "t", "ann").item_id == item
+        jq.submit(store, item, "ann", {"clear": s}, overall=s)
+    ov = cal.report(store, "t", "model:scripted:")["overall"]
+    assert ov["spearman"] == pytest.approx(cal.spearman(xs, ys)) and ov["spearman_ci"] == (lo, hi)
+    assert ov["kendall_ci"][0] < ov["kendall"] < ov["kendall_ci"][1]
+    t = cal.trust(store, "scripted:", ["clear"])
+    assert t["spearman"] > cal.TRUST_LOW and t["level"] == "unknown" and "too few drafts to tell" in t["message"]

@@ -33,6 +33,7 @@ from core.store import Store
 OVERALL = agreement.OVERALL
 TRUST_MIN_N = 5  # fewer items than this in common with people: agreement counts as unknown
 TRUST_LOW = 0.3  # a Spearman rho on the overall score below this counts as low
+RESAMPLES = 1000  # bootstrap resamples of the drafts for the correlations' 95% intervals
 
 
 def average_ranks(xs: Sequence[float]) -> list[float]:
@@ -90,6 +91,28 @@ def kendall_tau_b(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return (conc - disc) / denom if denom > 0 else None
 
 
+def bootstrap_ci(xs: Sequence[float], ys: Sequence[float], stat, resamples: int = RESAMPLES,
+                 seed: int = 0) -> tuple[float | None, float | None]:
+    """The 95% interval (2.5th and 97.5th percentiles) of `stat(xs, ys)` over `resamples` bootstrap
+    resamples of the drafts (pairs drawn with replacement, seeded); a resample where the statistic is
+    undefined (one side constant) is left out; (None, None) when most are."""
+    n = len(xs)
+    if n < 2 or resamples < 1:
+        return None, None
+    rng = random.Random(seed)
+    got = []
+    for _ in range(resamples):
+        pick = [rng.randrange(n) for _ in range(n)]
+        v = stat([xs[i] for i in pick], [ys[i] for i in pick])
+        if v is not None:
+            got.append(v)
+    if len(got) < resamples / 2:
+        return None, None
+    got.sort()
+    at = lambda q: got[min(len(got) - 1, max(0, round(q * (len(got) - 1))))]  # noqa: E731
+    return round(at(0.025), 4), round(at(0.975), 4)
+
+
 def consensus(store: Store, queue: str, how: str = "median", use_resolutions: bool = True) -> dict[int, dict]:
     """{item_id: {criterion or "overall": consensus score}} over the people's judgments of each item."""
     if how not in ("median", "mean"):
@@ -122,7 +145,8 @@ def model_judges(store: Store, queue: str) -> list[str]:
 
 
 def report(store: Store, queue: str, model: str, how: str = "median", only: set[int] | None = None) -> dict:
-    """{queue, model, consensus, criteria: [{criterion, n, spearman, kendall, bias, points}], overall: {...}}.
+    """{queue, model, consensus, criteria: [{criterion, n, spearman, kendall, spearman_ci, kendall_ci, bias,
+    points}], overall: {...}}; *_ci: the 95% bootstrap interval (bootstrap_ci, RESAMPLES, seed 0).
     bias = mean(model - consensus); points = [(consensus, model, item_id)] for a scatter plot. Over the
     items in `only` when given (what a person who is not a lead may see, jq.judged_items)."""
     q = jq.get_queue(store, queue)
@@ -138,6 +162,7 @@ def report(store: Store, queue: str, model: str, how: str = "median", only: set[
                 pts.append((h, float(m), item_id))
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         rows.append({"criterion": crit, "n": len(pts), "spearman": spearman(xs, ys), "kendall": kendall_tau_b(xs, ys),
+                     "spearman_ci": bootstrap_ci(xs, ys, spearman), "kendall_ci": bootstrap_ci(xs, ys, kendall_tau_b),
                      "bias": sum(y - x for x, y in zip(xs, ys)) / len(pts) if pts else None, "points": pts})
     unparsed = sum(1 for j in machine.values() if j["overall"] is None)
     return {"queue": queue, "model": model, "consensus": how, "judged_by_model": len(machine), "unparsed": unparsed,
@@ -146,8 +171,11 @@ def report(store: Store, queue: str, model: str, how: str = "median", only: set[
 
 def trust(store: Store, spec: str, rubric: Sequence[str] | None = None) -> dict:
     """How far the model judge `spec` agrees with people, for the R2 page's warning: {level: "unknown"
-    | "low" | "ok", spearman, n, queue, message}. Looks at every queue (with this rubric, if given)
-    where the model judged drafts that people judged too; the one with most such drafts decides."""
+    | "low" | "ok", spearman, interval, n, queue, message}. Looks at every queue (with this rubric, if
+    given) where the model judged drafts that people judged too; the one with most such drafts
+    decides. Low: Spearman below TRUST_LOW; ok: its 95% bootstrap interval lies wholly at or above
+    TRUST_LOW; unknown: fewer than TRUST_MIN_N drafts, or an interval that reaches below TRUST_LOW
+    while the point is above it (too few drafts to tell)."""
     name = who.model_name(spec)
     best = None
     for q in jq.list_queues(store):
@@ -160,14 +188,18 @@ def trust(store: Store, spec: str, rubric: Sequence[str] | None = None) -> dict:
             best = (q["name"], r)
     if best is None or best[1]["n"] < TRUST_MIN_N or best[1]["spearman"] is None:
         n = best[1]["n"] if best else 0
-        return {"level": "unknown", "spearman": None, "n": n, "queue": best[0] if best else None,
+        return {"level": "unknown", "spearman": None, "interval": None, "n": n, "queue": best[0] if best else None,
                 "message": f"agreement of {spec} with people on this rubric is unknown ({n} draft(s) judged by both; "
                            f"calibrate it on {TRUST_MIN_N} or more: `palimpsest judge calibrate`)"}
     q, r = best
-    level = "low" if r["spearman"] < TRUST_LOW else "ok"
-    return {"level": level, "spearman": r["spearman"], "n": r["n"], "queue": q,
-            "message": f"{spec} vs people on queue {q}: Spearman {r['spearman']:.2f} over {r['n']} drafts"
-                       + (" (low: check its scores by hand)" if level == "low" else "")}
+    lo, hi = r["spearman_ci"]
+    level = "low" if r["spearman"] < TRUST_LOW else ("ok" if lo is not None and lo >= TRUST_LOW else "unknown")
+    ci = f", 95% interval {lo:.2f} to {hi:.2f}" if lo is not None else ""
+    return {"level": level, "spearman": r["spearman"], "interval": [lo, hi], "n": r["n"], "queue": q,
+            "message": f"{spec} vs people on queue {q}: Spearman {r['spearman']:.2f}{ci} over {r['n']} drafts"
+                       + (" (low: check its scores by hand)" if level == "low" else
+                          f" (the interval reaches below {TRUST_LOW:g}: too few drafts to tell; calibrate on more)"
+                          if level == "unknown" else "")}
 
 
 # ---- asking the model judge -------------------------------------------------------------------------

@@ -233,10 +233,12 @@ def _person(annotator: str, where: str = "annotator") -> str:
 
 
 def next_task(store: Store, queue: str, annotator: str, now_s: float | None = None,
-              exclude: Sequence[int] = ()) -> Task | None:
+              exclude: Sequence[int] = (), rank: Sequence[int] = ()) -> Task | None:
     """The annotator's next task (see the module docstring), or None when nothing is left for them.
-    `exclude`: item ids not to hand out now (the ones this person just skipped), unless one is the
-    task they still hold."""
+    Items this person skipped (`release`) come last, oldest skip first: they get one back only when
+    nothing else waits for them. `exclude`: item ids not to hand out now, unless one is the task they
+    still hold. `rank`: item ids in the order to prefer them (a policy's, core.judging.pairwise),
+    before fewest-judgments-first."""
     name = _person(annotator)
     skip = sorted({int(i) for i in exclude})
     t = time.time() if now_s is None else now_s
@@ -252,13 +254,17 @@ def next_task(store: Store, queue: str, annotator: str, now_s: float | None = No
         row = next(store.db.query(
             "SELECT i.*, "
             " (SELECT count(*) FROM judging_judgments j WHERE j.item_id = i.id AND j.role = 'person') AS done, "
-            " (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) AS held "
+            " (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) AS held, "
+            " COALESCE((SELECT s.skipped_at FROM judging_skips s WHERE s.item_id = i.id AND s.annotator = ?), '') "
+            "   AS skipped "
             "FROM judging_items i WHERE i.queue = ? "
             " AND NOT EXISTS (SELECT 1 FROM judging_judgments j WHERE j.item_id = i.id AND j.annotator = ?) "
             + (f" AND i.id NOT IN ({', '.join('?' * len(skip))}) " if skip else "") +
             " AND (SELECT count(*) FROM judging_judgments j WHERE j.item_id = i.id AND j.role = 'person') "
             "   + (SELECT count(*) FROM judging_tasks t WHERE t.item_id = i.id) < ? "
-            "ORDER BY done, done + held, i.id LIMIT 1", [q["name"], name, *skip, q["overlap"]]), None)
+            "ORDER BY skipped, " + ("CASE " + " ".join(f"WHEN i.id = {int(i)} THEN {r}" for r, i in
+                                                       enumerate(rank)) + f" ELSE {len(rank)} END, " if rank else "")
+            + "done, done + held, i.id LIMIT 1", [name, q["name"], name, *skip, q["overlap"]]), None)
         if row is None:
             return None
         expires = t + q["task_timeout_s"]
@@ -270,10 +276,14 @@ def next_task(store: Store, queue: str, annotator: str, now_s: float | None = No
 
 
 def release(store: Store, item_id: int, annotator: str) -> bool:
-    """Give a held task back unjudged (skip); True when the annotator held it."""
+    """Give a held task back unjudged (skip); True when the annotator held it. The skip is recorded,
+    so `next_task` hands the item to this person again only when nothing else waits for them."""
     name = _person(annotator)
     with store.transaction():
         cur = store.db.execute("DELETE FROM judging_tasks WHERE item_id = ? AND annotator = ?", [item_id, name])
+        if cur.rowcount == 1:
+            store.db.execute("INSERT OR REPLACE INTO judging_skips (item_id, annotator, skipped_at) VALUES (?, ?, ?)",
+                             [item_id, name, now()])
         return cur.rowcount == 1
 
 
@@ -313,26 +323,36 @@ def submit(store: Store, item_id: int, annotator: str, scores: dict | None = Non
     with store.transaction():
         item = get_item(store, item_id)
         q = _queue_row(store, item["queue"])
+        if q.get("kind") == "pairwise":
+            raise JudgingError(f"item {item_id}: queue {q['name']!r} is pairwise; say which draft you prefer "
+                               "(`judge submit ITEM --prefer first|second|tie`)")
         got, total = check_scores(q, scores, overall)
-        if store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]):
-            raise JudgingError(f"item {item_id}: {name} judged it already; each person judges an item once")
-        if not q.get("open_items") and not store.db["judging_handouts"].count_where(
-                "item_id = ? AND annotator = ?", [item_id, name]):
-            raise JudgingError(f"item {item_id}: it was never handed to {name}; take tasks with `judge next "
-                               f"{q['name']}` (queue {q['name']!r} takes only items handed out; a queue made with "
-                               "--open-items takes any)")
-        done = store.db["judging_judgments"].count_where("item_id = ? AND role = 'person'", [item_id])
-        others = store.db["judging_tasks"].count_where("item_id = ? AND annotator != ? AND expires_at > ?",
-                                                       [item_id, name, t])
-        if done + others >= q["overlap"]:
-            raise JudgingError(f"item {item_id}: {q['overlap']} people have judged it or hold it now (your task "
-                               "timed out and went back to the queue); take the next task")
+        admit(store, item, q, name, t)
         jid = store.db["judging_judgments"].insert({
             "item_id": item_id, "queue": q["name"], "annotator": name, "role": "person",
             "scores": json.dumps(got, ensure_ascii=False), "overall": total, "critique": critique or "",
             "note": note or "", "created_at": now()}).last_pk
         store.db.execute("DELETE FROM judging_tasks WHERE item_id = ? AND annotator = ?", [item_id, name])
     return jid
+
+
+def admit(store: Store, item: dict, q: dict, name: str, t: float) -> None:
+    """Inside a write transaction: JudgingError unless `name` may submit a judgment of `item` now
+    (not judged by them yet, handed to them unless the queue has open items, fewer than k others)."""
+    item_id = item["id"]
+    if store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]):
+        raise JudgingError(f"item {item_id}: {name} judged it already; each person judges an item once")
+    if not q.get("open_items") and not store.db["judging_handouts"].count_where(
+            "item_id = ? AND annotator = ?", [item_id, name]):
+        raise JudgingError(f"item {item_id}: it was never handed to {name}; take tasks with `judge next "
+                           f"{q['name']}` (queue {q['name']!r} takes only items handed out; a queue made with "
+                           "--open-items takes any)")
+    done = store.db["judging_judgments"].count_where("item_id = ? AND role = 'person'", [item_id])
+    others = store.db["judging_tasks"].count_where("item_id = ? AND annotator != ? AND expires_at > ?",
+                                                   [item_id, name, t])
+    if done + others >= q["overlap"]:
+        raise JudgingError(f"item {item_id}: {q['overlap']} people have judged it or hold it now (your task "
+                           "timed out and went back to the queue); take the next task")
 
 
 def record_model_judgment(store: Store, item_id: int, model: str, scores: dict, overall: float | None,

@@ -19,6 +19,17 @@ this module imports nothing from core.store and core.store can import it):
   person is refused; and `judging_queues.open_items` (1: any item of the queue may be submitted by
   id without a hand-out; 0, the default, refuses that). Live tasks at upgrade count as handed out.
 
+- m011_judging_pairs: `judging_skips`, one row per item and annotator who gave its task back
+  unjudged (such an item is handed to that person again only when nothing else waits for them);
+  pairwise queues: `judging_queues.kind` ("scored", the default, or "pairwise"), `.policy` (which
+  item `next` hands out: "fewest" judgments first, or "uncertain", the pair the current
+  Bradley-Terry fit is least sure of) and `.seed` (of the order a pair is shown in); a pairwise
+  item (`ref` "A vs B") holds two drafts, a (`ref_a`, query, thinking, text) and b (`ref_b`,
+  `thinking_b`, `text_b`),
+  with their sources (`source`, `source_b`: reer, r2, import, ...); `judging_handouts.swapped` (1:
+  b was shown first to that person); `judging_judgments.prefer` ("a", "b" or "tie", in the item's
+  own terms) and `.swapped` (the order the person saw).
+
 Does not know: how tasks are handed out or judgments checked (core.judging.queue).
 """
 from __future__ import annotations
@@ -76,4 +87,18 @@ def m010_judging_handouts(db) -> None:
     db["judging_queues"].add_column("open_items", int, not_null_default=0)
 
 
-MIGRATIONS = [m008_annotators, m009_judging, m010_judging_handouts]
+def m011_judging_pairs(db) -> None:
+    db["judging_skips"].create({"item_id": int, "annotator": str, "skipped_at": str},
+                               pk=("item_id", "annotator"), not_null={"item_id", "annotator"},
+                               foreign_keys=[("item_id", "judging_items", "id")])
+    db["judging_queues"].add_column("kind", str, not_null_default="scored")  # scored | pairwise
+    db["judging_queues"].add_column("policy", str, not_null_default="fewest")  # fewest | uncertain
+    db["judging_queues"].add_column("seed", int, not_null_default=0)  # seed of the order pairs are shown in
+    for col in ("source", "ref_a", "ref_b", "thinking_b", "text_b", "source_b"):
+        db["judging_items"].add_column(col, str)  # NULL on a scored queue's items
+    db["judging_handouts"].add_column("swapped", int)  # pairwise: 1 when b was shown first
+    db["judging_judgments"].add_column("prefer", str)  # pairwise: a, b or tie
+    db["judging_judgments"].add_column("swapped", int)  # pairwise: the order the person saw
+
+
+MIGRATIONS = [m008_annotators, m009_judging, m010_judging_handouts, m011_judging_pairs]

@@ -5,7 +5,8 @@ null} when nothing is left), `judge submit` (scores as flags or one JSON object 
 file), `judge skip`, `judge show` (an item's judgments, once you have submitted yours),
 `judge agreement` (alpha and pairwise agreement; --disagreements lists the widest spreads),
 `judge resolve`, `judge feed` (the people's judgment of a waiting R2 text back to its run),
-`judge calibrate` (a model judge on a sample of drafts, queued for people). Every
+`judge calibrate` (a model judge on a sample of drafts, queued for people), `judge ranking` and
+`judge simulate` (pairwise queues: studio.cli.judge_pairs). Every
 command that records a human act takes --annotator NAME (default: the OS user).
 
 Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
@@ -72,6 +73,11 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _ci(ci) -> str:
+    """A 95% interval as [lo, hi] (n/a when undefined)."""
+    return "[n/a]" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 # ---- queue ---------------------------------------------------------------------------------------
 
 def cmd_queue(args) -> int:
@@ -88,11 +94,27 @@ def cmd_queue(args) -> int:
                 rubric = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
             if args.criterion:
                 rubric = (rubric or []) + args.criterion
+            if args.pairwise:
+                from core.judging import pairwise as pw
+
+                if rubric and len(rubric) > 1:
+                    raise args.error("--pairwise: give one --criterion (the question asked of each pair)")
+                q = pw.create_pairwise_queue(store, args.name, rubric[0] if rubric else None, overlap=args.overlap,
+                                             policy=args.next, seed=args.seed, task_timeout_s=args.timeout,
+                                             created_by=_annotator(args), open_items=args.open_items)
+                print(f"queue {q['name']}: pairwise, {q['rubric'][0]!r}, overlap {q['overlap']}, next {q['policy']}")
+                return 0
+            if args.next != "fewest":
+                raise args.error("--next uncertain: only for a --pairwise queue (it ranks pairs by a Bradley-Terry fit)")
             q = jq.create_queue(store, args.name, rubric, overlap=args.overlap, low=args.low, high=args.high,
                                 task_timeout_s=args.timeout, created_by=_annotator(args), open_items=args.open_items)
             print(f"queue {q['name']}: {len(q['rubric'])} criteria, overlap {q['overlap']}, scale "
                   f"{q['low']:g}-{q['high']:g}" + (", open items" if args.open_items else ""))
         elif args.queue_action == "add":
+            if args.all_pairs or args.pairs or args.source_pairs is not None:
+                from studio.cli.judge_pairs import add_pairs
+
+                return add_pairs(args, store)
             refs = list(args.refs or [])
             if args.sample:
                 refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
@@ -164,7 +186,12 @@ def cmd_next(args) -> int:
     from core.judging import queue as jq
 
     with _store(args) as store:
-        task = jq.next_task(store, args.queue, _annotator(args))
+        if jq.get_queue(store, args.queue).get("kind") == "pairwise":
+            from core.judging.pairwise import next_pair
+
+            task = next_pair(store, args.queue, _annotator(args))
+        else:
+            task = jq.next_task(store, args.queue, _annotator(args))
     _print({"task": task.as_dict() if task else None})
     if task is None:
         print(f"nothing left for you in queue {args.queue}", file=sys.stderr)
@@ -174,6 +201,16 @@ def cmd_next(args) -> int:
 def cmd_submit(args) -> int:
     from core.judging import queue as jq
 
+    if args.prefer is not None:
+        from core.judging.pairwise import submit_pair
+
+        if args.item is None:
+            raise args.error("judge submit --prefer: give the item id")
+        name = _annotator(args)
+        with _store(args) as store:
+            jid = submit_pair(store, args.item, name, args.prefer, note=args.note or "")
+        _print({"judgment_id": jid, "item_id": args.item, "annotator": name, "prefer": args.prefer})
+        return 0
     sub = _submission(args)
     name = _annotator(args)
     with _store(args) as store:
@@ -227,8 +264,13 @@ def _require_lead(args, name: str) -> None:
 
 def cmd_agreement(args) -> int:
     from core.judging import agreement as ag
+    from core.judging import queue as jq
 
     with _store(args) as store:
+        if jq.get_queue(store, args.queue).get("kind") == "pairwise":
+            raise args.error(f"judge agreement {args.queue}: a pairwise queue has choices, not scores; see "
+                             f"`judge ranking {args.queue}`, and `judge calibrate {args.queue} --report-only` for "
+                             "person-vs-person agreement beside a model judge's")
         rep = ag.report(store, args.queue)
         rows = ag.disagreements(store, args.queue, args.min_spread) if args.disagreements else None
     if args.json:
@@ -272,6 +314,11 @@ def cmd_calibrate(args) -> int:
 
     by = _annotator(args)
     with _store(args) as store:
+        known = {q["name"]: q for q in cal.jq.list_queues(store)}
+        if known.get(args.queue, {}).get("kind") == "pairwise":
+            from studio.cli.judge_pairs import calibrate_pairs
+
+            return calibrate_pairs(args, store)
         refs = list(args.refs or [])
         if args.sample:
             refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
@@ -293,7 +340,8 @@ def cmd_calibrate(args) -> int:
     print(f"{rep['model']} on queue {rep['queue']}: {rep['judged_by_model']} draft(s) judged, {rep['unparsed']} unparsed; "
           f"vs the people's {rep['consensus']}:")
     for r in rep["criteria"] + [rep["overall"]]:
-        print(f"  {r['criterion'][:60]}: n {r['n']}, Spearman {_fmt(r['spearman'])}, Kendall {_fmt(r['kendall'])}, "
+        print(f"  {r['criterion'][:60]}: n {r['n']}, Spearman {_fmt(r['spearman'])} {_ci(r['spearman_ci'])}, "
+              f"Kendall {_fmt(r['kendall'])} {_ci(r['kendall_ci'])}, "
               f"bias {_fmt(r['bias'])}")
     if rep["overall"]["n"] == 0:
         print(f"no draft is judged by both the model and people yet: people take them with `palimpsest judge next "
@@ -307,6 +355,8 @@ def cmd_calibrate(args) -> int:
 def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     """Register `judge ...` on the `palimpsest` subparsers; `error` is the exception class printed as
     one line (studio.cli.main.CLIError)."""
+    from studio.cli import judge_pairs
+
     db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=default_db, help=db_help)
@@ -327,6 +377,12 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     c.add_argument("--overlap", type=int, default=2, help="how many people judge each item (default 2)")
     c.add_argument("--open-items", action="store_true", help="anyone may submit any item by its id, handed out "
                                                              "or not (default: only items `judge next` handed them)")
+    c.add_argument("--pairwise", action="store_true", help="a queue of pairs: each person says which of two drafts "
+                                                           "is better (or a tie); --criterion is the question asked")
+    c.add_argument("--next", choices=["fewest", "uncertain"], default="fewest",
+                   help="--pairwise: which pair to hand out: fewest judgments first (default) or the one the current "
+                        "Bradley-Terry fit is least sure of")
+    c.add_argument("--seed", type=int, default=0, help="--pairwise: seed of which draft is shown first (default 0)")
     c.add_argument("--low", type=float, default=1, help="lowest score (default 1)")
     c.add_argument("--high", type=float, default=10, help="highest score (default 10)")
     c.add_argument("--timeout", type=float, default=1800, help="seconds a handed-out task is held before it goes back "
@@ -340,6 +396,11 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     a.add_argument("--status", choices=["pending", "accepted", "rejected"], help="--sample only this review status")
     a.add_argument("--r2-waiting", action="store_true", help="also add every R2 text a paused run waits to have judged "
                                                              "(then `judge feed ITEM` hands the people's judgment back)")
+    a.add_argument("--all-pairs", nargs="+", metavar="REF", help="pairwise queue: every pair of these drafts")
+    a.add_argument("--pairs", nargs="+", metavar="A,B", help="pairwise queue: these pairs of drafts")
+    a.add_argument("--source-pairs", nargs="*", metavar="SOURCE",
+                   help="pairwise queue: for every prompt, every pair of its drafts of different sources (reer, r2, "
+                        "import or an export's source; only these sources when named)")
     st = qs.add_parser("status", parents=[common], help="progress per queue and per annotator")
     st.add_argument("name", nargs="?", help="the queue (default: every queue)")
     st.add_argument("--json", action="store_true", help="one JSON object per queue")
@@ -353,6 +414,8 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     s.add_argument("item", type=int, nargs="?", help="the item id (or item_id in --input)")
     s.add_argument("--score", action="append", metavar="N=SCORE", help="a criterion's score, by its number (repeat)")
     s.add_argument("--overall", type=float, help="the overall score (default: the mean when every criterion is scored)")
+    s.add_argument("--prefer", choices=["first", "second", "tie"], help="pairwise queue: the draft you prefer, in "
+                                                                      "the order `judge next` showed them")
     s.add_argument("--critique", help="what should change")
     s.add_argument("--note", help="a note")
     s.add_argument("--input", metavar="FILE", help="read the judgment from a JSON file (- for stdin): {\"item_id\", "
@@ -390,10 +453,31 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     f.add_argument("item", type=int, help="the item id")
     f.set_defaults(error=error, func=cmd_feed)
 
+    rk = js.add_parser("ranking", parents=[common], help="Bradley-Terry ranking of a pairwise queue with 95%% "
+                                                         "bootstrap intervals")
+    rk.add_argument("queue", help="the pairwise queue")
+    rk.add_argument("--by", choices=["draft", "source"], default="draft", help="rank drafts (default) or their sources")
+    rk.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the judgments (default 200)")
+    rk.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    rk.add_argument("--json", action="store_true", help="the ranking as one JSON object")
+    rk.set_defaults(error=error, func=judge_pairs.cmd_ranking)
+
+    sm = js.add_parser("simulate", help="seeded simulation: judgments each next-pair policy needs to recover a "
+                                        "known order")
+    sm.add_argument("--items", type=int, default=6, help="drafts to rank (default 6)")
+    sm.add_argument("--spread", type=float, default=5.0, help="true log-strengths span this, evenly spaced (default 5)")
+    sm.add_argument("--noise", type=float, default=0.2, help="chance a simulated person tosses a coin (default 0.2)")
+    sm.add_argument("--overlap", type=int, default=10, help="most judgments per pair (default 10)")
+    sm.add_argument("--runs", type=int, default=20, help="simulated studies per policy (default 20)")
+    sm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sm.add_argument("--json", action="store_true", help="the curves as one JSON object")
+    sm.set_defaults(error=error, func=judge_pairs.cmd_simulate)
+
     from core.models.lm import DEFAULT_MODEL
 
     cb = js.add_parser("calibrate", parents=[common], help="a model judge on drafts, queued for people; its "
-                                                           "correlation with them")
+                                                           "correlation with them (on a pairwise queue: its "
+                                                           "choices in both orders against the people's majority)")
     cb.add_argument("queue", help="the queue (created when new)")
     cb.add_argument("refs", nargs="*", help="drafts to judge, right after the queue: traj:ID (or ID) or r2:RUN_ID:VERSION; "
                                             "none (and no --sample): only report on the judgments stored")
@@ -409,5 +493,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     cb.add_argument("--overlap", type=int, default=None, help="people per draft when the queue is new (default 2)")
     cb.add_argument("--criterion", action="append", help="the rubric when the queue is new (repeat; default: the R2 "
                                                           "judge's)")
+    cb.add_argument("--report-only", action="store_true", help="pairwise queue: only report on the model's "
+                                                                "choices stored (default: ask it about every pair)")
     cb.add_argument("--json", action="store_true", help="the report as one JSON object")
     cb.set_defaults(error=error, func=cmd_calibrate)

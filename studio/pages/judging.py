@@ -1,12 +1,13 @@
 """The Judge tab: judging queues made from the page, keyboard-first judging of one task at a time by
-the logged-in person, and progress per queue and per annotator; the Agreement and Calibration
-sub-tabs come from studio.pages.agreement.
+the logged-in person (a pairwise queue's two drafts side by side, ←/→/t), and progress per queue and
+per annotator; the Agreement and Calibration sub-tabs come from studio.pages.agreement, Ranking from
+studio.pages.ranking.
 
 Knows: the layout (sub-tabs Judge, Queues, Agreement, Calibration), which drafts a new queue can
 take (`refs_for`: the texts of picked R2 runs, the trajectories of picked runs, of a source, all
 accepted ones, the R2 texts waiting for a person) and how each action maps onto core.judging.queue:
 a task comes from `next_task` for THIS person (studio.identity.annotator_of(request)), a submit is
-`submit`, a skip is `release` (the item is not handed to them again in this page session).
+`submit`, a skip is `release` (the item is not handed to them again while other tasks wait for them; the store remembers it).
 Other people's scores of an item are drawn only after this person's own submit, read through
 `judgments(viewer=...)`, which raises ScoresHidden before that: the page has no other way to read
 them. Queues made here score 1 to 5 (SCALE), so the keys 1–5 cover the scale.
@@ -23,12 +24,14 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from core.judging import pairwise as pw
 from core.judging import queue as jq
 from core.judging.r2 import waiting_refs
 from core.r2.judge import DEFAULT_RUBRIC
 from core.store import NotFound, Store, StoreError
 from studio.identity import annotator_of
 from studio.views import judging as view
+from studio.views import pairwise as pview
 
 SCALE = (1, 5)  # the score scale of queues made on this page: keys 1-5 cover it
 MAX_CRITERIA = 8  # score rows on the page (core.r2.judge.JudgeConfig.max_criteria)
@@ -132,7 +135,7 @@ class JudgingPage:
 
 
 def build(ctx) -> JudgingPage:
-    from studio.pages import agreement
+    from studio.pages import agreement, ranking
 
     store = ctx.store
     stamps = itertools.count(1)
@@ -153,12 +156,19 @@ def build(ctx) -> JudgingPage:
                               for i in range(MAX_CRITERIA)]
                     critique = gr.Textbox(label="Critique or note (key n): what should change; optional",
                                           elem_id="judge-note", lines=2, max_lines=6)
+                    with gr.Row(visible=False, elem_id="judge-pair-row") as pair_row:
+                        first = gr.Button("← First is better", variant="primary", elem_id="judge-first", scale=0,
+                                          min_width=170)
+                        tie = gr.Button("Tie (t)", elem_id="judge-tie", scale=0, min_width=100)
+                        second = gr.Button("Second is better →", variant="primary", elem_id="judge-second",
+                                           scale=0, min_width=170)
                     with gr.Row():
                         submit = gr.Button("Submit (Enter)", variant="primary", elem_id="judge-submit",
                                            min_width=180, scale=0)
                         skip = gr.Button("Skip (s)", elem_id="judge-skip", min_width=110, scale=0)
                 with gr.Column(scale=2, min_width=300):
-                    gr.HTML(view.legend(), elem_id="judge-legend", padding=False)
+                    legend = gr.HTML(view.legend(), elem_id="judge-legend", padding=False)
+                    pair_legend = gr.HTML(pview.legend(), elem_id="judge-pair-legend", padding=False, visible=False)
             msg = gr.HTML("", elem_id="judge-msg")
             after = gr.HTML("", elem_id="judge-after")
             item = gr.Number(None, precision=0, visible=False, elem_id="judge-item")
@@ -189,13 +199,20 @@ def build(ctx) -> JudgingPage:
             create = gr.Button("Create queue", variant="primary", elem_id="queue-create", scale=0)
             qmsg = gr.HTML("", elem_id="queue-msg")
         ag = agreement.build(ctx)
+        rk = ranking.build(ctx)
 
     picks = [r2_runs, traj_runs, source, accepted, waiting]
 
     # ---- judging ---------------------------------------------------------------------------------
-    def draw(t: jq.Task | None, why: str = "") -> dict:
-        out = {item: None if t is None else t.item_id, task: view.task_html(None if t is None else t.as_dict(),
-                                                                            next(stamps), why), critique: ""}
+    def draw(t: jq.Task | pw.PairTask | None, why: str = "") -> dict:
+        paired = isinstance(t, pw.PairTask)
+        out = {item: None if t is None else t.item_id, critique: "", pair_row: gr.Row(visible=paired),
+               submit: gr.Button(visible=not paired), legend: gr.HTML(visible=not paired),
+               pair_legend: gr.HTML(visible=paired),
+               task: pview.pair_html(t.as_dict(), next(stamps)) if paired else
+               view.task_html(None if t is None else t.as_dict(), next(stamps), why)}
+        if paired:
+            return {**out, **{r: gr.Radio(visible=False, value=None) for r in radios}}
         low, high = SCALE if t is None else (int(t.low), int(t.high))
         choices = [str(v) for v in range(low, high + 1)]
         for i, r in enumerate(radios):
@@ -207,9 +224,10 @@ def build(ctx) -> JudgingPage:
     def next_for(q: str, me: str, skip_ids: list[int], said: str = "", skipping: int | None = None) -> dict:
         if not q:
             raise PageError("Queue: none picked; pick one (or make one under Queues)")
-        t = jq.next_task(store, q, me, exclude=skip_ids)
+        take = pw.next_pair if pw.is_pairwise(jq.get_queue(store, q)) else jq.next_task
+        t = take(store, q, me, exclude=skip_ids)
         if t is None and skip_ids:
-            t = jq.next_task(store, q, me)  # only skipped ones are left: hand them again
+            t = take(store, q, me)  # only skipped ones are left: hand them again
             skip_ids = []
         if t is not None and skipping is not None and t.item_id == skipping:  # nothing else to hand
             said = (f"Item #{skipping} is the last task left for you in queue {q}, so it is shown again: "
@@ -217,7 +235,9 @@ def build(ctx) -> JudgingPage:
         why = f"Nothing left for {me} in queue {q}: every draft has its {jq.get_queue(store, q)['overlap']} people."
         return {**draw(t, why), skipped: skip_ids, who: view.STYLE + f'<div class="jd-meta">Judging as '
                 f'<b id="judge-me">{html.escape(me)}</b></div>',
-                msg: _msg(said or (f"Item #{t.item_id}: score each criterion, then Enter." if t else why))}
+                msg: _msg(said or ((f"Pair #{t.item_id}: ← or → for the better draft, t for a tie."
+                                    if isinstance(t, pw.PairTask) else f"Item #{t.item_id}: score each criterion, "
+                                    "then Enter.") if t else why))}
 
     def failure(e: Exception) -> dict:
         gr.Warning(str(e))
@@ -268,12 +288,38 @@ def build(ctx) -> JudgingPage:
         except (StoreError, PageError, ValueError) as e:
             return failure(e)
 
-    outs = [item, task, critique, *radios, skipped, who, msg, after]
+    def do_prefer(choice: str, q, item_id, text, skip_ids, request: gr.Request):
+        me = annotator_of(request)
+        try:
+            if item_id in (None, "", 0):
+                raise PageError("Nothing to judge: take a pair first (Next task)")
+            pw.submit_pair(store, int(item_id), me, choice, note=(text or "").strip())
+            seen = jq.judgments(store, int(item_id), viewer=me)  # visible now: this person has chosen
+            it = jq.get_item(store, int(item_id))
+            name = {"a": it["ref_a"], "b": it["ref_b"], "tie": "tie"}
+            table = view.STYLE + view.table_html(
+                ["annotator", "preferred", "saw first"],
+                [[j["annotator"] + (" (you)" if j["annotator"] == me else ""), name.get(j.get("prefer"), "–"),
+                  it["ref_b"] if j.get("swapped") else it["ref_a"]] for j in seen],
+                f"Choices on pair #{int(item_id)} so far (shown after your own)")
+            out = next_for(it["queue"], me, list(skip_ids or []), f"Pair #{int(item_id)} saved ({choice}).")
+            return {**out, after: table}
+        except (StoreError, PageError, ValueError) as e:
+            return failure(e)
+
+    outs = [item, task, critique, *radios, skipped, who, msg, pair_row, submit, legend, pair_legend, after]
     quick = dict(concurrency_limit=None, show_progress="hidden")
     start.click(do_next, [queue, skipped], outs, api_name="judge_next", **quick)
     queue.input(do_next, [queue, skipped], outs, api_visibility="private", **quick)
     submit.click(do_submit, [queue, item, *radios, critique, skipped], outs, api_name="judge_submit", **quick)
     skip.click(do_skip, [queue, item, skipped], outs, api_name="judge_skip", **quick)
+    def prefer(choice: str):
+        def handler(q, item_id, text, skip_ids, request: gr.Request):
+            return do_prefer(choice, q, item_id, text, skip_ids, request)
+        return handler
+
+    for btn, choice in ((first, "first"), (second, "second"), (tie, "tie")):
+        btn.click(prefer(choice), [queue, item, critique, skipped], outs, api_name=f"judge_prefer_{choice}", **quick)
 
     # ---- queues ----------------------------------------------------------------------------------
     def draw_progress() -> str:
@@ -308,7 +354,7 @@ def build(ctx) -> JudgingPage:
         return {progress: draw_progress(), queue: gr.Dropdown(choices=names),
                 r2_runs: gr.Dropdown(choices=run_choices(store, "r2")),
                 traj_runs: gr.Dropdown(choices=run_choices(store)),
-                **ag.menus(names)}
+                rk.menu: gr.Dropdown(choices=ranking.pairwise_names(store)), **ag.menus(names)}
 
     refresh_btn.click(lambda: {progress: draw_progress()}, None, progress, api_name="judge_progress", **quick)
-    return JudgingPage(refresh=refresh, outputs=[progress, queue, r2_runs, traj_runs, *ag.menu_outputs])
+    return JudgingPage(refresh=refresh, outputs=[progress, queue, r2_runs, traj_runs, rk.menu, *ag.menu_outputs])

@@ -142,14 +142,20 @@ def disagreements_html(rows: Sequence[dict]) -> str:
                               "Items people disagree on, widest first", num=(2,))
 
 
+def _ci(ci) -> str:
+    return "–" if not ci or ci[0] is None else f"{ci[0]:.2f} to {ci[1]:.2f}"
+
+
 def calibration_html(rep: dict) -> str:
-    rows = [[_short(r["criterion"]), r["n"], _fmt(r["spearman"]), _fmt(r["kendall"]),
-             "–" if r["bias"] is None else f"{r['bias']:+.2f}"] for r in rep["criteria"] + [rep["overall"]]]
+    rows = [[_short(r["criterion"]), r["n"], _fmt(r["spearman"]), _ci(r.get("spearman_ci")), _fmt(r["kendall"]),
+             _ci(r.get("kendall_ci")), "–" if r["bias"] is None else f"{r['bias']:+.2f}"]
+            for r in rep["criteria"] + [rep["overall"]]]
     note = (f"{rep['judged_by_model']} draft(s) judged by the model, {rep['unparsed']} unparsed; "
-            f"compared with the people's {rep['consensus']}.")
+            f"compared with the people's {rep['consensus']}. Intervals: 95%, bootstrap over drafts.")
     return STYLE + (f'<div id="calibration-report" data-model="{_e(rep["model"])}">'
-                    + table_html(["criterion", "n", "Spearman", "Kendall tau-b", "bias (model − people)"], rows,
-                                 f"{rep['model']} on queue {rep['queue']}", num=(1, 2, 3, 4))
+                    + table_html(["criterion", "n", "Spearman", "95% interval", "Kendall tau-b", "95% interval",
+                                  "bias (model − people)"], rows,
+                                 f"{rep['model']} on queue {rep['queue']}", num=(1, 2, 3, 4, 5, 6))
                     + f'<div class="jd-meta">{_e(note)}</div></div>')
 
 
