@@ -275,3 +275,35 @@ def test_source_pairs_and_bad_input_from_the_shell(db, capsys):
     assert cli(capsys, "judge", "queue", "create", "sc", "--db", db)[0] == 0
     code, _, err = cli(capsys, "judge", "ranking", "sc", "--db", db)
     assert code == 2 and "pairwise queue" in err
+
+
+def test_a_pairwise_queues_settled_pairs_reach_the_dpo_export(tmp_path):
+    """`export --format dpo` carries the pairs people settled side by side (source "people", the
+    votes as scores, the margin the winner's votes less the loser's over all votes)."""
+    from pathlib import Path
+
+    from core.data.export import export
+
+    with open_store(tmp_path / "x.db") as s:
+        q, thinking, answer = REER_ITEMS[0]
+        for i in range(3):
+            add_reer(s, q, thinking, f"{answer} v{i}")
+        s.db.execute("UPDATE trajectories SET prompt_id = (SELECT prompt_id FROM trajectories WHERE id = 1)")
+        s.db.conn.commit()
+        pw.create_pairwise_queue(s, "x", overlap=3, seed=0)
+        pw.add_pairs(s, "x", pw.all_pairs(["1", "2", "3"]))
+        for who in ("ann", "bob", "cy"):
+            while (t := pw.next_pair(s, "x", who)) is not None:
+                refs = {t.first["ref"], t.second["ref"]}
+                if refs == {"traj:2", "traj:3"}:  # ann and bob prefer traj:2, cy calls a tie
+                    pick = "tie" if who == "cy" else ("first" if t.first["ref"] == "traj:2" else "second")
+                else:  # traj:1 wins, unanimously
+                    pick = "first" if t.first["ref"] == "traj:1" else "second"
+                pw.submit_pair(s, t.item_id, who, pick)
+        rows = [json.loads(x) for x in Path(export(s, "dpo", tmp_path / "p", status="any", sources="people")
+                                             .files[0]).read_text().splitlines()]
+    got = {(r["chosen"][0]["content"][-2:], r["rejected"][0]["content"][-2:]): r for r in rows}
+    assert set(got) == {("v0", "v1"), ("v0", "v2"), ("v1", "v2")}
+    assert all(r["source"] == "people" and r["scale"] == "votes" for r in rows)
+    assert got[("v0", "v1")]["margin"] == 1.0 and got[("v1", "v2")]["margin"] == pytest.approx(2 / 3)
+    assert got[("v1", "v2")]["prompt"][0]["content"] == q

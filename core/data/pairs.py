@@ -12,8 +12,8 @@ Knows the four sources of a pair (`SOURCES`) and how each is built:
 - `r2-revision`: an R2 round whose revision the judge scored higher than its draft.
 - `people`: two drafts of the same prompt in one judging queue whose people's consensus (the
   median of the people's overall scores, or the newest lead resolution's score when there is one)
-  differs by at least the margin. Scored queues only today; a pairwise queue's judgments can join
-  through `people_pairs(..., extra=...)` (a list of already-decided pairs).
+  differs by at least the margin; and two drafts of a pairwise queue (core.judging.pairwise) whose
+  people's majority preferred one (margin: the winner's votes minus the loser's, over all votes).
 
 Each record (one JSON line): id, source, prompt = [{"role": "user", "content": query}],
 chosen / rejected = [{"role": "assistant", "content": ...}] in core.format's training layout,
@@ -263,6 +263,34 @@ def preference_rows(store, examples: Sequence[dict], min_margin: float = DEFAULT
             skipped[why] += 1
         rows += got
     if "people" in sources and examples:
-        people = people_pairs(queue_items(store, {ex["trajectory_id"] for ex in examples}), min_margin)
-        rows += people
+        ids = {ex["trajectory_id"] for ex in examples}
+        rows += people_pairs(queue_items(store, ids), min_margin, extra=pairwise_people(store, ids, min_margin))
     return rows, skipped
+
+
+def pairwise_people(store, trajectory_ids: set[int], min_margin: float = DEFAULT_MIN_MARGIN) -> list[dict]:
+    """Pairs people settled in pairwise queues where at least one of the two drafts is in the export
+    (the other may be, say, the prompt's reference), as `people` records; margin = (winner's votes -
+    loser's votes) / all votes on the pair, ties included."""
+    from core.judging import pairwise, queue as jq
+    from core.judging.export import covered_refs
+
+    refs = covered_refs(store, trajectory_ids)
+    out = []
+    for q in jq.list_queues(store):
+        if not pairwise.is_pairwise(q):
+            continue
+        for p in pairwise.preference_pairs(store, q["name"]):
+            if not (refs(p["chosen_ref"]) or refs(p["rejected_ref"])):
+                continue
+            v = p["votes"]
+            won, lost = sorted((v["a"], v["b"]), reverse=True)
+            margin = (won - lost) / max(1, v["a"] + v["b"] + v["tie"])
+            if margin < min_margin or p["chosen"].strip() == p["rejected"].strip():
+                continue
+            out.append(record(f"{q['name']}-{p['chosen_ref']}-{p['rejected_ref']}", "people", p["prompt"],
+                              turn_head("") + p["chosen"].strip(), turn_head("") + p["rejected"].strip(),
+                              run=q["name"], step=None, segment=None, chosen_score=float(won),
+                              rejected_score=float(lost), margin=round(margin, 6), scale="votes"))
+    return out
+

@@ -49,6 +49,12 @@ def _covered(ref: str, refs: set[str]) -> bool:
     return ref in refs or (ref.startswith("r2:") and ref[:ref.rfind(":") + 1] in refs)
 
 
+def covered_refs(store: Store, trajectory_ids: set[int]):
+    """A test `ref -> bool`: does an export of these trajectories cover the draft `ref`?"""
+    refs = _in_export(store, trajectory_ids)
+    return lambda ref: _covered(str(ref), refs)
+
+
 def exported_items(store: Store, trajectory_ids: set[int] | None = None) -> list[dict]:
     """Queue items (with their queue) whose draft is in the export; every item when ids is None."""
     with store._lock:
