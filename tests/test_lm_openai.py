@@ -461,7 +461,7 @@ def test_models_listing_waits_as_long_as_any_request(double, monkeypatch):
 
 
 def test_the_cli_says_connecting_not_float32_for_a_server(double, capsys):
-    from studio.cli.main import _load
+    from studio.cli.common import load_model as _load
 
     base, _ = double
     _load(f"{base}#{MODEL}#max_length=60")

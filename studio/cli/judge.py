@@ -9,8 +9,8 @@ file), `judge skip`, `judge show` (an item's judgments, once you have submitted 
 command that records a human act takes --annotator NAME (default: the OS user).
 
 Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
-through `add_judge_parser`. A user error is one line on stderr, exit status 2 (the `error` class,
-studio.cli.main.CLIError).
+through `add_judge_parser`. A user error is one line on stderr, exit status 2 (CLIError,
+studio/cli/common.py).
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+from studio.cli.common import DB_HELP, CLIError, load_model
 
 ANNOTATOR_HELP = "who is judging (default: the OS user); recorded with every judgment, resolution and queue change"
 
@@ -32,11 +34,11 @@ def _store(args):
     try:
         store = open_store(args.db)
     except StoreError as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     try:
         yield store
     except (StoreError, BadAnnotator, BadJudgment) as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     finally:
         store.close()
 
@@ -47,7 +49,7 @@ def _annotator(args) -> str:
     try:
         return who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
     except who.BadAnnotator as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
 
 
 def _scores(pairs: list[str] | None, error) -> dict:
@@ -84,7 +86,7 @@ def cmd_queue(args) -> int:
             if args.rubric_file:
                 p = Path(args.rubric_file)
                 if not p.is_file():
-                    raise args.error(f"--rubric-file {args.rubric_file}: no such file")
+                    raise CLIError(f"--rubric-file {args.rubric_file}: no such file")
                 rubric = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
             if args.criterion:
                 rubric = (rubric or []) + args.criterion
@@ -101,7 +103,7 @@ def cmd_queue(args) -> int:
 
                 refs += waiting_refs(store)
             if not refs:
-                raise args.error("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION), give --sample N, or "
+                raise CLIError("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION), give --sample N, or "
                                  "--r2-waiting (none waits now)")
             new, dup = jq.add_items(store, args.name, refs, added_by=_annotator(args))
             print(f"queue {args.name}: {len(new)} item(s) added, {dup} already there")
@@ -135,26 +137,26 @@ def _submission(args) -> dict:
         if text is None:
             p = Path(args.input)
             if not p.is_file():
-                raise args.error(f"--input {args.input}: no such file")
+                raise CLIError(f"--input {args.input}: no such file")
             text = p.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise args.error(f"--input {args.input}: not JSON ({exc.msg} at line {exc.lineno}); give one object "
+            raise CLIError(f"--input {args.input}: not JSON ({exc.msg} at line {exc.lineno}); give one object "
                              '{"item_id": N, "scores": {"1": 7}, "overall": 7, "note": "..."}') from None
         if not isinstance(data, dict):
-            raise args.error(f"--input {args.input}: give one JSON object, not {type(data).__name__}")
+            raise CLIError(f"--input {args.input}: give one JSON object, not {type(data).__name__}")
         unknown = set(data) - {"item_id", "scores", "overall", "critique", "note"}
         if unknown:
-            raise args.error(f"--input {args.input}: unknown field(s) {sorted(unknown)}; use item_id, scores, overall, "
+            raise CLIError(f"--input {args.input}: unknown field(s) {sorted(unknown)}; use item_id, scores, overall, "
                              "critique, note")
     item = args.item if args.item is not None else data.get("item_id")
     if isinstance(item, bool) or not isinstance(item, int):
-        raise args.error("judge submit: give the item id (ITEM, or item_id in --input)")
+        raise CLIError("judge submit: give the item id (ITEM, or item_id in --input)")
     scores = data.get("scores") or {}
     if not isinstance(scores, dict):
-        raise args.error("judge submit: scores must be an object {criterion number or text: score}")
-    scores = {**scores, **_scores(args.score, args.error)}
+        raise CLIError("judge submit: scores must be an object {criterion number or text: score}")
+    scores = {**scores, **_scores(args.score, CLIError)}
     overall = args.overall if args.overall is not None else data.get("overall")
     return {"item": item, "scores": scores, "overall": overall, "critique": args.critique or data.get("critique") or "",
             "note": args.note or data.get("note") or ""}
@@ -219,9 +221,9 @@ def _require_lead(args, name: str) -> None:
     try:
         users = read_users(path)
     except UsersFileError as exc:
-        raise args.error(f"--lead needs {name} to be a lead in the users file: {exc}") from None
+        raise CLIError(f"--lead needs {name} to be a lead in the users file: {exc}") from None
     if name not in users or users[name].role != LEAD:
-        raise args.error(f"--lead: {name} is not a lead in {path}; a lead is marked there with `palimpsest users add "
+        raise CLIError(f"--lead: {name} is not a lead in {path}; a lead is marked there with `palimpsest users add "
                          f"{name} --lead --file {path}` (or read the item after submitting your own judgment)")
 
 
@@ -251,7 +253,7 @@ def cmd_resolve(args) -> int:
 
     with _store(args) as store:
         rid = ag.resolve(store, args.item, _annotator(args), overall=args.overall,
-                         scores=_scores(args.score, args.error), note=args.note or "")
+                         scores=_scores(args.score, CLIError), note=args.note or "")
     print(f"item {args.item}: resolution {rid} saved")
     return 0
 
@@ -268,7 +270,6 @@ def cmd_feed(args) -> int:
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
     from core.judging.annotator import model_name
-    from studio.cli.main import _load
 
     by = _annotator(args)
     with _store(args) as store:
@@ -281,7 +282,7 @@ def cmd_calibrate(args) -> int:
             known = {q["name"]: q for q in cal.jq.list_queues(store)}
             low, high = (known[args.queue]["low"], known[args.queue]["high"]) if args.queue in known else (1, 10)
             cfg = JudgeConfig(low=low, high=high, method=args.method)
-            lm = _load(args.model)
+            lm = load_model(args.model)
             for step in cal.iter_calibrate(store, lm, args.model, args.queue, refs, cfg=cfg, overlap=args.overlap,
                                            rubric=args.criterion or None, seed=args.seed, by=by):
                 got = f"overall {step.overall:g}" if step.overall is not None else f"unparsed ({step.error})"
@@ -304,10 +305,9 @@ def cmd_calibrate(args) -> int:
 
 # ---- wiring --------------------------------------------------------------------------------------
 
-def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
-    """Register `judge ...` on the `palimpsest` subparsers; `error` is the exception class printed as
-    one line (studio.cli.main.CLIError)."""
-    db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
+def add_judge_parser(sub, default_db: str) -> None:
+    """Register `judge ...` on the `palimpsest` subparsers."""
+    db_help = DB_HELP
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=default_db, help=db_help)
     common.add_argument("--annotator", default=None, metavar="NAME", help=ANNOTATOR_HELP)
@@ -343,11 +343,11 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     st = qs.add_parser("status", parents=[common], help="progress per queue and per annotator")
     st.add_argument("name", nargs="?", help="the queue (default: every queue)")
     st.add_argument("--json", action="store_true", help="one JSON object per queue")
-    q.set_defaults(error=error, func=cmd_queue)
+    q.set_defaults(func=cmd_queue)
 
     n = js.add_parser("next", parents=[common], help="your next task, as one JSON object ({\"task\": null} when none)")
     n.add_argument("queue", help="the queue")
-    n.set_defaults(error=error, func=cmd_next)
+    n.set_defaults(func=cmd_next)
 
     s = js.add_parser("submit", parents=[common], help="submit your judgment of an item (JSON out)")
     s.add_argument("item", type=int, nargs="?", help="the item id (or item_id in --input)")
@@ -357,11 +357,11 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     s.add_argument("--note", help="a note")
     s.add_argument("--input", metavar="FILE", help="read the judgment from a JSON file (- for stdin): {\"item_id\", "
                                                    "\"scores\", \"overall\", \"critique\", \"note\"}; flags win")
-    s.set_defaults(error=error, func=cmd_submit)
+    s.set_defaults(func=cmd_submit)
 
     k = js.add_parser("skip", parents=[common], help="give a task back unjudged")
     k.add_argument("item", type=int, help="the item id")
-    k.set_defaults(error=error, func=cmd_skip)
+    k.set_defaults(func=cmd_skip)
 
     sh = js.add_parser("show", parents=[common], help="an item and its judgments (once you have submitted yours)")
     sh.add_argument("item", type=int, help="the item id")
@@ -369,7 +369,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
                                                         "needs the lead role in the users file")
     sh.add_argument("--users", metavar="FILE", help="the users file that says who is a lead (default $PALIMPSEST_USERS "
                                                     "or ~/.config/palimpsest/users)")
-    sh.set_defaults(error=error, func=cmd_show)
+    sh.set_defaults(func=cmd_show)
 
     g = js.add_parser("agreement", parents=[common], help="Krippendorff's alpha and pairwise agreement of a queue")
     g.add_argument("queue", help="the queue")
@@ -377,18 +377,18 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     g.add_argument("--min-spread", type=float, help="spread of scores that counts as a disagreement (default: a "
                                                     "third of the scale)")
     g.add_argument("--json", action="store_true", help="the report as one JSON object")
-    g.set_defaults(error=error, func=cmd_agreement)
+    g.set_defaults(func=cmd_agreement)
 
     r = js.add_parser("resolve", parents=[common], help="resolve a disagreement: the lead's judgment and/or a note")
     r.add_argument("item", type=int, help="the item id")
     r.add_argument("--overall", type=float, help="the lead's overall score")
     r.add_argument("--score", action="append", metavar="N=SCORE", help="the lead's score of a criterion (repeat)")
     r.add_argument("--note", help="a discussion note")
-    r.set_defaults(error=error, func=cmd_resolve)
+    r.set_defaults(func=cmd_resolve)
 
     f = js.add_parser("feed", parents=[common], help="hand the people's judgment of an r2: item to its waiting run")
     f.add_argument("item", type=int, help="the item id")
-    f.set_defaults(error=error, func=cmd_feed)
+    f.set_defaults(func=cmd_feed)
 
     from core.models.lm import DEFAULT_MODEL
 
@@ -410,4 +410,4 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     cb.add_argument("--criterion", action="append", help="the rubric when the queue is new (repeat; default: the R2 "
                                                           "judge's)")
     cb.add_argument("--json", action="store_true", help="the report as one JSON object")
-    cb.set_defaults(error=error, func=cmd_calibrate)
+    cb.set_defaults(func=cmd_calibrate)
