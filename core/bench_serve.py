@@ -124,7 +124,7 @@ def bench_serve(delay: float = DELAY_S, items: int = ITEMS, levels: Sequence[int
     """The whole bench (module docstring): the stand-in curve, and a real server's when `url` is
     given. Returns a JSON-ready dict: the curves, the 16-vs-1 ratio and whether it meets the
     target, the machine's load average before and after."""
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.serve_standin import stats
 
     if not levels or any(c < 1 for c in levels) or items < 1 or delay < 0:

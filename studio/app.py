@@ -44,7 +44,8 @@ import gradio as gr  # noqa: E402
 
 from assets import CSS_PATH, HEAD_CSS_PATH, KEYS_JS_PATH  # noqa: E402
 from core.data.items import read_items  # noqa: E402
-from core.models.lm import DEFAULT_MODEL, is_scripted_spec  # noqa: E402
+from core.models.lm import DEFAULT_MODEL  # noqa: E402
+from core.models.load import is_scripted_spec
 from core.models.shelf import ModelChoice, ModelPolicy, ModelShelf, default_shelf  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.models.lm import LM, is_scripted_spec
+from core.models.lm import LM
+from core.models.load import is_scripted_spec
 from core.models.shelf import ModelChoice
 from core.store import Store
 from studio.runners.reer import JobRunner

@@ -19,7 +19,7 @@ import torch
 @pytest.fixture(scope="session")
 def builtin_lm():
     """SmolLM2-135M-Instruct, fp32, CPU: the model every user starts with."""
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
 
     return load_lm("smollm2-135m")
 

@@ -14,13 +14,8 @@ import time
 
 import pytest
 
-from core.models.lm import (
-    GenerationConfig,
-    GenerationStopped,
-    load_lm,
-    stop_when,
-    wait_unless_stopped,
-)
+from core.models.lm import GenerationConfig, GenerationStopped, stop_when, wait_unless_stopped
+from core.models.load import load_lm
 from core.r2.config import R2Config
 from core.reer.config import ReerConfig
 from studio.runners.r2 import R2Runner

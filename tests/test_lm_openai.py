@@ -18,15 +18,8 @@ import pytest
 
 from core.models.dialect import MisalignedServer
 from core.models.echo import pick_continuation
-from core.models.lm import (
-    ContextTooLong,
-    GenerationConfig,
-    LMError,
-    ModelNotFound,
-    ScoreRequest,
-    cut_at_stop,
-    load_lm,
-)
+from core.models.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, cut_at_stop
+from core.models.load import load_lm
 from core.models.server import VLLM_COMMAND, BadServerReply, OpenAILM
 from core.models.server_spec import parse_spec
 from core.serve_standin import State, fake_logprob, fake_tokens, render_chat, start

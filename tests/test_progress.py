@@ -10,7 +10,8 @@ import torch
 
 from core import events as ev
 from core.models.hf import StreamTokens
-from core.models.lm import GenerationConfig, load_lm, on_tokens
+from core.models.lm import GenerationConfig, on_tokens
+from core.models.load import load_lm
 from core.models.scripted import tokenize
 from core.r2.config import R2Config
 from core.r2.loop import Controls as R2Controls

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from core import events as ev
-from core.models.lm import GenerationConfig, LMError, load_lm
+from core.models.lm import GenerationConfig, LMError
+from core.models.load import load_lm
 from core.models.scoring import score
 from core.reer.config import ReerConfig
 from core.reer.jobs import reer_job, run_record

@@ -300,7 +300,7 @@ def test_auth_turns_on_login(store):
 # ---- the runner: one driver per run, even across runners (two app processes) -----------------------
 
 def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tmp_path):
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.reer.config import ReerConfig
     from studio.runners.reer import JobRunner
 

@@ -23,7 +23,7 @@ WIDE_JS = """() => ({page: document.documentElement.scrollWidth,
 
 @pytest.fixture
 def served(tmp_path):
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.r2.config import R2Config
     from core.r2.jobs import r2_job
     from core.reer.config import ReerConfig

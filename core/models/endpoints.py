@@ -50,7 +50,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models.lm import ContextTooLong, LMError, number_from_env, server_host
+from core.models.env import number_from_env
+from core.models.lm import ContextTooLong, LMError
+from core.models.urls import server_host
 
 log = logging.getLogger(__name__)
 

@@ -71,7 +71,8 @@ SERVER_CONCURRENCY = 16  # the default for server specs: enough to keep a vLLM r
 def concurrency_for(value: int | None, specs: Sequence[str]) -> int:
     """--concurrency as given, else the default for these model specs (module docstring). A local
     model with more than 1 is allowed (correct, no faster) and warned about once. CLIError out of range."""
-    from core.models.lm import is_scripted_spec, is_server_spec
+    from core.models.load import is_scripted_spec
+    from core.models.urls import is_server_spec
     from core.runs.batch import MAX_CONCURRENCY
 
     if value is None:
@@ -174,7 +175,8 @@ def join_specs(specs: list[str] | None, flag: str) -> str:
     itself when given once, and server replicas joined into one comma list
     (`URL,URL#model`, core.models.server) when given several times. Several values that are not all
     server URLs cannot be replicas of one model: CLIError naming the flag."""
-    from core.models.lm import DEFAULT_MODEL, is_server_spec
+    from core.models.lm import DEFAULT_MODEL
+    from core.models.urls import is_server_spec
 
     values = [s.strip() for s in (specs or []) if s and s.strip()]
     if not values:

@@ -32,7 +32,7 @@ def default_db() -> str:
 
 def load_model(spec: str, dtype: str = "float32"):
     """The model for `spec` from the process's shelf (core.models.shelf): loaded once."""
-    from core.models.lm import is_server_spec
+    from core.models.urls import is_server_spec
     from core.models.shelf import default_shelf
 
     shelf = default_shelf()

@@ -34,7 +34,7 @@ def cmd_reer(args) -> int:
     args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
-    model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.lm.load_lm)
+    model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.load.load_lm)
     if cfg.scorer.strip() == model:  # the model scoring itself: a one-model run, matching those stored before
         import dataclasses
 

@@ -1,0 +1,44 @@
+"""The code's floors hold: the LM protocol imports no backend, and no module imports from a floor
+above its own (function-local imports included). No model."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("core.models.hf", "core.models.server", "core.models.scripted", "core.models.ct2")
+
+
+def imported(path: Path) -> set[str]:
+    """Every module `path` imports, at the top or inside a function."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+    return out
+
+
+def test_the_lm_protocol_imports_no_backend_not_even_inside_a_function():
+    assert not imported(ROOT / "core" / "models" / "lm.py") & set(BACKENDS)
+
+
+def test_the_protocol_loader_and_shelf_load_no_backend_when_imported():
+    code = ("import sys, core.models.lm, core.models.load, core.models.shelf; "
+            "print(sorted(m for m in sys.modules if m in ('core.models.hf', 'core.models.server', "
+            "'core.models.scripted', 'torch', 'transformers')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_backend_is_loaded_by_its_table_entry_and_names_itself():
+    from core.models.load import BACKENDS, backend_class, backend_of, load_lm
+
+    assert backend_of("scripted:seed=1") == "scripted" and backend_of("http://h:1/v1#m") == "server"
+    assert backend_of("smollm2-135m") == "hf"
+    for name in BACKENDS:
+        assert backend_class(name).backend == name
+    assert load_lm("scripted:seed=1").backend == "scripted"
