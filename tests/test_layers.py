@@ -42,3 +42,25 @@ def test_a_backend_is_loaded_by_its_table_entry_and_names_itself():
     for name in BACKENDS:
         assert backend_class(name).backend == name
     assert load_lm("scripted:seed=1").backend == "scripted"
+
+
+def test_no_module_outside_the_store_touches_its_private_members():
+    """Judging, curation, exports and the pages go through the store's public API (reading(),
+    transaction(), its query methods), never its lock or helpers."""
+    import re
+
+    private = re.compile(r"\bstore\._[a-z]\w*|(?<!self)\._lock\b|\._update\(|\._select\(")
+    found = []
+    for path in sorted([*ROOT.joinpath("core").rglob("*.py"), *ROOT.joinpath("studio").rglob("*.py")]):
+        if path.relative_to(ROOT).as_posix() in ("core/store.py", "core/dbfile.py"):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if private.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)
+
+
+def test_no_raw_sql_in_the_pages():
+    found = [p.name for p in ROOT.joinpath("studio", "pages").glob("*.py")
+             if "SELECT " in p.read_text(encoding="utf-8")]
+    assert not found

@@ -361,7 +361,7 @@ def test_opening_a_migrated_store_takes_no_write_lock(tmp_path, monkeypatch):
     import in progress): opening used to take BEGIN IMMEDIATE for migrations even when none were due."""
     import sqlite3
 
-    import core.store as store_mod
+    import core.dbfile as store_mod
 
     path = tmp_path / "busy.db"
     open_store(path).close()
@@ -381,7 +381,7 @@ def test_a_store_locked_during_its_upgrade_gives_the_right_advice(tmp_path, monk
     """Locked is not unwritable: the message says to retry, not to pass another --db."""
     import sqlite3
 
-    import core.store as store_mod
+    import core.dbfile as store_mod
 
     path = tmp_path / "old.db"
     sqlite3.connect(str(path)).close()  # an empty file: its migrations are due

@@ -284,7 +284,7 @@ def rate(store: Store, traj_id: int, rating: int | None, annotator: str | None =
                 raise BadValue(f"trajectories.rating: must be an integer from {lo} to {hi}, got {rating!r}")
             store.annotate(traj_id, rating=rating)
         else:
-            store._update(traj_id, {"rating": None})
+            store.update_trajectory(traj_id, {"rating": None})
         log_act(store, traj_id, "rate", rating, annotator)
 
 
@@ -315,7 +315,7 @@ def untag(store: Store, traj_id: int, *tags: str, annotator: str | None = None) 
     drop = _clean_tags(list(tags))
     with store.transaction():
         now_tags = [t for t in store.get_trajectory(traj_id).get("tags") or [] if t not in drop]
-        store._update(traj_id, {"tags": json.dumps(now_tags)})
+        store.update_trajectory(traj_id, {"tags": json.dumps(now_tags)})
         log_act(store, traj_id, "untag", drop, annotator)
     return now_tags
 
@@ -351,7 +351,7 @@ def edit(store: Store, traj_id: int, thinking: str | None = None, answer: str | 
         store.db["versions"].insert({"trajectory_id": traj_id, "version": version, "thinking": new_thinking,
                                      "answer": new_answer, "author": author or name or "human", "note": note,
                                      "annotator": name, "created_at": now()})
-        store._update(traj_id, {})
+        store.update_trajectory(traj_id, {})
         log_act(store, traj_id, "edit", {"version": version, "note": note}, name)
     return version
 

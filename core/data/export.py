@@ -579,7 +579,7 @@ def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_t
 
 def list_exports(store: Store) -> list[dict]:
     """Every export recorded, newest first."""
-    return store._select("exports", {}, "id DESC")
+    return store.list_exports()
 
 
 def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all",

@@ -51,7 +51,7 @@ def _covered(ref: str, refs: set[str]) -> bool:
 
 def exported_items(store: Store, trajectory_ids: set[int] | None = None) -> list[dict]:
     """Queue items (with their queue) whose draft is in the export; every item when ids is None."""
-    with store._lock:
+    with store.reading():
         rows = list(store.db.query("SELECT * FROM judging_items ORDER BY queue, id"))
     if trajectory_ids is None:
         return rows
@@ -64,7 +64,7 @@ def judgment_rows(store: Store, trajectory_ids: set[int] | None = None) -> list[
     items = {r["id"]: r for r in exported_items(store, trajectory_ids)}
     if not items:
         return []
-    with store._lock:
+    with store.reading():
         rows = list(store.db.query("SELECT * FROM judging_judgments ORDER BY queue, item_id, id"))
     return [{"queue": j["queue"], "item_id": j["item_id"], "ref": items[j["item_id"]]["ref"],
              "prompt_id": items[j["item_id"]]["prompt_id"], "annotator": j["annotator"], "role": j["role"],
@@ -76,7 +76,7 @@ def rm_pairs(store: Store, trajectory_ids: set[int] | None = None, min_raters: i
     """Reward-model pairs the people agreed on (see the module docstring)."""
     items = exported_items(store, trajectory_ids)
     scores: dict[int, list[float]] = {}
-    with store._lock:
+    with store.reading():
         for item_id, overall in store.db.execute("SELECT item_id, overall FROM judging_judgments WHERE role = 'person' "
                                                  "AND overall IS NOT NULL"):
             scores.setdefault(item_id, []).append(float(overall))
