@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from core.data.items import Item
+from core.item import Item
 
 LEVELS = (1, 4, 16, 64)  # items in flight, the curve's x
 DELAY_S = 1.0  # the stand-in's seconds per (chat) completion request

@@ -7,7 +7,7 @@ or a second browser tab replays the same history. Scores are plain dicts of
 
 Human steering is recorded with the same events as the search's own work: a person's edit or
 forced choice is a `SegmentDecided` with `by="human"` and the person's `annotator`
-(core.judging.annotator; R2's human `Reflected` and `JudgmentGiven.judgment` carry one too).
+(core.annotators; R2's human `Reflected` and `JudgmentGiven.judgment` carry one too).
 Events stored before a field was added load with its default (None: unknown).
 
 One event is TRANSIENT and never stored: `Progress` (what a job is doing right now: its phase,

@@ -8,8 +8,8 @@ every event is appended in its own committed transaction (a kill at any moment l
 already appended), numbered 1, 2, 3... per run, and moves its run's status; how to rebuild
 events (core.events.from_dict) for a resume or a second browser tab polling for news. JSON
 columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
-The tables of annotators and judging queues (migrations m008/m009) are declared in
-core.judging.tables (their JSON columns are decoded here too); core.judging reads and writes them.
+The tables of annotators and judging queues (migrations m008-m010) are declared in core.schema
+with the others (their JSON columns are decoded here too); core.judging reads and writes them.
 
 Does not know: how runs are executed, scored or filtered (core.reer.search, core.r2.loop, core.quality),
 nor file formats (core.data.imports). Files use WAL (synchronous=NORMAL: a killed process loses nothing
@@ -46,7 +46,7 @@ from core.dbfile import (  # the file, its locking and migrations; StoreError, n
     sqlite_utils,
 )
 from core.events import EVENT_TYPES, Event, from_dict
-from core.judging.tables import JSON_COLUMNS as JUDGING_JSON
+from core.schema import JUDGING_JSON_COLUMNS as JUDGING_JSON
 from core.schema import MIGRATIONS  # noqa: F401  (the one list, core.schema)
 
 RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.data.imports)
@@ -394,7 +394,7 @@ class Store:
         return {r["prompt_id"]: (r["n"], r["best"]) for r in rows}
 
     def list_exports(self) -> list[dict]:
-        """Every export recorded (core.data.export), newest first."""
+        """Every export recorded (core.export), newest first."""
         return self._select("exports", {}, "id DESC")
 
     def set_status(self, traj_id: int, status: str) -> None:

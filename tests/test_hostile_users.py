@@ -153,7 +153,7 @@ def test_fifty_wrong_logins_are_throttled_while_another_user_logs_in(tmp_path, c
 def test_names_are_nfc_and_look_alikes_and_unknown_are_refused(tmp_path):
     """Before: `e\\u0301ve` and `\\u00e9ve` were two people who look identical, Cyrillic look-alikes passed,
     and "unknown" collided with the label of rows without an annotator."""
-    from core.judging.annotator import BadAnnotator, clean
+    from core.annotators import BadAnnotator, clean
 
     path = tmp_path / "users"
     assert U.add_user(path, "e\u0301ve", "correct horse")

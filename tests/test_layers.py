@@ -19,7 +19,59 @@ def imported(path: Path) -> set[str]:
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}  # `from core import annotators`
     return out
+
+
+# The floors, lowest first: a module imports only from its own floor or below (README, Layout).
+FLOORS = [
+    ["core.format", "core.settings", "core.events", "core.prompts", "core.outputs", "core.segments",
+     "core.annotators", "core.item", "core.schema"],
+    ["core.models", "core.quality", "core.dbfile"],
+    ["core.store"],
+    ["core.data"],
+    ["core.runs"],
+    ["core.reer", "core.r2"],
+    ["core.judging"],
+    ["core.export", "core.train", "core.bench", "core.bench_serve", "core.serve_standin"],
+    ["studio"],
+]
+
+
+def floor_of(module: str) -> int | None:
+    """The floor of a module of this repository (its package's, or its own for a top-level one);
+    `core` itself (an empty package file) is on the ground floor."""
+    if module == "core":
+        return 0
+    for n, names in enumerate(FLOORS):
+        if any(module == m or module.startswith(m + ".") for m in names):
+            return n
+    return None
+
+
+def back_imports(root: Path = ROOT) -> list[str]:
+    """Every import, at the top or inside a function, from a floor to a higher one."""
+    found = []
+    for path in sorted([*root.joinpath("core").rglob("*.py"), *root.joinpath("studio").rglob("*.py")]):
+        rel = path.relative_to(root).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        own = floor_of(module)
+        assert own is not None, f"{path.relative_to(root)}: on no floor; add it to FLOORS"
+        for name in sorted(imported(path)):
+            theirs = floor_of(name)
+            if theirs is not None and theirs > own:
+                found.append(f"{path.relative_to(root)} (floor {own}) imports {name} (floor {theirs})")
+    return found
+
+
+def test_no_module_imports_from_a_higher_floor():
+    assert back_imports() == []
+
+
+def test_the_engines_do_not_import_each_other():
+    for a, b in (("reer", "r2"), ("r2", "reer")):
+        for path in ROOT.joinpath("core", a).rglob("*.py"):
+            assert not any(n == f"core.{b}" or n.startswith(f"core.{b}.") for n in imported(path)), path
 
 
 def test_the_lm_protocol_imports_no_backend_not_even_inside_a_function():

@@ -15,7 +15,7 @@ from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, studio_app,
 
 from core import events as ev
 from core.data import curation
-from core.judging.annotator import os_user
+from core.annotators import os_user
 from core.store import open_store
 from studio import users as U
 from studio.app import serve

@@ -17,7 +17,7 @@ from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, studio_app
 from core.judging import agreement as agr
 from core.judging import calibration as cal
 from core.judging import queue as jq
-from core.judging.annotator import model_name
+from core.annotators import model_name
 from core.store import open_store
 
 pytestmark = pytest.mark.ui

@@ -21,7 +21,7 @@ from r2_fakes import FakeLM
 from ui_helpers import client, launched, studio_app
 
 from core.data import curation
-from core.data.export import export
+from core.export import export
 from core.r2.config import R2Config
 from core.r2.jobs import r2_job, run_record
 from core.store import BadValue, open_store

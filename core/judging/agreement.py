@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
 from core.store import Store, now
 

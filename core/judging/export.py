@@ -1,4 +1,4 @@
-"""Judgments in an export (called by core.data.export for the parquet and hf formats): every
+"""Judgments in an export (called by core.export for the parquet and hf formats): every
 annotator's judgment of the exported drafts as its own table, a reward-model pairs file, and the
 dataset card's agreement section.
 
@@ -16,7 +16,7 @@ Knows:
 - Card lines: judgments per annotator and, per queue, Krippendorff's alpha and pairwise agreement
   (core.judging.agreement.card_lines).
 
-Does not know: the export's folder handling (core.data.export writes into its temporary folder and
+Does not know: the export's folder handling (core.export writes into its temporary folder and
 swaps it in) or its other formats.
 """
 from __future__ import annotations

@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.store import NotFound, Store, StoreError, now
 
 DEFAULT_OVERLAP = 2  # people per item unless the queue says otherwise
@@ -340,7 +340,7 @@ def record_model_judgment(store: Store, item_id: int, model: str, scores: dict, 
     """Save (or replace) a model judge's judgment of an item as annotator `model` ("model:<spec>");
     overall None keeps an unparsed reply on record (its note says why). Never counts towards k."""
     if not who.is_model(model):
-        raise JudgingError(f"model judge {model!r}: name it model:<spec> (core.judging.annotator.model_name)")
+        raise JudgingError(f"model judge {model!r}: name it model:<spec> (core.annotators.model_name)")
     with store.transaction():
         item = get_item(store, item_id)
         q = _queue_row(store, item["queue"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
-from core.data.items import Item
+from core.item import Item
 from core.models.lm import LM, LMError, require
 from core.reer.config import ReerConfig
 from core.reer.search import Controls, reer_search

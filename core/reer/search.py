@@ -1,4 +1,4 @@
-"""The REER search (DESIGN.md, "REER, precisely") as a generator of typed events.
+"""The REER search (docs/design.md, "REER, precisely") as a generator of typed events.
 
 Two models may share the work, as in the authors' code: `lm` writes (the draft and the rewrites)
 and `scorer` (default: `lm`) scores every (x, z, y): the draft, each candidate, a person's edit,
@@ -101,7 +101,7 @@ class Controls(ControlsBase):
 
     def edit(self, segment: int, text: str, annotator: str | None = None, shown: Shown | None = None) -> None:
         """Replace a segment with a person's text; it is rescored at once. `annotator`: who (default:
-        core.judging.annotator's current person, read now, in the caller's thread). `shown`: the
+        core.annotators's current person, read now, in the caller's thread). `shown`: the
         segment as the person saw it (its text_hash); the edit is refused if the segment changed since."""
         with self._lock:
             self._editing = segment

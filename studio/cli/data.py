@@ -1,6 +1,6 @@
 """`palimpsest import`, `palimpsest review ...` and `palimpsest export`: the library from the shell.
 
-Thin: parses arguments, calls core.data.imports, core.data.curation and core.data.export, prints. Registered by
+Thin: parses arguments, calls core.data.imports, core.data.curation and core.export, prints. Registered by
 studio.cli.main.build_parser through `add_commands`. A user error is one line on stderr and exit
 status 2 (studio.cli.main.main prints studio.cli.common.CLIError); bad records of an import are listed one per line
 (file:line field: reason) and the good ones are still imported.
@@ -68,7 +68,7 @@ def _short(text: str, n: int = 60) -> str:
 
 def cmd_review(args) -> int:
     from core.data import curation as cur
-    from core.judging import annotator as who
+    from core import annotators as who
 
     try:  # every act below records who did it (--annotator, default the OS user)
         name = who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
@@ -172,7 +172,7 @@ def _text(inline: str | None, path: str | None, name: str, error: type[Exception
 # ---- export ----------------------------------------------------------------------------------
 
 def cmd_export(args) -> int:
-    from core.data.export import export
+    from core.export import export
     from core.outputs import OutputError, check_folder_out
 
     try:  # before any work: not a file, not holding the store (an earlier export there is replaced)
@@ -201,8 +201,8 @@ def cmd_export(args) -> int:
 
 def add_commands(sub, default_db: str) -> None:
     """Register import, review and export on the `palimpsest` subparsers."""
-    from core.data.export import FORMATS as EXPORT_FORMATS
-    from core.data.export import SOURCE_CHOICES, STATUS_CHOICES
+    from core.export import FORMATS as EXPORT_FORMATS
+    from core.export import SOURCE_CHOICES, STATUS_CHOICES
     from core.data.records import FORMATS as IMPORT_FORMATS
 
     db_help = DB_HELP

@@ -27,7 +27,7 @@ ANNOTATOR_HELP = "who is judging (default: the OS user); recorded with every jud
 
 @contextmanager
 def _store(args):
-    from core.judging.annotator import BadAnnotator
+    from core.annotators import BadAnnotator
     from core.r2.judge import BadJudgment
     from core.store import StoreError, open_store
 
@@ -44,7 +44,7 @@ def _store(args):
 
 
 def _annotator(args) -> str:
-    from core.judging import annotator as who
+    from core import annotators as who
 
     try:
         return who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
@@ -99,7 +99,7 @@ def cmd_queue(args) -> int:
             if args.sample:
                 refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
             if args.r2_waiting:
-                from core.judging.r2 import waiting_refs
+                from core.judging.feed import waiting_refs
 
                 refs += waiting_refs(store)
             if not refs:
@@ -259,7 +259,7 @@ def cmd_resolve(args) -> int:
 
 
 def cmd_feed(args) -> int:
-    from core.judging.r2 import feed
+    from core.judging.feed import feed
 
     with _store(args) as store:
         seq = feed(store, args.item, by=_annotator(args))
@@ -269,7 +269,7 @@ def cmd_feed(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
-    from core.judging.annotator import model_name
+    from core.annotators import model_name
 
     by = _annotator(args)
     with _store(args) as store:

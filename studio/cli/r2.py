@@ -85,7 +85,7 @@ def cmd_r2(args) -> int:
 
 
 def cmd_r2_judge(args) -> int:
-    from core.judging import annotator as who
+    from core import annotators as who
     from core.r2.jobs import (
         NoPendingJudgment,
         accept_proposed,
