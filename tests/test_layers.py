@@ -116,3 +116,33 @@ def test_no_raw_sql_in_the_pages():
     found = [p.name for p in ROOT.joinpath("studio", "pages").glob("*.py")
              if "SELECT " in p.read_text(encoding="utf-8")]
     assert not found
+
+
+def test_reer_events_keep_their_stored_kinds_and_an_old_store_loads_them(tmp_path):
+    """ReerStarted/ReerFinished were RunStarted/RunFinished: the kinds in the store are the old ones."""
+    import json
+    import sqlite3
+
+    from core.events import ReerFinished, ReerStarted
+    from core.store import open_store
+
+    assert (ReerStarted.kind, ReerFinished.kind) == ("run_started", "run_finished")
+    store = open_store(tmp_path / "s.db")
+    pid, _ = store.add_prompt("a task", "an answer")
+    run = store.create_run("reer", pid, {}, "scripted")
+    store.close()
+    raw = sqlite3.connect(tmp_path / "s.db")  # rows as a store of before the rename wrote them
+    cols = [r[1] for r in raw.execute("PRAGMA table_info(events)")]
+    rows = [{"run_id": run, "seq": 1, "kind": "run_started", "created_at": "2026-01-01T00:00:00",
+             "payload": json.dumps({"kind": "run_started", "item_id": pid, "query": "a task", "reference": "an answer", "settings": {},
+                                    "model": "scripted", "run_id": run})},
+            {"run_id": run, "seq": 2, "kind": "run_finished", "created_at": "2026-01-01T00:00:01",
+             "payload": json.dumps({"kind": "run_finished", "reason": "threshold", "thinking": "t", "segments": ["t"], "score": {}, "filters": {"passed": True, "reasons": []},
+                                    "run_id": run})}]
+    for row in rows:
+        row = {k: v for k, v in row.items() if k in cols}
+        raw.execute(f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    raw.commit()
+    raw.close()
+    events = open_store(tmp_path / "s.db").events(run)
+    assert [type(e) for e in events] == [ReerStarted, ReerFinished]

@@ -1,4 +1,4 @@
-"""REER with one model writing and another scoring (issue 24), on tiny and scripted models.
+"""REER with one model writing and another scoring, on tiny and scripted models.
 
 The writer is the scripted model (core.models.scripted: readable drafts and rewrites in
 milliseconds); the scorer is a tiny random model behind the real HFLM (fast path, keys/values kept

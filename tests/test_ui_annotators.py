@@ -1,4 +1,4 @@
-"""Issue 18, point 1, in a served studio with two logins from a users file (studio.users): each person's
+"""Named annotators in a served studio with two logins from a users file (studio.users): each person's
 review decisions, ratings, edits and R2 judgments land in the store under their own name, through
 gradio_client (Client(url, auth=...)) and through two headless Chromium contexts that log in on the
 login form; the header names each its own person (escaped) with a Log out link, and a studio without

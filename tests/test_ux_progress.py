@@ -1,6 +1,5 @@
-"""The studio shows live progress and acknowledges Pause and Stop at once (issue 17 points 2-3,
-issue 14 point 3), through gradio_client on the scripted model (each generation takes a set
-delay, its text growing meanwhile): the progress line and the streamed text appear before the
+"""The studio shows live progress and acknowledges Pause and Stop at once, through gradio_client
+on the scripted model (each generation takes a set delay, its text growing meanwhile): the progress line and the streamed text appear before the
 search's first decision; Pause answers "pausing…" before the run reports "paused"; Stop answers
 "stopping…" and the run ends stopped. The times from Run to the first progress line and to the
 first streamed text are printed (no timing is asserted)."""

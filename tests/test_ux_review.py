@@ -1,4 +1,4 @@
-"""Issue 17, point 10 (Review invites mistakes) and the header wrap of point 11: the bulk menu starts
+"""Review that invites no mistakes, and the header wrap: the bulk menu starts
 on a no-op choice, bulk accept skips trajectories whose quality filters failed (a dropped run) and
 says how many and why, the CLI's accept follows the same rule, the default queue hides failed-filter
 trajectories with a visible count, and the built-in samples' source reads "sample".

@@ -346,7 +346,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     meter = ProgressMeter(run_id, controls.report, offset_s=state.active_seconds())
     try:
         if not state.started:
-            yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
+            yield ev.ReerStarted(run_id, item_id=item_id, query=query, reference=answer,
                                 settings={**cfg.as_dict(), "engines": {"generate": engines_of(lm)["generate"],
                                                                        "score": engines_of(sc)["score"]},
                                           "scoring": dict(zip(("precision", "why"),
@@ -527,12 +527,12 @@ def _decide(state, run_id, step, i, action, by, chosen, text, s, annotator=None)
     return event
 
 
-def _finish(lm, state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.RunFinished:
+def _finish(lm, state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.ReerFinished:
     thinking = join_segments(list(segs))
     filters = (check(thinking, list(segs), answer, cfg.quality, count_tokens=lm.count_tokens) if segs
                else {"passed": False, "reasons": []})
     reasons = list(extra_reasons) + [r for r in filters["reasons"] if r not in extra_reasons]
-    event = ev.RunFinished(run_id, reason=reason, thinking=thinking, segments=tuple(segs), score=s,
+    event = ev.ReerFinished(run_id, reason=reason, thinking=thinking, segments=tuple(segs), score=s,
                            filters={"passed": filters["passed"] and not extra_reasons, "reasons": reasons},
                            seconds=state.active_seconds())
     state.apply(event)
