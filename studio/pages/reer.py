@@ -20,7 +20,7 @@ candidates wait makes them stale at once (the cards say so; they cannot be accep
 holds only what the person typed or loaded for the run on screen: picking a segment loads its text
 in the browser (no late reply can overwrite typing), and a run or prompt picked clears the box.
 
-Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.ReerRunner via ctx),
+Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.ReerRunner, ctx.runners.reer),
 or other pages (the app links them through `ReerPage`).
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ def scorer_of(run: dict) -> str:
 
 def build(ctx: StudioContext) -> ReerPage:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
-    store, runner = ctx.store, ctx.runner
+    store, runner = ctx.store, ctx.runners.reer
     run_state = gr.State(None)
     seen = gr.State("")
     on_screen = gr.State(None)  # what the page shows of the run (studio.views.reer.shown_of): a command names it

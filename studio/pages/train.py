@@ -64,7 +64,7 @@ def export_choices(store) -> list[tuple[str, str]]:
 
 def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     store = ctx.store
-    runner = runner or TrainRunner(store)
+    runner = runner or ctx.runners.train
     base = Path(store.path).parent if store.path else Path.cwd()
     out_state = gr.State(None)
     seen = gr.State("")
