@@ -146,3 +146,12 @@ def test_reer_events_keep_their_stored_kinds_and_an_old_store_loads_them(tmp_pat
     raw.close()
     events = open_store(tmp_path / "s.db").events(run)
     assert [type(e) for e in events] == [ReerStarted, ReerFinished]
+
+
+def test_the_import_graph_has_no_circle_between_packages():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import import_graph
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    assert import_graph.circles(import_graph.graph()) == []
