@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from core.data.items import Item
+from core.item import Item
 
 LEVELS = (1, 4, 16, 64)  # items in flight, the curve's x
 DELAY_S = 1.0  # the stand-in's seconds per (chat) completion request
@@ -124,7 +124,7 @@ def bench_serve(delay: float = DELAY_S, items: int = ITEMS, levels: Sequence[int
     """The whole bench (module docstring): the stand-in curve, and a real server's when `url` is
     given. Returns a JSON-ready dict: the curves, the 16-vs-1 ratio and whether it meets the
     target, the machine's load average before and after."""
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.serve_standin import stats
 
     if not levels or any(c < 1 for c in levels) or items < 1 or delay < 0:

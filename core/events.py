@@ -1,4 +1,6 @@
-"""The typed events every long job yields (REER now, R2 later): small frozen dataclasses.
+"""The typed events every long job yields (REER, R2 and training): small frozen dataclasses.
+REER's start and end are `ReerStarted` and `ReerFinished`; their stored kinds stay "run_started" and
+"run_finished", the names they had before R2 existed, so stores written then still load.
 
 Each event names its run (`run_id`) and has a `kind` (its registered name). The store saves
 each one as it happens (`to_dict` -> JSON), and `from_dict` rebuilds it, so a reload, a crash
@@ -7,7 +9,7 @@ or a second browser tab replays the same history. Scores are plain dicts of
 
 Human steering is recorded with the same events as the search's own work: a person's edit or
 forced choice is a `SegmentDecided` with `by="human"` and the person's `annotator`
-(core.judging.annotator; R2's human `Reflected` and `JudgmentGiven.judgment` carry one too).
+(core.annotators; R2's human `Reflected` and `JudgmentGiven.judgment` carry one too).
 Events stored before a field was added load with its default (None: unknown).
 
 One event is TRANSIENT and never stored: `Progress` (what a job is doing right now: its phase,
@@ -58,7 +60,7 @@ def from_dict(d: dict) -> Event:
 
 @_register
 @dataclass(frozen=True)
-class RunStarted(Event):
+class ReerStarted(Event):
     kind: ClassVar[str] = "run_started"
     item_id: str  # the prompt's id
     query: str  # x
@@ -66,7 +68,7 @@ class RunStarted(Event):
     settings: dict  # the run's settings, as a dict of the settings dataclass
     model: str  # the generator's model spec (it also scores unless `scorer` names another)
     server: dict = field(default_factory=dict)  # what a server model supports, probed at load (core.models.lm.details)
-    scorer: str | None = None  # the scorer's model spec (None: events stored before issue 24, the generator scored)
+    scorer: str | None = None  # the scorer's model spec (None: stored before scorers existed: the writer scored)
     scorer_server: dict = field(default_factory=dict)  # the scorer's `server`, when it is another model
 
 
@@ -154,7 +156,7 @@ class RunPaused(Event):
 
 @_register
 @dataclass(frozen=True)
-class RunFinished(Event):
+class ReerFinished(Event):
     kind: ClassVar[str] = "run_finished"
     reason: Literal["threshold", "max_steps", "segments_done", "stopped", "dropped"]  # why it ended
     thinking: str  # the final trajectory

@@ -14,7 +14,7 @@ for core.models.scoring (only y's tokens are scored):
 - `train` (the default): the model's chat template with user = x and the generation prompt,
   then the assistant turn above, exactly the text the trainer learns. REER optimises z under it.
 - `chat`: as `train`, but y wrapped in answer tags: `<think>\\n{z}\\n</think>\\n<answer>\\n{y}`.
-  The layout before issue 15; every REER run stored before then was scored with it under this
+  The layout before the assistant-turn contract; every REER run stored before then was scored with it under this
   name, and resumes with it (docs/assistant-turn.md has the measurement behind the change).
 - `none`: x + z + y exactly as given, no chat template, nothing added or removed.
 
@@ -82,7 +82,7 @@ TEMPLATES: dict[str, Template] = {
     "train": Template("train", True, THINK_OPEN + "\n", "\n" + THINK_CLOSE + "\n", True,
                       "chat template, then the assistant turn exactly as trained: <think>\\nz\\n</think>\\ny"),
     "chat": Template("chat", True, THINK_OPEN + "\n", "\n" + THINK_CLOSE + "\n" + ANSWER_OPEN + "\n", True,
-                     "as train, but y wrapped in <answer> tags (runs stored before issue 15)"),
+                     "as train, but y wrapped in <answer> tags (runs stored before the assistant-turn contract)"),
     "none": Template("none", False, "", "", False, "x + z + y exactly as given"),
 }
 DEFAULT_TEMPLATE = "train"

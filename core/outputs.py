@@ -8,7 +8,7 @@ fix (disk full, read-only, permission, ...), and the one way a file output is wr
 command ends (also on Ctrl-C or a user error), so OUT is never half-written; after a kill, OUT is as
 it was and OUT.partial holds the records finished. A pipe or device (`/dev/stdout`) is written
 directly. Also: fsync of a file tree and its folder, for writers that rename into place
-(core.data.export), and `exclusive(out)`: one writer of an output at a time (a lock file beside it,
+(core.export), and `exclusive(out)`: one writer of an output at a time (a lock file beside it,
 held with flock; a second writer is refused naming the holder's PID, never left to replace the
 first's work unseen).
 

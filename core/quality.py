@@ -1,8 +1,8 @@
-"""Trajectory filters (DESIGN.md, REER step 7): pure functions of text, no model, no I/O.
+"""Trajectory filters (docs/design.md, REER step 7): pure functions of text, no model, no I/O.
 
 Each filter returns a list of short readable reasons; an empty list means the trajectory
 passes. `check` runs them all under a `QualityConfig` and returns the `{"passed", "reasons"}`
-dict that `RunFinished.filters` and the store carry.
+dict that `ReerFinished.filters` and the store carry.
 
 Knows: word n-gram repetition, long verbatim overlap between the thinking and the answer
 (compared after lower-casing and collapsing whitespace), the shape of a `<think>...</think>`

@@ -1,4 +1,4 @@
-"""Splitting texts into segments (DESIGN.md, REER step 3).
+"""Splitting texts into segments (docs/design.md, REER step 3).
 
 A segment is a paragraph-like unit of a trajectory: split on blank lines, keep fenced code
 and display-maths blocks whole, merge pieces shorter than `min_chars` into their neighbour;

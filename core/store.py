@@ -1,15 +1,15 @@
 """The SQLite store (through sqlite-utils): the single source of truth for prompts, runs, their
 events and the trajectories they produce.
 
-Knows: how the schema is built: the migrations of core.schema, applied in order on open (each
-recorded in `_migrations`, so reopening is a no-op and an old file is upgraded); that a prompt
+Knows: the tables' meaning (the file, its locking and the migrations of core.schema, applied on
+open, are core.dbfile's); that a prompt
 is stored once per content (sha256 of its whitespace-normalised query and reference); that
 every event is appended in its own committed transaction (a kill at any moment loses nothing
 already appended), numbered 1, 2, 3... per run, and moves its run's status; how to rebuild
 events (core.events.from_dict) for a resume or a second browser tab polling for news. JSON
 columns (rubric, settings, payload, filters, tags) are encoded and decoded here.
-The tables of annotators and judging queues (migrations m008/m009) are declared in
-core.judging.tables (their JSON columns are decoded here too); core.judging reads and writes them.
+The tables of annotators and judging queues (migrations m008-m010) are declared in core.schema
+with the others (their JSON columns are decoded here too); core.judging reads and writes them.
 
 Does not know: how runs are executed, scored or filtered (core.reer.search, core.r2.loop, core.quality),
 nor file formats (core.data.imports). Files use WAL (synchronous=NORMAL: a killed process loses nothing
@@ -24,59 +24,39 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
-import sys
 import threading
 import time
 import unicodedata
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-
-def _import_sqlite_utils():
-    """sqlite_utils, without the pandas and numpy it imports when they are installed (about 3 s of a
-    read-only command's start on a busy machine; they only map pandas/numpy column types, which the
-    store never inserts). Modules another import has loaded already are used as they are."""
-    blocked = [m for m in ("pandas", "numpy") if m not in sys.modules]
-    for m in blocked:
-        sys.modules[m] = None  # type: ignore[assignment]  (import of it raises ImportError)
-    try:
-        import sqlite_utils
-    finally:
-        for m in blocked:
-            if sys.modules.get(m, 0) is None:
-                del sys.modules[m]
-    return sqlite_utils
-
-
-sqlite_utils = _import_sqlite_utils()
-
+from core.dbfile import (  # the file, its locking and migrations; StoreError, now, migrate: the store's API
+    StoreBusy,
+    StoreError,
+    busy_message,
+    busy_timeout_s,
+    immediate,
+    is_locked,
+    migrate,
+    now,
+    prepare,
+    schema_version,
+    sqlite_utils,
+)
 from core.events import EVENT_TYPES, Event, from_dict
-from core.judging.tables import JSON_COLUMNS as JUDGING_JSON
-from core.schema import MIGRATIONS
+from core.schema import JUDGING_JSON_COLUMNS as JUDGING_JSON
+from core.schema import MIGRATIONS  # noqa: F401  (the one list, core.schema)
 
 RUN_KINDS = ("reer", "r2", "import")  # import: a finished trajectory read from a file (core.data.imports)
 RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed")
 TRAJECTORY_STATUSES = ("pending", "accepted", "rejected")
-BUSY_TIMEOUT_MS = 10_000  # the default wait for another process's write lock; $PALIMPSEST_BUSY_TIMEOUT (s) overrides
-BUSY_ENV = "PALIMPSEST_BUSY_TIMEOUT"
-LOCK_POLL_S = 0.005  # how often a waiting writer retries the write lock (SQLite's own wait backs off to 100 ms)
 JSON_COLUMNS = {"prompts": ("rubric",), "runs": ("settings",), "trajectories": ("filters", "tags", "details"),
                 "exports": ("skipped", "stats", "settings"), "train_runs": ("config",), **JUDGING_JSON}
 FIXES = {"prompts": "add it with add_prompt (or `palimpsest import`)", "exports": "see `palimpsest export`",
          "runs": "create it with create_run", "trajectories": "save one with save_trajectory",
          "train_runs": "start one with `palimpsest train` (core.train.trainer.train_job)"}
-
-
-class StoreError(Exception):
-    """The store cannot do what was asked; the message names the table, the id and the fix."""
-
-
-class StoreBusy(StoreError, sqlite3.OperationalError):
-    """Another process held the store's write lock for longer than the busy timeout."""
 
 
 class NotFound(StoreError, LookupError):
@@ -85,10 +65,6 @@ class NotFound(StoreError, LookupError):
 
 class BadValue(StoreError, ValueError):
     """A value the schema does not allow (unknown kind or status, wrong type, empty text)."""
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def content_hash(query: str, reference: str) -> str:
@@ -103,125 +79,6 @@ def settings_key(settings: dict) -> str:
 
 
 _settings_key = settings_key  # Store.finished_run_for's parameter shadows the name
-
-
-def busy_timeout_s() -> float:
-    """How long a writer waits for another process's write lock: $PALIMPSEST_BUSY_TIMEOUT seconds,
-    else BUSY_TIMEOUT_MS. StoreError naming the variable when it is not a positive number."""
-    raw = os.environ.get(BUSY_ENV)
-    if not raw:
-        return BUSY_TIMEOUT_MS / 1000
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise StoreError(f"{BUSY_ENV}={raw!r}: give the wait for a busy store in seconds, above 0, e.g. 30")
-    return value
-
-
-def is_locked(error: BaseException) -> bool:
-    """True for SQLite's "database is locked" / "busy": another connection holds the write lock."""
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
-
-
-def busy_message(path: Any, waited_s: float) -> str:
-    """The one line for a store whose write lock stayed taken: who, what to do, which setting."""
-    return (f"the store {path or '(in memory)'} is busy: another process (an import, a run or the studio) has "
-            f"been writing to it for over {waited_s:g} s; retry when it has finished, or wait longer with "
-            f"{BUSY_ENV}=SECONDS (now {busy_timeout_s():g})")
-
-
-def _begin_immediate(db: sqlite_utils.Database, path: Any = None) -> None:
-    """BEGIN IMMEDIATE, retried every LOCK_POLL_S until the busy timeout: SQLite's own busy wait
-    sleeps up to 100 ms between tries and so almost never lands in the short gap between two
-    batches of a long import. StoreBusy (naming the path and the setting) when the wait runs out."""
-    timeout = busy_timeout_s()
-    deadline = time.monotonic() + timeout
-    conn = db.conn
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as e:
-                if not is_locked(e):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StoreBusy(busy_message(path, timeout)) from e
-            time.sleep(LOCK_POLL_S)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-
-
-@contextlib.contextmanager
-def _immediate(db: sqlite_utils.Database, path: Any = None) -> Iterator[None]:
-    """A write transaction that takes the write lock up front (no deadlock on upgrade); inside
-    an open transaction it simply joins it."""
-    if db.conn.in_transaction:
-        yield
-        return
-    _begin_immediate(db, path)
-    try:
-        yield
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    try:
-        db.conn.execute("COMMIT")
-    except sqlite3.OperationalError as e:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        if is_locked(e):
-            raise StoreBusy(busy_message(path, busy_timeout_s())) from e
-        raise
-
-
-def migrate(db: sqlite_utils.Database, migrations: list[Callable] = MIGRATIONS) -> list[str]:
-    """Apply the migrations not yet recorded in `_migrations`, in order; returns their names.
-
-    Reads first: when every migration is recorded (the usual open), no write lock is taken, so a
-    read-only command opens a store that another process is writing to."""
-    if db["_migrations"].exists():
-        done = {r["name"] for r in db.query("SELECT name FROM _migrations")}
-        if all(fn.__name__ in done for fn in migrations):
-            return []
-    db["_migrations"].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
-    applied = []
-    for fn in migrations:
-        with _immediate(db):  # re-checked under the write lock: two processes may open at once
-            if db["_migrations"].count_where("name = ?", [fn.__name__]):
-                continue
-            fn(db)
-            db["_migrations"].insert({"name": fn.__name__, "applied_at": now()})
-        applied.append(fn.__name__)
-    return applied
-
-
-def schema_version(db: sqlite_utils.Database) -> int:
-    return db["_migrations"].count if db["_migrations"].exists() else 0
-
-
-def _prepare(db: sqlite_utils.Database, memory: bool) -> None:
-    """WAL and migrations, retried while another connection opens the same new file: switching the
-    journal mode and the first schema writes can fail at once with "locked" (no busy wait), which
-    made two processes starting on one fresh store fail about half the time."""
-    deadline = time.monotonic() + busy_timeout_s()
-    while True:
-        try:
-            if not memory:
-                db.enable_wal()
-                db.execute("PRAGMA synchronous = NORMAL")
-            migrate(db)
-            return
-        except sqlite3.OperationalError as e:
-            if not is_locked(e) or time.monotonic() > deadline:
-                raise
-            if db.conn.in_transaction:
-                db.conn.execute("ROLLBACK")
-            time.sleep(0.05)
 
 
 def open_store(path: str | Path | None = None) -> "Store":
@@ -239,7 +96,7 @@ def open_store(path: str | Path | None = None) -> "Store":
         db = sqlite_utils.Database(conn)
         db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")
-        _prepare(db, memory)
+        prepare(db, memory)
     except StoreError:
         raise
     except sqlite3.OperationalError as e:
@@ -301,7 +158,14 @@ class Store:
     def transaction(self) -> Iterator[None]:
         """One write transaction; store calls inside it join it (e.g. an import of many prompts:
         one commit instead of one each). Keep event appends out of it: they commit one by one."""
-        with self._lock, _immediate(self.db, self.path):
+        with self._lock, immediate(self.db, self.path):
+            yield
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads as one: no other thread's store call runs on this connection in between
+        (a module keeping its own tables, e.g. core.judging, reads `self.db` inside it)."""
+        with self._lock:
             yield
 
     def _decode(self, table: str, row: dict) -> dict:
@@ -517,9 +381,25 @@ class Store:
             _choice("trajectories", "status", status, TRAJECTORY_STATUSES)
         return self._select("trajectories", {"status": status, "kind": kind, "prompt_id": prompt_id}, "id")
 
+    def run_stats(self, prompt_ids: list[str]) -> dict[str, tuple[int, float | None]]:
+        """prompt id -> (its REER/R2 runs, the lowest final perplexity of their trajectories, or
+        None) for the prompts that have runs (imported trajectories are not runs here)."""
+        if not prompt_ids:
+            return {}
+        marks = ",".join("?" * len(prompt_ids))
+        with self._lock:
+            rows = list(self.db.query("SELECT r.prompt_id, count(*) n, min(t.final_ppl) best FROM runs r LEFT JOIN "
+                                      "trajectories t ON t.run_id = r.id WHERE r.kind != 'import' AND r.prompt_id "
+                                      f"IN ({marks}) GROUP BY r.prompt_id", list(prompt_ids)))
+        return {r["prompt_id"]: (r["n"], r["best"]) for r in rows}
+
+    def list_exports(self) -> list[dict]:
+        """Every export recorded (core.export), newest first."""
+        return self._select("exports", {}, "id DESC")
+
     def set_status(self, traj_id: int, status: str) -> None:
         _choice("trajectories", "status", status, TRAJECTORY_STATUSES)
-        self._update(traj_id, {"status": status})
+        self.update_trajectory(traj_id, {"status": status})
 
     def annotate(self, traj_id: int, rating: int | None = None, tags: list[str] | None = None,
                  notes: str | None = None) -> None:
@@ -529,9 +409,11 @@ class Store:
         if tags is not None and not (isinstance(tags, list) and all(isinstance(x, str) for x in tags)):
             raise BadValue(f"trajectories.tags: must be a list of strings, got {tags!r}")
         values = {"rating": rating, "tags": json.dumps(tags) if tags is not None else None, "notes": notes}
-        self._update(traj_id, {k: v for k, v in values.items() if v is not None})
+        self.update_trajectory(traj_id, {k: v for k, v in values.items() if v is not None})
 
-    def _update(self, traj_id: int, values: dict) -> None:
+    def update_trajectory(self, traj_id: int, values: dict) -> None:
+        """Set these columns of a trajectory, as given (JSON columns already encoded; {} only marks
+        it updated), and its updated_at; NotFound when there is none."""
         with self.transaction():
             self.get_trajectory(traj_id)
             self.db["trajectories"].update(traj_id, {**values, "updated_at": now()})

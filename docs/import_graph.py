@@ -119,6 +119,38 @@ def third_party(core: Path = CORE, root: Path = ROOT) -> dict[str, set[str]]:
     return out
 
 
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles between units: each strongly connected group of two or more (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(u: str) -> None:
+        index[u] = low[u] = len(index)
+        stack.append(u)
+        for v in sorted(edges.get(u, ())):
+            if v not in index:
+                visit(v)
+                low[u] = min(low[u], low[v])
+            elif v in stack:
+                low[u] = min(low[u], index[v])
+        if low[u] == index[u]:
+            group = []
+            while True:
+                v = stack.pop()
+                group.append(v)
+                if v == u:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for u in sorted(edges):
+        if u not in index:
+            visit(u)
+    return sorted(out)
+
+
 def _node(unit: str) -> str:
     return unit.replace(".", "_")
 
@@ -160,6 +192,9 @@ def render(edges: dict[str, set[str]], core: Path = CORE) -> str:
         "A --> B means some module of A imports some module of B (lazy imports included).",
         "",
         f"The two engines, `{_label(a, core)}` and `{_label(b, core)}`: {verdict}",
+        "",
+        "Circles between packages: " + ("; ".join(" <-> ".join(_label(u, core) for u in c) for c in circles(edges))
+                                       or "none.") + "",
         "",
         "## As text",
         "",

@@ -34,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.bench import HELLOBENCH, candidates_for, hellobench_items, planning_trajectory  # noqa: E402
-from core.models.lm import DEFAULT_MODEL, load_lm  # noqa: E402
+from core.models.lm import DEFAULT_MODEL  # noqa: E402
+from core.models.load import load_lm
 from core.models.scoring import ScoringConfig, score_candidates  # noqa: E402
 from core.segments import answer_part  # noqa: E402
 

@@ -52,7 +52,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from core.models.dialect import MisalignedServer
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.models.scoring import ScoringConfig, score
     from core.models.server import OpenAILM
     from tests.llama_server import LlamaServer

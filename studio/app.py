@@ -1,7 +1,7 @@
 """The Palimpsest studio's Gradio app: the shell that holds the pages.
 
 `build_app(model)` makes one StudioContext (store, the model shelf with `model` as the app's
-model, JobRunner, samples) and one tab per
+model, runners, samples) and one tab per
 page, each built by its module's `build(ctx)`: Library (studio.pages.library), REER
 (studio.pages.reer), R2 (studio.pages.r2), Review (studio.pages.review), Export
 (studio.pages.export), Train (studio.pages.train) and Score (studio.pages.score, the scoring
@@ -44,13 +44,14 @@ import gradio as gr  # noqa: E402
 
 from assets import CSS_PATH, HEAD_CSS_PATH, KEYS_JS_PATH  # noqa: E402
 from core.data.items import read_items  # noqa: E402
-from core.models.lm import DEFAULT_MODEL, is_scripted_spec  # noqa: E402
+from core.models.lm import DEFAULT_MODEL  # noqa: E402
+from core.models.load import is_scripted_spec
 from core.models.shelf import ModelChoice, ModelPolicy, ModelShelf, default_shelf  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from data import SAMPLES  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
 from studio.identity import annotator_of  # noqa: E402
-from studio.runners.reer import JobRunner  # noqa: E402
+from studio.runners.hub import Runners  # noqa: E402
 from studio.workspace import Workspace  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def build_app(model: str = DEFAULT_MODEL, *, shelf: ModelShelf | None = None, sa
     samples = load_samples(samples_path) if samples is None else samples
     models = ModelChoice(shelf if shelf is not None else default_shelf(), (model or "").strip() or DEFAULT_MODEL,
                          policy)
-    ctx = StudioContext(store=store, models=models, runner=JobRunner(store, models.get_lm, models),
+    ctx = StudioContext(store=store, models=models, runners=Runners.for_app(store, models),
                         samples_path=Path(samples_path) if samples_path else None, samples=samples,
                         workspace=Workspace.for_store(store.path, any_path), leads=leads)
 

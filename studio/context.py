@@ -4,8 +4,9 @@ Knows: the store (one thread-safe handle), the models (a `core.models.shelf.Mode
 process's model shelf seen with the app's own spec as the default and the starter's model policy,
 so a page asks for "" or an allowed spec, each is loaded once, and any other spec is refused; a
 page's model field is a dropdown of `model_choices()`, typed text only when `model_free_text`),
-the JobRunner that drives REER runs in background threads, the built-in samples, and the
-workspace (studio.workspace: where a typed path may point), and who is a lead (`is_lead`). Does not know pages or Gradio. Nothing here is a module-level global: two
+every runner with the run slots they share (studio.runners.hub.Runners), the built-in samples, the
+workspace (studio.workspace: where a typed path may point), and who is a lead (`is_lead`). Does not
+know pages or Gradio. Nothing here is a module-level global: two
 apps in one process (tests) have two contexts (they share loaded models through the shelf).
 """
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.models.lm import LM, is_scripted_spec
+from core.models.lm import LM
+from core.models.load import is_scripted_spec
 from core.models.shelf import ModelChoice
 from core.store import Store
-from studio.runners.reer import JobRunner
+from studio.runners.hub import Runners
 from studio.workspace import Workspace
 
 
@@ -24,7 +26,7 @@ from studio.workspace import Workspace
 class StudioContext:
     store: Store  # prompts, runs, events, trajectories: the single source of truth
     models: ModelChoice  # the shelf with the app's model as default (loaded on first use)
-    runner: JobRunner  # drives REER runs in background threads (one per app)
+    runners: Runners  # every runner of the app (REER, R2, training) and their shared run slots
     samples_path: Path | None = None  # the built-in sample prompts (data/samples.jsonl)
     samples: list[dict] = field(default_factory=list)  # those samples, read once (the Score page's menu)
     workspace: Workspace | None = None  # where typed paths may point (None: the store's folder, studio.workspace)

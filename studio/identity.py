@@ -3,7 +3,7 @@
 Knows: how a Gradio request names its person (`annotator_of(request)`: the logged-in user when the
 studio was started with a login, else the OS user running the studio, the same default as the
 CLI's --annotator), and how a handler is run as that person (`as_person(request)`: a context
-manager around `core.judging.annotator.acting_as`).
+manager around `core.annotators.acting_as`).
 
 Does not know: logins or passwords (the launcher's auth), nor where acts are stored.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from core.judging.annotator import BadAnnotator, acting_as, clean, os_user
+from core.annotators import BadAnnotator, acting_as, clean, os_user
 
 
 def annotator_of(request) -> str:

@@ -8,7 +8,7 @@ to use it) is UTF-8 text, one person a line, `#` comments and blank lines allowe
     alice	scrypt$16384$8$1$3q2+7w...==$Yk1c...==	lead
     bo	scrypt$16384$8$1$9f0a...==$Qm4t...==
 
-NAME is an annotator name (core.judging.annotator.clean: 1 to 80 printable characters, no tabs,
+NAME is an annotator name (core.annotators.clean: 1 to 80 printable characters, no tabs,
 nothing starting "model:"), the name every act of that person is recorded under. After the one
 tab: the hash, `scrypt` (hashlib.scrypt) with its cost N, block size R and parallelism P, a
 random 16-byte SALT of that user alone and the 32-byte HASH, both base64. A password is checked
@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from core.judging.annotator import BadAnnotator, clean
+from core.annotators import BadAnnotator, clean
 
 SCHEME = "scrypt"
 COST_N, COST_R, COST_P = 2 ** 14, 8, 1  # scrypt costs of new hashes (~16 MB, ~0.1 s a check); old lines keep theirs

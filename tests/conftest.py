@@ -67,7 +67,7 @@ def pytest_make_collect_report(collector):
 @pytest.fixture(scope="session")
 def builtin_lm():
     """SmolLM2-135M-Instruct, fp32, CPU: the model every user starts with."""
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
 
     return load_lm("smollm2-135m")
 

@@ -12,7 +12,8 @@ import json
 import pytest
 
 from core.bench_serve import bench_items, run_level, start_standin
-from core.models.lm import GenerationConfig, ScoreRequest, load_lm
+from core.models.lm import GenerationConfig, ScoreRequest
+from core.models.load import load_lm
 from core.serve_standin import parse_chat, render_chat, serve, stats
 from studio.cli.main import main
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from studio.cli.batch import join_specs
-from studio.cli.main import CLIError, build_parser
+from studio.cli.common import CLIError
+from studio.cli.main import build_parser
 
 
 def test_one_or_no_flag_is_the_spec_itself():

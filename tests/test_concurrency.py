@@ -220,7 +220,7 @@ def test_output_file_keeps_input_order_whatever_the_finishing_order(tmp_path):
 
 def test_concurrency_defaults_and_the_local_model_warning(capsys):
     from studio.cli.batch import SERVER_CONCURRENCY, concurrency_for
-    from studio.cli.main import CLIError
+    from studio.cli.common import CLIError
 
     url = "http://127.0.0.1:8000/v1#m"
     assert concurrency_for(None, [url]) == SERVER_CONCURRENCY == 16

@@ -1,4 +1,4 @@
-"""Issue 29, deliver 2: every handler of the studio that changes a decision records its person.
+"""Every handler of the studio that changes a decision records its person.
 
 The studio is built on the scripted model (no model load); every API handler whose name says it
 decides (accept, reject, rate, tag, note, edit, force, skip, judge, ...) is found on the app, so a

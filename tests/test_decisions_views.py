@@ -1,4 +1,4 @@
-"""Issue 29 on the REER page's views (studio.views.reer), from events written here: candidates an edit
+"""The REER page's views (studio.views.reer), from events written here: candidates an edit
 made stale say so and are not offered; a run that accepted nothing says why; the status counts the
 steps the run can take, as the progress line does; a stopped run shows no "generating candidates…"."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ RID = "r" * 32
 
 
 def _events(max_steps=4, segments=("a", "b"), decide="keep"):
-    out = [ev.RunStarted(RID, item_id="p", query="q", reference="y", model="scripted:",
+    out = [ev.ReerStarted(RID, item_id="p", query="q", reference="y", model="scripted:",
                          settings={"max_steps": max_steps, "passes": 1, "candidates": 2}),
            ev.InitialDraft(RID, thinking="\n\n".join(segments), segments=tuple(segments),
                            score={"score": 1.10, "ppl": 8.0}),
@@ -39,7 +39,7 @@ def test_an_edit_makes_the_waiting_candidates_stale_and_not_offered():
 
 
 def test_a_run_that_accepted_nothing_says_why_and_counts_the_steps_it_can_take():
-    evs = _events() + [ev.RunFinished(RID, reason="segments_done", thinking="a\n\nb", segments=("a", "b"),
+    evs = _events() + [ev.ReerFinished(RID, reason="segments_done", thinking="a\n\nb", segments=("a", "b"),
                                       score={"score": 1.10, "ppl": 8.0}, filters={"passed": True, "reasons": []})]
     v = fold(evs)
     why = nothing_accepted(v)
@@ -53,7 +53,7 @@ def test_a_run_that_accepted_nothing_says_why_and_counts_the_steps_it_can_take()
 
 
 def test_a_stopped_run_shows_no_candidates_being_written():
-    evs = _events(decide=None)[:3] + [ev.RunFinished(RID, reason="stopped", thinking="a\n\nb", segments=("a", "b"),
+    evs = _events(decide=None)[:3] + [ev.ReerFinished(RID, reason="stopped", thinking="a\n\nb", segments=("a", "b"),
                                                      score={"score": 1.1, "ppl": 8.0},
                                                      filters={"passed": False, "reasons": []})]
     html = candidates_html(fold(evs))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core import events as ev
-from core.data import pairs as pp
+from core import pairs as pp
 from core.models.hf import builtin_model_dir
 from core.store import open_store
 from core.train.data import DataError
@@ -46,7 +46,7 @@ def sc(x):
 def reer_run(topic: str) -> list:
     """One REER run's events: a 2-segment draft and one step of 3 scored candidates on segment 1."""
     r = f"run-{topic}"
-    es = [ev.RunStarted(r, item_id=topic, query=f"Write about {topic}.", reference="y", settings={}, model="m"),
+    es = [ev.ReerStarted(r, item_id=topic, query=f"Write about {topic}.", reference="y", settings={}, model="m"),
           ev.InitialDraft(r, thinking="", segments=(f"I think about {topic}.", "Then I write."), score=sc(0.9)),
           ev.SegmentStarted(r, step=1, segment=1, text="Then I write.")]
     texts = [f"Then I name the {topic} plainly.", "Then words.", f"So {topic} {topic} {topic}."]

@@ -1,4 +1,4 @@
-"""The kill drills of issue 13, as it words them: `palimpsest reer run --concurrency 8` over 8 short
+"""The kill drills: `palimpsest reer run --concurrency 8` over 8 short
 items against a server, killed mid-run, must end with every item done once and nothing lost.
 
 - Against the REAL llama-cpp-python server (BOS-fixed, tests/llama_server.py; marker `server`):

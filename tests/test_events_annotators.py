@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from core import events as ev
-from core.judging.annotator import acting_as
+from core.annotators import acting_as
 from core.r2.config import R2Config
 from core.r2.jobs import pending_request, r2_job, submit_judgment, submit_reflection
 from core.r2.judge import human_judgment
@@ -85,7 +85,7 @@ def test_r2_human_judgment_and_reflection_record_the_person(tmp_path):
 
 
 def test_r2_judge_cli_records_annotator_defaulting_to_the_os_user(tmp_path, capsys):
-    from core.judging.annotator import os_user
+    from core.annotators import os_user
     from studio.cli.main import main
 
     db = tmp_path / "r2.db"

@@ -12,7 +12,7 @@ import pytest
 from library_fixtures import REER_ITEMS, filled_store, r2_details
 
 from core.data import curation as cur
-from core.data.export import (
+from core.export import (
     FORMATS,
     ExportError,
     export,

@@ -56,7 +56,7 @@ def test_runs_stored_before_keep_the_template_they_were_scored_with():
     from core.reer.config import ReerConfig
     from core.store import settings_key
 
-    stored = {**ReerConfig().as_dict(), "template": "chat"}  # what every run saved before issue 15 holds
+    stored = {**ReerConfig().as_dict(), "template": "chat"}  # what every run saved before the assistant-turn contract holds
     assert ReerConfig.from_dict(stored).scoring().template == "chat"
     assert ReerConfig.from_dict({k: v for k, v in stored.items() if k != "template"}).template == "chat"
     assert ReerConfig.from_dict(ReerConfig().as_dict()).scoring().template == "train"

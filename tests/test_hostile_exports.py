@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from library_fixtures import add_r2, filled_store
 
-from core.data import export as ex
-from core.data.export import MANIFEST, ExportError, ExportFailed, export
+from core import export as ex
+from core.export import MANIFEST, ExportError, ExportFailed, export
 from core.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_an_export_killed_between_its_two_renames_is_put_back(filled, tmp_path):
 
 KILLED = textwrap.dedent("""
     import sys, time
-    from core.data import export as ex
+    from core import export as ex
     from core.store import open_store
 
     class Slow(list):  # the real writer runs; it is held still after 788 records

@@ -323,7 +323,7 @@ def test_the_library_says_when_an_upload_stopped_part_way(tmp_path):
     assert any("rest of the file is not imported" in p for p in rep.problems)
 
 
-# ---- pathological JSON and NUL characters (issue 30) ------------------------------------------------
+# ---- pathological JSON and NUL characters ------------------------------------------------
 
 def _nested(depth: int) -> str:
     return '{"query": "Deep.", "reference": "x", "extra": ' + "[" * depth + "]" * depth + "}"

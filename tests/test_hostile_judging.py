@@ -84,7 +84,7 @@ def test_calibration_view_escapes_model_names_and_criteria_in_the_plot():
     assert any("&lt;img" in a.text for a in fig.layout.annotations)  # the criterion's panel title
 
 
-# ---- no peeking (issue 30) ---------------------------------------------------------------------------
+# ---- no peeking ---------------------------------------------------------------------------
 
 def test_judge_show_lead_needs_the_lead_role(db, capsys, tmp_path, monkeypatch):
     """Before: `judge show --lead` worked for anyone."""

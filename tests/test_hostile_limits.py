@@ -1,7 +1,7 @@
 """Hostile limits of the studio and the engines: runs from many browser sessions are capped and
 queued, Stop ends a generation between tokens, and the Library lists a page at a time.
 
-Knows: the runners (studio.runners.reer.JobRunner, studio.runners.r2.R2Runner) sharing one
+Knows: the runners (studio.runners.reer.ReerRunner, studio.runners.r2.R2Runner) sharing one
 studio.runners.threads.RunSlots; the stop check of core.models.lm (`stop_when`) as the local
 backend (tiny random model), the scripted model (its `delay`) and the server backend's wait see
 it; the Library's listing handler (studio.pages.library.prompt_rows) over thousands of prompts.
@@ -14,17 +14,12 @@ import time
 
 import pytest
 
-from core.models.lm import (
-    GenerationConfig,
-    GenerationStopped,
-    load_lm,
-    stop_when,
-    wait_unless_stopped,
-)
+from core.models.lm import GenerationConfig, GenerationStopped, stop_when, wait_unless_stopped
+from core.models.load import load_lm
 from core.r2.config import R2Config
 from core.reer.config import ReerConfig
 from studio.runners.r2 import R2Runner
-from studio.runners.reer import JobRunner
+from studio.runners.reer import ReerRunner
 from studio.runners.threads import RunSlots
 
 SLOW = "scripted:delay=600"  # every generation waits ten minutes unless a Stop ends it
@@ -130,10 +125,10 @@ def test_stop_ends_the_wait_for_a_server_reply():
 
 def test_stop_ends_a_reer_run_inside_a_slow_generation(store):
     lm = load_lm(SLOW)
-    runner = JobRunner(store, lambda: lm, slots=RunSlots(1))
+    runner = ReerRunner(store, lambda: lm, slots=RunSlots(1))
     (pid,) = _prompts(store, 1)
     run_id = runner.start(pid, REER_CFG, lm.name)
-    _until(lambda: store.last_seq(run_id) >= 1, "the run started its draft")  # RunStarted saved: drafting now
+    _until(lambda: store.last_seq(run_id) >= 1, "the run started its draft")  # ReerStarted saved: drafting now
     assert runner.is_driving(run_id) and store.get_run(run_id)["status"] == "running"
     assert runner.stop(run_id)
     assert runner.wait(run_id, 60), "the run's thread still sleeps in its generation after Stop"
@@ -158,7 +153,7 @@ def test_stop_ends_an_r2_run_inside_a_slow_generation(store):
 def test_runs_over_the_cap_wait_in_one_line_for_the_whole_app(store):
     lm = load_lm(SLOW)
     slots = RunSlots(1)
-    reer = JobRunner(store, lambda: lm, slots=slots)
+    reer = ReerRunner(store, lambda: lm, slots=slots)
     r2 = R2Runner(store, lambda: lm, SLOW, slots=slots)
     p1, p2, p3 = _prompts(store, 3)
     a = reer.start(p1, REER_CFG, lm.name)  # three browser sessions press Run
@@ -189,14 +184,14 @@ def test_runs_over_the_cap_wait_in_one_line_for_the_whole_app(store):
 def test_a_run_left_in_line_by_a_dead_app_is_resumed_by_the_next(store):
     """The line lives in memory; its runs live in the store: a new app (runner) drives one on Run."""
     slow = load_lm(SLOW)
-    first = JobRunner(store, lambda: slow, slots=RunSlots(1))
+    first = ReerRunner(store, lambda: slow, slots=RunSlots(1))
     p1, p2 = _prompts(store, 2)
     a = first.start(p1, REER_CFG, "scripted:")
     b = first.start(p2, REER_CFG, "scripted:")
     assert first.is_queued(b)
     # the app "dies" here; the next one has no line and no driver for b, which is still in the store
     fast = load_lm("scripted:")
-    second = JobRunner(store, lambda: fast, slots=RunSlots(1))
+    second = ReerRunner(store, lambda: fast, slots=RunSlots(1))
     assert not second.is_queued(b) and store.get_run(b)["status"] == "running"
     second.resume(b)
     assert second.wait(b, 60) and store.get_run(b)["status"] == "finished"

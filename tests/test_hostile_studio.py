@@ -4,7 +4,7 @@ over the cap, routes without a login, `file=` paths out of bounds, an open --hos
 The studio runs on the scripted model (core.models.scripted: no model load) and is reached through
 gradio_client (as a script would) and plain HTTP (httpx, as an attacker would). The "other host"
 is a tiny http.server on 127.0.0.1 that records every request it gets: a test that it got nothing
-is a test that no prompt and no key left the studio. Cases that held before issue 16 (login gates
+is a test that no prompt and no key left the studio. Cases that held before logins (login gates
 the API, `file=` traversal refused) are here so they stay held.
 """
 from __future__ import annotations

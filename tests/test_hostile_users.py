@@ -45,7 +45,7 @@ def test_names_no_annotator_may_have_are_refused(tmp_path, name, says):
             U.Logins.load(None, [f"{name}:correct horse"])
 
 
-# ---- logins fail closed (issue 30) ------------------------------------------------------------------
+# ---- logins fail closed ------------------------------------------------------------------
 
 def test_a_users_file_with_no_user_refuses_to_start(tmp_path):
     """Before: `app --users EMPTY` served the studio with no login at all, silently."""
@@ -148,12 +148,12 @@ def test_fifty_wrong_logins_are_throttled_while_another_user_logs_in(tmp_path, c
         store.close()
 
 
-# ---- names that look alike are one person (issue 30) ------------------------------------------------
+# ---- names that look alike are one person ------------------------------------------------
 
 def test_names_are_nfc_and_look_alikes_and_unknown_are_refused(tmp_path):
     """Before: `e\\u0301ve` and `\\u00e9ve` were two people who look identical, Cyrillic look-alikes passed,
     and "unknown" collided with the label of rows without an annotator."""
-    from core.judging.annotator import BadAnnotator, clean
+    from core.annotators import BadAnnotator, clean
 
     path = tmp_path / "users"
     assert U.add_user(path, "e\u0301ve", "correct horse")

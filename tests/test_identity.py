@@ -1,7 +1,7 @@
 """studio.identity: the logged-in name wins, anything else falls back to the OS user."""
 from types import SimpleNamespace
 
-from core.judging.annotator import current, os_user
+from core.annotators import current, os_user
 from studio.identity import annotator_of, as_person
 
 

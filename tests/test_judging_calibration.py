@@ -89,7 +89,7 @@ def test_trust_low_and_ok(store, monkeypatch):
 def test_a_long_model_spec_still_names_its_judge():
     """A script's path or a deep model folder makes a spec longer than a name may be: its judge gets a
     name that keeps the spec's end, is stable, and differs from another long spec's (it raised before)."""
-    from core.judging.annotator import MAX_CHARS, model_name
+    from core.annotators import MAX_CHARS, model_name
 
     a = "scripted:script=/tmp/" + "a" * 90 + "/judge.json"
     b = "scripted:script=/tmp/" + "b" * 90 + "/judge.json"

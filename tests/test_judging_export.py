@@ -7,7 +7,7 @@ import json
 
 from library_fixtures import REER_ITEMS
 
-from core.data.export import export
+from core.export import export
 from core.judging import export as jx
 from core.judging import queue as jq
 

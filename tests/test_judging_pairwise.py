@@ -193,7 +193,7 @@ class ChooserLM:
 
 def test_model_judge_on_pairs_both_orders_against_the_people_and_their_ceiling(db):
     from core.judging import pairwise_judge as pj
-    from core.judging.annotator import model_name
+    from core.annotators import model_name
 
     with open_store(db) as s:
         pw.create_pairwise_queue(s, "m", overlap=3, seed=2)
@@ -282,7 +282,7 @@ def test_a_pairwise_queues_settled_pairs_reach_the_dpo_export(tmp_path):
     votes as scores, the margin the winner's votes less the loser's over all votes)."""
     from pathlib import Path
 
-    from core.data.export import export
+    from core.export import export
 
     with open_store(tmp_path / "x.db") as s:
         q, thinking, answer = REER_ITEMS[0]

@@ -9,7 +9,7 @@ import pytest
 from library_fixtures import REER_ITEMS, add_r2, add_reer
 
 from core.data import curation as cur
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
 from core.store import open_store
 

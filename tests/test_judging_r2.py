@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from r2_fakes import DRAFT, FakeLM
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
-from core.judging import r2 as jr2
+from core.judging import feed as jr2
 from core.r2.config import R2Config
 from core.r2.jobs import pending_request, r2_job, run_record
 from core.r2.judge import DEFAULT_RUBRIC, Judgment, human_judgment

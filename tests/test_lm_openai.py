@@ -18,15 +18,8 @@ import pytest
 
 from core.models.dialect import MisalignedServer
 from core.models.echo import pick_continuation
-from core.models.lm import (
-    ContextTooLong,
-    GenerationConfig,
-    LMError,
-    ModelNotFound,
-    ScoreRequest,
-    cut_at_stop,
-    load_lm,
-)
+from core.models.lm import ContextTooLong, GenerationConfig, LMError, ModelNotFound, ScoreRequest, cut_at_stop
+from core.models.load import load_lm
 from core.models.server import VLLM_COMMAND, BadServerReply, OpenAILM
 from core.models.server_spec import parse_spec
 from core.serve_standin import State, fake_logprob, fake_tokens, render_chat, start
@@ -465,7 +458,7 @@ def test_models_listing_waits_as_long_as_any_request(double, monkeypatch):
 
 
 def test_the_cli_says_connecting_not_float32_for_a_server(double, capsys):
-    from studio.cli.main import _load
+    from studio.cli.common import load_model as _load
 
     base, _ = double
     _load(f"{base}#{MODEL}#max_length=60")

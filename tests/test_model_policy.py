@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.models.lm import GenerationConfig, server_host
+from core.models.lm import GenerationConfig
+from core.models.urls import server_host
 from core.models.scripted import ScriptedLM
 from core.models.server import BadServerReply
 from core.models.shelf import ModelChoice, ModelNotAllowed, ModelPolicy, ModelShelf

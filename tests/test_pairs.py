@@ -1,4 +1,4 @@
-"""Preference pairs (core.data.pairs): who is chosen in a REER step, the margin filter, a person's
+"""Preference pairs (core.pairs): who is chosen in a REER step, the margin filter, a person's
 force and edit, a skip making none, R2 and people pairs, and the dpo export holding REER step pairs
 of a real (scripted) REER run with the card counting them per source."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core import events as ev
-from core.data import pairs as pp
+from core import pairs as pp
 
 Q = "Write about tides."
 
@@ -21,7 +21,7 @@ def sc(x: float) -> dict:
 def run_events(decide: ev.SegmentDecided | None = None, extra: list | None = None) -> list:
     """A run with a 3-segment draft (score 0.9) and one step on segment 1: candidates 0.5, 0.8, 0.805."""
     r = "run1"
-    es = [ev.RunStarted(r, item_id="p", query=Q, reference="y", settings={}, model="m"),
+    es = [ev.ReerStarted(r, item_id="p", query=Q, reference="y", settings={}, model="m"),
           ev.InitialDraft(r, thinking="A\n\nB\n\nC", segments=("A", "B", "C"), score=sc(0.9)),
           *(extra or []),
           ev.SegmentStarted(r, step=1, segment=1, text="B")]
@@ -108,8 +108,8 @@ def test_sources_parse():
 
 
 def test_dpo_export_holds_reer_step_pairs_of_a_real_run(store, tmp_path):
-    from core.data.export import ExportError, export
-    from core.models.lm import load_lm
+    from core.export import ExportError, export
+    from core.models.load import load_lm
     from core.reer.config import ReerConfig
     from core.reer.jobs import reer_job, save_trajectory
 
@@ -140,7 +140,7 @@ def test_dpo_export_holds_reer_step_pairs_of_a_real_run(store, tmp_path):
 def test_people_pairs_come_from_a_scored_queue_and_a_leads_resolution_wins(store, tmp_path):
     from library_fixtures import filled_store
 
-    from core.data.export import export
+    from core.export import export
     from core.judging import queue as jq
     from core.judging.agreement import resolve
 

@@ -1,4 +1,4 @@
-"""Live progress (issue 17 point 2, issue 14 point 3): generations stream partial texts to a token
+"""Live progress: generations stream partial texts to a token
 sink, the engines turn them into TRANSIENT `Progress` events with a measured estimate, and nothing
 of it is ever stored. All on the scripted model: no model load."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import torch
 
 from core import events as ev
 from core.models.hf import StreamTokens
-from core.models.lm import GenerationConfig, load_lm, on_tokens
+from core.models.lm import GenerationConfig, on_tokens
+from core.models.load import load_lm
 from core.models.scripted import tokenize
 from core.r2.config import R2Config
 from core.r2.loop import Controls as R2Controls
@@ -148,10 +149,10 @@ def test_progress_is_never_stored_and_the_stored_run_is_the_same_with_a_watcher(
 def test_the_driver_passes_a_transient_event_on_unsaved(store):
     pid, _ = store.add_prompt(QUERY, ANSWER, id="p-drive")
     run_id = store.create_run("reer", pid, CFG.as_dict(), "scripted:")
-    eng = Engine(kind="reer", finish=ev.RunFinished, record=lambda evs: {}, trajectory=lambda rec: {})
+    eng = Engine(kind="reer", finish=ev.ReerFinished, record=lambda evs: {}, trajectory=lambda rec: {})
 
     def events(history):
-        yield ev.RunStarted(run_id, item_id=pid, query=QUERY, reference=ANSWER, settings={}, model="scripted:")
+        yield ev.ReerStarted(run_id, item_id=pid, query=QUERY, reference=ANSWER, settings={}, model="scripted:")
         yield ev.Progress(run_id, phase="drafting", stage="draft", tokens=3, budget=9, texts=("abc",))
 
     out = list(drive(store, eng, run_id, events))

@@ -1,4 +1,4 @@
-"""The leftover filters (issue 17 point 11): template markers, leaked instructions and a cut
+"""The leftover filters: template markers, leaked instructions and a cut
 ending, on REER candidates and thinking and on R2 answers; and token counts from the model.
 
 The lists the filters use come from the prompt files (core.prompts), so every template's own

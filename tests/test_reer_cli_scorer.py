@@ -1,4 +1,4 @@
-"""`palimpsest reer run --scorer` as a real subprocess (issue 24): the refusal of a scorer that has no
+"""`palimpsest reer run --scorer` as a real subprocess: the refusal of a scorer that has no
 chat template under --template train, and (marker `model`) the built-in model writing while Gemma 3
 270M base scores, end to end, its record checked against `palimpsest score` of the same x, z, y.
 

@@ -1,4 +1,4 @@
-"""REER's prompt sets (issue 24 point 5): `default` (today's prompts) and `deepwriter` (the REER
+"""REER's prompt sets: `default` (today's prompts) and `deepwriter` (the REER
 authors' framework in our words: a present-tense monologue, then a short draft of the piece
 between two mark lines and a critique), chosen per run by `--prompts` and recorded with it.
 
@@ -261,4 +261,4 @@ def test_the_builtin_model_writes_a_think_block_with_a_draft_section(builtin_lm)
     assert draft.thinking[:span[0]].strip().endswith(MARK)  # the monologue, then the mark line
     assert len(draft.thinking[span[0]:span[1]].split()) >= 5, draft.thinking  # a draft under it
     assert any(s.startswith(MARK + "\n") for s in draft.segments)  # leading a segment: a rewrite keeps it
-    assert isinstance(events[-1], ev.RunFinished)
+    assert isinstance(events[-1], ev.ReerFinished)

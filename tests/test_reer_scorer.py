@@ -1,4 +1,4 @@
-"""REER with one model writing and another scoring (issue 24), on tiny and scripted models.
+"""REER with one model writing and another scoring, on tiny and scripted models.
 
 The writer is the scripted model (core.models.scripted: readable drafts and rewrites in
 milliseconds); the scorer is a tiny random model behind the real HFLM (fast path, keys/values kept
@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from core import events as ev
-from core.models.lm import GenerationConfig, LMError, load_lm
+from core.models.lm import GenerationConfig, LMError
+from core.models.load import load_lm
 from core.models.scoring import score
 from core.reer.config import ReerConfig
 from core.reer.jobs import reer_job, run_record

@@ -103,7 +103,7 @@ def test_source_menu_and_export_folders(store, tmp_path):
 
 
 def test_export_preview_is_what_export_writes(store, tmp_path):
-    from core.data.export import ExportError, export, preview
+    from core.export import ExportError, export, preview
 
     filled_store(store)
     for fmt, status, source in (("chat", "accepted", "all"), ("dpo", "any", "all"), ("alpaca", "any", "reer")):

@@ -137,7 +137,7 @@ def test_a_dead_holders_lease_is_taken_over_and_the_run_finishes(store, tiny_lm)
     assert store.claim_run(run, dead, 600)  # a crashed process left a long lease behind
     lm = ScriptedLM(tiny_lm, [[DRAFT]] + rewrites(("a a.", "b b."), ("c c.", "d d.")))
     events = list(reer_job(store, lm, pid, CFG, run_id=run))
-    assert isinstance(events[-1], ev.RunFinished) and store.run_lease(run) is None
+    assert isinstance(events[-1], ev.ReerFinished) and store.run_lease(run) is None
 
 
 class StepClock(Clock):

@@ -10,17 +10,17 @@ from test_reer_decision import check_search_decisions
 
 from core import events as ev
 from core.models.lm import (
+    ContextTooLong,
     FINISH_LENGTH,
     FINISH_STOP,
-    LM,
-    ContextTooLong,
     Generation,
     GenerationConfig,
+    LM,
     LMError,
     ModelNotFound,
     ScoreRequest,
-    load_lm,
 )
+from core.models.load import load_lm
 from core.models.scoring import score
 from core.models.scripted import Rule, ScriptedLM, tokenize
 from core.r2.judge import DEFAULT_RUBRIC, model_judge

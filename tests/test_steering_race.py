@@ -1,4 +1,4 @@
-"""Issue 29, the steering race at engine level: a person's force, edit or skip names what they saw
+"""The steering race at engine level: a person's force, edit or skip names what they saw
 (core.runs.controls.Shown), and the REER search applies it to exactly that or refuses it in words;
 it never decides on a text the person never saw.
 

@@ -39,7 +39,7 @@ def every_event(run_id: str) -> list[ev.Event]:
     """One of each event type, with the awkward values: tuples, None, unicode, nested lists, floats."""
     segs = ("First I want the reader to feel the pull — “gravity” as a verb.", "Hmm, maybe open on the shore?")
     return [
-        ev.RunStarted(run_id, item_id="p1", query="Write…", reference="Tides are the ocean breathing.",
+        ev.ReerStarted(run_id, item_id="p1", query="Write…", reference="Tides are the ocean breathing.",
                       settings={"K": 2, "threshold": 0.25, "stop": [1, 2.5, None]}, model="smollm2-135m"),
         ev.InitialDraft(run_id, thinking="\n\n".join(segs), segments=segs,
                         score={**SCORE, "tokens": ["Tides", " are"], "logprobs": [-0.1, -2.0]}, raw="<think>raw</think>"),
@@ -54,7 +54,7 @@ def every_event(run_id: str) -> list[ev.Event]:
                           segments=("x", "y"), score=SCORE),
         ev.RunError(run_id, message="scorer ran out of memory", where="score", fatal=False),
         *train_events(run_id),
-        ev.RunFinished(run_id, reason="threshold", thinking="x\n\ny", segments=("x", "y"), score=SCORE,
+        ev.ReerFinished(run_id, reason="threshold", thinking="x\n\ny", segments=("x", "y"), score=SCORE,
                        filters={"passed": False, "reasons": ["too short: 2 tokens < 100"]}, seconds=12.5),
         *r2_events(run_id),
     ]
@@ -254,10 +254,10 @@ def test_run_status_follows_events(store):
     fin = dict(thinking="z", segments=("z",), score=SCORE, filters={"passed": True, "reasons": []})
     assert after(ev.RunPaused(run)) == ("paused", None)
     assert after(ev.SegmentStarted(run, step=1, segment=0, text="z")) == ("running", None)
-    assert after(ev.RunFinished(run, reason="stopped", **fin)) == ("stopped", "stopped")
+    assert after(ev.ReerFinished(run, reason="stopped", **fin)) == ("stopped", "stopped")
     assert after(ev.SegmentStarted(run, step=2, segment=0, text="z")) == ("running", None)  # resumed
     assert after(ev.RunError(run, message="blip", fatal=False)) == ("running", None)
-    assert after(ev.RunFinished(run, reason="threshold", **fin)) == ("finished", "threshold")
+    assert after(ev.ReerFinished(run, reason="threshold", **fin)) == ("finished", "threshold")
     failed = new_run(store, query="other")
     store.append_event(ev.RunError(failed, message="out of memory", where="score"))
     assert store.get_run(failed)["status"] == "failed"
@@ -269,7 +269,7 @@ def test_finished_run_for_matches_prompt_kind_and_settings(store):
     run = new_run(store, settings={"K": 2})
     pid = store.get_run(run)["prompt_id"]
     assert store.finished_run_for(pid, "reer") is None
-    store.append_event(ev.RunFinished(run, reason="segments_done", thinking="z", segments=("z",), score=SCORE,
+    store.append_event(ev.ReerFinished(run, reason="segments_done", thinking="z", segments=("z",), score=SCORE,
                                       filters={"passed": True, "reasons": []}))
     assert store.finished_run_for(pid, "reer")["id"] == run
     assert store.finished_run_for(pid, "reer", settings_key({"K": 2}))["id"] == run
@@ -315,7 +315,7 @@ def test_bad_values_are_named(store):
     with pytest.raises(BadValue, match="not a registered event; build one from core.events"):
         store.append_event({"kind": "run_paused", "run_id": run})
     with pytest.raises(BadValue, match="JSON cannot store"):
-        store.append_event(ev.RunStarted(run, item_id="p", query="q", reference="y", settings={"f": {1, 2}}, model="m"))
+        store.append_event(ev.ReerStarted(run, item_id="p", query="q", reference="y", settings={"f": {1, 2}}, model="m"))
     with pytest.raises(BadValue, match="rating"):
         store.annotate(tid, rating="good")
     with pytest.raises(NotFound, match=r"runs: no row with id 'nope'; create it with create_run"):
@@ -361,7 +361,7 @@ def test_opening_a_migrated_store_takes_no_write_lock(tmp_path, monkeypatch):
     import in progress): opening used to take BEGIN IMMEDIATE for migrations even when none were due."""
     import sqlite3
 
-    import core.store as store_mod
+    import core.dbfile as store_mod
 
     path = tmp_path / "busy.db"
     open_store(path).close()
@@ -381,7 +381,7 @@ def test_a_store_locked_during_its_upgrade_gives_the_right_advice(tmp_path, monk
     """Locked is not unwritable: the message says to retry, not to pass another --db."""
     import sqlite3
 
-    import core.store as store_mod
+    import core.dbfile as store_mod
 
     path = tmp_path / "old.db"
     sqlite3.connect(str(path)).close()  # an empty file: its migrations are due

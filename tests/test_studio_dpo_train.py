@@ -10,7 +10,7 @@ import pytest
 from test_studio_r2_train import api, fake, store  # noqa: F401  (the launched studio and its store)
 
 from core import events as ev
-from core.data import pairs as pp
+from core import pairs as pp
 
 pytestmark = [pytest.mark.ui]
 
@@ -20,7 +20,7 @@ def _pairs_file(path) -> str:
     for topic in ("rain", "fog", "tides"):
         r = f"run-{topic}"
         sc = lambda x: {"score": x, "ppl": 1.0, "n_tokens": 3, "mean_logprob": -x, "truncated": 0}  # noqa: E731
-        es = [ev.RunStarted(r, item_id=topic, query=f"Write about {topic}.", reference="y", settings={}, model="m"),
+        es = [ev.ReerStarted(r, item_id=topic, query=f"Write about {topic}.", reference="y", settings={}, model="m"),
               ev.InitialDraft(r, thinking="", segments=(f"I think of {topic}.", "Then I write."), score=sc(0.9)),
               ev.SegmentStarted(r, step=1, segment=1, text="Then I write.")]
         for i, (t, s) in enumerate([(f"Then I name the {topic}.", 0.4), ("Then words.", 0.7)]):

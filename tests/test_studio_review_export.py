@@ -118,7 +118,7 @@ def test_review_accept_rate_tag_note_edit_and_revert(api_url, store):
 
     # Next walks the filtered queue in id order and wraps round
     pending = [t["id"] for t in store.list_trajectories(status="pending")
-               if curation.queue_status(t) == "pending"]  # failed-filter ones are not pending work (issue 17)
+               if curation.queue_status(t) == "pending"]  # failed-filter ones are not pending work
     nxt = api.predict(pending[-1], *filters(status="pending"), api_name="/review_next")
     assert nxt[0] == pending[0] and f'data-id="{pending[0]}"' in nxt[1]
     nxt = api.predict(pending[0], *filters(status="pending"), api_name="/review_next")

@@ -300,12 +300,12 @@ def test_auth_turns_on_login(store):
 # ---- the runner: one driver per run, even across runners (two app processes) -----------------------
 
 def test_a_second_runner_is_refused_while_the_first_drives_and_the_run_still_finishes(store, tmp_path):
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.reer.config import ReerConfig
-    from studio.runners.reer import JobRunner
+    from studio.runners.reer import ReerRunner
 
     lm = load_lm(loop_script(tmp_path).replace("delay=0.3", "delay=0.4"))
-    first, second = JobRunner(store, lambda: lm), JobRunner(store, lambda: lm)
+    first, second = ReerRunner(store, lambda: lm), ReerRunner(store, lambda: lm)
     cfg = ReerConfig(candidates=2, max_steps=2, threshold=0.0, draft_max_new_tokens=120, candidate_max_new_tokens=60)
     run_id = first.start(_prompt(store), cfg, "scripted+tiny-random")
     t0 = time.time()

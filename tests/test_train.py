@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from core.models.hf import builtin_model_dir
-from core.models.lm import GenerationConfig, load_lm
+from core.models.lm import GenerationConfig
+from core.models.load import load_lm
 from core.models.scoring import score
 from core.settings import SettingError
 from core.store import open_store

@@ -1,4 +1,4 @@
-"""Issue 18, point 1, in a served studio with two logins from a users file (studio.users): each person's
+"""Named annotators in a served studio with two logins from a users file (studio.users): each person's
 review decisions, ratings, edits and R2 judgments land in the store under their own name, through
 gradio_client (Client(url, auth=...)) and through two headless Chromium contexts that log in on the
 login form; the header names each its own person (escaped) with a Log out link, and a studio without
@@ -15,7 +15,7 @@ from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, needs_chrom
 
 from core import events as ev
 from core.data import curation
-from core.judging.annotator import os_user
+from core.annotators import os_user
 from core.store import open_store
 from studio import users as U
 from studio.app import serve

@@ -1,4 +1,4 @@
-"""Issue 29 in headless Chromium (1280x800) on a scripted model whose rewrites wait at a gate the test
+"""Headless Chromium (1280x800) on a scripted model whose rewrites wait at a gate the test
 opens: the steering race (deliver 6) and the edit box (deliver 3).
 
 The race: a run paused with two candidates awaiting a decision; the person picks segment 2, types

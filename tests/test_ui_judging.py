@@ -1,4 +1,4 @@
-"""Issue 18's done-when in headless Chromium: three annotators (three browser contexts, logged in as
+"""Judging as a team in headless Chromium: three annotators (three browser contexts, logged in as
 ann, ben and cat through Gradio's login) judge a queue of 6 drafts with overlap 2 by keyboard alone
 (1–5 score the marked criterion and mark the next, ↑ marks the previous, Enter submits), none
 of them shown another's scores of an item before submitting their own; the Agreement tab shows
@@ -17,7 +17,7 @@ from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, needs_chrom
 from core.judging import agreement as agr
 from core.judging import calibration as cal
 from core.judging import queue as jq
-from core.judging.annotator import model_name
+from core.annotators import model_name
 from core.store import open_store
 
 pytestmark = pytest.mark.ui

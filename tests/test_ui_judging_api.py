@@ -21,7 +21,7 @@ from ui_helpers import free_port, studio_app
 from core.judging import agreement as agr
 from core.judging import calibration as cal
 from core.judging import queue as jq
-from core.judging.annotator import model_name
+from core.annotators import model_name
 from core.store import open_store
 
 pytestmark = pytest.mark.ui
@@ -185,7 +185,7 @@ def test_skip_gives_the_task_back_and_hands_another(judging_store):
         assert again == first  # a held task comes back (a reload gets it again)
         other = _item(ann.predict("skips", first, api_name="/judge_skip"))
         assert other is not None and other != first
-        with store._lock:
+        with store.reading():
             held = list(store.db.query("SELECT item_id FROM judging_tasks WHERE annotator = 'ann'"))
         assert [h["item_id"] for h in held] == [other]  # the skipped one went back to the queue
 

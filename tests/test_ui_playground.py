@@ -176,7 +176,7 @@ def test_api_defaults_template_skip_and_compare(api, samples):
 
 
 def test_the_shown_numbers_equal_cores_for_the_same_input(api, samples):
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
 
     s = samples[0]
     for template in ("chat", "none"):

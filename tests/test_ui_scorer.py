@@ -1,4 +1,4 @@
-"""The REER page's Scorer menu (issue 24), launched for real and driven through gradio_client: the menu
+"""The REER page's Scorer menu, launched for real and driven through gradio_client: the menu
 sits under the model, offers the same allowed specs, a run with another scorer records it and the
 status line names both ("writer X · scorer Y"); a spec the app does not allow is refused. The last
 test picks the scorer by hand in headless Chromium."""

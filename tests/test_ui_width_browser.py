@@ -1,4 +1,4 @@
-"""Issue 29, deliver 4: in a 1000 px window no page of the studio is wider than the window, and the
+"""In a 1000 px window no page of the studio is wider than the window, and the
 app keeps one width while the Judge sub-tabs switch (it jumped 1216 → 688 px). Headless Chromium on
 the scripted model, with what made pages grow: long queries that share their opening (as HelloBench's
 do), a finished REER run, an R2 run waiting for a person's judgment, trajectories in Review."""
@@ -23,7 +23,7 @@ WIDE_JS = """() => ({page: document.documentElement.scrollWidth,
 
 @pytest.fixture
 def served(tmp_path):
-    from core.models.lm import load_lm
+    from core.models.load import load_lm
     from core.r2.config import R2Config
     from core.r2.jobs import r2_job
     from core.reer.config import ReerConfig

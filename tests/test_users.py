@@ -173,7 +173,7 @@ def test_by_person_records_the_request_user_and_keeps_the_handler_signature(tmp_
     from gradio.context import LocalContext
     from library_fixtures import REER_ITEMS, add_reer
 
-    from core.judging.annotator import os_user
+    from core.annotators import os_user
 
     store = open_store(tmp_path / "s.db")
     q, thinking, answer = REER_ITEMS[0]
@@ -201,7 +201,7 @@ def test_by_person_holds_the_person_through_a_streaming_handler():
 
     from gradio.context import LocalContext
 
-    from core.judging.annotator import current
+    from core.annotators import current
 
     def stream(n):
         for _ in range(n):

@@ -1,4 +1,4 @@
-"""Issue 17, point 10: Review's focus mode. The queue walk (core.data.curation: progress, next
+"""Review's focus mode. The queue walk (core.data.curation: progress, next
 pending, previous/next), the legend that is also the keymap (studio.views.focus), and the mode's
 handlers called through the built Blocks (no server, no model): decisions land in the store as the
 table's do, move to the next pending trajectory, and the table shows them.

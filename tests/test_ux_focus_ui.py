@@ -1,4 +1,4 @@
-"""Issue 17, point 10, in a served studio: Review's focus mode through gradio_client (decisions made
+"""In a served studio: Review's focus mode through gradio_client (decisions made
 by the focus handlers land in the store and show in the table's listing) and in headless Chromium
 (the keys a, r, 3, j, n and Esc act on the page; the store and the page agree; typing "a" in the
 note box accepts nothing; the progress line follows; a hostile trajectory's markup stays text; the

@@ -1,4 +1,4 @@
-"""Issue 17, points 4 and 8: settings that cannot work are refused by the engine's config (once,
+"""Settings that cannot work are refused by the engine's config (once,
 not per page), the pages show that refusal inline before a run starts, runs say in words why they
 ended, and the R2 judgment form names the criterion a bad score belongs to.
 
@@ -70,7 +70,7 @@ def _finished_reer(reason: str, steps: int, max_steps: int, segments: int, filte
 
     v = ReerView(settings={"max_steps": max_steps, "passes": 1}, segments=[f"seg {i}" for i in range(segments)],
                  steps_done=steps, initial_score={"score": 1.0, "ppl": 3.0}, score={"score": 0.9, "ppl": 2.9})
-    v.finished = ev.RunFinished("r1", reason=reason, thinking="", segments=tuple(v.segments), score=v.score,
+    v.finished = ev.ReerFinished("r1", reason=reason, thinking="", segments=tuple(v.segments), score=v.score,
                                 filters=filters or {"passed": True, "reasons": []})
     return {"id": "r1abcdef99", "status": "finished", "finish_reason": reason}, v
 

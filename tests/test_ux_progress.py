@@ -1,6 +1,6 @@
-"""The studio shows live progress and acknowledges Pause and Stop at once (issue 17 points 2-3,
-issue 14 point 3), through gradio_client on the scripted model (REER: each generation shows
-half its text, then waits until the test releases it, tests/gated.py; R2 likewise): the progress line and the streamed text appear before the
+"""The studio shows live progress and acknowledges Pause and Stop at once, through gradio_client
+on the scripted model (REER: each generation shows half its text, then waits until the test
+releases it, tests/gated.py; R2 likewise): the progress line and the streamed text appear before the
 search's first decision; Pause answers "pausing…" before the run reports "paused"; Stop answers
 "stopping…" and the run ends stopped. The times from Run to the first progress line and to the
 first streamed text are printed (no timing is asserted)."""

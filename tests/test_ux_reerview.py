@@ -1,4 +1,4 @@
-"""Issue 17 on the REER page: typing in the edit box is never overwritten and an unchanged edit is
+"""The REER page: typing in the edit box is never overwritten and an unchanged edit is
 refused (point 5); the plot's axes fit the data and the step budget, and an accepted step whose
 perplexity rose says why (point 9); the heat maps belong to the run on screen (point 6).
 
@@ -83,7 +83,7 @@ def _run_events(max_steps: int, steps: list[tuple[float, float, float, float]]) 
     """A REER run's events: the initial draft at (score 1.10, ppl 8.09), then per step two candidates
     with (score, ppl) each, the first accepted by the search."""
     rid = "r" * 32
-    out: list = [ev.RunStarted(rid, item_id="p", query=QUERY, reference=REFERENCE, model=SCRIPTED,
+    out: list = [ev.ReerStarted(rid, item_id="p", query=QUERY, reference=REFERENCE, model=SCRIPTED,
                                settings={"max_steps": max_steps, "threshold": 0.25}),
                  ev.InitialDraft(rid, thinking="a\n\nb", segments=("a", "b"), score={"score": 1.10, "ppl": 8.09})]
     for step, (s0, p0, s1, p1) in enumerate(steps, start=1):

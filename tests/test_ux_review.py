@@ -1,4 +1,4 @@
-"""Issue 17, point 10 (Review invites mistakes) and the header wrap of point 11: the bulk menu starts
+"""Review that invites no mistakes, and the header wrap: the bulk menu starts
 on a no-op choice, bulk accept skips trajectories whose quality filters failed (a dropped run) and
 says how many and why, the CLI's accept follows the same rule, the default queue hides failed-filter
 trajectories with a visible count, and the built-in samples' source reads "sample".
@@ -26,7 +26,7 @@ OPEN = ["any", "all", "", "", "", "", "any", "", "", "", ""]  # the Review filte
 def _dropped(store) -> int:
     """A dropped REER run: 72 characters of thinking that failed the quality filters."""
     t = add_reer(store, "Write about rain on a tin roof.", "x" * 72, "Rain drums on the tin roof all night.")
-    store._update(t, {"filters": json.dumps({"passed": False, "reasons": ["thinking has 18 tokens (< 100)"]})})
+    store.update_trajectory(t, {"filters": json.dumps({"passed": False, "reasons": ["thinking has 18 tokens (< 100)"]})})
     return t
 
 

@@ -1,4 +1,4 @@
-"""Issue 17, point 7: one meaning per score. REER's score (clipped log-perplexity, lower is
+"""One meaning per score. REER's score (clipped log-perplexity, lower is
 better) and the R2 judge's overall score (1 to 10, higher is better) get their own review
 columns, histograms, filters, card statistics and export fields; an R2 export's final fields
 agree with the run's last judged text.
@@ -21,7 +21,7 @@ from r2_fakes import FakeLM
 from ui_helpers import client, launched, studio_app
 
 from core.data import curation
-from core.data.export import export
+from core.export import export
 from core.r2.config import R2Config
 from core.r2.jobs import r2_job, run_record
 from core.store import BadValue, open_store

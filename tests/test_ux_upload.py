@@ -1,4 +1,4 @@
-"""Issue 17, points 1 and 6: files that belong together upload in one go, and tabs show the store's state.
+"""Files that belong together upload in one go, and tabs show the store's state.
 
 Point 1: the Library imports several files (or a folder) at once; HelloBench's task file and its
 responses file, uploaded together, import with their references; the report counts new, duplicate

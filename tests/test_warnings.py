@@ -1,4 +1,4 @@
-"""No FutureWarning from our own calls (issue 17: "the terminal fills with 54 FutureWarnings").
+"""No FutureWarning from our own calls ("the terminal fills with 54 FutureWarnings").
 
 They came from passing a KV cache as `past_key_values=`, which transformers renamed to `cache=`
 (core.models.gencache.cache_kw picks the keyword the installed release takes): once per prompt

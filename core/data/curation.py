@@ -12,14 +12,14 @@ score (1..10 by default, higher is better) for R2 runs. `score_scale` says which
 `reer_score` / `judge_score` read each (None when the row is on the other scale), and listings
 carry both as `reer_score` and `judge_score`. Filters bound each scale separately.
 
-Annotators (migration m008_annotators, core.judging.annotator): every act here (accept, reject, reset,
+Annotators (migration m008_annotators, core.annotators): every act here (accept, reject, reset,
 rate, tag, untag, note, edit, revert) records who did it: the `annotator` argument, else the one set
 by `acting_as` around the call, else nobody (NULL, read "unknown"). The act is logged in
 `review_log` (`history` reads it) and the trajectory's `annotator` column holds the last one to act;
 an edit's version row holds its own. Logged in the same transaction as the act: both or neither.
 
 Does not know: how trajectories are made (core.reer.search, core.r2.loop, core.data.imports) nor export formats
-(core.data.export). Bad values raise core.store.BadValue naming the field and the fix; a missing
+(core.export). Bad values raise core.store.BadValue naming the field and the fix; a missing
 trajectory raises core.store.NotFound.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.store import TRAJECTORY_STATUSES, BadValue, Store, now
 
 RATING_RANGE = (1, 5)  # ratings are 1 (poor) .. 5 (excellent)
@@ -284,7 +284,7 @@ def rate(store: Store, traj_id: int, rating: int | None, annotator: str | None =
                 raise BadValue(f"trajectories.rating: must be an integer from {lo} to {hi}, got {rating!r}")
             store.annotate(traj_id, rating=rating)
         else:
-            store._update(traj_id, {"rating": None})
+            store.update_trajectory(traj_id, {"rating": None})
         log_act(store, traj_id, "rate", rating, annotator)
 
 
@@ -315,7 +315,7 @@ def untag(store: Store, traj_id: int, *tags: str, annotator: str | None = None) 
     drop = _clean_tags(list(tags))
     with store.transaction():
         now_tags = [t for t in store.get_trajectory(traj_id).get("tags") or [] if t not in drop]
-        store._update(traj_id, {"tags": json.dumps(now_tags)})
+        store.update_trajectory(traj_id, {"tags": json.dumps(now_tags)})
         log_act(store, traj_id, "untag", drop, annotator)
     return now_tags
 
@@ -351,7 +351,7 @@ def edit(store: Store, traj_id: int, thinking: str | None = None, answer: str | 
         store.db["versions"].insert({"trajectory_id": traj_id, "version": version, "thinking": new_thinking,
                                      "answer": new_answer, "author": author or name or "human", "note": note,
                                      "annotator": name, "created_at": now()})
-        store._update(traj_id, {})
+        store.update_trajectory(traj_id, {})
         log_act(store, traj_id, "edit", {"version": version, "note": note}, name)
     return version
 

@@ -24,7 +24,7 @@ committed and nothing of the one being written; because duplicates are found by 
 the same import again stores each of the remaining records once and counts the rest as duplicates.
 
 Does not know: how runs are made (core.reer.search, core.r2.loop), curation (core.data.curation) or export
-formats (core.data.export).
+formats (core.export).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engines' view of an input record: an Item (query, reference, optional thinking, id,
+"""Input records as the engines' Items (core/item.py: query, reference, optional thinking, id,
 category, rubric), read through core.data.records, the one reader every command shares.
 
 `score`, `reer run`, `r2 run`, training data and the studio's samples therefore accept every
@@ -13,7 +13,6 @@ Does not know: file shapes, aliases or JSON (core.data.records), the store, the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,7 @@ from core.data.records import (  # noqa: F401 - InputError and Problem are re-ex
     normalise,
     read_records,
 )
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str  # the record's id, or "<file>:<line>" when it has none
-    query: str  # the task x
-    reference: str  # the good answer y
-    thinking: str = ""  # a trajectory z, may be empty
-    category: str | None = None  # e.g. HelloBench's "argumentative_writing"
-    rubric: tuple[str, ...] = ()  # criteria a judge scores against (HelloBench checklists)
+from core.item import Item  # noqa: F401  (what read_items returns; importers of the reader take it from here too)
 
 
 def to_item(rec: Record | Problem) -> Item | Problem:

@@ -42,7 +42,7 @@ class Limits:
     def from_env(cls) -> "Limits":
         """The limits $PALIMPSEST_MAX_RECORD_MB and $PALIMPSEST_MAX_FILE_MB set (MB = 2**20 bytes; a
         fraction is allowed), else the defaults; InputError names a variable that is not a number."""
-        from core.models.lm import number_from_env
+        from core.models.env import number_from_env
 
         rec = number_from_env(RECORD_LIMIT_ENV, cls.record_bytes / MB, float, unit="MB", example="64",
                               error=InputError)

@@ -7,7 +7,7 @@ start, with an answer after it); no think tag outside an assistant turn's block 
 chat-template special token anywhere (core.format.reserved_tag). `check_record` reports a record
 train would refuse as "refused", before rendering it.
 
-Knows: a chat record ({"id", "messages": [...]} as core.data.export writes it, each assistant
+Knows: a chat record ({"id", "messages": [...]} as core.export writes it, each assistant
 turn in core.format's layout) rendered with a tokenizer's chat template must contain each
 assistant turn verbatim, and must still contain it after encoding and decoding the rendered
 text. Several templates (Qwen3, DeepSeek-R1) strip think blocks from assistant turns; others
@@ -16,7 +16,7 @@ the rendering, "mangled" when the block is there but its text changed (or tokeni
 it), "error" when the template failed to render. By default the tokenizer is the built-in
 model's (core.models.hf.builtin_model_dir()).
 
-Does not know: export formats (core.data.export) or training (the training backend).
+Does not know: export formats (core.export) or training (the training backend).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
 from core.store import Store, now
 
@@ -161,7 +161,7 @@ def resolve(store: Store, item_id: int, resolver: str | None = None, overall: fl
 
 def resolutions(store: Store, item_id: int) -> list[dict]:
     """The item's resolutions, oldest first: {resolver, overall, scores (or None), note, created_at}."""
-    with store._lock:
+    with store.reading():
         rows = list(store.db.query("SELECT resolver, overall, scores, note, created_at FROM judging_resolutions "
                                    "WHERE item_id = ? ORDER BY id", [item_id]))
     return [{**r, "scores": json.loads(r["scores"]) if r["scores"] else None} for r in rows]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from core.judging import agreement
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
 from core.store import Store
 

@@ -1,4 +1,4 @@
-"""Judgments in an export (called by core.data.export for the parquet and hf formats): every
+"""Judgments in an export (called by core.export for the parquet and hf formats): every
 annotator's judgment of the exported drafts as its own table, a reward-model pairs file, and the
 dataset card's agreement section.
 
@@ -16,7 +16,7 @@ Knows:
 - Card lines: judgments per annotator and, per queue, Krippendorff's alpha and pairwise agreement
   (core.judging.agreement.card_lines).
 
-Does not know: the export's folder handling (core.data.export writes into its temporary folder and
+Does not know: the export's folder handling (core.export writes into its temporary folder and
 swaps it in) or its other formats.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def covered_refs(store: Store, trajectory_ids: set[int]):
 
 def exported_items(store: Store, trajectory_ids: set[int] | None = None) -> list[dict]:
     """Queue items (with their queue) whose draft is in the export; every item when ids is None."""
-    with store._lock:
+    with store.reading():
         rows = list(store.db.query("SELECT * FROM judging_items ORDER BY queue, id"))
     if trajectory_ids is None:
         return rows
@@ -70,7 +70,7 @@ def judgment_rows(store: Store, trajectory_ids: set[int] | None = None) -> list[
     items = {r["id"]: r for r in exported_items(store, trajectory_ids)}
     if not items:
         return []
-    with store._lock:
+    with store.reading():
         rows = list(store.db.query("SELECT * FROM judging_judgments ORDER BY queue, item_id, id"))
     return [{"queue": j["queue"], "item_id": j["item_id"], "ref": items[j["item_id"]]["ref"],
              "prompt_id": items[j["item_id"]]["prompt_id"], "annotator": j["annotator"], "role": j["role"],
@@ -82,7 +82,7 @@ def rm_pairs(store: Store, trajectory_ids: set[int] | None = None, min_raters: i
     """Reward-model pairs the people agreed on (see the module docstring)."""
     items = exported_items(store, trajectory_ids)
     scores: dict[int, list[float]] = {}
-    with store._lock:
+    with store.reading():
         for item_id, overall in store.db.execute("SELECT item_id, overall FROM judging_judgments WHERE role = 'person' "
                                                  "AND overall IS NOT NULL"):
             scores.setdefault(item_id, []).append(float(overall))

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
 from core.store import Store, now
 

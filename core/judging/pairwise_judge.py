@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import pairwise as pw
 from core.judging import queue as jq
 from core.store import Store, now
@@ -66,7 +66,7 @@ def model_choice(lm, query: str, first: str, second: str, criterion: str) -> str
 def record_model_pair(store: Store, item_id: int, model: str, prefer: str, answers: dict) -> int:
     """Save (or replace) a model judge's choice of a pair as annotator `model` ("model:<spec>")."""
     if not who.is_model(model):
-        raise jq.JudgingError(f"model judge {model!r}: name it model:<spec> (core.judging.annotator.model_name)")
+        raise jq.JudgingError(f"model judge {model!r}: name it model:<spec> (core.annotators.model_name)")
     with store.transaction():
         item = jq.get_item(store, item_id)
         store.db.execute("DELETE FROM judging_judgments WHERE item_id = ? AND annotator = ?", [item_id, model])

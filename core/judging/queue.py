@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.store import NotFound, Store, StoreError, now
 
 DEFAULT_OVERLAP = 2  # people per item unless the queue says otherwise
@@ -87,12 +87,12 @@ def _queue_row(store: Store, name: str) -> dict:
 
 def get_queue(store: Store, name: str) -> dict:
     """The queue's row: name, rubric (list), overlap, low, high, task_timeout_s, created_by, created_at."""
-    with store._lock:
+    with store.reading():
         return _queue_row(store, name)
 
 
 def list_queues(store: Store) -> list[dict]:
-    with store._lock:
+    with store.reading():
         names = [r["name"] for r in store.db.query("SELECT name FROM judging_queues ORDER BY created_at, name")]
         return [_queue_row(store, n) for n in names]
 
@@ -205,12 +205,12 @@ def add_items(store: Store, queue: str, refs: Sequence[str | int], added_by: str
 def items(store: Store, queue: str) -> list[dict]:
     """The queue's items in order: id, ref, prompt_id, query, thinking, text, added_by, added_at."""
     get_queue(store, queue)
-    with store._lock:
+    with store.reading():
         return list(store.db.query("SELECT * FROM judging_items WHERE queue = ? ORDER BY id", [queue]))
 
 
 def get_item(store: Store, item_id: int) -> dict:
-    with store._lock:
+    with store.reading():
         row = next(store.db.query("SELECT * FROM judging_items WHERE id = ?", [item_id]), None)
     if row is None:
         raise NotFound(f"judging item {item_id!r} does not exist; see `palimpsest judge status QUEUE --items`")
@@ -360,7 +360,7 @@ def record_model_judgment(store: Store, item_id: int, model: str, scores: dict, 
     """Save (or replace) a model judge's judgment of an item as annotator `model` ("model:<spec>");
     overall None keeps an unparsed reply on record (its note says why). Never counts towards k."""
     if not who.is_model(model):
-        raise JudgingError(f"model judge {model!r}: name it model:<spec> (core.judging.annotator.model_name)")
+        raise JudgingError(f"model judge {model!r}: name it model:<spec> (core.annotators.model_name)")
     with store.transaction():
         item = get_item(store, item_id)
         q = _queue_row(store, item["queue"])
@@ -383,7 +383,7 @@ def scores_visible(store: Store, item_id: int, annotator: str) -> bool:
     name = who.resolve(annotator)
     if name is None:
         return False
-    with store._lock:
+    with store.reading():
         return bool(store.db["judging_judgments"].count_where("item_id = ? AND annotator = ?", [item_id, name]))
 
 
@@ -392,7 +392,7 @@ def judged_items(store: Store, queue: str, viewer: str | None) -> set[int]:
     name = who.resolve(viewer)
     if name is None:
         return set()
-    with store._lock:
+    with store.reading():
         return {r["item_id"] for r in store.db.query(
             "SELECT item_id FROM judging_judgments WHERE queue = ? AND annotator = ?", [queue, name])}
 
@@ -407,7 +407,7 @@ def judgments(store: Store, item_id: int, viewer: str | None = None, as_lead: bo
     get_item(store, item_id)
     if not as_lead and not scores_visible(store, item_id, viewer or ""):
         raise ScoresHidden(f"item {item_id}: submit your own judgment first; others' scores stay hidden until then")
-    with store._lock:
+    with store.reading():
         rows = list(store.db.query("SELECT * FROM judging_judgments WHERE item_id = ? ORDER BY id", [item_id]))
     return [_decoded(r) for r in rows]
 
@@ -416,7 +416,7 @@ def queue_judgments(store: Store, queue: str, role: str | None = "person") -> li
     """Every judgment in the queue (of `role`, or all when None), in item then id order."""
     get_queue(store, queue)
     sql = "SELECT * FROM judging_judgments WHERE queue = ?" + (" AND role = ?" if role else "") + " ORDER BY item_id, id"
-    with store._lock:
+    with store.reading():
         return [_decoded(r) for r in store.db.query(sql, [queue] + ([role] if role else []))]
 
 
@@ -425,7 +425,7 @@ def progress(store: Store, queue: str, now_s: float | None = None) -> dict:
     open_tasks (live), percent, annotators: {name: {judged, open}}, models: {name: judged}}."""
     q = get_queue(store, queue)
     t = time.time() if now_s is None else now_s
-    with store._lock:
+    with store.reading():
         n_items = store.db["judging_items"].count_where("queue = ?", [queue])
         per_item = store.db.execute(
             "SELECT i.id, (SELECT count(*) FROM judging_judgments j WHERE j.item_id = i.id AND j.role = 'person') "

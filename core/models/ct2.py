@@ -2,7 +2,7 @@
 
 Knows: the engine names (`ENGINES`; "auto" picks by measurement, docs/speed.md), reading the
 `engine` setting ($PALIMPSEST_ENGINE), converting a local Hugging Face folder once into a
-CTranslate2 folder under `core.models.lm.cache_dir()` (atomic: a killed conversion leaves
+CTranslate2 folder under `core.models.env.cache_dir()` (atomic: a killed conversion leaves
 nothing half-written), and `CT2LM`, an LM whose `generate` runs in CTranslate2 (int8 or fp32
 weights, C++ decode loop) while everything else (chat template, token counts, scoring)
 delegates to the `HFLM` it wraps, so scores stay the reference fp32 ones.
@@ -27,16 +27,16 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from core.models.env import cache_dir
 from core.models.lm import (
+    ContextTooLong,
     FINISH_LENGTH,
     FINISH_STOP,
-    ContextTooLong,
     Generation,
     GenerationConfig,
     GenerationStopped,
     LMError,
     TokenProgress,
-    cache_dir,
     cut_at_stop,
     raise_if_stopped,
     stop_check,
@@ -115,10 +115,9 @@ def engines_of(lm) -> dict:
     gen = getattr(lm, "engine", None)
     if gen is None:
         precision = getattr(lm, "gen_precision", None)
-        # the backend's own kind, not a subclass's name (a test double or wrapper of it records the same)
-        names = [c.__name__ for c in type(lm).__mro__ if c is not object]
-        known = {"ScriptedLM": "scripted", "OpenAILM": "server"}
-        other = next((known[n] for n in names if n in known), names[-1])
+        # the backend it says it is (core.models.load.BACKENDS; a test double of one records the same)
+        backend = getattr(lm, "backend", None)
+        other = backend if backend in ("scripted", "server") else [c for c in type(lm).__mro__ if c is not object][-1].__name__
         gen = {"bf16": "hf-bf16", "fp32": "hf"}.get(precision, other)
     return {"generate": gen, "score": getattr(lm, "score_engine", "hf" if hasattr(lm, "gen_precision") else gen)}
 

@@ -24,7 +24,7 @@ see core.models.server). `EndpointPool` spreads requests over them:
 
 The API key per endpoint: $PALIMPSEST_API_KEY_<HOST>_<PORT> (host upper-cased, every character
 other than A-Z and 0-9 replaced by `_`: http://gpu-1.lan:8000 reads PALIMPSEST_API_KEY_GPU_1_LAN_8000),
-else $PALIMPSEST_API_KEY, else $OPENAI_API_KEY. Issue 16's rule holds per endpoint: when the
+else $PALIMPSEST_API_KEY, else $OPENAI_API_KEY. The key's rule holds per endpoint: when the
 caller passes `key_hosts` (the studio: the hosts its starter named), an endpoint whose (host, port)
 is not among them is called without a key; the header is never carried over a redirect.
 
@@ -50,7 +50,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from core.models.lm import ContextTooLong, LMError, number_from_env, server_host
+from core.models.env import number_from_env
+from core.models.lm import ContextTooLong, LMError
+from core.models.urls import server_host
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,12 @@ from typing import Literal, Sequence
 import torch
 
 from core.models.gencache import PrefixCache, cache_kw
+from core.models.env import cache_dir
 from core.models.lm import (
     BUILTIN_ALIAS,
+    ContextTooLong,
     FINISH_LENGTH,
     FINISH_STOP,
-    ContextTooLong,
     Generation,
     GenerationConfig,
     GenerationStopped,
@@ -44,7 +45,6 @@ from core.models.lm import (
     ScoreRequest,
     TokenLogprobs,
     TokenProgress,
-    cache_dir,
     cut_at_stop,
     raise_if_stopped,
     stop_check,
@@ -238,6 +238,8 @@ class StreamTokens:
 
 class HFLM:
     """A local causal LM; fp32 weights, with a bf16 twin made on demand for fast scoring."""
+
+    backend = "hf"  # core.models.load.BACKENDS
 
     def __init__(self, model, tokenizer, name: str, device: str):
         self.model = model.eval()

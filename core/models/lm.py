@@ -1,4 +1,5 @@
-"""The language-model protocol every part of Palimpsest talks to, and `load_lm(spec)`.
+"""The language-model protocol every part of Palimpsest talks to. It imports no backend: loading a
+spec is core.models.load's job (a table of backends, imported lazily).
 
 An LM does two things: score continuations given contexts (log-probs of the continuation's
 tokens), and generate chat replies. Two backends implement it: `core.models.hf.HFLM` (a local
@@ -36,21 +37,20 @@ Edge cases, pinned once (as lm-evaluation-harness does):
   as it likes (the sink throttles); a backend that cannot calls it once with the finished texts.
   Partial texts are for display only: nothing stores them.
 
-Specs `load_lm` knows: the built-in alias, a local folder or hub id (`core.models.hf`), a server
-URL (`core.models.server`), and `scripted:[options]`, a deterministic fake model for tests and
-demos (`core.models.scripted`). Loading each spec once per process is `core.models.shelf`'s job.
+Specs `core.models.load.load_lm` knows: the built-in alias, a local folder or hub id
+(`core.models.hf`), a server URL (`core.models.server`), and `scripted:[options]`, a deterministic
+fake model for tests and demos (`core.models.scripted`). Each backend names itself by its `backend`
+attribute (BACKENDS' keys), so nobody tells backends apart by class name. Loading each spec once per
+process is `core.models.shelf`'s job.
 
 What this module does not know: templates for REER (see `core.models.scoring`), prompts, storage.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import urllib.parse
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import (
     Callable,
     Iterator,
@@ -142,6 +142,7 @@ class LM(Protocol):
     """What every backend provides. Keep it small."""
 
     name: str  # the spec it was loaded from, for records
+    backend: str  # which backend it is: "hf", "server" or "scripted" (core.models.load.BACKENDS)
     max_length: int  # tokens the model can attend to at once
     has_fast_path: bool  # a bf16 scoring pass is worth trying (ScoringConfig.precision "auto")
 
@@ -270,66 +271,9 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
-def number_from_env(name: str, default: float, kind: type = float, minimum: float = 0, *, unit: str,
-                    example: str, error: type[LMError] = LMError) -> float:
-    """$name as a number of `kind` of at least `minimum` (above 0 when minimum is 0), else `default`;
-    `error` names the variable, the value and an example when it is not."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        whole = "whole " if kind is int else ""
-        raise error(f"{name}={raw!r}: give a {whole}number of {unit}, e.g. {example}") from None
-    if value < minimum or (minimum == 0 and value <= 0):
-        least = "above 0" if minimum == 0 else f"at least {minimum:g}"
-        raise error(f"{name}={raw!r}: the number of {unit} must be {least}")
-    return value
-
-
-def cache_dir() -> Path:
-    """Where converted models are cached: $PALIMPSEST_CACHE, else ~/.cache/palimpsest."""
-    root = os.environ.get("PALIMPSEST_CACHE") or Path.home() / ".cache" / "palimpsest"
-    return Path(root)
-
-
 def stop_reason(text: str, stop: Sequence[str], default: str) -> str:
     """FINISH_STOP when `text` contains a stop string (generation ended there), else `default`."""
     return FINISH_STOP if any(s and s in text for s in stop) else default
-
-
-def is_server_spec(spec: str) -> bool:
-    """Specs that name an OpenAI-compatible server: http(s)://host[:port]/v1[#model]."""
-    return spec.startswith(("http://", "https://", "openai:"))
-
-
-def server_host(spec: str) -> tuple[str, int] | None:
-    """(host, port) a server spec's requests go to (the port from the scheme when not given; the
-    host in lower case) of its first URL; None when `spec` is not a server URL or its host is
-    unreadable. The API key follows these pairs (core.models.shelf.ModelPolicy.key_hosts, which
-    takes every replica's: `server_hosts`)."""
-    url = spec.strip()
-    if url.startswith("openai:"):
-        url = url[len("openai:"):].strip()
-    parts = urllib.parse.urlsplit(url.partition("#")[0].split(",")[0])
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
-
-
-def server_hosts(spec: str) -> list[tuple[str, int]]:
-    """(host, port) of every URL in a server spec (several replicas: a comma list before '#');
-    unreadable ones are left out."""
-    head = spec.strip()
-    if head.startswith("openai:"):
-        head = head[len("openai:"):].strip()
-    head = head.partition("#")[0]
-    return [h for h in (server_host(u) for u in head.split(",") if u.strip()) if h is not None]
 
 
 def require(lm: "LM", needs: set[str], what: str) -> None:
@@ -347,32 +291,3 @@ def details(lm: "LM") -> dict:
     window and tokenizer: core.models.server.OpenAILM.describe); {} for the others."""
     describe = getattr(lm, "describe", None)
     return describe() if callable(describe) else {}
-
-
-def is_scripted_spec(spec: str) -> bool:
-    """Specs that name the scripted fake model: `scripted:` plus options."""
-    return spec.startswith("scripted:") or spec == "scripted"
-
-
-def load_lm(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None, *,
-            key_hosts: frozenset | None = None) -> LM:
-    """Load a model by spec: the built-in alias, a local path, a hub id, a server URL, or
-    `scripted:[options]` (the deterministic fake, core.models.scripted). Every call loads anew:
-    core.models.shelf keeps one copy per spec. `key_hosts` (server URLs only): the (host, port)
-    pairs the API key may be sent to; None sends it to the spec's own server (a spec typed on
-    the command line).
-
-    Raises ModelNotFound with a message naming the spec and what to do.
-    """
-    spec = (spec or DEFAULT_MODEL).strip()
-    if is_scripted_spec(spec):
-        from core.models.scripted import ScriptedLM
-
-        return ScriptedLM.from_spec(spec)
-    if is_server_spec(spec):
-        from core.models.server import OpenAILM
-
-        return OpenAILM.from_spec(spec, key_hosts=key_hosts)
-    from core.models.hf import HFLM
-
-    return HFLM.from_spec(spec, dtype=dtype, device=device)

@@ -9,7 +9,7 @@ core.format, the one module that spells the think block:
 - `train` (default): the model's chat template with user = x, then the assistant turn exactly as
   exported and trained, `<think>\n{z}\n</think>\n{y}`.
 - `chat`: the same with y wrapped in answer tags, `<think>\n{z}\n</think>\n<answer>\n{y}`
-  (the layout REER runs were stored with before issue 15; see docs/assistant-turn.md).
+  (the layout REER runs were stored with before the assistant-turn contract; see docs/assistant-turn.md).
   Under both, the header, each segment of z (led by its "\n\n" separator) and the bridge
   (`\n</think>\n`, plus `<answer>\n` under `chat`) are separate pieces, tokenized one by one
   (see core.models.lm), so y's first token never merges with the text before it and

@@ -161,6 +161,8 @@ def _number(x: float) -> str:
 class ScriptedLM:
     """The deterministic fake model (module docstring). Thread-safe."""
 
+    backend = "scripted"  # core.models.load.BACKENDS
+
     def __init__(self, seed: int = 0, judge: float | None = None, delay: float = 0.0, rules: Sequence[Rule] = (),
                  max_length: int = DEFAULT_MAX_LENGTH, name: str = PREFIX):
         self.name = name  # the spec, for records

@@ -139,6 +139,8 @@ class OpenAILM:
     """A model behind one or more OpenAI-compatible servers; one instance per spec, safe to call
     from many threads at once."""
 
+    backend = "server"  # core.models.load.BACKENDS
+
     def __init__(self, spec: ServerSpec, model: str, *, name: str, pool: EndpointPool,
                  max_length: int = DEFAULT_MAX_LENGTH, dialect: Dialect | None = None,
                  tokenizer: str | None = None, client_tokenizer: Any = None):

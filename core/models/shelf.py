@@ -1,6 +1,6 @@
 """The model shelf: every model a process uses, loaded once per spec and shared.
 
-Knows: loading a spec lazily through `core.models.lm.load_lm` (or a loader given to it), keyed
+Knows: loading a spec lazily through `core.models.load.load_lm` (or a loader given to it), keyed
 by (spec, dtype, device); one load per key even when threads ask at once (a lock per key, so
 loading one model never blocks handing out another); a bound on how many models stay loaded,
 evicting the least recently used one (`PALIMPSEST_MAX_MODELS`, default 3; a model still in use
@@ -25,15 +25,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.models.lm import (
-    DEFAULT_MODEL,
-    LM,
-    LMError,
-    is_server_spec,
-    load_lm,
-    number_from_env,
-    server_hosts,
-)
+from core.models.env import number_from_env
+from core.models.lm import DEFAULT_MODEL, LM, LMError
+from core.models.load import load_lm, load_with_engine
+from core.models.urls import is_server_spec, server_hosts
 
 MAX_MODELS_ENV = "PALIMPSEST_MAX_MODELS"
 DEFAULT_MAX_MODELS = 3  # models kept loaded at once per process (the app's, a judge, one more)
@@ -79,7 +74,7 @@ class ModelShelf:
             key_hosts: frozenset | None = None) -> LM:
         """The model for `spec`, loaded now if it is not on the shelf. A failed load is not kept:
         the error reaches the caller and the next call tries again. `key_hosts` (server specs):
-        where the API key may go (core.models.lm.load_lm); a server loaded under other key hosts
+        where the API key may go (core.models.load.load_lm); a server loaded under other key hosts
         is another shelf entry, so one app's key never rides on a model another app loaded."""
         key = (normal_spec(spec), dtype, device) + (() if key_hosts is None else (key_hosts,))
         extra = {} if key_hosts is None else {"key_hosts": key_hosts}
@@ -128,18 +123,6 @@ class ModelShelf:
         self._models.move_to_end(key)
         while len(self._models) > self.capacity:
             self._models.popitem(last=False)
-
-
-def load_with_engine(spec: str, dtype: str = "float32", device: str | None = None, **kw) -> LM:
-    """`load_lm`, then a local model set up to generate with the `engine` setting
-    ($PALIMPSEST_ENGINE, core.models.ct2; scoring stays the local model's own)."""
-    from core.models.ct2 import engine_from_env, with_engine
-
-    engine = engine_from_env()  # a bad setting fails before the slow load
-    lm = load_lm(spec, dtype=dtype, device=device, **kw)
-    if type(lm).__name__ == "HFLM" and (device or "cpu") == "cpu" and getattr(lm, "device", "cpu") == "cpu":
-        return with_engine(lm, engine)
-    return lm
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
-from core.data.items import Item
+from core.item import Item
 from core.models.lm import LM, require
 from core.r2.config import R2Config
 from core.r2.judge import BadJudgment, Judgment

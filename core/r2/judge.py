@@ -89,7 +89,7 @@ class Judgment:
     changes: tuple = ()  # an override: ({"field", "before", "after"}, ...) for each edited field
     note: str = ""  # free text from a person (who, why)
     method: str = "generate"  # a model judge's scores: read from its reply, or "logprob" (expected values)
-    annotator: str | None = None  # the person who judged or overrode (core.judging.annotator); None: unknown / a model
+    annotator: str | None = None  # the person who judged or overrode (core.annotators); None: unknown / a model
 
     def to_dict(self) -> dict:
         return {"scores": dict(self.scores), "overall": self.overall, "critique": self.critique,
@@ -153,8 +153,8 @@ def _num(x: float) -> float | int:
 # ---- people -----------------------------------------------------------------------------------
 
 def _who(annotator: str | None) -> str | None:
-    """The annotator given, else the one set by core.judging.annotator.acting_as, else None."""
-    from core.judging.annotator import resolve
+    """The annotator given, else the one set by core.annotators.acting_as, else None."""
+    from core.annotators import resolve
 
     return resolve(annotator)
 

@@ -1,4 +1,4 @@
-"""The R2 writer-judge loop (DESIGN.md, "R2, precisely") as a generator of typed events.
+"""The R2 writer-judge loop (docs/design.md, "R2, precisely") as a generator of typed events.
 
 The writer plans and drafts; the judge (a model, a person, or a model a person may overrule)
 scores the current draft against the rubric and critiques it; the writer restates the

@@ -1,4 +1,4 @@
-"""The process reward of one R2 reflection (DESIGN.md, "R2, precisely", step 5), by component.
+"""The process reward of one R2 reflection (docs/design.md, "R2, precisely", step 5), by component.
 
 Knows four components, each a plain number so it can be audited and exported as a step label:
 - improvement: the judged overall score after the revision this reflection led to, minus the

@@ -155,7 +155,7 @@ def record_from_events(events: Sequence[ev.Event]) -> dict:
 def trajectory_filters(rec: dict) -> dict:
     """{"passed", "reasons"} of an R2 record: it needs a clean final draft (core.quality.leftovers:
     no template marker, leaked instruction or cut ending) and at least one reflection (a first
-    draft already at the threshold teaches little: DESIGN.md's difficulty filter)."""
+    draft already at the threshold teaches little: docs/design.md, R2 step 6)."""
     reasons = []
     if not rec["final"]:
         reasons.append("no final draft")

@@ -1,6 +1,6 @@
 """REER's settings: one frozen dataclass, stored with every run (its `settings` column).
 
-Defaults follow the authors' released configuration (DESIGN.md, "REER, precisely")."""
+Defaults follow the authors' released configuration (docs/design.md, "REER, precisely")."""
 from __future__ import annotations
 
 import dataclasses

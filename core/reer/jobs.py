@@ -4,7 +4,7 @@
 same settings and model (or creates one), and drives `core.reer.search.reer_search` on it through
 the shared machinery (core.runs.driver.drive): under the run's lease (a second driver gets
 `core.runs.lease.RunBusy`), resumed from the stored history, each event appended to the store
-before it is passed on, and the trajectory saved when `RunFinished` is stored. A kill at any
+before it is passed on, and the trajectory saved when `ReerFinished` is stored. A kill at any
 point leaves the store consistent; calling `reer_job` again continues. `run_record` and
 `save_trajectory` rebuild a stored run's record and trajectory row from its events.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from core import events as ev
-from core.data.items import Item
+from core.item import Item
 from core.models.lm import LM, LMError, require
 from core.reer.config import ReerConfig
 from core.reer.search import Controls, reer_search
@@ -30,7 +30,7 @@ from core.runs.engine import Engine
 from core.runs.lease import LEASE_TTL_S
 from core.store import Store
 
-REER = Engine(kind="reer", finish=ev.RunFinished, record=record_from_events, trajectory=trajectory_fields)
+REER = Engine(kind="reer", finish=ev.ReerFinished, record=record_from_events, trajectory=trajectory_fields)
 
 
 def check_scorer(scorer: LM, cfg: ReerConfig) -> None:

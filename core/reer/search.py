@@ -1,4 +1,4 @@
-"""The REER search (DESIGN.md, "REER, precisely") as a generator of typed events.
+"""The REER search (docs/design.md, "REER, precisely") as a generator of typed events.
 
 Two models may share the work, as in the authors' code: `lm` writes (the draft and the rewrites)
 and `scorer` (default: `lm`) scores every (x, z, y): the draft, each candidate, a person's edit,
@@ -101,7 +101,7 @@ class Controls(ControlsBase):
 
     def edit(self, segment: int, text: str, annotator: str | None = None, shown: Shown | None = None) -> None:
         """Replace a segment with a person's text; it is rescored at once. `annotator`: who (default:
-        core.judging.annotator's current person, read now, in the caller's thread). `shown`: the
+        core.annotators's current person, read now, in the caller's thread). `shown`: the
         segment as the person saw it (its text_hash); the edit is refused if the segment changed since."""
         with self._lock:
             self._editing = segment
@@ -346,7 +346,7 @@ def reer_search(lm: LM, run_id: str, item_id: str, query: str, reference: str,
     meter = ProgressMeter(run_id, controls.report, offset_s=state.active_seconds())
     try:
         if not state.started:
-            yield ev.RunStarted(run_id, item_id=item_id, query=query, reference=answer,
+            yield ev.ReerStarted(run_id, item_id=item_id, query=query, reference=answer,
                                 settings={**cfg.as_dict(), "engines": {"generate": engines_of(lm)["generate"],
                                                                        "score": engines_of(sc)["score"]},
                                           "scoring": dict(zip(("precision", "why"),
@@ -527,12 +527,12 @@ def _decide(state, run_id, step, i, action, by, chosen, text, s, annotator=None)
     return event
 
 
-def _finish(lm, state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.RunFinished:
+def _finish(lm, state, run_id, reason, segs, s, answer, cfg, extra_reasons=()) -> ev.ReerFinished:
     thinking = join_segments(list(segs))
     filters = (check(thinking, list(segs), answer, cfg.quality, count_tokens=lm.count_tokens) if segs
                else {"passed": False, "reasons": []})
     reasons = list(extra_reasons) + [r for r in filters["reasons"] if r not in extra_reasons]
-    event = ev.RunFinished(run_id, reason=reason, thinking=thinking, segments=tuple(segs), score=s,
+    event = ev.ReerFinished(run_id, reason=reason, thinking=thinking, segments=tuple(segs), score=s,
                            filters={"passed": filters["passed"] and not extra_reasons, "reasons": reasons},
                            seconds=state.active_seconds())
     state.apply(event)

@@ -18,9 +18,9 @@ from core.runs.engine import Replayed
 
 @dataclass
 class ReerState(Replayed):
-    started: bool = False  # RunStarted seen
-    finished: bool = False  # RunFinished seen
-    run: ev.RunStarted | None = None
+    started: bool = False  # ReerStarted seen
+    finished: bool = False  # ReerFinished seen
+    run: ev.ReerStarted | None = None
     draft: ev.InitialDraft | None = None
     segments: list[str] | None = None  # current trajectory
     score: dict | None = None  # current Score.as_dict()
@@ -29,7 +29,7 @@ class ReerState(Replayed):
 
     def apply(self, event: ev.Event) -> None:
         self.events.append(event)
-        if isinstance(event, ev.RunStarted):
+        if isinstance(event, ev.ReerStarted):
             self.started, self.run = True, event
         elif isinstance(event, ev.InitialDraft):
             self.draft, self.segments, self.score = event, list(event.segments), event.score
@@ -37,7 +37,7 @@ class ReerState(Replayed):
             self.segments, self.score = list(event.segments), event.score
             if event.action != "edit":
                 self.steps_done += 1
-        elif isinstance(event, ev.RunFinished):
+        elif isinstance(event, ev.ReerFinished):
             self.finished = True
 
     def pending_step(self, step: int, segment: int, k: int) -> dict | None:
@@ -78,7 +78,7 @@ class ReerState(Replayed):
         """Time spent drafting and expanding: sum of draft and per-step durations (pauses excluded)."""
         total, opened = 0.0, None
         for e in self.events:
-            if isinstance(e, (ev.RunStarted, ev.SegmentStarted)):
+            if isinstance(e, (ev.ReerStarted, ev.SegmentStarted)):
                 opened = e.t
             elif isinstance(e, (ev.InitialDraft, ev.SegmentDecided)) and opened is not None:
                 total += max(0.0, e.t - opened)
@@ -90,7 +90,7 @@ def record_from_events(events: Sequence[ev.Event]) -> dict:
     """The output record of one run (fields of `palimpsest reer run`'s JSON lines)."""
     state = ReerState.from_events(events)
     run, draft = state.run, state.draft
-    fin = next((e for e in reversed(events) if isinstance(e, ev.RunFinished)), None)
+    fin = next((e for e in reversed(events) if isinstance(e, ev.ReerFinished)), None)
     steps: dict[int, dict] = {}
     texts: dict[tuple[int, int], dict] = {}
     draft_seconds = 0.0

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Literal, Sequence
 
 from core import events as ev
-from core.data.items import Item
+from core.item import Item
 from core.runs.driver import open_run_for
 from core.runs.engine import Engine
 from core.runs.lease import RunBusy

@@ -14,7 +14,7 @@ what a person has asked that the engine has not yet done ("stopping", "pausing")
 Stop are acknowledged at once.
 
 A person's command carries who asked (`person`: the annotator given, else the one the caller's
-thread acts as, core.judging.annotator), read when it is queued, since the engine's thread runs
+thread acts as, core.annotators), read when it is queued, since the engine's thread runs
 as nobody; the engine records it on the event the command makes.
 
 A person's decision also names WHAT they saw (`Shown`: the run, step, segment, candidate index,
@@ -101,10 +101,10 @@ class ControlsBase:
 
     @staticmethod
     def person(annotator: str | None = None) -> str | None:
-        """Who asks for a command: `annotator` (checked), else core.judging.annotator's current person
+        """Who asks for a command: `annotator` (checked), else core.annotators's current person
         (set by the caller's `acting_as`, read in the caller's thread: the engine's thread has none),
         else None. The engine records it on the event the command makes."""
-        from core.judging.annotator import resolve
+        from core.annotators import resolve
 
         return resolve(annotator)
 

@@ -1,6 +1,6 @@
 """DPO in the included backend: TRL's DPOTrainer on an `export --format dpo` file, evaluated before and after.
 
-Knows: reading and checking preference pairs (core.data.pairs' records, or any JSONL of
+Knows: reading and checking preference pairs (core.pairs' records, or any JSONL of
 prompt/chosen/rejected in TRL's conversational or standard layout); the held-out split, by prompt
 when the pairs have two prompts or more (a REER run's step pairs share one prompt: holding out
 pairs of a prompt trained on would flatter the score); `train_dpo`, which runs DPOTrainer (TRL's
@@ -15,7 +15,7 @@ underneath, so `accelerate launch` works unchanged) inside core.train.trainer's 
   definition; `prefers_chosen` (share of pairs the model itself gives the chosen answer the
   higher log-probability) is meaningful before and after.
 
-Does not know: how pairs are made (core.data.pairs), the studio, the SFT data reader.
+Does not know: how pairs are made (core.pairs), the studio, the SFT data reader.
 """
 from __future__ import annotations
 

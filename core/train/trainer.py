@@ -37,7 +37,8 @@ from typing import Callable, Iterator, Sequence
 
 from core import events as ev
 from core.format import turn_head
-from core.models.lm import DEFAULT_MODEL, LMError, is_server_spec
+from core.models.lm import DEFAULT_MODEL, LMError
+from core.models.urls import is_server_spec
 from core.settings import SettingError, checking, invalid, loading, setting, validate
 from core.train.checkpoints import atomic, clear_incomplete, newest_complete
 from core.train.data import (
@@ -413,7 +414,7 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if main:
-        from core.models.lm import load_lm
+        from core.models.load import load_lm
 
         trained_lm = load_lm(str(out), dtype=cfg.dtype, device=str(state.device))  # the saved folder, as users load it
         after = evaluate(trained_lm, prep.held_out)

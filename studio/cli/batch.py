@@ -24,6 +24,8 @@ import sys
 import threading
 from typing import Callable, Iterator, Sequence
 
+from studio.cli.common import CLIError
+
 INPUT_HELP = ("any file `import` reads: JSONL/JSON/CSV/Parquet with query/reference or an alias (q/ref, "
               "instruction/output, prompt/completion, ...), optional thinking; a HelloBench task file or folder")
 
@@ -33,7 +35,6 @@ def read_items(path: str, limit: int | None):
     CLIError when nothing is usable or --limit is below 1."""
     from core.data.items import InputError
     from core.data.items import read_items as read
-    from studio.cli.main import CLIError
 
     if limit is not None and limit < 1:
         raise CLIError(f"--limit {limit}: must be at least 1")
@@ -54,7 +55,6 @@ def open_store(db: str):
     """The store at --db, or CLIError saying why not."""
     from core.store import StoreError
     from core.store import open_store as open_
-    from studio.cli.main import CLIError
 
     try:
         return open_(db)
@@ -71,9 +71,9 @@ SERVER_CONCURRENCY = 16  # the default for server specs: enough to keep a vLLM r
 def concurrency_for(value: int | None, specs: Sequence[str]) -> int:
     """--concurrency as given, else the default for these model specs (module docstring). A local
     model with more than 1 is allowed (correct, no faster) and warned about once. CLIError out of range."""
-    from core.models.lm import is_scripted_spec, is_server_spec
+    from core.models.load import is_scripted_spec
+    from core.models.urls import is_server_spec
     from core.runs.batch import MAX_CONCURRENCY
-    from studio.cli.main import CLIError
 
     if value is None:
         return SERVER_CONCURRENCY if all(is_server_spec(s) for s in specs) else 1
@@ -101,7 +101,6 @@ def run_batch(command: str, items: Sequence, start: Callable[[Callable], Iterato
 
     from core.outputs import OutputFile
     from core.store import StoreBusy
-    from studio.cli.main import CLIError
 
     show = sys.stderr.isatty() or progress
     bar = tqdm(total=len(items), desc=command, unit="item", file=sys.stderr, disable=not show)
@@ -176,8 +175,8 @@ def join_specs(specs: list[str] | None, flag: str) -> str:
     itself when given once, and server replicas joined into one comma list
     (`URL,URL#model`, core.models.server) when given several times. Several values that are not all
     server URLs cannot be replicas of one model: CLIError naming the flag."""
-    from core.models.lm import DEFAULT_MODEL, is_server_spec
-    from studio.cli.main import CLIError
+    from core.models.lm import DEFAULT_MODEL
+    from core.models.urls import is_server_spec
 
     values = [s.strip() for s in (specs or []) if s and s.strip()]
     if not values:

@@ -1,8 +1,8 @@
 """`palimpsest import`, `palimpsest review ...` and `palimpsest export`: the library from the shell.
 
-Thin: parses arguments, calls core.data.imports, core.data.curation and core.data.export, prints. Registered by
+Thin: parses arguments, calls core.data.imports, core.data.curation and core.export, prints. Registered by
 studio.cli.main.build_parser through `add_commands`. A user error is one line on stderr and exit
-status 2 (studio.cli.main.main prints CLIError); bad records of an import are listed one per line
+status 2 (studio.cli.main.main prints studio.cli.common.CLIError); bad records of an import are listed one per line
 (file:line field: reason) and the good ones are still imported.
 """
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+from studio.cli.common import DB_HELP, CLIError
 
 
 @contextmanager
@@ -40,7 +42,7 @@ def _store(path: str, error: type[Exception]):
 def cmd_import(args) -> int:
     from core.data.imports import import_files
 
-    with _store(args.db, args.error) as store:
+    with _store(args.db, CLIError) as store:
         report = import_files(store, args.files, format=args.format)
     for p in report.problems:
         print(f"skipped {p}", file=sys.stderr)
@@ -49,10 +51,10 @@ def cmd_import(args) -> int:
               f"{c.duplicates} duplicate(s); {c.skipped} skipped", file=sys.stderr)
     print(report.summary() + f" into {args.db}")
     if report.total("read") == 0 and report.problems:
-        raise args.error(f"nothing imported: every record or file was rejected ({len(report.problems)} problem(s) above)")
+        raise CLIError(f"nothing imported: every record or file was rejected ({len(report.problems)} problem(s) above)")
     stopped = [path for path, c in report.files.items() if c.stopped]
     if stopped:  # the good records before the problem are stored; a rerun counts them as duplicates
-        raise args.error(f"{', '.join(stopped)}: reading stopped at the problem above, so the rest of the file is "
+        raise CLIError(f"{', '.join(stopped)}: reading stopped at the problem above, so the rest of the file is "
                          "not imported; fix the file and import it again (what is stored counts as duplicates)")
     return 0
 
@@ -66,13 +68,13 @@ def _short(text: str, n: int = 60) -> str:
 
 def cmd_review(args) -> int:
     from core.data import curation as cur
-    from core.judging import annotator as who
+    from core import annotators as who
 
     try:  # every act below records who did it (--annotator, default the OS user)
         name = who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
     except who.BadAnnotator as exc:
-        raise args.error(str(exc)) from None
-    with _store(args.db, args.error) as store, who.acting_as(name):
+        raise CLIError(str(exc)) from None
+    with _store(args.db, CLIError) as store, who.acting_as(name):
         a = args.action
         if a == "list":
             flt = cur.TrajectoryFilter(status=args.status, kind=args.kind, source=args.source, min_score=args.min_score,
@@ -130,17 +132,17 @@ def cmd_review(args) -> int:
             tags = getattr(cur, a)(store, args.id, *args.tags)
             print(f"trajectory {args.id} tags: {', '.join(tags) or '(none)'}")
         elif a == "rate":
-            rating = None if args.rating.lower() == "none" else _int(args.rating, "rating", args.error)
+            rating = None if args.rating.lower() == "none" else _int(args.rating, "rating", CLIError)
             cur.rate(store, args.id, rating)
             print(f"trajectory {args.id} rating: {rating if rating is not None else '(none)'}")
         elif a == "note":
             cur.note(store, args.id, args.text, replace=args.replace)
             print(f"trajectory {args.id}: note saved")
         elif a == "edit":
-            thinking = _text(args.thinking, args.thinking_file, "thinking", args.error)
-            answer = _text(args.answer, args.answer_file, "answer", args.error)
+            thinking = _text(args.thinking, args.thinking_file, "thinking", CLIError)
+            answer = _text(args.answer, args.answer_file, "answer", CLIError)
             if thinking is None and answer is None:
-                raise args.error("review edit: give --thinking/--thinking-file and/or --answer/--answer-file")
+                raise CLIError("review edit: give --thinking/--thinking-file and/or --answer/--answer-file")
             v = cur.edit(store, args.id, thinking, answer, author=args.author, note=args.note)
             print(f"trajectory {args.id}: saved version {v} (the original and earlier versions are kept)")
         elif a == "revert":
@@ -170,13 +172,13 @@ def _text(inline: str | None, path: str | None, name: str, error: type[Exception
 # ---- export ----------------------------------------------------------------------------------
 
 def cmd_export(args) -> int:
-    from core.data.export import export
+    from core.export import export
     from core.outputs import OutputError, check_folder_out
 
     try:  # before any work: not a file, not holding the store (an earlier export there is replaced)
         check_folder_out(args.out, {"--db": args.db}, replaces=True)
     except OutputError as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     tokenizer = None
     if args.check_template and args.tokenizer:
         from core.data.template_check import load_tokenizer
@@ -184,8 +186,8 @@ def cmd_export(args) -> int:
         try:
             tokenizer = load_tokenizer(args.tokenizer)
         except (OSError, ValueError) as exc:
-            raise args.error(f"--tokenizer {args.tokenizer}: cannot load a tokenizer there ({exc})") from None
-    with _store(args.db, args.error) as store:
+            raise CLIError(f"--tokenizer {args.tokenizer}: cannot load a tokenizer there ({exc})") from None
+    with _store(args.db, CLIError) as store:
         report = export(store, args.format, args.out, status=args.status, source=args.source,
                         check_template=args.check_template, tokenizer=tokenizer, min_margin=args.min_margin,
                         sources=args.sources)
@@ -198,16 +200,15 @@ def cmd_export(args) -> int:
 
 # ---- wiring ----------------------------------------------------------------------------------
 
-def add_commands(sub, default_db: str, error: type[Exception]) -> None:
-    """Register import, review and export on the `palimpsest` subparsers; `error` is the exception
-    class the command's main prints as one line (studio.cli.main.CLIError)."""
-    from core.data.export import FORMATS as EXPORT_FORMATS
-    from core.data.export import SOURCE_CHOICES, STATUS_CHOICES
-    from core.data.pairs import DEFAULT_MIN_MARGIN
-    from core.data.pairs import SOURCES as PAIR_SOURCES
+def add_commands(sub, default_db: str) -> None:
+    """Register import, review and export on the `palimpsest` subparsers."""
+    from core.export import FORMATS as EXPORT_FORMATS
+    from core.export import SOURCE_CHOICES, STATUS_CHOICES
+    from core.pairs import DEFAULT_MIN_MARGIN
+    from core.pairs import SOURCES as PAIR_SOURCES
     from core.data.records import FORMATS as IMPORT_FORMATS
 
-    db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
+    db_help = DB_HELP
     i = sub.add_parser("import", help="import prompts, references and finished trajectories from files",
                        description="JSONL/JSON/CSV/Parquet (query/reference or instruction/response, prompt/completion, "
                                    "question/solution, chat messages), datasets folders, a folder of .txt references, "
@@ -217,7 +218,7 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     i.add_argument("files", nargs="+", help="files or folders")
     i.add_argument("--format", choices=IMPORT_FORMATS, default="auto", help="how to read them (default: by suffix)")
     i.add_argument("--db", default=default_db, help=db_help)
-    i.set_defaults(error=error, func=cmd_import)
+    i.set_defaults(func=cmd_import)
 
     r = sub.add_parser("review", help="curate trajectories: list, show, accept, reject, tag, rate, note, edit")
     rs = r.add_subparsers(dest="action", required=True)
@@ -275,7 +276,7 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
     x = rs.add_parser("revert", parents=[common], help="make an earlier version (0 = original) current again")
     x.add_argument("id", type=int, help="trajectory id")
     x.add_argument("version", type=int, help="the version to restore (0 = the original)")
-    r.set_defaults(error=error, func=cmd_review)
+    r.set_defaults(func=cmd_review)
 
     e = sub.add_parser("export", help="write curated trajectories in a training format, with a dataset card",
                        description="Writes a folder: the data file(s) and README.md (the dataset card). Formats: "
@@ -299,4 +300,4 @@ def add_commands(sub, default_db: str, error: type[Exception]) -> None:
                         f"people scores as a share of their scale; default {DEFAULT_MIN_MARGIN}: about one nat over a "
                         "1000-token reference; use 0.01 for runs scored in bf16; docs/formats.md)")
     e.add_argument("--db", default=default_db, help=db_help)
-    e.set_defaults(error=error, func=cmd_export)
+    e.set_defaults(func=cmd_export)

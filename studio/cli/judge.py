@@ -10,8 +10,8 @@ file), `judge skip`, `judge show` (an item's judgments, once you have submitted 
 command that records a human act takes --annotator NAME (default: the OS user).
 
 Thin: parses arguments, calls core.judging, prints. Registered by studio.cli.main.build_parser
-through `add_judge_parser`. A user error is one line on stderr, exit status 2 (the `error` class,
-studio.cli.main.CLIError).
+through `add_judge_parser`. A user error is one line on stderr, exit status 2 (CLIError,
+studio/cli/common.py).
 """
 from __future__ import annotations
 
@@ -21,34 +21,36 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from studio.cli.common import DB_HELP, CLIError, load_model
+
 ANNOTATOR_HELP = "who is judging (default: the OS user); recorded with every judgment, resolution and queue change"
 
 
 @contextmanager
 def _store(args):
-    from core.judging.annotator import BadAnnotator
+    from core.annotators import BadAnnotator
     from core.r2.judge import BadJudgment
     from core.store import StoreError, open_store
 
     try:
         store = open_store(args.db)
     except StoreError as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     try:
         yield store
     except (StoreError, BadAnnotator, BadJudgment) as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     finally:
         store.close()
 
 
 def _annotator(args) -> str:
-    from core.judging import annotator as who
+    from core import annotators as who
 
     try:
         return who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
     except who.BadAnnotator as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
 
 
 def _scores(pairs: list[str] | None, error) -> dict:
@@ -90,7 +92,7 @@ def cmd_queue(args) -> int:
             if args.rubric_file:
                 p = Path(args.rubric_file)
                 if not p.is_file():
-                    raise args.error(f"--rubric-file {args.rubric_file}: no such file")
+                    raise CLIError(f"--rubric-file {args.rubric_file}: no such file")
                 rubric = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
             if args.criterion:
                 rubric = (rubric or []) + args.criterion
@@ -98,14 +100,14 @@ def cmd_queue(args) -> int:
                 from core.judging import pairwise as pw
 
                 if rubric and len(rubric) > 1:
-                    raise args.error("--pairwise: give one --criterion (the question asked of each pair)")
+                    raise CLIError("--pairwise: give one --criterion (the question asked of each pair)")
                 q = pw.create_pairwise_queue(store, args.name, rubric[0] if rubric else None, overlap=args.overlap,
                                              policy=args.next, seed=args.seed, task_timeout_s=args.timeout,
                                              created_by=_annotator(args), open_items=args.open_items)
                 print(f"queue {q['name']}: pairwise, {q['rubric'][0]!r}, overlap {q['overlap']}, next {q['policy']}")
                 return 0
             if args.next != "fewest":
-                raise args.error("--next uncertain: only for a --pairwise queue (it ranks pairs by a Bradley-Terry fit)")
+                raise CLIError("--next uncertain: only for a --pairwise queue (it ranks pairs by a Bradley-Terry fit)")
             q = jq.create_queue(store, args.name, rubric, overlap=args.overlap, low=args.low, high=args.high,
                                 task_timeout_s=args.timeout, created_by=_annotator(args), open_items=args.open_items)
             print(f"queue {q['name']}: {len(q['rubric'])} criteria, overlap {q['overlap']}, scale "
@@ -119,11 +121,11 @@ def cmd_queue(args) -> int:
             if args.sample:
                 refs += cal.sample_refs(store, args.sample, seed=args.seed, kind=args.kind, status=args.status)
             if args.r2_waiting:
-                from core.judging.r2 import waiting_refs
+                from core.judging.feed import waiting_refs
 
                 refs += waiting_refs(store)
             if not refs:
-                raise args.error("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION), give --sample N, or "
+                raise CLIError("judge queue add: name drafts (traj:ID or r2:RUN_ID:VERSION), give --sample N, or "
                                  "--r2-waiting (none waits now)")
             new, dup = jq.add_items(store, args.name, refs, added_by=_annotator(args))
             print(f"queue {args.name}: {len(new)} item(s) added, {dup} already there")
@@ -157,26 +159,26 @@ def _submission(args) -> dict:
         if text is None:
             p = Path(args.input)
             if not p.is_file():
-                raise args.error(f"--input {args.input}: no such file")
+                raise CLIError(f"--input {args.input}: no such file")
             text = p.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise args.error(f"--input {args.input}: not JSON ({exc.msg} at line {exc.lineno}); give one object "
+            raise CLIError(f"--input {args.input}: not JSON ({exc.msg} at line {exc.lineno}); give one object "
                              '{"item_id": N, "scores": {"1": 7}, "overall": 7, "note": "..."}') from None
         if not isinstance(data, dict):
-            raise args.error(f"--input {args.input}: give one JSON object, not {type(data).__name__}")
+            raise CLIError(f"--input {args.input}: give one JSON object, not {type(data).__name__}")
         unknown = set(data) - {"item_id", "scores", "overall", "critique", "note"}
         if unknown:
-            raise args.error(f"--input {args.input}: unknown field(s) {sorted(unknown)}; use item_id, scores, overall, "
+            raise CLIError(f"--input {args.input}: unknown field(s) {sorted(unknown)}; use item_id, scores, overall, "
                              "critique, note")
     item = args.item if args.item is not None else data.get("item_id")
     if isinstance(item, bool) or not isinstance(item, int):
-        raise args.error("judge submit: give the item id (ITEM, or item_id in --input)")
+        raise CLIError("judge submit: give the item id (ITEM, or item_id in --input)")
     scores = data.get("scores") or {}
     if not isinstance(scores, dict):
-        raise args.error("judge submit: scores must be an object {criterion number or text: score}")
-    scores = {**scores, **_scores(args.score, args.error)}
+        raise CLIError("judge submit: scores must be an object {criterion number or text: score}")
+    scores = {**scores, **_scores(args.score, CLIError)}
     overall = args.overall if args.overall is not None else data.get("overall")
     return {"item": item, "scores": scores, "overall": overall, "critique": args.critique or data.get("critique") or "",
             "note": args.note or data.get("note") or ""}
@@ -205,7 +207,7 @@ def cmd_submit(args) -> int:
         from core.judging.pairwise import submit_pair
 
         if args.item is None:
-            raise args.error("judge submit --prefer: give the item id")
+            raise CLIError("judge submit --prefer: give the item id")
         name = _annotator(args)
         with _store(args) as store:
             jid = submit_pair(store, args.item, name, args.prefer, note=args.note or "")
@@ -256,9 +258,9 @@ def _require_lead(args, name: str) -> None:
     try:
         users = read_users(path)
     except UsersFileError as exc:
-        raise args.error(f"--lead needs {name} to be a lead in the users file: {exc}") from None
+        raise CLIError(f"--lead needs {name} to be a lead in the users file: {exc}") from None
     if name not in users or users[name].role != LEAD:
-        raise args.error(f"--lead: {name} is not a lead in {path}; a lead is marked there with `palimpsest users add "
+        raise CLIError(f"--lead: {name} is not a lead in {path}; a lead is marked there with `palimpsest users add "
                          f"{name} --lead --file {path}` (or read the item after submitting your own judgment)")
 
 
@@ -268,7 +270,7 @@ def cmd_agreement(args) -> int:
 
     with _store(args) as store:
         if jq.get_queue(store, args.queue).get("kind") == "pairwise":
-            raise args.error(f"judge agreement {args.queue}: a pairwise queue has choices, not scores; see "
+            raise CLIError(f"judge agreement {args.queue}: a pairwise queue has choices, not scores; see "
                              f"`judge ranking {args.queue}`, and `judge calibrate {args.queue} --report-only` for "
                              "person-vs-person agreement beside a model judge's")
         rep = ag.report(store, args.queue)
@@ -293,13 +295,13 @@ def cmd_resolve(args) -> int:
 
     with _store(args) as store:
         rid = ag.resolve(store, args.item, _annotator(args), overall=args.overall,
-                         scores=_scores(args.score, args.error), note=args.note or "")
+                         scores=_scores(args.score, CLIError), note=args.note or "")
     print(f"item {args.item}: resolution {rid} saved")
     return 0
 
 
 def cmd_feed(args) -> int:
-    from core.judging.r2 import feed
+    from core.judging.feed import feed
 
     with _store(args) as store:
         seq = feed(store, args.item, by=_annotator(args))
@@ -309,8 +311,7 @@ def cmd_feed(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from core.judging import calibration as cal
-    from core.judging.annotator import model_name
-    from studio.cli.main import _load
+    from core.annotators import model_name
 
     by = _annotator(args)
     with _store(args) as store:
@@ -328,7 +329,7 @@ def cmd_calibrate(args) -> int:
             known = {q["name"]: q for q in cal.jq.list_queues(store)}
             low, high = (known[args.queue]["low"], known[args.queue]["high"]) if args.queue in known else (1, 10)
             cfg = JudgeConfig(low=low, high=high, method=args.method)
-            lm = _load(args.model)
+            lm = load_model(args.model)
             for step in cal.iter_calibrate(store, lm, args.model, args.queue, refs, cfg=cfg, overlap=args.overlap,
                                            rubric=args.criterion or None, seed=args.seed, by=by):
                 got = f"overall {step.overall:g}" if step.overall is not None else f"unparsed ({step.error})"
@@ -352,12 +353,11 @@ def cmd_calibrate(args) -> int:
 
 # ---- wiring --------------------------------------------------------------------------------------
 
-def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
-    """Register `judge ...` on the `palimpsest` subparsers; `error` is the exception class printed as
-    one line (studio.cli.main.CLIError)."""
+def add_judge_parser(sub, default_db: str) -> None:
+    """Register `judge ...` on the `palimpsest` subparsers."""
     from studio.cli import judge_pairs
 
-    db_help = "SQLite store (default $PALIMPSEST_DB or ~/.local/share/palimpsest/palimpsest.db)"
+    db_help = DB_HELP
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=default_db, help=db_help)
     common.add_argument("--annotator", default=None, metavar="NAME", help=ANNOTATOR_HELP)
@@ -404,11 +404,11 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     st = qs.add_parser("status", parents=[common], help="progress per queue and per annotator")
     st.add_argument("name", nargs="?", help="the queue (default: every queue)")
     st.add_argument("--json", action="store_true", help="one JSON object per queue")
-    q.set_defaults(error=error, func=cmd_queue)
+    q.set_defaults(func=cmd_queue)
 
     n = js.add_parser("next", parents=[common], help="your next task, as one JSON object ({\"task\": null} when none)")
     n.add_argument("queue", help="the queue")
-    n.set_defaults(error=error, func=cmd_next)
+    n.set_defaults(func=cmd_next)
 
     s = js.add_parser("submit", parents=[common], help="submit your judgment of an item (JSON out)")
     s.add_argument("item", type=int, nargs="?", help="the item id (or item_id in --input)")
@@ -420,11 +420,11 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     s.add_argument("--note", help="a note")
     s.add_argument("--input", metavar="FILE", help="read the judgment from a JSON file (- for stdin): {\"item_id\", "
                                                    "\"scores\", \"overall\", \"critique\", \"note\"}; flags win")
-    s.set_defaults(error=error, func=cmd_submit)
+    s.set_defaults(func=cmd_submit)
 
     k = js.add_parser("skip", parents=[common], help="give a task back unjudged")
     k.add_argument("item", type=int, help="the item id")
-    k.set_defaults(error=error, func=cmd_skip)
+    k.set_defaults(func=cmd_skip)
 
     sh = js.add_parser("show", parents=[common], help="an item and its judgments (once you have submitted yours)")
     sh.add_argument("item", type=int, help="the item id")
@@ -432,7 +432,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
                                                         "needs the lead role in the users file")
     sh.add_argument("--users", metavar="FILE", help="the users file that says who is a lead (default $PALIMPSEST_USERS "
                                                     "or ~/.config/palimpsest/users)")
-    sh.set_defaults(error=error, func=cmd_show)
+    sh.set_defaults(func=cmd_show)
 
     g = js.add_parser("agreement", parents=[common], help="Krippendorff's alpha and pairwise agreement of a queue")
     g.add_argument("queue", help="the queue")
@@ -440,18 +440,18 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     g.add_argument("--min-spread", type=float, help="spread of scores that counts as a disagreement (default: a "
                                                     "third of the scale)")
     g.add_argument("--json", action="store_true", help="the report as one JSON object")
-    g.set_defaults(error=error, func=cmd_agreement)
+    g.set_defaults(func=cmd_agreement)
 
     r = js.add_parser("resolve", parents=[common], help="resolve a disagreement: the lead's judgment and/or a note")
     r.add_argument("item", type=int, help="the item id")
     r.add_argument("--overall", type=float, help="the lead's overall score")
     r.add_argument("--score", action="append", metavar="N=SCORE", help="the lead's score of a criterion (repeat)")
     r.add_argument("--note", help="a discussion note")
-    r.set_defaults(error=error, func=cmd_resolve)
+    r.set_defaults(func=cmd_resolve)
 
     f = js.add_parser("feed", parents=[common], help="hand the people's judgment of an r2: item to its waiting run")
     f.add_argument("item", type=int, help="the item id")
-    f.set_defaults(error=error, func=cmd_feed)
+    f.set_defaults(func=cmd_feed)
 
     rk = js.add_parser("ranking", parents=[common], help="Bradley-Terry ranking of a pairwise queue with 95%% "
                                                          "bootstrap intervals")
@@ -460,7 +460,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     rk.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the judgments (default 200)")
     rk.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rk.add_argument("--json", action="store_true", help="the ranking as one JSON object")
-    rk.set_defaults(error=error, func=judge_pairs.cmd_ranking)
+    rk.set_defaults(func=judge_pairs.cmd_ranking)
 
     sm = js.add_parser("simulate", help="seeded simulation: judgments each next-pair policy needs to recover a "
                                         "known order")
@@ -471,7 +471,7 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     sm.add_argument("--runs", type=int, default=20, help="simulated studies per policy (default 20)")
     sm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     sm.add_argument("--json", action="store_true", help="the curves as one JSON object")
-    sm.set_defaults(error=error, func=judge_pairs.cmd_simulate)
+    sm.set_defaults(func=judge_pairs.cmd_simulate)
 
     from core.models.lm import DEFAULT_MODEL
 
@@ -496,4 +496,4 @@ def add_judge_parser(sub, default_db: str, error: type[Exception]) -> None:
     cb.add_argument("--report-only", action="store_true", help="pairwise queue: only report on the model's "
                                                                 "choices stored (default: ask it about every pair)")
     cb.add_argument("--json", action="store_true", help="the report as one JSON object")
-    cb.set_defaults(error=error, func=cmd_calibrate)
+    cb.set_defaults(func=cmd_calibrate)

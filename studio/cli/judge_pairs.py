@@ -3,12 +3,13 @@
 queue (core.judging.pairwise_judge). The flags are declared with the other judge commands in
 studio.cli.judge, which calls these.
 
-Thin: parses, calls core.judging, prints; a user error is one line (args.error).
+Thin: parses, calls core.judging, prints; a user error is one line (CLIError).
 """
 from __future__ import annotations
 
 import sys
 
+from studio.cli.common import CLIError
 from studio.cli.judge import _annotator, _print, _store
 
 
@@ -20,15 +21,15 @@ def add_pairs(args, store) -> int:
     for p in args.pairs or ():
         a, sep, b = p.partition(",")
         if not sep or not a.strip() or not b.strip() or "," in b:
-            raise args.error(f"--pairs {p!r}: write two drafts joined by a comma, e.g. --pairs traj:1,traj:2")
+            raise CLIError(f"--pairs {p!r}: write two drafts joined by a comma, e.g. --pairs traj:1,traj:2")
         pairs.append((a.strip(), b.strip()))
     if args.source_pairs is not None:
         pairs += pw.source_pairs(store, args.source_pairs or None)
     if args.refs:
-        raise args.error(f"judge queue add {args.name}: drafts after the queue are for scored queues; pair them with "
+        raise CLIError(f"judge queue add {args.name}: drafts after the queue are for scored queues; pair them with "
                          "--all-pairs REF REF ... or --pairs A,B")
     if not pairs:
-        raise args.error(f"judge queue add {args.name}: no pairs (--source-pairs found no prompt with drafts of two "
+        raise CLIError(f"judge queue add {args.name}: no pairs (--source-pairs found no prompt with drafts of two "
                          "sources)")
     new, dup = pw.add_pairs(store, args.name, pairs, added_by=_annotator(args))
     print(f"queue {args.name}: {len(new)} pair(s) added, {dup} already there")
@@ -39,7 +40,7 @@ def cmd_ranking(args) -> int:
     from core.judging.ranking import ranking
 
     if args.resamples < 0:
-        raise args.error(f"--resamples {args.resamples}: give 0 or more")
+        raise CLIError(f"--resamples {args.resamples}: give 0 or more")
     with _store(args) as store:
         rep = ranking(store, args.queue, by=args.by, resamples=args.resamples, seed=args.seed)
     if args.json:
@@ -63,9 +64,9 @@ def cmd_simulate(args) -> int:
 
     for flag, v, lo in (("--items", args.items, 3), ("--overlap", args.overlap, 1), ("--runs", args.runs, 1)):
         if v < lo:
-            raise args.error(f"{flag} {v}: give {lo} or more")
+            raise CLIError(f"{flag} {v}: give {lo} or more")
     if not 0 <= args.noise <= 1:
-        raise args.error(f"--noise {args.noise}: give a chance from 0 to 1")
+        raise CLIError(f"--noise {args.noise}: give a chance from 0 to 1")
     n_pairs = args.items * (args.items - 1) // 2
     budget = n_pairs * args.overlap
     marks = tuple(sorted({max(1, round(budget * f)) for f in (0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)}))
@@ -91,11 +92,11 @@ def cmd_simulate(args) -> int:
 def calibrate_pairs(args, store) -> int:
     """`judge calibrate` on a pairwise queue: ask the model (unless --report-only), then report."""
     from core.judging import pairwise_judge as pj
-    from core.judging.annotator import model_name
-    from studio.cli.main import _load
+    from core.annotators import model_name
+    from studio.cli.common import load_model as _load
 
     if args.refs or args.sample:
-        raise args.error(f"judge calibrate {args.queue}: a pairwise queue's model judge takes the queue's own pairs; "
+        raise CLIError(f"judge calibrate {args.queue}: a pairwise queue's model judge takes the queue's own pairs; "
                          "add pairs with `judge queue add --all-pairs ...`, then calibrate with no drafts")
     if not args.report_only:
         lm = _load(args.model)

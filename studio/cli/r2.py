@@ -15,13 +15,13 @@ import json
 import sys
 
 from studio.cli.batch import CONCURRENCY_HELP, INPUT_HELP
+from studio.cli.common import CLIError
+from studio.cli.common import load_model as _load_model
 
 
 def load_model(spec: str):
     """The model for `spec` from the process's shelf: writer and judge of one spec load once."""
-    from studio.cli.main import _load
-
-    return _load(spec)
+    return _load_model(spec)
 
 
 def cmd_r2(args) -> int:
@@ -85,7 +85,7 @@ def cmd_r2(args) -> int:
 
 
 def cmd_r2_judge(args) -> int:
-    from core.judging import annotator as who
+    from core import annotators as who
     from core.r2.jobs import (
         NoPendingJudgment,
         accept_proposed,
@@ -94,7 +94,6 @@ def cmd_r2_judge(args) -> int:
     )
     from core.r2.judge import BadJudgment, Judgment, human_judgment, override_judgment
     from core.store import NotFound, StoreError, open_store
-    from studio.cli.main import CLIError
 
     try:  # who judges: --annotator, else the OS user; recorded on the judgment (Judgment.annotator)
         person = who.clean(args.annotator, where="--annotator") if args.annotator is not None else who.os_user()
@@ -150,7 +149,6 @@ def cmd_r2_judge(args) -> int:
 
 
 def _pair(text: str) -> tuple[int, float]:
-    from studio.cli.main import CLIError
 
     try:
         i, s = text.split("=", 1)

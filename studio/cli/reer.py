@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from studio.cli.batch import CONCURRENCY_HELP, INPUT_HELP
+from studio.cli.common import load_model
 
 
 def cmd_reer(args) -> int:
@@ -28,13 +29,12 @@ def cmd_reer(args) -> int:
         read_items,
         run_batch,
     )
-    from studio.cli.main import _load
 
     cfg = from_args(ReerConfig, args)
     args.out = str(check_file_out(args.out, {"--input": args.input, "--db": args.db}))  # before any work
     items = read_items(args.input, args.limit)
     store = open_store(args.db)
-    model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.lm.load_lm)
+    model = join_specs(args.model, "--model")  # the name a loaded LM carries (core.models.load.load_lm)
     if cfg.scorer.strip() == model:  # the model scoring itself: a one-model run, matching those stored before
         import dataclasses
 
@@ -44,11 +44,11 @@ def cmd_reer(args) -> int:
 
     def get_lm():
         if not loaded:
-            loaded.append(_load(model))
+            loaded.append(load_model(model))
         return loaded[0]
 
     def get_scorer():  # --scorer: loaded (and checked, core.reer.jobs.check_scorer) before the writer
-        return _load(cfg.scorer.strip())
+        return load_model(cfg.scorer.strip())
 
     def postfix(item, event) -> dict:
         post = {"item": item.id[-32:]}

@@ -15,6 +15,7 @@ import threading
 import time
 
 from core.models.lm import DEFAULT_MODEL
+from studio.cli.common import CLIError
 
 
 def add_train_parser(sub, default_db: str) -> None:
@@ -62,13 +63,6 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _fail(message: str) -> int:
-    """A user error: one line on stderr, exit status 2 (as studio.cli.main does; under `python -m
-    studio.cli.main` that module is __main__, so its CLIError class is not importable from here)."""
-    print(f"palimpsest train: {message}", file=sys.stderr)
-    return 2
-
-
 PARENT_ENV = "PALIMPSEST_STOP_WITH_PARENT"  # a pid: when that process dies, stop as on Ctrl-C
 
 
@@ -99,18 +93,18 @@ def cmd_train(args) -> int:
     from core.train.trainer import TrainError, process_state, train_job
 
     if args.resume and args.overwrite:
-        return _fail("--resume and --overwrite contradict each other; pass one")
+        raise CLIError("--resume and --overwrite contradict each other; pass one") from None
     try:  # before any work: not a file, not the data or the store (nor holding them when replaced), writable
         check_folder_out(args.out, {"--data": args.data, "--db": args.db}, replaces=args.overwrite)
     except OutputError as exc:
-        return _fail(str(exc))
+        raise CLIError(str(exc)) from None
     hf_logging.disable_progress_bar()  # one bar: ours
     cfg = config_from_args(args)
     main = process_state().is_main_process
     try:
         store = open_store(args.db) if main else None
     except StoreError as exc:
-        return _fail(str(exc))
+        raise CLIError(str(exc)) from None
     show = main and (sys.stderr.isatty() or args.progress)
     # Ctrl-C / the studio's Stop is SIGINT; a process started in the background by a
     # non-interactive shell (nohup ... &) inherits SIGINT ignored, so take it back
@@ -155,9 +149,9 @@ def cmd_train(args) -> int:
                         f"use it with --model {event.out_dir}; figures in {event.out_dir}/metrics.json",
                         file=sys.stderr)
     except (DataError, TrainError, OutputError) as exc:
-        return _fail(str(exc))
+        raise CLIError(str(exc)) from None
     except OSError as exc:  # disk full while checkpointing, a read-only folder: one line
-        return _fail(oserror_line(exc))
+        raise CLIError(oserror_line(exc)) from None
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

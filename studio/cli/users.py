@@ -5,8 +5,8 @@ add` asks for it twice at a prompt, or reads one line from stdin with --password
 The file defaults to $PALIMPSEST_USERS, else ~/.config/palimpsest/users.
 
 Thin: parses arguments, calls studio.users, prints. Registered by studio.cli.main.build_parser
-through `add_users_parser`. A user error is one line on stderr, exit status 2 (`error`,
-studio.cli.main.CLIError).
+through `add_users_parser`. A user error is one line on stderr, exit status 2 (CLIError,
+studio/cli/common.py).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import getpass
 import os
 import sys
 from pathlib import Path
+
+from studio.cli.common import CLIError
 
 
 def default_users_file() -> str:
@@ -27,10 +29,10 @@ def _password(args) -> str:
         line = sys.stdin.readline()
         return line[:-1] if line.endswith("\n") else line
     if not sys.stdin.isatty():
-        raise args.error("no terminal to ask the password at; pipe it in with --password-stdin")
+        raise CLIError("no terminal to ask the password at; pipe it in with --password-stdin")
     first = getpass.getpass(f"password for {args.name}: ")
     if getpass.getpass("again: ") != first:
-        raise args.error("the two passwords differ; nothing was changed")
+        raise CLIError("the two passwords differ; nothing was changed")
     return first
 
 
@@ -40,7 +42,7 @@ def cmd_add(args) -> int:
     try:
         new = add_user(args.file, args.name, _password(args), lead=args.lead)
     except UsersFileError as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     print(f"{'added' if new else 'new password for'} {args.name.strip()} in {args.file}", file=sys.stderr)
     return 0
 
@@ -51,7 +53,7 @@ def cmd_remove(args) -> int:
     try:
         remove_user(args.file, args.name)
     except UsersFileError as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     print(f"removed {args.name.strip()} from {args.file}", file=sys.stderr)
     return 0
 
@@ -62,14 +64,14 @@ def cmd_list(args) -> int:
     try:
         users = read_users(args.file)
     except UsersFileError as exc:
-        raise args.error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     for name in sorted(users):
         print(name + (f"\t{users[name].role}" if users[name].role else ""))
     return 0
 
 
-def add_users_parser(sub, error: type[Exception]) -> None:
-    """Register `users ...` on the `palimpsest` subparsers; `error` is the exception class printed as one line."""
+def add_users_parser(sub) -> None:
+    """Register `users ...` on the `palimpsest` subparsers."""
     file_help = "the users file (default $PALIMPSEST_USERS or ~/.config/palimpsest/users)"
     u = sub.add_parser("users", help="the studio's logins: a users file with hashed passwords (app --users FILE)",
                        description="Each line of the file is a name and a salted scrypt hash of its password "
@@ -88,4 +90,4 @@ def add_users_parser(sub, error: type[Exception]) -> None:
     ls = us.add_parser("list", help="the names in the file, one a line (a lead's followed by its role)")
     for p, fn in ((a, cmd_add), (r, cmd_remove), (ls, cmd_list)):
         p.add_argument("--file", default=default_users_file(), help=file_help)
-        p.set_defaults(func=fn, error=error)
+        p.set_defaults(func=fn)

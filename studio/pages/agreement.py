@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from core.judging import agreement as agr
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import calibration as cal
 from core.judging import queue as jq
 from core.store import StoreError

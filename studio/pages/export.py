@@ -1,15 +1,15 @@
 """The Export page: turn curated trajectories into a training file and its dataset card.
 
 Knows: the controls (format, review status, source, chat-template check), a preview of the
-first records (core.data.export.preview), running an export into its own folder under the studio's
+first records (core.export.preview), running an export into its own folder under the studio's
 data folder (`export_root`: beside the store file, or a temporary folder for an in-memory
 store), offering the data file and the card for download (copies in a temporary folder Gradio
 may serve; an `hf` folder is zipped), the card itself, the template check's findings, and the
 list of earlier exports. Errors (nothing matches, prm/dpo without R2 rounds, a full disk, a
-read-only folder: core.data.export.ExportFailed) are shown as sentences with the fix, in the page's
+read-only folder: core.export.ExportFailed) are shown as sentences with the fix, in the page's
 words rather than the CLI's flags, never as a traceback; the earlier exports stay whole.
 
-Does not know: the record shapes (core.data.export), chat templates (core.data.template_check), or
+Does not know: the record shapes (core.export), chat templates (core.data.template_check), or
 other pages.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Callable
 
 import gradio as gr
 
-from core.data import export as ex
+from core import export as ex
 from core.outputs import oserror_line
 from core.store import Store, StoreError
 from studio.context import StudioContext

@@ -26,7 +26,7 @@ import gradio as gr
 
 from core.judging import pairwise as pw
 from core.judging import queue as jq
-from core.judging.r2 import waiting_refs
+from core.judging.feed import waiting_refs
 from core.r2.judge import DEFAULT_RUBRIC
 from core.store import NotFound, Store, StoreError
 from studio.identity import annotator_of

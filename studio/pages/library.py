@@ -224,17 +224,11 @@ def prompt_page(store: Store, search: str = "", category: str | None = None, pag
         page = pages - 1
         found, total = store.prompt_summaries(search, cat, limit=size, offset=page * size, head_chars=HEAD_CHARS)
     ids = [p["id"] for p in found]
-    stats: dict[str, list] = {}
-    if ids:
-        marks = ",".join("?" * len(ids))
-        for r in store.db.query("SELECT r.prompt_id, count(*) n, min(t.final_ppl) best FROM runs r LEFT JOIN "
-                                "trajectories t ON t.run_id = r.id WHERE r.kind != 'import' AND r.prompt_id IN "
-                                f"({marks}) GROUP BY r.prompt_id", ids):
-            stats[r["prompt_id"]] = [r["n"], r["best"]]
+    stats = store.run_stats(ids)
     rows = []
     heads = distinct_heads([p["query_head"] for p in found])
     for p, head in zip(found, heads):
-        n, best = stats.get(p["id"], [0, None])
+        n, best = stats.get(p["id"], (0, None))
         rows.append([p["id"], (p.get("category") or "").replace("_", " "), _cut(head, 90),
                      p["reference_words"], n, "" if best is None else f"{best:.2f}"])
     return PromptPage(rows, page, pages, total)

@@ -165,8 +165,7 @@ def judgment_from_form(state: R2State, version: int, scores: list, overall, crit
 def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
     store = ctx.store
-    runner = runner or R2Runner(store, ctx.get_lm, ctx.model_name, load=ctx.models.lm,
-                                slots=ctx.runner.slots)  # one cap on runs for the whole app
+    runner = runner or ctx.runners.r2  # shares the app's run slots with REER (studio.runners.hub)
     run_state = gr.State(None)
     seen = gr.State("")
     form_for = gr.State("")  # "run:version" the form was filled for ("" when hidden)

@@ -20,7 +20,7 @@ candidates wait makes them stale at once (the cards say so; they cannot be accep
 holds only what the person typed or loaded for the run on screen: picking a segment loads its text
 in the browser (no late reply can overwrite typing), and a run or prompt picked clears the box.
 
-Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.JobRunner via ctx),
+Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.ReerRunner, ctx.runners.reer),
 or other pages (the app links them through `ReerPage`).
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ from studio.views.reer import (
 )
 
 log = logging.getLogger(__name__)
-REAL = ReerConfig()  # the search's real defaults (DESIGN.md), shown next to the demo defaults
+REAL = ReerConfig()  # the search's real defaults (docs/design.md), shown next to the demo defaults
 # small budgets so a CPU demo shows points within a minute; the labels give the real defaults
 DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_tokens=192,
             candidate_max_new_tokens=96, seed=REAL.seed)
@@ -130,7 +130,7 @@ def scorer_of(run: dict) -> str:
 
 def build(ctx: StudioContext) -> ReerPage:
     """Create the page's components (inside the caller's Tab) and wire its listeners."""
-    store, runner = ctx.store, ctx.runner
+    store, runner = ctx.store, ctx.runners.reer
     run_state = gr.State(None)
     seen = gr.State("")
     on_screen = gr.State(None)  # what the page shows of the run (studio.views.reer.shown_of): a command names it

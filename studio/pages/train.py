@@ -9,7 +9,7 @@ studio's folder or be a recorded export (studio.workspace) unless the app allows
 gr.Timer polls the store's train_events, so a reload reattaches to the newest training run.
 
 Does not know: training (core.train.trainer, run by `palimpsest train` in its own process through
-studio.runners.train.TrainRunner), exporting (core.data.export), drawing (studio.views.train).
+studio.runners.train.TrainRunner), exporting (core.export), drawing (studio.views.train).
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ class TrainPage:
 def export_choices(store) -> list[tuple[str, str]]:
     """(label, chat JSONL path) of every chat export the store recorded whose file still exists."""
     try:
-        from core.data.export import DATA_FILES, list_exports
-    except ImportError:  # core.data.export absent: a path is typed instead
+        from core.export import DATA_FILES, list_exports
+    except ImportError:  # core.export absent: a path is typed instead
         return []
     try:
         rows = list_exports(store)
@@ -66,7 +66,7 @@ def export_choices(store) -> list[tuple[str, str]]:
 
 def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
     store = ctx.store
-    runner = runner or TrainRunner(store)
+    runner = runner or ctx.runners.train
     base = Path(store.path).parent if store.path else Path.cwd()
     out_state = gr.State(None)
     seen = gr.State("")
@@ -192,9 +192,9 @@ def build(ctx: StudioContext, runner: TrainRunner | None = None) -> TrainPage:
 
     def do_build():
         try:
-            from core.data.export import export
+            from core.export import export
         except ImportError:
-            return {msg: _msg("This build has no exporter (core.data.export): give a chat JSONL path instead.", "error")}
+            return {msg: _msg("This build has no exporter (core.export): give a chat JSONL path instead.", "error")}
         dest = base / "exports" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
             rep = export(store, "chat", dest, status="accepted")

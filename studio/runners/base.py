@@ -1,7 +1,7 @@
 """The base both engines' studio runners share: commands on stored runs, each run driven in a thread.
 
 `EngineRunner` (on studio.runners.threads.ThreadedRuns: threads, `is_driving`, `wait`, `error`)
-adds what REER's JobRunner and R2's R2Runner do alike: open a run (core.runs.driver.open_run_for,
+adds what REER's ReerRunner and R2's R2Runner do alike: open a run (core.runs.driver.open_run_for,
 so a second tab or process asking at the same moment gets the same run), drive a stored run again
 with fresh controls, `pause` and `stop` a run (a paused run, or one whose driver is gone, is
 finished by a short thread), and drive every run under its lease as a "studio" owner (a run held

@@ -1,4 +1,4 @@
-"""JobRunner: drives REER runs in background threads for the studio, one runner per app.
+"""ReerRunner: drives REER runs in background threads for the studio, one runner per app.
 
 What it knows: REER's commands beyond the shared ones (studio.runners.base.EngineRunner: open,
 pause, stop, threads, leases, errors): start and resume at a pace (`steps`), edit, force and skip,
@@ -35,7 +35,7 @@ class RunnerError(Exception):
 
 
 @dataclass
-class JobRunner(EngineRunner):
+class ReerRunner(EngineRunner):
     store: Store  # where runs, events and leases live (shared, thread-safe)
     get_lm: Callable[[], LM]  # the app's model, loaded on first use
     models: ModelChoice | None = None  # other models by spec (a run's recorded model); None: get_lm only

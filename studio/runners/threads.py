@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from core import events as ev
-from core.models.lm import number_from_env
+from core.models.env import number_from_env
 from core.store import Store, StoreError
 
 log = logging.getLogger(__name__)

@@ -117,7 +117,7 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
     current: dict | None = None  # the trajectory's score before the event at hand
     rises: list[tuple[float, float | None, str]] = []  # (x, y, note) of accepted steps whose perplexity rose
     for e in events:
-        if isinstance(e, ev.RunStarted):
+        if isinstance(e, ev.ReerStarted):
             max_steps = (e.settings or {}).get("max_steps")
             if threshold is None:
                 threshold = (e.settings or {}).get("threshold")

@@ -41,7 +41,7 @@ class ReerView:
     step_segment: int | None = None
     before: dict | None = None  # the trajectory's score when that step began
     cards: list[dict] = field(default_factory=list)  # {index, text, error, score, state}
-    finished: ev.RunFinished | None = None
+    finished: ev.ReerFinished | None = None
     errors: list[str] = field(default_factory=list)
     n_events: int = 0
     changed: set = field(default_factory=set)  # segment indices that differ from z0
@@ -60,7 +60,7 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
     cards: dict[int, dict] = {}
     steering: list[str] = []  # refusals of a person's commands since the last decision
     for e in events:
-        if isinstance(e, ev.RunStarted):
+        if isinstance(e, ev.ReerStarted):
             v.query, v.reference, v.settings = e.query, e.reference, dict(e.settings or {})
         elif isinstance(e, ev.InitialDraft):
             v.initial, v.segments, v.initial_score, v.score = list(e.segments), list(e.segments), e.score, e.score
@@ -91,7 +91,7 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
                     for k, c in cards.items():
                         c["state"] = "accepted" if (e.chosen == k and e.action in ("accept", "force")) else (
                             "failed" if c["text"] is None else "rejected")
-        elif isinstance(e, ev.RunFinished):
+        elif isinstance(e, ev.ReerFinished):
             v.finished, v.working = e, None
             if e.segments:
                 v.segments, v.score = list(e.segments), e.score or v.score

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 
-from core.judging import annotator as who
+from core import annotators as who
 from core.judging import queue as jq
 from core.store import Store
 

@@ -17,7 +17,7 @@ Knows the formats and their exact record shapes (also in the README's export sec
 - prm       train.jsonl: {"id", "prompt", "steps" (= "completions"): [reflection...], "labels": [bool...], "rewards": [...],
             "reward_components": [...]} from R2 rounds (label: the reflection's total reward > 0).
 - dpo       train.jsonl: preference pairs in TRL's conversational layout, from REER steps, people's forces
-            and edits, R2 revisions and judging queues (core.data.pairs has the record and the rules).
+            and edits, R2 revisions and judging queues (core.pairs has the record and the rules).
 The text exported is each trajectory's current version (core.data.curation). Every export writes
 README.md (the dataset card: counts, filters, score statistics per scale (REER's and the
 judge's apart, never averaged together), source models, settings)
@@ -63,7 +63,7 @@ from core.data.curation import (
     score_scale,
 )
 from core.format import assistant_turn
-from core.data import pairs as pp
+from core import pairs as pp
 from core.judging.export import write_tables as write_judgments
 from core.outputs import OutputBusy, exclusive, fsync_path, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
@@ -503,7 +503,7 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     rendered through `tokenizer`'s chat template (the built-in model's by default) first and the
     records whose think block is dropped or mangled are reported (report.template_issues).
     `judgments` False leaves people's judgments out (the studio: only a lead exports them).
-    dpo only: `sources` (names from core.data.pairs.SOURCES, or "all") and `min_margin`."""
+    dpo only: `sources` (names from core.pairs.SOURCES, or "all") and `min_margin`."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
     try:
@@ -585,7 +585,7 @@ def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_t
 
 def list_exports(store: Store) -> list[dict]:
     """Every export recorded, newest first."""
-    return store._select("exports", {}, "id DESC")
+    return store.list_exports()
 
 
 def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all",

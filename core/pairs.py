@@ -29,7 +29,7 @@ margin is always > 0 for score-ordered pairs: REER: rejected score - chosen scor
 judge and people: (chosen - rejected) / (scale high - low), so 0 to 1. `--min-margin` (default
 DEFAULT_MIN_MARGIN) drops score-ordered pairs below it.
 
-Does not know: the export's folders and cards (core.data.export), trainers (core.train.dpo).
+Does not know: the export's folders and cards (core.export), trainers (core.train.dpo).
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def reer_pairs(events: Iterable[ev.Event], min_margin: float = DEFAULT_MIN_MARGI
     run_id, q = "", query
     step = None  # {"step", "segment", "context", "texts": {key: text}, "scores": {key: score}}
     for e in events:
-        if isinstance(e, ev.RunStarted):
+        if isinstance(e, ev.ReerStarted):
             run_id, q = e.run_id, q if q is not None else e.query
         elif isinstance(e, ev.InitialDraft):
             segments, score = list(e.segments), e.score.get("score")
@@ -218,7 +218,7 @@ def parse_sources(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-# ---- from the store (core.data.export calls this for --format dpo) ------------------------------
+# ---- from the store (core.export calls this for --format dpo) ------------------------------
 
 def queue_items(store, trajectory_ids: set[int]) -> list[dict]:
     """The scored judging-queue items whose draft is in the export, as `people_pairs` reads them."""
@@ -242,7 +242,7 @@ def queue_items(store, trajectory_ids: set[int]) -> list[dict]:
 
 def preference_rows(store, examples: Sequence[dict], min_margin: float = DEFAULT_MIN_MARGIN,
                     sources: Sequence[str] = SOURCES) -> tuple[list[dict], "Counter"]:
-    """Every pair of the chosen sources from the exported trajectories (core.data.export's examples),
+    """Every pair of the chosen sources from the exported trajectories (core.export's examples),
     and trajectory counts left out by reason."""
     from collections import Counter
 
