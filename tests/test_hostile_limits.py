@@ -216,14 +216,14 @@ def _api_fn(app, name: str):
 
 def test_the_pages_show_a_queued_run_and_its_place(store, monkeypatch):
     from studio.app import build_app
-    from studio.pages.reer import DEMO, SETTINGS
+    from studio.pages.reer import DEMO, REAL, SETTINGS
 
     monkeypatch.setenv("PALIMPSEST_MAX_RUNS", "1")
     p1, p2, p3 = _prompts(store, 3)
     app = build_app(SLOW, store=store, samples=[], samples_path=None)
     reer_run, reer_show, reer_stop = (_api_fn(app, n) for n in ("reer_run", "reer_show", "reer_stop"))
     r2_show, r2_stop = _api_fn(app, "r2_show"), _api_fn(app, "r2_stop")
-    settings = [DEMO.get(k, True) for k in SETTINGS]
+    settings = [DEMO.get(k, getattr(REAL, k)) for k in SETTINGS]
 
     def status_of(out: dict) -> str:
         return next(v for k, v in out.items() if getattr(k, "elem_id", "") in ("reer-status", "r2-status"))

@@ -301,7 +301,8 @@ def test_two_threads_resuming_one_r2_run_one_gets_run_busy(tmp_path):
 
 KILLED_BATCH = """
 import json, sys, time
-from core.data.items import Item
+sys.path.insert(0, "tests")  # cwd is the repository: the tests' own fakes (r2_fakes) import by name
+from core.item import Item
 from core.r2.config import R2Config
 from core.r2.jobs import r2_items
 from core.store import open_store

@@ -63,7 +63,7 @@ def _rows(table) -> list[list]:
 
 def _settings(model=""):
     s = SETTINGS  # the model field first: empty means the app's model
-    return [model, s["k"], s["steps"], s["thr"], s["draft"], s["cand"], s["seed"], s["cues"]]
+    return [model, s["k"], s["steps"], s["thr"], s["draft"], s["cand"], s["seed"], s["cues"], "default"]
 
 
 def _run_id(status: str) -> str:

@@ -43,11 +43,11 @@ def _until(check, what: str, limit_s: float = 60.0) -> None:
 def paused_run(store):
     """The studio on the scripted model and a REER run paused after one Step: (app, run id)."""
     from studio.app import build_app
-    from studio.pages.reer import DEMO, SETTINGS
+    from studio.pages.reer import DEMO, REAL, SETTINGS
 
     app = build_app(SCRIPTED, store=store, samples=[], samples_path=None)
     pid = store.add_prompt(QUERY, REFERENCE)[0]
-    out = _api_fn(app, "reer_step")(pid, None, "", *[DEMO.get(k, True) for k in SETTINGS])
+    out = _api_fn(app, "reer_step")(pid, None, "", *[DEMO.get(k, getattr(REAL, k)) for k in SETTINGS])
     run_id = _state(out)
     _until(lambda: store.get_run(run_id)["status"] in ("paused", "finished"), "the step ended")
     assert store.get_run(run_id)["status"] == "paused", store.get_run(run_id)
@@ -135,11 +135,11 @@ def test_an_accepted_step_whose_perplexity_rose_says_it_was_accepted_on_score():
 # ---- point 6: the heat maps belong to the run on screen ---------------------------------------------
 
 def test_heat_maps_of_an_earlier_run_are_cleared_when_another_run_is_on_screen(store, paused_run):
-    from studio.pages.reer import DEMO, SETTINGS
+    from studio.pages.reer import DEMO, REAL, SETTINGS
 
     app, first = paused_run
     pid = store.add_prompt(QUERY + " (another)", REFERENCE)[0]
-    second = _state(_api_fn(app, "reer_step")(pid, None, "", *[DEMO.get(k, True) for k in SETTINGS]))
+    second = _state(_api_fn(app, "reer_step")(pid, None, "", *[DEMO.get(k, getattr(REAL, k)) for k in SETTINGS]))
     _until(lambda: store.get_run(second)["status"] in ("paused", "finished"), "the second run's step ended")
 
     heat = _api_fn(app, "reer_heatmap")(first)

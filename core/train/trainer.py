@@ -69,7 +69,7 @@ class TrainError(LMError):
 @dataclass(frozen=True)
 class TrainConfig:
     method: str = setting("sft", choices=("sft", "dpo"), help="sft: on a chat export; dpo: TRL's DPOTrainer on "
-                                                               "an `export --format dpo` file (core.train.dpo)")
+                                                               "an `export --format dpo` file (preference pairs; docs/training.md)")
     beta: float = setting(0.1, above=0, max=100, help="dpo: DPO's beta (pull towards the reference model)")
     model: str = setting(DEFAULT_MODEL, label="Model to fine-tune",
                          help="model spec to fine-tune: the built-in alias, a local folder or a hub id")
