@@ -42,7 +42,6 @@ chat templates (core.data.template_check).
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
@@ -65,7 +64,8 @@ from core.data.curation import (
 from core.format import assistant_turn
 from core import pairs as pp
 from core.judging.export import write_tables as write_judgments
-from core.outputs import OutputBusy, exclusive, fsync_path, fsync_tree, oserror_line
+from core.export_swap import ASIDE, PARTIAL, swap_in, tidy  # noqa: F401 (ASIDE: the names tests look for)
+from core.outputs import OutputBusy, exclusive, fsync_tree, oserror_line
 from core.store import BadValue, Store, now
 
 FORMATS = ("chat", "sharegpt", "alpaca", "parquet", "hf", "prm", "dpo")
@@ -93,8 +93,6 @@ DESCRIBE = {
 
 
 MANIFEST = ".palimpsest-export.json"  # in each export folder: {"format", "files": names this export wrote, ...}
-PARTIAL = ".palimpsest-partial-"  # .NAME + this + PID-: the temporary folder an export is written into
-ASIDE = ".palimpsest-old-"  # .NAME + this + PID-: an earlier export set aside while the new one moves in
 
 
 class ExportError(BadValue):
@@ -346,73 +344,6 @@ def _check_out(out: Path) -> None:
                           "are never deleted: move them elsewhere, or give a new or empty folder")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def _tidy(out: Path) -> None:
-    """Leftovers of killed exports to `out`: temporary folders of dead processes are removed; an
-    earlier export set aside and not yet replaced (killed between the two renames) is put back."""
-    if not out.parent.is_dir():
-        return
-    for kind in (ASIDE, PARTIAL):
-        prefix = f".{out.name}{kind}"
-        for entry in sorted(out.parent.iterdir()):
-            pid = entry.name[len(prefix):].split("-")[0]
-            if not entry.name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)) or entry.is_symlink():
-                continue
-            if kind == ASIDE and not out.exists():
-                os.rename(entry, out)
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system
-    or the file system has no such call."""
-    try:
-        fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    except (OSError, TypeError):  # no C library to ask (Windows)
-        return False
-    if fn is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _swap_in(new: Path, out: Path) -> None:
-    """Put the finished folder `new` at `out` (same parent); an earlier folder there is removed
-    only once the new one is in place."""
-    if not out.exists():
-        os.rename(new, out)
-    elif _exchange(new, out):
-        shutil.rmtree(new, ignore_errors=True)  # now the earlier export
-    else:
-        aside = out.parent / f".{out.name}{ASIDE}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.rename(out, aside)
-        try:
-            os.rename(new, out)
-        except BaseException:
-            os.rename(aside, out)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    try:
-        fsync_path(out.parent)
-    except OSError:
-        pass  # the swap is done; a folder that cannot be fsynced (some network mounts) keeps it anyway
-
-
 def _rows(fmt: str, examples: list[dict], store: Store | None = None, min_margin: float = pp.DEFAULT_MIN_MARGIN,
           sources: tuple[str, ...] = pp.SOURCES) -> tuple[list[dict], Counter]:
     """The records of format `fmt` (one per trajectory, per R2 step, or per preference pair), and why
@@ -504,12 +435,7 @@ def export(store: Store, fmt: str, out: str | Path, status: str = "accepted", so
     records whose think block is dropped or mangled are reported (report.template_issues).
     `judgments` False leaves people's judgments out (the studio: only a lead exports them).
     dpo only: `sources` (names from core.pairs.SOURCES, or "all") and `min_margin`."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
-    try:
-        sources, min_margin = pp.options(sources, min_margin)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
+    sources, min_margin = _checked(fmt, sources, min_margin)
     out = Path(os.path.abspath(Path(out).expanduser()))
     try:  # one export into a folder at a time: a second at once is refused (it replaced the first unseen)
         with exclusive(out):
@@ -524,7 +450,7 @@ def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_t
             judgments: bool, min_margin: float = pp.DEFAULT_MIN_MARGIN,
             sources: tuple[str, ...] = pp.SOURCES) -> ExportReport:
     try:
-        _tidy(out)  # a killed export's leftovers: its earlier export put back, its temporary folder removed
+        tidy(out)  # a killed export's leftovers: its earlier export put back, its temporary folder removed
     except OSError as exc:
         raise ExportFailed(f"--out {out}: {oserror_line(exc)}") from None
     _check_out(out)  # before any work; again just before writing
@@ -566,7 +492,7 @@ def _export(store: Store, fmt: str, out: Path, status: str, source: str, check_t
         if had:  # the earlier export's folder mode, once everything is written
             os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))
         fsync_tree(tmp)
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     except OSError as exc:
         raise ExportFailed(f"--out {out}: {oserror_line(exc)}; "
                            + ("the earlier export there is unchanged" if had else "nothing was written")) from None
@@ -593,12 +519,17 @@ def preview(store: Store, fmt: str, status: str = "accepted", source: str = "all
             sources: str | None = None) -> tuple[list[dict], int, dict[str, int]]:
     """What `export` would write, without writing: (its first `n` records, how many records in all,
     reason -> trajectories left out). Raises ExportError for a bad format, status or source."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
-    try:
-        sources, min_margin = pp.options(sources, min_margin)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
+    sources, min_margin = _checked(fmt, sources, min_margin)
     examples, skipped = _examples(store, status, source)
     rows, more = _rows(fmt, examples, store, min_margin, sources)
     return rows[: max(0, n)], len(rows), {**skipped, **more}
+
+
+def _checked(fmt: str, sources, min_margin) -> tuple[tuple[str, ...], float]:
+    """The format checked, and (sources, min_margin) parsed; ExportError naming the fix."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: {fmt!r} is not a format; use one of {', '.join(FORMATS)}")
+    try:
+        return pp.options(sources, min_margin)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None

@@ -21,6 +21,7 @@ import pytest
 from library_fixtures import add_r2, filled_store
 
 from core import export as ex
+from core import export_swap
 from core.export import MANIFEST, ExportError, ExportFailed, export
 from core.store import open_store
 
@@ -103,7 +104,7 @@ def test_a_symlink_as_the_folder_is_refused_in_one_line(filled, tmp_path):
 
 
 def test_without_an_atomic_exchange_the_rename_aside_path_keeps_the_same_promise(filled, tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(export_swap, "exchange", lambda a, b: False)
     out = tmp_path / "ex"
     export(filled, "chat", out, status="any")
     assert export(filled, "chat", out).count == 3

@@ -33,10 +33,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from core import events as ev
-from core.format import turn_head
 from core.models.lm import DEFAULT_MODEL, LMError
 from core.models.urls import is_server_spec
 from core.settings import SettingError, checking, invalid, loading, setting, validate
@@ -51,6 +50,7 @@ from core.train.data import (
     read_chat_jsonl,
     split_records,
 )
+from core.train.evaluation import evaluate
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "train_config.json"
@@ -199,39 +199,6 @@ def prepare(data: str | Path, cfg: TrainConfig) -> Prepared:
     by_id = {r.id: e for r, e in zip(records, examples)}
     return Prepared(records, train_recs, held_out, [by_id[r.id] for r in train_recs], tok, where, max_length,
                     hashlib.sha256(Path(data).read_bytes()).hexdigest())
-
-
-# ---- evaluation --------------------------------------------------------------------------------
-
-def evaluation_items(lm, records: Sequence[ChatRecord], thinking: bool) -> list[tuple[str, str, str]]:
-    """(context, thinking, answer) triples for core.models.scoring's "none" template, in the training
-    layout: the chat up to the assistant header, then the think block as core.format writes it (an
-    empty block without thinking), then the answer, whose tokens alone are scored."""
-    return [(lm.chat_text(list(r.messages[:-1]), add_generation_prompt=True),
-             turn_head(r.thinking if thinking else ""), r.answer) for r in records]
-
-
-def evaluate(lm, records: Sequence[ChatRecord]) -> dict:
-    """Held-out answer perplexity (token-weighted over all records), with and without the thinking."""
-    from core.models.scoring import ScoringConfig, score_many
-
-    t0 = time.perf_counter()
-    if not records:
-        return {"ppl_with_thinking": None, "ppl_without_thinking": None, "n_items": 0, "n_tokens": 0,
-                "seconds": 0.0, "per_item": {}}
-    cfg = ScoringConfig(template="none")
-    result, per_item = {}, {r.id: {} for r in records}
-    for name, thinking in (("with", True), ("without", False)):
-        scores = []
-        for item in evaluation_items(lm, records, thinking):  # one at a time: long records, small memory
-            scores.extend(score_many(lm, [item], cfg))
-        n = sum(s.n_tokens for s in scores)
-        total = sum(s.mean_logprob * s.n_tokens for s in scores)
-        result[f"ppl_{name}_thinking"] = math.exp(-total / n)
-        result["n_tokens"] = n
-        for r, s in zip(records, scores):
-            per_item[r.id][name] = s.ppl
-    return {**result, "n_items": len(records), "seconds": time.perf_counter() - t0, "per_item": per_item}
 
 
 # ---- the run -----------------------------------------------------------------------------------
