@@ -1,13 +1,16 @@
 """The Train page runs DPO (`--method dpo`) on a dpo export in its own process, through gradio_client:
-the same progress line, and the before/after table shows held-out pair accuracy and reward margin."""
+the same progress line, and the before/after table shows held-out pair accuracy and reward margin;
+a fresh browser page (Chromium) reattaches to the finished run and shows the same figures."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
 import pytest
 from test_studio_r2_train import api, fake, store  # noqa: F401  (the launched studio and its store)
+from ui_helpers import needs_chromium
 
 from core import events as ev
 from core import pairs as pp
@@ -43,6 +46,7 @@ def test_train_page_refuses_a_chat_file_for_dpo(api, tmp_path):  # noqa: F811
 
 
 @pytest.mark.model
+@needs_chromium  # its second half checks the same run in a browser
 def test_train_page_runs_dpo_and_shows_pair_accuracy_before_and_after(api, store, tmp_path):  # noqa: F811
     data = _pairs_file(tmp_path / "pairs.jsonl")
     out_dir = str(tmp_path / "dpo-out")
@@ -62,3 +66,13 @@ def test_train_page_runs_dpo_and_shows_pair_accuracy_before_and_after(api, store
     assert evs["before"].pair_accuracy == 0 and evs["after"].pair_accuracy is not None
     assert f"pair accuracy before 0.00 → after {evs['after'].pair_accuracy:,.2f}" in status
     assert "step 2/2" in status and "eval PPL" not in status
+    # the same run in a browser: a fresh page reattaches to it and shows the pair figures (screenshot)
+    from ui_helpers import ARTIFACTS, browser_page
+
+    with browser_page(api.src) as page:
+        page.get_by_role("tab", name="Train").click(timeout=60_000)
+        page.wait_for_selector('#train-status [data-state="finished"]', timeout=30_000)
+        shown = page.inner_text("#train-status")
+        assert f"pair accuracy before 0.00 → after {evs['after'].pair_accuracy:,.2f}" in shown, shown
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        page.screenshot(path=os.path.join(ARTIFACTS, "studio-train-dpo-finished.png"))
