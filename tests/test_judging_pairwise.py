@@ -228,16 +228,22 @@ def test_model_judge_on_pairs_both_orders_against_the_people_and_their_ceiling(d
         assert jq.progress(s, "m")["judgments"] == 18
 
 
+def three_drafts_of_one_prompt(s) -> str:
+    """Trajectories 1-3: one query's answer ending v0, v1, v2, made drafts of one prompt (the fixture
+    makes a prompt per reference answer); returns the query."""
+    q, thinking, answer = REER_ITEMS[0]
+    for i in range(3):
+        add_reer(s, q, thinking, f"{answer} v{i}")
+    s.db.execute("UPDATE trajectories SET prompt_id = (SELECT prompt_id FROM trajectories WHERE id = 1)")
+    s.db.conn.commit()
+    return q
+
+
 def test_people_settled_pairs_for_the_preference_export(tmp_path):
     """Pairs of drafts of one prompt whose majority chose a side become chosen/rejected with source
     "people"; a split (or tie-majority) pair is left out."""
     with open_store(tmp_path / "x.db") as s:
-        q, thinking, answer = REER_ITEMS[0]
-        for i in range(3):
-            add_reer(s, q, thinking, f"{answer} v{i}")
-        # three drafts of one prompt (the fixture makes a prompt per reference answer)
-        s.db.execute("UPDATE trajectories SET prompt_id = (SELECT prompt_id FROM trajectories WHERE id = 1)")
-        s.db.conn.commit()
+        q = three_drafts_of_one_prompt(s)
         pw.create_pairwise_queue(s, "x", overlap=2, seed=0)
         pw.add_pairs(s, "x", pw.all_pairs(["1", "2", "3"]))
         for who in ("ann", "bob"):
@@ -285,11 +291,7 @@ def test_a_pairwise_queues_settled_pairs_reach_the_dpo_export(tmp_path):
     from core.export import export
 
     with open_store(tmp_path / "x.db") as s:
-        q, thinking, answer = REER_ITEMS[0]
-        for i in range(3):
-            add_reer(s, q, thinking, f"{answer} v{i}")
-        s.db.execute("UPDATE trajectories SET prompt_id = (SELECT prompt_id FROM trajectories WHERE id = 1)")
-        s.db.conn.commit()
+        q = three_drafts_of_one_prompt(s)
         pw.create_pairwise_queue(s, "x", overlap=3, seed=0)
         pw.add_pairs(s, "x", pw.all_pairs(["1", "2", "3"]))
         for who in ("ann", "bob", "cy"):
