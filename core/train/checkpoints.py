@@ -21,6 +21,8 @@ import re
 import shutil
 from pathlib import Path
 
+from core.outputs import fsync_path, fsync_tree
+
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"  # the folder beside the checkpoints where one is written before its rename
@@ -67,23 +69,6 @@ def clear_incomplete(folder: str | Path, skipped: list[str]) -> None:
         shutil.rmtree(folder / name, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    """Every file under `root`, then each folder, on disk (before the rename makes it the checkpoint)."""
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(dirpath, name), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
-
-
 def atomic(trainer_class: type) -> type:
     """A subclass of `trainer_class` (transformers.Trainer) whose checkpoints appear whole or not at all."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -107,11 +92,11 @@ def atomic(trainer_class: type) -> type:
             if not self.args.should_save:
                 return
             final = run_dir / name
-            _fsync_tree(staging / name)
+            fsync_tree(staging / name)
             if final.exists():  # the same step saved twice (a stop right after a scheduled save)
                 shutil.rmtree(final)
             os.replace(staging / name, final)
-            _fsync_dir(run_dir)
+            fsync_path(run_dir)
             if rotate_checkpoints is not None:
                 rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
                                    best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
