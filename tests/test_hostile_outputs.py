@@ -146,12 +146,21 @@ def test_a_read_only_folder_is_one_line_for_score_reer_and_train(src, tmp_path):
     assert all("read-only" in line and "Traceback" not in line for line in lines[0::2]), res.stdout
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a folder without write permission")
 def test_a_folder_without_write_permission_is_one_line(src, tmp_path, capsys):
+    """Root writes into any folder through its CAP_DAC_OVERRIDE, so as root the command runs in a
+    subprocess without that capability (util-linux's setpriv); as anyone else, in this process."""
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    code, err = cli(capsys, "score", "--input", src, "--out", locked / "o.jsonl", "--model", "scripted:")
-    assert code == 2 and one_line(err) and "cannot write in" in err
+    args = ["score", "--input", src, "--out", locked / "o.jsonl", "--model", "scripted:"]
+    if os.geteuid() != 0:
+        code, err = cli(capsys, *args)
+    else:
+        caps = "-dac_override,-dac_read_search"
+        res = subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", sys.executable, "-m",
+                              "studio.cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        code, err = res.returncode, res.stderr
+    assert code == 2 and one_line(err) and "cannot write in" in err, err
+    assert list(locked.iterdir()) == []
 
 
 # ---- written through OUT.partial -------------------------------------------------------------
