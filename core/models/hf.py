@@ -15,6 +15,7 @@ Does not know REER templates.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import logging
@@ -100,6 +101,24 @@ def gemma_gguf_path() -> Path:
 LOCAL_ALIASES = {BUILTIN_ALIAS: builtin_gguf_path, GEMMA_ALIAS: gemma_gguf_path}
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """Holds an exclusive lock on PATH across processes (two commands started at once on a fresh
+    machine convert the model once; the second waits, then finds it). No-op where fcntl is absent."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic rename below still keeps the cache whole
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def builtin_model_dir(alias: str = BUILTIN_ALIAS) -> Path:
     """A safetensors copy of a local alias's model (LOCAL_ALIASES), converted from its GGUF on first
     use (~30 s for the built-in one) and kept in the cache."""
@@ -109,8 +128,8 @@ def builtin_model_dir(alias: str = BUILTIN_ALIAS) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = LOCAL_ALIASES[alias]()
-    with _CONVERT_LOCK:
-        if (target / "model.safetensors").exists():
+    with _CONVERT_LOCK, _file_lock(target.with_name(target.name + ".lock")):
+        if (target / "model.safetensors").exists():  # another thread or process converted it meanwhile
             return target
         log.warning("converting the model %s from GGUF once (about 30 s or more); cached in %s", alias, target)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
