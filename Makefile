@@ -53,8 +53,12 @@ $(VENV)/.gemma-installed: | $(VENV)/.installed
 
 gemma: $(VENV)/.gemma-installed
 
+# two workers, one file each at a time (a file's launched studio or server is started once); many
+# tests wait on a browser, a server or a command's start-up, so two cores do nearly twice the work
+TEST_WORKERS ?= 2
+
 test: setup browser server-deps gemma
-	$(BIN)/python -m pytest -q -rs --durations=10 $(ARGS)
+	$(BIN)/python -m pytest -q -rs --durations=10 -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-server: setup server-deps
 	$(BIN)/python -m pytest -q -rs -m server $(ARGS)

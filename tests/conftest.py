@@ -23,6 +23,12 @@ import torch
 
 from needs import in_ci
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one torch thread each (and in the commands they
+    # start), since two workers spinning two threads apiece on two cores slow both down
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 ALLOWED_SKIPS = Path(__file__).with_name("skips-allowed.txt")
 
 
@@ -62,6 +68,21 @@ def pytest_make_collect_report(collector):
     """The same for a whole file skipped while it is collected (pytest.importorskip, module-level skip)."""
     rep = (yield).get_result()
     _fail_skip_in_ci(rep, collector.nodeid)
+
+
+def pytest_sessionstart(session):
+    """Before any worker starts, convert the local models once (a fresh machine's cache is empty):
+    otherwise every worker's first model test would wait on the same conversion. A machine
+    without them fails in the tests that need them, with their own message, not here."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from core.models.hf import LOCAL_ALIASES, builtin_model_dir
+
+    for alias in LOCAL_ALIASES:
+        try:
+            builtin_model_dir(alias)
+        except Exception as exc:  # noqa: BLE001 - reported by the tests that need the model
+            print(f"conftest: {alias} is not converted ({exc}); the tests that need it will say so")
 
 
 @pytest.fixture(scope="session")
