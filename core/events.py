@@ -86,7 +86,7 @@ class InitialDraft(Event):
 @dataclass(frozen=True)
 class SegmentStarted(Event):
     kind: ClassVar[str] = "segment_started"
-    step: int  # 1-based expansion step
+    step: int  # 1-based step number: each decision has its own; an expansion's events share it (core.reer.state)
     segment: int  # 0-based index of the segment being expanded
     text: str  # the segment's current text
 
@@ -117,7 +117,7 @@ class CandidateScored(Event):
 @dataclass(frozen=True)
 class SegmentDecided(Event):
     kind: ClassVar[str] = "segment_decided"
-    step: int
+    step: int  # this decision's number, never another decision's: a person's edit takes one of its own
     segment: int
     action: Literal["accept", "keep", "edit", "force", "skip"]  # what was done to the segment
     by: Literal["search", "human"]  # who decided

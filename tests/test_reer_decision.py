@@ -123,7 +123,7 @@ def test_a_person_forces_a_worse_candidate_edits_and_skips_and_each_is_recorded_
            for e in more if isinstance(e, ev.SegmentDecided)]
     assert got == [(1, "force", "human", "ana", 0, 1.70),
                    (2, "edit", "human", "ben", None, 1.45),  # 1.70 - 0.30 + 0.05, rescored at once
-                   (2, "skip", "human", "cy", None, 1.45)]  # segment 2 left as it is
+                   (3, "skip", "human", "cy", None, 1.45)]  # segment 2 left as it is; the edit has its own step
     last = [e for e in more if isinstance(e, ev.SegmentDecided)][-1]
     assert TAG.findall(last.segments[0]) == ["0.50"] and TAG.findall(last.segments[3]) == ["0.05"]
     assert last.text == last.segments[1] == DRAFT.split("\n\n")[1]

@@ -129,7 +129,7 @@ def test_after_an_edit_the_step_is_written_again_and_its_new_candidates_can_be_f
     controls.edit(1, EDIT)
     controls.pause()
     events += search(lm, controls, events)
-    # Step writes the step's candidates again (a second writing); pause to hold them
+    # Step writes the step's candidates again, under a step number of their own; pause to hold them
     c = Controls()
     more = []
     for e in reer_search(lm, "run", S["id"], S["query"], S["reference"], CFG, controls=c, history=events):
@@ -138,7 +138,7 @@ def test_after_an_edit_the_step_is_written_again_and_its_new_candidates_can_be_f
             c.pause()
     events += more
     step, seg, attempt, pending = ReerState.from_events(events).waiting()
-    assert (step, attempt) == (1, 2)
+    assert (step, attempt) == (3, 1)  # 1: the stale candidates (undecided), 2: the edit, 3: written again
     c = Controls()
     c.force(0, shown=Shown("run", step, seg, 0, attempt, text_hash(pending[0][0])))
     c.step(1)

@@ -18,11 +18,13 @@ refuses one whose object is no longer the one waiting, with a non-fatal `RunErro
 (where "force", "skip" or "edit") and, for a force or a skip, a pause, so nothing is decided for
 the person on what they did not see. An edit while candidates wait makes them stale (they were
 scored against the old text): they are never decided on, and Run or Step writes the step's
-candidates again (a second "attempt"). A pause ends the generator with `RunPaused`; calling `reer_search`
-again with the run's history (from the store) continues where it left off, as does resuming
-after a crash: the state is rebuilt from the events (`core.reer.state`), a half-done step is
-redone with the same seed (core.runs.seeds.step_seed), and a step whose candidates were all
-scored is decided without regenerating.
+candidates again, under a new step number. Every decision (an expansion's, an edit, a force, a
+skip) has a step number of its own (core.reer.state: numbers only grow); the step budget, the
+segment visited and the seed go by expansions. A pause ends the generator with `RunPaused`;
+calling `reer_search` again with the run's history (from the store) continues where it left off,
+as does resuming after a crash: the state is rebuilt from the events (`core.reer.state`), a
+half-done step is redone under its number with the same seed (core.runs.seeds.step_seed), and
+a step whose candidates were all scored is decided without regenerating.
 
 While it works the search reports TRANSIENT progress (core.runs.progress.ProgressMeter, to
 `controls.report`): the phase ("drafting", "candidates 1-2 of segment 3 (step 2/4)", "scoring"),
@@ -181,7 +183,7 @@ def force_refused(shown: Shown | None, state: ReerState, run_id: str, step: int,
                        "decided). Look at the page again: Run or Step writes new candidates.")
     attempt = state.attempt(step)
     if shown is not None and (shown.step, shown.segment, shown.attempt) != (step, segment, attempt):
-        again = " (written again after an edit)" if attempt > 1 else ""
+        again = " (written again)" if attempt > 1 else ""
         return head + (f"you saw the candidates of step {shown.step}, segment {shown.segment + 1}; the ones waiting "
                        f"now are step {step}'s, segment {segment + 1}{again}. Look at them and decide again.")
     if candidate not in pending:
@@ -299,8 +301,9 @@ def expand_prompt(ps: PromptSet, cfg: ReerConfig, query: str, answer: str, segme
 
 def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], i: int,
                       cfg: ReerConfig, step: int) -> list[tuple[str, str | None, str | None]]:
-    """K (raw, text, error) rewrites of segment i, sampled in one batched call. A segment led by a
-    draft mark line keeps it: the line is prefilled (and put back after an analysis)."""
+    """K (raw, text, error) rewrites of segment i, sampled in one batched call, seeded by `step` (the
+    expansion's ordinal: 1 for the first expansion). A segment led by a draft mark line keeps it: the
+    line is prefilled (and put back after an analysis)."""
     prompt = expand_prompt(prompt_set(cfg.prompts, query), cfg, query, answer, segments, i)
     lead = leading_mark(segments[i])
     rest = segments[i][len(lead):].strip() if lead else segments[i]
@@ -418,15 +421,18 @@ def _refuse(run_id: str, where: str, why: str) -> Iterator[ev.Event]:
 
 
 def _one_step(lm, sc, run_id, query, answer, cfg, scfg, controls, state, meter):
-    """One expansion step; returns True when the run paused inside it (nothing decided)."""
-    step, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
+    """One expansion step; returns True when the run paused inside it (nothing decided). Its events carry
+    the step number `state.next_step()` (core.reer.state: unique per decision); the budget, the segment
+    and the seed go by `nth`, the expansion's ordinal, so a person's edits change neither."""
+    nth, i = state.steps_done + 1, state.steps_done % len(state.segments)  # one segment per step
+    step = state.next_step()
     if cmd := controls.take(("skip",)):
         if why := skip_refused(cmd[1], state, run_id, step, i):
             yield from _refuse(run_id, "skip", why)
             return True
         yield _decide(state, run_id, step, i, "skip", "human", None, state.segments[i], state.score, cmd[-1])
         return False
-    pending = state.pending_step(step, i, cfg.candidates)
+    pending = state.pending_step(step, i, cfg.candidates) if state.open_step == step else None
     if pending is None and (cmd := controls.take(("force",))):  # nothing waits: what it names is gone
         yield from _refuse(run_id, "force", force_refused(cmd[2], state, run_id, step, i, cmd[1], None))
         return True
@@ -439,10 +445,10 @@ def _one_step(lm, sc, run_id, query, answer, cfg, scfg, controls, state, meter):
         total = min(cfg.max_steps, len(state.segments) * cfg.passes)
         k_ = cfg.candidates
         which = "candidate 1" if k_ == 1 else f"candidates 1–{k_}"
-        with meter.generating(f"{which} of segment {i + 1} (step {step}/{total})", "candidates",
+        with meter.generating(f"{which} of segment {i + 1} (step {nth}/{total})", "candidates",
                               cfg.candidate_max_new_tokens, later_tokens=later * cfg.candidate_max_new_tokens,
                               later_scorings=later + 1):
-            made = expand_candidates(lm, query, answer, state.segments, i, cfg, step)
+            made = expand_candidates(lm, query, answer, state.segments, i, cfg, nth)
         for k, (raw, text, err) in enumerate(made):
             event = ev.CandidateGenerated(run_id, step=step, segment=i, index=k, raw=raw, text=text, error=err)
             state.apply(event)
@@ -511,7 +517,7 @@ def _take_edits(sc, run_id, query, answer, scfg, controls, state):
         segs = list(state.segments)
         segs[i] = text
         s = score(sc, query, segs, answer, scfg).as_dict()
-        step = state.steps_done + 1
+        step = state.edit_step()  # a number of its own: never the next expansion's (core.reer.state)
         event = ev.CandidateScored(run_id, step=step, segment=i, index=-1, score=s)
         state.apply(event)
         yield event

@@ -1,11 +1,23 @@
 """Rebuilding a REER run from its events: the live state (to resume) and the output record.
 
 `ReerState.apply(event)` folds one event in; `ReerState.from_events(history)` replays a run
-(core.runs.engine.Replayed). A step counts as done once its `SegmentDecided` arrives (a person's
-edit does not use up a step, but makes the step's waiting candidates stale: `waiting` then has none
-until the step's candidates are written again). `record_from_events` turns a run's events into the JSON line
-`palimpsest reer run` writes; `trajectory_fields` picks a record's trajectory row. Pure functions
-of the events: the store, the CLI and the studio all share them. R2's state module is its mirror.
+(core.runs.engine.Replayed). An expansion counts as done once its `SegmentDecided` arrives (a person's
+edit does not use up the step budget, but makes the step's waiting candidates stale: `waiting` then has
+none until the candidates are written again, under a new step number).
+
+Step numbers (the `step` of every REER event) number the run's decisions: every decision (an
+expansion's accept, keep, force or skip, and a person's edit) has a number of its own, and an
+expansion's SegmentStarted, candidates and decision share it. A new number is one above the
+highest any event of the run carries (`last_step`), so numbers only grow and are never reused: an
+edit takes a fresh one, and candidates an edit made stale keep theirs (undecided; the candidates
+written again take the next). `steps_done` counts expansions only (the budget and the segment to
+visit). Runs stored before this numbering gave an edit the number of the next expansion; they
+replay the same, and a resumed one carries on above its highest number.
+
+`record_from_events` turns a run's events into the JSON line `palimpsest reer run` writes (one
+`steps` entry per step number: an edit has its own, and stale candidates keep theirs with action
+null); `trajectory_fields` picks a record's trajectory row. Pure functions of the events: the
+store, the CLI and the studio all share them. R2's state module is its mirror.
 """
 from __future__ import annotations
 
@@ -24,21 +36,36 @@ class ReerState(Replayed):
     draft: ev.InitialDraft | None = None
     segments: list[str] | None = None  # current trajectory
     score: dict | None = None  # current Score.as_dict()
-    steps_done: int = 0  # decided expansions (edits excluded)
+    steps_done: int = 0  # decided expansions (edits excluded): what the step budget counts
+    last_step: int = 0  # the highest step number any event of the run carries (module docstring)
+    open_step: int | None = None  # the step started, not yet decided; None: none (any decision closes it)
     events: list[ev.Event] = field(default_factory=list)
 
     def apply(self, event: ev.Event) -> None:
         self.events.append(event)
+        if isinstance(event, (ev.SegmentStarted, ev.CandidateGenerated, ev.CandidateScored, ev.SegmentDecided)):
+            self.last_step = max(self.last_step, event.step)
+        if isinstance(event, ev.SegmentStarted):
+            self.open_step = event.step
         if isinstance(event, ev.ReerStarted):
             self.started, self.run = True, event
         elif isinstance(event, ev.InitialDraft):
             self.draft, self.segments, self.score = event, list(event.segments), event.score
         elif isinstance(event, ev.SegmentDecided):
-            self.segments, self.score = list(event.segments), event.score
+            self.segments, self.score, self.open_step = list(event.segments), event.score, None
             if event.action != "edit":
                 self.steps_done += 1
         elif isinstance(event, ev.ReerFinished):
             self.finished = True
+
+    def next_step(self) -> int:
+        """The step number of the next expansion: the open one's (started, not decided: it is finished
+        under its number), else a fresh one."""
+        return self.open_step if self.open_step is not None else self.last_step + 1
+
+    def edit_step(self) -> int:
+        """The step number of a person's edit arriving now: always a fresh one."""
+        return self.last_step + 1
 
     def pending_step(self, step: int, segment: int, k: int) -> dict | None:
         """{candidate: (text, score)} if step `step` was fully generated and scored but not decided."""
@@ -59,16 +86,17 @@ class ReerState(Replayed):
         return {i: (gen[i], scored[i]) for i in scored}
 
     def attempt(self, step: int) -> int:
-        """How many times step `step`'s candidates were started (2 or more: written again after an edit)."""
+        """How many times step `step`'s candidates were started (2 or more: written again, after a
+        crash, or after an edit in a run stored before edits took step numbers of their own)."""
         return sum(isinstance(e, ev.SegmentStarted) and e.step == step for e in self.events)
 
     def waiting(self) -> tuple[int, int, int, dict] | None:
         """(step, segment, attempt, {candidate: (text, score)}) of the candidates awaiting a decision
-        now: the current step's, all written and scored, not decided and not made stale by an edit;
+        now: the open step's, all written and scored, not decided and not made stale by an edit;
         None when none wait."""
-        step = self.steps_done + 1
+        step = self.open_step
         started = [e for e in self.events if isinstance(e, ev.SegmentStarted) and e.step == step]
-        if self.finished or not started:
+        if self.finished or step is None or not started:
             return None
         k = int(((self.run.settings if self.run else None) or {}).get("candidates", 1))
         pending = self.pending_step(step, started[-1].segment, k)

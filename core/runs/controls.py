@@ -47,7 +47,7 @@ class Shown:
     step: int  # the step the decision is for (1-based)
     segment: int  # the segment (0-based)
     index: int | None = None  # the candidate forced (0-based); None for an edit or a skip
-    attempt: int = 1  # which writing of the step's candidates (2: written again after an edit made the first stale)
+    attempt: int = 1  # which writing of the step's candidates (2: written again under its number, after a crash)
     text_hash: str = ""  # text_hash of the candidate's text (force) or of the segment's text (edit, skip); "": unchecked
 
     def as_dict(self) -> dict:

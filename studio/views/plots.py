@@ -4,7 +4,10 @@ What it knows: how to draw a REER run's history as score (or perplexity) by step
 trajectory's path, every scored candidate (accepted ones filled green, rejected ones hollow
 grey), a person's edits, and the stop threshold. The y axis fits the points (never below the
 metric's floor: a clipped score is at least 0, a perplexity at least 1); the x axis spans the
-run's step budget (`max_steps`) from the start, so a point's place says how far the run is. The
+run's step budget (`max_steps`) from the start, so a point's place says how far the run is: x is the
+expansion's ordinal (a person's edit sits half a step before the next expansion), while the hover
+texts name each event's step number (core.reer.state: every decision has its own, so an edit's
+number is not the next expansion's; runs stored before gave them one number and plot the same). The
 search accepts on the clipped score alone (core.reer.search: the lowest-scoring candidate, if
 below the current score), so an accepted step whose perplexity rose is labelled as such.
 What it does not know: the store, Gradio or how scores are computed; it reads `core.events`
@@ -116,6 +119,9 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
     max_steps = None
     current: dict | None = None  # the trajectory's score before the event at hand
     rises: list[tuple[float, float | None, str]] = []  # (x, y, note) of accepted steps whose perplexity rose
+    x_of: dict[int, int] = {}  # step number -> the expansion's ordinal (its x)
+    done = 0  # expansions decided so far
+    open_step = None  # the step whose candidates were started and not yet decided
     for e in events:
         if isinstance(e, ev.ReerStarted):
             max_steps = (e.settings or {}).get("max_steps")
@@ -127,6 +133,7 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
         elif isinstance(e, ev.SegmentStarted):
             for key in [k for k in scored if k[0] == e.step]:  # a redone step replaces its candidates
                 scored.pop(key)
+            x_of[e.step], open_step = done + 1, e.step
         elif isinstance(e, ev.CandidateGenerated):
             texts[(e.step, e.index)] = e.text
             k_of[e.step] = max(k_of.get(e.step, 0), e.index + 1)
@@ -136,15 +143,17 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
             y = _val(e.score, metric)
             note = rise_note(current, e.score, e.by) if e.action in ("accept", "force") else ""
             current = e.score
+            x_now = done + 1  # the expansion under way, or next (an edit sits before it)
             if e.action == "edit":
-                edits["x"].append(e.step - 0.5)
+                edits["x"].append(x_now - 0.5)
                 edits["y"].append(y)
                 edits["t"].append(f"your edit of segment {e.segment + 1}: {_short(e.text)}")
+            closes = {e.step, open_step}  # an edit closes the open step: its candidates are stale, drawn as rejected
             for (step, idx), s in sorted(scored.items()):
-                if step != e.step:
+                if step not in closes:
                     continue
                 n = max(k_of.get(step, 1), 1)
-                x = step + (idx - (n - 1) / 2) * 0.12  # spread a step's candidates a little
+                x = x_of.get(step, x_now) + (idx - (n - 1) / 2) * 0.12  # spread a step's candidates a little
                 box = acc if (e.chosen == idx and e.action in ("accept", "force")) else rej
                 box["x"].append(x)
                 box["y"].append(_val(s, metric))
@@ -152,12 +161,17 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
                 box["t"].append(f"step {step} · segment {e.segment + 1} · candidate {idx + 1}<br>"
                                 f"ppl {s.get('ppl', float('nan')):.3f} · score {s.get('score', float('nan')):.4f}"
                                 f"{why}<br>{_short(texts.get((step, idx)))}")
-            path_x.append(e.step - 0.5 if e.action == "edit" else e.step)
+            if open_step is not None and open_step != e.step:  # made stale by an edit: never awaiting a decision
+                for key in [k for k in scored if k[0] == open_step]:
+                    scored.pop(key)
+            open_step = None
+            path_x.append(x_now - 0.5 if e.action == "edit" else x_now)
             path_y.append(y)
             path_t.append(f"after step {e.step}: {e.action} ({e.by})" + (f"<br><i>{html.escape(note)}</i>"
                                                                            if note else ""))
             if note:
-                rises.append((e.step, y, note))
+                rises.append((x_now, y, note))
+            done += e.action != "edit"
     # candidates of a step still awaiting its decision
     decided = {e.step for e in events if isinstance(e, ev.SegmentDecided) and e.action != "edit"}
     pending = {"x": [], "y": [], "t": []}
@@ -165,7 +179,7 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
         if step in decided:
             continue
         n = max(k_of.get(step, 1), 1)
-        pending["x"].append(step + (idx - (n - 1) / 2) * 0.12)
+        pending["x"].append(x_of.get(step, step) + (idx - (n - 1) / 2) * 0.12)
         pending["y"].append(_val(s, metric))
         pending["t"].append(f"step {step} · candidate {idx + 1} (awaiting decision)<br>{_short(texts.get((step, idx)))}")
 

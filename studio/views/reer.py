@@ -45,11 +45,13 @@ class ReerView:
     errors: list[str] = field(default_factory=list)
     n_events: int = 0
     changed: set = field(default_factory=set)  # segment indices that differ from z0
-    attempt: int = 0  # which writing of the latest step's candidates (2: written again after an edit)
+    attempt: int = 0  # which writing of the latest step's candidates (2: written again under its number)
     stale_by: int | None = None  # the segment whose edit made the latest step's candidates stale (None: not stale)
     kept: list = field(default_factory=list)  # (step, best candidate score or None, score before) of steps kept
     accepted: int = 0  # steps that took a candidate (by the search or a person)
     unusable: int = 0  # candidates that could not be parsed
+    last_step: int = 0  # the highest step number of the run's events (core.reer.state: numbers only grow)
+    open_step: int | None = None  # the step started and not yet decided (None: none, or an edit closed it)
 
 
 STEERING = ("force", "skip", "edit")  # a person's command refused: shown until the next decision
@@ -60,6 +62,8 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
     cards: dict[int, dict] = {}
     steering: list[str] = []  # refusals of a person's commands since the last decision
     for e in events:
+        if isinstance(e, (ev.SegmentStarted, ev.CandidateGenerated, ev.CandidateScored, ev.SegmentDecided)):
+            v.last_step = max(v.last_step, e.step)
         if isinstance(e, ev.ReerStarted):
             v.query, v.reference, v.settings = e.query, e.reference, dict(e.settings or {})
         elif isinstance(e, ev.InitialDraft):
@@ -67,15 +71,15 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
         elif isinstance(e, ev.SegmentStarted):
             v.attempt = v.attempt + 1 if e.step == v.step else 1
             v.working, v.step, v.step_segment, v.before, cards = e.segment, e.step, e.segment, v.score, {}
-            v.stale_by = None
+            v.stale_by, v.open_step = None, e.step
         elif isinstance(e, ev.CandidateGenerated) and e.step == v.step:
             cards[e.index] = {"index": e.index, "text": e.text, "error": e.error, "score": None, "state": "pending"}
         elif isinstance(e, ev.CandidateScored) and e.step == v.step and e.index in cards:
             cards[e.index]["score"] = e.score
         elif isinstance(e, ev.SegmentDecided):
             v.segments, v.score = list(e.segments), e.score
-            steering = []
-            if e.action == "edit" and e.step == v.step and any(c["state"] == "pending" for c in cards.values()):
+            steering, v.open_step = [], None
+            if e.action == "edit" and any(c["state"] == "pending" for c in cards.values()):
                 v.stale_by = e.segment  # scored against the old text: never decided on (core.reer.search)
                 for c in cards.values():
                     c["state"] = "stale" if c["state"] == "pending" else c["state"]
@@ -311,7 +315,7 @@ def shown_of(run_id: str | None, v: ReerView | None) -> dict | None:
         return None
     waiting = {c["index"]: text_hash(c["text"]) for c in v.cards
                if c["state"] == "pending" and c["score"] is not None and v.working is not None}
-    nxt_step = v.steps_done + 1
+    nxt_step = v.open_step if v.open_step is not None else v.last_step + 1  # as core.reer.state.next_step
     nxt_seg = v.working if v.working is not None else v.steps_done % len(v.segments)
     return {"run": run_id, "step": v.step, "segment": v.step_segment, "attempt": v.attempt, "cands": waiting,
             "segments": [text_hash(x) for x in v.segments], "next": (nxt_step, nxt_seg)}
