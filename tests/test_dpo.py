@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from core import events as ev
 from core import pairs as pp
-from core.models.hf import builtin_model_dir
 from core.store import open_store
 from core.train.data import DataError
 from core.train.dpo import read_pairs, split_pairs
@@ -22,21 +20,6 @@ from core.train.trainer import METRICS_FILE, TrainConfig, run_training, train_jo
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["tides", "rain", "wind", "snow", "fog", "frost"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
-    d = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def sc(x):
