@@ -28,7 +28,7 @@ from typing import Sequence
 
 from core import events as ev
 from core.train import loop
-from core.train.data import DataError, split_records
+from core.train.data import DataError, json_lines, split_records
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,8 @@ def _messages(x) -> bool:
 def read_pairs(path: str | Path) -> list[Pair]:
     """The pairs of a JSONL file; DataError naming the line and the fix for anything else."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read it ({exc}); give an `export --format dpo` train.jsonl") from None
     out, kinds = [], set()
-    for n, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            r = json.loads(text)
-        except ValueError:
-            raise DataError(f"{path}:{n}: not JSON; give an `export --format dpo` train.jsonl") from None
+    for n, r in json_lines(path, "dpo"):
         if not isinstance(r, dict) or not {"prompt", "chosen", "rejected"} <= set(r):
             raise DataError(f"{path}:{n}: a preference pair needs prompt, chosen and rejected (`export --format dpo` "
                             "writes them); a chat export trains with --method sft")
