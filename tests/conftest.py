@@ -112,6 +112,24 @@ def tiny_lm():
 
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """The same 2-layer random Llama with the built-in tokenizer, saved as a model folder (training tests)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from core.models.hf import builtin_model_dir
+
+    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
+    d = tmp_path_factory.mktemp("tiny")
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
 @pytest.fixture
 def store():
     """An empty in-memory store (migrated), closed after the test; files that need a file

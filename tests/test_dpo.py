@@ -5,16 +5,15 @@ are refused by line. Tiny random Llama for the mechanics; the `model` test uses 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from core import events as ev
 from core import pairs as pp
-from core.models.hf import builtin_model_dir
 from core.store import open_store
 from core.train.data import DataError
 from core.train.dpo import read_pairs, split_pairs
@@ -22,21 +21,6 @@ from core.train.trainer import METRICS_FILE, TrainConfig, run_training, train_jo
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["tides", "rain", "wind", "snow", "fog", "frost"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
-    d = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def sc(x):
@@ -120,6 +104,38 @@ def test_held_out_split_is_by_prompt(tmp_path):
     pairs = read_pairs(write(tmp_path / "p.jsonl", step_pairs()))
     train, held = split_pairs(pairs, 0.34, 0)
     assert not {json.dumps(p.prompt) for p in train} & {json.dumps(p.prompt) for p in held}
+
+
+def test_accelerate_launch_trains_dpo_on_two_processes_and_reports_pair_accuracy(tmp_path, tiny_dir):
+    """`accelerate launch` with two CPU processes (gloo, the code path of several GPUs; `--cpu
+    --num_processes 2` would silently run one): both train, only the main one evaluates and writes."""
+    import socket
+
+    with socket.socket() as sock:  # a free port for the processes' rendezvous (29500 may be taken)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = write(tmp_path / "train.jsonl", step_pairs(2))  # 12 pairs of two prompts: one trained, one held out
+    out, db = tmp_path / "model", tmp_path / "p.db"
+    res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          "--main_process_port", str(port), "-m", "studio.cli", "train", "--method", "dpo",
+                          "--data", str(data), "--out", str(out), "--model", str(tiny_dir), "--max-steps", "2",
+                          "--batch-size", "1", "--eval-frac", "0.5", "--threads", "1", "--save-steps", "0",
+                          "--lr", "1e-3", "--db", str(db)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    # said once (by the main process), before and after
+    assert res.stderr.count("held-out pairs before training: pair accuracy 0.000, mean reward margin 0.000") == 1
+    assert res.stderr.count("held-out pairs after training: pair accuracy") == 1 and "Traceback" not in res.stderr
+    m = json.loads((out / METRICS_FILE).read_text())
+    assert m["status"] == "finished" and m["steps"] == 2 and m["n_train"] == 6 and m["n_eval"] == 6
+    assert m["eval_pair_accuracy_before"] == 0 and m["eval_pair_accuracy_after"] is not None
+    assert m["eval_reward_margin_after"] != 0 and (out / "model.safetensors").exists()
+    with open_store(db) as store:
+        (run,) = store.list_train_runs()
+        progress = [e for e in store.train_events(run["id"]) if e.kind == "train_progress"]
+    # two processes took a batch of 1 each per step: 2 of the 6 pairs a step (one process: 1)
+    assert run["status"] == "finished" and [round(e.epoch, 3) for e in progress] == [0.333, 0.667]
 
 
 @pytest.mark.model

@@ -69,21 +69,6 @@ def animal_records(n: int):
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tokenizer):
-    """A 2-layer random Llama with the built-in tokenizer, saved as a model folder."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
-    d = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return d
-
-
 # ---- data and mask -------------------------------------------------------------------------------
 
 def test_loss_mask_covers_exactly_the_assistant_turn(tokenizer):

@@ -150,6 +150,25 @@ def read_chat_jsonl(path: str | Path) -> list[ChatRecord]:
     return records
 
 
+def json_lines(path: str | Path, fmt: str) -> list[tuple[int, object]]:
+    """(line number, parsed JSON) of every non-blank line of an `export --format fmt` file (the
+    preference and step readers' first pass); DataError naming the line and the fix."""
+    path = Path(path)
+    hint = f"give an `export --format {fmt}` train.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it ({exc}); {hint}") from None
+    out = []
+    for n, text in enumerate(lines, 1):
+        if text.strip():
+            try:
+                out.append((n, json.loads(text)))
+            except ValueError:
+                raise DataError(f"{path}:{n}: not JSON; {hint}") from None
+    return out
+
+
 def split_records(records: Sequence[ChatRecord], eval_frac: float, seed: int) -> tuple[list, list]:
     """(train, held-out): a seeded shuffle puts round(eval_frac * n) records, at least one when
     eval_frac > 0, in the held-out set; at least one record always stays for training."""

@@ -3,10 +3,10 @@
 Knows: reading and checking preference pairs (core.pairs' records, or any JSONL of
 prompt/chosen/rejected in TRL's conversational or standard layout); the held-out split, by prompt
 when the pairs have two prompts or more (a REER run's step pairs share one prompt: holding out
-pairs of a prompt trained on would flatter the score); `train_dpo`, which runs DPOTrainer (TRL's
-loss, reference model and tokenisation; LoRA through its peft_config as for SFT; accelerate
-underneath, so `accelerate launch` works unchanged) inside core.train.trainer's run machinery
-(the same events, checkpoints, metrics.json, Stop and resume); and the held-out evaluation:
+pairs of a prompt trained on would flatter the score); `Dpo`, the method core.train.loop runs
+(the same events, checkpoints, metrics.json, Stop and resume as SFT): DPOTrainer (TRL's loss,
+reference model and tokenisation; LoRA through its peft_config as for SFT; accelerate
+underneath, so `accelerate launch` works unchanged); and the held-out evaluation:
   reward margin of a pair = beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected))),
   log-probabilities summed over the answer's tokens after the rendered prompt, exactly as TRL
   splits them; pair_accuracy = share of held-out pairs with a margin above 0 (the policy prefers
@@ -24,10 +24,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 from core import events as ev
-from core.train.data import DataError, split_records
+from core.train import loop
+from core.train.data import DataError, json_lines, split_records
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,8 @@ def _messages(x) -> bool:
 def read_pairs(path: str | Path) -> list[Pair]:
     """The pairs of a JSONL file; DataError naming the line and the fix for anything else."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read it ({exc}); give an `export --format dpo` train.jsonl") from None
     out, kinds = [], set()
-    for n, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            r = json.loads(text)
-        except ValueError:
-            raise DataError(f"{path}:{n}: not JSON; give an `export --format dpo` train.jsonl") from None
+    for n, r in json_lines(path, "dpo"):
         if not isinstance(r, dict) or not {"prompt", "chosen", "rejected"} <= set(r):
             raise DataError(f"{path}:{n}: a preference pair needs prompt, chosen and rejected (`export --format dpo` "
                             "writes them); a chat export trains with --method sft")
@@ -99,24 +90,14 @@ def split_pairs(pairs: Sequence[Pair], eval_frac: float, seed: int) -> tuple[lis
 
 def prepare_pairs(data: str | Path, cfg):
     """core.train.trainer.Prepared for DPO: pairs read and checked, model and tokenizer found, before any compute."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from core.train.trainer import Prepared, TrainError, check_model_spec
+    from core.train.trainer import Prepared, TrainError, model_tokenizer
 
     cfg.check()
     pairs = read_pairs(data)
     train, held = split_pairs(pairs, cfg.eval_frac, cfg.seed)
-    where = check_model_spec(cfg.model)
-    try:
-        tok = AutoTokenizer.from_pretrained(where)
-        window = int(getattr(AutoConfig.from_pretrained(where), "max_position_embeddings", 0) or 0)
-    except (OSError, ValueError) as exc:
-        raise TrainError(f"model '{cfg.model}': could not be loaded ({str(exc).splitlines()[0]})") from None
+    tok, where, max_length = model_tokenizer(cfg)
     if isinstance(pairs[0].prompt, list) and not getattr(tok, "chat_template", None):
         raise TrainError(f"model '{cfg.model}' has no chat template for these conversational pairs; train a chat model")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    max_length = min(x for x in (cfg.max_length, window) if x) if (cfg.max_length or window) else 2048
     return Prepared(pairs, train, held, [], tok, where, max_length, hashlib.sha256(Path(data).read_bytes()).hexdigest())
 
 
@@ -180,187 +161,62 @@ def _evaluated(run_id: str, stage: str, result: dict, seconds: float) -> ev.Trai
                              prefers_chosen=result["prefers_chosen"])
 
 
-# ---- the run -----------------------------------------------------------------------------------
+# ---- DPO in the shared run (core.train.loop) -------------------------------------------------------
 
-def _trainer(model, prep, cfg, out: Path):
-    import torch
-    from datasets import Dataset
-    from transformers import PrinterCallback
-    from trl import DPOConfig, DPOTrainer
+class Dpo(loop.Method):
+    """Preference pairs through TRL's DPOTrainer; pair accuracy and reward margin before and after."""
+    thread = "palimpsest-dpo"
 
-    from core.train.checkpoints import atomic
-    from core.train.trainer import CHECKPOINTS, _use_bf16
+    def metrics(self) -> dict:
+        return {"method": "dpo", "beta": self.cfg.beta}
 
-    peft = None
-    if cfg.lora:
-        from peft import LoraConfig
+    def tokens(self) -> tuple[int, int]:
+        tok, train = self.prep.tokenizer, self.prep.train
+        sizes = [sum(len(_ids(tok, p, w)[0]) for w in ("chosen", "rejected")) for p in train]
+        answers = [sum(len(i) - s for i, s in (_ids(tok, p, w) for w in ("chosen", "rejected"))) for p in train]
+        return sum(sizes), sum(answers)
 
-        targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else \
-            [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
-        peft = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=targets, task_type="CAUSAL_LM")
-    args = DPOConfig(
-        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps, save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, bf16=_use_bf16(cfg),
-        use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
-        disable_tqdm=True, beta=cfg.beta, max_length=prep.max_length,
-        activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0)
-    from datasets.utils.logging import disable_progress_bar
+    def _ids(self) -> list[str]:
+        return [p.id for p in self.prep.held_out]
 
-    disable_progress_bar()  # progress reaches the caller as events, not bars
-    data = Dataset.from_list([p.row() for p in prep.train])
-    trainer = atomic(DPOTrainer)(model=model, args=args, train_dataset=data, processing_class=prep.tokenizer,
-                                 peft_config=peft)
-    trainer.remove_callback(PrinterCallback)
-    return trainer
-
-
-def train_dpo(data, out_dir, cfg, run_id: str = "", resume: bool = False, overwrite: bool = False,
-              stop: Callable[[], bool] | None = None, prepared=None) -> Iterator[ev.Event]:
-    """core.train.trainer.train for method dpo: the same events, files and Stop (its docstring)."""
-    import dataclasses
-    import gc
-    import queue
-    import shutil
-    import threading
-
-    import torch
-
-    from core.train import trainer as T
-    from core.train.checkpoints import clear_incomplete, newest_complete
-
-    prep = prepared or prepare_pairs(data, cfg)
-    out = Path(out_dir).expanduser().resolve()
-    record = {**cfg.as_dict(), "data": str(Path(data).resolve()), "data_sha256": prep.data_sha256}
-    state = T.process_state()
-    main = state.is_main_process
-    ckpt = T._check_out_dir(out, record, resume, overwrite)
-    state.wait_for_everyone()
-    if main:
-        if resume:
-            clear_incomplete(out / T.CHECKPOINTS, newest_complete(out / T.CHECKPOINTS)[1])
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        T._write_json(out / T.CONFIG_FILE, record)
-    state.wait_for_everyone()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    t0 = time.perf_counter()
-    total = T.total_steps(len(prep.train), cfg, state.num_processes)
-    start_step = T._checkpoint_step(ckpt)
-    metrics = T._start_metrics(out, cfg, prep, resume, start_step)
-    metrics.update(method="dpo", beta=cfg.beta)
-    sizes = [sum(len(_ids(prep.tokenizer, p, w)[0]) for w in ("chosen", "rejected")) for p in prep.train]
-    answers = [sum(len(i) - s for i, s in (_ids(prep.tokenizer, p, w) for w in ("chosen", "rejected")))
-               for p in prep.train]
-    yield ev.TrainStarted(run_id, config=record, out_dir=str(out), n_train=len(prep.train), n_eval=len(prep.held_out),
-                          train_tokens=sum(sizes), trained_tokens=sum(answers), total_steps=total,
-                          resumed_from=ckpt, start_step=start_step)
-    model = T._load_model(prep, cfg, state.device)
-    ids = [p.id for p in prep.held_out]
-    ref = metrics.get("ref_logps")
-    if main and (metrics.get("eval_before") is None or not ref):
-        t1 = time.perf_counter()
-        ref = logps(model, prep.tokenizer, prep.held_out, prep.max_length, state.device)
-        before = evaluate_pairs(ref, ref, cfg.beta, ids)
+    def before(self, model, metrics: dict, device, run_id: str) -> ev.TrainEvaluated | None:
+        if metrics.get("eval_before") is not None and metrics.get("ref_logps"):
+            return None
+        prep, t1 = self.prep, time.perf_counter()
+        ref = logps(model, prep.tokenizer, prep.held_out, prep.max_length, device)
+        before = evaluate_pairs(ref, ref, self.cfg.beta, self._ids())
         metrics.update(ref_logps=ref, eval_before=before, eval_pair_accuracy_before=before["pair_accuracy"],
                        eval_reward_margin_before=before["reward_margin"],
                        eval_prefers_chosen_before=before["prefers_chosen"])
-        T._write_json(out / T.METRICS_FILE, metrics)
-        yield _evaluated(run_id, "before", before, time.perf_counter() - t1)
-    state.wait_for_everyone()
+        return _evaluated(run_id, "before", before, time.perf_counter() - t1)
 
-    trainer = _trainer(model, prep, cfg, out)
-    events: queue.Queue = queue.Queue()
-    stop_flag = threading.Event()
-    trainer.add_callback(T._bridge(events, stop_flag, stop, run_id, out))
+    def trainer(self, model, out: Path):
+        from datasets import Dataset
+        from datasets.utils.logging import disable_progress_bar
+        from transformers import PrinterCallback
+        from trl import DPOConfig, DPOTrainer
 
-    def work():
-        try:
-            if cfg.threads:
-                torch.set_num_threads(cfg.threads)
-            trainer.train(resume_from_checkpoint=ckpt)
-            events.put(("done", None))
-        except BaseException as exc:
-            events.put(("error", exc))
+        from core.train.checkpoints import atomic
 
-    worker = threading.Thread(target=work, name="palimpsest-dpo", daemon=True)
-    t_train = time.perf_counter()
-    worker.start()
-    last_loss, interrupted = None, None
+        prep, cfg = self.prep, self.cfg
+        args = DPOConfig(**loop.trainer_args(cfg, out), beta=cfg.beta, max_length=prep.max_length)
+        disable_progress_bar()  # progress reaches the caller as events, not bars
+        data = Dataset.from_list([p.row() for p in prep.train])
+        trainer = atomic(DPOTrainer)(model=model, args=args, train_dataset=data, processing_class=prep.tokenizer,
+                                     peft_config=loop.lora_config(cfg))
+        trainer.remove_callback(PrinterCallback)
+        return trainer
 
-    def note(progress: ev.TrainProgress) -> ev.TrainProgress:
-        progress = dataclasses.replace(progress, total_steps=total)
-        metrics["train_loss"].append(progress.loss)
-        metrics["train_loss_steps"].append(progress.step)
-        metrics["lr"].append(progress.lr)
-        metrics.update(steps=progress.step, seconds=metrics["seconds_before"] + time.perf_counter() - t0)
-        if main:
-            T._write_json(out / T.METRICS_FILE, metrics)
-        return progress
-
-    try:
-        while True:
-            try:
-                item = events.get()
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-                stop_flag.set()
-                continue
-            if isinstance(item, tuple):
-                if item[0] == "error":
-                    raise T.TrainError(f"training failed: {item[1]}") from item[1]
-                break
-            if isinstance(item, ev.TrainProgress):
-                item = note(item)
-                last_loss = item.loss
-            yield item
-    finally:
-        stop_flag.set()
-        worker.join()
-        while not events.empty():
-            item = events.get()
-            if isinstance(item, ev.TrainProgress):
-                note(item)
-
-    steps = trainer.state.global_step
-    stopped = stop_flag.is_set() and steps < total
-    train_seconds = time.perf_counter() - t_train
-    metrics.update(steps=steps, train_seconds=metrics["train_seconds_before"] + train_seconds,
-                   seconds_per_step=train_seconds / (steps - start_step) if steps > start_step else None)
-    if stopped:
-        metrics.update(status="stopped", seconds=metrics["seconds_before"] + time.perf_counter() - t0)
-        if main:
-            T._write_json(out / T.METRICS_FILE, metrics)
-        yield ev.TrainFinished(run_id, reason="stopped", steps=steps, seconds=time.perf_counter() - t0,
-                               out_dir="", final_loss=last_loss)
-        if interrupted is not None:
-            raise interrupted
-        return
-    T._save_final(trainer, prep, cfg, out)
-    del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if main:
+    def after(self, out: Path, metrics: dict, device, run_id: str) -> ev.TrainEvaluated:
+        import torch
         from transformers import AutoModelForCausalLM
 
-        t1 = time.perf_counter()
-        trained = AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, cfg.dtype)).to(state.device)
-        after = evaluate_pairs(logps(trained, prep.tokenizer, prep.held_out, prep.max_length, state.device),
-                               metrics["ref_logps"], cfg.beta, ids)
+        prep, t1 = self.prep, time.perf_counter()
+        trained = AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, self.cfg.dtype)).to(device)
+        after = evaluate_pairs(logps(trained, prep.tokenizer, prep.held_out, prep.max_length, device),
+                               metrics["ref_logps"], self.cfg.beta, self._ids())
         del trained
         metrics.update(eval_after=after, eval_pair_accuracy_after=after["pair_accuracy"],
                        eval_reward_margin_after=after["reward_margin"],
-                       eval_prefers_chosen_after=after["prefers_chosen"], status="finished",
-                       seconds=metrics["seconds_before"] + time.perf_counter() - t0)
-        T._write_json(out / T.METRICS_FILE, metrics)
-        yield _evaluated(run_id, "after", after, time.perf_counter() - t1)
-    state.wait_for_everyone()
-    yield ev.TrainFinished(run_id, reason="done", steps=steps, seconds=time.perf_counter() - t0,
-                           out_dir=str(out), final_loss=last_loss)
+                       eval_prefers_chosen_after=after["prefers_chosen"])
+        return _evaluated(run_id, "after", after, time.perf_counter() - t1)

@@ -2,44 +2,35 @@
 
 Knows: the settings (`TrainConfig`, one commented dataclass, written to DIR/train_config.json
 with every run); checking data and model before any compute (core.train.data does the data);
-fine-tuning on transformers' `Trainer` (accelerate underneath, so `accelerate launch` and
-torchrun work unchanged) with the loss only on the last assistant turn, full or LoRA (peft,
-merged into the weights before the final save), bf16 where the hardware has it, gradient
-accumulation, checkpoints in DIR/checkpoints (whole or absent, core.train.checkpoints) and resume
-from the newest complete one, naming any incomplete one passed over; the held-out
-evaluation (perplexity of the reference answers given the query, with the record's thinking
-and with an empty think block, through core.models.scoring in the training format); the run as a
-generator of typed events (`train`) with a non-streaming twin (`run_training`) and a job that
-saves every event to the store as it happens (`train_job`). DIR ends up a plain model folder
-(config, weights, tokenizer with its stock chat template) that `load_lm(DIR)` and every
-`--model DIR` load, plus train_config.json and metrics.json (rewritten after every logged step,
-so a crash keeps the curve so far).
+SFT as a method of the shared run (`Sft`, core.train.loop): transformers' `Trainer` (accelerate
+underneath, so `accelerate launch` and torchrun work unchanged) with the loss only on the last
+assistant turn, full or LoRA (peft, merged into the weights before the final save), and the
+held-out evaluation (perplexity of the reference answers given the query, with the record's
+thinking and with an empty think block, through core.models.scoring in the training format);
+`train`, which runs the method the settings name (dpo: core.train.dpo) through core.train.loop
+(events, checkpoints and resume, metrics.json, Stop), with a non-streaming twin (`run_training`)
+and a job that saves every event to the store as it happens (`train_job`). DIR ends up a plain
+model folder (config, weights, tokenizer with its stock chat template) that `load_lm(DIR)` and
+every `--model DIR` load, plus train_config.json and metrics.json.
 
-Does not know: the export (core.data.imports), the studio's plots, judges. Trainer runs in a worker
-thread so that its callbacks can feed the generator; closing the generator (or `stop()`
-returning True) ends training after the current step with a checkpoint saved.
+Does not know: the export (core.data.imports), the studio's plots, judges, the run loop itself
+(core.train.loop).
 """
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import json
-import math
-import logging
-import queue
-import shutil
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from core import events as ev
-from core.models.lm import DEFAULT_MODEL, LMError
+from core.models.lm import DEFAULT_MODEL
 from core.models.urls import is_server_spec
 from core.settings import SettingError, checking, invalid, loading, setting, validate
-from core.train.checkpoints import atomic, clear_incomplete, newest_complete
+from core.train import loop
+from core.train.checkpoints import atomic
 from core.train.data import (
     ChatRecord,
     DataError,
@@ -51,19 +42,17 @@ from core.train.data import (
     split_records,
 )
 from core.train.evaluation import evaluate
+from core.train.loop import (  # noqa: F401  (the run's files and errors, shared by every method, named here too)
+    CHECKPOINTS,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TrainError,
+    last_checkpoint,
+    process_state,
+)
 
-log = logging.getLogger(__name__)
-CONFIG_FILE = "train_config.json"
-METRICS_FILE = "metrics.json"
-CHECKPOINTS = "checkpoints"
-# settings a resumed run may change (how long, how often it saves and logs); any other must match
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")  # transformers' schedulers that need no extra arguments
-RESUMABLE = ("max_steps", "epochs", "save_steps", "save_total_limit", "logging_steps", "threads")
-
-
-class TrainError(LMError):
-    """Training cannot start or go on as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -151,16 +140,6 @@ class Prepared:
     data_sha256: str  # of the data file, recorded to refuse resuming on other data
 
 
-def process_state():
-    """accelerate's view of this process (rank, device). Everything here asks through this one
-    call: accelerate keeps the first state made in a process, and one made without `cpu=True`
-    on a GPU-less machine would not join the other processes of `accelerate launch`."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
 def check_model_spec(spec: str) -> str:
     """Where `from_pretrained` finds a trainable model for `spec`, or TrainError (no compute spent)."""
     if is_server_spec(spec):
@@ -171,13 +150,11 @@ def check_model_spec(spec: str) -> str:
     return resolve_spec(spec)
 
 
-def prepare(data: str | Path, cfg: TrainConfig) -> Prepared:
-    """Read and check the data, the model spec and the lengths; DataError/TrainError before any compute."""
+def model_tokenizer(cfg: TrainConfig) -> tuple[object, str, int]:
+    """(the tokenizer, with a pad token; where from_pretrained finds the model; the longest record
+    in tokens) for the settings' model, or TrainError before any compute."""
     from transformers import AutoConfig, AutoTokenizer
 
-    cfg.check()
-    records = read_chat_jsonl(data)
-    train_recs, held_out = split_records(records, cfg.eval_frac, cfg.seed)
     where = check_model_spec(cfg.model)
     try:
         tok = AutoTokenizer.from_pretrained(where)
@@ -185,12 +162,21 @@ def prepare(data: str | Path, cfg: TrainConfig) -> Prepared:
     except (OSError, ValueError) as exc:
         raise TrainError(f"model '{cfg.model}': could not be loaded ({str(exc).splitlines()[0]}); use "
                          f"'{DEFAULT_MODEL}' or a folder with config.json, weights and a tokenizer") from None
-    if not getattr(tok, "chat_template", None):
-        raise TrainError(f"model '{cfg.model}' has no chat template, so the assistant turn cannot be located; "
-                         "train a chat (instruct) model")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     max_length = min(x for x in (cfg.max_length, window) if x) if (cfg.max_length or window) else 2048
+    return tok, where, max_length
+
+
+def prepare(data: str | Path, cfg: TrainConfig) -> Prepared:
+    """Read and check the data, the model spec and the lengths; DataError/TrainError before any compute."""
+    cfg.check()
+    records = read_chat_jsonl(data)
+    train_recs, held_out = split_records(records, cfg.eval_frac, cfg.seed)
+    tok, where, max_length = model_tokenizer(cfg)
+    if not getattr(tok, "chat_template", None):
+        raise TrainError(f"model '{cfg.model}' has no chat template, so the assistant turn cannot be located; "
+                         "train a chat (instruct) model")
     examples = [encode(tok, r) for r in records]
     check_lengths(examples, records, max_length, str(data))
     for r, e in zip(records, examples):
@@ -201,60 +187,7 @@ def prepare(data: str | Path, cfg: TrainConfig) -> Prepared:
                     hashlib.sha256(Path(data).read_bytes()).hexdigest())
 
 
-# ---- the run -----------------------------------------------------------------------------------
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)  # atomic: a kill never leaves half a file
-
-
-def _steps_per_epoch(n: int, cfg: TrainConfig, world: int) -> int:
-    return max(1, math.ceil(math.ceil(n / (cfg.batch_size * world)) / cfg.grad_accum))
-
-
-def total_steps(n_train: int, cfg: TrainConfig, world: int = 1) -> int:
-    """Optimizer steps the run makes in all (what Trainer computes from the same settings)."""
-    if cfg.max_steps > 0:
-        return cfg.max_steps
-    return max(1, math.ceil(cfg.epochs * _steps_per_epoch(n_train, cfg, world)))
-
-
-def last_checkpoint(out_dir: str | Path) -> str | None:
-    """The newest complete checkpoint of the run in `out_dir` (core.train.checkpoints), or None."""
-    return newest_complete(Path(out_dir) / CHECKPOINTS)[0]
-
-
-def _check_out_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> str | None:
-    """The checkpoint to resume from (or None), after refusing to clobber or to mix settings."""
-    saved = _read_json(out / CONFIG_FILE)
-    if resume:
-        ckpt, skipped = newest_complete(out / CHECKPOINTS)
-        if saved is None or ckpt is None:
-            raise TrainError(f"{out}: nothing to resume (no {CONFIG_FILE} or no complete checkpoint in "
-                             f"{out / CHECKPOINTS}" + (f"; incomplete: {', '.join(skipped)}" if skipped else "")
-                             + "); start without --resume")
-        if skipped:
-            log.warning("%s: resuming from %s, the newest complete checkpoint; passed over the incomplete %s (cut "
-                        "short by a kill)", out, Path(ckpt).name, ", ".join(skipped))
-        diff = [k for k in sorted(set(saved) | set(record)) if saved.get(k) != record.get(k) and k not in RESUMABLE]
-        if diff:
-            k = diff[0]
-            raise TrainError(f"{out}: cannot resume with other settings or data ({k} was {saved.get(k)!r}, now "
-                             f"{record.get(k)!r}); pass the same ones, or start a fresh run in another --out")
-        return ckpt
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TrainError(f"{out}: the folder is not empty; pass --resume to continue its run, --overwrite to "
-                         "replace it, or another --out")
-    return None
-
+# ---- SFT in the shared run (core.train.loop) -------------------------------------------------------
 
 def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), run_id: str = "",
           resume: bool = False, overwrite: bool = False, stop: Callable[[], bool] | None = None,
@@ -262,268 +195,64 @@ def train(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(
     """Fine-tune, yielding typed events: TrainStarted, TrainEvaluated("before"), TrainProgress and
     TrainCheckpoint as they happen, TrainEvaluated("after"), TrainFinished. A fatal problem before
     training raises DataError/TrainError; `stop()` returning True (or closing the generator) ends
-    training after the current step, with a checkpoint to resume from."""
-    import torch
-
+    training after the current step, with a checkpoint to resume from. Method dpo trains
+    preference pairs (core.train.dpo) in the same run."""
     cfg = cfg.resolved()
-    if cfg.method == "dpo":  # preference pairs through TRL's DPOTrainer, the same run machinery
-        from core.train.dpo import train_dpo
+    if cfg.method == "dpo":
+        from core.train.dpo import Dpo, prepare_pairs
 
-        yield from train_dpo(data, out_dir, cfg, run_id, resume, overwrite, stop, prepared)
-        return
-    prep = prepared or prepare(data, cfg)
-    out = Path(out_dir).expanduser().resolve()
-    record = {**cfg.as_dict(), "data": str(Path(data).resolve()), "data_sha256": prep.data_sha256}
-    state = process_state()
-    main = state.is_main_process
-    ckpt = _check_out_dir(out, record, resume, overwrite)  # every process: each raises the same error
-    state.wait_for_everyone()
-    if main:
-        if resume:
-            clear_incomplete(out / CHECKPOINTS, newest_complete(out / CHECKPOINTS)[1])
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / CONFIG_FILE, record)
-    state.wait_for_everyone()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    t0 = time.perf_counter()
-    total = total_steps(len(prep.train), cfg, state.num_processes)
-    start_step = _checkpoint_step(ckpt)
-    metrics = _start_metrics(out, cfg, prep, resume, start_step)
-    trained = sum(e.n_trained for e in prep.examples)
-    yield ev.TrainStarted(run_id, config=record, out_dir=str(out), n_train=len(prep.train),
-                          n_eval=len(prep.held_out), train_tokens=sum(len(e.input_ids) for e in prep.examples),
-                          trained_tokens=trained, total_steps=total, resumed_from=ckpt, start_step=start_step)
+        method = Dpo(prepared or prepare_pairs(data, cfg), cfg)
+    else:
+        method = Sft(prepared or prepare(data, cfg), cfg)
+    yield from loop.run(method, data, out_dir, run_id, resume, overwrite, stop)
 
-    model = _load_model(prep, cfg, state.device)
-    if main and metrics.get("eval_before") is None:
+
+class Sft(loop.Method):
+    """Supervised fine-tuning: transformers' Trainer, the loss on the last assistant turn, perplexity before and after."""
+
+    def tokens(self) -> tuple[int, int]:
+        examples = self.prep.examples
+        return sum(len(e.input_ids) for e in examples), sum(e.n_trained for e in examples)
+
+    def before(self, model, metrics: dict, device, run_id: str) -> ev.TrainEvaluated | None:
+        if metrics.get("eval_before") is not None:
+            return None
         from core.models.hf import HFLM
 
-        before = evaluate(HFLM(model, prep.tokenizer, name=cfg.model, device=str(state.device)), prep.held_out)
+        before = evaluate(HFLM(model, self.prep.tokenizer, name=self.cfg.model, device=str(device)), self.prep.held_out)
         metrics.update(eval_before=before, eval_ppl_before=before["ppl_with_thinking"],
                        eval_ppl_before_no_thinking=before["ppl_without_thinking"])
-        _write_json(out / METRICS_FILE, metrics)
-        yield ev.TrainEvaluated(run_id, stage="before", **before)
-    state.wait_for_everyone()
+        return ev.TrainEvaluated(run_id, stage="before", **before)
 
-    trainer = _build_trainer(model, prep, cfg, out, state)
-    events: queue.Queue = queue.Queue()
-    stop_flag = threading.Event()
-    trainer.add_callback(_bridge(events, stop_flag, stop, run_id, out))
+    def trainer(self, model, out: Path):
+        import functools
 
-    def work():
-        try:
-            if cfg.threads:
-                torch.set_num_threads(cfg.threads)  # OpenMP settings are per thread
-            trainer.train(resume_from_checkpoint=ckpt)
-            events.put(("done", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            events.put(("error", exc))
+        from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    worker = threading.Thread(target=work, name="palimpsest-train", daemon=True)
-    t_train = time.perf_counter()
-    worker.start()
-    last_loss, interrupted = None, None
+        prep, cfg = self.prep, self.cfg
+        if cfg.lora:
+            from peft import get_peft_model
 
-    def record(progress: ev.TrainProgress) -> ev.TrainProgress:
-        progress = dataclasses.replace(progress, total_steps=total)
-        metrics["train_loss"].append(progress.loss)
-        metrics["train_loss_steps"].append(progress.step)
-        metrics["lr"].append(progress.lr)
-        metrics.update(steps=progress.step, seconds=metrics["seconds_before"] + time.perf_counter() - t0)
-        if main:
-            _write_json(out / METRICS_FILE, metrics)
-        return progress
+            model = get_peft_model(model, loop.lora_config(cfg))
+        if cfg.gradient_checkpointing:
+            model.config.use_cache = False
+        args = TrainingArguments(**loop.trainer_args(cfg, out), remove_unused_columns=False,
+                                 ddp_find_unused_parameters=False)
+        rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prep.examples]
+        trainer = atomic(Trainer)(model=model, args=args, train_dataset=rows, processing_class=prep.tokenizer,
+                                  data_collator=functools.partial(collate, pad_id=prep.tokenizer.pad_token_id))
+        trainer.remove_callback(PrinterCallback)  # progress reaches the caller as events, not prints
+        return trainer
 
-    try:
-        while True:
-            try:
-                item = events.get()
-            except KeyboardInterrupt as exc:  # Ctrl-C: finish the step in progress, checkpoint, report it all
-                interrupted = exc
-                stop_flag.set()
-                continue
-            if isinstance(item, tuple):
-                if item[0] == "error":
-                    raise TrainError(f"training failed: {item[1]}") from item[1]
-                break
-            if isinstance(item, ev.TrainProgress):
-                item = record(item)
-                last_loss = item.loss
-            yield item
-    finally:
-        stop_flag.set()  # a consumer that goes away stops training at the next step (a checkpoint is saved)
-        worker.join()
-        while not events.empty():  # what a departed consumer did not take still reaches metrics.json
-            item = events.get()
-            if isinstance(item, ev.TrainProgress):
-                record(item)
-
-    steps = trainer.state.global_step
-    stopped = stop_flag.is_set() and steps < total
-    train_seconds = time.perf_counter() - t_train  # this invocation's training (checkpoint saves included)
-    metrics.update(steps=steps, train_seconds=metrics["train_seconds_before"] + train_seconds,
-                   seconds_per_step=train_seconds / (steps - start_step) if steps > start_step else None)
-    if stopped:
-        metrics.update(status="stopped", seconds=metrics["seconds_before"] + time.perf_counter() - t0)
-        if main:
-            _write_json(out / METRICS_FILE, metrics)
-        yield ev.TrainFinished(run_id, reason="stopped", steps=steps, seconds=time.perf_counter() - t0,
-                               out_dir="", final_loss=last_loss)
-        if interrupted is not None:
-            raise interrupted
-        return
-    _save_final(trainer, prep, cfg, out)
-    del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if main:
+    def after(self, out: Path, metrics: dict, device, run_id: str) -> ev.TrainEvaluated:
         from core.models.load import load_lm
 
-        trained_lm = load_lm(str(out), dtype=cfg.dtype, device=str(state.device))  # the saved folder, as users load it
-        after = evaluate(trained_lm, prep.held_out)
+        trained_lm = load_lm(str(out), dtype=self.cfg.dtype, device=str(device))  # the saved folder, as users load it
+        after = evaluate(trained_lm, self.prep.held_out)
         del trained_lm
         metrics.update(eval_after=after, eval_ppl_after=after["ppl_with_thinking"],
-                       eval_ppl_after_no_thinking=after["ppl_without_thinking"], status="finished",
-                       seconds=metrics["seconds_before"] + time.perf_counter() - t0)
-        _write_json(out / METRICS_FILE, metrics)
-        yield ev.TrainEvaluated(run_id, stage="after", **after)
-    state.wait_for_everyone()
-    yield ev.TrainFinished(run_id, reason="done", steps=steps, seconds=time.perf_counter() - t0,
-                           out_dir=str(out), final_loss=last_loss)
-
-
-def _checkpoint_step(ckpt: str | None) -> int:
-    if not ckpt:
-        return 0
-    state = _read_json(Path(ckpt) / "trainer_state.json") or {}
-    return int(state.get("global_step", 0))
-
-
-def _start_metrics(out: Path, cfg: TrainConfig, prep: Prepared, resume: bool, start_step: int) -> dict:
-    """metrics.json's content at the start: fresh, or a resumed run's history up to its checkpoint."""
-    fresh = {"status": "running", "model": cfg.model, "lora": cfg.lora, "n_train": len(prep.train),
-             "n_eval": len(prep.held_out), "held_out_ids": [r.id for r in prep.held_out],
-             "eval_ppl_before": None, "eval_ppl_after": None, "eval_ppl_before_no_thinking": None,
-             "eval_ppl_after_no_thinking": None, "eval_before": None, "eval_after": None,
-             "train_loss": [], "train_loss_steps": [], "lr": [], "steps": start_step, "seconds": 0.0,
-             "train_seconds": 0.0, "seconds_per_step": None, "seconds_before": 0.0, "train_seconds_before": 0.0}
-    old = _read_json(out / METRICS_FILE) if resume else None
-    if not old:
-        return fresh
-    keep = [i for i, s in enumerate(old.get("train_loss_steps", [])) if s <= start_step]
-    for key in ("train_loss", "train_loss_steps", "lr"):
-        old[key] = [old.get(key, [])[i] for i in keep]
-    old.update(status="running", steps=start_step, seconds_before=old.get("seconds", 0.0),
-               train_seconds_before=old.get("train_seconds", 0.0), eval_after=None, eval_ppl_after=None,
-               eval_ppl_after_no_thinking=None)
-    return {**fresh, **old}
-
-
-def _load_model(prep: Prepared, cfg: TrainConfig, device):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(prep.model_path, dtype=getattr(torch, cfg.dtype))
-    except (OSError, ValueError) as exc:
-        raise TrainError(f"model '{cfg.model}': could not be loaded ({str(exc).splitlines()[0]})") from None
-    return model.to(device)
-
-
-def _use_bf16(cfg: TrainConfig) -> bool:
-    import torch
-
-    if cfg.bf16 is not None:
-        return cfg.bf16
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def _build_trainer(model, prep: Prepared, cfg: TrainConfig, out: Path, state):
-    import functools
-
-    import torch
-    from transformers import PrinterCallback, Trainer, TrainingArguments
-
-    if cfg.lora:
-        from peft import LoraConfig, get_peft_model
-
-        targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else \
-            [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                                 target_modules=targets, task_type="CAUSAL_LM"))
-    if cfg.gradient_checkpointing:
-        model.config.use_cache = False
-    args = TrainingArguments(
-        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps, save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, bf16=_use_bf16(cfg),
-        use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
-        disable_tqdm=True, remove_unused_columns=False, activation_checkpointing=cfg.gradient_checkpointing,
-        dataloader_num_workers=0, ddp_find_unused_parameters=False)
-    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prep.examples]
-    trainer = atomic(Trainer)(model=model, args=args, train_dataset=rows, processing_class=prep.tokenizer,
-                              data_collator=functools.partial(collate, pad_id=prep.tokenizer.pad_token_id))
-    trainer.remove_callback(PrinterCallback)  # progress reaches the caller as events, not prints
-    return trainer
-
-
-def _bridge(events: queue.Queue, stop_flag: threading.Event, stop: Callable[[], bool] | None, run_id: str,
-            out: Path):
-    """A TrainerCallback that turns Trainer's logs and saves into events, and asks it to stop."""
-    from transformers import TrainerCallback
-
-    class Bridge(TrainerCallback):
-        def __init__(self):
-            self.last = (0, time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop_flag.is_set() or (stop is not None and stop()):
-                stop_flag.set()
-                control.should_training_stop = True
-                control.should_save = True  # resume continues from here
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if "loss" not in logs:
-                return
-            step0, t0 = self.last
-            now = time.perf_counter()
-            per = (now - t0) / (state.global_step - step0) if state.global_step > step0 else None
-            self.last = (state.global_step, now)
-            gn = logs.get("grad_norm")
-            events.put(ev.TrainProgress(run_id, step=state.global_step, total_steps=state.max_steps,
-                                        loss=float(logs["loss"]), lr=float(logs.get("learning_rate", 0.0)),
-                                        epoch=float(logs.get("epoch") or state.epoch or 0.0),
-                                        grad_norm=float(gn) if gn is not None else None, seconds_per_step=per))
-
-        def on_save(self, args, state, control, **kwargs):
-            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            events.put(ev.TrainCheckpoint(run_id, step=state.global_step, path=str(path)))
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.last = (state.global_step, time.perf_counter())
-
-    return Bridge()
-
-
-def _save_final(trainer, prep: Prepared, cfg: TrainConfig, out: Path) -> None:
-    """The trained model as a plain folder in `out` (LoRA merged in), with the stock tokenizer."""
-    if cfg.lora:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        if trainer.is_world_process_zero():
-            merged = model.merge_and_unload()
-            merged.save_pretrained(str(out))
-            prep.tokenizer.save_pretrained(str(out))
-    else:
-        trainer.save_model(str(out))  # gathers sharded weights where needed; saves the tokenizer too
-    trainer.accelerator.wait_for_everyone()
+                       eval_ppl_after_no_thinking=after["ppl_without_thinking"])
+        return ev.TrainEvaluated(run_id, stage="after", **after)
 
 
 def run_training(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), **kwargs) -> dict:

@@ -1,7 +1,9 @@
 """The Export page: turn curated trajectories into a training file and its dataset card.
 
-Knows: the controls (format, review status, source, chat-template check), a preview of the
-first records (core.export.preview), running an export into its own folder under the studio's
+Knows: the controls (format, review status, source, chat-template check; for dpo, the pair
+sources and the min margin, as `export --sources/--min-margin`, shown only then and checked with
+a one-line message naming the control and the fix), a preview of the first records
+(core.export.preview), running an export into its own folder under the studio's
 data folder (`export_root`: beside the store file, or a temporary folder for an in-memory
 store), offering the data file and the card for download (copies in a temporary folder Gradio
 may serve; an `hf` folder is zipped), the card itself, the template check's findings, and the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -27,6 +30,7 @@ from typing import Callable
 import gradio as gr
 
 from core import export as ex
+from core import pairs as pp
 from core.outputs import oserror_line
 from core.store import Store, StoreError
 from studio.context import StudioContext
@@ -40,9 +44,10 @@ FORMAT_LABELS = {
     "parquet": "parquet — every field",
     "hf": "hf — datasets folder (zipped)",
     "prm": "prm — R2 step labels",
-    "dpo": "dpo — R2 preference pairs",
+    "dpo": "dpo — preference pairs (TRL DPOTrainer)",
 }
 HISTORY_HEADERS = ("#", "when", "format", "status", "source", "records", "folder")
+PAIR_FORMATS = ("dpo",)  # the formats that take pair sources and a min margin
 
 
 def export_root(store: Store) -> Path:
@@ -79,20 +84,42 @@ def downloads(report: ex.ExportReport) -> list[str]:
 def page_words(message: str) -> str:
     """An export error in the page's words: its controls rather than the CLI's flags."""
     for flag, control in (("--status any", 'Status "any"'), ("--source all", 'Source "all"'),
-                          ("--status", "Status"), ("--source", "Source"), ("--format", "Format"),
-                          ("--out", "folder")):
+                          ("--status", "Status"), ("--sources", "Pair sources"), ("--source", "Source"),
+                          ("--format", "Format"), ("--min-margin", "Min margin"), ("--out", "folder")):
         message = message.replace(flag, control)
     return message
 
 
+def pair_options(fmt: str, min_margin, sources, lead: bool = True) -> tuple[dict, str]:
+    """The Min margin and Pair sources controls as core.export's keyword arguments, or ({}, a
+    one-line message naming the control and the fix). Formats without pairs take the defaults
+    whatever the (hidden) controls hold. People's pairs go only into a lead's export."""
+    if fmt not in PAIR_FORMATS:
+        return {}, ""
+    if isinstance(min_margin, bool) or not isinstance(min_margin, (int, float)) or not 0 <= min_margin < math.inf:
+        shown = "empty" if min_margin is None else repr(min_margin)
+        return {}, f"Min margin: {shown}; give a number 0 or above (default {pp.DEFAULT_MIN_MARGIN:g})"
+    picked = [s for s in pp.SOURCES if s in (sources or ())]
+    if not lead and "people" in picked:
+        picked.remove("people")
+        if not picked:
+            return {}, ("Pair sources: people's pairs go only into a lead's export; tick another source "
+                        f"({', '.join(s for s in pp.SOURCES if s != 'people')})")
+    if not picked:
+        return {}, f"Pair sources: none ticked; tick at least one of {', '.join(pp.SOURCES)}"
+    return {"min_margin": float(min_margin), "sources": ",".join(picked)}, ""
+
+
 def run_export(store: Store, root: Path, fmt: str, status: str, source: str, check: bool = False,
-               tokenizer=None, judgments: bool = True) -> tuple[ex.ExportReport | None, list[str], str]:
+               tokenizer=None, judgments: bool = True, pairs: dict | None = None
+               ) -> tuple[ex.ExportReport | None, list[str], str]:
     """One export from the page into a new folder under `root`: (report, download paths, "") or,
     when it cannot be written (nothing matches, disk full, read-only), (None, [], the reason in
-    the page's words). `judgments`: include people's judgments (a lead's export only)."""
+    the page's words). `judgments`: include people's judgments (a lead's export only); `pairs`:
+    min_margin and sources for dpo (`pair_options`)."""
     try:
         report = ex.export(store, fmt, export_folder(root, fmt, status, source), status, source,
-                           check_template=check, tokenizer=tokenizer, judgments=judgments)
+                           check_template=check, tokenizer=tokenizer, judgments=judgments, **(pairs or {}))
         return report, downloads(report), ""
     except StoreError as e:
         return None, [], page_words(str(e))
@@ -139,6 +166,12 @@ def build(ctx: StudioContext) -> ExportPage:
                              scale=2, min_width=120)
         check = gr.Checkbox(False, label="Check the chat template", elem_id="export-check-template", scale=2,
                             min_width=150, info="does the think block survive it?")
+    with gr.Row(equal_height=True, elem_id="export-pair-controls", visible=False) as pair_row:  # dpo only
+        sources = gr.CheckboxGroup(list(pp.SOURCES), value=list(pp.SOURCES), label="Pair sources",
+                                   elem_id="export-sources", scale=4, min_width=340,
+                                   info="REER steps, people's forces and edits, R2 revisions, judging queues")
+        min_margin = gr.Number(pp.DEFAULT_MIN_MARGIN, label="Min margin", elem_id="export-min-margin", scale=2,
+                               min_width=150, info="leave out score-ordered pairs closer than this (0.01 for bf16 runs)")
     with gr.Row(equal_height=True):
         describe = gr.HTML("", elem_id="export-describe", padding=False)
     with gr.Row(elem_id="export-buttons"):
@@ -156,9 +189,9 @@ def build(ctx: StudioContext) -> ExportPage:
     history = gr.Dataframe(value=history_rows(store), headers=list(HISTORY_HEADERS), interactive=False,
                            elem_id="export-history", label="Earlier exports", max_height=220, wrap=True)
 
-    def _describe(fmt_, status_, source_) -> str:
+    def _describe(fmt_, status_, source_, pairs: dict) -> str:
         try:
-            _, total, skipped = ex.preview(store, fmt_, status_, source_, n=0)
+            _, total, skipped = ex.preview(store, fmt_, status_, source_, n=0, **pairs)
         except StoreError as e:
             return _box(page_words(str(e)), "error")
         left = "; ".join(f"{n} {why}" for why, n in skipped.items())
@@ -166,25 +199,36 @@ def build(ctx: StudioContext) -> ExportPage:
                 f'{_code(ex.DESCRIBE.get(fmt_, ""))}.'
                 + (f' <span class="ex-left">Left out: {html.escape(left)}.</span>' if left else "") + "</div>")
 
-    def refresh(fmt_, status_, source_) -> dict:
-        return {**do_preview(fmt_, status_, source_), history: history_rows(store)}
+    def refresh(fmt_, status_, source_, sources_=tuple(pp.SOURCES), min_margin_=pp.DEFAULT_MIN_MARGIN,
+                request: gr.Request = None) -> dict:
+        return {**do_preview(fmt_, status_, source_, sources_, min_margin_, request), history: history_rows(store)}
 
-    def do_preview(fmt_, status_, source_):
+    def do_preview(fmt_, status_, source_, sources_=tuple(pp.SOURCES), min_margin_=pp.DEFAULT_MIN_MARGIN,
+                   request: gr.Request = None):
+        shown = {pair_row: gr.Row(visible=fmt_ in PAIR_FORMATS)}
+        pairs, bad = pair_options(fmt_, min_margin_, sources_, ctx.is_lead(annotator_of(request)))
+        if bad:
+            return {**shown, result: _box(bad, "error"), records: "", describe: ""}
         try:
-            rows, total, skipped = ex.preview(store, fmt_, status_, source_, n=PREVIEW_N)
+            rows, total, skipped = ex.preview(store, fmt_, status_, source_, n=PREVIEW_N, **pairs)
         except StoreError as e:
-            return {result: _box(page_words(str(e)), "error"), records: ""}
+            return {**shown, result: _box(page_words(str(e)), "error"), records: ""}
         if not rows:
             why = "; ".join(f"{n} {k}" for k, n in skipped.items()) or "no trajectory matches the filters"
             text = (f"Nothing to export as {fmt_} (status {status_}, source {source_}): {why}. Try Status \"any\" or "
                     "Source \"all\", or accept some trajectories on the Review page first.")
-            return {result: _box(text, "warn"), records: "", describe: _describe(fmt_, status_, source_)}
-        return {result: _box(f"Preview: {len(rows)} of {total} {fmt_} record(s)."),
+            return {**shown, result: _box(text, "warn"), records: "", describe: _describe(fmt_, status_, source_, pairs)}
+        return {**shown, result: _box(f"Preview: {len(rows)} of {total} {fmt_} record(s)."),
                 records: json.dumps(rows, ensure_ascii=False, indent=1, default=str),
-                describe: _describe(fmt_, status_, source_)}
+                describe: _describe(fmt_, status_, source_, pairs)}
 
-    def do_export(fmt_, status_, source_, check_, request: gr.Request = None):
+    def do_export(fmt_, status_, source_, check_, sources_=tuple(pp.SOURCES), min_margin_=pp.DEFAULT_MIN_MARGIN,
+                  request: gr.Request = None):
         lead = ctx.is_lead(annotator_of(request))  # people's judgments go only into a lead's export
+        pairs, bad = pair_options(fmt_, min_margin_, sources_, lead)
+        if bad:
+            gr.Warning(bad)
+            return {result: _box(bad, "error"), files: None, card: "", history: history_rows(store)}
         tok = None
         if check_ and fmt_ not in ("prm", "dpo"):
             try:
@@ -195,7 +239,8 @@ def build(ctx: StudioContext) -> ExportPage:
             except Exception:  # a remote model without a tokenizer here: check with the built-in one
                 tok = None
         report, paths, message = run_export(store, root, fmt_, status_, source_,
-                                            bool(check_) and fmt_ not in ("prm", "dpo"), tok, judgments=lead)
+                                            bool(check_) and fmt_ not in ("prm", "dpo"), tok, judgments=lead,
+                                            pairs=pairs)
         if report is None:
             gr.Warning(message)
             return {result: _box(message, "error"), files: None, card: "", history: history_rows(store)}
@@ -221,10 +266,12 @@ def build(ctx: StudioContext) -> ExportPage:
                 card: Path(report.card).read_text(encoding="utf-8"), history: history_rows(store)}
 
     ins = [fmt, status, source]
+    pair_ins = [sources, min_margin]  # after the first three, so API callers that omit them get the defaults
     quick = dict(concurrency_limit=None, show_progress="minimal")
-    for c in ins:
-        c.input(do_preview, ins, [result, records, describe], api_visibility="private", **quick)
-    preview_btn.click(do_preview, ins, [result, records, describe], api_name="export_preview", **quick)
-    run_btn.click(do_export, [*ins, check], [result, files, card, history], api_name="export_run",
+    for c in ins + pair_ins:
+        c.input(do_preview, ins + pair_ins, [result, records, describe, pair_row], api_visibility="private", **quick)
+    preview_btn.click(do_preview, ins + pair_ins, [result, records, describe, pair_row], api_name="export_preview",
+                      **quick)
+    run_btn.click(do_export, [*ins, check, *pair_ins], [result, files, card, history], api_name="export_run",
                   concurrency_limit=2)
-    return ExportPage(refresh=refresh, inputs=ins, outputs=[result, records, describe, history])
+    return ExportPage(refresh=refresh, inputs=ins + pair_ins, outputs=[result, records, describe, pair_row, history])
