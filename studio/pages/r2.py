@@ -15,6 +15,10 @@ person asked and the loop has not yet reached ("pausing at the next judgment…"
 the buttons relabelled and disabled until the run confirms), redrawn on each tick when they
 change (studio.views.progress).
 
+What both run pages share (menus, Run / Pause / Stop, the status and progress lines, the tick's redraw,
+accept / reject) is the run-page scaffold's (studio.pages.run_page.RunPage); this page adds the judge
+fields and the two forms.
+
 Does not know: the loop (core.r2.loop), how runs are driven (studio.runners.r2.R2Runner), drawing
 details (studio.views.r2). With "Let me edit each reflection" (human modes), the run pauses
 after each reflection (R2Config.review_reflections) and the page shows it in an editable box;
@@ -43,23 +47,11 @@ from core.r2.judge import (
     rubric_for,
 )
 from core.r2.state import R2State
-from core.settings import SettingError
 from core.store import NotFound, StoreError
 from studio import forms
 from studio.context import StudioContext
-from studio.pages.library import prompt_choices
-from studio.pages.runs import (
-    attach_view,
-    error_block,
-    menus,
-    queued_html,
-    review_badge,
-    run_key,
-    status_moved,
-)
-from studio.pages.runs import live_parts as runs_live_parts
-from studio.pages.runs import runs_menu as _runs_menu
-from studio.pages.runs import set_review as set_run_review
+from studio.pages.run_page import QUICK, RunPage
+from studio.pages.runs import queued_html
 from studio.runners.r2 import R2Runner, R2RunnerError
 from studio.users import by_person
 from studio.views import r2 as r2_render
@@ -73,7 +65,6 @@ MODE_CHOICES = [("model", "model"), ("human: you judge", "human"), ("model + you
 # the form's settings, in the order of the r2_run API's inputs (then review_reflections, judge tokens)
 SETTINGS = ("judge_mode", "max_rounds", "threshold", "seed", "plan", "draft_max_new_tokens",
             "reflection_max_new_tokens", "revision_max_new_tokens")
-POLL_S = 1.0
 PAUSE_POINT = "at the next judgment (you can then accept or override it)"  # where R2 pauses (core.r2.loop)
 
 
@@ -162,21 +153,27 @@ def judgment_from_form(state: R2State, version: int, scores: list, overall, crit
     return human_judgment(rubric, overall, critique or "", {c: s for c, s in given.items() if s is not None}, jcfg)
 
 
+def _values(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> dict:
+    """The form's settings by field path. Editing reflections applies to the human modes only."""
+    values = dict(zip(SETTINGS, (mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_)))
+    values["review_reflections"] = bool(edit_refl_) and mode_ != "model"
+    if judge_t_ is not None:
+        values["judge.max_new_tokens"] = judge_t_
+    return values
+
+
 def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
-    """Create the page's components (inside the caller's Tab) and wire its listeners."""
+    """Create the page's components (inside the caller's Tab) on the run-page scaffold
+    (studio.pages.run_page) and wire what is R2's own: the judge fields, the judgment and reflection forms."""
     store = ctx.store
     runner = runner or ctx.runners.r2  # shares the app's run slots with REER (studio.runners.hub)
-    run_state = gr.State(None)
-    seen = gr.State("")
+    page = RunPage(ctx, "r2", runner, R2Config, _values, lambda: r2_render.status_html(None, [], False),
+                   lambda p: PAUSE_POINT, R2RunnerError)
+    run_state, seen, live_seen = page.run_state, page.seen, page.live_seen
     form_for = gr.State("")  # "run:version" the form was filled for ("" when hidden)
 
-    with gr.Row(equal_height=True, elem_id="r2-top"):
-        prompt, runs = menus(store, "r2", prompt_choices(store))
-        with gr.Column(scale=2, min_width=200):
-            with gr.Row(elem_id="r2-buttons"):
-                run_btn = gr.Button("Run", variant="primary", elem_id="r2-run", min_width=60)
-                pause_btn = gr.Button("Pause", elem_id="r2-pause", min_width=60)
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="r2-stop", min_width=60)
+    page.top(scale=2, min_width=200)
+    prompt, runs = page.prompt, page.runs
     with gr.Row(equal_height=True, elem_id="r2-settings-row"):
         # labels, help, bounds and real defaults [in brackets] come from R2Config
         mode = forms.widget(R2Config, "judge_mode", value="human", choices=MODE_CHOICES, show_default=False,
@@ -205,10 +202,8 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             judge_t = forms.widget(R2Config, "judge.max_new_tokens", value=DEMO["judge_max_new_tokens"],
                                    elem_id="r2-judge-tokens")
     trust_line = gr.HTML("", elem_id="r2-judge-trust", padding=False)  # how far the model judge agrees with people
-    check = gr.HTML("", elem_id="r2-settings-check", padding=False)  # why the settings cannot run ("" when fine)
-    status = gr.HTML(r2_render.status_html(None, [], False), elem_id="r2-status")
-    live = gr.HTML("", elem_id="r2-progress", padding=False)  # the progress line (transient, this process)
-    live_seen = gr.State("")  # what the live parts last showed (studio.views.progress.live_key)
+    page.status_lines()
+    check, status, live = page.check, page.status, page.live
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=460):
             with gr.Column(visible=False, elem_id="r2-judge-form", elem_classes=["r2-form"]) as form:
@@ -233,29 +228,16 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 refl_btn = gr.Button("Use this reflection", variant="primary", elem_id="r2-reflection-submit")
             gr.HTML('<div class="sub">Judged score by version, and each round\'s reward</div>', padding=False)
             plot = gr.Plot(value=r2_render.empty_figure(), elem_id="r2-plot", show_label=False)
-            writing = gr.HTML("", elem_id="r2-writing", padding=False)  # the plan / draft / judgment being written
+            page.writing_box()  # the plan / draft / judgment being written
+            writing = page.writing
             with gr.Row(equal_height=True, elem_id="r2-review-row"):
-                accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="r2-accept", size="sm")
-                reject_btn = gr.Button("Reject", variant="stop", elem_id="r2-reject", size="sm")
-                review = gr.HTML("", elem_id="r2-review", padding=False)
+                page.review_buttons()
+                review = page.review
         with gr.Column(scale=5, min_width=420):
             gr.HTML('<div class="sub">Rounds (newest first)</div>', padding=False)
             rounds_view = gr.HTML(r2_render.rounds_html([]), elem_id="r2-rounds")
-    timer = gr.Timer(POLL_S)
 
     # ---- views from the store ----------------------------------------------------------------
-    def _review_html(run_id) -> str:
-        return review_badge(store, run_id)
-
-    def live_parts(run_id) -> tuple[str, dict]:
-        """(key, {live line, writing box, buttons}) of the run's transient progress in this process."""
-        return runs_live_parts(runner, run_id, lambda p: PAUSE_POINT, live, writing, pause_btn, stop_btn)
-
-    def acknowledged(run_id) -> dict:
-        """The page right after a Pause or Stop: the acknowledgement and the relabelled buttons, at once."""
-        lk, parts = live_parts(run_id)
-        return {seen: "", live_seen: lk, **parts}
-
     def hidden_form() -> dict:
         return {form: gr.Column(visible=False), refl_form: gr.Column(visible=False), form_for: ""}
 
@@ -307,17 +289,13 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             return {status: r2_render.status_html(None, [], False)}
         return {status: queued_html(runner, run_id)
                 or r2_render.status_html(run, evs, runner.is_driving(run_id), runner.error(run_id)),
-                plot: r2_render.r2_figure(evs), rounds_view: r2_render.rounds_html(evs), review: _review_html(run_id)}
+                plot: r2_render.r2_figure(evs), rounds_view: r2_render.rounds_html(evs), review: page.review_html(run_id)}
 
     def tick(run_id, seen_key, filled, live_key=""):
-        k_ = run_key(store, runner, run_id)
-        lk, parts = live_parts(run_id)
-        fresh = {**parts, live_seen: lk} if lk != live_key else {}  # the live parts, when they moved
+        out = page.redraw(run_id, seen_key, live_key)
+        k_ = out[seen]
         if k_ == seen_key:
-            return {seen: seen_key, **fresh}
-        out = {**show(run_id), seen: k_, **fresh}
-        if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
-            out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
+            return out
         if run_id and k_ not in ("none", "gone"):
             f = fill_form(run_id, store.events(run_id))
             if f.get(form_for) != filled:  # a new request (or none): never overwrite a form being typed in
@@ -326,78 +304,31 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             out.update(hidden_form())
         return out
 
-    def runs_menu(prompt_id, run_id=None):
-        return _runs_menu(store, "r2", prompt_id, run_id)
-
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest R2 run; with none, the newest live (or waiting) R2 run."""
-        menu, run_id, run_menu = attach_view(store, "r2", prompt_id, ("paused", "running"), prompt_choices(store))
-        return {prompt: menu, run_state: run_id, seen: "", form_for: "x", runs: run_menu}
+        return {**page.attach(prompt_id, ("paused", "running")), form_for: "x"}
 
     attach_outputs = [prompt, run_state, seen, form_for, runs]
 
     # ---- commands ----------------------------------------------------------------------------
-    def _values(mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_, edit_refl_=False, judge_t_=None) -> dict:
-        """The form's settings by field path. Editing reflections applies to the human modes only."""
-        values = dict(zip(SETTINGS, (mode_, rounds_, thr_, seed_, plan_, draft_, refl_, rev_)))
-        values["review_reflections"] = bool(edit_refl_) and mode_ != "model"
-        if judge_t_ is not None:
-            values["judge.max_new_tokens"] = judge_t_
-        return values
-
-    def _cfg(*settings) -> R2Config:
-        """The run's settings from the form; the config checks them (SettingError names the field)."""
-        return forms.config(R2Config, _values(*settings))
-
-    def check_settings(*settings) -> dict:
-        """The inline check under the settings: the config's refusal, before any Run."""
-        text = forms.problem(R2Config, _values(*settings))
-        return {check: error_block(text) if text else ""}
-
-    def _err(message: str) -> dict:
-        gr.Warning(message)
-        return {status: r2_render.status_html(None, [], False) + error_block(message), seen: ""}
-
     def do_run(prompt_id, run_id, judge_, *settings):
-        if not prompt_id:
-            return _err("Pick a prompt first (import some on the Library page).")
-        try:
-            if run_id:
-                run = store.get_run(run_id)
-                if run["status"] in ("running", "paused") and run["prompt_id"] == prompt_id \
-                        and not R2State.from_events(store.events(run_id)).pending_request():
-                    runner.resume(run_id)  # continue an interrupted run on screen
-                    return {run_state: run_id, seen: "", **show(run_id)}
-            cfg = _cfg(*settings)
+        def launch() -> str:
+            cfg = page.cfg(*settings)
             if cfg.judge_mode != "human" and (judge_ or "").strip():
                 runner.judge_lm(judge_)  # load it now, so a bad spec is reported here
-            new_id = runner.start(prompt_id, cfg, judge_)
-        except SettingError as e:
-            text = forms.error_text(e, R2Config)
-            return {**_err(text), check: error_block(text)}
-        except (ValueError, R2RunnerError, StoreError) as e:
-            return _err(str(e))
-        parts = live_parts(new_id)[1]  # "starting: loading the model" at once
-        # live_seen "" makes the next tick redraw the live parts (the run may pause before it comes)
-        return {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id),
-                **hidden_form(), live: parts[live], writing: parts[writing], live_seen: ""}
+            return runner.start(prompt_id, cfg, judge_)
 
-    def do_pause(run_id):
-        if not run_id or not runner.pause(run_id):
-            return _err("Nothing to pause: no run of this page is being driven now.")
-        return acknowledged(run_id)
+        def started(new_id) -> dict:  # "starting: loading the model" at once
+            # live_seen "" makes the next tick redraw the live parts (the run may pause before it comes)
+            return {**hidden_form(), **page.live_view(new_id), live_seen: ""}
 
-    def do_stop(run_id):
-        try:
-            if not run_id or not runner.stop(run_id):
-                return _err("Nothing to stop: the run has finished or was never started.")
-        except (R2RunnerError, StoreError) as e:
-            return _err(str(e))
-        return {**acknowledged(run_id), **hidden_form()}
+        # a run waiting for a judgment is not resumed: it waits for the form (an interrupted one continues)
+        return page.start(prompt_id, run_id, launch, runner.resume, then=started,
+                          resumable=lambda r: not R2State.from_events(store.events(r)).pending_request())
 
     def do_judge(run_id, filled, ov, crit, *scores):
         if not run_id:
-            return _err("No run on screen: start one first.")
+            return page.err("No run on screen: start one first.")
         try:
             s = R2State.from_events(store.events(run_id))
             req = s.pending_request()
@@ -411,7 +342,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
             shown = int(filled.rsplit(":", 1)[1]) if filled else req.version  # the version the form showed
             runner.judge(run_id, j, version=shown)  # refused if another version waits by the time it lands
         except (BadJudgment, NoPendingJudgment, R2RunnerError, StoreError, ValueError) as e:
-            out = _err(str(e))
+            out = page.err(str(e))
             if isinstance(e, NoPendingJudgment):
                 out[form_for] = "x"  # refill (or hide) at the next tick
             return out
@@ -419,7 +350,7 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
 
     def do_reflect(run_id, filled, text):
         if not run_id:
-            return _err("No run on screen: start one first.")
+            return page.err("No run on screen: start one first.")
         try:
             refl = R2State.from_events(store.events(run_id)).pending_reflection()
             if refl is None:
@@ -428,60 +359,39 @@ def build(ctx: StudioContext, runner: R2Runner | None = None) -> R2Page:
                 raise NoPendingJudgment("The form is for another step: it has been refreshed, check it and submit again.")
             runner.reflect(run_id, text)
         except (BadJudgment, NoPendingJudgment, R2RunnerError, StoreError) as e:
-            out = _err(str(e))
+            out = page.err(str(e))
             if isinstance(e, NoPendingJudgment):
                 out[form_for] = "x"
             return out
         return {seen: "", **hidden_form(), **show(run_id)}
 
-    def pick_prompt(prompt_id):
-        rs = store.list_runs(kind="r2", prompt_id=prompt_id) if prompt_id else []
-        run_id = rs[0]["id"] if rs else None
-        return {run_state: run_id, seen: "", form_for: "x", runs: runs_menu(prompt_id, run_id)}
-
-    def pick_run(run_id):
-        return {run_state: run_id, seen: "", form_for: "x"}
-
-    def set_review(run_id, verdict):
-        why = set_run_review(store, run_id, verdict)
-        return _err(why) if why else {review: _review_html(run_id), seen: ""}
-
     # ---- listeners -----------------------------------------------------------------------------
     settings = [mode, rounds, thr, seed, plan, draft_t, refl_t, rev_t, edit_refl, judge_t]
     shown = [status, plot, rounds_view, review]
     form_out = [form, form_head, form_for, overall, critique, *boxes, refl_form, refl_head, refl_text]
-    quick = dict(concurrency_limit=None, show_progress="hidden")
-    run_btn.click(do_run, [prompt, run_state, judge_spec, *settings],
-                  [run_state, seen, runs, *shown, *form_out, live, writing, check, live_seen], api_name="r2_run",
-                  concurrency_limit=2,
-                  show_progress="hidden")
-    gr.on([w.change for w in settings], check_settings, settings, [check], api_name="r2_check", **quick)
+    timer = page.wire(show, settings, pick_outputs=[form_for], on_pick=lambda: {form_for: "x"},
+                      stop_outputs=form_out, on_stop=hidden_form)
+    quick = QUICK
+    page.run_btn.click(do_run, [prompt, run_state, judge_spec, *settings],
+                       [run_state, seen, runs, *shown, *form_out, live, writing, check, live_seen], api_name="r2_run",
+                       concurrency_limit=2, show_progress="hidden")
     mode.change(judge_model_field, mode, judge_spec, api_visibility="private", **quick)
     gr.on([mode.change, judge_spec.change, prompt.change],
           lambda m, j, p: judge_trust_html(store, m, j, p, ctx.model_name), [mode, judge_spec, prompt], trust_line,
           api_name="r2_judge_trust", **quick)
-    ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
-    pause_btn.click(do_pause, run_state, ack_out, api_name="r2_pause", **quick)
-    stop_btn.click(do_stop, run_state, [*ack_out, *form_out], api_name="r2_stop", **quick)
     submit.click(by_person(do_judge), [run_state, form_for, overall, critique, *boxes], [seen, *shown, *form_out],
                  api_name="r2_judge", **quick)
     refl_btn.click(by_person(do_reflect), [run_state, form_for, refl_text], [seen, *shown, *form_out],
                    api_name="r2_reflect", **quick)
-    prompt.input(pick_prompt, prompt, [run_state, seen, form_for, runs], api_visibility="private", **quick)
-    runs.input(pick_run, runs, [run_state, seen, form_for], api_visibility="private", **quick)
-    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
-                     api_name="r2_accept", **quick)
-    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen],
-                     api_name="r2_reject", **quick)
     timer.tick(tick, [run_state, seen, form_for, live_seen],
-               [*shown, seen, runs, *form_out, live, writing, pause_btn, stop_btn, live_seen],
+               [*shown, seen, runs, *form_out, live, writing, page.pause_btn, page.stop_btn, live_seen],
                api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
+
     def show_by_id(r):  # shows the run in this session too (a script attaches to a run by its id)
-        parts = live_parts(r)[1] if r else {live: "", writing: ""}
         return {**show(r), **(fill_form(r, store.events(r)) if r else hidden_form()), run_state: r or None, seen: "",
-                live: parts[live], writing: parts[writing]}
+                **page.live_view(r)}
 
     run_id_box.submit(show_by_id, run_id_box, [*shown, *form_out, run_state, seen, live, writing], api_name="r2_show",
                       **quick)

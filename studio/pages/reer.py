@@ -20,6 +20,10 @@ candidates wait makes them stale at once (the cards say so; they cannot be accep
 holds only what the person typed or loaded for the run on screen: picking a segment loads its text
 in the browser (no late reply can overwrite typing), and a run or prompt picked clears the box.
 
+What both run pages share (menus, Run / Pause / Stop, the status and progress lines, the tick's redraw,
+accept / reject) is the run-page scaffold's (studio.pages.run_page.RunPage); this page adds Step, the
+edit box, force and skip, the metric and the heat maps.
+
 Does not know: the search (core.reer.search), how runs are driven (studio.runners.reer.ReerRunner, ctx.runners.reer),
 or other pages (the app links them through `ReerPage`).
 """
@@ -35,23 +39,11 @@ import gradio as gr
 from core.models.lm import LMError
 from core.models.scoring import score, split_reference
 from core.reer.config import ReerConfig
-from core.settings import SettingError
 from core.store import NotFound, StoreError
 from studio import forms
 from studio.context import StudioContext
-from studio.pages.library import prompt_choices
-from studio.pages.runs import (
-    attach_view,
-    error_block,
-    menus,
-    queued_html,
-    review_badge,
-    run_key,
-    status_moved,
-)
-from studio.pages.runs import live_parts as runs_live_parts
-from studio.pages.runs import runs_menu as _runs_menu
-from studio.pages.runs import set_review as set_run_review
+from studio.pages.run_page import QUICK, RunPage
+from studio.pages.runs import queued_html
 from studio.runners.reer import RunnerError
 from studio.users import by_person
 from studio.views import heatmap as render
@@ -77,7 +69,6 @@ DEMO = dict(candidates=2, max_steps=4, threshold=REAL.threshold, draft_max_new_t
 # the form's settings, in the order of its widgets (and of the reer_run API's inputs)
 SETTINGS = ("candidates", "max_steps", "threshold", "draft_max_new_tokens", "candidate_max_new_tokens", "seed",
             "reflection_cues", "prompts")
-POLL_S = 1.0  # how often a page asks the store for news
 # picking a segment number loads its text from the trajectory on screen, in the browser: at once, so
 # no late reply overwrites what the person types next; typing not yet rescored is kept, with a note
 LOAD_SEGMENT_JS = """(n, typed) => {
@@ -129,21 +120,17 @@ def scorer_of(run: dict) -> str:
 
 
 def build(ctx: StudioContext) -> ReerPage:
-    """Create the page's components (inside the caller's Tab) and wire its listeners."""
+    """Create the page's components (inside the caller's Tab) on the run-page scaffold
+    (studio.pages.run_page) and wire what is REER's own: Step, the edit box, force and skip, heat maps."""
     store, runner = ctx.store, ctx.runners.reer
-    run_state = gr.State(None)
-    seen = gr.State("")
+    page = RunPage(ctx, "reer", runner, ReerConfig, lambda *values: dict(zip(SETTINGS, values)),
+                   lambda: status_html(None, None, False), pause_point, RunnerError)
+    run_state, seen, live_seen = page.run_state, page.seen, page.live_seen
     on_screen = gr.State(None)  # what the page shows of the run (studio.views.reer.shown_of): a command names it
     heat_of = gr.State(None)  # the run the heat maps on screen were drawn for (None: none drawn)
 
-    with gr.Row(equal_height=True, elem_id="reer-top"):
-        prompt, runs = menus(store, "reer", prompt_choices(store))
-        with gr.Column(scale=3, min_width=300):
-            with gr.Row(elem_id="reer-buttons"):
-                run_btn = gr.Button("Run", variant="primary", elem_id="reer-run", min_width=60)
-                pause_btn = gr.Button("Pause", elem_id="reer-pause", min_width=60)
-                step_btn = gr.Button("Step", elem_id="reer-step", min_width=60)
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="reer-stop", min_width=60)
+    page.top(scale=3, min_width=300, step=True)
+    prompt, runs = page.prompt, page.runs
     with gr.Accordion(f"Settings — model {ctx.model_name}; small demo budgets, real defaults in brackets",
                       open=False, elem_id="reer-settings"):
         model_box = gr.Dropdown(choices=ctx.model_choices(), value="", label="Model (loaded once, on Run)",
@@ -168,10 +155,8 @@ def build(ctx: StudioContext) -> ReerPage:
             seed = forms.widget(ReerConfig, "seed", value=DEMO["seed"], elem_id="reer-seed")
             cues = forms.widget(ReerConfig, "reflection_cues", elem_id="reer-cues", show_default=False)
         prompt_set = forms.widget(ReerConfig, "prompts", elem_id="reer-prompts")
-    check = gr.HTML("", elem_id="reer-settings-check", padding=False)  # why the settings cannot run ("" when fine)
-    status = gr.HTML(status_html(None, None, False), elem_id="reer-status")
-    live = gr.HTML("", elem_id="reer-progress", padding=False)  # the progress line (transient, this process)
-    live_seen = gr.State("")  # what the live parts last showed (studio.views.progress.live_key)
+    page.status_lines()
+    check, status, live = page.check, page.status, page.live
     with gr.Row(equal_height=False):
         with gr.Column(scale=6, min_width=480):
             with gr.Row(equal_height=True):
@@ -179,7 +164,8 @@ def build(ctx: StudioContext) -> ReerPage:
                 metric = gr.Radio([("score", "score"), ("perplexity", "ppl")], value="score", show_label=False,
                                   elem_id="reer-metric", container=False, min_width=200)
             plot = gr.Plot(value=plots.empty_figure(), elem_id="reer-plot", show_label=False)
-            writing = gr.HTML("", elem_id="reer-writing", padding=False)  # the draft / candidates being written
+            page.writing_box()  # the draft / candidates being written
+            writing = page.writing
             cands = gr.HTML(candidates_html(None), elem_id="reer-candidates")
             with gr.Row(equal_height=True, elem_id="reer-decide"):
                 force_no = gr.Number(value=1, precision=0, minimum=1, label="Candidate #", show_label=False,
@@ -198,48 +184,34 @@ def build(ctx: StudioContext) -> ReerPage:
             edit_btn = gr.Button("Rescore my edit", elem_id="reer-edit-apply", size="sm")
     with gr.Row(equal_height=False, elem_id="reer-heat-row"):
         heat_btn = gr.Button("Heat map: initial vs current", elem_id="reer-heat-btn", size="sm", scale=2)
-        accept_btn = gr.Button("Accept trajectory", variant="primary", elem_id="reer-accept", size="sm", scale=2)
-        reject_btn = gr.Button("Reject", variant="stop", elem_id="reer-reject", size="sm", scale=1)
-        review = gr.HTML("", elem_id="reer-review", padding=False)
+        page.review_buttons(accept_scale=2, reject_scale=1)
+        review = page.review
     gr.HTML(render.legend_html(), padding=False)
     with gr.Row(equal_height=False):
         heat_a = gr.HTML("", elem_id="reer-heat-initial")
         heat_b = gr.HTML("", elem_id="reer-heat-current")
-    timer = gr.Timer(POLL_S)
 
     # ---- views from the store ----------------------------------------------------------------
-    def _view(run_id):
-        run = store.get_run(run_id)
-        evs = store.events(run_id)
-        return run, evs, fold(evs)
-
-    def _review_html(run_id) -> str:
-        return review_badge(store, run_id)
-
-    def live_parts(run_id) -> tuple[str, dict]:
-        """(key, {live line, writing box, buttons}) of the run's transient progress in this process."""
-        return runs_live_parts(runner, run_id, pause_point, live, writing, pause_btn, stop_btn)
-
     def show(run_id, metric_value="score") -> dict:
         """Everything the page draws of a run, from the store (and `on_screen`: what it shows, by identity)."""
         if not run_id:
             return {status: status_html(None, None, False), plot: plots.empty_figure(), traj: trajectory_html(None),
                     cands: candidates_html(None), review: "", live: "", writing: "", on_screen: None}
         try:
-            run, evs, v = _view(run_id)
+            run, evs = store.get_run(run_id), store.events(run_id)
         except NotFound:
             return {status: status_html(None, None, False), on_screen: None}
+        v = fold(evs)
         editing = runner.editing(run_id)
         if editing is not None:  # an edit asked and not yet scored: the waiting candidates are stale already
             mark_editing(v, editing)
-        _, parts = live_parts(run_id)
         return {
-            live: parts[live], writing: parts[writing],
+            **page.live_view(run_id),
             status: queued_html(runner, run_id)
             or status_html(run, v, runner.is_driving(run_id), runner.error(run_id), run.get("model") or "",
                            scorer_of(run)),
             plot: plots.reer_figure(evs, metric_value) if evs else plots.empty_figure("Writing the initial draft…"),
-            traj: trajectory_html(v), cands: candidates_html(v), review: _review_html(run_id),
+            traj: trajectory_html(v), cands: candidates_html(v), review: page.review_html(run_id),
             on_screen: shown_of(run_id, v),
         }
 
@@ -249,24 +221,12 @@ def build(ctx: StudioContext) -> ReerPage:
         return {heat_a: "", heat_b: render.placeholder_html(msg) if msg else "", heat_of: None}
 
     def tick(run_id, seen_key, metric_value, heat_run=None, live_key=""):
-        k_ = run_key(store, runner, run_id, metric_value)
         stale = heat_cleared(run_id) if heat_run and heat_run != run_id else {}  # another run's numbers
-        lk, parts = live_parts(run_id)
-        fresh = {**parts, live_seen: lk} if lk != live_key else {}  # the live parts, when they moved
-        if k_ == seen_key:
-            return {seen: seen_key, **stale, **fresh}  # no stored news: only the live parts redrawn
-        out = {**show(run_id, metric_value), seen: k_, **stale, **fresh}
-        if run_id and status_moved(k_, seen_key):  # the run's status moved: relabel the menu
-            out[runs] = runs_menu(store.get_run(run_id)["prompt_id"], run_id)
-        return out
-
-    def runs_menu(prompt_id, run_id=None):
-        return _runs_menu(store, "reer", prompt_id, run_id)
+        return {**page.redraw(run_id, seen_key, live_key, metric_value), **stale}
 
     def attach(prompt_id=None) -> dict:
         """Show `prompt_id` and its newest run; with none, reattach to the newest live REER run."""
-        menu, run_id, run_menu = attach_view(store, "reer", prompt_id, ("running", "paused"), prompt_choices(store))
-        return {prompt: menu, run_state: run_id, seen: "", runs: run_menu, **box_cleared()}
+        return {**page.attach(prompt_id, ("running", "paused")), **box_cleared()}
 
     def box_cleared(note: str = "") -> dict:
         """The edit box emptied: another run is on screen, and typing for one run never edits another."""
@@ -275,44 +235,21 @@ def build(ctx: StudioContext) -> ReerPage:
     attach_outputs = [prompt, run_state, seen, runs, edit_text, edit_note]
 
     # ---- commands ----------------------------------------------------------------------------
-    def _cfg(*values) -> ReerConfig:
-        """The run's settings from the form; the config checks them (SettingError names the field)."""
-        return forms.config(ReerConfig, dict(zip(SETTINGS, values)))
-
-    def check_settings(*values) -> dict:
-        """The inline check under the settings: the config's refusal, before any Run."""
-        text = forms.problem(ReerConfig, dict(zip(SETTINGS, values)))
-        return {check: error_block(text) if text else ""}
-
-    def _err(message: str) -> dict:
-        gr.Warning(message)
-        return {status: status_html(None, None, False) + error_block(message), seen: ""}
-
     def start(prompt_id, run_id, steps_n, model_spec, *values):
         settings, scorer_spec = values[:len(SETTINGS)], (values[len(SETTINGS):] or ("",))[0]
-        if not prompt_id:
-            return _err("Pick a prompt first (import some on the Library page).")
-        try:
-            if run_id:
-                run = store.get_run(run_id)
-                if run["status"] in ("running", "paused") and run["prompt_id"] == prompt_id:
-                    runner.resume(run_id, steps_n)  # continue the run on screen
-                    return {run_state: run_id, seen: "", **show(run_id)}
-            cfg = _cfg(*settings)
+
+        def launch() -> str:
+            cfg = page.cfg(*settings)
             spec = ctx.models.spec(model_spec)
             scorer = ctx.models.spec(scorer_spec) if (scorer_spec or "").strip() else ""  # the allow-list applies
             if scorer and scorer != spec:  # the same spec as the model: a one-model run, as before
                 cfg = dataclasses.replace(cfg, scorer=scorer)
-            new_id = runner.start(prompt_id, cfg, spec, steps_n)
-        except SettingError as e:
-            text = forms.error_text(e, ReerConfig)
-            return {**_err(text), check: error_block(text)}
-        except (ValueError, RunnerError, StoreError, LMError) as e:  # LMError: a model the app does not allow
-            return _err(str(e))
-        out = {run_state: new_id, seen: "", runs: runs_menu(prompt_id, new_id), check: "", **show(new_id)}
-        if new_id != run_id:  # another run on screen: the box's text was for the one before
-            out.update(box_cleared())
-        return out
+            return runner.start(prompt_id, cfg, spec, steps_n)
+
+        # another run on screen: the box's text was for the one before
+        return page.start(prompt_id, run_id, launch, lambda r: runner.resume(r, steps_n),
+                          then=lambda new_id: box_cleared() if new_id != run_id else {},
+                          errors=(LMError,))  # LMError: a model the app does not allow
 
     def do_run(prompt_id, run_id, model_spec, *values):  # values: the settings, then the scorer (optional)
         return start(prompt_id, run_id, None, model_spec, *values)
@@ -320,37 +257,12 @@ def build(ctx: StudioContext) -> ReerPage:
     def do_step(prompt_id, run_id, model_spec, *values):
         return start(prompt_id, run_id, 1, model_spec, *values)
 
-    def _cleared_note(box: str | None) -> str:
+    def _cleared_note(box: str | None = "") -> dict:
+        """A prompt or run picked: the box emptied, with a note when it held text."""
         if not (box or "").strip():
-            return ""
-        return ('<div class="reer-edit-note" data-cleared="1">The edit box was emptied: its text was for the run '
-                "shown before, never for this one.</div>")
-
-    def acknowledged(run_id) -> dict:
-        """The page right after a Pause or Stop: the acknowledgement and the relabelled buttons, at once."""
-        lk, parts = live_parts(run_id)
-        return {seen: "", live_seen: lk, **parts}
-
-    def do_pause(run_id):
-        if not run_id or not runner.pause(run_id):
-            return _err("Nothing to pause: no run of this page is being driven now.")
-        return acknowledged(run_id)
-
-    def do_stop(run_id):
-        try:
-            if not run_id or not runner.stop(run_id):
-                return _err("Nothing to stop: the run has finished or was never started.")
-        except (RunnerError, StoreError) as e:
-            return _err(str(e))
-        return acknowledged(run_id)
-
-    def pick_prompt(prompt_id, box=""):
-        rs = store.list_runs(kind="reer", prompt_id=prompt_id) if prompt_id else []
-        run_id = rs[0]["id"] if rs else None
-        return {run_state: run_id, seen: "", runs: runs_menu(prompt_id, run_id), **box_cleared(_cleared_note(box))}
-
-    def pick_run(run_id, box=""):
-        return {run_state: run_id, seen: "", **box_cleared(_cleared_note(box))}
+            return box_cleared()
+        return box_cleared('<div class="reer-edit-note" data-cleared="1">The edit box was emptied: its text was for '
+                           "the run shown before, never for this one.</div>")
 
     def _note_err(message: str) -> dict:
         """A refusal of the edit box's text: a toast, and a line under the box that stays (the status redraws)."""
@@ -384,29 +296,29 @@ def build(ctx: StudioContext) -> ReerPage:
 
     def do_force(run_id, n, shown=None):
         if not run_id:
-            return _err("No run on screen: start one, then Pause while it writes candidates.")
+            return page.err("No run on screen: start one, then Pause while it writes candidates.")
         if not shown or shown.get("run") != run_id or not shown["cands"]:
-            return _err("No candidates await a decision: press Pause while a step is writing candidates; "
+            return page.err("No candidates await a decision: press Pause while a step is writing candidates; "
                         "the step then holds its scored candidates for you.")
         k = int(n or 0) - 1
         if k not in shown["cands"]:
             have = ", ".join(str(i + 1) for i in sorted(shown["cands"]))
-            return _err(f"Candidate {n} cannot be accepted: the scored candidates of this step are {have}.")
+            return page.err(f"Candidate {n} cannot be accepted: the scored candidates of this step are {have}.")
         ref = shown_candidate(shown, k)
         st = ReerState.from_events(store.events(run_id))  # checked here at once; the search checks again
         waiting = st.waiting()
         step, seg, _, pending = waiting or (ref.step, ref.segment, 0, None)
         if why := force_refused(ref, st, run_id, step, seg, k, pending):
-            return {**_err(why), on_screen: None}
+            return {**page.err(why), on_screen: None}
         try:
             runner.force(run_id, k, shown=ref)
         except (RunnerError, StoreError) as e:
-            return _err(str(e))
+            return page.err(str(e))
         return {seen: ""}
 
     def do_skip(run_id, shown=None):
         if not run_id:
-            return _err("No run on screen: start one first.")
+            return page.err("No run on screen: start one first.")
         ref = None
         if shown and shown.get("run") == run_id:
             step, seg = shown["next"]
@@ -414,7 +326,7 @@ def build(ctx: StudioContext) -> ReerPage:
         try:
             runner.skip(run_id, shown=ref)
         except (RunnerError, StoreError) as e:
-            return _err(str(e))
+            return page.err(str(e))
         return {seen: ""}
 
     def do_heat(run_id):
@@ -441,28 +353,19 @@ def build(ctx: StudioContext) -> ReerPage:
         except (LMError, StoreError, RunnerError) as e:
             return {heat_a: "", heat_b: render.error_html(str(e)), heat_of: None}
 
-    def set_review(run_id, verdict):
-        why = set_run_review(store, run_id, verdict)
-        return _err(why) if why else {review: _review_html(run_id), seen: ""}
-
     # ---- listeners -----------------------------------------------------------------------------
     settings = [k, steps, thr, draft_t, cand_t, seed, cues, prompt_set]
     shown = [status, plot, traj, cands, review, live, writing]  # the live parts last: scripts index the others
     # scripts read status.. from the front and live, writing, check from the end (on_screen is a State: not returned)
     cmd_out = [run_state, seen, runs, *shown[:5], edit_text, edit_note, live, writing, on_screen, check]
-    ack_out = [status, seen, live, writing, pause_btn, stop_btn, live_seen]
-    quick = dict(concurrency_limit=None, show_progress="hidden")
+    timer = page.wire(show, settings, pick_inputs=[edit_text], pick_outputs=[edit_text, edit_note],
+                      on_pick=_cleared_note)
+    quick = QUICK
     # the scorer comes last, after the settings: scripts written before it existed still call reer_run
-    run_btn.click(do_run, [prompt, run_state, model_box, *settings, scorer_box], cmd_out, api_name="reer_run",
-                  **quick)
-    step_btn.click(do_step, [prompt, run_state, model_box, *settings, scorer_box], cmd_out, api_name="reer_step",
-                   **quick)
-    gr.on([w.change for w in settings], check_settings, settings, [check], api_name="reer_check", **quick)
-    pause_btn.click(do_pause, run_state, ack_out, api_name="reer_pause", **quick)
-    stop_btn.click(do_stop, run_state, ack_out, api_name="reer_stop", **quick)
-    prompt.input(pick_prompt, [prompt, edit_text], [run_state, seen, runs, edit_text, edit_note],
-                 api_visibility="private", **quick)
-    runs.input(pick_run, [runs, edit_text], [run_state, seen, edit_text, edit_note], api_visibility="private", **quick)
+    page.run_btn.click(do_run, [prompt, run_state, model_box, *settings, scorer_box], cmd_out, api_name="reer_run",
+                       **quick)
+    page.step_btn.click(do_step, [prompt, run_state, model_box, *settings, scorer_box], cmd_out,
+                        api_name="reer_step", **quick)
     metric.change(lambda: {seen: ""}, None, [seen], api_visibility="private", **quick)
     # only a person's change of the number loads a segment (.input, not .change), in the browser, never over typing
     seg_no.input(None, [seg_no, edit_text], [edit_text, edit_note], js=LOAD_SEGMENT_JS, api_visibility="private",
@@ -473,14 +376,10 @@ def build(ctx: StudioContext) -> ReerPage:
                     api_name="reer_force", **quick)
     skip_btn.click(by_person(do_skip), [run_state, on_screen], [status, seen], api_name="reer_skip", **quick)
     heat_btn.click(do_heat, run_state, [heat_a, heat_b, heat_of], api_name="reer_heatmap", concurrency_limit=2)
-    accept_btn.click(by_person(lambda r: set_review(r, "accepted")), run_state, [status, review, seen],
-                     api_name="reer_accept", **quick)
-    reject_btn.click(by_person(lambda r: set_review(r, "rejected")), run_state, [status, review, seen],
-                     api_name="reer_reject", **quick)
     # the tick also empties heat maps drawn for another run than the one now on screen (a run picked,
     # started, or attached from another page): never one run's numbers under another
     timer.tick(tick, [run_state, seen, metric, heat_of, live_seen],
-               [*shown, seen, runs, heat_a, heat_b, heat_of, pause_btn, stop_btn, live_seen, on_screen],
+               [*shown, seen, runs, heat_a, heat_b, heat_of, page.pause_btn, page.stop_btn, live_seen, on_screen],
                api_name="reer_tick", api_visibility="private", **quick)
     # a script's view of any run by id (gradio_client): the same drawing the timer does
     run_id_box = gr.Textbox(visible=False)
@@ -489,12 +388,8 @@ def build(ctx: StudioContext) -> ReerPage:
         out = show(run_id, metric_value)
         return {k: out[k] for k in (*shown[:5], on_screen) if k in out}
 
-    def show_live(run_id) -> dict:  # the live parts alone: the progress line and the writing box
-        parts = live_parts(run_id)[1] if run_id else {live: "", writing: ""}
-        return {live: parts[live], writing: parts[writing]}
-
     run_id_box.submit(show_stored, [run_id_box, metric], [*shown[:5], on_screen], api_name="reer_show", **quick)
     live_box = gr.Textbox(visible=False)
-    live_box.submit(show_live, live_box, [live, writing], api_name="reer_progress", **quick)
+    live_box.submit(page.live_view, live_box, [live, writing], api_name="reer_progress", **quick)
     return ReerPage(prompt=prompt, run_state=run_state, seen=seen, runs=runs, status=status, attach=attach,
                     attach_outputs=attach_outputs)
