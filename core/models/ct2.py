@@ -30,11 +30,13 @@ offers int8 and float32 only (no bf16); bf16 generation is HFLM's own (`gen_prec
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import shutil
 import threading
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -72,6 +74,15 @@ SINK_EVERY = 4  # tokens between two reports to an `on_tokens` sink (it throttle
 PROMPT_CACHE_HEADS = 4  # static heads the kept generator holds before it is replaced (module docstring)
 _CONVERT_LOCK = threading.Lock()
 _SAMPLE_LOCK = threading.Lock()  # CTranslate2's seed is process-wide: one generation at a time
+_LIVE: "weakref.WeakSet[CT2LM]" = weakref.WeakSet()  # engines whose spare may still be building
+
+
+@atexit.register
+def _join_spares() -> None:
+    """Let background spare builds end before the interpreter does (a CTranslate2 generator torn
+    down mid-build aborts the process: "terminate called without an active exception")."""
+    for lm in list(_LIVE):
+        lm.ready()
 
 
 class UnknownEngine(LMError):
@@ -243,6 +254,7 @@ class CT2LM:
 
         self._building = threading.Thread(target=build, daemon=True, name="ct2-spare")
         self._building.start()
+        _LIVE.add(self)
 
     def ready(self) -> None:
         """Wait for the spare generator's background build (benchmarks time calls without it)."""
