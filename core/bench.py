@@ -331,6 +331,15 @@ def _timed_reer(lm, item: Item, cfg, scorer=None) -> tuple[float, dict, list]:
     return seconds, rec, events
 
 
+def _prompt_cache_tokens(lm) -> dict:
+    """Prompt tokens the fast side's generations took from its prompt cache and computed, all calls
+    so far (CTranslate2: the static heads; HF: core.models.gencache's blocks)."""
+    if "static_tokens" in vars(lm):
+        return dict(lm.static_tokens)
+    cache = base_hf(lm).prefix_cache
+    return {"reused": cache.reused_tokens, "computed": cache.computed_tokens}
+
+
 def _kv_counts(hf) -> tuple[int, int]:
     """(tokens reused, tokens computed) so far by `hf`'s fp32 scoring store; (0, 0) without one."""
     store = hf.score_kv(torch.float32) if hasattr(hf, "score_kv") else None
@@ -465,7 +474,8 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         **summary,
         "scoring_target_met": scoring_target_met(summary, phases["scoring_speedup"]),
         "scoring_target": f">= {SCORING_TARGET}x the plain fp32 loop, regret <= 1e-3 over >= {MIN_REGRET_STEPS} steps",
-        **phases, **cache, "skipped": skipped, "filters_off": list(LEFTOVER_FILTERS),
+        **phases, **cache, "prompt_cache_tokens": _prompt_cache_tokens(fast_lm), "skipped": skipped,
+        "filters_off": list(LEFTOVER_FILTERS),
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
         "engine_items_per_hour": 3600 * len(rows) / total("engine_s"),
         "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),
