@@ -73,6 +73,9 @@ def reer_summary(result: dict, scored_apart: bool) -> str:
     for phase in ("draft", "candidates"):
         lines.append(f"  prompt cache, {phase}: off {result[f'prompt_cache_{phase}_off_s']:.1f}s, on "
                      f"{result[f'prompt_cache_{phase}_on_s']:.1f}s: {result[f'prompt_cache_{phase}_speedup']:.2f}x")
+    if result.get("prompt_cache_tokens"):
+        t = result["prompt_cache_tokens"]
+        lines.append(f"  prompt tokens from the cache {t['reused']}, computed {t['computed']} (fast side)")
     if n:
         lines.append(f"  max regret {result['max_regret']:.1e} over {n} measured step(s) "
                      f"({result['identical_choices']}/{n} identical choices)")
