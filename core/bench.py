@@ -18,6 +18,7 @@ the section at the end of this file).
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -25,6 +26,14 @@ from pathlib import Path
 
 import torch
 
+from core.bench_replay import (  # noqa: F401  (regret_summary and step_regrets: imported from here too)
+    MIN_REGRET_STEPS,
+    SCORING_TARGET,
+    regret_summary,
+    scoring_target_met,
+    step_regrets,
+    uncached_replay,
+)
 from core.data.items import Item, read_items
 from core.models.fastscore import naive_logprobs
 from core.models.lm import TokenLogprobs
@@ -56,8 +65,6 @@ _OPENERS = [
 def hellobench_root(root: Path | None = None) -> Path:
     """Where the HelloBench data is looked for: `root`, else $PALIMPSEST_HELLOBENCH, else
     shared/data/hellobench beside the repo (it may not exist; the tests use this same place)."""
-    import os
-
     return Path(root or os.environ.get(HELLOBENCH_ENV) or HELLOBENCH)
 
 
@@ -201,13 +208,21 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
 # Same work on both sides: `ExactLengthLM` makes every generation run to exactly its token
 # budget (min_new_tokens = max_new_tokens, no stop strings, no early end of turn; the stop
 # strings are then applied to the text, so parsing sees what it normally would). Without it a
-# path that happens to sample an early `</rewrite>` would look faster for doing less. The draft
-# is written once per item, untimed (plain fp32 path), and both sides are handed that text:
-# the same seed samples different drafts in bf16 and fp32, and a different z0 meant different
-# segments, steps, or an item dropped on one side only. So both searches refine the same z0
-# and take the same steps; their candidates differ (one batched sample vs K seeded ones).
+# path that happens to sample an early `</rewrite>` would look faster for doing less. Each side
+# writes its own draft (timed), and both searches are handed the plain side's text: the same seed
+# samples different drafts in bf16 and fp32, and a different z0 meant different segments, steps,
+# or an item dropped on one side only. So both searches refine the same z0 and take the same
+# steps; their candidates differ (one batched sample vs K seeded ones).
+# Regret needs steps with 2+ scored candidates: the budgets give drafts of several segments, the
+# candidates' leftover filters (markers, leaked instructions, cut endings: quality, not speed) are
+# off, and an item whose draft is dropped before any step is replaced by the next HelloBench item
+# (`skipped`). The target is judged over at least MIN_REGRET_STEPS steps, else it is None.
+# The prompt cache (GenerationConfig.static, core.models.gencache / ct2): after the fast side's
+# search, its draft and candidate calls are replayed with the cache off (same prompts, seeds and
+# lengths), so both phases are timed with and without it in the same run.
 
-REER_BENCH = dict(candidates=2, max_steps=3, draft_max_new_tokens=160, candidate_max_new_tokens=80)
+LEFTOVER_FILTERS = ("template_markers", "leaked_instructions", "cut_ending")  # core.quality.LEFTOVERS
+REER_BENCH = dict(candidates=2, max_steps=3, draft_max_new_tokens=256, candidate_max_new_tokens=80)
 
 
 class PlainLM:
@@ -264,6 +279,8 @@ class ExactLengthLM:
         self.has_fast_path = lm.has_fast_path
         self.seconds = {"generate": 0.0, "score": 0.0}
         self.drafts: dict[str, str] = {}  # draft prompt -> the shared draft text (see the section comment)
+        self.calls: list[tuple] = []  # (phase, messages, forced config, prefix, seconds) of every generation
+        self.phase = "candidates"  # the phase the next generations are logged under
 
     def chat_text(self, messages, add_generation_prompt: bool = True) -> str:
         return self.lm.chat_text(messages, add_generation_prompt)
@@ -294,6 +311,7 @@ class ExactLengthLM:
             texts = self.lm.generate(messages, forced, prefix=prefix)
         finally:
             self.seconds["generate"] += time.perf_counter() - t
+        self.calls.append((self.phase, messages, forced, prefix, time.perf_counter() - t))
         return [Generation(cut_at_stop(t, config.stop), stop_reason(t, config.stop, FINISH_LENGTH)) for t in texts]
 
 
@@ -313,53 +331,19 @@ def _timed_reer(lm, item: Item, cfg, scorer=None) -> tuple[float, dict, list]:
     return seconds, rec, events
 
 
+def _prompt_cache_tokens(lm) -> dict:
+    """Prompt tokens the fast side's generations took from its prompt cache and computed, all calls
+    so far (CTranslate2: the static heads; HF: core.models.gencache's blocks)."""
+    if "static_tokens" in vars(lm):
+        return dict(lm.static_tokens)
+    cache = base_hf(lm).prefix_cache
+    return {"reused": cache.reused_tokens, "computed": cache.computed_tokens}
+
+
 def _kv_counts(hf) -> tuple[int, int]:
     """(tokens reused, tokens computed) so far by `hf`'s fp32 scoring store; (0, 0) without one."""
     store = hf.score_kv(torch.float32) if hasattr(hf, "score_kv") else None
     return (store.reused_tokens, store.computed_tokens) if store is not None else (0, 0)
-
-
-def regret_summary(regrets: list[dict], target: float = 1e-3) -> dict:
-    """max_regret, identical_choices, regret_steps and regret_target_met of `step_regrets` rows. The
-    target is met only over measured steps: with none, nothing was shown, so it is not met."""
-    return {"max_regret": max((r["regret"] for r in regrets), default=0.0),
-            "identical_choices": sum(r["identical"] for r in regrets), "regret_steps": len(regrets),
-            "regret_target_met": bool(regrets) and all(r["regret"] <= target for r in regrets)}
-
-
-def step_regrets(lm, events, scfg) -> list[dict]:
-    """For every step of a finished search that scored 2+ candidates: the fp32 score of the
-    candidate the run chose (lowest score as the run computed it) minus the best fp32 score
-    among them (0 = the choice fp32 makes), re-scored here with `lm` in fp32 (untimed)."""
-    import dataclasses
-
-    exact = dataclasses.replace(scfg, precision="fp32")
-    start = next(e for e in events if e.kind == "run_started")
-    segs, rows, texts, fast, at = None, [], {}, {}, 0
-    for e in events:
-        if e.kind == "initial_draft":
-            segs = list(e.segments)
-        elif e.kind == "segment_started":
-            texts, fast, at = {}, {}, e.segment
-        elif e.kind == "candidate_generated" and e.text is not None:
-            texts[e.index] = e.text
-        elif e.kind == "candidate_scored" and e.index >= 0:
-            fast[e.index] = (e.score["score"], e.score.get("precision", "fp32"))
-        elif e.kind == "segment_decided":
-            if len(fast) >= 2 and segs is not None:
-                ks = sorted(fast)
-                ref = score_candidates(lm, start.query, segs, at, [texts[k] for k in ks], start.reference, exact)
-                fp32 = {k: s.score for k, s in zip(ks, ref)}
-                chosen = min(ks, key=lambda k: (fast[k][0], k))
-                best = min(ks, key=lambda k: (fp32[k], k))
-                rows.append({"step": e.step, "segment": at, "candidates": len(ks), "chosen": chosen,
-                             "fp32": [fp32[k] for k in ks],
-                             "regret": fp32[chosen] - fp32[best], "identical": chosen == best,
-                             "rechecked": sum(p == "fp32" for _, p in fast.values()),
-                             "fast_error": max(abs(fast[k][0] - fp32[k]) for k in ks),
-                             "gap": min(abs(fp32[a] - fp32[b]) for a in ks for b in ks if a < b)})
-            segs = list(e.segments)
-    return rows
 
 
 def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None = None, log=print,
@@ -368,18 +352,21 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
 
     `scorer`: another model that scores (ReerConfig.scorer); both sides score with it (the fast side
     through its fast path, the plain side with its plain fp32 loop) and regret is measured with it.
-    `regret_target_met` is never true over zero measured steps (`regret_steps` says how many).
+    `regret_target_met` is None over fewer than MIN_REGRET_STEPS measured steps (`regret_steps` says how many).
     `template`: the scoring layout (default REER's, or `none` for a scorer with no chat template).
 
     The fast side generates with `engine` (default: the setting, core.models.ct2) and scores with
     `precision`; the plain side is the unchanged fp32 loop (PlainLM). Phases: draft (each side
     writes its own forced-length draft, timed; both searches then refine the plain side's draft),
-    candidate generation, scoring; regret per step (step_regrets)."""
+    candidate generation, scoring; regret per step (step_regrets); the fast side's draft and candidate
+    generations again with its prompt cache off (uncached_replay). Items are HelloBench's in order; one
+    whose draft is dropped before any step is skipped and the next one taken (at most `items` + 4 tried)."""
     import dataclasses
 
     from core.models.ct2 import engine_from_env, engines_of, with_engine
     from core.models.lm import GenerationConfig
     from core.prompts import render
+    from core.quality import QualityConfig
     from core.reer.config import ReerConfig
     from core.reer.search import draft_config
     from core.segments import answer_part
@@ -394,9 +381,10 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
     if template is None and scorer is not None and getattr(sc_hf, "missing", lambda n: "")({"chat_template"}):
         template = "none"
     plain_cfg = ReerConfig(**REER_BENCH, scorer=sc_hf.name if scorer is not None else "",
+                           quality=QualityConfig(disabled=LEFTOVER_FILTERS),
                            **({"template": template} if template else {}))
     fast_cfg = dataclasses.replace(plain_cfg, precision=precision)
-    pairs = hellobench_items()[:items]
+    pool = hellobench_items()[:items + 4]
     fast, plain = ExactLengthLM(fast_lm), ExactLengthLM(PlainLM(hf))
     # each side's scorer: its own model, or a separate one timed the same way (ExactLengthLM.seconds)
     scorers = {"engine": ExactLengthLM(sc_hf) if scorer is not None else fast,
@@ -408,9 +396,12 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
                         precision="bf16" if c.precision != "fp32" else "fp32")
         m.seconds = {"generate": 0.0, "score": 0.0}
         s.seconds = {"generate": 0.0, "score": 0.0}
-    rows, regrets = [], []
+    rows, regrets, skipped, load_before = [], [], [], os.getloadavg()
     reuse = {"reused_tokens": 0, "computed_tokens": 0}
-    for n, item in enumerate(pairs):
+    for item in pool:
+        if len(rows) == items:
+            break
+        n = len(rows)
         prompt = render("reer_draft", task=item.query, answer=answer_part(item.reference)[:plain_cfg.max_answer_chars])
         order = [("engine", fast, fast_cfg), ("plain", plain, plain_cfg)]
         if n % 2:
@@ -418,14 +409,16 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         row = {"id": item.id, "reference_tokens": len(hf.encode(item.reference))}
         drafts = {}
         for label, m, c in order:  # the draft phase, timed on each side
-            m.drafts = {}
+            m.drafts, m.calls, m.phase = {}, [], "draft"
             kept = dict(m.seconds)
             t = time.perf_counter()
             drafts[label] = m.generate([{"role": "user", "content": prompt}], draft_config(c))[0]
             row[f"{label}_draft_s"] = time.perf_counter() - t
-            m.seconds = kept
+            m.seconds, m.phase = kept, "candidates"
         fast.drafts = plain.drafts = {prompt: drafts["plain"]}  # both refine the same z0
         for label, m, c in order:
+            if f"{order[0][0]}_steps" in row and not row[f"{order[0][0]}_steps"]:
+                break  # dropped before any step: the other side would only repeat that
             s = scorers[label]
             before, before_s = dict(m.seconds), dict(s.seconds)
             kv = _kv_counts(sc_hf)
@@ -441,14 +434,26 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
             if label == "engine":
                 steps = step_regrets(sc_hf, events, c.scoring())
                 regrets += steps
-                row["max_regret"] = max((r["regret"] for r in steps), default=0.0)
+                row["max_regret"], row["regret_steps"] = max((r["regret"] for r in steps), default=None), len(steps)
             row[f"{label}_s"] = row[f"{label}_draft_s"] + seconds
+        if not row[f"{order[0][0]}_steps"]:
+            skipped.append(item.id)
+            log(f"{item.id}: the draft was dropped before any step ({'; '.join(rec['filters'].get('reasons', []))}); "
+                "the next item is taken")
+            continue
+        for phase in ("draft", "candidates"):  # the same generations with the prompt cache off, and on
+            row[f"cached_{phase}_s"] = sum(c[-1] for c in fast.calls if c[0] == phase)
+        row.update({f"uncached_{k}_s": v for k, v in uncached_replay(fast_lm, fast.calls).items()})
         rows.append(row)
-        log(f"item {n + 1}/{len(pairs)} {item.id} ({row['reference_tokens']} reference tokens): "
+        log(f"item {n + 1}/{items} {item.id} ({row['reference_tokens']} reference tokens): "
             + "  ".join(f"{p} {row[p + '_s']:.1f}s (draft {row[p + '_draft_s']:.1f}s, generate "
                         f"{row[p + '_generate_s']:.1f}s, score {row[p + '_score_s']:.1f}s, {row[p + '_steps']} steps)"
                         for p in ("engine", "plain"))
-            + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x  max regret {row['max_regret']:.1e}")
+            + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x  regret over {row['regret_steps']} step(s): "
+            f"{'-' if row['max_regret'] is None else format(row['max_regret'], '.1e')}  prompt cache: "
+            f"candidates {row['uncached_candidates_s']:.1f}s off, {row['cached_candidates_s']:.1f}s on")
+    if not rows:
+        raise RuntimeError(f"bench reer: every item tried was dropped before any step ({', '.join(skipped)})")
 
     def total(key: str) -> float:
         return sum(r[key] for r in rows)
@@ -458,10 +463,20 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         phases[f"{phase}_engine_s"] = total(f"engine_{key}_s")
         phases[f"{phase}_plain_s"] = total(f"plain_{key}_s")
         phases[f"{phase}_speedup"] = total(f"plain_{key}_s") / max(total(f"engine_{key}_s"), 1e-9)
+    cache = {}
+    for phase in ("draft", "candidates"):  # the fast side's own generations, prompt cache off vs on
+        cache[f"prompt_cache_{phase}_off_s"] = total(f"uncached_{phase}_s")
+        cache[f"prompt_cache_{phase}_on_s"] = total(f"cached_{phase}_s")
+        cache[f"prompt_cache_{phase}_speedup"] = total(f"uncached_{phase}_s") / max(total(f"cached_{phase}_s"), 1e-9)
+    summary = regret_summary(regrets)
     return {
         "speedup": total("plain_s") / total("engine_s"),
-        **regret_summary(regrets),
-        **phases,
+        **summary,
+        "scoring_target_met": scoring_target_met(summary, phases["scoring_speedup"]),
+        "scoring_target": f">= {SCORING_TARGET}x the plain fp32 loop, regret <= 1e-3 over >= {MIN_REGRET_STEPS} steps",
+        **phases, **cache, "prompt_cache_tokens": _prompt_cache_tokens(fast_lm), "skipped": skipped,
+        "filters_off": list(LEFTOVER_FILTERS),
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
         "engine_items_per_hour": 3600 * len(rows) / total("engine_s"),
         "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),
         "engine_s": total("engine_s"), "plain_s": total("plain_s"),

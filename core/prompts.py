@@ -5,6 +5,10 @@ Quoted texts are put between `<draft>` and `</draft>` (core.r2.loop's parser str
 a model that echoes them leaves nothing behind); the judge prompts keep `<<<` / `>>>` around the
 graded text.
 
+`static_head` renders a template's start up to its first field that changes between calls (the
+part a prompt cache can keep: REER's rewrite prompts open with their instructions, the task and the
+answer, and only then quote the thinking).
+
 Also knows what of a template a model must never echo into its own text (core.quality's leftover
 filters read these, so the lists follow the templates without being kept by hand):
 `instruction_sentences` (every template's own sentences, with fields, `<placeholders>` and quoted
@@ -45,6 +49,24 @@ def template(name: str) -> str:
 
 def render(name: str, **fields: str) -> str:
     return template(name).format(**fields)
+
+
+def static_head(name: str, **fields: str) -> str:
+    """The start of template `name`, rendered, up to its first field not given in `fields`: the text
+    every call that fills the given fields alike begins with, whatever the other fields hold (a
+    prompt cache keeps its keys/values across calls: core.models.lm.GenerationConfig.static). With
+    every field given it is the whole rendered template."""
+    import string
+
+    out = []
+    for literal, field, spec, conv in string.Formatter().parse(template(name)):
+        out.append(literal)
+        if field is None:
+            continue
+        if field not in fields:
+            break
+        out.append(format(fields[field], spec or ""))
+    return "".join(out)
 
 
 def names() -> tuple[str, ...]:

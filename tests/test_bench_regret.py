@@ -45,3 +45,30 @@ def test_a_wrong_choice_costs_the_fp32_gap(tiny_lm):
     row = step_regrets(tiny_lm, fake, scfg)[0]
     assert row["chosen"] == worse and not row["identical"]
     assert abs(row["regret"] - gap) < 1e-9 and abs(row["gap"] - gap) < 1e-9
+
+
+def test_targets_are_judged_over_three_measured_steps_only():
+    """bench reer's targets: regret <= 1e-3 and the fast scoring path >= 2.5x, judged (True/False) only
+    over 3+ measured steps; over fewer they are None, and the summary says 'not judged', never 'met'."""
+    from core.bench_replay import regret_summary, scoring_target_met
+    from studio.cli.bench import reer_summary
+
+    ok = {"regret": 0.0, "identical": True}
+    for n in (0, 1, 2):
+        s = regret_summary([ok] * n)
+        assert s["regret_steps"] == n and s["regret_target_met"] is None and scoring_target_met(s, 9.0) is None
+    three = regret_summary([ok] * 3)
+    assert three["regret_target_met"] is True
+    assert scoring_target_met(three, 2.5) is True and scoring_target_met(three, 2.4) is False
+    bad = regret_summary([ok, ok, {"regret": 2e-3, "identical": False}])
+    assert bad["regret_target_met"] is False and scoring_target_met(bad, 9.0) is False
+    phases = {f"{p}_{side}": 1.0 for p in ("draft", "candidates", "scoring", "search")
+              for side in ("engine_s", "plain_s", "speedup")}
+    cache = {f"prompt_cache_{p}_{k}": 1.0 for p in ("draft", "candidates") for k in ("off_s", "on_s", "speedup")}
+    result = dict(phases, **cache, engine_s=2.0, plain_s=2.0, speedup=1.0, items=1, skipped=["it9"],
+                  load_before=[1.0], load_after=[2.0], scorer="m", model="m", scoring_target="2.5x")
+    few = reer_summary(dict(result, **regret_summary([ok] * 2), scoring_target_met=None), False)
+    assert "not judged: fewer than 3 measured steps" in few and " met" not in few.replace("not judged", "")
+    assert "max regret 0.0e+00 over 2 measured step(s)" in few and "skipped: it9" in few
+    none = reer_summary(dict(result, **regret_summary([]), scoring_target_met=None), False)
+    assert "regret NOT measured" in none

@@ -161,3 +161,53 @@ def test_engine_setting(monkeypatch, engines):
         assert engines_of(with_engine(hf, "hf")) == {"generate": "hf", "score": "hf"}
     finally:
         hf.gen_precision = "fp32"
+
+
+def _rewrite_prompt(task: str, step: int):
+    """A REER-shaped rewrite prompt (instructions, task and answer first, then what changes) and its hint."""
+    from core.prompts import render, static_head
+
+    answer = " ".join(f"{task} wave {i}." for i in range(25))
+    fields = dict(task=task, answer=answer, before=f"My plan so far, step {step}.", segment="I start with the tide.",
+                  after="(nothing)", role="", cues="", format="Write it inside <rewrite></rewrite>.")
+    return [{"role": "user", "content": render("reer_expand", **fields)}], static_head("reer_expand", task=task,
+                                                                                        answer=answer)
+
+
+def test_the_prompt_head_is_kept_and_changes_no_token(engines):
+    """With the static head cached (CTranslate2's static_prompt), greedy and seeded generations give the
+    same tokens as with the cache off; the second call with the same head reuses it."""
+    _, fp32, int8 = engines
+    for lm, cfg in ((fp32, GenerationConfig(max_new_tokens=12, temperature=0, n=2, no_repeat_ngram=3)),
+                    (int8, dataclasses.replace(SAMPLE, max_new_tokens=12))):  # the kept generator; the spare
+        got = {}
+        for cached in (False, True, True):  # off, then a cold and a warm cache
+            lm.use_prompt_cache = cached
+            for step in (1, 2):
+                msg, head = _rewrite_prompt("The sea at night", step)
+                before = dict(lm.static_tokens)
+                out = lm.generate(msg, dataclasses.replace(cfg, static=head))
+                got.setdefault((cached, step), []).append((list(out), [list(r) for r in lm.last_ids]))
+                if cached and step == 2:  # the head of step 1's prompt served step 2
+                    assert lm.static_tokens["reused"] - before["reused"] > 100, (lm.engine, cfg)
+            lm.ready()
+        lm.use_prompt_cache = True
+        for step in (1, 2):
+            off, cold, warm = got[(False, step)][0], got[(True, step)][0], got[(True, step)][1]
+            assert off == cold == warm, (lm.engine, cfg.temperature, step)
+
+
+def test_a_new_head_is_not_served_from_the_old_one(engines):
+    """The cache is keyed on the head's tokens: a new item's head is computed, and its text is the
+    uncached text of that item, not a continuation of the previous item's keys/values."""
+    _, fp32, _ = engines
+    cfg = GenerationConfig(max_new_tokens=16, temperature=0, n=2)
+    a, head_a = _rewrite_prompt("The sea at night", 1)
+    b, head_b = _rewrite_prompt("A desert at noon", 1)
+    fp32.use_prompt_cache = False
+    expected = fp32.generate(b, dataclasses.replace(cfg, static=head_b))
+    fp32.use_prompt_cache = True
+    fp32.generate(a, dataclasses.replace(cfg, static=head_a))
+    before = dict(fp32.static_tokens)
+    assert fp32.generate(b, dataclasses.replace(cfg, static=head_b)) == expected
+    assert fp32.static_tokens["reused"] == before["reused"] and fp32.static_tokens["computed"] > before["computed"]

@@ -33,7 +33,8 @@ FLOORS = [
     ["core.runs"],
     ["core.reer", "core.r2"],
     ["core.judging"],
-    ["core.export", "core.export_swap", "core.pairs", "core.train", "core.bench", "core.bench_serve", "core.serve_standin"],
+    ["core.export", "core.export_swap", "core.pairs", "core.train", "core.bench", "core.bench_replay", "core.bench_serve",
+     "core.serve_standin"],
     ["studio"],
 ]
 

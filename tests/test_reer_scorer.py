@@ -198,8 +198,9 @@ def test_a_regret_target_is_never_met_over_zero_measured_steps():
     from core.bench import regret_summary
 
     none = regret_summary([])
-    assert none["regret_steps"] == 0 and none["regret_target_met"] is False  # bench reer once said True here
+    assert none["regret_steps"] == 0 and none["regret_target_met"] is None  # bench reer once said True here
     rows = [{"regret": 0.0, "identical": True}, {"regret": 2e-4, "identical": False}]
     assert regret_summary(rows) == {"max_regret": 2e-4, "identical_choices": 1, "regret_steps": 2,
-                                    "regret_target_met": True}
+                                    "regret_target_met": None}  # 2 steps: too few to judge (issue 24)
+    assert regret_summary(rows + [{"regret": 1e-3, "identical": False}])["regret_target_met"] is True
     assert regret_summary(rows + [{"regret": 5e-3, "identical": False}])["regret_target_met"] is False

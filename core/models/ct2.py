@@ -14,16 +14,29 @@ is forwarded at once, which is how it is called here; tested), stop strings (che
 each token; the row ends there), n > 1 (rows of one batch), finish reasons, the window, a
 caller's stop check (`stop_when`) and its token sink (`on_tokens`).
 
+The prompt's keys/values (`static_prompt`): a prompt is split into a static head and the rest, with
+the same token ids either way (the split only moves work). The head is the caller's hint
+(`GenerationConfig.static`: REER's rewrite prompt opens with its instructions, task and answer, ~1k
+tokens, before the thinking it quotes), else, for n > 1, the whole prompt but its last token. The head
+is computed once and copied to the n rows (not once per row), and a hinted head is kept for later
+calls: on the kept generator (unseeded and greedy calls; at most PROMPT_CACHE_HEADS heads, then a
+fresh generator, since CTranslate2 never drops one), and for seeded calls on the spare generator,
+which after each seeded call is loaded and fed the last head in the background by a greedy
+one-token call (greedy draws no random number, so the spare's sampler still starts from the next
+seed). $PALIMPSEST_PREFIX_CACHE=0 (or `use_prompt_cache = False`) turns all of it off.
+
 Does not know: scoring arithmetic (core.models.fastscore), REER, servers. CTranslate2 on CPU
 offers int8 and float32 only (no bf16); bf16 generation is HFLM's own (`gen_precision`).
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import shutil
 import threading
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -58,8 +71,18 @@ AUTO = "auto"
 # CTranslate2 int8 when the package imports, else torch bf16 where bf16 is native, else torch fp32 (with_engine)
 AUTO_ORDER = ("ct2-int8", "hf-bf16")
 SINK_EVERY = 4  # tokens between two reports to an `on_tokens` sink (it throttles further itself)
+PROMPT_CACHE_HEADS = 4  # static heads the kept generator holds before it is replaced (module docstring)
 _CONVERT_LOCK = threading.Lock()
 _SAMPLE_LOCK = threading.Lock()  # CTranslate2's seed is process-wide: one generation at a time
+_LIVE: "weakref.WeakSet[CT2LM]" = weakref.WeakSet()  # engines whose spare may still be building
+
+
+@atexit.register
+def _join_spares() -> None:
+    """Let background spare builds end before the interpreter does (a CTranslate2 generator torn
+    down mid-build aborts the process: "terminate called without an active exception")."""
+    for lm in list(_LIVE):
+        lm.ready()
 
 
 class UnknownEngine(LMError):
@@ -182,8 +205,11 @@ class CT2LM:
         self.source = resolve_spec(hf.name)
         self.threads = torch.get_num_threads()
         self._generator = None  # for unseeded and greedy calls; converted and loaded at first use
-        self._spare = None  # a generator whose worker has never sampled (seeded calls: see _seeded)
+        self._spare = None  # (generator whose worker has never sampled, the head it cached): see _seeded
         self._building: threading.Thread | None = None
+        self.use_prompt_cache = os.environ.get("PALIMPSEST_PREFIX_CACHE", "1") != "0"  # module docstring
+        self._heads: set[tuple[str, ...]] = set()  # static heads the kept generator has cached
+        self.static_tokens = {"reused": 0, "computed": 0}  # head tokens served from a cache / computed
         tok = hf.tokenizer
         ends = {tok.eos_token_id} - {None}
         extra = getattr(hf.model.generation_config, "eos_token_id", None)
@@ -208,20 +234,46 @@ class CT2LM:
         random generator once, from the process-wide seed, the first time that thread samples
         (set_random_seed later changes nothing for it), so a seeded call needs a worker that has
         never sampled: a fresh generator (~0.2-0.4 s to load int8 weights), built in the background
-        after each seeded call so the next one rarely waits."""
+        after each seeded call so the next one rarely waits. Returns it and the head its cache holds."""
         import ctranslate2
 
-        if self._building is not None:
-            self._building.join()
-        gen, self._spare = self._spare or self._new_generator(), None
+        self.ready()
+        gen, self._spare = self._spare or (self._new_generator(), ()), None
         ctranslate2.set_random_seed(seed % 2**32)  # read by gen's worker at its first sample
+        return gen
+
+    def _build_spare(self, head: tuple[str, ...]) -> None:
+        """Load the next seeded call's generator in the background, its cache fed `head` (module docstring)."""
 
         def build() -> None:
-            self._spare = self._new_generator()
+            gen = self._new_generator()
+            if head:  # greedy (sampling_topk 1): no random number is drawn, the worker stays unseeded
+                gen.generate_batch([[head[-1]]], static_prompt=list(head), cache_static_prompt=True, max_length=1,
+                                   sampling_topk=1, include_prompt_in_result=False)
+            self._spare = (gen, head)
 
         self._building = threading.Thread(target=build, daemon=True, name="ct2-spare")
         self._building.start()
-        return gen
+        _LIVE.add(self)
+
+    def ready(self) -> None:
+        """Wait for the spare generator's background build (benchmarks time calls without it)."""
+        if self._building is not None:
+            self._building.join()
+            self._building = None
+
+    def static_len(self, prompt: str, ids: list[int], static: str) -> int:
+        """How many leading tokens of `ids` (the tokens of `prompt`) lie inside the hint `static`, less
+        one (a token at the edge may merge with what follows); 0 when the hint is not in the prompt."""
+        at = prompt.find(static) if static else -1
+        if at < 0 or not getattr(self.hf.tokenizer, "is_fast", False):
+            return 0
+        end = at + len(static)
+        enc = self.hf.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        if enc["input_ids"] != ids:
+            return 0
+        inside = sum(1 for _, stop in enc["offset_mapping"] if stop <= end)
+        return max(0, min(inside - 1, len(ids) - 1))
 
     def __getattr__(self, name):  # only called for what this class lacks
         if name == "hf":
@@ -245,7 +297,8 @@ class CT2LM:
     def generate(self, messages: Sequence[dict], config: GenerationConfig, prefix: str = "") -> list[Generation]:
         raise_if_stopped()
         tok = self.hf.tokenizer
-        ids = self.hf.encode(self.hf.chat_text(messages, add_generation_prompt=True) + prefix)
+        text = self.hf.chat_text(messages, add_generation_prompt=True) + prefix
+        ids = self.hf.encode(text)
         room = self.max_length - len(ids)
         if room <= 0:
             raise ContextTooLong(f"prompt of {len(ids)} tokens fills {self.name}'s window")
@@ -264,11 +317,29 @@ class CT2LM:
             kwargs.update(sampling_topk=1)
         kwargs.update(extra)
         prompt = tok.convert_ids_to_tokens(ids)
+        cut = self.static_len(text, ids, config.static) if self.use_prompt_cache else 0
+        keep = cut > 0  # a hinted head is kept for later calls
+        if self.use_prompt_cache and not cut and config.n > 1:
+            cut = len(ids) - 1  # no hint: the prompt is still computed once for the n rows
+        head, prompt = tuple(prompt[:cut]), prompt[cut:]
+        if head:
+            kwargs.update(static_prompt=list(head), cache_static_prompt=keep)
         with _SAMPLE_LOCK:
             if config.seed is not None and config.temperature > 0:
-                results = self._seeded(config.seed).generate_batch([prompt] * config.n, **kwargs)
+                gen, warm = self._seeded(config.seed)
+                hit = keep and warm == head
+                try:
+                    results = gen.generate_batch([prompt] * config.n, **kwargs)
+                finally:
+                    self._build_spare(head if keep else ())
             else:
+                if keep and head not in self._heads and len(self._heads) >= PROMPT_CACHE_HEADS:
+                    self._generator, self._heads = None, set()  # CTranslate2 never drops a head: start afresh
+                hit = keep and head in self._heads
                 results = self.generator.generate_batch([prompt] * config.n, **kwargs)
+                if keep:
+                    self._heads.add(head)
+        self.static_tokens["reused" if hit else "computed"] += len(head)
         if watch.stopped:
             raise GenerationStopped(f"generation stopped on request after {watch.longest} token(s)",
                                     tokens=watch.longest)

@@ -134,6 +134,9 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()  # generation ends at the first of these strings (not included)
     seed: int | None = None  # fixes sampling; None leaves it to chance
     no_repeat_ngram: int = 0  # ban repeating an n-gram of this many tokens within the output (0 = off; local models only)
+    static: str = ""  # a prompt-cache hint: the leading text of the last message that later calls repeat (the
+    # rewrite prompt's instructions, task and answer); a backend may keep its keys/values across calls (CTranslate2's
+    # static_prompt; core.models.gencache needs no hint). Changes no output; "" = no hint
     extra: dict = field(default_factory=dict)  # backend-specific options, passed through
 
 

@@ -61,6 +61,7 @@ from core.prompts import (
     normalise_marks,
     prompt_set,
     render,
+    static_head,
     template,
 )
 from core.quality import check, leftovers, single_segment, too_short
@@ -235,7 +236,7 @@ def draft_thinking(lm: LM, query: str, answer: str, cfg: ReerConfig) -> tuple[st
     mark, end_mark = ps.marks
     msg = [{"role": "user", "content": render(ps.draft, task=query, answer=answer[:cfg.max_answer_chars],
                                               mark=mark, end_mark=end_mark)}]
-    gen = draft_config(cfg)
+    gen = dataclasses.replace(draft_config(cfg), static=msg[0]["content"])  # a continuation repeats it all
     if not ps.drafts or lm.count_tokens(answer) < EASY_TOKENS:
         raw = lm.generate(msg, gen)[0]
         return _clean(raw), raw
@@ -311,9 +312,12 @@ def expand_candidates(lm: LM, query: str, answer: str, segments: Sequence[str], 
     if not cfg.ask_analysis and cfg.keep_opening_words:
         words = rest.split()
         prefix += " ".join(words if cfg.keep_opening_words < 0 else words[:cfg.keep_opening_words])
+    # the prompt's instructions, task and answer come before the thinking it quotes, so every step's
+    # prompt opens with them: a backend keeps their keys/values (GenerationConfig.static)
+    static = static_head(prompt_set(cfg.prompts, query).expand, task=query, answer=answer[:cfg.max_answer_chars])
     gen = GenerationConfig(max_new_tokens=cfg.candidate_max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, top_k=top_k(cfg), n=cfg.candidates, seed=step_seed(cfg.seed, step),
-                           stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram)
+                           stop=(REWRITE_CLOSE,), no_repeat_ngram=cfg.no_repeat_ngram, static=static)
     raws = lm.generate([{"role": "user", "content": prompt}], gen, prefix=prefix)
     drafting = in_draft(segments, i)
     out = []

@@ -35,14 +35,7 @@ def cmd_bench(args) -> int:
         if args.what == "reer":
             result = bench_reer(lm, items=args.items, precision=args.precision, engine=args.engine, log=log,
                                 scorer=scorer, template=args.template)
-            n = result["regret_steps"]
-            summary = (f"REER search{' scored by ' + result['scorer'] if scorer is not None else ''}: engine "
-                       f"{result['engine_items_per_hour']:.1f} items/h, plain loop "
-                       f"{result['plain_items_per_hour']:.1f} items/h: {result['speedup']:.2f}x; "
-                       + (f"max regret {result['max_regret']:.1e} over {n} measured step(s) "
-                          f"({result['identical_choices']}/{n} identical choices)" if n else
-                          "regret NOT measured: no step scored two candidates (more --items, or a model that "
-                          "writes usable candidates)"))
+            summary = reer_summary(result, scorer is not None)
         else:
             result = bench_generate(lm, tokens=args.tokens, rounds=args.rounds or 1, log=log)
             summary = "  ".join(f"{k}: {v:.1f}" for k, v in result.items() if k.endswith("tokens_per_s"))
@@ -62,6 +55,37 @@ def cmd_bench(args) -> int:
               f"{result['matmul_peak_gflops_fp32']:.0f} (fp32) / {result['matmul_peak_gflops_bf16']:.0f} (bf16) GFLOP/s")
     print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
     return 0
+
+
+def reer_summary(result: dict, scored_apart: bool) -> str:
+    """The human lines of `bench reer`: per phase the fast and plain seconds and their ratio, the
+    prompt cache's ratios, regret over how many steps, and whether the targets were met or not judged."""
+    from core.bench_replay import MIN_REGRET_STEPS
+
+    n, met = result["regret_steps"], result["regret_target_met"]
+    lines = [f"REER search{' scored by ' + result['scorer'] if scored_apart else ''}, "
+             f"{result['items']} item(s) (skipped: {', '.join(result['skipped']) or 'none'}); load average "
+             f"{result['load_before'][0]:.1f} before, {result['load_after'][0]:.1f} after"]
+    for phase in ("draft", "candidates", "scoring", "search"):
+        lines.append(f"  {phase:<10} fast {result[phase + '_engine_s']:7.1f}s  plain {result[phase + '_plain_s']:7.1f}s"
+                     f"  {result[phase + '_speedup']:.2f}x")
+    lines.append(f"  whole item fast {result['engine_s']:7.1f}s  plain {result['plain_s']:7.1f}s  {result['speedup']:.2f}x")
+    for phase in ("draft", "candidates"):
+        lines.append(f"  prompt cache, {phase}: off {result[f'prompt_cache_{phase}_off_s']:.1f}s, on "
+                     f"{result[f'prompt_cache_{phase}_on_s']:.1f}s: {result[f'prompt_cache_{phase}_speedup']:.2f}x")
+    if result.get("prompt_cache_tokens"):
+        t = result["prompt_cache_tokens"]
+        lines.append(f"  prompt tokens from the cache {t['reused']}, computed {t['computed']} (fast side)")
+    if n:
+        lines.append(f"  max regret {result['max_regret']:.1e} over {n} measured step(s) "
+                     f"({result['identical_choices']}/{n} identical choices)")
+    else:
+        lines.append("  regret NOT measured: no step scored two candidates (more --items)")
+    lines.append("  regret target (<= 1e-3): " + ("not judged: fewer than %d measured steps" % MIN_REGRET_STEPS
+                                                   if met is None else "met" if met else "NOT met")
+                 + f"; scoring target ({result['scoring_target']}): "
+                 + {None: "not judged", True: "met", False: "NOT met"}[result["scoring_target_met"]])
+    return "\n".join(lines)
 
 
 def cmd_bench_serve(args) -> int:
