@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core.prompts import PromptNotFound, render
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, timeout=300):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from library_fixtures import filled_store
+from needs import ROOT
 
 from core.store import open_store
 from studio.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

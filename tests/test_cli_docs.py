@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from needs import ROOT
 
 from studio.cli.docs import DOC, commands, flags, render
 from studio.cli.main import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"(?:\bpalimpsest|-m\s+studio\.cli)\s+(.*)")
 FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
 

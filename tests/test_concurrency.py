@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core.data.items import Item
 from core.models.lm import GenerationConfig
@@ -35,7 +36,6 @@ from core.serve_standin import serve
 from core.store import open_store
 from studio.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = ReerConfig(candidates=2, max_steps=1, draft_max_new_tokens=120, candidate_max_new_tokens=60)
 REFS = ("The harbour lights came on one by one while the ferry waited. Nobody on the quay spoke; the gulls did "
         "the talking. A boy counted the ropes twice and lost his place.",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from needs import ROOT
 
 from core import events as ev
 from core import pairs as pp
@@ -20,7 +21,6 @@ from core.train.data import DataError
 from core.train.dpo import read_pairs, split_pairs
 from core.train.trainer import METRICS_FILE, TrainConfig, run_training, train_job
 
-ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["tides", "rain", "wind", "snow", "fog", "frost"]
 
 

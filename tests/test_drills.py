@@ -27,13 +27,13 @@ from pathlib import Path
 
 import pytest
 from test_concurrency import _events, kill_mid_run, one_run_each, write_items
+from needs import ROOT
 
 from core.data.items import Item
 from core.serve_standin import MODEL, stats
 from core.store import open_store
 from llama_server import SKIP_REASON, LlamaServer, available
 
-ROOT = Path(__file__).resolve().parents[1]
 SCENES = ("lighthouse", "harbour", "orchard", "station", "bakery", "ferry", "library", "garden")
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import add_r2, filled_store
+from needs import ROOT
 
 from core import export as ex
 from core import export_swap
 from core.export import MANIFEST, ExportError, ExportFailed, export
 from core.store import open_store
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core.data import streams
 from core.data.items import read_items
@@ -37,7 +38,6 @@ from core.models.scripted import ScriptedLM
 from core.train.data import DataError, parse_chat, read_chat_jsonl
 from studio.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"query": "Write a line about rain.", "reference": "Rain taps the glass."}
 
 

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 import core.data.imports as imports
 from core.data.imports import ImportFailed, import_files
 from core.store import StoreBusy, open_store
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
@@ -279,7 +279,7 @@ def test_closing_a_store_under_another_threads_query_does_not_crash_the_process(
     script = tmp_path / "race.py"
     script.write_text(
         "import sys, threading, time\n"
-        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from core.store import open_store\n"
         "for trial in range(20):\n"
         "    s, stop = open_store(None), []\n"

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import filled_store
+from needs import ROOT
 
 from core import outputs
 from core.store import open_store
 from studio.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
 ITEMS = [{"id": f"i{n}", "query": f"Write line {n} about rain.", "reference": f"Rain falls on roof {n}."}
          for n in range(8)]
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from needs import ROOT
 
 from core.models.endpoints import AllEndpointsDown, Endpoint, EndpointPool, key_env_name
 from core.models.lm import GenerationConfig, LMError
@@ -291,7 +292,6 @@ def test_rounding_just_above_zero_is_taken_as_zero():
 def test_score_against_a_nan_server_exits_nonzero_and_writes_no_row(tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
     from core.serve_standin import serve
 
@@ -300,7 +300,7 @@ def test_score_against_a_nan_server_exits_nonzero_and_writes_no_row(tmp_path):
     with serve() as s:
         s.state.poison = float("nan")
         res = subprocess.run([sys.executable, "-m", "studio.cli", "score", "--input", str(src), "--out", str(out),
-                              "--model", s.spec], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                              "--model", s.spec], cwd=ROOT, capture_output=True,
                              text=True, timeout=120)
     assert res.returncode != 0, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if "nan" in ln]
@@ -387,7 +387,6 @@ def test_reer_run_against_a_nan_server_stores_no_score(tmp_path):
     import sqlite3
     import subprocess
     import sys
-    from pathlib import Path
 
     from core.serve_standin import serve
 
@@ -399,7 +398,7 @@ def test_reer_run_against_a_nan_server_stores_no_score(tmp_path):
         s.state.poison = float("nan")
         res = subprocess.run([sys.executable, "-m", "studio.cli", "reer", "run", "--input", str(src), "--out",
                               str(tmp_path / "out.jsonl"), "--db", str(db), "--model", s.spec, "--max-steps", "2",
-                              "--candidates", "2"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                              "--candidates", "2"], cwd=ROOT, capture_output=True,
                              text=True, timeout=300)
     assert res.returncode != 0 and "sent the log-prob nan" in res.stderr and s.url in res.stderr, res.stderr
     with sqlite3.connect(db) as con:

@@ -14,19 +14,18 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
 from test_model_policy import KEY, Listener
 from ui_helpers import client, free_port, launched, studio_app
+from needs import ROOT
 
 from core.models.shelf import ModelPolicy
 from core.store import open_store
 
 pytestmark = [pytest.mark.ui]
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = "scripted:"
 REER = [2, 1, 0.0, 100, 20, 0, True]  # candidates, steps, threshold, draft/candidate tokens, seed, cues
 R2 = ["model", 1, 9, 0, False, 64, 32, 64, False, 48]  # the r2_run settings after prompt and judge

@@ -4,6 +4,7 @@ naming the place, and a login check never hashes an oversize password."""
 from __future__ import annotations
 
 import pytest
+from needs import ROOT
 
 from studio import users as U
 
@@ -59,13 +60,12 @@ def test_a_users_file_with_no_user_refuses_to_start(tmp_path):
 def test_app_with_an_empty_users_file_exits_with_one_line(tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
     path = tmp_path / "users"
     path.write_text("", encoding="utf-8")
     path.chmod(0o600)
     res = subprocess.run([sys.executable, "-m", "studio.cli", "app", "--users", str(path), "--port", "1"],
-                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "has no user" in res.stderr and str(path) in res.stderr, res.stderr
 
 

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from needs import hellobench
+from needs import ROOT, hellobench
 
 from core.data import imports as io
 from core.store import open_store
@@ -265,8 +265,7 @@ def test_a_killed_import_leaves_nothing_half_written(tmp_path):
             "real = s.add_prompt\nn = [0]\ndef add(*a, **k):\n    n[0] += 1\n"
             "    if n[0] == 20: os.kill(os.getpid(), signal.SIGKILL)\n    return real(*a, **k)\n"
             f"s.add_prompt = add\nio.import_files(s, {str(f)!r})\n")
-    root = Path(__file__).resolve().parents[1]
-    res = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert res.returncode == -signal.SIGKILL
     with open_store(db) as s:
         assert [p["query"] for p in s.list_prompts()] == ["Kept?"]

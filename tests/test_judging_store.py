@@ -7,16 +7,15 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from library_fixtures import REER_ITEMS, add_reer
+from needs import ROOT
 
 from core.data import curation as cur
 from core.judging import queue as jq
 from core.schema import m008_annotators
 from core.store import MIGRATIONS, migrate, open_store, sqlite_utils
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_store_from_before_annotators_is_upgraded_and_reads_unknown(tmp_path):

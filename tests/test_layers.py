@@ -6,8 +6,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from needs import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("core.models.hf", "core.models.server", "core.models.scripted", "core.models.ct2")
 
 

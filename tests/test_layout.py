@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TOP_DIRS = ("core", "studio", "assets", "data", "tests", "docs")
 FILE_SUFFIXES = {"py", "md", "json", "jsonl", "csv", "tsv", "parquet", "txt", "css", "svg", "toml", "log", "zip"}
 README_LIMIT = 8 * 1024  # bytes: the README is a front door, the manual lives in docs/

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core.data import imports
 from core.data.items import InputError, Item, read_items
 
-ROOT = Path(__file__).resolve().parents[1]
 Q1, A1 = "Write a two-line poem about fog.", "Fog on the harbour;\nthe gulls speak in grey."
 Q2, A2 = "Describe a kettle in one sentence.", "A squat steel kettle ticks as it cools on the stove."
 ROWS = [{"id": "a", "query": Q1, "reference": A1, "category": "poetry"},

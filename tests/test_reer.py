@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 from test_reer_decision import check_search_decisions
+from needs import ROOT
 
 from core import events as ev
 from core.data.items import Item
@@ -22,7 +22,7 @@ from core.reer.search import Controls, parse_rewrite, reer_search, run_reer
 from core.reer.state import ReerState, record_from_events
 from core.store import open_store
 
-SAMPLES = [json.loads(l) for l in open(Path(__file__).parents[1] / "data" / "samples.jsonl")]
+SAMPLES = [json.loads(l) for l in open(ROOT / "data" / "samples.jsonl")]
 S = SAMPLES[1]
 DRAFT = "\n\n".join(
     f"Paragraph {i}: I want the keeper to notice the letter slowly, and I keep asking myself what the reader "

@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from needs import hellobench
+from needs import ROOT, hellobench
 from test_reer_decision import check_search_decisions
 
 from core.data.items import InputError, read_items
 from core.store import open_store
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = [json.loads(line) for line in open(ROOT / "data" / "samples.jsonl")]
 SCRIPTED = ["--model", "scripted:"]
 FAST = ["--candidates", "2", "--max-steps", "2", "--draft-max-new-tokens", "120", "--max-new-tokens", "60", "--seed", "4"]

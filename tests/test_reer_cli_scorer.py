@@ -12,11 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from needs import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 QUERY = "Write a short note asking a neighbour to water the plants while you are away."
 ANSWER = ("Dear Sam,\n\nI am away from Friday to Monday. Could you water the plants on the balcony once, "
           "on Saturday evening? The can is by the door.\n\nThank you, and help yourself to the tomatoes.\n\nAna")

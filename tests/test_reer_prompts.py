@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core import events as ev
 from core.models.scripted import Rule, ScriptedLM
@@ -31,7 +31,6 @@ from core.reer.search import (
 from core.segments import answer_part
 from core.settings import SettingError
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = [json.loads(line) for line in open(ROOT / "data" / "samples.jsonl")]
 S = SAMPLES[1]  # the lighthouse keeper's letter
 Y = answer_part(S["reference"])
@@ -221,8 +220,9 @@ def test_reer_run_refuses_an_unknown_set_in_one_line_naming_the_known_ones(tmp_p
 def test_the_studio_reer_form_offers_the_sets_and_a_run_records_its_choice(tmp_path):
     import time
 
+    from ui_helpers import client, launched, studio_app
+
     from core.store import open_store
-    from tests.ui_helpers import client, launched, studio_app
 
     store = open_store(tmp_path / "studio.db")
     app = studio_app("scripted:", store, samples_path=None)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from ui_helpers import client, free_port
+from needs import ROOT
 
 from core.store import open_store
 
 pytestmark = pytest.mark.ui
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "scripted:judge=6,delay=0.5"  # every generation takes 0.5 s: a run lasts several seconds
 QUERY = "Write a short note about a lighthouse keeper and the storm at sea."
 ANSWER = "The keeper climbed the stairs when the storm broke over the sea and lit the lamp for the boats. " * 3

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from test_reer import DRAFT, S, ScriptedLM, rewrites
+from needs import ROOT
 
 from core import events as ev
 from core.data.items import Item
@@ -211,7 +211,6 @@ def test_heartbeat_renews_during_a_long_silence(store, tiny_lm, monkeypatch):
 
 # ---- R2 holds the same lease -------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
 R2_CFG = R2Config(max_rounds=2, threshold=9)
 R2_ITEMS = [Item(id="keeper", query="Write a short story about a lighthouse keeper who finds a letter.",
                  reference="a reference story", rubric=("Is the story vivid?", "Does the ending land?")),

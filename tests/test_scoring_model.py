@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import random
-from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core.models.fastscore import naive_logprobs
 from core.models.lm import ContextTooLong, ScoreRequest
@@ -28,7 +28,7 @@ from core.segments import split_segments
 from core.settings import SettingError
 
 pytestmark = pytest.mark.model
-SAMPLES = [json.loads(l) for l in open(Path(__file__).parents[1] / "data" / "samples.jsonl")]
+SAMPLES = [json.loads(l) for l in open(ROOT / "data" / "samples.jsonl")]
 FP32 = ScoringConfig(precision="fp32")
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from needs import ROOT
 
 from core.models.scoring import ScoringConfig
 from core.quality import QualityConfig
@@ -20,7 +20,6 @@ from core.settings import SettingError, fields, from_args, loading, setting, val
 from core.train.trainer import TrainConfig
 from studio.cli.main import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ReerConfig, R2Config, JudgeConfig, RewardConfig, QualityConfig, ScoringConfig, TrainConfig]
 
 

@@ -12,6 +12,7 @@ import threading
 
 import pytest
 import sqlite_utils
+from needs import ROOT
 
 from core import events as ev
 from core.store import (
@@ -26,7 +27,6 @@ from core.store import (
     settings_key,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORE = {"n_tokens": 57, "mean_logprob": -1.234567890123, "ppl": 3.4370, "score": 0.98765, "truncated": False}
 
 

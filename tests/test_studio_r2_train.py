@@ -21,6 +21,7 @@ import plotly.io as pio
 import pytest
 from r2_fakes import FakeLM
 from ui_helpers import client, launched, needs_chromium, studio_app, wait_r2
+from needs import ROOT
 
 from core.models.shelf import ModelPolicy
 from core.r2.judge import DEFAULT_RUBRIC
@@ -374,7 +375,7 @@ def _alive(pid: int) -> bool:
 def test_a_killed_studio_stops_its_training_with_a_checkpoint(tmp_path):
     db, data, out_dir = str(tmp_path / "s.db"), _chat_file(tmp_path / "chat.jsonl"), tmp_path / "model-orphan"
     open_store(db).close()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(ROOT)
     parent = subprocess.Popen([sys.executable, "-c", PARENT, db, data, str(out_dir)], cwd=root, text=True,
                               stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=root))
     child = int(parent.stdout.readline())

@@ -15,6 +15,7 @@ import plotly.io as pio
 import pytest
 from test_reer import DRAFT
 from ui_helpers import client, launched, studio_app
+from needs import ROOT
 
 from core.models.scripted import Rule, ScriptedLM
 from core.models.shelf import ModelPolicy
@@ -270,11 +271,9 @@ def test_reer_errors_reach_the_page(api_url, store):
 def test_app_command_rejects_a_bad_auth_before_loading_anything():
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
     for bad in ("nocolon", "user:", ":pass"):
-        res = subprocess.run([sys.executable, "-m", "studio.cli", "app", "--auth", bad], cwd=root,
+        res = subprocess.run([sys.executable, "-m", "studio.cli", "app", "--auth", bad], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and "--auth must look like USER:PASSWORD" in res.stderr, res.stderr
 
@@ -329,14 +328,12 @@ def test_demo_mode_serves_the_scripted_model_and_says_so(tmp_path):
     import subprocess
     import sys
     import urllib.request
-    from pathlib import Path
 
     from ui_helpers import free_port
 
     port = free_port()
-    root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "app", "--model", "scripted:", "--port", str(port),
-                             "--db", str(tmp_path / "demo.db")], cwd=root, stdout=subprocess.PIPE,
+                             "--db", str(tmp_path / "demo.db")], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

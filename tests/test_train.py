@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from needs import ROOT
 
 from core.models.hf import builtin_model_dir
 from core.models.lm import GenerationConfig
@@ -38,7 +39,6 @@ from core.train.trainer import (
     train_job,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 ANIMALS = ["otter", "heron", "badger", "falcon", "beaver", "lynx", "marten", "stork", "weasel", "puffin",
            "ibex", "bison", "crane", "hare", "newt", "moose"]
 PLACES = ["river", "marsh", "forest", "cliff", "lake", "mountain", "meadow", "coast"]

@@ -8,7 +8,6 @@ handlers are called through the built Blocks (no server, no model)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from library_fixtures import add_reer, filled_store
@@ -19,7 +18,6 @@ from core.store import open_store
 from studio.cli.main import main
 from studio.pages import review as page
 
-ROOT = Path(__file__).parents[1]
 OPEN = ["any", "all", "", "", "", "", "any", "", "", "", ""]  # the Review filters, all open
 
 

@@ -25,8 +25,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from needs import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
