@@ -164,7 +164,7 @@ def test_human_force_skip_edit_and_stop(tiny_lm):
                             history=events))
     assert more[-1].kind == "run_paused"
     # an edit, then a skip of the next segment (an edit uses up no step); a force after an edit that made
-    # the held candidates stale is refused (tests/test_steering_race.py)
+    # the held candidates stale is refused (tests/core/reer/test_steering_race.py)
     controls.edit(3, "My own plan: end on the letter, not the storm. Hmm, maybe the boat comes back.")
     controls.skip()
     controls.step(1)

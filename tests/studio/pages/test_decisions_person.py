@@ -21,14 +21,14 @@ DECIDES = re.compile(r"_(accept|reject|reset|rate|tag|untag|note|edit|bulk|rever
 PERSON = "ada"
 # decision handlers whose record is written by an engine or a queue: where that is tested
 ELSEWHERE = {
-    "reer_edit": "tests/test_events_annotators.py, tests/test_ui_annotators.py (SegmentDecided.annotator)",
-    "reer_force": "tests/test_events_annotators.py, tests/test_steering_race.py",
-    "reer_skip": "tests/test_events_annotators.py",
-    "r2_judge": "tests/test_ui_annotators.py (JudgmentGiven's judgment.annotator)",
-    "r2_reflect": "tests/test_events_annotators.py (Reflected.annotator)",
-    "judge_submit": "tests/test_ui_judging.py (judgments.annotator from the login)",
-    "judge_skip": "tests/test_ui_judging.py",
-    "judge_resolve": "tests/test_judging_queue.py",
+    "reer_edit": "tests/core/runs/test_events_annotators.py, tests/studio/app/test_ui_annotators.py (SegmentDecided.annotator)",
+    "reer_force": "tests/core/runs/test_events_annotators.py, tests/core/reer/test_steering_race.py",
+    "reer_skip": "tests/core/runs/test_events_annotators.py",
+    "r2_judge": "tests/studio/app/test_ui_annotators.py (JudgmentGiven's judgment.annotator)",
+    "r2_reflect": "tests/core/runs/test_events_annotators.py (Reflected.annotator)",
+    "judge_submit": "tests/studio/browser/test_ui_judging.py (judgments.annotator from the login)",
+    "judge_skip": "tests/studio/browser/test_ui_judging.py",
+    "judge_resolve": "tests/core/judging/test_judging_queue.py",
 }
 
 

@@ -6,7 +6,7 @@ to core.judging.agreement's for the stored judgments, a resolve saved through th
 scripted model judge's calibration started from the page whose report is the core's.
 
 The helpers here (`six_drafts`, `judge_script`, `served`, `person_scores`) serve the browser test
-too (tests/test_ui_judging.py)."""
+too (tests/studio/browser/test_ui_judging.py)."""
 from __future__ import annotations
 
 import contextlib

@@ -275,7 +275,7 @@ def test_cli_trains_the_builtin_model_into_a_folder_that_loads_generates_and_sco
     with open_store(db) as store:
         run = store.list_train_runs()[0]
         assert run["status"] == "finished" and [s for s, _ in store.train_loss(run["id"])] == [1, 2]
-    # scored here (`palimpsest score --model FOLDER` is tests/test_reader.py's, on a tiny model folder)
+    # scored here (`palimpsest score --model FOLDER` is tests/core/data/test_reader.py's, on a tiny model folder)
     got = score(lm, "Where does the otter live?", "", "The otter lives by the river.")
     assert got.n_tokens > 0 and got.ppl > 1
 

@@ -78,7 +78,7 @@ def test_builtin_model_run_end_to_end(tmp_path, monkeypatch):
     src = write_items(tmp_path / "in.jsonl", SAMPLES[:1])
     out, db = tmp_path / "out.jsonl", tmp_path / "p.db"
     # the HF reference engine: its seed-4 draft has several segments, so the run takes a step (the
-    # faster CT2 engine writes another draft for this seed; tests/test_engines.py covers that engine)
+    # faster CT2 engine writes another draft for this seed; tests/core/models/test_engines.py covers that engine)
     monkeypatch.setenv("PALIMPSEST_ENGINE", "hf")
     res = cli(*reer_args(src, out, db, *FAST, "--max-steps", "1"))  # the last --max-steps wins
     assert res.returncode == 0, res.stderr

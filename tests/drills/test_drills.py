@@ -11,8 +11,8 @@ items against a server, killed mid-run, must end with every item done once and n
 
 Budgets are tiny (the real server's echoed log-probs cost about 140 ms per token on 2 cores).
 Each test prints its figures (items, seconds, what the rerun resumed): `pytest -s` shows them;
-docs/serving.md has the measured ones. Does not test the mechanisms apart (tests/test_concurrency.py,
-tests/test_hostile_server.py do).
+docs/serving.md has the measured ones. Does not test the mechanisms apart (tests/core/runs/test_concurrency.py,
+tests/core/models/test_hostile_server.py do).
 """
 from __future__ import annotations
 

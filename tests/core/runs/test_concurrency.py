@@ -270,7 +270,7 @@ def _mid_run(db: Path, kind: str) -> bool:
 
 def kill_mid_run(proc: subprocess.Popen, db: Path, engine: str, timeout_s: float) -> float:
     """SIGKILL `proc` once some items have finished and another is under way (`_mid_run`); the
-    seconds it ran. Shared by the drills (tests/test_drills.py)."""
+    seconds it ran. Shared by the drills (tests/drills/test_drills.py)."""
     t0 = time.monotonic()
     try:
         while not _mid_run(db, engine):

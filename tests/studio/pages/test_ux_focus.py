@@ -3,7 +3,7 @@ pending, previous/next), the legend that is also the keymap (studio.views.focus)
 handlers called through the built Blocks (no server, no model): decisions land in the store as the
 table's do, move to the next pending trajectory, and the table shows them.
 
-The browser and gradio_client tests are in tests/test_ux_focus_ui.py."""
+The browser and gradio_client tests are in tests/studio/browser/test_ux_focus_ui.py."""
 from __future__ import annotations
 
 import html

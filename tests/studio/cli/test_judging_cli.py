@@ -1,6 +1,6 @@
 """`palimpsest judge ...` and `review --annotator`: three annotators judge a queue of 6 drafts with
 overlap 2 from the shell (JSON out, JSON in), agreement and a scripted model judge's calibration
-reported. Bad input: tests/test_hostile_judging.py."""
+reported. Bad input: tests/studio/cli/test_hostile_judging.py."""
 from __future__ import annotations
 
 import io

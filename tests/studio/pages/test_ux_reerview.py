@@ -3,7 +3,7 @@ refused (point 5); the plot's axes fit the data and the step budget, and an acce
 perplexity rose says why (point 9); the heat maps belong to the run on screen (point 6).
 
 Handler-level: the studio is built on the scripted model (core.models.scripted, no model load) and
-its REER handlers are called directly (as tests/test_hostile_limits.py does); figures are built
+its REER handlers are called directly (as tests/studio/pages/test_hostile_limits.py does); figures are built
 from events written here."""
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _segments(store, run_id) -> list[str]:
 # ---- point 5: typing is never lost; an unchanged edit is no decision --------------------------------
 
 # picking a segment loads its text in the browser now (studio.pages.reer.LOAD_SEGMENT_JS), so no late reply
-# overwrites typing: tests/test_ui_decisions_browser.py drives it in Chromium
+# overwrites typing: tests/studio/browser/test_ui_decisions_browser.py drives it in Chromium
 
 
 def test_rescoring_an_unchanged_segment_is_refused_and_records_nothing(store, paused_run):

@@ -1,6 +1,6 @@
 """Hostile texts in Review's focus mode: a trajectory whose query, reference, thinking, answer,
 tags and notes carry <script> and <img onerror> is drawn as text, never as markup
-(studio.views.focus). The browser check is in tests/test_ux_focus_ui.py."""
+(studio.views.focus). The browser check is in tests/studio/browser/test_ux_focus_ui.py."""
 from __future__ import annotations
 
 from core.data import curation

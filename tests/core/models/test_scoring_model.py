@@ -127,7 +127,7 @@ def test_bad_inputs_get_clear_errors(builtin_lm):
     with pytest.raises(ContextTooLong):
         builtin_lm.loglikelihood([ScoreRequest(("a",), "word " * 9000)], truncate="left")
     # left-truncation on the real weights and tokenizer, behind a 512-token window: the same
-    # code path as at 8192 without a minute-long forward (tests/test_fastscore.py checks the cut)
+    # code path as at 8192 without a minute-long forward (tests/core/models/test_fastscore.py checks the cut)
     narrow = copy.copy(builtin_lm)
     narrow.max_length = 512
     with pytest.raises(ContextTooLong, match="exceed"):
