@@ -1,6 +1,7 @@
 """The layout's promises, checked from the source text: core never imports gradio or plotly,
 the two engines never import each other, docs/import-graph.md is what docs/import_graph.py
-writes now, and the README and docs/*.md name only files, modules and names that exist.
+writes now, the README and docs/*.md name only files, modules and names that exist, and the
+tests sit in folders by subject (none in tests/ itself), each importable by name (docs/testing.md).
 
 Knows: the repository's files and docs/import_graph.py (loaded by path; docs/ is no package).
 Does not know: what the modules do; nothing here imports core, torch or gradio.
@@ -196,3 +197,75 @@ def test_readme_example_output_is_what_score_prints(capsys):
         assert got["n_tokens"] == want["n_tokens"]
         for key in ("mean_logprob", "ppl", "score"):
             assert got[key] == pytest.approx(want[key], rel=1e-3), (got["id"], key)
+
+
+# --- the tests' own layout ------------------------------------------------------------------
+
+OWN_PATH_RE = re.compile(r"__file__\)*\.(?:resolve\(\)\.)?parent|dirname\([^\n]*__file__")
+
+
+def _pythonpath(pyproject: Path) -> list[str]:
+    """[tool.pytest.ini_options] pythonpath, read from the text (tomllib is Python 3.11+)."""
+    m = re.search(r"^pythonpath = \[([^\]]*)\]", pyproject.read_text(encoding="utf-8"), re.M)
+    return re.findall(r'"([^"]+)"', m[1]) if m else []
+
+
+def _test_layout_problems(root: Path) -> list[str]:
+    """Why root/tests breaks the layout docs/testing.md describes, one line each ([] when it holds)."""
+    tests, problems = root / "tests", []
+    files = sorted(tests.rglob("test_*.py"))
+    problems += [f"tests/{p.name} sits in tests/ itself: git mv it into the folder of its subject "
+                 f"(docs/testing.md lists them)" for p in files if p.parent == tests]
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.name in seen:
+            problems.append(f"{p.relative_to(root)} and {seen[p.name].relative_to(root)} share a name: "
+                            f"pytest imports test files by name, rename one")
+        seen.setdefault(p.name, p)
+    problems += [f"{p.relative_to(root)}: no __init__.py under tests/ (tests/core/ would shadow the core package)"
+                 for p in sorted(tests.rglob("__init__.py"))]
+    want = ["tests", *sorted({str(p.parent.relative_to(root)) for p in files if p.parent != tests})]
+    have = _pythonpath(root / "pyproject.toml")
+    problems += [f"pyproject.toml: pythonpath lacks {d!r} (test modules import each other by name from any folder)"
+                 for d in want if d not in have]
+    problems += [f"pyproject.toml: pythonpath names {d!r}, which holds no tests" for d in have if d not in want]
+    for p in sorted({*files, *tests.glob("*.py")}):
+        text = p.read_text(encoding="utf-8")
+        for i, line in enumerate(text.splitlines(), 1):  # helpers in tests/ itself stay put (needs.ROOT)
+            if p.name.startswith("test_") and OWN_PATH_RE.search(line):
+                problems.append(f"{p.relative_to(root)}:{i} computes a path from its own place: `from needs import ROOT`")
+        for node in ast.walk(ast.parse(text)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n == "tests" or n.startswith("tests.") for n in names):
+                problems.append(f"{p.relative_to(root)}:{node.lineno} imports through tests.: import the helper "
+                                f"by name (a second copy of the module otherwise)")
+    return problems
+
+
+def test_tests_sit_in_folders_by_subject_and_import_by_name():
+    assert not _test_layout_problems(ROOT), "\n".join(_test_layout_problems(ROOT))
+
+
+def test_the_tests_layout_check_can_fail(tmp_path):
+    """Each way to break the tests' layout is reported: a test left in tests/, two files of one
+    name, an __init__.py, a folder missing from pythonpath, a root computed from __file__, tests.X."""
+    tests = tmp_path / "tests"
+    for folder in ("core/reer", "studio/cli"):
+        (tests / folder).mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text('pythonpath = ["tests", "tests/core/reer", "tests/gone"]\n')
+    own_root = "ROOT = Path(__file__)" + ".resolve().parents[1]\n"  # split: this file must not match
+    (tests / "needs.py").write_text(own_root)
+    (tests / "test_flat.py").write_text("from tests.ui_helpers import client\n")
+    (tests / "core" / "reer" / "test_same.py").write_text(own_root)
+    (tests / "studio" / "cli" / "test_same.py").write_text("def f():\n    import tests.r2_fakes\n")
+    (tests / "studio" / "__init__.py").write_text("")
+    got = "\n".join(_test_layout_problems(tmp_path))
+    assert "tests/test_flat.py sits in tests/ itself" in got
+    assert "tests/test_flat.py:1 imports through tests." in got
+    assert "tests/studio/cli/test_same.py:2 imports through tests." in got
+    assert "share a name" in got and "tests/studio/__init__.py" in got
+    assert "pythonpath lacks 'tests/studio/cli'" in got and "pythonpath names 'tests/gone'" in got
+    assert "tests/core/reer/test_same.py:1 computes a path from its own place" in got
+    assert "needs.py" not in got
+    assert len(got.splitlines()) == 8, got
