@@ -28,7 +28,6 @@ import pytest
 from needs import ROOT
 
 
-
 def _run(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 

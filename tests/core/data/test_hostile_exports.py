@@ -27,7 +27,6 @@ from core.export import MANIFEST, ExportError, ExportFailed, export
 from core.store import open_store
 
 
-
 @pytest.fixture
 def filled(tmp_path):
     s = open_store(tmp_path / "lib.db")

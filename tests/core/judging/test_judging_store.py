@@ -17,7 +17,6 @@ from core.schema import m008_annotators
 from core.store import MIGRATIONS, migrate, open_store, sqlite_utils
 
 
-
 def test_a_store_from_before_annotators_is_upgraded_and_reads_unknown(tmp_path):
     path = tmp_path / "old.db"
     older = MIGRATIONS[:MIGRATIONS.index(m008_annotators)]  # every migration before the annotators

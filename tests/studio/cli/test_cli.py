@@ -11,7 +11,6 @@ from needs import ROOT
 from core.prompts import PromptNotFound, render
 
 
-
 def run(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "studio.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)

@@ -14,7 +14,6 @@ from core.store import open_store
 from studio.cli.main import main
 
 
-
 @pytest.fixture
 def db(tmp_path):
     path = tmp_path / "lib.db"
