@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_concurrency import _events, kill_mid_run, one_run_each, write_items
 from needs import ROOT
+from test_concurrency import _events, kill_mid_run, one_run_each, write_items
 
 from core.data.items import Item
 from core.serve_standin import MODEL, stats

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ui_helpers import client, free_port
 from needs import ROOT
+from ui_helpers import client, free_port
 
 from core.store import open_store
 

@@ -6,6 +6,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
 from needs import ROOT
 
 BACKENDS = ("core.models.hf", "core.models.server", "core.models.scripted", "core.models.ct2")

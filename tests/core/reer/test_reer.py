@@ -9,8 +9,8 @@ import dataclasses
 import json
 
 import pytest
-from test_reer_decision import check_search_decisions
 from needs import ROOT
+from test_reer_decision import check_search_decisions
 
 from core import events as ev
 from core.data.items import Item

@@ -16,8 +16,8 @@ import threading
 import time
 
 import pytest
-from test_reer import DRAFT, S, ScriptedLM, rewrites
 from needs import ROOT
+from test_reer import DRAFT, S, ScriptedLM, rewrites
 
 from core import events as ev
 from core.data.items import Item

@@ -17,9 +17,9 @@ import threading
 
 import httpx
 import pytest
+from needs import ROOT
 from test_model_policy import KEY, Listener
 from ui_helpers import client, free_port, launched, studio_app
-from needs import ROOT
 
 from core.models.shelf import ModelPolicy
 from core.store import open_store

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+
 from needs import ROOT
 
 from studio.cli.docs import DOC, commands, flags, render

@@ -19,9 +19,9 @@ import time
 
 import plotly.io as pio
 import pytest
+from needs import ROOT
 from r2_fakes import FakeLM
 from ui_helpers import client, launched, needs_chromium, studio_app, wait_r2
-from needs import ROOT
 
 from core.models.shelf import ModelPolicy
 from core.r2.judge import DEFAULT_RUBRIC

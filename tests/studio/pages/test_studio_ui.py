@@ -13,9 +13,9 @@ import time
 
 import plotly.io as pio
 import pytest
+from needs import ROOT
 from test_reer import DRAFT
 from ui_helpers import client, launched, studio_app
-from needs import ROOT
 
 from core.models.scripted import Rule, ScriptedLM
 from core.models.shelf import ModelPolicy
