@@ -224,8 +224,11 @@ def _test_layout_problems(root: Path) -> list[str]:
         seen.setdefault(p.name, p)
     problems += [f"{p.relative_to(root)}: no __init__.py under tests/ (tests/core/ would shadow the core package)"
                  for p in sorted(tests.rglob("__init__.py"))]
-    want = ["tests", *sorted({str(p.parent.relative_to(root)) for p in files if p.parent != tests})]
+    want = [".", "tests", *sorted({str(p.parent.relative_to(root)) for p in files if p.parent != tests})]
     have = _pythonpath(root / "pyproject.toml")
+    if have[:1] != ["."]:
+        problems.append('pyproject.toml: pythonpath must start with "." (the repository): else tests/core/ is taken '
+                        'for the core package where it is installed editable (a bare `pytest`)')
     problems += [f"pyproject.toml: pythonpath lacks {d!r} (test modules import each other by name from any folder)"
                  for d in want if d not in have]
     problems += [f"pyproject.toml: pythonpath names {d!r}, which holds no tests" for d in have if d not in want]
@@ -249,11 +252,12 @@ def test_tests_sit_in_folders_by_subject_and_import_by_name():
 
 def test_the_tests_layout_check_can_fail(tmp_path):
     """Each way to break the tests' layout is reported: a test left in tests/, two files of one
-    name, an __init__.py, a folder missing from pythonpath, a root computed from __file__, tests.X."""
+    name, an __init__.py, pythonpath not starting with the repository or missing a folder, a root
+    computed from __file__, tests.X."""
     tests = tmp_path / "tests"
     for folder in ("core/reer", "studio/cli"):
         (tests / folder).mkdir(parents=True)
-    (tmp_path / "pyproject.toml").write_text('pythonpath = ["tests", "tests/core/reer", "tests/gone"]\n')
+    (tmp_path / "pyproject.toml").write_text('pythonpath = ["tests", "tests/core/reer", "tests/gone", "."]\n')
     own_root = "ROOT = Path(__file__)" + ".resolve().parents[1]\n"  # split: this file must not match
     (tests / "needs.py").write_text(own_root)
     (tests / "test_flat.py").write_text("from tests.ui_helpers import client\n")
@@ -267,5 +271,6 @@ def test_the_tests_layout_check_can_fail(tmp_path):
     assert "share a name" in got and "tests/studio/__init__.py" in got
     assert "pythonpath lacks 'tests/studio/cli'" in got and "pythonpath names 'tests/gone'" in got
     assert "tests/core/reer/test_same.py:1 computes a path from its own place" in got
+    assert 'pythonpath must start with "."' in got
     assert "needs.py" not in got
-    assert len(got.splitlines()) == 8, got
+    assert len(got.splitlines()) == 9, got
