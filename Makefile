@@ -37,7 +37,7 @@ browser:
 	@test -x "$(CHROMIUM)" || { echo "make browser: no Chromium at $(CHROMIUM): run 'sudo apt-get install -y chromium'" \
 	  "(Debian), or set PALIMPSEST_CHROMIUM to a Chromium executable" >&2; exit 1; }
 
-# llama-cpp-python's OpenAI-compatible server for the real-server tests (tests/test_server_real.py):
+# llama-cpp-python's OpenAI-compatible server for the real-server tests (tests/drills/test_server_real.py):
 # built from source once (about 20 CPU-minutes), then pip's wheel cache makes it seconds
 $(VENV)/.server-installed: | $(VENV)/.installed
 	$(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'

@@ -2,7 +2,7 @@
 OpenAI-compatible wire format after a fixed per-request delay, so that how Palimpsest scales with
 requests in flight can be seen (and tested) beyond what two CPU cores compute.
 
-It is no model. It is the protocol double tests/test_lm_openai.py runs against (vLLM's routes,
+It is no model. It is the protocol double tests/core/models/test_lm_openai.py runs against (vLLM's routes,
 replies and error shapes, and test modes that mimic other servers), a module so that test, the
 batch tests and `palimpsest bench serve` (core.bench_serve) share it, with:
 - `delay`: seconds slept before answering each /v1/chat/completions and /v1/completions request
@@ -30,7 +30,7 @@ whatever `n`), "llama" (like llama-cpp-python: no window in /v1/models, no /toke
 but /extras/tokenize with the BOS it adds, `n` ignored, a BOS counted in usage but not listed),
 "shifted" (echoed log-probs shifted by one position, as llama-cpp-python's on a model that adds
 no BOS: number words score -9); `state.resets_left` drops that many connections without an answer.
-A misbehaving server (tests/test_hostile_server.py): `state.poison` replaces every echoed log-prob
+A misbehaving server (tests/core/models/test_hostile_server.py): `state.poison` replaces every echoed log-prob
 of a prompt other than the alignment probe's (which begins "Count with me", so the server loads)
 with that value, sent as JSON: NaN, -Infinity, 5.0 or the string "-0.5"; `state.huge_mb` pads
 every /v1/completions reply with that many MB of valid JSON, streamed without a Content-Length; `state.trickle_s` sends every

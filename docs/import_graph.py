@@ -186,7 +186,7 @@ def render(edges: dict[str, set[str]], core: Path = CORE) -> str:
         "# Import graph of core/",
         "",
         "Written by `docs/import_graph.py` from the source (`ast`, nothing imported); do not edit.",
-        f"Regenerate after moving code: `{COMMAND}` (`tests/test_layout.py` fails when this page is stale).",
+        f"Regenerate after moving code: `{COMMAND}` (`tests/repo/test_layout.py` fails when this page is stale).",
         "",
         "One node per subpackage of `core/` (`core/reer/`) or top-level module (`core/store.py`); an arrow",
         "A --> B means some module of A imports some module of B (lazy imports included).",

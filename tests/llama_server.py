@@ -4,7 +4,7 @@
 --port FREE` (stock, or with `--kv_overrides tokenizer.ggml.add_bos_token=bool:true`, the fix
 for its shifted log-probs on a model that adds no BOS), waits until GET /v1/models answers and
 stops it at the end. `make test` installs the server (`make server-deps`); without llama_cpp the
-tests that use it are skipped saying so. Used by tests/test_server_real.py and the serving
+tests that use it are skipped saying so. Used by tests/drills/test_server_real.py and the serving
 measurements (docs/measure_serving.py). Does not know what the tests check.
 """
 from __future__ import annotations

@@ -6,6 +6,8 @@ how to get it, and under CI=true (tests/conftest.py) that skip is a failure.
   shared/data/hellobench beside the repo (never copied into it).
 - Chromium: $PALIMPSEST_CHROMIUM, else /usr/bin/chromium (Debian's); `make browser` installs and
   checks the same path and fails when it cannot.
+- The repository's root, ROOT: tests sit in folders by subject at different depths, so none
+  computes it from its own path.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]  # this file is tests/needs.py
 CHROMIUM = os.environ.get("PALIMPSEST_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_MISSING = (f"no Chromium at {CHROMIUM}: `make browser` installs Debian's chromium "
                     f"(or set $PALIMPSEST_CHROMIUM to a Chromium executable)")

@@ -6,7 +6,7 @@ The statistic comes from PyPI `krippendorff` (0.9.0, pure Python over numpy, mai
 takes a coders x units matrix with NaN for a missing value, which is exactly what a queue with
 overlap k < number of annotators gives, and its ordinal metric is Krippendorff's own (the distance
 between two values counts the values people used between them: δ²(c,k) = (Σ_{g=c..k} n_g -
-(n_c+n_k)/2)²), so scores like 7.5 or an unused 4 need no mapping. tests/test_judging_agreement.py
+(n_c+n_k)/2)²), so scores like 7.5 or an unused 4 need no mapping. tests/core/judging/test_judging_agreement.py
 checks it against a coincidence matrix worked out by hand (docs/judging.md shows the sums).
 Alpha is None (with a reason) when it is undefined: fewer than two values on any item, or every
 value the same (no variation to agree on).

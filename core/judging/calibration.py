@@ -7,7 +7,7 @@ drafts for people.
 The correlations are computed here, exactly, in a few lines (Spearman: Pearson's r of average
 ranks; Kendall: tau-b, which corrects for ties), not with scipy: scipy is a 40 MB dependency for two
 formulas, and judge scores on a 1-10 scale are full of ties, which both formulas handle as
-written. tests/test_judging_calibration.py checks them against values worked by hand (with and
+written. tests/core/judging/test_judging_calibration.py checks them against values worked by hand (with and
 without ties). A correlation is None when it is undefined (fewer than two items, or one side
 constant).
 

@@ -19,7 +19,7 @@ it. REER's decided prefix x + z_1..z_i only grows, and the chosen candidate's co
 computed while scoring it, so each step computes only the new candidates' tokens and y. When a
 person edits a segment the ids differ from that point on and only the common head is reused;
 entries nobody uses are evicted, oldest first. Keys/values of a token depend only on the tokens
-before it (causal), so a cached prefix is exact up to float rounding (tests/test_kvreuse.py).
+before it (causal), so a cached prefix is exact up to float rounding (tests/core/models/test_kvreuse.py).
 
 `naive_logprobs` is the reference: one plain full forward per request, full logits.
 Works for decoder models whose attention goes through transformers' AttentionInterface

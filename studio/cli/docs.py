@@ -1,7 +1,7 @@
 """docs/cli.md, generated from the `palimpsest` parser: every command, every flag, its help.
 
 `python -m studio.cli.docs` rewrites docs/cli.md; `--check` exits 1 when the file is stale
-(tests/test_cli_docs.py checks the same). The reference is built from the parser's actions, not
+(tests/studio/cli/test_cli_docs.py checks the same). The reference is built from the parser's actions, not
 from argparse's --help text, so it does not change with the Python version or the terminal.
 
 Knows: argparse's parser objects (the walk over subcommands), Markdown tables. Does not know any
@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 HEADER = """# `palimpsest` command reference
 
 Generated from the command's parser by `python -m studio.cli.docs`; do not edit by hand
-(tests/test_cli_docs.py fails when this file is stale). The flags of engine settings (`score`,
+(tests/studio/cli/test_cli_docs.py fails when this file is stale). The flags of engine settings (`score`,
 `reer run`, `r2 run`, `train`) are generated from the config dataclasses (core/settings.py), so
 their names, defaults, ranges and help are the configs' own. A bad value is refused with one line
 naming the flag and the allowed range, exit status 2.
