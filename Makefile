@@ -58,7 +58,7 @@ gemma: $(VENV)/.gemma-installed
 TEST_WORKERS ?= 2
 
 test: setup browser server-deps gemma
-	$(BIN)/python -m pytest -q -rs --durations=10 -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -q -rs --durations=10 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test-server: setup server-deps
 	$(BIN)/python -m pytest -q -rs -m server $(ARGS)

@@ -70,6 +70,22 @@ def pytest_make_collect_report(collector):
     _fail_skip_in_ci(rep, collector.nodeid)
 
 
+# what a test of each marker costs, roughly, in seconds (the `install` test is minutes of pip)
+_COST = {"install": 100.0, "server": 40.0, "model": 30.0, "ui": 10.0}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The costliest files first (by their tests' markers), each file's tests kept together in
+    their order: with two workers (`make test`, --no-loadscope-reorder) the long files start at
+    once instead of being left for the end, where one worker would run them while the other idles."""
+    cost: dict = {}
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        cost[item.path] = cost.get(item.path, 0.0) + max([_COST[m] for m in marks if m in _COST], default=0.5)
+    first_seen = {path: n for n, path in reversed(list(enumerate(item.path for item in items)))}
+    items.sort(key=lambda item: (-cost[item.path], first_seen[item.path]))
+
+
 def pytest_sessionstart(session):
     """Before any worker starts, convert the local models once (a fresh machine's cache is empty):
     otherwise every worker's first model test would wait on the same conversion. A machine
