@@ -12,6 +12,8 @@ how to get it, and under CI=true (tests/conftest.py) that skip is a failure.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,13 @@ def hellobench() -> Path:
     if why := hellobench_missing():
         pytest.fail(why) if in_ci() else pytest.skip(why)
     return hellobench_root()
+
+
+def can_mount_tmpfs() -> str:
+    """'' when `unshare -rm` lets this process mount a tmpfs (the real read-only and full-disk
+    tests), else why not."""
+    if not shutil.which("unshare"):
+        return "no unshare command here"
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d"],
+                         capture_output=True, text=True)
+    return "" if res.returncode == 0 else f"cannot mount a tmpfs in a user namespace: {res.stderr.strip()[:120]}"

@@ -10,7 +10,6 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import add_r2, filled_store
-from needs import ROOT
+from needs import ROOT, can_mount_tmpfs
 
 from core import export as ex
 from core import export_swap
@@ -231,15 +230,6 @@ def test_the_cli_and_the_export_page_say_a_full_disk_in_one_line(filled, tmp_pat
     assert not (tmp_path / "cli").exists() and list((tmp_path / "studio").iterdir()) == []
 
 
-def _can_mount() -> str:
-    """'' when `unshare -rm` lets this process mount a tmpfs, else why not."""
-    if not shutil.which("unshare"):
-        return "no unshare command here"
-    res = subprocess.run(["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d"],
-                         capture_output=True, text=True)
-    return "" if res.returncode == 0 else f"cannot mount a tmpfs in a user namespace: {res.stderr.strip()[:120]}"
-
-
 TMPFS = textwrap.dedent("""
     set -u
     mount -t tmpfs -o size=256k tmpfs "$MNT"
@@ -255,7 +245,7 @@ TMPFS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(bool(_can_mount()), reason=_can_mount() or "tmpfs available")
+@pytest.mark.skipif(bool(can_mount_tmpfs()), reason=can_mount_tmpfs() or "tmpfs available")
 def test_a_real_full_tmpfs_and_a_read_only_one(tmp_path):
     """A real 256 KiB tmpfs: the first export fits; one that does not fit fails in one line with
     exit 2 and leaves the first byte for byte; remounted read-only, the same."""

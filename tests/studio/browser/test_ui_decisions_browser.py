@@ -13,32 +13,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_studio_ui import DRAFT_ASK, REWRITE_ASK, option
+from test_studio_ui import gated_lm
 from ui_helpers import browser_page, has_chromium, launched, studio_app
 
-from core.models.scripted import Rule, ScriptedLM
-from test_reer import DRAFT
 
 pytestmark = [pytest.mark.ui,
               pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
 
 EDIT = "My own plan for this part: end on the letter, not the storm, and let the keeper read it twice."
 CARDS_JS = "() => [...document.querySelectorAll('#reer-candidates .card')].map(c => c.className + '|' + c.innerText)"
-
-
-def gated() -> ScriptedLM:
-    import threading
-
-    gate = threading.Event()
-
-    def rewrite(ask):
-        assert gate.wait(60), "the test never opened the gate"
-        return option(ask.nth * ask.config.n + ask.sample)
-
-    lm = ScriptedLM(rules=[Rule(when=(DRAFT_ASK,), reply=DRAFT, name="draft"),
-                           Rule(when=(REWRITE_ASK,), reply=rewrite, name="rewrite")], name="scripted:gated")
-    lm.gate = gate  # type: ignore[attr-defined]
-    return lm
 
 
 def _until(check, what: str, limit_s: float = 60.0):
@@ -56,7 +39,7 @@ def served(tmp_path):
     store = open_store(tmp_path / "studio.db")
     store.add_prompt("Write a short note about a lighthouse keeper.", "The keeper read the letter twice. " * 12,
                      id="p-light", category="story_writing")
-    lm = gated()
+    lm = gated_lm()
     with launched(studio_app(lm, store, samples_path=None)) as url:
         yield url, store, lm
     store.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import filled_store
-from needs import ROOT
+from needs import ROOT, can_mount_tmpfs
 
 from core import outputs
 from core.store import open_store
@@ -121,16 +120,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_output(src, tmp_path, cap
     assert out.read_text() == "the earlier scores\n" and not (tmp_path / "o.jsonl.partial").exists()
 
 
-def _can_mount() -> str:
-    """'' when `unshare -rm` lets this process mount a tmpfs, else why not."""
-    if not shutil.which("unshare"):
-        return "no unshare command here"
-    res = subprocess.run(["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d"],
-                         capture_output=True, text=True)
-    return "" if res.returncode == 0 else f"cannot mount a tmpfs in a user namespace: {res.stderr.strip()[:120]}"
-
-
-@pytest.mark.skipif(bool(_can_mount()), reason=_can_mount() or "tmpfs available")
+@pytest.mark.skipif(bool(can_mount_tmpfs()), reason=can_mount_tmpfs() or "tmpfs available")
 def test_a_read_only_folder_is_one_line_for_score_reer_and_train(src, tmp_path):
     mnt = tmp_path / "ro"
     mnt.mkdir()
