@@ -51,12 +51,12 @@ def test_browser_library_to_reer_run_reload_accept(served):
         # open the story sample (the lighthouse keeper) from the table, then send it to the REER page
         page.locator("#library-table [data-testid=\"cell-1-2\"]").click()
         page.wait_for_function("() => (document.querySelector('#library-query textarea') || {}).value?.length > 20",
-                               timeout=15_000)
+                               timeout=60_000)
         pid = page.input_value("#library-id input")
         assert pid and store.get_prompt(pid)
         page.click("#library-to-reer")
         page.wait_for_function("id => (document.querySelector('#reer-prompt input') || {}).value?.startsWith(id)",
-                               arg=pid, timeout=15_000)
+                               arg=pid, timeout=60_000)
         page.wait_for_selector("#reer-plot .main-svg", timeout=30_000)  # plotly.js loaded before Run
         # tiny budgets for a CPU test; the labels show the real defaults
         page.click("#reer-settings button")
@@ -109,7 +109,7 @@ def test_browser_library_to_reer_run_reload_accept(served):
         _shot(page, "reer-heatmap")
 
         page.click("#reer-accept")
-        page.wait_for_selector('#reer-review [data-status="accepted"]', timeout=15_000)
+        page.wait_for_selector('#reer-review [data-status="accepted"]', timeout=60_000)
         assert store.trajectory_for_run(run_id)["status"] == "accepted"
         page.evaluate("window.scrollTo(0, 0)")
         _shot(page, "reer-accepted")

@@ -49,12 +49,12 @@ def test_browser_review_accept_then_export_download(served, tmp_path):
         page.wait_for_selector(f'#review-count [data-n="{len(order)}"]', timeout=30_000)
         page.wait_for_selector("#review-plots .main-svg", timeout=30_000)
         page.locator(f'#review-table [data-testid="cell-{order.index(target)}-3"]').click()
-        page.wait_for_selector(f'#review-header .rv-head[data-id="{target}"]', timeout=15_000)
+        page.wait_for_selector(f'#review-header .rv-head[data-id="{target}"]', timeout=60_000)
         assert page.input_value("#review-thinking textarea") == store.get_trajectory(target)["thinking"]
         _shot(page, "review-open")
 
         page.click("#review-accept")
-        page.wait_for_selector('#review-header .rv-head[data-status="accepted"]', timeout=15_000)
+        page.wait_for_selector('#review-header .rv-head[data-status="accepted"]', timeout=60_000)
         assert store.get_trajectory(target)["status"] == "accepted"
         page.locator("#review-plots").scroll_into_view_if_needed()
         _shot(page, "review-plots")
@@ -62,14 +62,14 @@ def test_browser_review_accept_then_export_download(served, tmp_path):
         accepted = len(store.list_trajectories(status="accepted"))
         page.evaluate("window.scrollTo(0, 0)")
         page.get_by_role("tab", name="Export").click()
-        page.wait_for_selector(f'#export-describe [data-records="{accepted}"]', timeout=15_000)
+        page.wait_for_selector(f'#export-describe [data-records="{accepted}"]', timeout=60_000)
         page.click("#export-preview")
         page.wait_for_function("() => (document.querySelector('#export-records')?.innerText || '').includes('messages')",
-                               timeout=15_000)
+                               timeout=60_000)
         page.click("#export-run")
         page.wait_for_selector(f'#export-result .ex-done[data-count="{accepted}"]', timeout=30_000)
         link = page.locator('#export-file a[download="train.jsonl"]').first
-        link.wait_for(timeout=15_000)
+        link.wait_for(timeout=60_000)
         with page.expect_download(timeout=30_000) as dl:
             link.click()
         saved = tmp_path / "downloaded.jsonl"

@@ -69,7 +69,7 @@ def test_browser_r2_judge_one_round_as_a_person(served):
         t0 = time.time()
         page.click("#r2-run")
         page.wait_for_selector('#r2-status [data-state="waiting"][data-pending="0"]', timeout=30_000)
-        page.wait_for_selector("#r2-judge-form .r2-ask", timeout=15_000)
+        page.wait_for_selector("#r2-judge-form .r2-ask", timeout=60_000)
         print(f"\nRun to the first judgment request: {time.time() - t0:.1f} s")
         run_id = page.get_attribute("#r2-status .r2-status", "data-run")
         assert "Draft number 0" in page.inner_text("#r2-judge-text")
@@ -79,7 +79,7 @@ def test_browser_r2_judge_one_round_as_a_person(served):
         _judge(page, 5, "The ending is rushed <b>& flat</b>: let the boat arrive.", scores=(6, 4, 5))
         # the writer's reflection waits for the person: edit it, then the revision is written from it
         page.wait_for_selector('#r2-status [data-reflection="1"]', timeout=30_000)
-        page.wait_for_selector("#r2-reflection-form textarea", timeout=15_000)
+        page.wait_for_selector("#r2-reflection-form textarea", timeout=60_000)
         assert page.input_value("#r2-reflection-text textarea").startswith("Rereading my draft,")
         mine = "Rereading my draft, the boat never arrives, so the letter means nothing; I will land the boat."
         page.fill("#r2-reflection-text textarea", mine)
@@ -96,7 +96,7 @@ def test_browser_r2_judge_one_round_as_a_person(served):
         page.reload(wait_until="domcontentloaded")
         page.get_by_role("tab", name="R2").click(timeout=30_000)
         page.wait_for_selector(f'#r2-status [data-run="{run_id}"][data-pending="1"]', timeout=30_000)
-        page.wait_for_selector('#r2-judge-form .r2-ask[data-version="1"]', timeout=15_000)
+        page.wait_for_selector('#r2-judge-form .r2-ask[data-version="1"]', timeout=60_000)
         assert "Rereading my draft" in page.inner_text("#r2-rounds")
         page.wait_for_function(f"() => ({OVERALL_JS})().length === 1", timeout=30_000)
         _shot(page, "r2-reloaded")
@@ -106,7 +106,7 @@ def test_browser_r2_judge_one_round_as_a_person(served):
         page.wait_for_function(f"() => ({OVERALL_JS})().join() === '5,8'", timeout=30_000)
         assert not page.locator("#r2-judge-form").is_visible()
         page.click("#r2-accept")
-        page.wait_for_selector('#r2-review [data-status="accepted"]', timeout=15_000)
+        page.wait_for_selector('#r2-review [data-status="accepted"]', timeout=60_000)
         assert store.trajectory_for_run(run_id)["status"] == "accepted"
         page.evaluate("window.scrollTo(0, 0)")
         _shot(page, "r2-finished")

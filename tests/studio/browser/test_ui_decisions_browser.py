@@ -58,6 +58,10 @@ def _paused_with_candidates(page, store, lm) -> str:
     run_id = page.get_attribute("#reer-status .reer-status", "data-run")
     _until(lambda: any(e.kind == "segment_started" for e in store.events(run_id)), "step 1 started")
     page.click("#reer-pause")
+    # the gate opens only once the server has the Pause: on a loaded machine the click can land after
+    # step 1's candidates were written and decided, and the run would not stop where the test needs it
+    page.wait_for_function("() => { const b = document.querySelector('#reer-pause');"
+                           " return b && b.textContent.includes('Pausing') && b.disabled; }", timeout=60_000)
     lm.gate.set()
     page.wait_for_function("() => document.querySelectorAll('#reer-candidates .card.pending').length === 2",
                            timeout=60_000)
@@ -132,5 +136,5 @@ def test_the_edit_box_holds_only_what_the_person_typed_for_the_run_on_screen(ser
         page.keyboard.type("p-rain")
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelector('#reer-edit-text textarea').value === ''",
-                               timeout=10_000)
+                               timeout=30_000)
         assert "for the run shown before" in page.inner_text("#reer-edit-note")
