@@ -30,6 +30,7 @@ from core.bench_replay import (  # noqa: F401  (regret_summary and step_regrets:
     MIN_REGRET_STEPS,
     SCORING_TARGET,
     regret_summary,
+    scoring_replay,
     scoring_target_met,
     step_regrets,
     uncached_replay,
@@ -212,7 +213,11 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
 # writes its own draft (timed), and both searches are handed the plain side's text: the same seed
 # samples different drafts in bf16 and fp32, and a different z0 meant different segments, steps,
 # or an item dropped on one side only. So both searches refine the same z0 and take the same
-# steps; their candidates differ (one batched sample vs K seeded ones).
+# steps; their candidates differ (one batched sample vs K seeded ones), and so may the number of
+# candidates each side's filters keep and scores. The scoring phase is therefore timed over the same
+# work: after the searches, the plain loop scores the fast side's own scoring requests
+# (`scoring_replay`), and that time stands for the plain side's scoring in the phase table and the
+# totals (its own scoring time and the sequences each side scored are kept in `per_item`).
 # Regret needs steps with 2+ scored candidates: the budgets give drafts of several segments, the
 # candidates' leftover filters (markers, leaked instructions, cut endings: quality, not speed) are
 # off, and an item whose draft is dropped before any step is replaced by the next HelloBench item
@@ -280,6 +285,7 @@ class ExactLengthLM:
         self.seconds = {"generate": 0.0, "score": 0.0}
         self.drafts: dict[str, str] = {}  # draft prompt -> the shared draft text (see the section comment)
         self.calls: list[tuple] = []  # (phase, messages, forced config, prefix, seconds) of every generation
+        self.scored: list[tuple] = []  # (requests, precision, truncate) of every scoring call (scoring_replay)
         self.phase = "candidates"  # the phase the next generations are logged under
 
     def chat_text(self, messages, add_generation_prompt: bool = True) -> str:
@@ -297,6 +303,7 @@ class ExactLengthLM:
             return self.lm.loglikelihood(requests, precision, truncate)
         finally:
             self.seconds["score"] += time.perf_counter() - t
+            self.scored.append((list(requests), precision, truncate))
 
     def generate(self, messages, config, prefix: str = "") -> list[str]:
         import dataclasses
@@ -407,7 +414,7 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         if n % 2:
             order.reverse()
         row = {"id": item.id, "reference_tokens": len(hf.encode(item.reference))}
-        drafts = {}
+        drafts, scored = {}, {}
         for label, m, c in order:  # the draft phase, timed on each side
             m.drafts, m.calls, m.phase = {}, [], "draft"
             kept = dict(m.seconds)
@@ -420,7 +427,7 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
             if f"{order[0][0]}_steps" in row and not row[f"{order[0][0]}_steps"]:
                 break  # dropped before any step: the other side would only repeat that
             s = scorers[label]
-            before, before_s = dict(m.seconds), dict(s.seconds)
+            before, before_s, n_scored = dict(m.seconds), dict(s.seconds), len(s.scored)
             kv = _kv_counts(sc_hf)
             seconds, rec, events = _timed_reer(m, item, c, scorer=s if scorer is not None else None)
             if label == "engine":  # keys/values the fast side's scoring reused across calls (fastscore.ScoreKV)
@@ -431,6 +438,8 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
             row[f"{label}_generate_s"] = m.seconds["generate"] - before["generate"]
             row[f"{label}_score_s"] = s.seconds["score"] - before_s["score"]
             row[f"{label}_steps"] = len(rec["steps"])
+            scored[label] = s.scored[n_scored:]
+            row[f"{label}_scored"] = sum(len(r) for r, _, _ in scored[label])  # sequences scored
             if label == "engine":
                 steps = step_regrets(sc_hf, events, c.scoring())
                 regrets += steps
@@ -441,6 +450,12 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
             log(f"{item.id}: the draft was dropped before any step ({'; '.join(rec['filters'].get('reasons', []))}); "
                 "the next item is taken")
             continue
+        # scoring, same work on both sides: the plain loop scores the fast side's own requests (the two
+        # searches' filters may keep different candidates, so their own scoring calls differ)
+        row["plain_own_score_s"] = row["plain_score_s"]
+        row["plain_score_s"] = scoring_replay(PlainLM(sc_hf), scored["engine"])
+        row["plain_search_s"] += row["plain_score_s"] - row["plain_own_score_s"]
+        row["plain_s"] = row["plain_draft_s"] + row["plain_search_s"]
         for phase in ("draft", "candidates"):  # the same generations with the prompt cache off, and on
             row[f"cached_{phase}_s"] = sum(c[-1] for c in fast.calls if c[0] == phase)
         row.update({f"uncached_{k}_s": v for k, v in uncached_replay(fast_lm, fast.calls).items()})
@@ -449,6 +464,8 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
             + "  ".join(f"{p} {row[p + '_s']:.1f}s (draft {row[p + '_draft_s']:.1f}s, generate "
                         f"{row[p + '_generate_s']:.1f}s, score {row[p + '_score_s']:.1f}s, {row[p + '_steps']} steps)"
                         for p in ("engine", "plain"))
+            + f"  scored: {row['engine_scored']} sequences (the plain loop replayed them; its own search scored "
+            f"{row['plain_scored']} in {row['plain_own_score_s']:.1f}s)"
             + f"  ratio {row['plain_s'] / row['engine_s']:.2f}x  regret over {row['regret_steps']} step(s): "
             f"{'-' if row['max_regret'] is None else format(row['max_regret'], '.1e')}  prompt cache: "
             f"candidates {row['uncached_candidates_s']:.1f}s off, {row['cached_candidates_s']:.1f}s on")
@@ -481,7 +498,8 @@ def bench_reer(lm, items: int = 2, precision: str = "fp32", engine: str | None =
         "plain_items_per_hour": 3600 * len(rows) / total("plain_s"),
         "engine_s": total("engine_s"), "plain_s": total("plain_s"),
         "engines": engines_of(fast_lm), "precision": precision,
-        "scoring": dict(zip(("precision", "why"), scoring_precision(fast_lm, precision))), "score_kv": reuse, "plain": {"generate": "hf", "score": "hf fp32 naive"},
+        "scoring": dict(zip(("precision", "why"), scoring_precision(fast_lm, precision))), "score_kv": reuse, "plain": {"generate": "hf", "score": "hf fp32 naive, on the fast side's requests"},
+        "scored_sequences": sum(r["engine_scored"] for r in rows),
         "same_steps": all(r["engine_steps"] == r["plain_steps"] for r in rows),
         "items": len(rows), **REER_BENCH, "template": plain_cfg.template, "exact_lengths": True, "store": "memory",
         "per_step": [{k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in r.items() if k != "fp32"}

@@ -4,6 +4,8 @@
 minus the best fp32 score among the step's candidates, and whether the target holds, judged only
 over MIN_REGRET_STEPS measured steps or more. `uncached_replay`: a side's logged generations run again
 with the prompt cache off (core.models.gencache, core.models.ct2's static prompt), to time the cache.
+`scoring_replay`: the fast side's scoring calls run again through the plain fp32 loop, to time the
+scoring phase over the same requests on both sides.
 """
 from __future__ import annotations
 
@@ -51,6 +53,18 @@ def uncached_replay(lm, calls) -> dict[str, float]:
         for (o, a), v in zip(flags, kept):
             setattr(o, a, v)
     return out
+
+
+def scoring_replay(plain, scored) -> float:
+    """Seconds the plain loop (`plain`, core.bench.PlainLM) takes to score a side's logged scoring
+    calls (ExactLengthLM.scored): the same requests, in the same calls, in fp32. So the scoring phase
+    is compared over the same work: the two sides' searches may keep different candidates."""
+    seconds = 0.0
+    for requests, _, truncate in scored:
+        t = time.perf_counter()
+        plain.loglikelihood(requests, "fp32", truncate)
+        seconds += time.perf_counter() - t
+    return seconds
 
 
 def step_regrets(lm, events, scfg) -> list[dict]:

@@ -70,6 +70,9 @@ def reer_summary(result: dict, scored_apart: bool) -> str:
         lines.append(f"  {phase:<10} fast {result[phase + '_engine_s']:7.1f}s  plain {result[phase + '_plain_s']:7.1f}s"
                      f"  {result[phase + '_speedup']:.2f}x")
     lines.append(f"  whole item fast {result['engine_s']:7.1f}s  plain {result['plain_s']:7.1f}s  {result['speedup']:.2f}x")
+    if "scored_sequences" in result:
+        lines.append(f"  scoring timed over the same {result['scored_sequences']} sequences on both sides (the plain "
+                     "loop replays the fast side's scoring requests)")
     for phase in ("draft", "candidates"):
         lines.append(f"  prompt cache, {phase}: off {result[f'prompt_cache_{phase}_off_s']:.1f}s, on "
                      f"{result[f'prompt_cache_{phase}_on_s']:.1f}s: {result[f'prompt_cache_{phase}_speedup']:.2f}x")

@@ -1,0 +1,37 @@
+"""`bench reer` times the scoring phase over the same work on both sides (issue 24): the two
+searches' filters may keep different candidates, so the plain loop replays the fast side's own
+scoring requests (core.bench_replay.scoring_replay) instead of being timed on its own, different
+calls (a run measured 0.66x there: the fast side had scored 5 sequences, the plain side 3)."""
+from __future__ import annotations
+
+from core.bench import ExactLengthLM, scoring_replay
+from core.models.lm import ScoreRequest, TokenLogprobs
+
+
+class Recorder:
+    """Stands in for a model: records the requests it is asked to score."""
+
+    name, max_length, has_fast_path = "recorder", 2048, False
+
+    def __init__(self):
+        self.calls = []
+
+    def loglikelihood(self, requests, precision="fp32", truncate="error"):
+        self.calls.append(([r.continuation for r in requests], precision, truncate))
+        return [TokenLogprobs(["x"], [-1.0], 3) for _ in requests]
+
+
+def _req(text: str) -> ScoreRequest:
+    return ScoreRequest(context=("Task.", "Plan."), continuation=text)
+
+
+def test_the_plain_loop_replays_exactly_the_fast_sides_scoring_calls():
+    fast = ExactLengthLM(Recorder())
+    fast.loglikelihood([_req("draft")], "fp32")
+    fast.loglikelihood([_req("one"), _req("two")], "auto", "left")
+    plain = Recorder()
+    seconds = scoring_replay(plain, fast.scored)
+    assert seconds >= 0.0
+    # the same requests, call by call, in fp32 (the plain loop's arithmetic), with the same truncation
+    assert plain.calls == [(["draft"], "fp32", "error"), (["one", "two"], "fp32", "left")]
+    assert sum(len(r) for r, _, _ in fast.scored) == 3  # the sequences `bench reer` reports as scored
