@@ -35,3 +35,31 @@ def test_the_plain_loop_replays_exactly_the_fast_sides_scoring_calls():
     # the same requests, call by call, in fp32 (the plain loop's arithmetic), with the same truncation
     assert plain.calls == [(["draft"], "fp32", "error"), (["one", "two"], "fp32", "left")]
     assert sum(len(r) for r, _, _ in fast.scored) == 3  # the sequences `bench reer` reports as scored
+
+
+class Writer(Recorder):
+    """A writer with background work (as CTranslate2's spare generator): `ready` waits for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.busy = True
+
+    def ready(self):
+        import time
+
+        time.sleep(0.2)
+        self.busy = False
+
+
+def test_the_writers_background_work_is_finished_before_scoring_and_counted_as_generation():
+    class Scorer(Recorder):
+        def loglikelihood(self, requests, precision="fp32", truncate="error"):
+            assert not writer.busy, "scored while the writer's background work still ran"
+            return super().loglikelihood(requests, precision, truncate)
+
+    writer = Writer()
+    fast = ExactLengthLM(writer)
+    scorer = ExactLengthLM(Scorer())
+    scorer.settle = fast.settle  # what bench_reer does for a scorer apart
+    scorer.loglikelihood([_req("one")])
+    assert scorer.seconds["generate"] >= 0.2 and scorer.seconds["score"] < 0.2
