@@ -1,7 +1,9 @@
 """`bench reer` times the scoring phase over the same work on both sides (issue 24): the two
 searches' filters may keep different candidates, so the plain loop replays the fast side's own
 scoring requests (core.bench_replay.scoring_replay) instead of being timed on its own, different
-calls (a run measured 0.66x there: the fast side had scored 5 sequences, the plain side 3)."""
+calls (a run measured 0.66x there: the fast side had scored 5 sequences, the plain side 3). And the
+writer's background work (CTranslate2's spare generator) is finished before a scoring call is timed,
+and counted as generation, not scoring."""
 from __future__ import annotations
 
 from core.bench import ExactLengthLM, scoring_replay
