@@ -220,7 +220,7 @@ def bench_scoring(lm, rounds: int = 3, k: int = 4, segment: int = 5, extra_steps
 # totals (its own scoring time and the sequences each side scored are kept in `per_item`). Before a
 # scoring call is timed, the writer's background work (CTranslate2's spare generator, loaded and fed
 # the prompt's head after each seeded call) is waited for and counted as generation: on 2 busy
-# cores it otherwise ran inside the scoring phase (0.96x with it there, against 1.23x with engine hf).
+# cores it otherwise ran inside the scoring phase (quiet, --items 2: 0.96x with it there, 1.22x without).
 # Regret needs steps with 2+ scored candidates: the budgets give drafts of several segments, the
 # candidates' leftover filters (markers, leaked instructions, cut endings: quality, not speed) are
 # off, and an item whose draft is dropped before any step is replaced by the next HelloBench item
