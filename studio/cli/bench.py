@@ -76,6 +76,10 @@ def reer_summary(result: dict, scored_apart: bool) -> str:
     for phase in ("draft", "candidates"):
         lines.append(f"  prompt cache, {phase}: off {result[f'prompt_cache_{phase}_off_s']:.1f}s, on "
                      f"{result[f'prompt_cache_{phase}_on_s']:.1f}s: {result[f'prompt_cache_{phase}_speedup']:.2f}x")
+    if "prompt_cache_candidates_on_with_spare_s" in result:
+        lines.append(f"  prompt cache, candidates, counting the spare generator's background work: on "
+                     f"{result['prompt_cache_candidates_on_with_spare_s']:.1f}s: "
+                     f"{result['prompt_cache_candidates_speedup_with_spare']:.2f}x")
     if result.get("prompt_cache_tokens"):
         t = result["prompt_cache_tokens"]
         lines.append(f"  prompt tokens from the cache {t['reused']}, computed {t['computed']} (fast side)")
