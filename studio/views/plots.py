@@ -5,9 +5,10 @@ trajectory's path, every scored candidate (accepted ones filled green, rejected 
 grey), a person's edits, and the stop threshold. The y axis fits the points (never below the
 metric's floor: a clipped score is at least 0, a perplexity at least 1); the x axis spans the
 run's step budget (`max_steps`) from the start, so a point's place says how far the run is: x is the
-expansion's ordinal (a person's edit sits half a step before the next expansion), while the hover
-texts name each event's step number (core.reer.state: every decision has its own, so an edit's
-number is not the next expansion's; runs stored before gave them one number and plot the same). The
+expansion's ordinal (a person's edit sits half a step before the next expansion), and the hover
+texts name a step by that ordinal too, with its number in the record where that differs
+(studio.views.reer.step_label; core.reer.state: every decision has a number of its own, so an edit's
+is not the next expansion's; runs stored before gave them one number and plot the same). The
 search accepts on the clipped score alone (core.reer.search: the lowest-scoring candidate, if
 below the current score), so an accepted step whose perplexity rose is labelled as such.
 What it does not know: the store, Gradio or how scores are computed; it reads `core.events`
@@ -23,6 +24,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from core import events as ev
+from studio.views.reer import step_label
 
 METRICS = {"score": "score (clipped −mean log-prob, lower is better)", "ppl": "perplexity (lower is better)"}
 ACCEPTED, REJECTED, PATH, EDIT = "#2e7d32", "#9aa4ae", "#3b5bdb", "#8e44ad"
@@ -120,6 +122,7 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
     current: dict | None = None  # the trajectory's score before the event at hand
     rises: list[tuple[float, float | None, str]] = []  # (x, y, note) of accepted steps whose perplexity rose
     x_of: dict[int, int] = {}  # step number -> the expansion's ordinal (its x)
+    seg_of: dict[int, int] = {}  # step number -> the segment it expanded (an edit closing it names another)
     done = 0  # expansions decided so far
     open_step = None  # the step whose candidates were started and not yet decided
     for e in events:
@@ -133,7 +136,7 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
         elif isinstance(e, ev.SegmentStarted):
             for key in [k for k in scored if k[0] == e.step]:  # a redone step replaces its candidates
                 scored.pop(key)
-            x_of[e.step], open_step = done + 1, e.step
+            x_of[e.step], seg_of[e.step], open_step = done + 1, e.segment, e.step
         elif isinstance(e, ev.CandidateGenerated):
             texts[(e.step, e.index)] = e.text
             k_of[e.step] = max(k_of.get(e.step, 0), e.index + 1)
@@ -158,7 +161,8 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
                 box["x"].append(x)
                 box["y"].append(_val(s, metric))
                 why = f"<br><i>{html.escape(note)}</i>" if note and box is acc else ""
-                box["t"].append(f"step {step} · segment {e.segment + 1} · candidate {idx + 1}<br>"
+                box["t"].append(f"{step_label(x_of.get(step), step)} · segment {seg_of.get(step, e.segment) + 1} · "
+                                f"candidate {idx + 1}<br>"
                                 f"ppl {s.get('ppl', float('nan')):.3f} · score {s.get('score', float('nan')):.4f}"
                                 f"{why}<br>{_short(texts.get((step, idx)))}")
             if open_step is not None and open_step != e.step:  # made stale by an edit: never awaiting a decision
@@ -167,8 +171,9 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
             open_step = None
             path_x.append(x_now - 0.5 if e.action == "edit" else x_now)
             path_y.append(y)
-            path_t.append(f"after step {e.step}: {e.action} ({e.by})" + (f"<br><i>{html.escape(note)}</i>"
-                                                                           if note else ""))
+            after = (f"after your edit of segment {e.segment + 1} (#{e.step} in the record)" if e.action == "edit"
+                     else f"after {step_label(x_now, e.step)}: {e.action} ({e.by})")
+            path_t.append(after + (f"<br><i>{html.escape(note)}</i>" if note else ""))
             if note:
                 rises.append((x_now, y, note))
             done += e.action != "edit"
@@ -181,7 +186,8 @@ def reer_figure(events: Sequence[ev.Event], metric: str = "score", threshold: fl
         n = max(k_of.get(step, 1), 1)
         pending["x"].append(x_of.get(step, step) + (idx - (n - 1) / 2) * 0.12)
         pending["y"].append(_val(s, metric))
-        pending["t"].append(f"step {step} · candidate {idx + 1} (awaiting decision)<br>{_short(texts.get((step, idx)))}")
+        pending["t"].append(f"{step_label(x_of.get(step), step)} · candidate {idx + 1} (awaiting decision)<br>"
+                            f"{_short(texts.get((step, idx)))}")
 
     fig = go.Figure()
     hover = "%{text}<extra></extra>"

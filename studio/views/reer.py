@@ -37,7 +37,8 @@ class ReerView:
     score: dict | None = None  # current
     steps_done: int = 0
     working: int | None = None  # segment index under expansion now (None: none)
-    step: int | None = None  # the latest step that produced candidates
+    step: int | None = None  # the latest step that produced candidates (its number in the record)
+    nth: int | None = None  # that step's ordinal among the expansions: what "step 3/4" and Max steps count
     step_segment: int | None = None
     before: dict | None = None  # the trajectory's score when that step began
     cards: list[dict] = field(default_factory=list)  # {index, text, error, score, state}
@@ -52,6 +53,16 @@ class ReerView:
     unusable: int = 0  # candidates that could not be parsed
     last_step: int = 0  # the highest step number of the run's events (core.reer.state: numbers only grow)
     open_step: int | None = None  # the step started and not yet decided (None: none, or an edit closed it)
+
+
+def step_label(nth: int | None, number: int) -> str:
+    """How the page names a step: "step 3", its ordinal among the run's expansions (what the status
+    line, the progress line, the plot's x axis and Max steps count), with the number it has in the
+    run's record and exports when that differs: "step 3 (#5 in the record)" (an edit or a skip takes
+    a number of its own, core.reer.state)."""
+    if nth is None or nth == number:
+        return f"step {number}"
+    return f"step {nth} (#{number} in the record)"
 
 
 STEERING = ("force", "skip", "edit")  # a person's command refused: shown until the next decision
@@ -71,6 +82,7 @@ def fold(events: Sequence[ev.Event]) -> ReerView:
         elif isinstance(e, ev.SegmentStarted):
             v.attempt = v.attempt + 1 if e.step == v.step else 1
             v.working, v.step, v.step_segment, v.before, cards = e.segment, e.step, e.segment, v.score, {}
+            v.nth = v.steps_done + 1
             v.stale_by, v.open_step = None, e.step
         elif isinstance(e, ev.CandidateGenerated) and e.step == v.step:
             cards[e.index] = {"index": e.index, "text": e.text, "error": e.error, "score": None, "state": "pending"}
@@ -266,7 +278,9 @@ def candidates_html(v: ReerView | None) -> str:
     if v is None or v.step is None:
         return '<div class="heat-empty">Candidate rewrites of the segment under work appear here.</div>'
     before, before_score = (v.before or {}).get("ppl"), (v.before or {}).get("score")
-    head = (f'<div class="cands-head">Step {v.step} · segment {v.step_segment + 1} · before this step: score '
+    label = step_label(v.nth, v.step)
+    head = (f'<div class="cands-head">{label[0].upper() + label[1:]} · segment {v.step_segment + 1} · before this '
+            f'step: score '
             f"{before_score if before_score is None else format(before_score, '.4f')} · perplexity {_ppl(before)}</div>")
     cards = []
     for c in v.cards:

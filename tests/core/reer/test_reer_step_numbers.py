@@ -190,3 +190,32 @@ def test_the_record_lists_every_decision_once_and_the_page_names_the_number_the_
     stale_edit = next(d for d in decisions(events)[2:] if d.action == "edit")
     v = fold(events[:events.index(stale_edit) + 1])
     assert v.stale_by == stale_edit.segment and {c["state"] for c in v.cards} == {"stale"}
+
+
+def test_the_page_names_a_step_as_the_status_and_progress_lines_count_it():
+    """The candidates' heading said "Step 8" while the progress line said "step 4/4" and the status
+    line "3 of 4 steps done": "step" was the record's number in one place and the expansion's
+    ordinal in the others. The page now names a step by its ordinal (the plot's x, Max steps), with
+    the record's number beside it where the two differ; and the stale candidates' hover named the
+    segment of the edit that closed them, not the one they rewrote."""
+    from studio.views.plots import reer_figure
+    from studio.views.reer import candidates_html, fold
+
+    events = steered_run()
+    v = fold(events)
+    started = [e for e in events if isinstance(e, ev.SegmentStarted)]
+    assert (v.nth, v.step) == (4, started[-1].step) and v.step != 4  # edits and a skip took numbers
+    assert f"Step 4 (#{v.step} in the record) · segment {v.step_segment + 1}" in candidates_html(v)
+    fig = reer_figure(events)
+    hovers = [(t.name, x, text.split("<br>")[0]) for t in fig.data for x, text in zip(t.x, t.text or [])]
+    cands = [(x, h) for name, x, h in hovers if name in ("accepted candidate", "rejected candidate")]
+    seg_of = {e.step: e.segment for e in started}
+    assert cands
+    for x, h in cands:
+        assert h.startswith(f"step {round(x)}"), h  # the ordinal the candidate sits at on the x axis
+        number = int(h.split("(#")[1].split(" ")[0]) if "(#" in h else round(x)  # the record's, when it differs
+        assert number != round(x) or "(#" not in h, h
+        assert f"segment {seg_of[number] + 1} ·" in h, h  # the segment that step rewrote
+    path = next(t for t in fig.data if t.name == "trajectory")
+    assert "after step 1: accept (search)" in path.text
+    assert any(t.startswith("after your edit of segment") and "in the record" in t for t in path.text)
