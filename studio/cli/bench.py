@@ -10,7 +10,8 @@ from studio.cli.common import CLIError, load_model
 
 
 def cmd_bench(args) -> int:
-    from core.bench import bench_generate, bench_reer, bench_scoring
+    from core.bench import bench_reer, bench_scoring
+    from core.bench_generate import bench_generate
 
     if args.what == "serve":
         return cmd_bench_serve(args)

@@ -34,7 +34,8 @@ FLOORS = [
     ["core.runs"],
     ["core.reer", "core.r2"],
     ["core.judging"],
-    ["core.export", "core.export_swap", "core.pairs", "core.train", "core.bench", "core.bench_replay", "core.bench_serve",
+    ["core.export", "core.export_swap", "core.pairs", "core.train", "core.bench", "core.bench_generate", "core.bench_replay",
+     "core.bench_serve",
      "core.serve_standin"],
     ["studio"],
 ]
