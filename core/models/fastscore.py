@@ -198,12 +198,24 @@ def kv_slice(kv: KV, n: int) -> KV:
     return [(k[:, :, :n], v[:, :, :n]) for k, v in kv]
 
 
+SIGNATURE_SAMPLES = 16  # values read from each parameter, evenly strided, for weights_signature
+
+
 def weights_signature(model) -> int:
-    """Changes when any parameter of `model` is written in place (its version counter: an optimizer
-    step) or given new storage (`.to(dtype)` and back), i.e. when kept keys/values go stale."""
-    # an inference tensor (a twin made under inference_mode) keeps no version counter; only another
-    # inference_mode block could write it, and nothing here does
-    return hash(tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in model.parameters()))
+    """Changes when the weights of `model` change, i.e. when kept keys/values go stale: a parameter
+    given new storage (`.to(dtype)` and back), written in place by an op that counts (its version
+    counter), or written by one that does not (torch's fused AdamW, transformers' default optimizer,
+    leaves the counter as it was), seen in SIGNATURE_SAMPLES of its values. An optimizer step moves
+    nearly every value of every trained parameter; a write that touches none of the sampled values
+    of any parameter goes unseen."""
+    # an inference tensor (a twin made under inference_mode) keeps no version counter
+    params = list(model.parameters())
+    marks = tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in params)
+    with torch.no_grad():
+        samples = [p.detach().reshape(-1)[::max(1, p.numel() // SIGNATURE_SAMPLES)][:SIGNATURE_SAMPLES].float()
+                   for p in params]
+        values = torch.cat(samples).cpu().numpy().tobytes() if samples else b""
+    return hash((marks, values))
 
 
 class ScoreKV:

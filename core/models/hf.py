@@ -267,6 +267,7 @@ class HFLM:
         self.device = device
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self._twins: dict[torch.dtype, torch.nn.Module] = {model.dtype: self.model}
+        self._twin_of: dict[torch.dtype, int] = {}  # weights_signature of the model each copy was made from
         self._score_kv: dict[torch.dtype, object] = {}  # per twin: keys/values kept between scorings
         self.bf16_native, self.bf16_why = native_bf16(str(device))
         # a bf16 scoring pass is worth trying (precision "auto") only with fp32 weights to re-check
@@ -334,12 +335,20 @@ class HFLM:
         return pieces, self.encode(req.continuation)
 
     def twin(self, precision: Precision) -> torch.nn.Module:
-        """The model in the asked precision (the bf16 copy is made once and kept)."""
+        """The model in the asked precision. A copy in another dtype is made once and kept, and made
+        again when the model's own weights changed since (trained in place): a stale copy would
+        score and sample with the old weights."""
+        from core.models.fastscore import weights_signature
+
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        if dtype not in self._twins:
+        if dtype == self.model.dtype:
+            return self.model
+        now = weights_signature(self.model)
+        if dtype not in self._twins or self._twin_of.get(dtype) != now:
             import copy
 
             self._twins[dtype] = copy.deepcopy(self.model).to(dtype).eval()
+            self._twin_of[dtype] = now
         return self._twins[dtype]
 
     def score_kv(self, dtype: torch.dtype, model: torch.nn.Module | None = None):

@@ -169,3 +169,24 @@ def test_kept_keys_values_go_when_the_weights_change():
     assert sum(lm.loglikelihood(reqs)[0].logprobs) == pytest.approx(fresh_sum(), abs=1e-5)
     lm.model.to(torch.bfloat16).to(torch.float32)  # new storage, rounded values
     assert sum(lm.loglikelihood(reqs)[0].logprobs) == pytest.approx(fresh_sum(), abs=1e-5)
+    before = sum(lm.loglikelihood(reqs)[0].logprobs)
+    bf16_before = sum(lm.loglikelihood(reqs, precision="bf16")[0].logprobs)  # makes and keeps a bf16 copy
+    _fused_adamw_step(lm.model, tok)  # transformers' default optimizer: no version counter moves
+    after = sum(lm.loglikelihood(reqs)[0].logprobs)
+    assert after == pytest.approx(fresh_sum(), abs=1e-5) and abs(after - before) > 1e-3
+    bf16_after = sum(lm.loglikelihood(reqs, precision="bf16")[0].logprobs)
+    assert abs(bf16_after - bf16_before) > 1e-3 and bf16_after == pytest.approx(after, abs=0.5)
+
+
+def _fused_adamw_step(model, tok):
+    """One step of torch's fused AdamW (what transformers' Trainer runs by default), which writes
+    the weights without moving their version counters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    versions = [p._version for p in params]
+    opt = torch.optim.AdamW(params, lr=1e-2, fused=True)
+    ids = torch.tensor([tok.encode("The lamp burns all night over the water.")])
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    model.eval()
+    assert [p._version for p in params] == versions  # the case this guards: nothing counted the write
