@@ -101,6 +101,30 @@ def pytest_sessionstart(session):
             print(f"conftest: {alias} is not converted ({exc}); the tests that need it will say so")
 
 
+@pytest.fixture(autouse=True)
+def _shared_models_keep_their_weights(request):
+    """The session's models are shared by every test on a worker: a test that trains one in place
+    (or leaves it in train mode) changes what the tests after it measure, depending on which worker
+    ran what. Each test that uses one must leave it as it found it: weights, train mode, chat template."""
+    names = [n for n in ("tiny_lm", "builtin_lm") if n in request.fixturenames]
+    if not names:
+        yield
+        return
+    from core.models.fastscore import weights_signature
+
+    lms = {n: request.getfixturevalue(n) for n in names}
+
+    def state(lm):
+        return weights_signature(lm.model), lm.model.training, lm.tokenizer.chat_template
+
+    before = {n: state(lm) for n, lm in lms.items()}
+    yield
+    for n, lm in lms.items():
+        if state(lm) != before[n]:
+            pytest.fail(f"{request.node.nodeid} changed the session's {n} (its weights, train mode or chat "
+                        "template): train or change a copy (copy.deepcopy(lm.model)), never the shared model")
+
+
 @pytest.fixture(scope="session")
 def builtin_lm():
     """SmolLM2-135M-Instruct, fp32, CPU: the model every user starts with."""
@@ -147,11 +171,13 @@ def tiny_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def store():
-    """An empty in-memory store (migrated), closed after the test; files that need a file
-    database define their own `store`."""
+def store(request, tmp_path):
+    """An empty store (migrated), closed after the test: in memory, or a file of that name in the
+    test's tmp_path where the test module sets STORE_FILE (a studio it launches, or a command it
+    runs, opens the same database)."""
     from core.store import open_store
 
-    s = open_store(None)
+    name = getattr(request.module, "STORE_FILE", None)
+    s = open_store(tmp_path / name if name else None)
     yield s
     s.close()

@@ -196,6 +196,8 @@ def test_template_check_finds_dropped_and_mangled_think_blocks(filled, tmp_path)
 def test_trl_sft_trainer_takes_the_chat_export_and_masks_all_but_the_assistant_turn(filled, tmp_path, tiny_lm):
     """Per NOTES-training.md: SmolLM2's template has no {% generation %} markers, so training uses a
     copy with the markers around the assistant content (rendering the same text)."""
+    import copy
+
     import torch
     from datasets import load_dataset
     from trl import SFTConfig, SFTTrainer
@@ -218,7 +220,8 @@ def test_trl_sft_trainer_takes_the_chat_export_and_masks_all_but_the_assistant_t
         cfg = SFTConfig(output_dir=str(tmp_path / "run"), assistant_only_loss=True, max_steps=1,
                         per_device_train_batch_size=2, use_cpu=True, bf16=False, activation_checkpointing=False,
                         report_to=[], save_strategy="no", logging_strategy="no", max_length=512, dataset_num_proc=None)
-        trainer = SFTTrainer(model=tiny_lm.model, args=cfg, train_dataset=ds, processing_class=tok)
+        model = copy.deepcopy(tiny_lm.model)  # trained here: the session's tiny_lm keeps its weights
+        trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
         assert len(trainer.train_dataset) == len(ds)  # no record lost its assistant turn to truncation
         for i, row in enumerate(trainer.train_dataset):  # "Building labels": -100 outside the assistant turn
             trained = tok.decode([t for t, l in zip(row["input_ids"], row["labels"]) if l != -100])

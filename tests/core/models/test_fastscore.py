@@ -1,6 +1,7 @@
 """Fast unit tests of the scoring kernel on a tiny random model: cascade == naive."""
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -25,19 +26,17 @@ def _random_requests(seed: int, n: int, shared: int):
 @pytest.mark.parametrize("shared,n", [(0, 3), (50, 4), (200, 2), (80, 1)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cascade_matches_naive(tiny_lm, shared, n, dtype):
-    model = tiny_lm.model.to(dtype)
-    try:
-        reqs = _random_requests(shared + n, n, shared)
-        with torch.inference_mode():
-            fast = score_token_requests(model, reqs)
-            for (pieces, cont, _), got in zip(reqs, fast):
-                ctx = [t for p in pieces for t in p]
-                ref = naive_logprobs(model, ctx + cont, len(ctx))
-                tol = 1e-4 if dtype == torch.float32 else 5e-2
-                assert len(got) == len(cont)
-                assert max(abs(a - b) for a, b in zip(got, ref)) < tol
-    finally:
-        tiny_lm.model.to(torch.float32)
+    # a copy: casting the shared model to bf16 and back would leave its weights rounded for every later test
+    model = tiny_lm.model if dtype == torch.float32 else copy.deepcopy(tiny_lm.model).to(dtype)
+    reqs = _random_requests(shared + n, n, shared)
+    with torch.inference_mode():
+        fast = score_token_requests(model, reqs)
+        for (pieces, cont, _), got in zip(reqs, fast):
+            ctx = [t for p in pieces for t in p]
+            ref = naive_logprobs(model, ctx + cont, len(ctx))
+            tol = 1e-4 if dtype == torch.float32 else 5e-2
+            assert len(got) == len(cont)
+            assert max(abs(a - b) for a, b in zip(got, ref)) < tol
 
 
 def test_mixed_groups_return_in_request_order(tiny_lm):
