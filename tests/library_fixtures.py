@@ -3,7 +3,7 @@ engines save (REER: core.reer.state.record_from_events; R2: {id, query, rounds: 
 final}). Written for these tests; no third-party text."""
 from __future__ import annotations
 
-from core.store import Store
+from core.store import Store, open_store
 
 REER_ITEMS = [
     ("Write a short essay on why tides matter to coastal towns.",
@@ -32,6 +32,20 @@ def add_reer(store: Store, query: str, thinking: str, answer: str, score: float 
                "settings": settings}
     return store.save_trajectory(run, thinking, answer, initial_score=0.52, final_score=score, initial_ppl=2.5,
                                  final_ppl=1.9, filters={"passed": True, "reasons": []}, details=details)
+
+
+def add_reer_items(store: Store, n: int) -> list[int]:
+    """n REER trajectories from REER_ITEMS, each query and answer made distinct by its number (the
+    answer ends "marker-i", which scripted judges read)."""
+    return [add_reer(store, f"{q} ({i})", thinking, f"{answer} marker-{i}")
+            for i, (q, thinking, answer) in ((i, REER_ITEMS[i % 3]) for i in range(n))]
+
+
+def reer_db(path, n: int) -> str:
+    """A store file at `path` holding add_reer_items(n), closed; its path as text (for --db)."""
+    with open_store(path) as s:
+        add_reer_items(s, n)
+    return str(path)
 
 
 def r2_details(query: str) -> dict:

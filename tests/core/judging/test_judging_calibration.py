@@ -4,7 +4,7 @@ never counted towards k, its correlation, bias and n; the trust level the R2 pag
 from __future__ import annotations
 
 import pytest
-from library_fixtures import REER_ITEMS, add_reer
+from library_fixtures import REER_ITEMS, add_reer, add_reer_items
 
 from core.judging import calibration as cal
 from core.judging import queue as jq
@@ -43,10 +43,7 @@ def _judge_by_text():
 
 
 def test_calibrate_stores_model_judgments_queues_drafts_and_reports_against_people(store):
-    refs = []
-    for i in range(4):
-        q, thinking, answer = REER_ITEMS[i % 3]
-        refs.append(f"traj:{add_reer(store, f'{q} ({i})', thinking, f'{answer} marker-{i}')}")
+    refs = [f"traj:{t}" for t in add_reer_items(store, 4)]
     lm = _judge_by_text()
     steps = list(cal.iter_calibrate(store, lm, "scripted:", "cal", refs, overlap=2, rubric=["clear", "vivid"]))
     assert [s.overall for s in steps] == [2, 4, 6, 8] and steps[-1].done == steps[-1].total == 4

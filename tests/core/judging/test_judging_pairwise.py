@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from library_fixtures import REER_ITEMS, add_reer
+from library_fixtures import REER_ITEMS, add_reer, reer_db
 from scipy.optimize import minimize
 
 from core.judging import pairwise as pw
@@ -23,12 +23,7 @@ TRUE = {"traj:3": 2.0, "traj:1": 1.0, "traj:5": 0.0, "traj:2": -1.0, "traj:4": -
 
 @pytest.fixture
 def db(tmp_path):
-    path = tmp_path / "p.db"
-    with open_store(path) as s:
-        for i in range(5):
-            q, thinking, answer = REER_ITEMS[i % 3]
-            add_reer(s, f"{q} ({i})", thinking, f"{answer} marker-{i}")
-    return str(path)
+    return reer_db(tmp_path / "p.db", 5)
 
 
 def cli(capsys, *args):

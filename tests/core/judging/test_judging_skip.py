@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from library_fixtures import REER_ITEMS, add_reer
+from library_fixtures import reer_db
 
 from core.judging import queue as jq
 from core.store import open_store
@@ -16,12 +16,7 @@ from studio.cli.main import main
 
 @pytest.fixture
 def db(tmp_path):
-    path = tmp_path / "s.db"
-    with open_store(path) as s:
-        for i in range(3):
-            q, thinking, answer = REER_ITEMS[i % 3]
-            add_reer(s, f"{q} ({i})", thinking, f"{answer} marker-{i}")
-    return str(path)
+    return reer_db(tmp_path / "s.db", 3)
 
 
 def _next(capsys, db, who="ann"):

@@ -7,20 +7,14 @@ import io
 import json
 
 import pytest
-from library_fixtures import REER_ITEMS, add_reer
+from library_fixtures import reer_db
 
-from core.store import open_store
 from studio.cli.main import main
 
 
 @pytest.fixture
 def db(tmp_path):
-    path = tmp_path / "j.db"
-    with open_store(path) as s:
-        for i in range(6):
-            q, thinking, answer = REER_ITEMS[i % 3]
-            add_reer(s, f"{q} ({i})", thinking, f"{answer} marker-{i}")
-    return str(path)
+    return reer_db(tmp_path / "j.db", 6)
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:

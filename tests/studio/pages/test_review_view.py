@@ -14,14 +14,9 @@ from studio.pages.export import export_folder, export_root, page_words
 from studio.pages.review import flags_match, make_filter, source_choices
 from studio.views import review as view
 
+STORE_FILE = "s.db"  # the `store` fixture (tests/conftest.py) opens a file of this name
+
 HOSTILE = '<script>alert("x")</script> & <u>'
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "s.db")
-    yield s
-    s.close()
 
 
 def test_make_filter_reads_the_controls_and_names_bad_ones():

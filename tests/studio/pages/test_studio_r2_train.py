@@ -29,17 +29,11 @@ from core.store import open_store
 from studio.views.r2 import point_count
 
 pytestmark = [pytest.mark.ui]
+STORE_FILE = "studio.db"  # the `store` fixture (tests/conftest.py) opens a file of this name: the studio shares it
 
 #            prompt judge  mode  rounds thr seed plan draft refl rev  edit reflections, judge tokens
 def _settings(pid, mode="human", rounds=1, judge="", edit=False):
     return [pid, judge, mode, rounds, 9, 0, False, 64, 32, 64, edit, 48]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "studio.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture

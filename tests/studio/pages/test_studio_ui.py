@@ -19,9 +19,9 @@ from ui_helpers import client, launched, studio_app
 
 from core.models.scripted import Rule, ScriptedLM
 from core.models.shelf import ModelPolicy
-from core.store import open_store
 
 pytestmark = [pytest.mark.ui]
+STORE_FILE = "studio.db"  # the `store` fixture (tests/conftest.py) opens a file of this name: the studio shares it
 
 SETTINGS = dict(k=2, steps=2, thr=0.0, draft=120, cand=60, seed=0, cues=True)  # thr 0: never stops early
 DRAFT_ASK = "Write your private thinking"  # the REER draft prompt (assets/prompts/reer_draft.txt)
@@ -40,13 +40,6 @@ def loop_script(tmp_path, n: int = 64) -> str:
                                           {"when": REWRITE_ASK, "reply": [option(i) for i in range(n)],
                                            "name": "rewrite"}]}))
     return f"scripted:script={path},delay=0.3"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "studio.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture

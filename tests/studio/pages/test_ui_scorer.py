@@ -16,14 +16,8 @@ from core.models.shelf import ModelPolicy
 from core.store import open_store
 
 pytestmark = [pytest.mark.ui]
+STORE_FILE = "studio.db"  # the `store` fixture (tests/conftest.py) opens a file of this name: the studio shares it
 SCORER = "scripted:seed=9"  # another allowed model: the scorer
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "studio.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture
