@@ -5,7 +5,8 @@ and target answer (often 1,000+ tokens) and differ only in the trajectory part a
 the head's keys and values can be kept and only the new tail computed. Prefill runs in fixed
 blocks of `BLOCK` tokens, and only whole blocks are reused, so every block is always computed
 the same way (block j given blocks 0..j-1): a cached prompt gives bit-identical caches, hence
-the same samples for the same seed, as a cold one. Does not know sampling or stop strings.
+the same samples for the same seed, as a cold one. A prompt kept under other weights (the model
+trained in place since) is never reused. Does not know sampling or stop strings.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class PrefixCache:
     def __init__(self) -> None:
         self._ids: dict[int, list[int]] = {}  # id(model) -> token ids the cache covers
         self._kv: dict[int, object] = {}  # id(model) -> DynamicCache of those ids
+        self._weights: dict[int, int] = {}  # id(model) -> weights_signature when those were computed
         self.reused_tokens = 0  # counters, for benchmarks and tests
         self.computed_tokens = 0
 
@@ -43,8 +45,11 @@ class PrefixCache:
         """A fresh DynamicCache holding `ids` (the caller may extend it; the stored copy stays)."""
         from transformers import DynamicCache
 
-        key = id(model)
-        old = self._ids.get(key, [])
+        from core.models.fastscore import weights_signature
+
+        key, weights = id(model), weights_signature(model)
+        # keys/values of other weights (trained in place, or another model that got the same id) are stale
+        old = self._ids.get(key, []) if self._weights.get(key) == weights else []
         reuse = 0
         while (reuse + BLOCK <= min(len(old), len(ids))
                and old[reuse:reuse + BLOCK] == ids[reuse:reuse + BLOCK]):
@@ -63,9 +68,10 @@ class PrefixCache:
             pos = end
         self.reused_tokens += reuse
         self.computed_tokens += len(ids) - reuse
-        self._ids[key], self._kv[key] = list(ids), cache
+        self._ids[key], self._kv[key], self._weights[key] = list(ids), cache, weights
         return copy.deepcopy(cache)
 
     def clear(self) -> None:
         self._ids.clear()
         self._kv.clear()
+        self._weights.clear()

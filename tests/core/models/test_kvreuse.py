@@ -143,16 +143,10 @@ def test_kept_keys_values_go_when_the_weights_change():
     """A model trained in place (an optimizer step) or cast to bf16 and back scores with its new
     weights, not with keys/values kept from the old ones. Its own tiny model: the session's
     tiny_lm must keep its weights."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from core.models.hf import HFLM, builtin_model_dir
     from core.models.lm import ScoreRequest
 
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
-    torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    lm = HFLM(LlamaForCausalLM(cfg).eval(), tok, name="tiny-mutable", device="cpu")
+    lm = own_tiny_lm()
+    tok = lm.tokenizer
     reqs = [ScoreRequest(("The keeper climbs the stair at dusk and lights the lamp. ",), "The ships see it.")]
 
     def fresh_sum() -> float:  # scored without anything kept
@@ -171,14 +165,28 @@ def test_kept_keys_values_go_when_the_weights_change():
     assert sum(lm.loglikelihood(reqs)[0].logprobs) == pytest.approx(fresh_sum(), abs=1e-5)
     before = sum(lm.loglikelihood(reqs)[0].logprobs)
     bf16_before = sum(lm.loglikelihood(reqs, precision="bf16")[0].logprobs)  # makes and keeps a bf16 copy
-    _fused_adamw_step(lm.model, tok)  # transformers' default optimizer: no version counter moves
+    fused_adamw_step(lm.model, tok)  # transformers' default optimizer: no version counter moves
     after = sum(lm.loglikelihood(reqs)[0].logprobs)
     assert after == pytest.approx(fresh_sum(), abs=1e-5) and abs(after - before) > 1e-3
     bf16_after = sum(lm.loglikelihood(reqs, precision="bf16")[0].logprobs)
     assert abs(bf16_after - bf16_before) > 1e-3 and bf16_after == pytest.approx(after, abs=0.5)
 
 
-def _fused_adamw_step(model, tok):
+def own_tiny_lm(seed: int = 1):
+    """A 2-layer random Llama of the test's own, which it may train (the session's tiny_lm must
+    keep its weights)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from core.models.hf import HFLM, builtin_model_dir
+
+    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    return HFLM(LlamaForCausalLM(cfg).eval(), tok, name="tiny-mutable", device="cpu")
+
+
+def fused_adamw_step(model, tok):
     """One step of torch's fused AdamW (what transformers' Trainer runs by default), which writes
     the weights without moving their version counters."""
     params = [p for p in model.parameters() if p.requires_grad]

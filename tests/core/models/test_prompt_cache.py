@@ -56,3 +56,22 @@ def test_every_rewrite_prompt_opens_with_its_static_part(name, lang):
     later = [expand_prompt(ps, cfg, query, answer, ["A new first paragraph."] + segs[1:], i) for i in range(3)]
     assert all(p.startswith(head) for p in prompts + later)
     assert query in head and answer in head and segs[0] not in head
+
+
+def test_a_head_kept_under_other_weights_is_computed_again():
+    """Trained in place (torch's fused AdamW moves no version counter), the model's next prompt
+    reuses nothing kept from before the step, and gives the tokens a cold cache gives."""
+    from test_kvreuse import fused_adamw_step, own_tiny_lm
+
+    lm = own_tiny_lm(seed=2)
+    greedy = GenerationConfig(max_new_tokens=6, temperature=0)
+    lm.generate(_msg("The sea", 1), greedy)  # keeps the head
+    fused_adamw_step(lm.model, lm.tokenizer)
+    before = lm.prefix_cache.reused_tokens
+    warm = lm.generate(_msg("The sea", 2), greedy)
+    assert lm.prefix_cache.reused_tokens == before  # nothing kept from the old weights was used
+    lm.prefix_cache.clear()
+    assert warm == lm.generate(_msg("The sea", 2), greedy)
+    again = lm.prefix_cache.reused_tokens
+    lm.generate(_msg("The sea", 3), greedy)
+    assert lm.prefix_cache.reused_tokens - again >= 2 * BLOCK  # same weights: the head is reused again
