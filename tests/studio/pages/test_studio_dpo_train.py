@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from test_studio_r2_train import api, fake, store  # noqa: F401  (the launched studio and its store)
+from test_studio_r2_train import STORE_FILE, api, fake  # noqa: F401  (the launched studio; its store's file)
 from ui_helpers import needs_chromium
 
 from core import events as ev
