@@ -40,7 +40,7 @@ import weakref
 from pathlib import Path
 from typing import Sequence
 
-from core.models.env import cache_dir
+from core.models.env import cache_dir, files_mark
 from core.models.lm import (
     ContextTooLong,
     FINISH_LENGTH,
@@ -148,12 +148,10 @@ def engines_of(lm) -> dict:
 # ---- conversion ---------------------------------------------------------------------------------
 
 def _fingerprint(folder: Path) -> str:
-    """Changes when the folder's weights or config change (name, size, mtime of each file)."""
+    """Changes when the folder's weights, config or tokenizer change (core.models.env.files_mark)."""
     h = hashlib.sha1(str(folder.resolve()).encode())
-    for f in sorted(folder.iterdir()):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for name, size, mtime in files_mark(folder):
+        h.update(f"{name}:{size}:{mtime}".encode())
     return h.hexdigest()[:16]
 
 

@@ -13,8 +13,11 @@ or anything), and the servers the API key may go to (only hosts named literally 
 Every spec a page asks for passes `ModelChoice.spec`/`lm`, so the policy holds for crafted API
 calls as much as for the page's own dropdowns.
 
-Does not know: what a model is for, Gradio, runs. A folder whose weights change on disk (a model
-trained again into the same folder) is the caller's to `drop` before loading it again.
+A local folder or file is loaded again when the files there changed since it was loaded (a model
+trained again into the same folder, by the Train page or any other process: `files_mark`); a
+job still holding the old copy keeps it.
+
+Does not know: what a model is for, Gradio, runs.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.models.env import number_from_env
+from core.models.env import files_mark, number_from_env
 from core.models.lm import DEFAULT_MODEL, LM, LMError
 from core.models.load import load_lm, load_with_engine
 from core.models.urls import is_server_spec, server_hosts
@@ -66,6 +69,7 @@ class ModelShelf:
             raise BadShelfSetting(f"a model shelf must keep at least 1 model, not {self.capacity}")
         self.load = load  # load(spec, dtype=..., device=...) -> LM; slow for real models
         self._models: OrderedDict[Key, LM] = OrderedDict()  # least recently used first
+        self._marks: dict[Key, tuple] = {}  # files_mark of each model's spec when it was loaded
         self._loading: dict[Key, threading.Lock] = {}  # one lock per key being loaded
         self._lock = threading.Lock()  # guards the two dicts above (never held while loading)
         self.loads = 0  # models loaded so far (put does not count)
@@ -79,15 +83,16 @@ class ModelShelf:
         key = (normal_spec(spec), dtype, device) + (() if key_hosts is None else (key_hosts,))
         extra = {} if key_hosts is None else {"key_hosts": key_hosts}
         with self._lock:
-            if key in self._models:
+            if self._current(key):
                 self._models.move_to_end(key)
                 return self._models[key]
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:  # callers of the same key wait here for the one load
             with self._lock:
-                if key in self._models:
+                if self._current(key):
                     self._models.move_to_end(key)
                     return self._models[key]
+            mark = files_mark(key[0])  # before loading: files saved during the load make the next get load again
             try:
                 lm = self.load(key[0], dtype=dtype, device=device, **extra)
             finally:
@@ -95,13 +100,18 @@ class ModelShelf:
                     self._loading.pop(key, None)
             with self._lock:
                 self.loads += 1
-                self._keep(key, lm)
+                self._keep(key, lm, mark)
             return lm
+
+    def _current(self, key: Key) -> bool:
+        """On the shelf, and loaded from the files that are on disk now (caller holds the lock)."""
+        return key in self._models and self._marks.get(key) == files_mark(key[0])
 
     def put(self, spec: str, lm: LM, dtype: str = "float32", device: str | None = None) -> LM:
         """Put a model built elsewhere on the shelf under `spec` (replacing what was there)."""
+        spec = normal_spec(spec)
         with self._lock:
-            self._keep((normal_spec(spec), dtype, device), lm)
+            self._keep((spec, dtype, device), lm, files_mark(spec))
         return lm
 
     def drop(self, spec: str | None) -> int:
@@ -111,6 +121,7 @@ class ModelShelf:
             keys = [k for k in self._models if k[0] == spec]
             for k in keys:
                 del self._models[k]
+                self._marks.pop(k, None)
         return len(keys)
 
     def loaded(self) -> list[str]:
@@ -118,11 +129,12 @@ class ModelShelf:
         with self._lock:
             return [k[0] for k in self._models]
 
-    def _keep(self, key: Key, lm: LM) -> None:
-        self._models[key] = lm
+    def _keep(self, key: Key, lm: LM, mark: tuple) -> None:
+        self._models[key], self._marks[key] = lm, mark
         self._models.move_to_end(key)
         while len(self._models) > self.capacity:
-            self._models.popitem(last=False)
+            gone, _ = self._models.popitem(last=False)
+            self._marks.pop(gone, None)
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 """The model shelf (core.models.shelf): lazy, one load per spec even under threads, bounded
-with least-recently-used eviction, a failed load not kept; ModelChoice's default spec."""
+with least-recently-used eviction, a failed load not kept, a folder saved again loaded again;
+ModelChoice's default spec."""
 from __future__ import annotations
 
 import threading
@@ -115,3 +116,49 @@ def test_the_r2_runner_keeps_no_judges_of_its_own_beyond_the_shelf(tmp_path):
     runner.judge_lm("judge-a")
     assert [c[0] for c in loader.calls] == ["judge-a", "judge-b", "judge-a"]
     assert runner.judge_lm("").name == "app" and len(loader.calls) == 3
+
+
+def test_a_folder_saved_again_is_loaded_again(tmp_path):
+    """A model trained again into the same folder (the Train page's output picked as a model, then
+    trained over) is loaded anew; until its files change the shelf keeps the one copy."""
+    load = CountingLoader()
+    shelf = ModelShelf(capacity=3, load=load)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"first")
+    first = shelf.get(str(folder))
+    assert shelf.get(str(folder)) is first and len(load.calls) == 1
+    (folder / "metrics.json").write_text("{}")  # a training run's figures beside the model: not the model
+    assert shelf.get(str(folder)) is first and len(load.calls) == 1
+    (folder / "model.safetensors").write_bytes(b"second, longer")  # saved again
+    second = shelf.get(str(folder))
+    assert second is not first and len(load.calls) == 2
+    assert shelf.get(str(folder)) is second and shelf.loaded() == [str(folder)]
+    (folder / "model.safetensors").unlink()  # gone: loading again says what is wrong
+    shelf.get(str(folder))
+    assert len(load.calls) == 3
+
+
+def test_a_real_model_folder_trained_again_scores_with_its_new_weights(tmp_path, tiny_dir):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.models.lm import ScoreRequest
+    from core.models.load import load_lm
+
+    folder = tmp_path / "trained"
+    shutil.copytree(tiny_dir, folder)
+    shelf = ModelShelf(capacity=2, load=load_lm)
+    req = [ScoreRequest(("The lamp burns all night. ",), "The ships see it.")]
+    before = sum(shelf.get(str(folder)).loglikelihood(req)[0].logprobs)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for p in model.model.layers[0].parameters():
+            p.mul_(1.5)
+    time.sleep(0.01)  # a later mtime even on coarse clocks; the size may not change
+    model.save_pretrained(folder)  # trained again, saved over the same folder
+    after = sum(shelf.get(str(folder)).loglikelihood(req)[0].logprobs)
+    fresh = sum(load_lm(str(folder)).loglikelihood(req)[0].logprobs)
+    assert after == pytest.approx(fresh, abs=1e-5) and abs(after - before) > 1e-3
