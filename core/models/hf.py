@@ -266,7 +266,7 @@ class HFLM:
         self.name = name
         self.device = device
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        self._twins: dict[torch.dtype, torch.nn.Module] = {model.dtype: self.model}
+        self._twins: dict[torch.dtype, torch.nn.Module] = {}  # copies of the model in other dtypes (twin)
         self._twin_of: dict[torch.dtype, int] = {}  # weights_signature of the model each copy was made from
         self._score_kv: dict[torch.dtype, object] = {}  # per twin: keys/values kept between scorings
         self.bf16_native, self.bf16_why = native_bf16(str(device))
