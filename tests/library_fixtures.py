@@ -37,8 +37,11 @@ def add_reer(store: Store, query: str, thinking: str, answer: str, score: float 
 def add_reer_items(store: Store, n: int) -> list[int]:
     """n REER trajectories from REER_ITEMS, each query and answer made distinct by its number (the
     answer ends "marker-i", which scripted judges read)."""
-    return [add_reer(store, f"{q} ({i})", thinking, f"{answer} marker-{i}")
-            for i, (q, thinking, answer) in ((i, REER_ITEMS[i % 3]) for i in range(n))]
+    ids = []
+    for i in range(n):
+        q, thinking, answer = REER_ITEMS[i % 3]
+        ids.append(add_reer(store, f"{q} ({i})", thinking, f"{answer} marker-{i}"))
+    return ids
 
 
 def reer_db(path, n: int) -> str:
