@@ -134,7 +134,7 @@ def test_a_folder_saved_again_is_loaded_again(tmp_path):
     second = shelf.get(str(folder))
     assert second is not first and len(load.calls) == 2
     assert shelf.get(str(folder)) is second and shelf.loaded() == [str(folder)]
-    (folder / "model.safetensors").unlink()  # gone: loading again says what is wrong
+    (folder / "model.safetensors").unlink()  # gone: loaded again, so a real load would say what is missing
     shelf.get(str(folder))
     assert len(load.calls) == 3
 
