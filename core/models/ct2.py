@@ -26,7 +26,9 @@ one-token call (greedy draws no random number, so the spare's sampler still star
 seed). $PALIMPSEST_PREFIX_CACHE=0 (or `use_prompt_cache = False`) turns all of it off.
 
 Does not know: scoring arithmetic (core.models.fastscore), REER, servers. CTranslate2 on CPU
-offers int8 and float32 only (no bf16); bf16 generation is HFLM's own (`gen_precision`).
+offers int8 and float32 only (no bf16); bf16 generation is HFLM's own (`gen_precision`). The
+converted copy is made from the folder on disk: a torch model trained in this process samples from
+its old weights here (and scores with its new ones in the HFLM) until it is saved and loaded again.
 """
 from __future__ import annotations
 
