@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import weakref
 from functools import lru_cache
 
 import torch
@@ -32,12 +33,13 @@ def cache_kw(model: torch.nn.Module) -> str:
 
 
 class PrefixCache:
-    """One remembered prompt per model (the last one), reused block by block by the next."""
+    """One remembered prompt per model (the last one), reused block by block by the next, and
+    forgotten with its model."""
 
     def __init__(self) -> None:
-        self._ids: dict[int, list[int]] = {}  # id(model) -> token ids the cache covers
-        self._kv: dict[int, object] = {}  # id(model) -> DynamicCache of those ids
-        self._weights: dict[int, int] = {}  # id(model) -> weights_signature when those were computed
+        # model -> (token ids, a DynamicCache of them, the model's weights_signature then); an entry
+        # goes with its model (a bf16 copy made again after training frees the old copy's keys/values)
+        self._kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.reused_tokens = 0  # counters, for benchmarks and tests
         self.computed_tokens = 0
 
@@ -47,15 +49,16 @@ class PrefixCache:
 
         from core.models.fastscore import weights_signature
 
-        key, weights = id(model), weights_signature(model)
-        # keys/values of other weights (trained in place, or another model that got the same id) are stale
-        old = self._ids.get(key, []) if self._weights.get(key) == weights else []
+        weights = weights_signature(model)
+        old, kept, then = self._kept.get(model, ([], None, None))
+        if then != weights:  # kept under other weights (trained in place since): stale
+            old = []
         reuse = 0
         while (reuse + BLOCK <= min(len(old), len(ids))
                and old[reuse:reuse + BLOCK] == ids[reuse:reuse + BLOCK]):
             reuse += BLOCK
         if reuse:
-            cache = copy.deepcopy(self._kv[key])
+            cache = copy.deepcopy(kept)
             if len(old) > reuse:
                 cache.crop(reuse - len(old))  # transformers 5: a negative count of tokens to drop
         else:
@@ -68,10 +71,8 @@ class PrefixCache:
             pos = end
         self.reused_tokens += reuse
         self.computed_tokens += len(ids) - reuse
-        self._ids[key], self._kv[key], self._weights[key] = list(ids), cache, weights
+        self._kept[model] = (list(ids), cache, weights)
         return copy.deepcopy(cache)
 
     def clear(self) -> None:
-        self._ids.clear()
-        self._kv.clear()
-        self._weights.clear()
+        self._kept.clear()

@@ -75,3 +75,35 @@ def test_a_head_kept_under_other_weights_is_computed_again():
     again = lm.prefix_cache.reused_tokens
     lm.generate(_msg("The sea", 3), greedy)
     assert lm.prefix_cache.reused_tokens - again >= 2 * BLOCK  # same weights: the head is reused again
+
+
+def test_a_kept_head_goes_with_its_model():
+    """A model dropped (a bf16 copy made again after training, a model evicted from the shelf)
+    takes its kept keys/values with it: nothing is held for a model no one can use."""
+    import copy
+    import gc
+
+    import torch
+    from transformers import DynamicCache
+
+    from core.models.gencache import PrefixCache
+    from test_kvreuse import own_tiny_lm
+
+    def held() -> int:  # key/value caches alive in the process
+        gc.collect()
+        return sum(type(o) is DynamicCache for o in gc.get_objects())
+
+    lm = own_tiny_lm(seed=3)
+    cache = PrefixCache()
+    ids = lm.encode(_msg("The sea", 1)[0]["content"])
+    other = copy.deepcopy(lm.model)
+    start = held()
+    with torch.inference_mode():  # as HFLM.generate calls it
+        cache.prefill(lm.model, ids, "cpu")
+        cache.prefill(other, ids, "cpu")
+        assert held() == start + 2  # one kept per model (the copies handed out are gone)
+        del other
+        assert held() == start + 1  # the dropped model's went with it
+        before = cache.reused_tokens
+        cache.prefill(lm.model, ids, "cpu")
+    assert cache.reused_tokens - before >= BLOCK  # lm's is still kept and reused
