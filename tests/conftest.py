@@ -110,7 +110,7 @@ def _shared_models_keep_their_weights(request):
     if not names:
         yield
         return
-    from core.models.fastscore import weights_signature
+    from core.models.marks import weights_signature
 
     lms = {n: request.getfixturevalue(n) for n in names}
 
@@ -136,36 +136,22 @@ def builtin_lm():
 @pytest.fixture(scope="session")
 def tiny_lm():
     """A 2-layer random Llama (GQA like SmolLM2) behind the same HFLM wrapper."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tiny_models import tiny_llama
 
-    from core.models.hf import HFLM, builtin_model_dir
+    from core.models.hf import HFLM
 
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(cfg).eval()
+    model, tok = tiny_llama()
     return HFLM(model, tok, name="tiny-random", device="cpu")
-
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """The same 2-layer random Llama with the built-in tokenizer, saved as a model folder (training tests)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tiny_models import tiny_llama
 
-    from core.models.hf import builtin_model_dir
-
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
+    model, tok = tiny_llama(with_pad=True, max_position_embeddings=512)
     d = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(d)
+    model.save_pretrained(d)
     tok.save_pretrained(d)
     return d
 

@@ -42,7 +42,7 @@ import weakref
 from pathlib import Path
 from typing import Sequence
 
-from core.models.env import cache_dir, files_mark
+from core.models.env import cache_dir
 from core.models.lm import (
     ContextTooLong,
     FINISH_LENGTH,
@@ -57,6 +57,7 @@ from core.models.lm import (
     stop_check,
     token_sink,
 )
+from core.models.marks import files_mark
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def engines_of(lm) -> dict:
 # ---- conversion ---------------------------------------------------------------------------------
 
 def _fingerprint(folder: Path) -> str:
-    """Changes when the folder's weights, config or tokenizer change (core.models.env.files_mark)."""
+    """Changes when the folder's weights, config or tokenizer change (core.models.marks.files_mark)."""
     h = hashlib.sha1(str(folder.resolve()).encode())
     for name, size, mtime in files_mark(folder):
         h.update(f"{name}:{size}:{mtime}".encode())

@@ -198,26 +198,6 @@ def kv_slice(kv: KV, n: int) -> KV:
     return [(k[:, :, :n], v[:, :, :n]) for k, v in kv]
 
 
-SIGNATURE_SAMPLES = 16  # values read from each parameter, evenly strided, for weights_signature
-
-
-def weights_signature(model) -> int:
-    """Changes when the weights of `model` change, i.e. when kept keys/values go stale: a parameter
-    given new storage (`.to(dtype)` and back), written in place by an op that counts (its version
-    counter), or written by one that does not (torch's fused AdamW, transformers' default optimizer,
-    leaves the counter as it was), seen in SIGNATURE_SAMPLES of its values. An optimizer step moves
-    nearly every value of every trained parameter; a write that touches none of the sampled values
-    of any parameter goes unseen."""
-    # an inference tensor (a twin made under inference_mode) keeps no version counter
-    params = list(model.parameters())
-    marks = tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in params)
-    with torch.no_grad():
-        samples = [p.detach().reshape(-1)[::max(1, p.numel() // SIGNATURE_SAMPLES)][:SIGNATURE_SAMPLES].float()
-                   for p in params]
-        values = torch.cat(samples).cpu().numpy().tobytes() if samples else b""
-    return hash((marks, values))
-
-
 class ScoreKV:
     """Keys/values of scored contexts, keyed on their token ids (module docstring), kept within
     `max_bytes`; the least recently used entry goes first. Not thread-safe: its owner scores
@@ -228,7 +208,7 @@ class ScoreKV:
         self.entries: list[tuple[list[int], KV]] = []  # least recently used first
         self.bytes = 0
         self.hits = self.reused_tokens = self.computed_tokens = 0  # counters, for the benches
-        self.weights: int | None = None  # weights_signature of the model the entries were computed with
+        self.weights: int | None = None  # core.models.marks.weights_signature of the model the entries were computed with
 
     @classmethod
     def from_env(cls) -> "ScoreKV":

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import torch
 
+from core.models.marks import weights_signature
+
 BLOCK = 256  # prefill chunk and reuse granularity, in tokens
 
 
@@ -46,8 +48,6 @@ class PrefixCache:
     def prefill(self, model: torch.nn.Module, ids: list[int], device: str) -> object:
         """A fresh DynamicCache holding `ids` (the caller may extend it; the stored copy stays)."""
         from transformers import DynamicCache
-
-        from core.models.fastscore import weights_signature
 
         weights = weights_signature(model)
         old, kept, then = self._kept.get(model, ([], None, None))

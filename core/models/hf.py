@@ -52,6 +52,7 @@ from core.models.lm import (
     stop_reason,
     token_sink,
 )
+from core.models.marks import weights_signature
 from core.models.norepeat import NoRepeatNGram
 
 log = logging.getLogger(__name__)
@@ -338,8 +339,6 @@ class HFLM:
         """The model in the asked precision. A copy in another dtype is made once and kept, and made
         again when the model's own weights changed since (trained in place): a stale copy would
         score and sample with the old weights."""
-        from core.models.fastscore import weights_signature
-
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if dtype == self.model.dtype:
             return self.model
@@ -355,7 +354,7 @@ class HFLM:
         """The keys/values kept between scorings for the `dtype` twin (core.models.fastscore.ScoreKV);
         given the twin `model`, emptied first when its weights changed since they were kept (trained
         in place, or cast to another dtype and back): stale keys/values would score with old weights."""
-        from core.models.fastscore import ScoreKV, weights_signature
+        from core.models.fastscore import ScoreKV
 
         if dtype not in self._score_kv:
             self._score_kv[dtype] = ScoreKV.from_env()

@@ -28,9 +28,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.models.env import files_mark, number_from_env
+from core.models.env import number_from_env
 from core.models.lm import DEFAULT_MODEL, LM, LMError
 from core.models.load import load_lm, load_with_engine
+from core.models.marks import files_mark
 from core.models.urls import is_server_spec, server_hosts
 
 MAX_MODELS_ENV = "PALIMPSEST_MAX_MODELS"
