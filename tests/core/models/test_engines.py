@@ -26,20 +26,16 @@ MSG = [{"role": "user", "content": "Write a few words about the sea."}]
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
     """(HFLM fp32, CT2LM fp32, CT2LM int8) of one tiny random Llama; conversions cached in a temp dir."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tiny_models import tiny_llama
 
     from core.models.ct2 import CT2LM
-    from core.models.hf import HFLM, builtin_model_dir
+    from core.models.hf import HFLM
 
     root = tmp_path_factory.mktemp("engines")
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())  # before the cache moves (else: a GGUF conversion)
+    # before the cache moves (else the tokenizer's load converts the GGUF again)
+    model, tok = tiny_llama(with_eos=True, max_position_embeddings=512)
     kept = os.environ.get("PALIMPSEST_CACHE")
     os.environ["PALIMPSEST_CACHE"] = str(root / "cache")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id)
-    model = LlamaForCausalLM(cfg).eval()
     folder = root / "tiny"
     model.save_pretrained(folder)
     tok.save_pretrained(folder)

@@ -175,15 +175,11 @@ def test_kept_keys_values_go_when_the_weights_change():
 def own_tiny_lm(seed: int = 1):
     """A 2-layer random Llama of the test's own, which it may train (the session's tiny_lm must
     keep its weights)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tiny_models import tiny_llama
 
-    from core.models.hf import HFLM, builtin_model_dir
+    from core.models.hf import HFLM
 
-    tok = AutoTokenizer.from_pretrained(builtin_model_dir())
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
-    return HFLM(LlamaForCausalLM(cfg).eval(), tok, name="tiny-mutable", device="cpu")
+    return HFLM(*tiny_llama(seed), name="tiny-mutable", device="cpu")
 
 
 def fused_adamw_step(model, tok):

@@ -157,7 +157,7 @@ def test_a_real_model_folder_trained_again_scores_with_its_new_weights(tmp_path,
     with torch.no_grad():
         for p in model.model.layers[0].parameters():
             p.mul_(1.5)
-    time.sleep(0.01)  # a later mtime even on coarse clocks; the size may not change
+    time.sleep(0.01)  # the size stays the same: the file's mtime (in ns here) tells it was saved again
     model.save_pretrained(folder)  # trained again, saved over the same folder
     after = sum(shelf.get(str(folder)).loglikelihood(req)[0].logprobs)
     fresh = sum(load_lm(str(folder)).loglikelihood(req)[0].logprobs)
