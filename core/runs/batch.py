@@ -13,7 +13,9 @@ human judging) is "paused".
 Concurrency: with `concurrency` 1 the items run one after another in this thread and the
 outcomes come in input order. With N > 1, N worker threads each take the next item and drive
 it to its end; outcomes come as items finish (not in input order: `index` says where each
-belongs; studio/cli/batch.py writes the file in input order). The store is the single writer:
+belongs; studio/cli/batch.py writes the file in input order). The items are stored as prompts
+in input order before any worker starts, so each content's prompt id is the same as one at a
+time would give it (the first item with that content names it). The store is the single writer:
 one `Store` shared by the threads, whose lock serialises its one connection, so every event is
 still committed as it happens. Two items of one input with the same content (one prompt) never
 run at once: the second waits for the first and is then "cached". The engine's models are
@@ -132,9 +134,10 @@ class _ItemRunner:
     def record(self, run_id: str, item: Item) -> dict:
         return self.item_record(self.engine.run_record(self.store, run_id), item)
 
-    def run(self, index: int, item: Item) -> ItemOutcome:
+    def run(self, index: int, item: Item, pid: str | None = None) -> ItemOutcome:
+        """The item's outcome; `pid` is its prompt id when it was already imported."""
         store, engine = self.store, self.engine
-        pid = import_item(store, item, self.source)
+        pid = pid if pid is not None else import_item(store, item, self.source)
         with self.prompt_lock(pid):
             done = finished_run(store, engine.kind, pid, self.settings, self.model)
             if done is not None:
@@ -184,18 +187,18 @@ def _pooled(one: _ItemRunner, items: Sequence[Item], concurrency: int) -> Iterat
     exception that is not an item's failure (a model that cannot load, a store that stays busy)
     stops the other workers and is raised here; so is KeyboardInterrupt, after setting the stop flag."""
     todo: queue.SimpleQueue = queue.SimpleQueue()
-    for pair in enumerate(items):
-        todo.put(pair)
+    for index, item in enumerate(items):  # imported here, in input order: the prompt ids do not depend on the race
+        todo.put((index, item, import_item(one.store, item, one.source)))
     results: queue.SimpleQueue = queue.SimpleQueue()
 
     def work() -> None:
         while not one.stop.is_set():
             try:
-                index, item = todo.get_nowait()
+                index, item, pid = todo.get_nowait()
             except queue.Empty:
                 return
             try:
-                results.put(one.run(index, item))
+                results.put(one.run(index, item, pid))
             except BatchStopped:
                 return
             except BaseException as exc:  # noqa: BLE001  (handed to the consuming thread, which raises it)

@@ -114,6 +114,28 @@ def test_concurrent_reer_items_each_once_same_records_as_one_at_a_time(tmp_path)
     assert [strip(by_id[o.item.id].record) for o in seq] == [strip(o.record) for o in seq]
 
 
+def test_a_repeated_content_takes_the_first_items_id_whatever_the_workers_race(tmp_path):
+    """Two items with one content are one prompt, named by the first item of the input, as one at a
+    time names it. Item 0's import is held back here: had the workers imported as they went (CI
+    once saw it), item 1's would have come first and named the prompt "it1"."""
+    its = items(4, dup_at=1)
+    with open_store(tmp_path / "c.db") as store:
+        add_prompt = store.add_prompt
+
+        def slow_for_it0(*args, **kw):
+            if kw.get("id") == "it0":
+                time.sleep(0.3)
+            return add_prompt(*args, **kw)
+
+        store.add_prompt = slow_for_it0
+        lm = ScriptedLM()
+        out = list(reer_items(store, its, CFG, lm.name, lambda: lm, concurrency=4))
+        by_id = {o.item.id: o for o in out}
+        assert by_id["it0"].prompt_id == by_id["it1"].prompt_id == "it0"
+        assert by_id["it0"].record["prompt_id"] == by_id["it1"].record["prompt_id"] == "it0"
+        assert sorted(p["id"] for p in store.list_prompts()) == ["it0", "it2", "it3"]
+
+
 def test_models_are_asked_for_one_worker_at_a_time(tmp_path):
     """Six workers need the model at once: `get_lm` (the CLI's loader memoises behind it) is never
     entered by two of them together, so a model loads once."""
