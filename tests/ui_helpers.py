@@ -21,6 +21,10 @@ from needs import CHROMIUM, CHROMIUM_MISSING, has_chromium, needs_chromium  # no
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 VIEWPORT = {"width": 1280, "height": 800}
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
+# How long a browser test waits for the studio to show a state (ms). A wait ends as soon as the state
+# shows, so a long one costs nothing when the studio is right; a loaded 2-core CI box can take tens of
+# seconds for one server round trip (a reload under 2 busy loops took over 30 s here).
+WAIT_MS = 90_000
 
 
 def studio_app(model, store=None, name: str | None = None, **kw):
@@ -71,6 +75,7 @@ def browser_page(url: str):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(WAIT_MS)  # clicks and waits that name no timeout
             page.goto(url, wait_until="domcontentloaded")
             yield page
         finally:

@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
+from ui_helpers import ARTIFACTS, WAIT_MS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui, pytest.mark.model,
               needs_chromium]
@@ -46,18 +46,18 @@ def served(builtin_lm, tmp_path_factory):
 def test_browser_library_to_reer_run_reload_accept(served):
     url, store = served
     with browser_page(url) as page:
-        page.wait_for_selector("#library-table", timeout=30_000)
+        page.wait_for_selector("#library-table", timeout=WAIT_MS)
         _shot(page, "library")
         # open the story sample (the lighthouse keeper) from the table, then send it to the REER page
         page.locator("#library-table [data-testid=\"cell-1-2\"]").click()
         page.wait_for_function("() => (document.querySelector('#library-query textarea') || {}).value?.length > 20",
-                               timeout=60_000)
+                               timeout=WAIT_MS)
         pid = page.input_value("#library-id input")
         assert pid and store.get_prompt(pid)
         page.click("#library-to-reer")
         page.wait_for_function("id => (document.querySelector('#reer-prompt input') || {}).value?.startsWith(id)",
-                               arg=pid, timeout=60_000)
-        page.wait_for_selector("#reer-plot .main-svg", timeout=30_000)  # plotly.js loaded before Run
+                               arg=pid, timeout=WAIT_MS)
+        page.wait_for_selector("#reer-plot .main-svg", timeout=WAIT_MS)  # plotly.js loaded before Run
         # tiny budgets for a CPU test; the labels show the real defaults
         page.click("#reer-settings button")
         _fill(page, "reer-max-steps", 1)
@@ -72,12 +72,12 @@ def test_browser_library_to_reer_run_reload_accept(served):
         print(f"\nRun to first plotted point: {first_point:.1f} s")
         run_id = page.get_attribute("#reer-status .reer-status", "data-run")
         assert run_id and store.get_run(run_id)["prompt_id"] == pid
-        page.wait_for_selector("#reer-trajectory .seg", timeout=30_000)
+        page.wait_for_selector("#reer-trajectory .seg", timeout=WAIT_MS)
         page.wait_for_selector("#reer-trajectory .seg.work", timeout=240_000)  # the segment under work
         _shot(page, "reer-running")
         page.wait_for_selector('#reer-status [data-state="finished"], #reer-status [data-state="stopped"]',
                                timeout=300_000)
-        page.wait_for_function(f"() => ({POINTS_JS})() >= {1 + 1}", timeout=30_000)  # the path gained a point
+        page.wait_for_function(f"() => ({POINTS_JS})() >= {1 + 1}", timeout=WAIT_MS)  # the path gained a point
         n_points = page.evaluate(POINTS_JS)
         events = store.events(run_id)
         scored = sum(e.kind == "candidate_scored" for e in events)
@@ -90,10 +90,10 @@ def test_browser_library_to_reer_run_reload_accept(served):
         # a reload opens the same tab (it is in the address) and reattaches to the same run from the store
         assert page.url.endswith("?tab=reer")
         page.reload(wait_until="domcontentloaded")
-        page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("REER")', timeout=30_000)
+        page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("REER")', timeout=WAIT_MS)
         page.wait_for_function("id => document.querySelector('#reer-status .reer-status')?.dataset.run === id",
-                               arg=run_id, timeout=30_000)
-        page.wait_for_function(f"() => ({POINTS_JS})() === {n_points}", timeout=30_000)
+                               arg=run_id, timeout=WAIT_MS)
+        page.wait_for_function(f"() => ({POINTS_JS})() === {n_points}", timeout=WAIT_MS)
         status = page.inner_text("#reer-status")
         assert run_id[:8] in status
         from core.reer.jobs import run_record
@@ -103,13 +103,13 @@ def test_browser_library_to_reer_run_reload_accept(served):
 
         # heat maps of the reference, initial vs current trajectory
         page.click("#reer-heat-btn")
-        page.wait_for_selector("#reer-heat-current span.tok", timeout=60_000)
+        page.wait_for_selector("#reer-heat-current span.tok", timeout=WAIT_MS)
         assert page.locator("#reer-heat-initial span.tok").count() == page.locator("#reer-heat-current span.tok").count()
         page.locator("#reer-heat-row").scroll_into_view_if_needed()
         _shot(page, "reer-heatmap")
 
         page.click("#reer-accept")
-        page.wait_for_selector('#reer-review [data-status="accepted"]', timeout=60_000)
+        page.wait_for_selector('#reer-review [data-status="accepted"]', timeout=WAIT_MS)
         assert store.trajectory_for_run(run_id)["status"] == "accepted"
         page.evaluate("window.scrollTo(0, 0)")
         _shot(page, "reer-accepted")

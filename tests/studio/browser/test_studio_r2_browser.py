@@ -13,7 +13,7 @@ import time
 
 import pytest
 from r2_fakes import FakeLM
-from ui_helpers import ARTIFACTS, browser_page, launched, needs_chromium, studio_app
+from ui_helpers import ARTIFACTS, WAIT_MS, browser_page, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui,
               needs_chromium]
@@ -59,17 +59,17 @@ def served(tmp_path):
 def test_browser_r2_judge_one_round_as_a_person(served):
     url, store = served
     with browser_page(url) as page:
-        page.wait_for_selector("#tab-library", timeout=60_000)
-        page.get_by_role("tab", name="R2").click(timeout=30_000)
+        page.wait_for_selector("#tab-library", timeout=WAIT_MS)
+        page.get_by_role("tab", name="R2").click(timeout=WAIT_MS)
         page.wait_for_function("() => (document.querySelector('#r2-prompt input') || {}).value?.startsWith('lighthouse')",
-                               timeout=60_000)
-        page.wait_for_selector("#r2-plot .main-svg", timeout=30_000)
+                               timeout=WAIT_MS)
+        page.wait_for_selector("#r2-plot .main-svg", timeout=WAIT_MS)
         _shot(page, "r2-idle")
         assert page.locator("#r2-judge-mode input[value=human]").is_checked()  # a person judges by default
         t0 = time.time()
         page.click("#r2-run")
-        page.wait_for_selector('#r2-status [data-state="waiting"][data-pending="0"]', timeout=30_000)
-        page.wait_for_selector("#r2-judge-form .r2-ask", timeout=60_000)
+        page.wait_for_selector('#r2-status [data-state="waiting"][data-pending="0"]', timeout=WAIT_MS)
+        page.wait_for_selector("#r2-judge-form .r2-ask", timeout=WAIT_MS)
         print(f"\nRun to the first judgment request: {time.time() - t0:.1f} s")
         run_id = page.get_attribute("#r2-status .r2-status", "data-run")
         assert "Draft number 0" in page.inner_text("#r2-judge-text")
@@ -78,14 +78,14 @@ def test_browser_r2_judge_one_round_as_a_person(served):
 
         _judge(page, 5, "The ending is rushed <b>& flat</b>: let the boat arrive.", scores=(6, 4, 5))
         # the writer's reflection waits for the person: edit it, then the revision is written from it
-        page.wait_for_selector('#r2-status [data-reflection="1"]', timeout=30_000)
-        page.wait_for_selector("#r2-reflection-form textarea", timeout=60_000)
+        page.wait_for_selector('#r2-status [data-reflection="1"]', timeout=WAIT_MS)
+        page.wait_for_selector("#r2-reflection-form textarea", timeout=WAIT_MS)
         assert page.input_value("#r2-reflection-text textarea").startswith("Rereading my draft,")
         mine = "Rereading my draft, the boat never arrives, so the letter means nothing; I will land the boat."
         page.fill("#r2-reflection-text textarea", mine)
         _shot(page, "r2-reflection")
         page.click("#r2-reflection-submit")
-        page.wait_for_selector('#r2-status [data-pending="1"]', timeout=30_000)
+        page.wait_for_selector('#r2-status [data-pending="1"]', timeout=WAIT_MS)
         assert [e.text for e in store.events(run_id) if e.kind == "r2_reflected"][-1] == mine
         j = [e for e in store.events(run_id) if e.kind == "judgment_given"][0].judgment
         assert j["judge"] == "human" and j["overall"] == 5 and list(j["scores"].values())[:4] == [6, 4, 5, None]
@@ -94,23 +94,23 @@ def test_browser_r2_judge_one_round_as_a_person(served):
 
         # a reload reattaches to the run, still waiting for the revision's judgment
         page.reload(wait_until="domcontentloaded")
-        page.get_by_role("tab", name="R2").click(timeout=30_000)
-        page.wait_for_selector(f'#r2-status [data-run="{run_id}"][data-pending="1"]', timeout=30_000)
-        page.wait_for_selector('#r2-judge-form .r2-ask[data-version="1"]', timeout=60_000)
+        page.get_by_role("tab", name="R2").click(timeout=WAIT_MS)
+        page.wait_for_selector(f'#r2-status [data-run="{run_id}"][data-pending="1"]', timeout=WAIT_MS)
+        page.wait_for_selector('#r2-judge-form .r2-ask[data-version="1"]', timeout=WAIT_MS)
         assert "Rereading my draft" in page.inner_text("#r2-rounds")
-        page.wait_for_function(f"() => ({OVERALL_JS})().length === 1", timeout=30_000)
+        page.wait_for_function(f"() => ({OVERALL_JS})().length === 1", timeout=WAIT_MS)
         _shot(page, "r2-reloaded")
 
         _judge(page, 8, "Much better: the letter now matters to the ending.")
-        page.wait_for_selector('#r2-status [data-state="finished"]', timeout=30_000)
-        page.wait_for_function(f"() => ({OVERALL_JS})().join() === '5,8'", timeout=30_000)
+        page.wait_for_selector('#r2-status [data-state="finished"]', timeout=WAIT_MS)
+        page.wait_for_function(f"() => ({OVERALL_JS})().join() === '5,8'", timeout=WAIT_MS)
         assert not page.locator("#r2-judge-form").is_visible()
         page.click("#r2-accept")
-        page.wait_for_selector('#r2-review [data-status="accepted"]', timeout=60_000)
+        page.wait_for_selector('#r2-review [data-status="accepted"]', timeout=WAIT_MS)
         assert store.trajectory_for_run(run_id)["status"] == "accepted"
         page.evaluate("window.scrollTo(0, 0)")
         _shot(page, "r2-finished")
 
         page.get_by_role("tab", name="Train").click()
-        page.wait_for_selector("#train-plot .main-svg", timeout=30_000)
+        page.wait_for_selector("#train-plot .main-svg", timeout=WAIT_MS)
         _shot(page, "train")

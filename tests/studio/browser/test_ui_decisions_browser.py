@@ -14,7 +14,7 @@ import time
 
 import pytest
 from test_studio_ui import gated_lm
-from ui_helpers import browser_page, has_chromium, launched, studio_app
+from ui_helpers import WAIT_MS, browser_page, has_chromium, launched, studio_app
 
 
 pytestmark = [pytest.mark.ui,
@@ -46,26 +46,26 @@ def served(tmp_path):
 
 
 def _open_reer(page):
-    page.wait_for_selector("#tab-library", timeout=60_000)
-    page.get_by_role("tab", name="REER").click(timeout=30_000)
+    page.wait_for_selector("#tab-library", timeout=WAIT_MS)
+    page.get_by_role("tab", name="REER").click(timeout=WAIT_MS)
     page.wait_for_function("() => (document.querySelector('#reer-prompt input') || {}).value?.startsWith('p-light')",
-                           timeout=60_000)
+                           timeout=WAIT_MS)
 
 
 def _paused_with_candidates(page, store, lm) -> str:
     page.click("#reer-run")
-    page.wait_for_selector("#reer-status .reer-status[data-run]", timeout=30_000)
+    page.wait_for_selector("#reer-status .reer-status[data-run]", timeout=WAIT_MS)
     run_id = page.get_attribute("#reer-status .reer-status", "data-run")
     _until(lambda: any(e.kind == "segment_started" for e in store.events(run_id)), "step 1 started")
     page.click("#reer-pause")
     # the gate opens only once the server has the Pause: on a loaded machine the click can land after
     # step 1's candidates were written and decided, and the run would not stop where the test needs it
     page.wait_for_function("() => { const b = document.querySelector('#reer-pause');"
-                           " return b && b.textContent.includes('Pausing') && b.disabled; }", timeout=60_000)
+                           " return b && b.textContent.includes('Pausing') && b.disabled; }", timeout=WAIT_MS)
     lm.gate.set()
     page.wait_for_function("() => document.querySelectorAll('#reer-candidates .card.pending').length === 2",
-                           timeout=60_000)
-    page.wait_for_selector('#reer-status [data-state="paused"]', timeout=30_000)
+                           timeout=WAIT_MS)
+    page.wait_for_selector('#reer-status [data-state="paused"]', timeout=WAIT_MS)
     return run_id
 
 
@@ -83,20 +83,21 @@ def test_force_after_an_edit_is_the_shown_candidate_or_a_refusal_never_a_new_tex
         _pick_segment(page, 2)
         page.fill("#reer-edit-text textarea", EDIT)
         page.click("#reer-edit-apply")
-        # at once, before the edit is scored: the cards are stale, and the page says why
+        # in the edit's own reply (studio/pages/reer.py do_edit, before the edit is scored): the cards are
+        # stale, and the page says why
         page.wait_for_function("() => document.querySelectorAll('#reer-candidates .card.stale').length === 2",
-                               timeout=5_000)
+                               timeout=WAIT_MS)
         assert "made these candidates stale" in page.inner_text("#reer-candidates")
         _until(lambda: any(e.kind == "segment_decided" and e.action == "edit" for e in store.events(run_id)),
                "the edit was scored")
         page.wait_for_function("() => (document.querySelector('#reer-status') || {}).innerText?.includes('stale')",
-                               timeout=30_000)
+                               timeout=WAIT_MS)
         assert "await your decision" not in page.inner_text("#reer-status")
         # the old candidate's number: the shown candidate, or a refusal in words; never a new text
         page.fill("#reer-force-n input", "1")
         page.click("#reer-force")
         page.wait_for_function("() => document.body.innerText.includes('refused')"
-                               " || document.body.innerText.includes('No candidates await')", timeout=30_000)
+                               " || document.body.innerText.includes('No candidates await')", timeout=WAIT_MS)
         time.sleep(2)  # anything the click set going has time to land
         events = store.events(run_id)
         forced = [e for e in events if e.kind == "segment_decided" and e.action == "force"]
@@ -128,7 +129,7 @@ def test_the_edit_box_holds_only_what_the_person_typed_for_the_run_on_screen(ser
         _pick_segment(page, 1)
         page.click("#reer-edit-apply")
         page.wait_for_function("() => document.querySelector('#reer-edit-note').innerText.includes('the same as')",
-                               timeout=5_000)
+                               timeout=WAIT_MS)
         # another prompt's run on screen: the box is emptied, with a note; nothing edits the new run
         page.fill(box, EDIT)
         store.add_prompt("Write a haiku about rain.", "Soft rain on tin roofs.", id="p-rain", category="poem")
@@ -136,5 +137,5 @@ def test_the_edit_box_holds_only_what_the_person_typed_for_the_run_on_screen(ser
         page.keyboard.type("p-rain")
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelector('#reer-edit-text textarea').value === ''",
-                               timeout=30_000)
+                               timeout=WAIT_MS)
         assert "for the run shown before" in page.inner_text("#reer-edit-note")

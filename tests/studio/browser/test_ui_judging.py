@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_ui_judging_api import JUDGE_SCORES, PEOPLE, judge_script, served, six_drafts
-from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, needs_chromium, studio_app
+from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, WAIT_MS, needs_chromium, studio_app
 
 from core.judging import agreement as agr
 from core.judging import calibration as cal
@@ -39,7 +39,7 @@ def _open(browser, url: str, who: str):
     assert r.status == 200, r.status
     page = ctx.new_page()
     page.goto(url + "?tab=judge", wait_until="domcontentloaded")
-    page.wait_for_selector("#judge-queue input", timeout=60000)
+    page.wait_for_selector("#judge-queue input", timeout=WAIT_MS)
     return ctx, page
 
 
@@ -76,7 +76,7 @@ def test_three_people_judge_by_keyboard_then_agreement_and_calibration(tmp_path)
                 _, page = _open(browser, url, who)
                 _pick(page, "judge-queue", "week-1")
                 page.click("#judge-next")
-                page.wait_for_function("() => document.querySelector('#judge-me')", timeout=30000)
+                page.wait_for_function("() => document.querySelector('#judge-me')", timeout=WAIT_MS)
                 assert page.inner_text("#judge-me") == who
                 pages[who] = page
             expect = {}
@@ -85,7 +85,7 @@ def test_three_people_judge_by_keyboard_then_agreement_and_calibration(tmp_path)
                 progressed = False
                 for who, page in pages.items():
                     page.wait_for_function("() => { const t = document.querySelector('#judge-task [data-pk-stamp]');"
-                                           " return t && t.dataset.pkStamp; }", timeout=30000)
+                                           " return t && t.dataset.pkStamp; }", timeout=WAIT_MS)
                     item = _item(page)
                     if not item:
                         continue
@@ -104,7 +104,7 @@ def test_three_people_judge_by_keyboard_then_agreement_and_calibration(tmp_path)
                     for k in keys:
                         page.keyboard.press(k)
                     page.wait_for_function(f"() => document.querySelector('#judge-task [data-pk-stamp]')"
-                                           f".dataset.pkStamp !== '{before}'", timeout=30000)
+                                           f".dataset.pkStamp !== '{before}'", timeout=WAIT_MS)
                     expect[(who, int(item))] = scores
                     assert f"item #{item} " in page.inner_text("#judge-after")  # shown once submitted
                 if not progressed:
@@ -124,7 +124,7 @@ def test_three_people_judge_by_keyboard_then_agreement_and_calibration(tmp_path)
             page.get_by_role("tab", name="Agreement").click()
             _pick(page, "agree-queue", "week-1")
             page.click("#agree-show")
-            page.wait_for_selector("#agreement-report", timeout=30000)
+            page.wait_for_selector("#agreement-report", timeout=WAIT_MS)
             rep = agr.report(store, "week-1")
             rows = page.evaluate("() => [...document.querySelectorAll('#agreement-report table:first-of-type tbody tr')]"
                                  ".map(r => [...r.cells].map(c => c.innerText))")
@@ -138,8 +138,8 @@ def test_three_people_judge_by_keyboard_then_agreement_and_calibration(tmp_path)
             page.get_by_role("tab", name="Calibration").click()
             _pick(page, "cal-queue", "week-1")
             page.click("#cal-go")
-            page.wait_for_selector("#calibration-report", timeout=90000)
-            page.wait_for_selector("#cal-plot .main-svg", timeout=30000)
+            page.wait_for_selector("#calibration-report", timeout=WAIT_MS)
+            page.wait_for_selector("#cal-plot .main-svg", timeout=WAIT_MS)
             core = cal.report(store, "week-1", model_name(spec))
             shown = page.inner_text("#calibration-report")
             assert core["judged_by_model"] == 6
@@ -148,7 +148,7 @@ def test_three_people_judge_by_keyboard_then_agreement_and_calibration(tmp_path)
             assert len(set(JUDGE_SCORES)) > 1
             page.screenshot(path=os.path.join(ARTIFACTS, "judging-calibration.png"), full_page=True)
             page.get_by_role("tab", name="Queues").click()
-            page.wait_for_selector("#judge-progress table", timeout=30000)
+            page.wait_for_selector("#judge-progress table", timeout=WAIT_MS)
             page.click("#judge-refresh")
             page.wait_for_timeout(800)
             assert "12 of 12" in page.inner_text("#judge-progress")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from test_ui_judging_api import PEOPLE, judge_script, served, six_drafts
-from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, studio_app
+from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS, studio_app
 from test_ui_judging import _item, _open, _pick, _stamp
 
 from core.judging import pairwise as pw
@@ -43,7 +43,7 @@ def test_two_people_judge_pairs_by_keyboard_then_see_the_ranking(tmp_path):
                 _, page = _open(browser, url, who)
                 _pick(page, "judge-queue", "duel")
                 page.click("#judge-next")
-                page.wait_for_selector("#judge-task [data-pair]", timeout=30000)
+                page.wait_for_selector("#judge-task [data-pair]", timeout=WAIT_MS)
                 assert page.is_visible("#judge-pair-legend") and not page.is_visible("#judge-legend")
                 pages[who] = page
             pages["ann"].screenshot(path=os.path.join(ARTIFACTS, "judging-pairwise.png"), full_page=True)
@@ -63,7 +63,7 @@ def test_two_people_judge_pairs_by_keyboard_then_see_the_ranking(tmp_path):
                     before = _stamp(page)
                     page.keyboard.press(key)
                     page.wait_for_function(f"() => document.querySelector('#judge-task [data-pk-stamp]')"
-                                           f".dataset.pkStamp !== '{before}'", timeout=30000)
+                                           f".dataset.pkStamp !== '{before}'", timeout=WAIT_MS)
                     done += 1
             assert done == 6 and all(not _item(p) for p in pages.values())
             js = jq.queue_judgments(store, "duel")
@@ -78,8 +78,8 @@ def test_two_people_judge_pairs_by_keyboard_then_see_the_ranking(tmp_path):
             page.get_by_role("tab", name="Ranking").click()
             _pick(page, "ranking-queue", "duel")
             page.click("#ranking-show")
-            page.wait_for_selector("#ranking-report table", timeout=30000)
-            page.wait_for_selector("#ranking-plot .main-svg", timeout=30000)
+            page.wait_for_selector("#ranking-report table", timeout=WAIT_MS)
+            page.wait_for_selector("#ranking-plot .main-svg", timeout=WAIT_MS)
             core = ranking(store, "duel")
             rows = page.evaluate("() => [...document.querySelectorAll('#ranking-report tbody tr')]"
                                  ".map(r => [...r.cells].map(c => c.innerText))")

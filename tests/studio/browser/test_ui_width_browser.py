@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, has_chromium, launched, studio_app
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, has_chromium, launched, studio_app
 
 pytestmark = [pytest.mark.ui,
               pytest.mark.skipif(not has_chromium(), reason="/usr/bin/chromium is absent: apt-get install -y chromium")]
@@ -54,7 +54,7 @@ def test_no_page_is_wider_than_a_1000px_window(served):
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": 900})
             page.goto(served, wait_until="domcontentloaded")
-            page.wait_for_selector("#tab-library", timeout=60_000)
+            page.wait_for_selector("#tab-library", timeout=WAIT_MS)
             visits = [(t, None) for t in TABS] + [("Judge", s) for s in JUDGE_SUBTABS]
             for tab, sub in visits:
                 page.locator("button[role=tab]").filter(has_text=tab).first.click()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from library_fixtures import add_reer, filled_store
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, client, launched, needs_chromium, studio_app
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, client, launched, needs_chromium, studio_app
 
 from core.store import open_store
 
@@ -72,7 +72,7 @@ def _progress(page) -> dict:
 
 def _wait_stamp(page, old: str):
     page.wait_for_function(f"() => document.querySelector('#focus-progress .fx-progress').dataset.pkStamp !== '{old}'",
-                           timeout=20000)
+                           timeout=WAIT_MS)
 
 
 @NEEDS_CHROMIUM
@@ -86,12 +86,12 @@ def test_keys_decide_in_the_page_and_the_store_agrees(seeded):
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(url + "?tab=review", wait_until="domcontentloaded")
-            page.wait_for_selector("#review-count .rv-count", timeout=60000)
+            page.wait_for_selector("#review-count .rv-count", timeout=WAIT_MS)
             page.wait_for_function("() => document.querySelectorAll('#review-table tbody td').length > 10")
             assert page.evaluate(SPLIT_OR_CLIPPED) == []  # the queue reads at 1000 px
 
             page.click("#review-focus")
-            page.wait_for_selector("#focus-record .fx-record", timeout=20000)
+            page.wait_for_selector("#focus-record .fx-record", timeout=WAIT_MS)
             assert page.is_visible(".pk-legend") and not page.is_visible("#review-table")
             prog = _progress(page)
             assert prog["id"] == str(pend[0]) and prog["text"] == "1 of 8 · 3 accepted · 0 rejected · 5 to go"
@@ -104,7 +104,7 @@ def test_keys_decide_in_the_page_and_the_store_agrees(seeded):
             page.keyboard.press("a")
             page.keyboard.press("r")
             page.wait_for_function("() => document.querySelector('#focus-progress .fx-progress').dataset.rejected === '1'",
-                                   timeout=20000)
+                                   timeout=WAIT_MS)
             assert store.get_trajectory(pend[0])["status"] == "accepted"
             assert store.get_trajectory(pend[1])["status"] == "rejected"
             prog = _progress(page)
@@ -113,7 +113,7 @@ def test_keys_decide_in_the_page_and_the_store_agrees(seeded):
             before_rate = _progress(page)["pkStamp"]
             page.keyboard.press("3")
             page.wait_for_function("() => document.querySelector('#focus-rating input[value=\"3\"]').checked",
-                                   timeout=20000)
+                                   timeout=WAIT_MS)
             _wait_stamp(page, before_rate)  # the rating's redraw has landed (the radio ticks before the server answers)
             assert store.get_trajectory(pend[2])["rating"] == 3 and _progress(page)["id"] == str(pend[2])
 
@@ -137,15 +137,15 @@ def test_keys_decide_in_the_page_and_the_store_agrees(seeded):
             # Esc leaves the box, a second Esc leaves the mode; the table shows the same decisions
             page.keyboard.press("Escape")
             page.keyboard.press("Escape")
-            page.wait_for_selector("#review-table", state="visible", timeout=20000)
+            page.wait_for_selector("#review-table", state="visible", timeout=WAIT_MS)
             page.wait_for_function("() => document.querySelector('#review-count').textContent.includes("
-                                   "'4 accepted, 1 rejected')", timeout=20000)
+                                   "'4 accepted, 1 rejected')", timeout=WAIT_MS)
             assert "rejected" in page.inner_text("#review-table")
             assert page.input_value("#review-id input") == str(pend[3])  # focus mode's record is open
 
             # a reload reads the store: the same decisions
             page.reload(wait_until="domcontentloaded")
-            page.wait_for_selector("#review-count .rv-count", timeout=60000)
+            page.wait_for_selector("#review-count .rv-count", timeout=WAIT_MS)
             page.wait_for_function("() => document.querySelectorAll('#review-table tbody td').length > 10")
             count = page.inner_text("#review-count")
             assert "3 pending, 4 accepted, 1 rejected" in count, count

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, launched, needs_chromium, studio_app
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, launched, needs_chromium, studio_app
 
 pytestmark = [pytest.mark.ui, needs_chromium]
 
@@ -30,7 +30,7 @@ def test_page_centred_arrows_clear_and_no_blank_bands():
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(url)
             page.get_by_role("tab", name="REER").click()
-            page.wait_for_selector("#reer-runs", timeout=60000)
+            page.wait_for_selector("#reer-runs", timeout=WAIT_MS)
             time.sleep(1.0)
             left, right = page.evaluate(CENTRE)
             assert abs(left - right) <= 2, f"page off-centre at 1440 px: {left:.0f} px left, {right:.0f} px right"
