@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from library_fixtures import add_reer
 from r2_fakes import FakeLM
-from ui_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, launched, needs_chromium, studio_app, wait_r2
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, free_port, launched, needs_chromium, studio_app, wait_r2
 
 from core import events as ev
 from core.data import curation
@@ -96,11 +96,12 @@ def test_two_logins_through_the_api_each_act_under_its_own_name(seeded, two_user
 def _login(browser, url, name, password):
     ctx = browser.new_context(viewport={"width": 1100, "height": 800})
     page = ctx.new_page()
+    page.set_default_timeout(WAIT_MS)
     page.goto(url, wait_until="domcontentloaded")
     page.locator("input[type=text], input:not([type])").first.fill(name)
     page.locator("input[type=password]").fill(password)
     page.keyboard.press("Enter")
-    page.wait_for_selector("#pal-who", timeout=60000)
+    page.wait_for_selector("#pal-who", timeout=WAIT_MS)
     return ctx, page
 
 
@@ -124,20 +125,20 @@ def test_two_browsers_log_in_and_each_decision_and_header_is_its_own(seeded, two
 
                 for page, key in ((pa, "a"), (pb, "r")):  # one after the other: each takes the next pending
                     page.goto(url + "?tab=review", wait_until="domcontentloaded")
-                    page.wait_for_selector("#review-count .rv-count", timeout=60000)
+                    page.wait_for_selector("#review-count .rv-count", timeout=WAIT_MS)
                     page.click("#review-focus")
-                    page.wait_for_selector("#focus-record .fx-record", timeout=20000)
-                    page.wait_for_selector("#pal-who", timeout=20000)
+                    page.wait_for_selector("#focus-record .fx-record", timeout=WAIT_MS)
+                    page.wait_for_selector("#pal-who", timeout=WAIT_MS)
                     stamp = page.evaluate("() => document.querySelector('#focus-progress .fx-progress').dataset.pkStamp")
                     page.keyboard.press(key)
                     page.wait_for_function(
                         f"() => document.querySelector('#focus-progress .fx-progress').dataset.pkStamp !== '{stamp}'",
-                        timeout=20000)
+                        timeout=WAIT_MS)
                 assert [(h["action"], h["annotator"]) for h in curation.history(store, ids[0])] == [("accept", "ada")]
                 assert [(h["action"], h["annotator"]) for h in curation.history(store, ids[1])] == [("reject", BO[0])]
 
                 pa.click("#pal-logout")  # Gradio's /logout: back to the login form
-                pa.wait_for_selector("input[type=password]", timeout=20000)
+                pa.wait_for_selector("input[type=password]", timeout=WAIT_MS)
                 assert pa.locator("#pal-who").count() == 0
             finally:
                 browser.close()
@@ -154,8 +155,9 @@ def test_without_a_login_the_header_names_the_os_user(seeded):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
             page.goto(url, wait_until="domcontentloaded")
-            page.wait_for_selector("#pal-who", timeout=60000)
+            page.wait_for_selector("#pal-who", timeout=WAIT_MS)
             assert page.inner_text("#pal-who") == f"you are {os_user()} (no login)"
             assert page.locator("#pal-logout").count() == 0
         finally:

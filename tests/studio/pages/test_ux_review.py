@@ -11,7 +11,7 @@ import json
 
 import pytest
 from library_fixtures import add_reer, filled_store
-from ui_helpers import needs_chromium, studio_app
+from ui_helpers import WAIT_MS, needs_chromium, studio_app
 
 from core.data import curation
 from core.store import open_store
@@ -127,12 +127,13 @@ def test_headers_wrap_between_words_and_the_queue_is_tall(tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(WAIT_MS)
                 page.goto(url, wait_until="domcontentloaded")
-                page.wait_for_selector("#library-table th", timeout=60000)
+                page.wait_for_selector("#library-table th", timeout=WAIT_MS)
                 page.wait_for_function("() => document.querySelector('#library-table tbody td') !== null")
                 assert page.evaluate(SPLIT_WORDS) == []
                 page.get_by_role("tab", name="Review").click()
-                page.wait_for_selector("#review-count .rv-count", timeout=30000)
+                page.wait_for_selector("#review-count .rv-count", timeout=WAIT_MS)
                 assert page.evaluate(SPLIT_WORDS) == []
                 assert page.locator("#review-table").bounding_box()["height"] > 450
             finally:
