@@ -96,7 +96,6 @@ def test_two_logins_through_the_api_each_act_under_its_own_name(seeded, two_user
 def _login(browser, url, name, password):
     ctx = browser.new_context(viewport={"width": 1100, "height": 800})
     page = ctx.new_page()
-    page.set_default_timeout(WAIT_MS)
     page.goto(url, wait_until="domcontentloaded")
     page.locator("input[type=text], input:not([type])").first.fill(name)
     page.locator("input[type=password]").fill(password)
@@ -155,7 +154,6 @@ def test_without_a_login_the_header_names_the_os_user(seeded):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            page.set_default_timeout(WAIT_MS)
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_selector("#pal-who", timeout=WAIT_MS)
             assert page.inner_text("#pal-who") == f"you are {os_user()} (no login)"

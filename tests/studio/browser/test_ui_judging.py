@@ -38,7 +38,6 @@ def _open(browser, url: str, who: str):
     r = ctx.request.post(url + "login", form={"username": who, "password": dict(PEOPLE)[who]})
     assert r.status == 200, r.status
     page = ctx.new_page()
-    page.set_default_timeout(WAIT_MS)
     page.goto(url + "?tab=judge", wait_until="domcontentloaded")
     page.wait_for_selector("#judge-queue input", timeout=WAIT_MS)
     return ctx, page

@@ -53,7 +53,6 @@ def test_no_page_is_wider_than_a_1000px_window(served):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": 900})
-            page.set_default_timeout(WAIT_MS)
             page.goto(served, wait_until="domcontentloaded")
             page.wait_for_selector("#tab-library", timeout=WAIT_MS)
             visits = [(t, None) for t in TABS] + [("Judge", s) for s in JUDGE_SUBTABS]

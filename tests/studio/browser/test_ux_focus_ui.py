@@ -85,7 +85,6 @@ def test_keys_decide_in_the_page_and_the_store_agrees(seeded):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
-            page.set_default_timeout(WAIT_MS)
             page.goto(url + "?tab=review", wait_until="domcontentloaded")
             page.wait_for_selector("#review-count .rv-count", timeout=WAIT_MS)
             page.wait_for_function("() => document.querySelectorAll('#review-table tbody td').length > 10")

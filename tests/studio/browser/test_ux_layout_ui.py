@@ -28,7 +28,6 @@ def test_page_centred_arrows_clear_and_no_blank_bands():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(WAIT_MS)
             page.goto(url)
             page.get_by_role("tab", name="REER").click()
             page.wait_for_selector("#reer-runs", timeout=WAIT_MS)

@@ -127,7 +127,6 @@ def test_headers_wrap_between_words_and_the_queue_is_tall(tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(WAIT_MS)
                 page.goto(url, wait_until="domcontentloaded")
                 page.wait_for_selector("#library-table th", timeout=WAIT_MS)
                 page.wait_for_function("() => document.querySelector('#library-table tbody td') !== null")
